@@ -1,0 +1,51 @@
+"""cffi build script (out-of-line API mode): compiles native/*.c and native/kernels/*.c into runtime._native.
+
+The C declarations below mirror native/tritlm.h; every function Python calls is listed in both."""
+import glob
+import os
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CDEF = """
+typedef struct {
+    const void *data; int32_t type; int64_t rows; int64_t cols; float scale;
+} tl_tensor;
+typedef struct {
+    int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    float rms_eps, rope_theta;
+    int32_t act; int32_t sub_norms;
+} tl_config;
+typedef struct {
+    tl_tensor attn_norm, attn_q, attn_k, attn_v, attn_sub_norm, attn_output;
+    tl_tensor ffn_norm, ffn_gate, ffn_up, ffn_sub_norm, ffn_down;
+} tl_layer;
+typedef struct tl_model tl_model;
+typedef struct tl_seq tl_seq;
+
+tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
+                       const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len);
+void tl_model_free(tl_model *m);
+tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx);
+void tl_seq_free(tl_seq *s);
+void tl_seq_reset(tl_seq *s);
+int32_t tl_seq_pos(const tl_seq *s);
+int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
+                   const int32_t *logit_rows, float *logits, char *err, size_t err_len);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "runtime._native",
+    '#include "tritlm.h"',
+    sources=sorted(glob.glob(os.path.join("native", "*.c")) + glob.glob(os.path.join("native", "kernels", "*.c"))),
+    include_dirs=["native"],
+    # Portable baseline; SIMD kernels enable their ISA per function and are chosen at run time.
+    extra_compile_args=["-O3", "-std=c11", "-pthread", "-ffp-contract=off", "-Wall"],
+    extra_link_args=["-pthread", "-lm"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,59 @@
+/* tritlm.h - the one C API of the tritlm engine. Every function Python calls is declared here
+ * and in _ffi_build.py. Model weights are read-only and shared; a sequence (KV cache + position)
+ * is a separate value, so many sequences can be decoded in one pass over the weights. */
+#ifndef TRITLM_H
+#define TRITLM_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Tensor types use ggml's ids so a GGUF type field maps straight through. */
+enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36 };
+
+/* Feed-forward activation of the gated MLP. */
+enum { TL_ACT_SILU = 0, TL_ACT_RELU2 = 1 };
+
+typedef struct {
+    const void *data; /* first byte of the tensor, inside the mmap'd file; NULL = absent */
+    int32_t type;     /* TL_* */
+    int64_t rows;     /* ggml ne[1] (1 for vectors) */
+    int64_t cols;     /* ggml ne[0]: the row length */
+    float scale;      /* ternary types: the tensor's weight scale (multiplies); ignored otherwise */
+} tl_tensor;
+
+typedef struct {
+    int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
+    float rms_eps, rope_theta;
+    int32_t act;       /* TL_ACT_* */
+    int32_t sub_norms; /* 1: attn_sub_norm before o_proj and ffn_sub_norm before down_proj */
+} tl_config;
+
+typedef struct {
+    tl_tensor attn_norm, attn_q, attn_k, attn_v, attn_sub_norm, attn_output;
+    tl_tensor ffn_norm, ffn_gate, ffn_up, ffn_sub_norm, ffn_down;
+} tl_layer;
+
+typedef struct tl_model tl_model;
+typedef struct tl_seq tl_seq;
+
+/* Builds a model over the given tensors (not copied: they must outlive the model). Checks every
+ * tensor's type and shape against cfg; on failure returns NULL with a one-line message in err. */
+tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
+                       const tl_tensor *output /* data NULL: tied to token_embd */, const tl_layer *layers,
+                       int32_t n_threads, char *err, size_t err_len);
+void tl_model_free(tl_model *m);
+
+/* A sequence: its own KV cache of n_ctx positions and its current position. */
+tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx);
+void tl_seq_free(tl_seq *s);
+void tl_seq_reset(tl_seq *s);          /* back to position 0 */
+int32_t tl_seq_pos(const tl_seq *s);   /* tokens held in the cache */
+
+/* Runs n tokens through the model in one pass over the weights. Token i is appended to seqs[i] at that
+ * sequence's next position (tokens of one sequence in order; prefill = one sequence n times, batched
+ * decoding = n different sequences). If logit_rows is NULL, logits of token i go to row i of logits
+ * [n, n_vocab]; otherwise to row logit_rows[i], or nowhere when it is -1. Returns 0, or -1 with a message
+ * in err (context full, bad token id) and no sequence changed. */
+int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
+                   const int32_t *logit_rows, float *logits, char *err, size_t err_len);
+
+#endif

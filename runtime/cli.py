@@ -1,0 +1,35 @@
+"""The `tritlm` command: one subcommand per module, each a thin wrapper over a Python function.
+
+Each module in SUBCOMMANDS has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Heavy imports happen inside the handlers so `tritlm --help` stays fast."""
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = [
+    "converter.cli",      # convert, synth
+]
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 1."""
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="tritlm", description="Ternary (BitNet b1.58) LLM toolkit for CPUs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMANDS:
+        importlib.import_module(name).register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        print("tritlm: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, OSError, ValueError) as e:
+        print(f"tritlm {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+from setuptools import setup
+
+setup(
+    name="tritlm",
+    version="0.1.0",
+    description="Ternary (BitNet b1.58) GGUF converter and CPU inference engine",
+    packages=["converter", "converter.families", "runtime"],
+    setup_requires=["cffi>=1.17"],
+    cffi_modules=["native/_ffi_build.py:ffibuilder"],
+    install_requires=[
+        "cffi>=1.17",
+        "numpy>=1.26",
+        "gguf>=0.17",
+        "tokenizers>=0.20",
+        "huggingface_hub>=0.30",
+        "tqdm",
+        "jinja2",
+    ],
+    extras_require={
+        # torch is pinned: 2.13.0 is the CPU wheel this project's machines carry.
+        "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest"],
+    },
+    entry_points={"console_scripts": ["tritlm=runtime.cli:main"]},
+    python_requires=">=3.10",
+)
