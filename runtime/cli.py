@@ -11,10 +11,6 @@ SUBCOMMANDS = [
 ]
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 1."""
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tritlm", description="Ternary (BitNet b1.58) LLM toolkit for CPUs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -26,7 +22,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("tritlm: interrupted", file=sys.stderr)
         return 130
-    except (UserError, OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # packages raise ValueError subclasses for bad input
         print(f"tritlm {args.command}: error: {e}", file=sys.stderr)
         return 1
 
