@@ -25,3 +25,29 @@ test: install
 clean:
 	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# Speed (runtime/bench.py, bench/peers.py): the 2B-4T shape with random weights, converted to each ternary type.
+SYNTH_2B     := $(CACHE)/synth-2b-4t
+BENCH_TYPES  := tq2_0 tq1_0 i2_s
+BENCH_GGUFS  := $(foreach t,$(BENCH_TYPES),$(SYNTH_2B)-$(t).gguf)
+LLAMA_CPP_PY := llama-cpp-python==0.3.36
+WHEELS       := $(CACHE)/wheels
+
+$(SYNTH_2B)/.complete: | $(VENV)/.installed
+	$(TRITLM) synth --preset 2b-4t -o $(SYNTH_2B)
+	touch $@
+
+$(SYNTH_2B)-%.gguf: $(SYNTH_2B)/.complete
+	$(TRITLM) convert $(SYNTH_2B) -o $@ --type $*
+
+bench: $(BENCH_GGUFS)
+	$(TRITLM) bench -t 2 $(foreach f,$(BENCH_GGUFS),-m $(f))
+
+# llama.cpp built from source once (native CPU flags) into a cached wheel; nothing of it enters the repo.
+$(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
+	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(VPY) -m pip wheel -q --no-deps $(LLAMA_CPP_PY) -w $(WHEELS)
+	touch $@
+
+bench-peers: $(BENCH_GGUFS) $(WHEELS)/.llama-cpp-python
+	$(VPY) -m pip install -q --no-index --find-links $(WHEELS) $(LLAMA_CPP_PY)
+	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)

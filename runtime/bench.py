@@ -1,0 +1,196 @@
+"""`tritlm bench`: llama-bench-style speed of a GGUF model, plus how close decoding runs to the memory roofline.
+
+pp<p>: p random tokens as ONE prefill of a fresh sequence; tg<n>: n tokens decoded one at a time from an empty
+sequence. Each test runs once to warm up, then `reps` times; t/s is the mean ± sample stddev over reps.
+Decoding reads every weight once per token, so tg t/s x the bytes the weights occupy is the weight-read
+bandwidth; it is compared with the machine's streaming read bandwidth (tl_read_bandwidth, same threads).
+Peak RSS (ru_maxrss) is compared with the GGUF tensors + the f32 KV cache, and time to first token is measured
+from constructing Model() (file already in the page cache) to the first sampled token. With several models,
+each is measured in its own child process so peak RSS and the cold start are its own."""
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BANDWIDTH_PROBE_BYTES = 512 << 20   # far beyond any L3, so it measures DRAM
+TTFT_PROMPT = "The capital of France is"
+GIB = 1 << 30
+
+
+def random_tokens(n_vocab: int, n: int, seed: int = 0) -> list[int]:
+    """Token ids like llama-bench's: uniformly random, fixed per seed."""
+    return np.random.default_rng(seed).integers(0, n_vocab, size=n).tolist()
+
+
+def timed_reps(run, reps: int) -> list[float]:
+    """Seconds of each of `reps` calls of run(), after one warm-up call."""
+    run()
+    seconds = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def rate(n_tokens: int, seconds: list[float]) -> tuple[float, float]:
+    """(mean, sample stddev) of tokens/s over runs."""
+    speeds = [n_tokens / s for s in seconds]
+    return statistics.mean(speeds), statistics.stdev(speeds) if len(speeds) > 1 else 0.0
+
+
+def prefill_run(model, seq, tokens):
+    def run():
+        seq.reset()
+        model.prefill(seq, tokens)
+    return run
+
+
+def decode_run(model, seq, tokens):
+    def run():
+        seq.reset()
+        for token in tokens:
+            model.decode([seq], [token])
+    return run
+
+
+def warm_page_cache(path: str) -> None:
+    """Reads the file once so a cold Model() start measures our loading, not the disk."""
+    with open(path, "rb") as f:
+        while f.read(64 << 20):
+            pass
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def kv_cache_bytes(model, n_ctx: int) -> int:
+    """f32 K and V for every layer and kv head over n_ctx positions."""
+    md, arch = model.metadata, model.arch
+    head_dim = md.get(f"{arch}.rope.dimension_count") or md[f"{arch}.embedding_length"] // md[f"{arch}.attention.head_count"]
+    return 2 * 4 * md[f"{arch}.block_count"] * n_ctx * md[f"{arch}.attention.head_count_kv"] * head_dim
+
+
+def weight_layout(path: str) -> tuple[str, int]:
+    """(ternary type name of the linear weights, bytes of weights read per decoded token).
+    Decoding reads every tensor except the token embedding, of which it reads one row, unless the
+    embedding is tied and doubles as the output matrix."""
+    from runtime.gguf import read_gguf
+
+    with read_gguf(path) as gguf:
+        tensors = {t.name: t for t in gguf.tensors}
+    ternary_type = tensors["blk.0.attn_q.weight"].type_name
+    read = sum(t.nbytes for t in tensors.values())
+    if "output.weight" in tensors:
+        read -= tensors["token_embd.weight"].nbytes
+    return ternary_type, read
+
+
+def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int) -> list[dict]:
+    """Measures one model in this process; returns one record per test (pp, tg)."""
+    from runtime import Model
+    from runtime._native import ffi, lib
+
+    warm_page_cache(path)
+    n_ctx = max(n_prompt, n_gen, 64)
+    start = time.perf_counter()
+    model = Model(path, threads=threads, n_ctx=n_ctx)
+    seq = model.new_sequence(n_ctx)
+    int(np.argmax(model.prefill(seq, model.tokenize(TTFT_PROMPT))))
+    ttft = time.perf_counter() - start
+    try:
+        ternary_type, weight_bytes = weight_layout(path)
+        common = {
+            "model": model.name, "model_path": path, "model_bytes": model.model_bytes, "type": ternary_type,
+            "n_threads": model.n_threads, "isa": ffi.string(lib.tl_isa()).decode(), "reps": reps,
+        }
+        records = []
+        if n_prompt > 0:
+            seconds = timed_reps(prefill_run(model, seq, random_tokens(model.n_vocab, n_prompt)), reps)
+            mean, std = rate(n_prompt, seconds)
+            records.append(dict(common, test=f"pp{n_prompt}", n_tokens=n_prompt, tokens_per_s=mean, stddev=std))
+        if n_gen > 0:
+            seconds = timed_reps(decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1)), reps)
+            mean, std = rate(n_gen, seconds)
+            machine = lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)
+            achieved = weight_bytes * mean / 1e9
+            records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std,
+                                weight_bytes_per_token=weight_bytes, weight_read_gbps=achieved,
+                                machine_read_gbps=machine, roofline_pct=100 * achieved / machine))
+        resident = {"peak_rss_bytes": peak_rss_bytes(), "gguf_plus_kv_bytes": os.path.getsize(path) + kv_cache_bytes(model, n_ctx),
+                    "ttft_ms": 1000 * ttft}
+        return [dict(r, **resident) for r in records]
+    finally:
+        seq.close()
+        model.close()
+
+
+def bench_in_child(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int) -> list[dict]:
+    """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
+    cmd = [sys.executable, "-m", "runtime.cli", "bench", "--json", "-m", path, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(reps)]
+    if threads:
+        cmd += ["-t", str(threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"bench of {path} failed")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    def line(cells):
+        return "| " + " | ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(header), rule] + [line(r) for r in rows])
+
+
+def format_report(records: list[dict]) -> str:
+    speed = markdown_table(
+        ["model", "size", "type", "threads", "test", "t/s"],
+        [[r["model"], f"{r['model_bytes'] / GIB:.2f} GiB", r["type"], r["n_threads"], r["test"],
+          f"{r['tokens_per_s']:.2f} ± {r['stddev']:.2f}"] for r in records],
+        right={1, 3, 5})
+    decode = [r for r in records if "roofline_pct" in r]
+    roofline = markdown_table(
+        ["model", "type", "weights/token", "tg weight reads", "machine reads", "of roofline", "peak RSS", "GGUF + KV", "TTFT"],
+        [[r["model"], r["type"], f"{r['weight_bytes_per_token'] / GIB:.2f} GiB", f"{r['weight_read_gbps']:.1f} GB/s",
+          f"{r['machine_read_gbps']:.1f} GB/s", f"{r['roofline_pct']:.0f}%", f"{r['peak_rss_bytes'] / GIB:.2f} GiB",
+          f"{r['gguf_plus_kv_bytes'] / GIB:.2f} GiB", f"{r['ttft_ms']:.0f} ms"] for r in decode],
+        right={2, 3, 4, 5, 6, 7, 8})
+    isa = records[0]["isa"] if records else "?"
+    return f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"
+
+
+def run(args) -> int:
+    if args.reps < 1 or args.n_prompt < 0 or args.n_gen < 0 or (args.n_prompt == 0 and args.n_gen == 0):
+        raise ValueError("need -r >= 1 and at least one of -p, -n positive")
+    for path in args.model:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no such model file: {path}")
+    measure = bench_model if len(args.model) == 1 else bench_in_child
+    records = []
+    for path in args.model:
+        records += measure(path, args.threads, args.n_prompt, args.n_gen, args.reps)
+    if args.json:
+        for r in records:
+            print(json.dumps(r))
+    else:
+        print(format_report(records))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="prompt (pp) and generation (tg) speed, memory roofline, RSS, TTFT")
+    p.add_argument("-m", "--model", required=True, action="append", help="GGUF file (repeat for several)")
+    p.add_argument("-p", "--n-prompt", type=int, default=128, help="prompt tokens, one prefill (default 128)")
+    p.add_argument("-n", "--n-gen", type=int, default=64, help="tokens decoded one at a time (default 64)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("-r", "--reps", type=int, default=5, help="repetitions after one warm-up (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per test instead of tables")
+    p.set_defaults(func=run)
