@@ -4,7 +4,8 @@ setup(
     name="tritlm",
     version="0.1.0",
     description="Ternary (BitNet b1.58) GGUF converter and CPU inference engine",
-    packages=["converter", "converter.families", "runtime"],
+    packages=["converter", "converter.families", "runtime", "runtime.server"],
+    package_data={"runtime.server": ["static/*"]},
     setup_requires=["cffi>=1.17"],
     cffi_modules=["native/_ffi_build.py:ffibuilder"],
     install_requires=[
@@ -15,10 +16,13 @@ setup(
         "huggingface_hub>=0.30",
         "tqdm",
         "jinja2",
+        "fastapi",
+        "uvicorn",
     ],
     extras_require={
         # torch is pinned: 2.13.0 is the CPU wheel this project's machines carry.
-        "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest"],
+        "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest",
+                 "openai", "httpx", "selenium"],
     },
     entry_points={"console_scripts": ["tritlm=runtime.cli:main"]},
     python_requires=">=3.10",

@@ -8,6 +8,7 @@ import sys
 
 SUBCOMMANDS = [
     "converter.cli",      # convert, synth
+    "runtime.server.cli", # serve
 ]
 
 

@@ -1,0 +1,180 @@
+"""The HTTP API: OpenAI's /v1/chat/completions, /v1/completions and /v1/models, llama-server's /health,
+/tokenize and /detokenize, and the chat page at /. Handlers validate, tokenize and queue a Job; the
+Scheduler thread generates; answers stream back as server-sent events or as one JSON body."""
+import asyncio
+import json
+import os
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from runtime.sampler import Sampler
+from runtime.server.errors import APIError, BearerAuth, install_error_handlers
+from runtime.server.scheduler import ContextOverflowError, QueueFullError, Scheduler
+from runtime.server.schemas import ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
+from runtime.server.template import ChatTemplate, ChatTemplateError
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+
+def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str | None = None,
+               max_waiting: int | None = None) -> FastAPI:
+    """An app serving `model` with `parallel` slots of `n_ctx` tokens each; the scheduler runs while the app does."""
+    scheduler = Scheduler(model, parallel, n_ctx, max_waiting)
+    template = ChatTemplate(model)
+    model_names = {model.name, os.path.basename(model.path), os.path.splitext(os.path.basename(model.path))[0]}
+    created = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app):
+        scheduler.start()
+        yield
+        scheduler.stop()
+
+    app = FastAPI(title="tritlm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.scheduler = scheduler
+    install_error_handlers(app)
+    if api_key:
+        app.add_middleware(BearerAuth, api_key=api_key, open_paths=("/health", "/"), open_prefix="/static/")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    def check_model(name):
+        if name is not None and name not in model_names:
+            raise APIError(400, f"unknown model '{name}': this server serves '{model.name}'", param="model",
+                           code="model_not_found")
+
+    def submit(ids, body, max_tokens):
+        sampler = Sampler(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=body.seed)
+        try:
+            return scheduler.submit(ids, max_tokens, sampler, body.stops)
+        except ContextOverflowError as e:
+            raise APIError(400, str(e), param="max_tokens", code="context_length_exceeded") from None
+        except QueueFullError as e:
+            raise APIError(429, str(e), type="rate_limit_error", code="queue_full") from None
+
+    def usage(job):
+        return {"prompt_tokens": len(job.prompt_ids), "completion_tokens": job.n_generated,
+                "total_tokens": len(job.prompt_ids) + job.n_generated}
+
+    async def collect(job, request: Request) -> tuple[str, str]:
+        """Waits for the whole answer; a client that hangs up cancels the job."""
+        async def cancel_on_disconnect():
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            scheduler.cancel(job)
+
+        watcher = asyncio.create_task(cancel_on_disconnect())
+        parts = []
+        try:
+            async for kind, value in job.events():
+                if kind == "text":
+                    parts.append(value)
+                elif kind == "error":
+                    raise APIError(500, value, type="server_error")
+                else:
+                    return "".join(parts), value
+        finally:
+            watcher.cancel()
+            scheduler.cancel(job)
+
+    def stream(job, chunk, body, head=None):
+        """Server-sent events: `chunk(text=..)` per piece of text, `chunk(finish=..)` at the end, then [DONE]."""
+        async def events():
+            try:
+                if head is not None:
+                    yield _sse(head)
+                async for kind, value in job.events():
+                    if kind == "text":
+                        yield _sse(chunk(text=value))
+                    elif kind == "done":
+                        yield _sse(chunk(finish=value))
+                        if body.stream_options and body.stream_options.include_usage:
+                            yield _sse({**chunk(), "choices": [], "usage": usage(job)})
+                    else:
+                        yield _sse(APIError(500, value, type="server_error").body())
+                yield "data: [DONE]\n\n"
+            finally:  # also on a client disconnect: free the slot now
+                scheduler.cancel(job)
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        check_model(body.model)
+        if isinstance(body.prompt, str):
+            ids = model.tokenize(body.prompt, add_bos=True, special=True)
+        elif all(0 <= i < model.n_vocab for i in body.prompt):
+            ids = list(body.prompt)
+        else:
+            raise APIError(400, f"prompt: token ids must be in [0, {model.n_vocab})", param="prompt")
+        job = submit(ids, body, body.max_tokens)
+        base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": model.name}
+
+        def chunk(text="", finish=None):
+            return {**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+        if body.stream:
+            return stream(job, chunk, body)
+        text, finish = await collect(job, request)
+        return {**chunk(text, finish), "usage": usage(job)}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest, request: Request):
+        check_model(body.model)
+        try:
+            ids = template.tokenize([m.as_template_dict() for m in body.messages])
+        except ChatTemplateError as e:
+            raise APIError(400, str(e), param="messages") from None
+        job = submit(ids, body, body.max_completion_tokens or body.max_tokens)
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": model.name}
+
+        def chunk(text=None, finish=None, role=None):
+            delta = {k: v for k, v in (("role", role), ("content", text)) if v is not None}
+            return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        if body.stream:
+            return stream(job, chunk, body, head=chunk(text="", role="assistant"))
+        text, finish = await collect(job, request)
+        return {**base, "object": "chat.completion", "usage": usage(job),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                             "finish_reason": finish}]}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{
+            "id": model.name, "object": "model", "created": created, "owned_by": "tritlm",
+            "meta": {"n_ctx": scheduler.n_ctx, "n_vocab": model.n_vocab, "size": model.model_bytes,
+                     "chat_template": template.has_own_template}}]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "slots_processing": scheduler.n_busy, "slots_idle": scheduler.n_slots - scheduler.n_busy}
+
+    @app.post("/tokenize")
+    async def tokenize(body: TokenizeRequest):
+        ids = model.tokenize(body.content, add_bos=body.add_special, special=body.parse_special)
+        if body.with_pieces:
+            return {"tokens": [{"id": i, "piece": model.detokenize([i])} for i in ids]}
+        return {"tokens": ids}
+
+    @app.post("/detokenize")
+    async def detokenize(body: DetokenizeRequest):
+        if not all(0 <= i < model.n_vocab for i in body.tokens):
+            raise APIError(400, f"tokens: ids must be in [0, {model.n_vocab})", param="tokens")
+        return {"content": model.detokenize(body.tokens)}
+
+    @app.get("/")
+    async def chat_page():
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"))
+
+    return app
+
+
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"

@@ -1,0 +1,51 @@
+"""`tritlm serve`: load a GGUF model and serve it over HTTP until Ctrl-C."""
+import socket
+
+
+def register(subparsers):
+    p = subparsers.add_parser("serve", help="serve a model: OpenAI-compatible HTTP API and a chat page")
+    p.add_argument("-m", "--model", required=True, help="the .gguf file")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    p.add_argument("-c", "--ctx-size", type=int, default=None, help="context of each slot in tokens")
+    p.add_argument("--parallel", type=int, default=4, help="slots: requests decoded together (default 4)")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)")
+    p.set_defaults(func=lambda a: serve(a.model, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key))
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """Binds before the banner is printed, so the URL works as soon as it is shown (and port 0 gets a real port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+def run_app(app, sock: socket.socket):
+    """Serves `app` on a bound socket until the server is told to exit (Ctrl-C, or `.should_exit` from a test)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
+    server.run(sockets=[sock])
+    return server
+
+
+def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None) -> int:
+    from runtime import Model
+    from runtime.server.app import create_app
+
+    model = Model(model_path, threads=threads, n_ctx=n_ctx)
+    try:
+        app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key)
+        sock = open_socket(host, port)
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{sock.getsockname()[1]}"
+        auth = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
+        print(f"tritlm serve: {model.name}, {parallel} slots of {app.state.scheduler.n_ctx} tokens\n"
+              f"  chat page: {url}/\n"
+              f"  try:       curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
+              f"               -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}], \"max_tokens\": 64}}'\n"
+              f"  Ctrl-C stops the server.", flush=True)
+        run_app(app, sock)
+    finally:
+        model.close()
+    return 0

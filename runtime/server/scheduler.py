@@ -1,0 +1,193 @@
+"""Continuous batching. One thread owns the model: each step it admits waiting requests into free slots
+(prefilling each new prompt), then advances every active slot by one token with ONE `model.decode` call,
+samples per slot and pushes the new text to each request's asyncio queue on the event loop's thread."""
+import asyncio
+import collections
+import logging
+import threading
+
+from runtime import ModelError
+from runtime.textstream import TextStream
+
+log = logging.getLogger("tritlm.server")
+
+
+class QueueFullError(ValueError):
+    """Every slot is busy and the waiting queue is full."""
+
+
+class ContextOverflowError(ValueError):
+    """prompt + max_tokens does not fit in a slot's context."""
+
+
+class StopMatcher:
+    """Finds stop strings in streamed text, holding back any tail that could be the start of one."""
+
+    def __init__(self, stops):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def push(self, text: str) -> tuple[str, bool]:
+        """-> (text safe to emit, whether a stop string was hit; the stop string and all after it are dropped)."""
+        self.pending += text
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.pending = self.pending[: min(hits)], ""
+            return out, True
+        keep = max((k for s in self.stops for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class Job:
+    """One request: its prompt and sampling settings, its generation state, and the queue its events go to.
+    Events are ("text", str), then ("done", "stop" | "length") or ("error", message)."""
+
+    def __init__(self, model, prompt_ids, max_tokens, sampler, stop):
+        self.prompt_ids, self.max_tokens, self.sampler = prompt_ids, max_tokens, sampler
+        self.text = TextStream(model)
+        self.stop = StopMatcher(stop)
+        self.n_generated = 0
+        self.next_token = None  # the sampled token the next decode step feeds in
+        self.cancelled = False
+        self._loop = asyncio.get_running_loop()
+        self._events = asyncio.Queue()
+
+    def send(self, kind, value):  # called on the scheduler thread
+        self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
+
+    async def events(self):
+        while True:
+            kind, value = await self._events.get()
+            yield kind, value
+            if kind != "text":
+                return
+
+
+class Scheduler:
+    """`Scheduler(model, n_slots, n_ctx, max_waiting)`; `start()`, `submit(...)` from the event loop, `stop()`."""
+
+    def __init__(self, model, n_slots: int, n_ctx: int | None = None, max_waiting: int | None = None):
+        if n_slots < 1:
+            raise ValueError(f"--parallel must be at least 1, got {n_slots}")
+        self.model, self.n_slots = model, n_slots
+        self.n_ctx = n_ctx or model.n_ctx
+        self.max_waiting = 4 * n_slots if max_waiting is None else max_waiting
+        self._free = [model.new_sequence(self.n_ctx) for _ in range(n_slots)]
+        self._active = []  # (sequence, job); touched only by the scheduler thread
+        self._waiting = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="tritlm-scheduler", daemon=True)
+
+    @property
+    def n_busy(self) -> int:
+        """Slots holding a request (read by /health and tests)."""
+        return len(self._active)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        for job in list(self._waiting) + [job for _, job in self._active]:
+            job.send("error", "server shutting down")
+        for seq in self._free + [seq for seq, _ in self._active]:
+            seq.close()
+
+    def submit(self, prompt_ids, max_tokens, sampler, stop) -> Job:
+        """Queues a request; raises ContextOverflowError / QueueFullError at once rather than letting it wait."""
+        if not prompt_ids:
+            raise ContextOverflowError("the prompt is empty")
+        room = self.n_ctx - len(prompt_ids)
+        if max_tokens is None:
+            max_tokens = room
+        if room <= 0 or max_tokens > room:
+            raise ContextOverflowError(
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the context of {self.n_ctx} tokens")
+        job = Job(self.model, prompt_ids, max_tokens, sampler, stop)
+        with self._cond:
+            if len(self._waiting) >= self.max_waiting:
+                raise QueueFullError(f"server busy: all slots in use and {len(self._waiting)} requests waiting")
+            self._waiting.append(job)
+            self._cond.notify()
+        return job
+
+    def cancel(self, job: Job):
+        """The client went away: drop the job from the queue, or free its slot at the next step."""
+        job.cancelled = True
+        with self._cond:
+            if job in self._waiting:
+                self._waiting.remove(job)
+            self._cond.notify()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                while not (self._stopping or self._waiting or self._active):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                admitted = []
+                while self._waiting and self._free:
+                    admitted.append((self._free.pop(), self._waiting.popleft()))
+            try:
+                for seq, job in admitted:
+                    self._prefill(seq, job)
+                for seq, job in [(seq, job) for seq, job in self._active if job.cancelled]:
+                    self._finish(seq, job)
+                if self._active:
+                    self._decode_step()
+            except Exception as e:  # never leave a client waiting: fail every active request, keep serving
+                log.exception("scheduler step failed")
+                for seq, job in list(self._active):
+                    self._finish(seq, job, ("error", f"generation failed: {e}"))
+
+    def _finish(self, seq, job, event=None):
+        """Frees the job's slot, sending it its last event (none when the client is gone)."""
+        if event:
+            job.send(*event)
+        self._active.remove((seq, job))
+        self._free.append(seq)
+
+    def _prefill(self, seq, job):
+        seq.reset()
+        self._active.append((seq, job))
+        try:
+            logits = self.model.prefill(seq, job.prompt_ids)
+        except ModelError as e:  # this prompt's fault (a bad token id): fail only this request
+            self._finish(seq, job, ("error", str(e)))
+            return
+        self._advance(seq, job, logits)
+
+    def _decode_step(self):
+        logits = self.model.decode([seq for seq, _ in self._active], [job.next_token for _, job in self._active])
+        for (seq, job), row in zip(list(self._active), logits):
+            self._advance(seq, job, row)
+
+    def _advance(self, seq, job, logits):
+        """Samples the job's next token and emits its text; finishes the job on EOS, a stop string or max_tokens."""
+        token = job.sampler.sample(logits)
+        finish = None
+        if token in self.model.eos_ids:
+            finish = "stop"
+        else:
+            job.n_generated += 1
+            text, stopped = job.stop.push(job.text.push(token))
+            if stopped:
+                finish = "stop"
+            elif job.n_generated >= job.max_tokens:
+                text, finish = text + job.stop.flush(), "length"
+            if text:
+                job.send("text", text)
+        if finish is None:
+            job.next_token = token
+            return
+        self._finish(seq, job, ("done", finish))
