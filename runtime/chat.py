@@ -1,0 +1,100 @@
+"""`tritlm run --chat`: an interactive terminal chat. The conversation is rendered with the model's chat
+template each turn; only the tokens past what the KV cache already holds are prefilled. The oldest turns
+are dropped when the conversation outgrows the context. Ctrl-C stops an answer, Ctrl-D (end of input) exits."""
+import sys
+
+from runtime.sampler import Sampler
+from runtime.server.template import ChatTemplate
+from runtime.textstream import TextStream
+
+
+class Conversation:
+    """Messages plus one sequence whose KV cache holds `self.cached` (a prefix of the rendered conversation)."""
+
+    def __init__(self, model, system: str | None = None, answer_room: int | None = None):
+        self.model, self.template = model, ChatTemplate(model)
+        self.seq = model.new_sequence()
+        self.answer_room = answer_room or self.seq.n_ctx // 4  # tokens kept free for the answer
+        self.messages = [{"role": "system", "content": system}] if system else []
+        self.cached = []
+
+    def reply(self, text: str, sampler: Sampler, max_tokens: int | None = None):
+        """Adds the user's message and yields the answer's text as it is generated. The answer so far is kept
+        in the conversation even if the caller stops early (Ctrl-C)."""
+        self.messages.append({"role": "user", "content": text})
+        logits = self._prefill(self._fit())
+        answer = {"role": "assistant", "content": ""}
+        self.messages.append(answer)
+        stream = TextStream(self.model)
+        for _ in range(max_tokens or self.seq.n_ctx):
+            token = sampler.sample(logits)
+            if token in self.model.eos_ids:
+                return
+            piece = stream.push(token)
+            answer["content"] += piece
+            yield piece
+            if self.seq.pos >= self.seq.n_ctx:
+                return
+            logits = self.model.decode([self.seq], [token])[0]
+            self.cached.append(token)
+
+    def after_interrupt(self):
+        """An interrupt may land between a decode and its bookkeeping: then the cache is no longer known."""
+        if self.seq.pos != len(self.cached):
+            self.seq.reset()
+            self.cached = []
+
+    def _fit(self) -> list[int]:
+        """The prompt ids, dropping the oldest turns (never the system message) until the answer has room."""
+        first = 1 if self.messages[0]["role"] == "system" else 0
+        while True:
+            ids = self.template.tokenize(self.messages)
+            if len(ids) + self.answer_room <= self.seq.n_ctx:
+                return ids
+            if len(self.messages) - first <= 1:
+                self.messages.pop()
+                raise ValueError(f"message too long: {len(ids)} tokens leave no room in a context of "
+                                 f"{self.seq.n_ctx} (answer room {self.answer_room})")
+            del self.messages[first:first + 2]  # the oldest question and its answer
+
+    def _prefill(self, ids):
+        """Prefills what the cache does not hold yet; returns the last position's logits."""
+        same = 0
+        while same < min(len(ids), len(self.cached)) and ids[same] == self.cached[same]:
+            same += 1
+        if same < len(self.cached) or same == len(ids):  # diverged (or nothing new): start over
+            self.seq.reset()
+            same = 0
+        logits = self.model.prefill(self.seq, ids[same:])
+        self.cached = list(ids)
+        return logits
+
+
+def chat(model, sampler: Sampler, max_tokens: int | None = None, system: str | None = None,
+         stdin=sys.stdin, stdout=sys.stdout) -> int:
+    """The read-answer loop on a terminal or a pipe."""
+    conversation = Conversation(model, system, answer_room=max_tokens)
+    if not conversation.template.has_own_template:
+        print(f"note: {model.name} has no chat template; using plain 'role: text' lines", file=sys.stderr)
+    print(f"Chatting with {model.name}. Ctrl-C stops an answer, Ctrl-D exits.", file=stdout, flush=True)
+    while True:
+        print("> ", end="", file=stdout, flush=True)
+        try:
+            line = stdin.readline()
+        except KeyboardInterrupt:
+            print(file=stdout)
+            continue
+        if not line:
+            print(file=stdout)
+            return 0
+        if not line.strip():
+            continue
+        try:
+            for piece in conversation.reply(line.rstrip("\n"), sampler, max_tokens):
+                print(piece, end="", file=stdout, flush=True)
+        except KeyboardInterrupt:
+            conversation.after_interrupt()
+            print(" [stopped]", end="", file=stdout)
+        except ValueError as e:
+            print(f"error: {e}", end="", file=stdout)
+        print(file=stdout, flush=True)
