@@ -22,6 +22,10 @@ native: install
 test: install
 	$(VPY) -m pytest -q tests
 
+# The slow tests (the 2B-sized checks): pytest.ini deselects them by default.
+test-slow: install
+	$(VPY) -m pytest -q tests -m slow
+
 clean:
 	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out
 	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,103 @@
+"""The safetensors format without torch: an 8-byte little-endian header length, a JSON header naming each
+tensor's dtype, shape and byte range, then the raw bytes. Written and read one tensor at a time so a
+multi-gigabyte checkpoint never has to fit in memory. bf16 is handled as the top 16 bits of an f32."""
+import json
+import os
+import struct
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+# safetensors dtype name -> numpy dtype of the stored bytes (bf16 is kept as its raw uint16 bits).
+DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "U8": np.uint8, "I8": np.int8,
+          "I32": np.int32, "I64": np.int64}
+
+
+def f32_to_bf16(x: np.ndarray) -> np.ndarray:
+    """f32 -> bf16 bits (uint16), rounding to nearest even as torch does."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    """bf16 bits (uint16) -> f32, exact."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def write_safetensors(path: str, specs: list[tuple[str, str, tuple[int, ...]]],
+                      produce: Callable[[str], Iterable[np.ndarray]], metadata: dict | None = None) -> None:
+    """Writes tensors (name, dtype, shape) in the given order. produce(name) yields the tensor's data as
+    row chunks in its stored dtype (bf16 as uint16 bits), so only one chunk is in memory at a time.
+    The file appears at path only once complete."""
+    header, offset = {}, 0
+    for name, dtype, shape in specs:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    if metadata:
+        header["__metadata__"] = metadata
+    header_bytes = json.dumps(header, separators=(",", ":")).encode()
+    header_bytes += b" " * (-len(header_bytes) % 8)  # the data starts 8-byte aligned
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", len(header_bytes)) + header_bytes)
+            for name, dtype, shape in specs:
+                written = 0
+                for chunk in produce(name):
+                    chunk = np.ascontiguousarray(chunk, dtype=DTYPES[dtype])
+                    f.write(chunk.tobytes())
+                    written += chunk.nbytes
+                begin, end = header[name]["data_offsets"]
+                if written != end - begin:
+                    raise ValueError(f"{name}: produced {written} bytes, expected {end - begin}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class SafetensorsFile:
+    """One .safetensors file, memory-mapped; tensors are read on demand."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                (header_len,) = struct.unpack("<Q", f.read(8))
+                if header_len > 100_000_000:
+                    raise ValueError("header too large")
+                header = json.loads(f.read(header_len))
+        except (struct.error, ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a safetensors file ({e})") from None
+        header.pop("__metadata__", None)
+        self.data_start = 8 + header_len
+        self.entries = header
+        size = os.path.getsize(path)
+        for name, entry in header.items():
+            if entry.get("dtype") not in DTYPES:
+                raise ValueError(f"{path}: tensor {name} has unsupported dtype {entry.get('dtype')}")
+            if self.data_start + entry["data_offsets"][1] > size:
+                raise ValueError(f"{path}: tensor {name} runs past the end of the file (truncated download?)")
+        self.data = np.memmap(path, dtype=np.uint8, mode="r") if size > self.data_start else None
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def dtype(self, name: str) -> str:
+        return self.entries[name]["dtype"]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.entries[name]["shape"])
+
+    def raw(self, name: str) -> np.ndarray:
+        """The stored values, zero-copy from the map (bf16 as uint16 bits)."""
+        entry = self.entries[name]
+        begin, end = (self.data_start + o for o in entry["data_offsets"])
+        return self.data[begin:end].view(DTYPES[entry["dtype"]]).reshape(entry["shape"])
+
+    def float32(self, name: str) -> np.ndarray:
+        """The tensor as f32 (bf16 widened exactly)."""
+        raw = self.raw(name)
+        return bf16_to_f32(raw) if self.dtype(name) == "BF16" else raw.astype(np.float32)
+
