@@ -9,6 +9,8 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CDEF = """
+enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36 };
+enum { TL_ACT_SILU = 0, TL_ACT_RELU2 = 1 };
 typedef struct {
     const void *data; int32_t type; int64_t rows; int64_t cols; float scale;
 } tl_tensor;
@@ -33,6 +35,12 @@ void tl_seq_reset(tl_seq *s);
 int32_t tl_seq_pos(const tl_seq *s);
 int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                    const int32_t *logit_rows, float *logits, char *err, size_t err_len);
+double tl_read_bandwidth(size_t bytes, int32_t n_threads);
+const char *tl_isa(void);
+int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
+                          const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
+int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
+                        const float *x, int32_t n, float *y);
 """
 
 ffibuilder = FFI()

@@ -1,1 +1,425 @@
-int tl_placeholder_unused;
+/* model.c - the forward pass of BitNetForCausalLM (transformers' modeling_bitnet.py), a batch at a time.
+ *
+ * Every linear layer is a lossless BitLinear: each token's input row is quantized to int8 exactly as torch
+ * does (s = 127 / max|x|, round half to even), dotted with the ternary weights in integers, and scaled back
+ * once per output: y = isum / s * weight_scale. Weights are read-only; each sequence owns its KV cache. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels/kernels.h"
+#include "threads.h"
+#include "tritlm.h"
+
+struct tl_model {
+    tl_config cfg;
+    tl_tensor token_embd, output_norm, output; /* output: token_embd when tied */
+    tl_layer *layers;
+    const tl_kernels *kern;
+    tl_pool *pool;
+    float *rope_inv_freq; /* [head_dim / 2] */
+    float *att_acc;       /* [n_threads][head_dim]: one attention accumulator per thread */
+    /* per-token scratch for up to n_cap tokens, grown only when a bigger batch arrives */
+    int32_t n_cap;
+    float *x, *xn, *xf, *q, *k, *v, *att, *tmp, *gate, *up; /* activations */
+    int8_t *xq;                                             /* quantized activations */
+    float *xscale;                                          /* their per-token scales */
+    int32_t *xsum, *pos, *out_token;                        /* sum of xq; each token's position; tokens wanting logits */
+    float *logits_tmp;                                      /* [n_cap][n_vocab] when logit rows are scattered */
+};
+
+struct tl_seq {
+    const tl_model *m;
+    int32_t n_ctx, pos;
+    float *k, *v; /* [n_layer][n_ctx][n_head_kv * head_dim] */
+};
+
+static void fail(char *err, size_t err_len, const char *fmt, ...) {
+    if (!err || !err_len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- building a model: check every tensor against the config ---- */
+
+enum { NORM, LINEAR, EMBED }; /* what a tensor is used as decides which types it may have */
+
+static int type_allowed(int use, int32_t type) {
+    switch (use) {
+    case NORM: return type == TL_F32;
+    case LINEAR: return type == TL_TQ1_0 || type == TL_TQ2_0 || type == TL_I2_S || type == TL_F16 || type == TL_F32;
+    default: return type == TL_F32 || type == TL_F16 || type == TL_BF16 || type == TL_Q8_0;
+    }
+}
+
+static int check_tensor(char *err, size_t err_len, const char *name, int layer, const tl_tensor *t, int use,
+                        int64_t rows, int64_t cols) {
+    char full[64];
+    if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s.weight", layer, name);
+    else snprintf(full, sizeof full, "%s.weight", name);
+    if (!t->data) return fail(err, err_len, "%s: missing", full), 0;
+    if (!type_allowed(use, t->type)) return fail(err, err_len, "%s: type %d not allowed here", full, t->type), 0;
+    if (t->rows != rows || t->cols != cols)
+        return fail(err, err_len, "%s: shape %lld x %lld, expected %lld x %lld", full, (long long)t->rows,
+                    (long long)t->cols, (long long)rows, (long long)cols), 0;
+    if (!tl_row_bytes(t->type, cols) || cols % 16)
+        return fail(err, err_len, "%s: row length %lld is not a whole number of type %d blocks", full,
+                    (long long)cols, t->type), 0;
+    if (!isfinite(t->scale)) return fail(err, err_len, "%s: weight scale is not finite", full), 0;
+    return 1;
+}
+
+static int check_config(const tl_config *c, char *err, size_t err_len) {
+    if (c->n_layer <= 0 || c->n_embd <= 0 || c->n_ff <= 0 || c->n_head <= 0 || c->n_head_kv <= 0 ||
+        c->head_dim <= 0 || c->n_vocab <= 0)
+        return fail(err, err_len, "config: every size must be positive"), 0;
+    if (c->n_head % c->n_head_kv) return fail(err, err_len, "config: n_head %d is not a multiple of n_head_kv %d", c->n_head, c->n_head_kv), 0;
+    if (c->head_dim % 2) return fail(err, err_len, "config: head_dim %d is odd (RoPE rotates halves)", c->head_dim), 0;
+    if (c->act != TL_ACT_SILU && c->act != TL_ACT_RELU2) return fail(err, err_len, "config: unknown activation %d", c->act), 0;
+    if (!(c->rope_theta > 0) || !(c->rms_eps >= 0)) return fail(err, err_len, "config: bad rope_theta or rms_eps"), 0;
+    return 1;
+}
+
+static int check_weights(const tl_config *c, const tl_tensor *token_embd, const tl_tensor *output_norm,
+                         const tl_tensor *output, const tl_layer *layers, char *err, size_t err_len) {
+    int64_t e = c->n_embd, f = c->n_ff, qd = (int64_t)c->n_head * c->head_dim, kvd = (int64_t)c->n_head_kv * c->head_dim;
+    if (!check_tensor(err, err_len, "token_embd", -1, token_embd, EMBED, c->n_vocab, e)) return 0;
+    if (!check_tensor(err, err_len, "output_norm", -1, output_norm, NORM, 1, e)) return 0;
+    if (output && output->data && !check_tensor(err, err_len, "output", -1, output, EMBED, c->n_vocab, e)) return 0;
+    for (int i = 0; i < c->n_layer; i++) {
+        const tl_layer *l = &layers[i];
+        if (!check_tensor(err, err_len, "attn_norm", i, &l->attn_norm, NORM, 1, e) ||
+            !check_tensor(err, err_len, "attn_q", i, &l->attn_q, LINEAR, qd, e) ||
+            !check_tensor(err, err_len, "attn_k", i, &l->attn_k, LINEAR, kvd, e) ||
+            !check_tensor(err, err_len, "attn_v", i, &l->attn_v, LINEAR, kvd, e) ||
+            !check_tensor(err, err_len, "attn_output", i, &l->attn_output, LINEAR, e, qd) ||
+            !check_tensor(err, err_len, "ffn_norm", i, &l->ffn_norm, NORM, 1, e) ||
+            !check_tensor(err, err_len, "ffn_gate", i, &l->ffn_gate, LINEAR, f, e) ||
+            !check_tensor(err, err_len, "ffn_up", i, &l->ffn_up, LINEAR, f, e) ||
+            !check_tensor(err, err_len, "ffn_down", i, &l->ffn_down, LINEAR, e, f))
+            return 0;
+        if (c->sub_norms && (!check_tensor(err, err_len, "attn_sub_norm", i, &l->attn_sub_norm, NORM, 1, qd) ||
+                             !check_tensor(err, err_len, "ffn_sub_norm", i, &l->ffn_sub_norm, NORM, 1, f)))
+            return 0;
+    }
+    return 1;
+}
+
+static void free_scratch(tl_model *m) {
+    void **bufs[] = {(void **)&m->x, (void **)&m->xn, (void **)&m->xf, (void **)&m->q, (void **)&m->k,
+                     (void **)&m->v, (void **)&m->att, (void **)&m->tmp, (void **)&m->gate, (void **)&m->up,
+                     (void **)&m->xq, (void **)&m->xscale, (void **)&m->xsum, (void **)&m->pos,
+                     (void **)&m->out_token, (void **)&m->logits_tmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+}
+
+/* Sizes the per-token scratch for n tokens (once per new largest batch, never per token). */
+static int grow_scratch(tl_model *m, int32_t n) {
+    if (n <= m->n_cap) return 1;
+    const tl_config *c = &m->cfg;
+    size_t e = c->n_embd, f = c->n_ff, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_head_kv * c->head_dim;
+    size_t widest = e > f ? e : f, t = (size_t)n;
+    widest = widest > qd ? widest : qd;
+    free_scratch(m);
+    m->n_cap = 0;
+    m->x = malloc(t * e * 4), m->xn = malloc(t * widest * 4), m->xf = malloc(t * widest * 4);
+    m->q = malloc(t * qd * 4), m->k = malloc(t * kvd * 4), m->v = malloc(t * kvd * 4), m->att = malloc(t * qd * 4);
+    m->tmp = malloc(t * e * 4), m->gate = malloc(t * f * 4), m->up = malloc(t * f * 4);
+    m->xq = malloc(t * widest), m->xscale = malloc(t * 4), m->xsum = malloc(t * 4);
+    m->pos = malloc(t * 4), m->out_token = malloc(t * 4), m->logits_tmp = malloc(t * (size_t)c->n_vocab * 4);
+    if (!m->x || !m->xn || !m->xf || !m->q || !m->k || !m->v || !m->att || !m->tmp || !m->gate || !m->up ||
+        !m->xq || !m->xscale || !m->xsum || !m->pos || !m->out_token || !m->logits_tmp) {
+        free_scratch(m);
+        return 0;
+    }
+    m->n_cap = n;
+    return 1;
+}
+
+tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
+                       const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len) {
+    if (!cfg || !token_embd || !output_norm || !layers) return fail(err, err_len, "tl_model_new: NULL argument"), NULL;
+    if (!check_config(cfg, err, err_len) || !check_weights(cfg, token_embd, output_norm, output, layers, err, err_len))
+        return NULL;
+    tl_model *m = calloc(1, sizeof *m);
+    if (!m) return fail(err, err_len, "out of memory"), NULL;
+    m->cfg = *cfg;
+    m->token_embd = *token_embd;
+    m->output_norm = *output_norm;
+    m->output = output && output->data ? *output : *token_embd;
+    m->kern = tl_kernels_best();
+    m->layers = malloc(sizeof *layers * (size_t)cfg->n_layer);
+    m->pool = tl_pool_new(n_threads);
+    m->rope_inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2));
+    if (m->pool) m->att_acc = malloc(sizeof(float) * (size_t)cfg->head_dim * (size_t)tl_pool_size(m->pool));
+    if (!m->layers || !m->pool || !m->rope_inv_freq || !m->att_acc || !grow_scratch(m, 1)) {
+        tl_model_free(m);
+        return fail(err, err_len, "out of memory"), NULL;
+    }
+    memcpy(m->layers, layers, sizeof *layers * (size_t)cfg->n_layer);
+    // RoPE frequencies as transformers computes them in float32: 1 / theta^(2i / head_dim)
+    for (int i = 0; i < cfg->head_dim / 2; i++)
+        m->rope_inv_freq[i] = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)cfg->head_dim);
+    return m;
+}
+
+void tl_model_free(tl_model *m) {
+    if (!m) return;
+    tl_pool_free(m->pool);
+    free_scratch(m);
+    free(m->layers);
+    free(m->rope_inv_freq);
+    free(m->att_acc);
+    free(m);
+}
+
+/* ---- sequences ---- */
+
+tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx) {
+    if (!m || n_ctx <= 0) return NULL;
+    tl_seq *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    size_t cache = (size_t)m->cfg.n_layer * (size_t)n_ctx * (size_t)(m->cfg.n_head_kv * m->cfg.head_dim);
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->k = malloc(cache * sizeof(float));
+    s->v = malloc(cache * sizeof(float));
+    if (!s->k || !s->v) { tl_seq_free(s); return NULL; }
+    return s;
+}
+
+void tl_seq_free(tl_seq *s) {
+    if (!s) return;
+    free(s->k);
+    free(s->v);
+    free(s);
+}
+
+void tl_seq_reset(tl_seq *s) { s->pos = 0; }
+int32_t tl_seq_pos(const tl_seq *s) { return s->pos; }
+
+/* ---- the steps of the forward pass ---- */
+
+/* RMSNorm of n rows of dim values, as BitNetRMSNorm: w * (x * rsqrt(mean(x^2) + eps)). */
+static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_t n, int64_t dim, float eps) {
+    const float *w = weight->data;
+    for (int32_t t = 0; t < n; t++) {
+        const float *x = in + t * dim;
+        float ss = 0;
+        for (int64_t i = 0; i < dim; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / (float)dim + eps);
+        for (int64_t i = 0; i < dim; i++) out[t * dim + i] = w[i] * (x[i] * r);
+    }
+}
+
+/* BitNet's per-token activation quantization: s = 127 / max(absmax, 1e-5), q = clamp(round(x * s)). */
+static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim) {
+    for (int32_t t = 0; t < n; t++) {
+        const float *x = in + t * dim;
+        float absmax = 0;
+        for (int64_t i = 0; i < dim; i++) absmax = fmaxf(absmax, fabsf(x[i]));
+        float s = 127.0f / fmaxf(absmax, 1e-5f);
+        int32_t sum = 0;
+        for (int64_t i = 0; i < dim; i++) {
+            float r = nearbyintf(x[i] * s); /* round half to even, as torch.round */
+            int8_t q = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
+            m->xq[t * dim + i] = q;
+            m->xf[t * dim + i] = q;
+            sum += q;
+        }
+        m->xscale[t] = s;
+        m->xsum[t] = sum;
+    }
+}
+
+static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
+    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+}
+
+static tl_float_fn *float_kernel(const tl_kernels *k, int32_t type) {
+    return type == TL_F32 ? k->f32 : type == TL_F16 ? k->f16 : type == TL_BF16 ? k->bf16 : k->q8_0;
+}
+
+/* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.
+ * Each thread takes a share of every matrix's output rows (never of tokens), so results do not depend on
+ * the thread count. quantized: BitLinear (input in m->xq); otherwise a float input in x. */
+typedef struct { const tl_tensor *w; float *y; } mm_job;
+typedef struct {
+    tl_model *m;
+    int32_t n, n_jobs, quantized;
+    const float *x; /* float input [n][cols] when not quantized */
+    mm_job jobs[3];
+} mm_task;
+
+enum { ROW_ALIGN = 16 }; /* thread shares start on 16-row boundaries, good for SIMD row tiles */
+
+static void matmul_task(void *ctx, int32_t ith, int32_t nth) {
+    mm_task *task = ctx;
+    tl_model *m = task->m;
+    tl_qact qa = {m->xq, m->xscale, m->xsum, task->n};
+    for (int j = 0; j < task->n_jobs; j++) {
+        const tl_tensor *w = task->jobs[j].w;
+        float *y = task->jobs[j].y;
+        int64_t r0, r1;
+        tl_split(w->rows, ROW_ALIGN, ith, nth, &r0, &r1);
+        if (r0 >= r1) continue;
+        tl_ternary_fn *tern = ternary_kernel(m->kern, w->type);
+        if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); continue; }
+        if (!task->quantized) { float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); continue; }
+        // float weights in a BitLinear: the same int8 activations (as floats), a float dot, then / s
+        float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, m->xf, task->n, y, w->rows);
+        for (int32_t t = 0; t < task->n; t++)
+            for (int64_t r = r0; r < r1; r++) y[t * w->rows + r] /= m->xscale[t];
+    }
+}
+
+/* BitLinear over the quantized input of n tokens: y_j = W_j x for each of the given weights. */
+static void bitlinear(tl_model *m, int32_t n, const tl_tensor *w0, float *y0, const tl_tensor *w1, float *y1,
+                      const tl_tensor *w2, float *y2) {
+    mm_task task = {m, n, 1, 1, NULL, {{w0, y0}, {w1, y1}, {w2, y2}}};
+    task.n_jobs = w2 ? 3 : w1 ? 2 : 1;
+    tl_pool_run(m->pool, matmul_task, &task);
+}
+
+/* NEOX RoPE (transformers' rotate_half): pairs (i, i + head_dim/2) of each head rotate by pos * inv_freq[i]. */
+static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
+    int32_t hd = m->cfg.head_dim, half = hd / 2;
+    for (int32_t i = 0; i < half; i++) {
+        float angle = (float)pos * m->rope_inv_freq[i], c = cosf(angle), s = sinf(angle);
+        for (int32_t h = 0; h < n_heads; h++) {
+            float *v = x + h * hd, a = v[i], b = v[i + half];
+            v[i] = a * c - b * s;
+            v[i + half] = b * c + a * s;
+        }
+    }
+}
+
+/* Causal grouped-query attention, split by head: token t's query head h attends to positions 0..pos[t] of
+ * kv head h / (n_head / n_head_kv) in its sequence's cache (softmax computed online, in one pass). */
+typedef struct { tl_model *m; tl_seq *const *seqs; int32_t n, layer; } att_task;
+
+static void attention_task(void *ctx, int32_t ith, int32_t nth) {
+    att_task *task = ctx;
+    tl_model *m = task->m;
+    const tl_config *c = &m->cfg;
+    int32_t hd = c->head_dim, kvd = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
+    float scale = 1.0f / sqrtf((float)hd), *acc = m->att_acc + ith * hd;
+    int64_t h0, h1;
+    tl_split(c->n_head, 1, ith, nth, &h0, &h1);
+    for (int32_t t = 0; t < task->n; t++) {
+        const tl_seq *s = task->seqs[t];
+        const float *kc = s->k + (size_t)task->layer * s->n_ctx * kvd, *vc = s->v + (size_t)task->layer * s->n_ctx * kvd;
+        for (int64_t h = h0; h < h1; h++) {
+            const float *q = m->q + (size_t)t * c->n_head * hd + h * hd;
+            int64_t off = (h / group) * hd;
+            float max = -INFINITY, denom = 0;
+            for (int32_t d = 0; d < hd; d++) acc[d] = 0;
+            for (int32_t p = 0; p <= m->pos[t]; p++) {
+                const float *k = kc + (size_t)p * kvd + off, *v = vc + (size_t)p * kvd + off;
+                float score = 0;
+                for (int32_t d = 0; d < hd; d++) score += q[d] * k[d];
+                score *= scale;
+                if (score > max) { // a new maximum rescales what was summed so far
+                    float shrink = expf(max - score);
+                    denom *= shrink;
+                    for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
+                    max = score;
+                }
+                float e = expf(score - max);
+                denom += e;
+                for (int32_t d = 0; d < hd; d++) acc[d] += e * v[d];
+            }
+            float *out = m->att + (size_t)t * c->n_head * hd + h * hd;
+            for (int32_t d = 0; d < hd; d++) out[d] = acc[d] / denom;
+        }
+    }
+}
+
+/* ---- the forward pass ---- */
+
+int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n, const int32_t *logit_rows,
+                   float *logits, char *err, size_t err_len) {
+    const tl_config *c = &m->cfg;
+    int64_t e = c->n_embd, f = c->n_ff, hd = c->head_dim, qd = (int64_t)c->n_head * hd, kvd = (int64_t)c->n_head_kv * hd;
+    if (n <= 0) return 0;
+    if (!grow_scratch(m, n)) return fail(err, err_len, "out of memory for a batch of %d tokens", n), -1;
+    // check every token and give each its position, before any sequence changes
+    for (int32_t i = 0; i < n; i++) {
+        if (!seqs[i] || seqs[i]->m != m) return fail(err, err_len, "token %d: sequence missing or of another model", i), -1;
+        if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
+            return fail(err, err_len, "token id %d out of range [0, %d)", tokens[i], c->n_vocab), -1;
+        int32_t later = 0; /* this sequence's earlier tokens in the batch */
+        for (int32_t j = 0; j < i; j++) later += seqs[j] == seqs[i];
+        m->pos[i] = seqs[i]->pos + later;
+        if (m->pos[i] >= seqs[i]->n_ctx) return fail(err, err_len, "context full: %d tokens", seqs[i]->n_ctx), -1;
+    }
+    // embedding lookup -> f32 residual stream
+    for (int32_t i = 0; i < n; i++) tl_row_to_f32(m->token_embd.type, m->token_embd.data, e, tokens[i], m->x + i * e);
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        const tl_layer *L = &m->layers[l];
+        // attention: RMSNorm, quantize, q/k/v projections
+        rmsnorm(m->xn, m->x, &L->attn_norm, n, e, c->rms_eps);
+        quantize(m, m->xn, n, e);
+        bitlinear(m, n, &L->attn_q, m->q, &L->attn_k, m->k, &L->attn_v, m->v);
+        // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
+        for (int32_t i = 0; i < n; i++) {
+            rope(m, m->q + i * qd, c->n_head, m->pos[i]);
+            rope(m, m->k + i * kvd, c->n_head_kv, m->pos[i]);
+            size_t at = ((size_t)l * seqs[i]->n_ctx + m->pos[i]) * kvd;
+            memcpy(seqs[i]->k + at, m->k + i * kvd, kvd * sizeof(float));
+            memcpy(seqs[i]->v + at, m->v + i * kvd, kvd * sizeof(float));
+        }
+        // causal grouped-query attention over each sequence's cache
+        att_task at = {m, seqs, n, l};
+        tl_pool_run(m->pool, attention_task, &at);
+        // attn_sub_norm, quantize, o_proj, residual
+        if (c->sub_norms) rmsnorm(m->att, m->att, &L->attn_sub_norm, n, qd, c->rms_eps);
+        quantize(m, m->att, n, qd);
+        bitlinear(m, n, &L->attn_output, m->tmp, NULL, NULL, NULL, NULL);
+        for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
+        // MLP: RMSNorm, quantize, gate and up projections
+        rmsnorm(m->xn, m->x, &L->ffn_norm, n, e, c->rms_eps);
+        quantize(m, m->xn, n, e);
+        bitlinear(m, n, &L->ffn_gate, m->gate, &L->ffn_up, m->up, NULL, NULL);
+        // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
+        for (int64_t i = 0; i < n * f; i++) {
+            float g = m->gate[i];
+            float a = c->act == TL_ACT_RELU2 ? (g > 0 ? g * g : 0) : g / (1.0f + expf(-g));
+            m->gate[i] = a * m->up[i];
+        }
+        // ffn_sub_norm, quantize, down projection, residual
+        if (c->sub_norms) rmsnorm(m->gate, m->gate, &L->ffn_sub_norm, n, f, c->rms_eps);
+        quantize(m, m->gate, n, f);
+        bitlinear(m, n, &L->ffn_down, m->tmp, NULL, NULL, NULL, NULL);
+        for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
+    }
+    // the tokens whose logits are wanted, in order, with their destination rows
+    int32_t n_out = 0, contiguous = 1;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t row = logit_rows ? logit_rows[i] : i;
+        if (row < 0) continue;
+        if (n_out && row != (logit_rows ? logit_rows[m->out_token[0]] : m->out_token[0]) + n_out) contiguous = 0;
+        m->out_token[n_out++] = i;
+    }
+    // final RMSNorm of those tokens, then the output projection (f32 activations) -> logits
+    if (n_out) {
+        for (int32_t j = 0; j < n_out; j++) memcpy(m->tmp + j * e, m->x + (int64_t)m->out_token[j] * e, e * sizeof(float));
+        rmsnorm(m->xn, m->tmp, &m->output_norm, n_out, e, c->rms_eps);
+        int32_t first = logit_rows ? logit_rows[m->out_token[0]] : m->out_token[0];
+        float *dst = contiguous ? logits + (int64_t)first * c->n_vocab : m->logits_tmp;
+        mm_task task = {m, n_out, 1, 0, m->xn, {{&m->output, dst}}};
+        tl_pool_run(m->pool, matmul_task, &task);
+        for (int32_t j = 0; !contiguous && j < n_out; j++)
+            memcpy(logits + (int64_t)logit_rows[m->out_token[j]] * c->n_vocab, m->logits_tmp + (int64_t)j * c->n_vocab,
+                   c->n_vocab * sizeof(float));
+    }
+    // the tokens are now in their sequences' caches
+    for (int32_t i = 0; i < n; i++) seqs[i]->pos++;
+    return 0;
+}

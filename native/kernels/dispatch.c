@@ -1,0 +1,55 @@
+/* The kernel tables per ISA and the run-time choice between them (an ARM NEON table would go here too). */
+#include <stdlib.h>
+#include <string.h>
+#include "kernels.h"
+
+static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
+                               tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
+#if defined(__x86_64__)
+static const tl_kernels avx2 = {"avx2", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
+                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
+static const tl_kernels avx512 = {"avx512", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
+                                  tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
+
+static int cpu_has(const tl_kernels *k) {
+    __builtin_cpu_init();
+    if (k == &avx512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+    if (k == &avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return 1;
+}
+static const tl_kernels *const tables[] = {&avx512, &avx2, &ref}; /* fastest first */
+#else
+static int cpu_has(const tl_kernels *k) { (void)k; return 1; }
+static const tl_kernels *const tables[] = {&ref};
+#endif
+enum { N_TABLES = sizeof(tables) / sizeof(tables[0]) };
+
+const tl_kernels *tl_kernels_named(const char *isa) {
+    for (int i = 0; i < N_TABLES; i++)
+        if (strcmp(tables[i]->isa, isa) == 0) return cpu_has(tables[i]) ? tables[i] : NULL;
+    return NULL;
+}
+
+const tl_kernels *tl_kernels_best(void) {
+    const char *forced = getenv("TRITLM_ISA");
+    int at_or_below = forced == NULL; /* a forced ISA only lowers the choice: tables are fastest first */
+    for (int i = 0; i < N_TABLES; i++) {
+        if (!at_or_below && strcmp(tables[i]->isa, forced) == 0) at_or_below = 1;
+        if (at_or_below && cpu_has(tables[i])) return tables[i];
+    }
+    return tables[N_TABLES - 1]; /* unknown name: the portable reference */
+}
+
+int64_t tl_row_bytes(int32_t type, int64_t cols) {
+    switch (type) {
+    case TL_F32: return 4 * cols;
+    case TL_F16: case TL_BF16: return 2 * cols;
+    case TL_Q8_0: return cols % 32 ? 0 : cols / 32 * 34;
+    case TL_TQ1_0: return cols % 256 ? 0 : cols / 256 * 54;
+    case TL_TQ2_0: return cols % 256 ? 0 : cols / 256 * 66;
+    case TL_I2_S: return cols % 128 ? 0 : cols / 4;
+    default: return 0;
+    }
+}

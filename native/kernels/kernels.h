@@ -1,0 +1,70 @@
+/* kernels.h - the matmul kernels' one signature per operand kind, and the table chosen per ISA.
+ *
+ * A kernel computes rows [r0, r1) of y = W x for n tokens at once: each weight block is decoded once and
+ * dotted with every token (GEMV when n = 1, blocked GEMM otherwise). Each format has a plain C reference
+ * (<type>_ref.c) and SIMD versions (<type>_<isa>.c) that must give bit-identical results. */
+#ifndef TL_KERNELS_H
+#define TL_KERNELS_H
+#include <stdint.h>
+#include "tritlm.h"
+
+/* n tokens' activations quantized to int8 as BitNet does (per token: scale = 127 / absmax). */
+typedef struct {
+    const int8_t *q;      /* [n][cols] */
+    const float *scale;   /* [n] the quantization scale s: x ~ q / s */
+    const int32_t *sum;   /* [n] sum of q: SIMD kernels dot the unsigned codes w + 1, then subtract it */
+    int32_t n;
+} tl_qact;
+
+/* Ternary W [rows][cols] in its packed format: y[t*ldy + r] = (float)(sum_k W[r][k] q[t][k]) / s[t] * w_scale. */
+typedef void tl_ternary_fn(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x,
+                           float w_scale, float *y, int64_t ldy);
+
+/* Float-typed W [rows][cols] against f32 activations x [n][cols]: y[t*ldy + r] = sum_k W[r][k] x[t][k].
+ * Every ISA sums in the same order so results match bit for bit: lane l of 16 accumulates k = l mod 16
+ * with fused multiply-adds, then lanes are added pairwise (l + 8, l + 4, l + 2, l + 1). cols % 16 == 0. */
+typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n,
+                         float *y, int64_t ldy);
+
+typedef struct {
+    const char *isa;
+    tl_ternary_fn *tq1_0, *tq2_0, *i2_s;
+    tl_float_fn *f32, *f16, *bf16, *q8_0;
+} tl_kernels;
+
+/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA=ref|avx2|avx512. */
+const tl_kernels *tl_kernels_best(void);
+/* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
+const tl_kernels *tl_kernels_named(const char *isa);
+
+/* Bytes of one row of cols values in a weight type (0: unsupported type or cols not a whole number of blocks). */
+int64_t tl_row_bytes(int32_t type, int64_t cols);
+/* Row `row` of a float-typed matrix (F32, F16, BF16, Q8_0) converted to f32. */
+void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float *out);
+
+/* Scalar helpers shared by the references. */
+float tl_f16_to_f32(uint16_t h);
+static inline float tl_bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+/* The canonical 16-lane pairwise sum (see tl_float_fn). */
+static inline float tl_sum16(float *acc) {
+    for (int half = 8; half > 0; half /= 2)
+        for (int l = 0; l < half; l++) acc[l] = acc[l] + acc[l + half];
+    return acc[0];
+}
+
+/* The reference ternary kernel, given how one block of a format decodes to values in {-1, 0, 1}. */
+typedef void tl_decode_block_fn(const uint8_t *block, int8_t *values);
+void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, const uint8_t *w,
+                    int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy);
+
+/* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
+tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
+tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
+tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
+tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref;
+tl_float_fn tl_bf16_avx2, tl_bf16_avx512;
+
+#endif

@@ -1,0 +1,72 @@
+/* probe.c - entry points for tests and benchmarks: run one kernel on a whole matrix, measure bandwidth. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "kernels/kernels.h"
+#include "threads.h"
+#include "tritlm.h"
+
+const char *tl_isa(void) { return tl_kernels_best()->isa; }
+
+int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
+                          const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    tl_ternary_fn *fn = !k ? NULL : type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+    int32_t *sum = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (!fn || !sum || n <= 0 || !tl_row_bytes(type, cols)) { free(sum); return -1; }
+    for (int32_t t = 0; t < n; t++) {
+        sum[t] = 0;
+        for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
+    }
+    tl_qact qa = {x, x_scale, sum, n};
+    fn(w, cols, 0, rows, &qa, w_scale, y, rows);
+    free(sum);
+    return 0;
+}
+
+int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
+                        const float *x, int32_t n, float *y) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    if (!k || n <= 0 || cols % 16 || !tl_row_bytes(type, cols)) return -1;
+    tl_float_fn *fn = type == TL_F32 ? k->f32 : type == TL_F16 ? k->f16 : type == TL_BF16 ? k->bf16 : type == TL_Q8_0 ? k->q8_0 : NULL;
+    if (!fn) return -1;
+    fn(w, cols, 0, rows, x, n, y, rows);
+    return 0;
+}
+
+typedef struct { const uint64_t *buf; size_t words; uint64_t sink[64]; } read_task;
+
+/* Thread ith reads its share of the buffer (the xor keeps the compiler from skipping the loads). */
+static void read_share(void *ctx, int32_t ith, int32_t nth) {
+    read_task *task = ctx;
+    int64_t b, e;
+    tl_split((int64_t)task->words, 64, ith, nth, &b, &e);
+    uint64_t acc = 0;
+    for (int64_t i = b; i < e; i++) acc ^= task->buf[i];
+    task->sink[ith % 64] ^= acc;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double tl_read_bandwidth(size_t bytes, int32_t n_threads) {
+    size_t words = bytes / 8;
+    uint64_t *buf = aligned_alloc(64, (words * 8 + 63) / 64 * 64);
+    tl_pool *pool = tl_pool_new(n_threads);
+    if (!buf || !pool || !words) { free(buf); tl_pool_free(pool); return 0; }
+    memset(buf, 1, words * 8); /* touch every page so the pass measures reads, not page faults */
+    read_task task = {buf, words, {0}};
+    double best = 1e30;
+    for (int pass = 0; pass < 5; pass++) {
+        double t0 = now();
+        tl_pool_run(pool, read_share, &task);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    tl_pool_free(pool);
+    free(buf);
+    return words * 8 / best / 1e9;
+}

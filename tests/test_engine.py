@@ -1,0 +1,286 @@
+"""The C forward pass (tl_forward) against a numpy reference written from the model description (BitNet b1.58:
+Llama + attn/ffn sub-norms, lossless int8 x ternary BitLinear, NEOX RoPE, GQA), plus the batching contracts:
+prefill = token-by-token decode, batched decode = each sequence alone, any thread count, clear errors."""
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as QT
+from gguf import quants
+
+from runtime._native import ffi, lib
+from tests.test_kernels import pack_i2_s
+
+CFG = dict(n_layer=2, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, head_dim=64, n_vocab=301, rms_eps=1e-5,
+           rope_theta=10000.0)
+LINEARS = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+NORMS = ["attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"]
+
+
+def random_weights(seed=0, cfg=CFG):
+    rng = np.random.default_rng(seed)
+    e, f, qd, kvd = cfg["n_embd"], cfg["n_ff"], cfg["n_head"] * cfg["head_dim"], cfg["n_head_kv"] * cfg["head_dim"]
+    shapes = {"attn_q": (qd, e), "attn_k": (kvd, e), "attn_v": (kvd, e), "attn_output": (e, qd),
+              "ffn_gate": (f, e), "ffn_up": (f, e), "ffn_down": (e, f)}
+    norm_dims = {"attn_norm": e, "attn_sub_norm": qd, "ffn_norm": e, "ffn_sub_norm": f}
+    layers = []
+    for _ in range(cfg["n_layer"]):
+        layer = {name: (rng.integers(-1, 2, shape, dtype=np.int8), np.float32(rng.uniform(0.5, 2.0) / np.sqrt(shape[1])))
+                 for name, shape in shapes.items()}
+        layer.update({name: (1 + 0.2 * rng.standard_normal(dim)).astype(np.float32) for name, dim in norm_dims.items()})
+        layers.append(layer)
+    return {"token_embd": rng.standard_normal((cfg["n_vocab"], e)).astype(np.float32),
+            "output_norm": (1 + 0.2 * rng.standard_normal(e)).astype(np.float32), "layers": layers}
+
+
+# ---- the numpy reference ----
+
+def rmsnorm(x, w, eps):
+    return w * (x * (1 / np.sqrt((x * x).mean(-1, keepdims=True) + np.float32(eps))))
+
+
+def quantize(x):
+    s = np.float32(127) / np.maximum(np.abs(x).max(-1, keepdims=True), np.float32(1e-5))
+    return np.clip(np.rint(x * s), -128, 127), s
+
+
+def bitlinear(x, weight):
+    """weight: (ternary, scale) -> exact integer dot; or a float matrix (f16/f32 files) -> float dot."""
+    q, s = quantize(x)
+    if isinstance(weight, tuple):
+        ternary, scale = weight
+        return (q.astype(np.int64) @ ternary.T.astype(np.int64)).astype(np.float32) / s * scale
+    return (q.astype(np.float64) @ weight.T.astype(np.float64)).astype(np.float32) / s
+
+
+def rope(x, positions, theta):
+    """NEOX / rotate_half RoPE over the last axis of x [tokens, heads, head_dim]."""
+    hd = x.shape[-1]
+    inv_freq = np.float32(1) / (np.float32(theta) ** (np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)))
+    angle = positions[:, None].astype(np.float32) * inv_freq
+    cos, sin = np.concatenate([np.cos(angle)] * 2, -1)[:, None], np.concatenate([np.sin(angle)] * 2, -1)[:, None]
+    rotated = np.concatenate([-x[..., hd // 2:], x[..., :hd // 2]], -1)
+    return x * cos + rotated * sin
+
+
+def reference_logits(w, tokens, act="relu2", cfg=CFG, linears=None):
+    """Logits [len(tokens), n_vocab] of one sequence; linears overrides each layer's linear weights."""
+    n, hd, nh, nkv = len(tokens), cfg["head_dim"], cfg["n_head"], cfg["n_head_kv"]
+    eps, pos = cfg["rms_eps"], np.arange(n)
+    x = w["token_embd"][tokens].astype(np.float32)
+    for i, layer in enumerate(w["layers"]):
+        lin = linears[i] if linears else layer
+        h = rmsnorm(x, layer["attn_norm"], eps)
+        q = rope(bitlinear(h, lin["attn_q"]).reshape(n, nh, hd), pos, cfg["rope_theta"])
+        k = rope(bitlinear(h, lin["attn_k"]).reshape(n, nkv, hd), pos, cfg["rope_theta"])
+        v = bitlinear(h, lin["attn_v"]).reshape(n, nkv, hd)
+        k, v = np.repeat(k, nh // nkv, axis=1), np.repeat(v, nh // nkv, axis=1)
+        scores = np.einsum("qhd,khd->hqk", q, k) / np.float32(np.sqrt(hd))
+        scores = np.where(np.tril(np.ones((n, n), bool)), scores, -np.inf)
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        att = np.einsum("hqk,khd->qhd", p / p.sum(-1, keepdims=True), v).reshape(n, nh * hd).astype(np.float32)
+        x = x + bitlinear(rmsnorm(att, layer["attn_sub_norm"], eps), lin["attn_output"])
+        h = rmsnorm(x, layer["ffn_norm"], eps)
+        gate, up = bitlinear(h, lin["ffn_gate"]), bitlinear(h, lin["ffn_up"])
+        a = np.maximum(gate, 0) ** 2 if act == "relu2" else gate / (1 + np.exp(-gate))
+        x = x + bitlinear(rmsnorm(a * up, layer["ffn_sub_norm"], eps), lin["ffn_down"])
+    return rmsnorm(x, w["output_norm"], eps) @ w["token_embd"].T
+
+
+# ---- the engine through cffi ----
+
+def pack_linear(kind, ternary, scale):
+    """(bytes, dequantized weight as the reference sees it) for one linear weight in a GGUF type."""
+    if kind == "i2_s":
+        return pack_i2_s(ternary, scale), (ternary, scale)
+    if kind in ("tq1_0", "tq2_0"):
+        return quants.quantize(ternary.astype(np.float32), getattr(QT, kind.upper())), (ternary, scale)
+    dense = (ternary * scale).astype(np.float16 if kind == "f16" else np.float32)
+    return dense, dense.astype(np.float32)
+
+
+def pack_embedding(kind, emb):
+    """(bytes, dequantized embedding)."""
+    if kind == "f32":
+        return emb, emb
+    if kind == "f16":
+        return emb.astype(np.float16), emb.astype(np.float16).astype(np.float32)
+    packed = quants.quantize(emb, getattr(QT, kind.upper()))
+    return packed, quants.dequantize(packed, getattr(QT, kind.upper())).astype(np.float32)
+
+
+TYPE_IDS = {"f32": lib.TL_F32, "f16": lib.TL_F16, "bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0,
+            "tq1_0": lib.TL_TQ1_0, "tq2_0": lib.TL_TQ2_0, "i2_s": lib.TL_I2_S}
+
+
+class Engine:
+    """A tl_model over numpy-packed weights (kept alive here), and helpers to run sequences."""
+
+    def __init__(self, w, linear="tq2_0", embd="f32", act="relu2", n_threads=1, cfg=CFG, mutate=None):
+        self.keep, self.cfg = [], cfg
+        c = ffi.new("tl_config *", dict(cfg, act=lib.TL_ACT_RELU2 if act == "relu2" else lib.TL_ACT_SILU, sub_norms=1))
+        embd_bytes, self.embedding = pack_embedding(embd, w["token_embd"])
+        token_embd = self.tensor(embd_bytes, embd, *w["token_embd"].shape)
+        output_norm = self.tensor(w["output_norm"], "f32", 1, cfg["n_embd"])
+        layers = ffi.new("tl_layer[]", cfg["n_layer"])
+        self.linears = []
+        for i, layer in enumerate(w["layers"]):
+            seen = {}
+            for name in LINEARS:
+                ternary, scale = layer[name]
+                packed, seen[name] = pack_linear(linear, ternary, scale)
+                setattr(layers[i], name, self.tensor(packed, linear, *ternary.shape, scale=scale)[0])
+            for name in NORMS:
+                setattr(layers[i], name, self.tensor(layer[name], "f32", 1, layer[name].shape[0])[0])
+            self.linears.append(seen)
+        if mutate:
+            mutate(layers)
+        err = ffi.new("char[256]")
+        self.model = lib.tl_model_new(c, token_embd, output_norm, ffi.NULL, layers, n_threads, err, 256)
+        self.error = ffi.string(err).decode()
+        if self.model != ffi.NULL:
+            self.keep.append(layers)
+            self.model = ffi.gc(self.model, lib.tl_model_free)
+
+    def tensor(self, arr, kind, rows, cols, scale=0.0):
+        arr = np.ascontiguousarray(arr)
+        self.keep.append(arr)
+        return ffi.new("tl_tensor *", dict(data=ffi.from_buffer(arr), type=TYPE_IDS[kind], rows=rows, cols=cols,
+                                           scale=float(scale)))
+
+    def seq(self, n_ctx=64):
+        return ffi.gc(lib.tl_seq_new(self.model, n_ctx), lib.tl_seq_free)
+
+    def forward(self, seqs, tokens, logit_rows=None, n_rows=None):
+        """Returns (rc, logits [n_rows or n, n_vocab], error message)."""
+        n = len(tokens)
+        logits = np.full((n_rows or n, self.cfg["n_vocab"]), np.nan, np.float32)
+        err = ffi.new("char[256]")
+        rows = ffi.NULL if logit_rows is None else ffi.new("int32_t[]", list(logit_rows))
+        rc = lib.tl_forward(self.model, ffi.new("tl_seq *[]", list(seqs)), ffi.new("int32_t[]", list(tokens)), n,
+                            rows, ffi.from_buffer("float[]", logits), err, 256)
+        return rc, logits, ffi.string(err).decode()
+
+
+def prompt(n, seed=1):
+    return np.random.default_rng(seed).integers(0, CFG["n_vocab"], n).tolist()
+
+
+def assert_close_to_reference(logits, expect):
+    span = float(expect.max() - expect.min())
+    diff = float(np.abs(logits - expect).max())
+    assert diff < 1e-4 * span, f"max |diff| {diff:.3g} vs logits range {span:.3g}"
+
+
+# ---- tests ----
+
+@pytest.mark.parametrize("linear,embd,act", [("tq2_0", "f32", "relu2"), ("tq1_0", "bf16", "relu2"),
+                                             ("i2_s", "f16", "silu"), ("f16", "q8_0", "relu2"),
+                                             ("f32", "f32", "silu")])
+def test_forward_matches_numpy_reference(linear, embd, act):
+    w = random_weights()
+    eng = Engine(w, linear=linear, embd=embd, act=act)
+    assert eng.model != ffi.NULL, eng.error
+    tokens = prompt(12)
+    rc, logits, err = eng.forward([eng.seq()] * len(tokens), tokens)
+    assert rc == 0, err
+    ref_w = dict(w, token_embd=eng.embedding)
+    assert_close_to_reference(logits, reference_logits(ref_w, tokens, act, linears=eng.linears))
+
+
+def test_prefill_equals_token_by_token_decode():
+    eng = Engine(random_weights(), linear="tq2_0")
+    tokens = prompt(10)
+    seq = eng.seq()
+    _, prefill, _ = eng.forward([seq] * 10, tokens)
+    seq2 = eng.seq()
+    decode = np.concatenate([eng.forward([seq2], [t])[1] for t in tokens])
+    np.testing.assert_array_equal(prefill, decode)
+    assert lib.tl_seq_pos(seq) == lib.tl_seq_pos(seq2) == 10
+
+
+def test_batched_decode_equals_each_sequence_alone():
+    eng = Engine(random_weights(), linear="tq1_0", embd="bf16")
+    prompts = [prompt(5, seed) for seed in (2, 3, 4)]
+    alone = []
+    for p in prompts:
+        s = eng.seq()
+        alone.append(eng.forward([s] * len(p), p)[1])
+    seqs = [eng.seq() for _ in prompts]
+    batched = [np.empty_like(a) for a in alone]
+    for step in range(5):  # one token of each sequence per pass
+        rc, logits, err = eng.forward(seqs, [p[step] for p in prompts])
+        assert rc == 0, err
+        for j in range(3):
+            batched[j][step] = logits[j]
+    for a, b in zip(alone, batched):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_mixed_batch_and_scattered_logit_rows():
+    """One pass holding a prefill of one sequence and a decode step of another; logits only where asked."""
+    eng = Engine(random_weights(), linear="i2_s")
+    a, b = eng.seq(), eng.seq()
+    eng.forward([b] * 3, prompt(3, 7))
+    tokens = prompt(4, 8) + [5]
+    rc, logits, err = eng.forward([a] * 4 + [b], tokens, logit_rows=[-1, -1, -1, 1, 0], n_rows=2)
+    assert rc == 0, err
+    a2, b2 = eng.seq(), eng.seq()
+    eng.forward([b2] * 3, prompt(3, 7))
+    np.testing.assert_array_equal(logits[1], eng.forward([a2] * 4, prompt(4, 8))[1][3])
+    np.testing.assert_array_equal(logits[0], eng.forward([b2], [5])[1][0])
+
+
+def test_results_identical_for_one_and_two_threads():
+    w, tokens = random_weights(), prompt(9)
+    out = []
+    for n_threads in (1, 2, 3):
+        eng = Engine(w, linear="tq2_0", embd="bf16", n_threads=n_threads)
+        out.append(eng.forward([eng.seq()] * 9, tokens)[1])
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0], out[2])
+
+
+def test_full_context_returns_error_and_leaves_sequence_unchanged():
+    eng = Engine(random_weights())
+    seq = eng.seq(n_ctx=4)
+    assert eng.forward([seq] * 3, prompt(3))[0] == 0
+    rc, _, err = eng.forward([seq] * 2, prompt(2))
+    assert rc == -1 and "context full" in err
+    assert lib.tl_seq_pos(seq) == 3
+    assert eng.forward([seq], prompt(1))[0] == 0
+    rc, _, err = eng.forward([seq], prompt(1))
+    assert rc == -1 and "context full" in err
+
+
+def test_bad_token_id_returns_error():
+    eng = Engine(random_weights())
+    seq = eng.seq()
+    rc, _, err = eng.forward([seq], [CFG["n_vocab"]])
+    assert rc == -1 and "out of range" in err and lib.tl_seq_pos(seq) == 0
+
+
+def test_reset_starts_the_sequence_again():
+    eng = Engine(random_weights())
+    seq = eng.seq()
+    first = eng.forward([seq] * 4, prompt(4))[1]
+    lib.tl_seq_reset(seq)
+    assert lib.tl_seq_pos(seq) == 0
+    np.testing.assert_array_equal(eng.forward([seq] * 4, prompt(4))[1], first)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda layers: setattr(layers[1].attn_k, "rows", 64), "blk.1.attn_k.weight: shape 64 x 256, expected 128 x 256"),
+    (lambda layers: setattr(layers[0].ffn_norm, "type", lib.TL_BF16), "blk.0.ffn_norm.weight: type 30 not allowed"),
+    (lambda layers: setattr(layers[0].ffn_up, "type", lib.TL_Q8_0), "blk.0.ffn_up.weight: type 8 not allowed"),
+    (lambda layers: setattr(layers[1].ffn_down, "data", ffi.NULL), "blk.1.ffn_down.weight: missing"),
+])
+def test_bad_tensors_are_reported(mutate, message):
+    eng = Engine(random_weights(), mutate=mutate)
+    assert eng.model == ffi.NULL
+    assert message in eng.error
+
+
+def test_bad_config_is_reported():
+    cfg = dict(CFG, n_head_kv=3)
+    w = random_weights(cfg=dict(CFG))
+    eng = Engine(w, cfg=cfg)
+    assert eng.model == ffi.NULL and "n_head_kv" in eng.error

@@ -1,0 +1,154 @@
+"""The C matmul kernels: references agree with numpy, every SIMD variant this CPU has matches its reference
+bit for bit. Ternary weights are packed by gguf-py (an independent packer), i2_s by a short numpy packer."""
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType as QT
+from gguf import quants
+
+from runtime._native import ffi, lib
+
+TERNARY = {"tq1_0": lib.TL_TQ1_0, "tq2_0": lib.TL_TQ2_0, "i2_s": lib.TL_I2_S}
+FLOAT = {"f32": lib.TL_F32, "f16": lib.TL_F16, "bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0}
+SIMD = ["avx2", "avx512"]
+RNG = np.random.default_rng(0)
+
+
+def pack_i2_s(ternary: np.ndarray, scale: float) -> np.ndarray:
+    """bitnet.cpp's x86 I2_S: per 128 values, byte j = codes j, j+32, j+64, j+96 at bits 7-6, 5-4, 3-2, 1-0;
+    then 32 bytes whose first 4 are the f32 scale."""
+    rows, cols = ternary.shape
+    codes = (ternary.astype(np.uint8) + 1).reshape(rows, cols // 128, 4, 32)
+    packed = (codes[:, :, 0] << 6) | (codes[:, :, 1] << 4) | (codes[:, :, 2] << 2) | codes[:, :, 3]
+    tail = np.zeros(32, np.uint8)
+    tail[:4] = np.frombuffer(np.float32(scale).tobytes(), np.uint8)
+    return np.concatenate([packed.reshape(-1), tail])
+
+
+def pack_ternary(name: str, ternary: np.ndarray) -> np.ndarray:
+    if name == "i2_s":
+        return pack_i2_s(ternary, 1.0)
+    return quants.quantize(ternary.astype(np.float32), getattr(QT, name.upper()))
+
+
+def pack_float(name: str, w: np.ndarray) -> np.ndarray:
+    if name == "f32":
+        return w.astype(np.float32)
+    if name == "f16":
+        return w.astype(np.float16)
+    return quants.quantize(w.astype(np.float32), getattr(QT, name.upper()))
+
+
+def run_ternary(isa, name, packed, rows, cols, x, x_scale, w_scale=1.0):
+    y = np.empty((x.shape[0], rows), np.float32)
+    rc = lib.tl_matmul_ternary(isa.encode(), TERNARY[name], ffi.from_buffer(packed), rows, cols,
+                               ffi.from_buffer("int8_t[]", x), ffi.from_buffer("float[]", x_scale), x.shape[0],
+                               w_scale, ffi.from_buffer("float[]", y))
+    return y if rc == 0 else None
+
+
+def run_float(isa, name, packed, rows, cols, x):
+    y = np.empty((x.shape[0], rows), np.float32)
+    rc = lib.tl_matmul_float(isa.encode(), FLOAT[name], ffi.from_buffer(packed), rows, cols,
+                             ffi.from_buffer("float[]", x), x.shape[0], ffi.from_buffer("float[]", y))
+    return y if rc == 0 else None
+
+
+def simd_isas():
+    """The SIMD ISAs this CPU runs (a kernel call on an unsupported ISA returns -1)."""
+    probe = pack_ternary("tq2_0", np.zeros((1, 256), np.int8))
+    x = np.zeros((1, 256), np.int8)
+    return [isa for isa in SIMD if run_ternary(isa, "tq2_0", probe, 1, 256, x, np.ones(1, np.float32)) is not None]
+
+
+def random_case(rows, cols, n):
+    ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
+    x = RNG.integers(-128, 128, (n, cols), dtype=np.int8)
+    return ternary, x
+
+
+@pytest.mark.parametrize("name", TERNARY)
+@pytest.mark.parametrize("rows,cols,n", [(1, 256, 1), (37, 512, 3), (19, 1024, 9), (33, 768, 16)])
+def test_ternary_reference_is_integer_matmul(name, rows, cols, n):
+    ternary, x = random_case(rows, cols, n)
+    y = run_ternary("ref", name, pack_ternary(name, ternary), rows, cols, x, np.ones(n, np.float32))
+    expect = x.astype(np.int64) @ ternary.T.astype(np.int64)
+    np.testing.assert_array_equal(y, expect.astype(np.float32))
+
+
+def test_ternary_reference_applies_scales_once():
+    ternary, x = random_case(5, 256, 2)
+    x_scale = np.array([3.7, 0.21], np.float32)
+    y = run_ternary("ref", "tq2_0", pack_ternary("tq2_0", ternary), 5, 256, x, x_scale, w_scale=0.4)
+    isum = (x.astype(np.int64) @ ternary.T.astype(np.int64)).astype(np.float32)
+    np.testing.assert_array_equal(y, isum / x_scale[:, None] * np.float32(0.4))
+
+
+@pytest.mark.parametrize("name", TERNARY)
+@pytest.mark.parametrize("rows,cols,n", [(1, 256, 1), (37, 512, 1), (37, 512, 2), (45, 1280, 5), (70, 768, 8),
+                                         (29, 512, 13), (640, 2560, 1), (640, 2560, 4), (2560, 6912, 1)])
+def test_ternary_simd_matches_reference(name, rows, cols, n):
+    isas = simd_isas()
+    if not isas:
+        pytest.skip("no SIMD ISA on this CPU")
+    ternary, x = random_case(rows, cols, n)
+    x_scale = RNG.uniform(0.5, 50, n).astype(np.float32)
+    packed = pack_ternary(name, ternary)
+    expect = run_ternary("ref", name, packed, rows, cols, x, x_scale, 0.37)
+    for isa in isas:
+        np.testing.assert_array_equal(run_ternary(isa, name, packed, rows, cols, x, x_scale, 0.37), expect, err_msg=isa)
+
+
+@pytest.mark.parametrize("name", FLOAT)
+def test_float_reference_agrees_with_numpy(name):
+    rows, cols, n = 23, 512, 3
+    w = RNG.standard_normal((rows, cols)).astype(np.float32)
+    x = RNG.standard_normal((n, cols)).astype(np.float32)
+    packed = pack_float(name, w)
+    dequant = w if name == "f32" else w.astype(np.float16).astype(np.float32) if name == "f16" else \
+        quants.dequantize(packed, getattr(QT, name.upper()))
+    y = run_float("ref", name, packed, rows, cols, x)
+    np.testing.assert_allclose(y, x.astype(np.float64) @ dequant.T.astype(np.float64), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", FLOAT)
+@pytest.mark.parametrize("rows,cols,n", [(1, 16, 1), (37, 512, 1), (37, 512, 3), (45, 2560, 7), (640, 2560, 16)])
+def test_float_simd_matches_reference(name, rows, cols, n):
+    isas = simd_isas()
+    if not isas:
+        pytest.skip("no SIMD ISA on this CPU")
+    if name == "q8_0" and cols % 32:
+        cols = 32
+    w = RNG.standard_normal((rows, cols)).astype(np.float32)
+    x = RNG.standard_normal((n, cols)).astype(np.float32)
+    packed = pack_float(name, w)
+    expect = run_float("ref", name, packed, rows, cols, x)
+    for isa in isas:
+        np.testing.assert_array_equal(run_float(isa, name, packed, rows, cols, x), expect, err_msg=isa)
+
+
+def test_bf16_output_matrix_shape_matches_reference():
+    """The tied 128256 x 2560 embedding: the largest matrix read per token."""
+    isas = simd_isas()
+    if not isas:
+        pytest.skip("no SIMD ISA on this CPU")
+    rows, cols = 128256, 2560
+    packed = RNG.integers(0, 1 << 16, (rows, cols), dtype=np.uint16)
+    packed[(packed & 0x7f80) == 0x7f80] = 0  # no inf/nan: they would hide mismatches
+    x = RNG.standard_normal((1, cols)).astype(np.float32)
+    expect = run_float("ref", "bf16", packed, rows, cols, x)
+    for isa in isas:
+        np.testing.assert_array_equal(run_float(isa, "bf16", packed, rows, cols, x), expect, err_msg=isa)
+
+
+def test_unknown_isa_and_type_are_refused():
+    ternary, x = random_case(1, 256, 1)
+    assert run_ternary("sse9", "tq2_0", pack_ternary("tq2_0", ternary), 1, 256, x, np.ones(1, np.float32)) is None
+    y = np.empty(1, np.float32)
+    buf = ffi.from_buffer("float[]", y)
+    assert lib.tl_matmul_float(b"ref", lib.TL_TQ2_0, buf, 1, 16, buf, 1, buf) == -1
+
+
+def test_read_bandwidth_is_measured():
+    gbs = lib.tl_read_bandwidth(64 << 20, 1)
+    assert 0.5 < gbs < 1000
+    assert ffi.string(lib.tl_isa()).decode() in ("ref", "avx2", "avx512")
