@@ -3,6 +3,15 @@
 
 def register(sub) -> None:
     from .presets import FORMS, PRESETS
+    from .pack import TYPES
+    p = sub.add_parser("convert", help="convert a Hugging Face BitNet checkpoint (folder or Hub repo id) to GGUF")
+    p.add_argument("src", nargs="?", help="checkpoint folder or Hub repo id (owner/name)")
+    p.add_argument("-o", "--output", help="output .gguf path")
+    p.add_argument("--type", choices=list(TYPES), default="i2_s", help="storage of the ternary weights (default i2_s)")
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--list", action="store_true", help="list the supported architectures and known repos")
+    p.set_defaults(func=run_convert)
+
     p = sub.add_parser("synth", help="write a random-weight checkpoint in microsoft/bitnet-b1.58-2B-4T's form")
     p.add_argument("--preset", required=True, choices=list(PRESETS))
     p.add_argument("-o", "--output", required=True, help="output folder")
@@ -10,6 +19,25 @@ def register(sub) -> None:
                    help="packed: uint8 ternary + bf16 weight_scale; bf16: bf16 master weights")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_synth)
+
+
+def run_convert(args) -> int:
+    if args.list:
+        from .families import FAMILIES, KNOWN_REPOS, family_for
+        print("architectures:")
+        for arch in FAMILIES:
+            print(f"  {arch:24} {family_for({'architectures': [arch]}).ARCH_NOTE}")
+        print("known repos:")
+        for repo, note in KNOWN_REPOS.items():
+            print(f"  {repo:36} {note}")
+        return 0
+    if not args.src or not args.output:
+        raise ValueError("convert needs SRC and -o OUT.gguf (or --list)")
+    from .hub import resolve
+    from .write import convert
+    convert(resolve(args.src, args.revision), args.output, args.type)
+    print(f"wrote {args.output}")
+    return 0
 
 
 def run_synth(args) -> int:

@@ -1,0 +1,55 @@
+"""Model families the converter reads: a table from a checkpoint's `architectures` entry to the module
+that maps its tensors to GGUF, and the Hub repos known to convert. Add a family by adding a row.
+
+A family module has `ARCH_NOTE` (one line for --list), `hparams(config) -> Hparams` and
+`tensors(checkpoint) -> list[Tensor]` (in GGUF order; data is loaded only when `load()` is called)."""
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+FAMILIES = {
+    "BitNetForCausalLM": "converter.families.bitnet",
+}
+
+# repo id -> what it holds
+KNOWN_REPOS = {
+    "microsoft/bitnet-b1.58-2B-4T": "BitNetForCausalLM, packed ternary (uint8 + bf16 weight_scale)",
+    "microsoft/bitnet-b1.58-2B-4T-bf16": "BitNetForCausalLM, bf16 master weights (ternarized with absmean)",
+}
+
+
+@dataclass
+class Hparams:
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+    n_ctx: int
+    rms_eps: float
+    rope_theta: float
+    ffn_act: str  # "relu2" or "silu"
+
+
+@dataclass
+class Tensor:
+    name: str                       # GGUF tensor name
+    shape: tuple[int, ...]          # numpy order: (rows, cols) or (n,)
+    kind: str                       # "ternary", "norm" (stored f32) or "float" (keeps its stored precision)
+    load: Callable[[], np.ndarray]  # ternary: int8 values; norm: f32; float: stored values (bf16 as uint16)
+    dtype: str = "F32"              # float: the stored safetensors dtype (BF16, F16 or F32)
+    scale: float | None = None      # ternary: the f32 weight scale that multiplies
+
+
+def family_for(config: dict):
+    """The family module of a checkpoint's config.json."""
+    archs = config.get("architectures") or []
+    for arch in archs:
+        if arch in FAMILIES:
+            return importlib.import_module(FAMILIES[arch])
+    raise ValueError(f"unsupported architecture {', '.join(archs) or '(none in config.json)'}; "
+                     f"supported: {', '.join(FAMILIES)}")

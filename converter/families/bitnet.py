@@ -1,0 +1,95 @@
+"""BitNetForCausalLM (microsoft/bitnet-b1.58-2B-4T and its -bf16 twin): Llama with attn_sub_norm before
+o_proj, ffn_sub_norm before down_proj and a relu2 MLP. Its seven linears per layer are ternary, stored
+either packed (uint8 [out/4, in] + bf16 weight_scale that multiplies) or as bf16 masters (absmean)."""
+from functools import partial
+
+from .. import hf_ternary
+from . import Hparams, Tensor
+
+ARCH_NOTE = "BitNet b1.58 (Llama + sub-norms, relu2/silu MLP), packed uint8 or bf16/f32 master weights"
+
+NORMS = {"attn_norm": "input_layernorm", "attn_sub_norm": "self_attn.attn_sub_norm",
+         "ffn_norm": "post_attention_layernorm", "ffn_sub_norm": "mlp.ffn_sub_norm"}
+LINEARS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+           "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+           "ffn_down": "mlp.down_proj"}
+FLOAT_DTYPES = ("BF16", "F16", "F32")
+ACTIVATIONS = ("relu2", "silu")
+
+
+def hparams(config: dict) -> Hparams:
+    def need(key):
+        if not isinstance(config.get(key), (int, float)) or isinstance(config.get(key), bool):
+            raise ValueError(f"config.json: {key} is missing or not a number")
+        return config[key]
+    act = config.get("hidden_act", "silu")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"config.json: hidden_act {act!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
+    n_embd, n_head = need("hidden_size"), need("num_attention_heads")
+    return Hparams(n_layer=need("num_hidden_layers"), n_embd=n_embd, n_ff=need("intermediate_size"),
+                   n_head=n_head, n_head_kv=config.get("num_key_value_heads") or n_head,
+                   head_dim=config.get("head_dim") or n_embd // n_head, n_vocab=need("vocab_size"),
+                   n_ctx=config.get("max_position_embeddings", 4096), rms_eps=config.get("rms_norm_eps", 1e-5),
+                   rope_theta=config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta", 10000.0),
+                   ffn_act=act)
+
+
+def tensors(ckpt) -> list[Tensor]:
+    hp = hparams(ckpt.config)
+    q, kv = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
+    linear_shapes = {"attn_q": (q, hp.n_embd), "attn_k": (kv, hp.n_embd), "attn_v": (kv, hp.n_embd),
+                     "attn_output": (hp.n_embd, q), "ffn_gate": (hp.n_ff, hp.n_embd),
+                     "ffn_up": (hp.n_ff, hp.n_embd), "ffn_down": (hp.n_embd, hp.n_ff)}
+    norm_sizes = {"attn_norm": hp.n_embd, "attn_sub_norm": hp.n_embd, "ffn_norm": hp.n_embd, "ffn_sub_norm": hp.n_ff}
+    tied = ckpt.config.get("tie_word_embeddings", False) or not ckpt.has("lm_head.weight")
+
+    out = [float_tensor(ckpt, "token_embd.weight", "model.embed_tokens.weight", (hp.n_vocab, hp.n_embd)),
+           norm_tensor(ckpt, "output_norm.weight", "model.norm.weight", hp.n_embd)]
+    if not tied:
+        out.append(float_tensor(ckpt, "output.weight", "lm_head.weight", (hp.n_vocab, hp.n_embd)))
+    for i in range(hp.n_layer):
+        hf = f"model.layers.{i}."
+        for gguf_name in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_sub_norm", "attn_output",
+                          "ffn_norm", "ffn_gate", "ffn_up", "ffn_sub_norm", "ffn_down"):
+            name = f"blk.{i}.{gguf_name}.weight"
+            if gguf_name in NORMS:
+                out.append(norm_tensor(ckpt, name, hf + NORMS[gguf_name] + ".weight", norm_sizes[gguf_name]))
+            else:
+                out.append(ternary_tensor(ckpt, name, hf + LINEARS[gguf_name], linear_shapes[gguf_name]))
+    return out
+
+
+def float_tensor(ckpt, name, source, shape) -> Tensor:
+    dtype = ckpt.info(source, FLOAT_DTYPES, shape)
+    return Tensor(name, shape, "float", partial(ckpt.raw, source), dtype=dtype)
+
+
+def norm_tensor(ckpt, name, source, size) -> Tensor:
+    ckpt.info(source, FLOAT_DTYPES, (size,))
+    return Tensor(name, (size,), "norm", partial(ckpt.float32, source))
+
+
+def ternary_tensor(ckpt, name, source, shape) -> Tensor:
+    """Packed: unpack the uint8 rows and take the bf16 weight_scale (it multiplies). Masters: absmean
+    ternarization, computed here once for the scale (the GGUF header needs it before any data)."""
+    weight = source + ".weight"
+    rows, cols = shape
+    if ckpt.has(weight) and ckpt.dtype(weight) == "U8":
+        ckpt.info(weight, ("U8",), (rows // hf_ternary.VALUES_PER_BYTE, cols))
+        ckpt.info(source + ".weight_scale", FLOAT_DTYPES, (1,))
+        scale = float(ckpt.float32(source + ".weight_scale")[0])
+
+        def load():
+            try:
+                return hf_ternary.unpack(ckpt.raw(weight))
+            except ValueError as e:
+                raise ValueError(f"{weight}: {e}") from None
+    else:
+        ckpt.info(weight, FLOAT_DTYPES, shape)
+        scale = float(hf_ternary.absmean_ternarize(ckpt.float32(weight))[1])
+
+        def load():
+            return hf_ternary.absmean_ternarize(ckpt.float32(weight))[0]
+    if not scale > 0:
+        raise ValueError(f"{source}.weight_scale is {scale}, not a positive scale")
+    return Tensor(name, shape, "ternary", load, scale=scale)

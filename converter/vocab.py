@@ -1,0 +1,57 @@
+"""The checkpoint's tokenizer as GGUF metadata (docs/format.md): tokens, token types and the pre-tokenizer
+name from tokenizer.json via `tokenizers`; merges, special-token ids and chat template via gguf-py's
+SpecialVocab."""
+import json
+import os
+
+import gguf
+
+from .synth_tokenizer import LLAMA3_SPLIT
+
+# pre-tokenizer split regex -> llama.cpp's name for it
+PRE_TOKENIZERS = {LLAMA3_SPLIT: "llama-bpe"}
+
+
+def pre_tokenizer_name(tokenizer_json: dict) -> str:
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    for step in pre.get("pretokenizers", [pre]):
+        regex = (step.get("pattern") or {}).get("Regex")
+        if step.get("type") == "Split" and regex in PRE_TOKENIZERS:
+            return PRE_TOKENIZERS[regex]
+    raise ValueError("tokenizer.json: unsupported pre-tokenizer (supported: Llama 3's byte-level BPE split)")
+
+
+def add_tokenizer(writer: gguf.GGUFWriter, path: str, n_vocab: int) -> None:
+    """Adds the tokenizer of checkpoint folder path; ids the tokenizer lacks up to n_vocab become unused
+    padding tokens (the embedding may be larger than the vocabulary)."""
+    from tokenizers import Tokenizer
+    tokenizer_path = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(tokenizer_path):
+        raise FileNotFoundError(f"{path}: no tokenizer.json (the converter needs the checkpoint's tokenizer)")
+    with open(tokenizer_path, encoding="utf-8") as f:
+        tokenizer_json = json.load(f)
+    if (tokenizer_json.get("model") or {}).get("type") != "BPE":
+        raise ValueError("tokenizer.json: only BPE tokenizers are supported")
+    tok = Tokenizer.from_file(tokenizer_path)
+    if tok.get_vocab_size() > n_vocab:
+        raise ValueError(f"tokenizer.json has {tok.get_vocab_size()} tokens, more than vocab_size {n_vocab}")
+    added = tok.get_added_tokens_decoder()
+    tokens, types = [], []
+    for i in range(n_vocab):
+        token = tok.id_to_token(i)
+        if token is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        else:
+            tokens.append(token)
+            types.append(gguf.TokenType.NORMAL if i not in added else
+                         gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre_tokenizer_name(tokenizer_json))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special = gguf.SpecialVocab(path, load_merges=True, n_vocab=n_vocab)
+    special.add_to_gguf(writer)
+    eot = tok.token_to_id("<|eot_id|>")
+    if eot is not None:
+        writer.add_eot_token_id(eot)
