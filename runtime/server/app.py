@@ -154,7 +154,9 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "slots_processing": scheduler.n_busy, "slots_idle": scheduler.n_slots - scheduler.n_busy}
+        busy = scheduler.n_busy
+        return {"status": "ok", "slots_processing": busy, "slots_idle": scheduler.n_slots - busy,
+                "requests_waiting": scheduler.n_waiting}
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest):

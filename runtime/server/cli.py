@@ -20,13 +20,11 @@ def open_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
-def run_app(app, sock: socket.socket):
-    """Serves `app` on a bound socket until the server is told to exit (Ctrl-C, or `.should_exit` from a test)."""
+def make_server(app):
+    """A uvicorn server for `app`; `.run(sockets=[sock])` serves until Ctrl-C or `.should_exit = True`."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
-    server.run(sockets=[sock])
-    return server
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
 
 
 def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None) -> int:
@@ -45,7 +43,7 @@ def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, par
               f"  try:       curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
               f"               -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}], \"max_tokens\": 64}}'\n"
               f"  Ctrl-C stops the server.", flush=True)
-        run_app(app, sock)
+        make_server(app).run(sockets=[sock])
     finally:
         model.close()
     return 0

@@ -89,6 +89,11 @@ class Scheduler:
         """Slots holding a request (read by /health and tests)."""
         return len(self._active)
 
+    @property
+    def n_waiting(self) -> int:
+        """Requests queued for a slot."""
+        return len(self._waiting)
+
     def start(self):
         self._thread.start()
 
