@@ -11,3 +11,12 @@ def tiny_checkpoints(tmp_path_factory):
     from tests.checkpoints import make_tiny
     root = tmp_path_factory.mktemp("tiny")
     return {form: make_tiny(str(root / form), form) for form in ("packed", "bf16")}
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_checkpoints, tmp_path_factory):
+    """The packed tiny checkpoint converted to an i2_s GGUF."""
+    from converter.write import convert
+    path = str(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+    convert(tiny_checkpoints["packed"], path, "i2_s", progress=False)
+    return path
