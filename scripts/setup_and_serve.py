@@ -1,0 +1,97 @@
+"""Download, convert and serve in one command.
+
+    .venv/bin/python scripts/setup_and_serve.py microsoft/bitnet-b1.58-2B-4T --type i2_s
+    .venv/bin/python scripts/setup_and_serve.py            # the embedded default model (models/bitnet-tiny)
+    .venv/bin/python scripts/setup_and_serve.py --list
+
+Checks (and if needed builds) the C core, downloads the checkpoint with progress bars into models/hub (a
+Hugging Face cache; HF_HUB_CACHE overrides it, HF_HUB_OFFLINE=1 uses it without the network), converts it to
+models/<name>.<type>.gguf unless an up-to-date one is there, then runs `tritlm serve`, which prints the URL and
+a ready-to-paste curl command. Only repos the converter knows are accepted; a local checkpoint folder works too."""
+import argparse
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "models")
+DEFAULT_CHECKPOINT = os.path.join(MODELS, "bitnet-tiny")  # written by models/train_tiny.py
+sys.path.insert(0, ROOT)
+
+
+def ensure_native():
+    """Imports the C core, building it in place first if it is missing."""
+    try:
+        import runtime._native  # noqa: F401
+        return
+    except ImportError:
+        print("setup: building the C core ...", flush=True)
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=ROOT)
+    if build.returncode != 0:
+        raise OSError("building the C core failed: run `make install` and read its errors")
+
+
+def resolve_source(source: str | None) -> tuple[str, str]:
+    """-> (local checkpoint folder, short name). A repo id must be one the converter knows."""
+    from converter.families import KNOWN_REPOS
+    if source is None:
+        if not os.path.isdir(DEFAULT_CHECKPOINT):
+            raise FileNotFoundError(f"the embedded model is not at {DEFAULT_CHECKPOINT}: train it with "
+                                    f"models/train_tiny.py, or name a Hub repo (--list shows them)")
+        return DEFAULT_CHECKPOINT, os.path.basename(DEFAULT_CHECKPOINT)
+    if os.path.isdir(source):
+        return source, os.path.basename(os.path.normpath(source))
+    if source not in KNOWN_REPOS:
+        raise ValueError(f"unsupported repo {source!r}: supported are {', '.join(KNOWN_REPOS)} (see --list)")
+    from converter.hub import resolve
+    return resolve(source), source.split("/")[-1]
+
+
+def is_up_to_date(gguf_path: str, checkpoint: str) -> bool:
+    """The GGUF exists and is newer than every file of the checkpoint it came from."""
+    if not os.path.exists(gguf_path):
+        return False
+    newest = max(os.path.getmtime(os.path.join(checkpoint, f)) for f in os.listdir(checkpoint))
+    return os.path.getmtime(gguf_path) >= newest
+
+
+def main(argv=None) -> int:
+    from converter.pack import TYPES
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("repo", nargs="?", help="Hub repo id (see --list) or checkpoint folder; default: embedded model")
+    p.add_argument("--type", choices=list(TYPES), default="i2_s", help="storage of the ternary weights")
+    p.add_argument("--list", action="store_true", help="list the supported repos and exit")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("-t", "--threads", type=int, default=None)
+    p.add_argument("-c", "--ctx-size", type=int, default=None)
+    p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--api-key", default=None)
+    args = p.parse_args(argv)
+    try:
+        if args.list:
+            from converter.families import KNOWN_REPOS
+            for repo, note in KNOWN_REPOS.items():
+                print(f"{repo:40} {note}")
+            return 0
+        os.environ.setdefault("HF_HUB_CACHE", os.path.join(MODELS, "hub"))  # before huggingface_hub is imported
+        ensure_native()
+        checkpoint, name = resolve_source(args.repo)
+        gguf_path = os.path.join(MODELS, f"{name}.{args.type}.gguf")
+        if is_up_to_date(gguf_path, checkpoint):
+            print(f"setup: {gguf_path} is up to date", flush=True)
+        else:
+            from converter.write import convert
+            print(f"setup: converting {checkpoint} -> {gguf_path}", flush=True)
+            convert(checkpoint, gguf_path, args.type)
+        from runtime.server.cli import serve
+        return serve(gguf_path, args.host, args.port, args.threads, args.ctx_size, args.parallel, args.api_key)
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as e:
+        print(f"setup_and_serve: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
