@@ -9,6 +9,8 @@ import sys
 SUBCOMMANDS = [
     "converter.cli",      # convert, synth
     "runtime.server.cli", # serve
+    "runtime.bench",      # bench
+    "runtime.perplexity", # perplexity
 ]
 
 
