@@ -7,15 +7,15 @@
 Checks (and if needed builds) the C core, downloads the checkpoint with progress bars into models/hub (a
 Hugging Face cache; HF_HUB_CACHE overrides it, HF_HUB_OFFLINE=1 uses it without the network), converts it to
 models/<name>.<type>.gguf unless an up-to-date one is there, then runs `tritlm serve`, which prints the URL and
-a ready-to-paste curl command. Only repos the converter knows are accepted; a local checkpoint folder works too."""
+a ready-to-paste curl command. Only repos the converter knows are accepted; a local checkpoint folder works too.
+--models-dir moves models/ (downloads, GGUFs, and where the embedded model is looked for)."""
 import argparse
 import os
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = os.path.join(ROOT, "models")
-DEFAULT_CHECKPOINT = os.path.join(MODELS, "bitnet-tiny")  # written by models/train_tiny.py
+EMBEDDED = "bitnet-tiny"  # the checkpoint folder models/train_tiny.py writes
 sys.path.insert(0, ROOT)
 
 
@@ -31,14 +31,15 @@ def ensure_native():
         raise OSError("building the C core failed: run `make install` and read its errors")
 
 
-def resolve_source(source: str | None) -> tuple[str, str]:
+def resolve_source(source: str | None, models_dir: str) -> tuple[str, str]:
     """-> (local checkpoint folder, short name). A repo id must be one the converter knows."""
     from converter.families import KNOWN_REPOS
     if source is None:
-        if not os.path.isdir(DEFAULT_CHECKPOINT):
-            raise FileNotFoundError(f"the embedded model is not at {DEFAULT_CHECKPOINT}: train it with "
+        embedded = os.path.join(models_dir, EMBEDDED)
+        if not os.path.isdir(embedded):
+            raise FileNotFoundError(f"the embedded model is not at {embedded}: train it with "
                                     f"models/train_tiny.py, or name a Hub repo (--list shows them)")
-        return DEFAULT_CHECKPOINT, os.path.basename(DEFAULT_CHECKPOINT)
+        return embedded, EMBEDDED
     if os.path.isdir(source):
         return source, os.path.basename(os.path.normpath(source))
     if source not in KNOWN_REPOS:
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("repo", nargs="?", help="Hub repo id (see --list) or checkpoint folder; default: embedded model")
     p.add_argument("--type", choices=list(TYPES), default="i2_s", help="storage of the ternary weights")
     p.add_argument("--list", action="store_true", help="list the supported repos and exit")
+    p.add_argument("--models-dir", default=os.path.join(ROOT, "models"), help="default: models/ of this repo")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("-t", "--threads", type=int, default=None)
@@ -74,10 +76,10 @@ def main(argv=None) -> int:
             for repo, note in KNOWN_REPOS.items():
                 print(f"{repo:40} {note}")
             return 0
-        os.environ.setdefault("HF_HUB_CACHE", os.path.join(MODELS, "hub"))  # before huggingface_hub is imported
+        os.environ.setdefault("HF_HUB_CACHE", os.path.join(args.models_dir, "hub"))  # read when huggingface_hub loads
         ensure_native()
-        checkpoint, name = resolve_source(args.repo)
-        gguf_path = os.path.join(MODELS, f"{name}.{args.type}.gguf")
+        checkpoint, name = resolve_source(args.repo, args.models_dir)
+        gguf_path = os.path.join(args.models_dir, f"{name}.{args.type}.gguf")
         if is_up_to_date(gguf_path, checkpoint):
             print(f"setup: {gguf_path} is up to date", flush=True)
         else:
