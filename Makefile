@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow bench bench-peers clean
+.PHONY: install native demo test test-slow bench bench-peers clean chromium
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,12 @@ install: $(VENV)/.installed
 native: install
 	$(VPY) setup.py -q build_ext --inplace
 
-test: install
+# The chat page test drives Debian's headless Chromium through its own driver (Selenium downloads nothing).
+chromium:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
+
+test: install chromium
 	$(VPY) -m pytest -q tests
 
 # The slow tests (the 2B-sized checks): pytest.ini deselects them by default.
