@@ -131,6 +131,7 @@ class Scheduler:
         with self._cond:
             if job in self._waiting:
                 self._waiting.remove(job)
+                job.send("error", "cancelled")
             self._cond.notify()
 
     def _run(self):
@@ -155,10 +156,9 @@ class Scheduler:
                 for seq, job in list(self._active):
                     self._finish(seq, job, ("error", f"generation failed: {e}"))
 
-    def _finish(self, seq, job, event=None):
-        """Frees the job's slot, sending it its last event (none when the client is gone)."""
-        if event:
-            job.send(*event)
+    def _finish(self, seq, job, event=("error", "cancelled")):
+        """Frees the job's slot, sending it its last event (so nothing waits forever on a cancelled job)."""
+        job.send(*event)
         self._active.remove((seq, job))
         self._free.append(seq)
 
