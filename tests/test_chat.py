@@ -1,0 +1,122 @@
+"""`tritlm run --chat`: answers match greedy decoding over the conversation as transformers renders it, the
+KV cache is reused across turns, old turns are dropped to fit the context, Ctrl-C stops only the answer."""
+import pytest
+
+pytest.importorskip("runtime.model", reason="runtime.Model (runtime/model.py) has not landed yet")  # until it does
+
+import io
+
+import numpy as np
+
+from runtime import Model
+from runtime.chat import Conversation, chat
+from runtime.sampler import Sampler
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gguf):
+    m = Model(tiny_gguf, threads=2, n_ctx=256)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(tiny_checkpoints):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_checkpoints["packed"])
+
+
+def greedy_text(model, ids, max_tokens):
+    """The reference: argmax over a fresh forward of the whole text at each step, until EOS."""
+    out = []
+    for _ in range(max_tokens):
+        token = int(np.argmax(model.logits(ids + out)[-1]))
+        if token in model.eos_ids:
+            break
+        out.append(token)
+    return model.detokenize(out).rstrip("\ufffd")
+
+
+def reference_turns(model, hf_tokenizer, questions, max_tokens):
+    messages, answers = [], []
+    for question in questions:
+        messages.append({"role": "user", "content": question})
+        ids = hf_tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        answers.append(greedy_text(model, list(ids), max_tokens))
+        messages.append({"role": "assistant", "content": answers[-1]})
+    return answers
+
+
+def answers_of(out):
+    """The answers in a transcript: 'header\n> answer\n> answer\n> \n' (the last prompt met end of input)."""
+    return out.getvalue().split("\n> ")[1:-1]
+
+
+def counting_prefill(model, counts):
+    prefill = model.prefill
+
+    def counted(seq, ids):
+        counts.append(len(ids))
+        return prefill(seq, ids)
+    return counted
+
+
+def test_turns_match_reference_and_reuse_the_cache(model, hf_tokenizer):
+    questions = ["What is a layer?", "And a token?", "Thanks."]
+    expected = reference_turns(model, hf_tokenizer, questions, 8)
+    counts = []
+    model.prefill = counting_prefill(model, counts)
+    try:
+        out = io.StringIO()
+        assert chat(model, Sampler(temperature=0), max_tokens=8, stdin=io.StringIO("\n".join(questions) + "\n"),
+                    stdout=out) == 0
+    finally:
+        del model.prefill
+    assert answers_of(out) == expected
+    full = hf_tokenizer.apply_chat_template(
+        [m for q, a in zip(questions, expected) for m in ({"role": "user", "content": q},
+                                                           {"role": "assistant", "content": a})][:-1],
+        add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert sum(counts) < len(full) + 2 * 8, f"turns re-prefilled the whole history: {counts}"
+    assert counts[-1] < len(full) // 2
+
+
+def test_old_turns_are_dropped_to_fit(tiny_gguf):
+    small = Model(tiny_gguf, threads=2, n_ctx=96)
+    try:
+        conversation = Conversation(small, system="Be brief.", answer_room=16)
+        for i in range(8):
+            "".join(conversation.reply(f"Question number {i} about the weight matrix?", Sampler(temperature=0), 16))
+            assert conversation.seq.pos <= 96
+        assert conversation.messages[0] == {"role": "system", "content": "Be brief."}
+        assert conversation.messages[1]["content"] != "Question number 0 about the weight matrix?"
+        assert conversation.messages[-2]["content"] == "Question number 7 about the weight matrix?"
+        with pytest.raises(ValueError, match="message too long"):
+            "".join(conversation.reply("word " * 200, Sampler(temperature=0), 16))
+    finally:
+        small.close()
+
+
+def test_ctrl_c_stops_only_the_answer(model, hf_tokenizer):
+    decode, calls = model.decode, [0]
+
+    def interrupted_once(seqs, tokens):  # after the cache grew: the chat must notice and start over
+        logits = decode(seqs, tokens)
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return logits
+
+    model.decode = interrupted_once
+    try:
+        out = io.StringIO()
+        chat(model, Sampler(temperature=0), max_tokens=8, stdin=io.StringIO("first?\nsecond?\n"), stdout=out)
+    finally:
+        del model.decode
+    first, second = answers_of(out)
+    assert first.endswith(" [stopped]")
+    partial = first.removesuffix(" [stopped]")
+    ids = hf_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "first?"}, {"role": "assistant", "content": partial},
+         {"role": "user", "content": "second?"}], add_generation_prompt=True, tokenize=True, return_dict=False)
+    assert second == greedy_text(model, list(ids), 8)

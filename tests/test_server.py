@@ -1,0 +1,305 @@
+"""`tritlm serve` end to end: the official openai client against a server on a free loopback port, serving the
+tiny converted model. Answers are checked against greedy decoding through `Model.logits` (a fresh sequence
+per step, no batching) and prompts against transformers' own chat template and tokenizer."""
+import pytest
+
+pytest.importorskip("runtime.model", reason="runtime.Model (runtime/model.py) has not landed yet")  # until it does
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import openai
+
+from runtime import Model
+from runtime.server.app import create_app
+from runtime.server.cli import make_server, open_socket
+from runtime.server.template import ChatTemplate
+
+PROMPT = "The model cache is"
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a layer."}]
+
+
+@contextlib.contextmanager
+def serving(app):
+    """Runs `app` on a free loopback port in a thread; yields its base URL."""
+    sock = open_socket("127.0.0.1", 0)
+    server = make_server(app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gguf):
+    m = Model(tiny_gguf, threads=2, n_ctx=256)
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    app = create_app(model, parallel=4)
+    with serving(app) as url:
+        yield url, app
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=server[0] + "/v1", api_key="none", max_retries=0, timeout=60)
+
+
+def greedy(model, ids, max_tokens):
+    """The reference: argmax of a fresh full forward over the whole text at each step; stops at EOS."""
+    out = []
+    for _ in range(max_tokens):
+        token = int(np.argmax(model.logits(ids + out)[-1]))
+        if token in model.eos_ids:
+            break
+        out.append(token)
+    return out
+
+
+def as_text(model, ids):
+    return model.detokenize(ids).rstrip("\ufffd")  # a stream holds back an incomplete UTF-8 tail
+
+
+@pytest.fixture(scope="module")
+def chat_ids(tiny_checkpoints):
+    """The chat prompt as transformers renders and tokenizes it from the original checkpoint."""
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["packed"])
+    return tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
+def test_chat_template_matches_transformers(model, tiny_checkpoints, chat_ids):
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["packed"])
+    template = ChatTemplate(model)
+    assert template.has_own_template
+    assert template.render(MESSAGES) == tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True,
+                                                                      tokenize=False)
+    assert template.tokenize(MESSAGES) == list(chat_ids)
+
+
+def test_completion_matches_greedy(client, model):
+    ids = model.tokenize(PROMPT, add_bos=True, special=True)
+    expected = greedy(model, ids, 12)
+    reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=12, temperature=0)
+    choice = reply.choices[0]
+    assert choice.text == as_text(model, expected)
+    assert choice.finish_reason == ("length" if len(expected) == 12 else "stop")
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (len(ids), len(expected))
+
+    chunks = list(client.completions.create(model=model.name, prompt=PROMPT, max_tokens=12, temperature=0, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == choice.text
+    assert chunks[-1].choices[0].finish_reason == choice.finish_reason
+
+
+def test_chat_matches_greedy(client, model, chat_ids):
+    expected = as_text(model, greedy(model, list(chat_ids), 10))
+    reply = client.chat.completions.create(model=model.name, messages=MESSAGES, max_tokens=10, temperature=0)
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.content == expected
+    assert reply.usage.prompt_tokens == len(chat_ids)
+
+    chunks = list(client.chat.completions.create(model=model.name, messages=MESSAGES, max_tokens=10, temperature=0, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+    assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+
+
+def test_stop_sequence(client, model):
+    full = as_text(model, greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 24))
+    assert len(full) >= 10, f"greedy text too short for a stop test: {full!r}"
+    stop = full[6:9]
+    expected = full[: full.index(stop)]
+    reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=24, temperature=0, stop=[stop, "\x00never"])
+    assert (reply.choices[0].text, reply.choices[0].finish_reason) == (expected, "stop")
+    chunks = list(client.completions.create(model=model.name, prompt=PROMPT, max_tokens=24, temperature=0, stop=stop, stream=True))
+    assert "".join(c.choices[0].text for c in chunks) == expected
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_models_health_tokenize(client, model, server, tiny_checkpoints):
+    listed = client.models.list().data
+    assert [m.id for m in listed] == [model.name]
+    url = server[0]
+    assert httpx.get(url + "/health").json()["status"] == "ok"
+    from tokenizers import Tokenizer
+    text = "naïve café 🙂 tokens"
+    ids = httpx.post(url + "/tokenize", json={"content": text}).json()["tokens"]
+    reference = Tokenizer.from_file(os.path.join(tiny_checkpoints["packed"], "tokenizer.json"))
+    assert ids == reference.encode(text, add_special_tokens=False).ids
+    assert httpx.post(url + "/detokenize", json={"tokens": ids}).json() == {"content": text}
+    pieces = httpx.post(url + "/tokenize", json={"content": "ab", "with_pieces": True}).json()["tokens"]
+    assert "".join(p["piece"] for p in pieces) == "ab" and all(isinstance(p["id"], int) for p in pieces)
+
+
+def test_concurrent_streams_match_solo_and_are_batched(client, model):
+    prompts = [PROMPT, "The weight of", "A vector and", "Layer one is"]
+    solo = [client.completions.create(model=model.name, prompt=p, max_tokens=16, temperature=0).choices[0].text for p in prompts]
+    batch_sizes = []
+    decode = model.decode
+
+    def counting_decode(seqs, tokens):
+        batch_sizes.append(len(seqs))
+        return decode(seqs, tokens)
+
+    model.decode = counting_decode
+    results = [None] * len(prompts)
+    barrier = threading.Barrier(len(prompts))
+
+    def stream(i):
+        barrier.wait()
+        chunks = client.completions.create(model=model.name, prompt=prompts[i], max_tokens=16, temperature=0, stream=True)
+        results[i] = "".join(c.choices[0].text for c in chunks)
+
+    try:
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(prompts))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        del model.decode
+    assert results == solo
+    assert max(batch_sizes) > 1, f"requests were never decoded together: {batch_sizes}"
+
+
+@contextlib.contextmanager
+def slow_decode(model, seconds_per_step):
+    """Slows every decode step so a request is still running when the test acts on it."""
+    decode = model.decode
+
+    def slow(seqs, tokens):
+        time.sleep(seconds_per_step)
+        return decode(seqs, tokens)
+
+    model.decode = slow
+    try:
+        yield
+    finally:
+        del model.decode
+
+
+def wait_for(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_client_disconnect_frees_its_slot(client, model, server):
+    url, app = server
+    scheduler = app.state.scheduler
+    body = {"prompt": PROMPT, "max_tokens": 200}
+    with slow_decode(model, 0.02):  # 200 steps would take >= 4 s
+        with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True}, timeout=30) as response:
+            lines = response.iter_lines()
+            while not next(lines).startswith("data: {"):
+                pass
+            assert scheduler.n_busy == 1
+        wait_for(lambda: scheduler.n_busy == 0, seconds=1.5)
+
+        # Not streaming: the client hangs up while waiting for the whole answer.
+        with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as raw:
+            payload = json.dumps(body).encode()
+            raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            wait_for(lambda: scheduler.n_busy == 1)
+        wait_for(lambda: scheduler.n_busy == 0, seconds=1.5)
+    reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=4, temperature=0)
+    assert reply.usage.completion_tokens >= 1
+
+
+def error_of(response):
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/v1/completions", b"{not json", None),
+    ("/v1/completions", b'["a list"]', "body"),
+    ("/v1/completions", {"prompt": PROMPT, "max_tokens": -1}, "max_tokens"),
+    ("/v1/completions", {"prompt": PROMPT, "max_tokens": "ten"}, "max_tokens"),
+    ("/v1/completions", {"prompt": PROMPT, "temperature": "hot"}, "temperature"),
+    ("/v1/completions", {"prompt": 42}, "prompt"),
+    ("/v1/completions", {"prompt": [1, 10 ** 9]}, "prompt"),
+    ("/v1/completions", {"prompt": PROMPT, "n": 2}, "n"),
+    ("/v1/completions", {"prompt": PROMPT, "stop": 7}, "stop"),
+    ("/v1/completions", {"prompt": PROMPT, "model": "gpt-4"}, "model"),
+    ("/v1/completions", {"prompt": PROMPT, "max_tokens": 1000}, "max_tokens"),
+    ("/v1/chat/completions", {"messages": []}, "messages"),
+    ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+    ("/v1/chat/completions", {"messages": [{"role": "user"}]}, "messages.0.content"),
+    ("/tokenize", {"content": 5}, "content"),
+    ("/detokenize", {"tokens": [-1]}, "tokens"),
+])
+def test_bad_requests_get_openai_errors(server, path, body, param):
+    send = {"content": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    response = httpx.post(server[0] + path, timeout=30, **send)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+def test_error_codes(server):
+    url = server[0]
+    assert error_of(httpx.post(url + "/v1/completions", content=b"{", headers={"Content-Type": "application/json"})
+                    )["code"] == "invalid_json"
+    assert error_of(httpx.post(url + "/v1/completions", json={"prompt": "x", "model": "gpt-4"}))["code"] == "model_not_found"
+    overflow = httpx.post(url + "/v1/completions", json={"prompt": "x " * 300})
+    assert overflow.status_code == 400 and error_of(overflow)["code"] == "context_length_exceeded"
+    missing = httpx.get(url + "/v1/nothing")
+    assert missing.status_code == 404 and error_of(missing)["type"] == "not_found_error"
+
+
+def test_full_queue_is_refused_at_once(model):
+    app = create_app(model, parallel=1, max_waiting=1)
+    scheduler = app.state.scheduler
+    with serving(app) as url, slow_decode(model, 0.02):
+        body = {"prompt": PROMPT, "max_tokens": 100, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=30) as first:
+            lines = first.iter_lines()  # kept: a dropped iterator closes the stream
+            next(lines)
+            waiting = threading.Thread(target=httpx.post, args=(url + "/v1/completions",),
+                                       kwargs={"json": {"prompt": PROMPT, "max_tokens": 2}, "timeout": 30})
+            waiting.start()
+            wait_for(lambda: scheduler.n_waiting == 1)
+            started = time.monotonic()
+            refused = httpx.post(url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 2}, timeout=30)
+            assert time.monotonic() - started < 1
+            assert refused.status_code == 429 and error_of(refused)["code"] == "queue_full"
+        waiting.join(30)
+        assert not waiting.is_alive()
+
+
+def test_api_key(model):
+    with serving(create_app(model, parallel=1, api_key="sesame")) as url:
+        assert httpx.get(url + "/health").status_code == 200
+        assert httpx.get(url + "/").status_code == 200  # the page itself; its API calls carry the key
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sesame"}):
+            for method, path in (("GET", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/tokenize")):
+                response = httpx.request(method, url + path, headers=headers, json={"prompt": "x"})
+                assert response.status_code == 401, (path, headers)
+                assert error_of(response)["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
+        good = openai.OpenAI(base_url=url + "/v1", api_key="sesame", max_retries=0)
+        assert good.completions.create(model=model.name, prompt=PROMPT, max_tokens=2, temperature=0).usage.completion_tokens >= 1
