@@ -78,13 +78,13 @@ def test_list_and_unknown_repo(offline_env):
     assert missing.returncode == 1 and "not in the Hugging Face cache" in missing.stderr
 
 
-def test_hub_repo_from_cache_converts_serves_and_is_reused(tiny_checkpoints, tiny_gguf, offline_env, tmp_path):
+def test_hub_repo_from_cache_converts_serves_and_is_reused(tiny_checkpoints, offline_env, tmp_path):
     hub_cache_with(tiny_checkpoints["packed"], offline_env["HF_HUB_CACHE"], REPO)
     models = str(tmp_path / "models")
     os.makedirs(models)
-    gguf_path = os.path.join(models, "bitnet-b1.58-2B-4T.i2_s.gguf")
+    gguf_path = os.path.join(models, "bitnet-b1.58-2B-4T.tq2_0.gguf")  # tq2_0: a type gguf-py's reader knows
 
-    server = Serving(REPO, "--type", "i2_s", "--models-dir", models, "--parallel", "1", env=offline_env)
+    server = Serving(REPO, "--type", "tq2_0", "--models-dir", models, "--parallel", "1", env=offline_env)
     try:
         assert any("curl " + server.url + "/v1/chat/completions" in line for line in server.lines)
         reply = httpx.post(server.url + "/v1/chat/completions", timeout=60,
@@ -93,12 +93,14 @@ def test_hub_repo_from_cache_converts_serves_and_is_reused(tiny_checkpoints, tin
     finally:
         assert server.stop() == 0
     # The Hub path delivered the same checkpoint: the same tensors as converting the folder directly.
-    expected, got = tensors(tiny_gguf), tensors(gguf_path)
+    direct = str(tmp_path / "direct.gguf")
+    convert(tiny_checkpoints["packed"], direct, "tq2_0", progress=False)
+    expected, got = tensors(direct), tensors(gguf_path)
     assert expected.keys() == got.keys()
     assert all(np.array_equal(expected[name], got[name]) for name in expected)
 
     mtime = os.path.getmtime(gguf_path)
-    again = Serving(REPO, "--type", "i2_s", "--models-dir", models, "--parallel", "1", env=offline_env)
+    again = Serving(REPO, "--type", "tq2_0", "--models-dir", models, "--parallel", "1", env=offline_env)
     assert again.stop() == 0
     assert any("up to date" in line for line in again.lines) and os.path.getmtime(gguf_path) == mtime
 
@@ -106,10 +108,10 @@ def test_hub_repo_from_cache_converts_serves_and_is_reused(tiny_checkpoints, tin
 def test_embedded_model_by_default(tiny_checkpoints, offline_env, tmp_path):
     models = tmp_path / "models"
     shutil.copytree(tiny_checkpoints["packed"], models / "bitnet-tiny")
-    server = Serving("--type", "tq2_0", "--models-dir", str(models), "--parallel", "1", env=offline_env)
+    server = Serving("--type", "i2_s", "--models-dir", str(models), "--parallel", "1", env=offline_env)
     try:
         ids = httpx.post(server.url + "/tokenize", json={"content": "the model"}).json()["tokens"]
         assert httpx.post(server.url + "/detokenize", json={"tokens": ids}).json()["content"] == "the model"
     finally:
         assert server.stop() == 0
-    assert (models / "bitnet-tiny.tq2_0.gguf").exists()
+    assert (models / "bitnet-tiny.i2_s.gguf").exists()
