@@ -58,7 +58,8 @@ def write_safetensors(path: str, specs: list[tuple[str, str, tuple[int, ...]]],
 
 
 class SafetensorsFile:
-    """One .safetensors file, memory-mapped; tensors are read on demand."""
+    """One .safetensors file; each tensor is read from disk when asked for (not memory-mapped, so a
+    converted tensor's pages are freed with it instead of staying resident)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -79,7 +80,6 @@ class SafetensorsFile:
                 raise ValueError(f"{path}: tensor {name} has unsupported dtype {entry.get('dtype')}")
             if self.data_start + entry["data_offsets"][1] > size:
                 raise ValueError(f"{path}: tensor {name} runs past the end of the file (truncated download?)")
-        self.data = np.memmap(path, dtype=np.uint8, mode="r") if size > self.data_start else None
 
     def names(self) -> list[str]:
         return list(self.entries)
@@ -91,10 +91,12 @@ class SafetensorsFile:
         return tuple(self.entries[name]["shape"])
 
     def raw(self, name: str) -> np.ndarray:
-        """The stored values, zero-copy from the map (bf16 as uint16 bits)."""
+        """The stored values (bf16 as uint16 bits)."""
         entry = self.entries[name]
-        begin, end = (self.data_start + o for o in entry["data_offsets"])
-        return self.data[begin:end].view(DTYPES[entry["dtype"]]).reshape(entry["shape"])
+        dtype = np.dtype(DTYPES[entry["dtype"]])
+        begin, end = entry["data_offsets"]
+        data = np.fromfile(self.path, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=self.data_start + begin)
+        return data.reshape(entry["shape"])
 
     def float32(self, name: str) -> np.ndarray:
         """The tensor as f32 (bf16 widened exactly)."""
