@@ -12,11 +12,11 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the supported architectures and known repos")
     p.set_defaults(func=run_convert)
 
-    p = sub.add_parser("synth", help="write a random-weight checkpoint in microsoft/bitnet-b1.58-2B-4T's form")
+    p = sub.add_parser("synth", help="write a random-weight checkpoint in its family's published on-disk form")
     p.add_argument("--preset", required=True, choices=list(PRESETS))
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--form", choices=FORMS, default="packed",
-                   help="packed: uint8 ternary + bf16 weight_scale; bf16: bf16 master weights")
+    p.add_argument("--form", choices=FORMS, help="packed: uint8 ternary + bf16 weight_scale; bf16: bf16 master "
+                   "weights; fp16: fp16 latent weights (1bitLLM); default: the preset family's first form")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_synth)
 
@@ -43,5 +43,5 @@ def run_convert(args) -> int:
 def run_synth(args) -> int:
     from .synth import synth
     synth(args.preset, args.output, args.form, args.seed)
-    print(f"wrote {args.preset} ({args.form}) to {args.output}")
+    print(f"wrote {args.preset} ({args.form or 'default form'}) to {args.output}")
     return 0

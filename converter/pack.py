@@ -1,6 +1,8 @@
 """Ternary matrices -> GGUF tensor payloads, numpy-vectorized. Layouts as docs/format.md describes:
 ggml's tq2_0 and tq1_0 (the scale as each block's fp16 d), bitnet.cpp's i2_s (one f32 scale after the
-data), and plain f16/f32 holding ternary * scale."""
+data), and plain f16/f32 holding ternary * scale. Rows whose length is not a whole number of blocks are
+padded with zero weights to the next block (zeros add nothing to a dot product; the runtime pads
+activations with zeros to match), so the stored row length may exceed the model's."""
 from typing import NamedTuple
 
 import numpy as np
@@ -8,7 +10,7 @@ import numpy as np
 
 class GGUFType(NamedTuple):
     id: int           # ggml type id
-    block: int        # values per block (a row length must be a multiple of it)
+    block: int        # values per block (rows are zero-padded to a multiple of it)
     block_bytes: int  # bytes per block
 
 
@@ -25,23 +27,24 @@ I2_S_TRAILER = 32  # bytes after an i2_s tensor's data; the first 4 hold the f32
 TQ1_POW3 = np.array([81, 27, 9, 3, 1], dtype=np.uint16)
 
 
+def padded_cols(type_name: str, cols: int) -> int:
+    """The stored row length: cols rounded up to a whole number of the type's blocks."""
+    block = TYPES[type_name].block
+    return -(-cols // block) * block
+
+
 def nbytes(type_name: str, rows: int, cols: int) -> int:
-    """Size of a [rows, cols] ternary tensor stored as type_name."""
+    """Size of a [rows, cols] ternary tensor stored as type_name (rows padded to whole blocks)."""
     t = TYPES[type_name]
-    size = rows * cols // t.block * t.block_bytes
+    size = rows * padded_cols(type_name, cols) // t.block * t.block_bytes
     return size + I2_S_TRAILER if type_name == "i2_s" else size
 
 
-def check_row_length(name: str, cols: int, type_name: str) -> None:
-    block = TYPES[type_name].block
-    if cols % block:
-        raise ValueError(f"{name}: row length {cols} is not a multiple of {type_name}'s block of {block} values "
-                         f"(choose another --type)")
-
-
 def pack(ternary: np.ndarray, scale: float, type_name: str) -> np.ndarray:
-    """int8 [rows, cols] in {-1, 0, 1} and its f32 scale -> the tensor's bytes (uint8, or f16/f32 values)."""
+    """int8 [rows, cols] in {-1, 0, 1} and its f32 scale -> the tensor's bytes (uint8, or f16/f32 values),
+    each row zero-padded to padded_cols."""
     rows, cols = ternary.shape
+    ternary = np.pad(ternary, ((0, 0), (0, padded_cols(type_name, cols) - cols)))
     if type_name in ("f32", "f16"):
         values = ternary.astype(np.float32) * np.float32(scale)
         return values.astype(np.float16 if type_name == "f16" else np.float32)

@@ -1,6 +1,6 @@
 """Shapes of the synthetic checkpoints `tritlm synth` writes (no imports: the CLI reads it for --help)."""
 
-# Real shapes (all written in the 2B-4T BitNet form for now). tiny is for tests: every row length a
+# Real shapes, each written in its family's on-disk form (PRESET_FAMILY). tiny is for tests: every row length a
 # multiple of 256 so it fits every ternary type; tests give it a trained tokenizer's vocab_size.
 PRESETS = {
     "tiny": dict(hidden_size=256, intermediate_size=768, num_hidden_layers=2, num_attention_heads=4,
@@ -30,4 +30,9 @@ PRESETS = {
                       tie_word_embeddings=False),
 }
 
-FORMS = ("packed", "bf16")
+# Each family's published on-disk forms, the first the default: 2B-4T's packed uint8 and bf16 masters;
+# 1bitLLM's fp16 latent weights; Falcon3/Falcon-E/Llama3-8B-1.58's packed uint8 with a dividing scale.
+FAMILY_FORMS = {"bitnet": ("packed", "bf16"), "1bitllm": ("fp16",), "llama": ("packed",)}
+PRESET_FAMILY = {"large": "1bitllm", "3b": "1bitllm", "falcon3-1b": "llama", "falcon3-3b": "llama",
+                 "falcon3-7b": "llama", "llama3-8b": "llama"}  # the others: bitnet
+FORMS = ("packed", "bf16", "fp16")

@@ -95,3 +95,59 @@ def tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict:
     return {"added_tokens_decoder": added, "bos_token": BOS, "eos_token": EOT, "chat_template": CHAT_TEMPLATE,
             "clean_up_tokenization_spaces": True, "model_input_names": ["input_ids", "attention_mask"],
             "model_max_length": model_max_length, "tokenizer_class": "PreTrainedTokenizerFast"}
+
+
+# Llama 2's SentencePiece BPE as tokenizer.json holds it (1bitLLM's tokenizer): "▁" for spaces, a "▁" prefix,
+# byte-fallback pieces <0x00>..<0xFF>, and merges listing every split of every piece (as transformers
+# converts a SentencePiece model), so merge priority is the piece's rank.
+SPM_UNK, SPM_BOS, SPM_EOS, SPM_SPACE = "<unk>", "<s>", "</s>", "\u2581"
+SPM_ADDED = ("<pad>",)  # appended after the pieces, as 1bitLLM's vocab of 32000 + extras
+
+
+def sentencepiece_bpe(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
+    """A Llama-2-style tokenizer over the given pieces (specials, bytes, characters, merged pieces)."""
+    from tokenizers import normalizers
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token=SPM_UNK, byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend(SPM_SPACE), normalizers.Replace(" ", SPM_SPACE)])
+    tok.decoder = decoders.Sequence([decoders.Replace(SPM_SPACE, " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.add_special_tokens([SPM_UNK, SPM_BOS, SPM_EOS])
+    tok.post_processor = processors.TemplateProcessing(single=f"{SPM_BOS} $A", pair=f"{SPM_BOS} $A {SPM_BOS} $B",
+                                                       special_tokens=[(SPM_BOS, vocab[SPM_BOS])])
+    return tok
+
+
+def synthetic_sentencepiece(vocab_size: int) -> Tokenizer:
+    """A Llama-2-style tokenizer with exactly vocab_size entries: 3 specials, 256 bytes, common characters,
+    then pieces made by joining earlier pieces in a fixed order, then the added tokens."""
+    chars = SPM_SPACE + "etaoinshrdlucmfwypvbgkjqxzETAOINSHRDLUCMFWYPVBGKJQXZ0123456789.,'\"-!?:;()"
+    n_pieces = vocab_size - len(SPM_ADDED)
+    pieces = [SPM_UNK, SPM_BOS, SPM_EOS] + [f"<0x{b:02X}>" for b in range(256)] + list(chars)
+    if n_pieces < len(pieces):
+        raise ValueError(f"vocab_size {vocab_size} is too small for a SentencePiece tokenizer (need >= {len(pieces) + 1})")
+    vocab = {p: i for i, p in enumerate(pieces)}
+    merges = []
+    candidates = ((a, b) for a in chars for b in chars)
+    candidates = (c for source in (candidates, ((a + b, c) for a in chars for b in chars for c in chars)) for c in source)
+    for left, right in candidates:
+        if len(vocab) == n_pieces:
+            break
+        piece = left + right
+        if piece in vocab:
+            continue
+        vocab[piece] = len(vocab)
+        merges += [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+    tok = sentencepiece_bpe(vocab, merges)
+    tok.add_tokens(list(SPM_ADDED))
+    return tok
+
+
+def sentencepiece_tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict:
+    """tokenizer_config.json as transformers writes it for a Llama-2 tokenizer."""
+    added = {str(t_id): {"content": t.content, "lstrip": False, "normalized": not t.special, "rstrip": False,
+                         "single_word": False, "special": t.special}
+             for t_id, t in sorted(tok.get_added_tokens_decoder().items())}
+    return {"added_tokens_decoder": added, "add_bos_token": True, "add_eos_token": False, "bos_token": SPM_BOS,
+            "eos_token": SPM_EOS, "unk_token": SPM_UNK, "pad_token": SPM_ADDED[0], "legacy": False,
+            "clean_up_tokenization_spaces": False, "model_max_length": model_max_length,
+            "tokenizer_class": "LlamaTokenizer"}

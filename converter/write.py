@@ -11,7 +11,6 @@ from . import pack, vocab
 from .checkpoint import Checkpoint
 from .families import Tensor, family_for
 
-ARCH_BY_TYPE = {"i2_s": "bitnet-b1.58"}  # bitnet.cpp's name for its i2_s files; llama.cpp's otherwise
 FLOAT_TYPES = {"BF16": gguf.GGMLQuantizationType.BF16, "F16": gguf.GGMLQuantizationType.F16,
                "F32": gguf.GGMLQuantizationType.F32}
 STORED_NUMPY = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}
@@ -24,12 +23,9 @@ def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progres
     family = family_for(ckpt.config)
     hp = family.hparams(ckpt.config)
     tensors = family.tensors(ckpt)
-    for t in tensors:
-        if t.kind == "ternary":
-            pack.check_row_length(t.name, t.shape[1], type_name)
 
     tmp = out_path + ".tmp"
-    writer = gguf.GGUFWriter(tmp, ARCH_BY_TYPE.get(type_name, "bitnet"))
+    writer = gguf.GGUFWriter(tmp, family.gguf_arch(type_name))
     try:
         add_metadata(writer, hp, os.path.basename(os.path.normpath(checkpoint_dir)))
         vocab.add_tokenizer(writer, checkpoint_dir, hp.n_vocab)
@@ -37,7 +33,7 @@ def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progres
             if t.kind == "ternary":
                 writer.add_float32(f"tritlm.weight_scale.{t.name}", t.scale)
             gguf_type, size = stored_type(t, type_name)
-            writer.add_tensor_info(t.name, t.shape, np.float32, size, raw_dtype=gguf_type)
+            writer.add_tensor_info(t.name, stored_shape(t, type_name), np.float32, size, raw_dtype=gguf_type)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
@@ -74,6 +70,13 @@ def stored_type(t: Tensor, type_name: str) -> tuple[int, int]:
     if t.kind == "norm":
         return gguf.GGMLQuantizationType.F32, 4 * n
     return FLOAT_TYPES[t.dtype], np.dtype(STORED_NUMPY[t.dtype]).itemsize * n
+
+
+def stored_shape(t: Tensor, type_name: str) -> tuple[int, ...]:
+    """A ternary tensor's rows are stored zero-padded to whole blocks (pack.padded_cols)."""
+    if t.kind == "ternary":
+        return t.shape[0], pack.padded_cols(type_name, t.shape[1])
+    return t.shape
 
 
 def payload(t: Tensor, type_name: str) -> np.ndarray:

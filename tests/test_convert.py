@@ -12,7 +12,7 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
-from converter import hf_ternary, pack, synth
+from converter import hf_ternary, pack
 from converter.safetensors_io import SafetensorsFile, bf16_to_f32
 from converter.write import convert
 from runtime.cli import main

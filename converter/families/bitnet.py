@@ -1,15 +1,21 @@
 """BitNetForCausalLM (microsoft/bitnet-b1.58-2B-4T and its -bf16 twin): Llama with attn_sub_norm before
 o_proj, ffn_sub_norm before down_proj and a relu2 MLP. Its seven linears per layer are ternary, stored
-either packed (uint8 [out/4, in] + bf16 weight_scale that multiplies) or as bf16 masters (absmean)."""
+either packed (uint8 [out/4, in] + bf16 weight_scale that multiplies) or as bf16 masters (absmean).
+
+Also 1bitLLM's BitnetForCausalLM (bitnet_b1_58-large, -3B): the same graph with a silu MLP, its sub-norms
+named inner_attn_ln and ffn_layernorm, fp16 latent weights (absmean at conversion)."""
 from functools import partial
+
+import numpy as np
 
 from .. import hf_ternary
 from . import Hparams, Tensor
 
 ARCH_NOTE = "BitNet b1.58 (Llama + sub-norms, relu2/silu MLP), packed uint8 or bf16/f32 master weights"
 
-NORMS = {"attn_norm": "input_layernorm", "attn_sub_norm": "self_attn.attn_sub_norm",
-         "ffn_norm": "post_attention_layernorm", "ffn_sub_norm": "mlp.ffn_sub_norm"}
+# GGUF norm -> its checkpoint names (2B-4T's first, then 1bitLLM's)
+NORMS = {"attn_norm": ("input_layernorm",), "attn_sub_norm": ("self_attn.attn_sub_norm", "self_attn.inner_attn_ln"),
+         "ffn_norm": ("post_attention_layernorm",), "ffn_sub_norm": ("mlp.ffn_sub_norm", "mlp.ffn_layernorm")}
 LINEARS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
            "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
            "ffn_down": "mlp.down_proj"}
@@ -34,7 +40,8 @@ def hparams(config: dict) -> Hparams:
                    ffn_act=act)
 
 
-def tensors(ckpt) -> list[Tensor]:
+def tensors(ckpt, sub_norms: bool = True) -> list[Tensor]:
+    """The GGUF tensors; without sub_norms (Llama-shaped checkpoints) there are no attn/ffn_sub_norm."""
     hp = hparams(ckpt.config)
     q, kv = hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
     linear_shapes = {"attn_q": (q, hp.n_embd), "attn_k": (kv, hp.n_embd), "attn_v": (kv, hp.n_embd),
@@ -52,11 +59,20 @@ def tensors(ckpt) -> list[Tensor]:
         for gguf_name in ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_sub_norm", "attn_output",
                           "ffn_norm", "ffn_gate", "ffn_up", "ffn_sub_norm", "ffn_down"):
             name = f"blk.{i}.{gguf_name}.weight"
+            if gguf_name.endswith("_sub_norm") and not sub_norms:
+                continue
             if gguf_name in NORMS:
-                out.append(norm_tensor(ckpt, name, hf + NORMS[gguf_name] + ".weight", norm_sizes[gguf_name]))
+                source = next((hf + n + ".weight" for n in NORMS[gguf_name] if ckpt.has(hf + n + ".weight")),
+                              hf + NORMS[gguf_name][0] + ".weight")
+                out.append(norm_tensor(ckpt, name, source, norm_sizes[gguf_name]))
             else:
                 out.append(ternary_tensor(ckpt, name, hf + LINEARS[gguf_name], linear_shapes[gguf_name]))
     return out
+
+
+def gguf_arch(type_name: str) -> str:
+    """bitnet.cpp's name for its i2_s files; llama.cpp's otherwise."""
+    return "bitnet-b1.58" if type_name == "i2_s" else "bitnet"
 
 
 def float_tensor(ckpt, name, source, shape) -> Tensor:
@@ -69,15 +85,23 @@ def norm_tensor(ckpt, name, source, size) -> Tensor:
     return Tensor(name, (size,), "norm", partial(ckpt.float32, source))
 
 
+def scale_multiplies(config: dict) -> bool:
+    """transformers' two packed layers: AutoBitLinear (linear_class autobitlinear, 2B-4T) multiplies by
+    weight_scale; BitLinear (no linear_class, or bitlinear: Falcon3/Falcon-E/Llama3-8B-1.58) divides by it."""
+    return (config.get("quantization_config") or {}).get("linear_class") == "autobitlinear"
+
+
 def ternary_tensor(ckpt, name, source, shape) -> Tensor:
-    """Packed: unpack the uint8 rows and take the bf16 weight_scale (it multiplies). Masters: absmean
-    ternarization, computed here once for the scale (the GGUF header needs it before any data)."""
+    """Packed: unpack the uint8 rows and take the weight_scale (it multiplies or divides, per
+    scale_multiplies). Masters: absmean ternarization, computed here once for the scale (the GGUF header
+    needs it before any data)."""
     weight = source + ".weight"
     rows, cols = shape
     if ckpt.has(weight) and ckpt.dtype(weight) == "U8":
         ckpt.info(weight, ("U8",), (rows // hf_ternary.VALUES_PER_BYTE, cols))
         ckpt.info(source + ".weight_scale", FLOAT_DTYPES, (1,))
-        scale = float(ckpt.float32(source + ".weight_scale")[0])
+        stored = ckpt.float32(source + ".weight_scale")[0]
+        scale = float(stored if scale_multiplies(ckpt.config) else np.float32(1) / stored)
 
         def load():
             try:
@@ -90,6 +114,6 @@ def ternary_tensor(ckpt, name, source, shape) -> Tensor:
 
         def load():
             return hf_ternary.absmean_ternarize(ckpt.float32(weight))[0]
-    if not scale > 0:
-        raise ValueError(f"{source}.weight_scale is {scale}, not a positive scale")
+    if not 0 < scale < np.inf:
+        raise ValueError(f"{source}: weight scale {scale} is not a positive finite number")
     return Tensor(name, shape, "ternary", load, scale=scale)

@@ -1,0 +1,33 @@
+"""LlamaForCausalLM with transformers' BitNet quantization (HF1BitLLM/Llama3-8B-1.58-100B-tokens,
+tiiuae/Falcon3-*-1.58bit, tiiuae/Falcon-E-*): plain Llama (silu MLP, no sub-norms) whose seven linears per
+layer are packed ternary uint8 [out/4, in] with a weight_scale that divides (transformers' BitLinear);
+the embedding and lm_head stay in the checkpoint's float precision. Written as llama.cpp's `llama`
+architecture with ternary tensors, which bitnet.cpp also uses for these models."""
+from . import Hparams, Tensor, bitnet
+
+ARCH_NOTE = "Llama with BitNet quantization_config (packed uint8 + weight_scale), no sub-norms, silu MLP"
+
+
+def check_quantization(config: dict) -> None:
+    quant = config.get("quantization_config") or {}
+    if quant.get("quant_method") != "bitnet":
+        raise ValueError("LlamaForCausalLM without quantization_config.quant_method 'bitnet' is not a ternary "
+                         "model (only BitNet b1.58 checkpoints convert)")
+    if quant.get("use_rms_norm"):
+        raise ValueError("quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported")
+    if config.get("rope_scaling"):
+        raise ValueError(f"config.json: rope_scaling {config['rope_scaling']!r} is not supported")
+
+
+def hparams(config: dict) -> Hparams:
+    check_quantization(config)
+    return bitnet.hparams(config)
+
+
+def tensors(ckpt) -> list[Tensor]:
+    check_quantization(ckpt.config)
+    return bitnet.tensors(ckpt, sub_norms=False)
+
+
+def gguf_arch(type_name: str) -> str:
+    return "llama"
