@@ -61,24 +61,29 @@ def counting_prefill(model, counts):
     return counted
 
 
-def test_turns_match_reference_and_reuse_the_cache(model, hf_tokenizer):
+def test_turns_match_reference(model, hf_tokenizer):
     questions = ["What is a layer?", "And a token?", "Thanks."]
     expected = reference_turns(model, hf_tokenizer, questions, 8)
+    out = io.StringIO()
+    assert chat(model, Sampler(temperature=0), max_tokens=8, stdin=io.StringIO("\n".join(questions) + "\n"),
+                stdout=out) == 0
+    assert answers_of(out) == expected
+
+
+def test_prompt_extending_the_cache_prefills_only_the_new_tokens(model):
+    first = model.tokenize("The model cache is a", add_bos=True)
+    longer = first + model.tokenize(" layer of the weight matrix", add_bos=False)
     counts = []
     model.prefill = counting_prefill(model, counts)
     try:
-        out = io.StringIO()
-        assert chat(model, Sampler(temperature=0), max_tokens=8, stdin=io.StringIO("\n".join(questions) + "\n"),
-                    stdout=out) == 0
+        conversation = Conversation(model)
+        conversation._prefill(first)
+        logits = conversation._prefill(longer)
+        conversation._prefill(first)  # not an extension: starts over
     finally:
         del model.prefill
-    assert answers_of(out) == expected
-    full = hf_tokenizer.apply_chat_template(
-        [m for q, a in zip(questions, expected) for m in ({"role": "user", "content": q},
-                                                           {"role": "assistant", "content": a})][:-1],
-        add_generation_prompt=True, tokenize=True, return_dict=False)
-    assert sum(counts) < len(full) + 2 * 8, f"turns re-prefilled the whole history: {counts}"
-    assert counts[-1] < len(full) // 2
+    assert counts == [len(first), len(longer) - len(first), len(first)]
+    np.testing.assert_allclose(logits, model.logits(longer)[-1], rtol=1e-4, atol=1e-4)
 
 
 def test_old_turns_are_dropped_to_fit(tiny_gguf):

@@ -50,11 +50,12 @@ def test_page_streams_an_answer(browser, tiny_gguf):
 
             seen = []
 
-            def finished(b):
+            def finished(b):  # reads "done" before the text, so a finished answer is read whole
+                done = b.find_element(By.ID, "stop").get_attribute("hidden") is not None
                 text = b.find_element(By.CSS_SELECTOR, ".msg.assistant").get_property("textContent")
                 if not seen or seen[-1] != text:
                     seen.append(text)
-                return b.find_element(By.ID, "stop").get_attribute("hidden") is not None and bool(text)
+                return done and bool(text)
 
             WebDriverWait(browser, 30, poll_frequency=0.02).until(finished)
         assert not browser.find_elements(By.CSS_SELECTOR, ".msg.error")
