@@ -39,7 +39,7 @@ def run_script(*args, env, timeout=120):
 
 
 class Serving:
-    """The script started as a child process; `.url` once it printed the chat page, `.lines` all it printed."""
+    """The script started as a child process; `.url` once it printed its banner, `.lines` all it printed."""
 
     def __init__(self, *args, env):
         self.proc = subprocess.Popen([sys.executable, SCRIPT, *args, "--port", "0"], env=env,
@@ -49,6 +49,7 @@ class Serving:
             self.lines.append(line)
             if match := re.search(r"chat page: (http://\S+?)/?$", line.strip()):
                 self.url = match.group(1)
+            if "Ctrl-C stops the server" in line:
                 assert httpx.get(self.url + "/health", timeout=30).json()["status"] == "ok"  # serving, Ctrl-C handled
                 return
         self.proc.wait()

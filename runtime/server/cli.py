@@ -43,7 +43,10 @@ def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, par
               f"  try:       curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
               f"               -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}], \"max_tokens\": 64}}'\n"
               f"  Ctrl-C stops the server.", flush=True)
-        make_server(app).run(sockets=[sock])
+        try:
+            make_server(app).run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way to stop
+            pass
     finally:
         model.close()
     return 0
