@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow bench bench-peers clean chromium
+.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -60,3 +60,8 @@ $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
 bench-peers: $(BENCH_GGUFS) $(WHEELS)/.llama-cpp-python
 	$(VPY) -m pip install -q --no-index --find-links $(WHEELS) $(LLAMA_CPP_PY)
 	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
+
+# GB/s of each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c).
+bench-kernels:
+	mkdir -p build && $(CC) -O3 -std=c11 -pthread -ffp-contract=off -Inative -o build/bench_kernels \
+		native/dev/bench_kernels.c native/kernels/*.c native/threads.c -lm && build/bench_kernels

@@ -6,10 +6,10 @@
 static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
 #if defined(__x86_64__)
-static const tl_kernels avx2 = {"avx2", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
-                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
-static const tl_kernels avx512 = {"avx512", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
-                                  tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
+static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_avx2,
+                                tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_ref};
+static const tl_kernels avx512 = {"avx512", tl_tq1_0_avx512, tl_tq2_0_avx512, tl_i2_s_avx512,
+                                  tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_ref};
 
 static int cpu_has(const tl_kernels *k) {
     __builtin_cpu_init();

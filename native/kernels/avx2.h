@@ -1,0 +1,34 @@
+/* avx2.h - the AVX2 vector primitives of ternary_tile.h; every function in a file that includes this is
+ * compiled for that ISA while the library stays portable (chosen at run time). */
+#include <immintrin.h>
+#pragma GCC target("avx2,fma,f16c")
+
+#define VEC __m256i
+#define VEC_BYTES 32
+static inline __m256i vec_zero(void) { return _mm256_setzero_si256(); }
+static inline __m256i vec_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+/* no VNNI: u8 x s8 pairs to int16 (|2 * 2 * 128| cannot saturate), then pairs of int16 to int32 */
+static inline __m256i vec_dot(__m256i acc, __m256i codes, __m256i x) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1)));
+}
+static inline int32_t vec_sum(__m256i acc) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 float lanes for float_tile.h: two ymm (lanes 0-7, 8-15) */
+typedef struct { __m256 lo, hi; } acc16;
+#define ACC acc16
+static inline acc16 acc_zero(void) { return (acc16){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+static inline acc16 acc_fma(acc16 acc, acc16 w, acc16 x) {
+    return (acc16){_mm256_fmadd_ps(w.lo, x.lo, acc.lo), _mm256_fmadd_ps(w.hi, x.hi, acc.hi)};
+}
+static inline acc16 load_x(const float *p) { return (acc16){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+static inline float acc_sum(acc16 acc) {
+    __m256 s8 = _mm256_add_ps(acc.lo, acc.hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}

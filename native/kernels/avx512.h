@@ -1,0 +1,27 @@
+/* avx512.h - the AVX-512 (BW + VNNI) vector primitives of ternary_tile.h; every function in a file that
+ * includes this is compiled for that ISA while the library stays portable (chosen at run time). */
+#include <immintrin.h>
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")
+
+#define VEC __m512i
+#define VEC_BYTES 64
+static inline __m512i vec_zero(void) { return _mm512_setzero_si512(); }
+static inline __m512i vec_load(const void *p) { return _mm512_loadu_si512(p); }
+static inline __m512i vec_dot(__m512i acc, __m512i codes, __m512i x) { return _mm512_dpbusd_epi32(acc, codes, x); }
+static inline int32_t vec_sum(__m512i acc) { return _mm512_reduce_add_epi32(acc); }
+/* 16-bit lanes: lo in the low 256 bits, hi in the high 256 bits */
+static inline __m512i halves16(short lo, short hi) {
+    return _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi));
+}
+
+/* 16 float lanes for float_tile.h: one zmm */
+#define ACC __m512
+static inline __m512 acc_zero(void) { return _mm512_setzero_ps(); }
+static inline __m512 acc_fma(__m512 acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
+static inline __m512 load_x(const float *p) { return _mm512_loadu_ps(p); }
+static inline float acc_sum(__m512 acc) {
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}

@@ -1,0 +1,57 @@
+/* float_tile.h - the blocked float-weight GEMM (f32 activations) shared by the float types of one SIMD ISA,
+ * summing in tl_float_fn's canonical order so every ISA matches the reference bit for bit. Included by
+ * <type>_<isa>.c after it defines:
+ *   ACC, acc_zero(), acc_fma(acc, w, x), acc_sum(acc)   16 float lanes (lane l takes k = l mod 16), fused
+ *                                                        multiply-add, and the pairwise l+8, l+4, l+2, l+1 sum
+ *   load_x(p)                                            16 f32 activations
+ *   load_w(row, k)                                       weights k .. k+15 of a row, as f32
+ *   ELEM_BYTES, FLOAT_KERNEL                             bytes per weight, and the tl_float_fn to define
+ * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. */
+
+enum { FTILE = 4 };
+
+static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
+                                                        int64_t cols, int T, float out[FTILE][FTILE]) {
+    ACC acc[FTILE][FTILE];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
+    for (int64_t k = 0; k < cols; k += 16) {
+        ACC wv[FTILE];
+        for (int r = 0; r < R; r++) wv[r] = load_w(w + r * row_bytes, k);
+        for (int t = 0; t < T; t++) {
+            ACC xv = load_x(x + t * cols + k);
+            for (int r = 0; r < R; r++) acc[r][t] = acc_fma(acc[r][t], wv[r], xv);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[r][t] = acc_sum(acc[r][t]);
+}
+
+void FLOAT_KERNEL(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
+    int64_t row_bytes = cols * ELEM_BYTES;
+    for (int64_t r = r0; r < r1;) {
+        int R = r1 - r >= FTILE ? FTILE : 1;
+        for (int32_t t = 0; t < n;) {
+            int T = n - t >= FTILE ? FTILE : n - t;
+            float out[FTILE][FTILE];
+            const uint8_t *wr = (const uint8_t *)w + r * row_bytes;
+            const float *xt = x + t * cols;
+            // constant tile shapes, so each call below unrolls fully
+            if (R == FTILE) {
+                if (T == 4) ftile(wr, row_bytes, FTILE, xt, cols, 4, out);
+                else if (T == 3) ftile(wr, row_bytes, FTILE, xt, cols, 3, out);
+                else if (T == 2) ftile(wr, row_bytes, FTILE, xt, cols, 2, out);
+                else ftile(wr, row_bytes, FTILE, xt, cols, 1, out);
+            } else {
+                if (T == 4) ftile(wr, row_bytes, 1, xt, cols, 4, out);
+                else if (T == 3) ftile(wr, row_bytes, 1, xt, cols, 3, out);
+                else if (T == 2) ftile(wr, row_bytes, 1, xt, cols, 2, out);
+                else ftile(wr, row_bytes, 1, xt, cols, 1, out);
+            }
+            for (int i = 0; i < R; i++)
+                for (int j = 0; j < T; j++) y[(t + j) * ldy + r + i] = out[i][j];
+            t += T;
+        }
+        r += R;
+    }
+}

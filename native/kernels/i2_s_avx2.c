@@ -1,0 +1,12 @@
+/* i2_s on AVX2: the 32-byte block shifted right by 6 - 2n gives the codes of values 32n .. 32n+31. */
+#include "kernels.h"
+#include "avx2.h"
+
+#define BLOCK_VALUES 128
+#define BLOCK_BYTES 32
+static inline __m256i decode(const uint8_t *block, int seg) {
+    __m256i bytes = _mm256_loadu_si256((const __m256i *)block);
+    return _mm256_and_si256(_mm256_srli_epi16(bytes, 6 - 2 * seg), _mm256_set1_epi8(3));
+}
+#define KERNEL tl_i2_s_avx2
+#include "ternary_tile.h"

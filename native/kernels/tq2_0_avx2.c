@@ -1,0 +1,12 @@
+/* tq2_0 on AVX2: chunk c (32 bytes) shifted right by 2n gives the codes of values 128c + 32n .. +32. */
+#include "kernels.h"
+#include "avx2.h"
+
+#define BLOCK_VALUES 256
+#define BLOCK_BYTES 66
+static inline __m256i decode(const uint8_t *block, int seg) {
+    __m256i chunk = _mm256_loadu_si256((const __m256i *)(block + 32 * (seg / 4)));
+    return _mm256_and_si256(_mm256_srli_epi16(chunk, 2 * (seg % 4)), _mm256_set1_epi8(3));
+}
+#define KERNEL tl_tq2_0_avx2
+#include "ternary_tile.h"
