@@ -206,7 +206,7 @@ def test_checkpoint_has_the_family_form(checkpoints, name):
 def test_gguf_tensors_hold_the_reference_weights(checkpoints, ggufs, name, type_name):
     """Each ternary tensor dequantizes to the reference's effective weight (padding columns are zeros), with
     the exact scale in tritlm.weight_scale.*; the architecture is the family's."""
-    _, ref = checkpoint_weights(checkpoints[name])
+    config, ref = checkpoint_weights(checkpoints[name])
     path = ggufs[name, type_name]
     table = RawTensors(path)
     arch = table.fields["general.architecture"].contents()
@@ -215,6 +215,9 @@ def test_gguf_tensors_hold_the_reference_weights(checkpoints, ggufs, name, type_
         for gguf_name, hf_name in LINEARS.items():
             gname = f"blk.{i}.{gguf_name}.weight"
             expect = ref[f"model.layers.{i}.{hf_name}.weight"]
+            if arch == "llama" and gguf_name in ("attn_q", "attn_k"):  # llama.cpp's q/k row order (normal RoPE)
+                expect = llama_cpp_row_order(expect, config["num_attention_heads" if gguf_name == "attn_q"
+                                                            else "num_key_value_heads"])
             scale = np.float32(table.fields[f"tritlm.weight_scale.{gname}"].contents())
             type_id, shape, raw = table.tensor(gname)
             block = 128 if type_name == "i2_s" else 256
@@ -227,6 +230,15 @@ def test_gguf_tensors_hold_the_reference_weights(checkpoints, ggufs, name, type_
                 values = np.rint(values / np.float32(np.float16(scale)))
             assert not values[:, expect.shape[1]:].any()
             np.testing.assert_allclose(values[:, :expect.shape[1]] * scale, expect, rtol=2e-7, atol=0)
+
+
+def llama_cpp_row_order(w, n_heads):
+    """llama.cpp's convert_hf_to_gguf permutation for `llama`: row i of a head's second half moves next
+    to row i of its first half."""
+    head_dim = w.shape[0] // n_heads
+    order = [h * head_dim + half * head_dim // 2 + i for h in range(n_heads) for i in range(head_dim // 2)
+             for half in (0, 1)]
+    return w[order]
 
 
 class RawTensors(gguf.GGUFReader):

@@ -2,7 +2,13 @@
 tiiuae/Falcon3-*-1.58bit, tiiuae/Falcon-E-*): plain Llama (silu MLP, no sub-norms) whose seven linears per
 layer are packed ternary uint8 [out/4, in] with a weight_scale that divides (transformers' BitLinear);
 the embedding and lm_head stay in the checkpoint's float precision. Written as llama.cpp's `llama`
-architecture with ternary tensors, which bitnet.cpp also uses for these models."""
+architecture with ternary tensors, which bitnet.cpp also uses for these models: its q and k rows are
+permuted as llama.cpp's converter does, so the two rotated halves of each head become interleaved pairs
+(llama.cpp's normal RoPE instead of Hugging Face's rotate-half)."""
+from dataclasses import replace
+
+import numpy as np
+
 from . import Hparams, Tensor, bitnet
 
 ARCH_NOTE = "Llama with BitNet quantization_config (packed uint8 + weight_scale), no sub-norms, silu MLP"
@@ -26,7 +32,22 @@ def hparams(config: dict) -> Hparams:
 
 def tensors(ckpt) -> list[Tensor]:
     check_quantization(ckpt.config)
-    return bitnet.tensors(ckpt, sub_norms=False)
+    hp = bitnet.hparams(ckpt.config)
+    heads = {"attn_q": hp.n_head, "attn_k": hp.n_head_kv}
+    out = []
+    for t in bitnet.tensors(ckpt, sub_norms=False):
+        kind = t.name.split(".")[-2]
+        out.append(replace(t, load=interleave_halves(t.load, heads[kind])) if kind in heads else t)
+    return out
+
+
+def interleave_halves(load, n_heads: int):
+    """Rows of each head reordered from (first half, second half) to pairs (i, i + head_dim/2)."""
+    def permuted() -> np.ndarray:
+        w = load()
+        rows = w.shape[0]
+        return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return permuted
 
 
 def gguf_arch(type_name: str) -> str:
