@@ -17,7 +17,7 @@ typedef struct {
 typedef struct {
     int32_t n_layer, n_embd, n_ff, n_head, n_head_kv, head_dim, n_vocab;
     float rms_eps, rope_theta;
-    int32_t act; int32_t sub_norms;
+    int32_t act; int32_t sub_norms; int32_t rope_interleaved;
 } tl_config;
 typedef struct {
     tl_tensor attn_norm, attn_q, attn_k, attn_v, attn_sub_norm, attn_output;

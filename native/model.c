@@ -55,6 +55,11 @@ static int type_allowed(int use, int32_t type) {
     }
 }
 
+/* Values per block of a ternary type: a row of such a weight may be zero-padded up to a whole block. */
+static int64_t pad_block(int32_t type) {
+    return type == TL_TQ1_0 || type == TL_TQ2_0 ? 256 : type == TL_I2_S ? 128 : 1;
+}
+
 static int check_tensor(char *err, size_t err_len, const char *name, int layer, const tl_tensor *t, int use,
                         int64_t rows, int64_t cols) {
     char full[64];
@@ -62,7 +67,8 @@ static int check_tensor(char *err, size_t err_len, const char *name, int layer, 
     else snprintf(full, sizeof full, "%s.weight", name);
     if (!t->data) return fail(err, err_len, "%s: missing", full), 0;
     if (!type_allowed(use, t->type)) return fail(err, err_len, "%s: type %d not allowed here", full, t->type), 0;
-    if (t->rows != rows || t->cols != cols)
+    int64_t padded = use == LINEAR ? (cols + pad_block(t->type) - 1) / pad_block(t->type) * pad_block(t->type) : cols;
+    if (t->rows != rows || (t->cols != cols && t->cols != padded))
         return fail(err, err_len, "%s: shape %lld x %lld, expected %lld x %lld", full, (long long)t->rows,
                     (long long)t->cols, (long long)rows, (long long)cols), 0;
     if (!tl_row_bytes(t->type, cols) || cols % 16)
@@ -101,6 +107,9 @@ static int check_weights(const tl_config *c, const tl_tensor *token_embd, const 
             !check_tensor(err, err_len, "ffn_up", i, &l->ffn_up, LINEAR, f, e) ||
             !check_tensor(err, err_len, "ffn_down", i, &l->ffn_down, LINEAR, e, f))
             return 0;
+        // weights sharing one quantized input must agree on its (padded) length
+        if (l->attn_k.cols != l->attn_q.cols || l->attn_v.cols != l->attn_q.cols || l->ffn_up.cols != l->ffn_gate.cols)
+            return fail(err, err_len, "blk.%d: q/k/v or gate/up weights have different (padded) row lengths", i), 0;
         if (c->sub_norms && (!check_tensor(err, err_len, "attn_sub_norm", i, &l->attn_sub_norm, NORM, 1, qd) ||
                              !check_tensor(err, err_len, "ffn_sub_norm", i, &l->ffn_sub_norm, NORM, 1, f)))
             return 0;
@@ -125,7 +134,7 @@ static int grow_scratch(tl_model *m, int32_t n) {
     const tl_config *c = &m->cfg;
     size_t e = c->n_embd, f = c->n_ff, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_head_kv * c->head_dim;
     size_t widest = e > f ? e : f, t = (size_t)n;
-    widest = widest > qd ? widest : qd;
+    widest = (widest > qd ? widest : qd) + 255; /* room for a ternary weight's zero-padded row */
     free_scratch(m);
     m->n_cap = 0;
     m->x = malloc(t * e * 4), m->xn = malloc(t * widest * 4), m->xf = malloc(t * widest * 4);
@@ -218,8 +227,9 @@ static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_
     }
 }
 
-/* BitNet's per-token activation quantization: s = 127 / max(absmax, 1e-5), q = clamp(round(x * s)). */
-static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim) {
+/* BitNet's per-token activation quantization: s = 127 / max(absmax, 1e-5), q = clamp(round(x * s)).
+ * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. */
+static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim, int64_t width) {
     for (int32_t t = 0; t < n; t++) {
         const float *x = in + t * dim;
         float absmax = 0;
@@ -229,10 +239,11 @@ static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim) {
         for (int64_t i = 0; i < dim; i++) {
             float r = nearbyintf(x[i] * s); /* round half to even, as torch.round */
             int8_t q = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
-            m->xq[t * dim + i] = q;
-            m->xf[t * dim + i] = q;
+            m->xq[t * width + i] = q;
+            m->xf[t * width + i] = q;
             sum += q;
         }
+        for (int64_t i = dim; i < width; i++) m->xq[t * width + i] = 0, m->xf[t * width + i] = 0;
         m->xscale[t] = s;
         m->xsum[t] = sum;
     }
@@ -287,15 +298,17 @@ static void bitlinear(tl_model *m, int32_t n, const tl_tensor *w0, float *y0, co
     tl_pool_run(m->pool, matmul_task, &task);
 }
 
-/* NEOX RoPE (transformers' rotate_half): pairs (i, i + head_dim/2) of each head rotate by pos * inv_freq[i]. */
+/* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the
+ * q/k rows were interleaved for llama.cpp's normal form, rotate by pos * inv_freq[i]. */
 static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
-    int32_t hd = m->cfg.head_dim, half = hd / 2;
+    int32_t hd = m->cfg.head_dim, half = hd / 2, il = m->cfg.rope_interleaved;
     for (int32_t i = 0; i < half; i++) {
         float angle = (float)pos * m->rope_inv_freq[i], c = cosf(angle), s = sinf(angle);
+        int32_t ia = il ? 2 * i : i, ib = il ? 2 * i + 1 : i + half;
         for (int32_t h = 0; h < n_heads; h++) {
-            float *v = x + h * hd, a = v[i], b = v[i + half];
-            v[i] = a * c - b * s;
-            v[i + half] = b * c + a * s;
+            float *v = x + h * hd, a = v[ia], b = v[ib];
+            v[ia] = a * c - b * s;
+            v[ib] = b * c + a * s;
         }
     }
 }
@@ -365,7 +378,7 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         const tl_layer *L = &m->layers[l];
         // attention: RMSNorm, quantize, q/k/v projections
         rmsnorm(m->xn, m->x, &L->attn_norm, n, e, c->rms_eps);
-        quantize(m, m->xn, n, e);
+        quantize(m, m->xn, n, e, L->attn_q.cols);
         bitlinear(m, n, &L->attn_q, m->q, &L->attn_k, m->k, &L->attn_v, m->v);
         // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
         for (int32_t i = 0; i < n; i++) {
@@ -380,12 +393,12 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         tl_pool_run(m->pool, attention_task, &at);
         // attn_sub_norm, quantize, o_proj, residual
         if (c->sub_norms) rmsnorm(m->att, m->att, &L->attn_sub_norm, n, qd, c->rms_eps);
-        quantize(m, m->att, n, qd);
+        quantize(m, m->att, n, qd, L->attn_output.cols);
         bitlinear(m, n, &L->attn_output, m->tmp, NULL, NULL, NULL, NULL);
         for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
         // MLP: RMSNorm, quantize, gate and up projections
         rmsnorm(m->xn, m->x, &L->ffn_norm, n, e, c->rms_eps);
-        quantize(m, m->xn, n, e);
+        quantize(m, m->xn, n, e, L->ffn_gate.cols);
         bitlinear(m, n, &L->ffn_gate, m->gate, &L->ffn_up, m->up, NULL, NULL);
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
         for (int64_t i = 0; i < n * f; i++) {
@@ -395,7 +408,7 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         }
         // ffn_sub_norm, quantize, down projection, residual
         if (c->sub_norms) rmsnorm(m->gate, m->gate, &L->ffn_sub_norm, n, f, c->rms_eps);
-        quantize(m, m->gate, n, f);
+        quantize(m, m->gate, n, f, L->ffn_down.cols);
         bitlinear(m, n, &L->ffn_down, m->tmp, NULL, NULL, NULL, NULL);
         for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
     }

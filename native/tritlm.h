@@ -25,6 +25,7 @@ typedef struct {
     float rms_eps, rope_theta;
     int32_t act;       /* TL_ACT_* */
     int32_t sub_norms; /* 1: attn_sub_norm before o_proj and ffn_sub_norm before down_proj */
+    int32_t rope_interleaved; /* 1: RoPE rotates adjacent pairs (llama.cpp's `llama`, q/k rows permuted); 0: halves */
 } tl_config;
 
 typedef struct {
@@ -36,7 +37,8 @@ typedef struct tl_model tl_model;
 typedef struct tl_seq tl_seq;
 
 /* Builds a model over the given tensors (not copied: they must outlive the model). Checks every
- * tensor's type and shape against cfg; on failure returns NULL with a one-line message in err. */
+ * tensor's type and shape against cfg (a ternary weight's rows may be zero-padded to whole blocks: its
+ * cols is then the padded length); on failure returns NULL with a one-line message in err. */
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output /* data NULL: tied to token_embd */, const tl_layer *layers,
                        int32_t n_threads, char *err, size_t err_len);
