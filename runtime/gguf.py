@@ -1,0 +1,271 @@
+"""GGUF files: a small strict parser of our own (gguf-py's GGUFReader cannot read i2_s, type 36), and the
+file mmap'd so each tensor is a numpy view of the page cache, never a copy.
+
+`parse_gguf(buf)` is a pure function over the file's bytes: every length, count, offset and size is checked
+against the buffer before it is used, so a truncated or corrupt file is a ModelError, never a crash, a huge
+allocation or a hang. `read_gguf(path)` maps a file and parses it."""
+import math
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
+
+from runtime.errors import ModelError
+
+I2_S = 36            # bitnet.cpp's type id (docs/format.md); gguf-py does not know it
+I2_S_BLOCK = (128, 32)
+I2_S_TRAILER = 32    # bytes after an i2_s tensor's blocks; the first 4 hold its f32 scale
+MAX_DIMS = 4         # ggml's GGML_MAX_DIMS
+
+SCALAR_FORMATS = {
+    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+}
+# Element types of tensors that get a typed numpy view (bf16 as its raw uint16 bits); others are raw bytes.
+NUMPY_TYPES = {
+    GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16,
+    GGMLQuantizationType.BF16: np.uint16, GGMLQuantizationType.F64: np.float64,
+    GGMLQuantizationType.I8: np.int8, GGMLQuantizationType.I16: np.int16,
+    GGMLQuantizationType.I32: np.int32, GGMLQuantizationType.I64: np.int64,
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    type: int                # ggml type id
+    dims: tuple[int, ...]    # ggml order: dims[0] is the row length
+    offset: int              # absolute offset of the first byte in the file
+    nbytes: int
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.type)
+
+    @property
+    def cols(self) -> int:
+        return self.dims[0]
+
+    @property
+    def rows(self) -> int:
+        return math.prod(self.dims[1:])
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    version: int
+    metadata: dict           # key -> str | int | float | bool | list
+    tensors: list[TensorInfo]
+    alignment: int
+    data_offset: int         # where the tensor data section starts
+
+
+def type_name(type_id: int) -> str:
+    return "i2_s" if type_id == I2_S else GGMLQuantizationType(type_id).name.lower()
+
+
+def tensor_nbytes(type_id: int, dims: tuple[int, ...]) -> int:
+    """Bytes of a tensor; its row length must be a whole number of blocks."""
+    if type_id == I2_S:
+        block, block_bytes = I2_S_BLOCK
+    else:
+        try:
+            block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
+        except (ValueError, KeyError):
+            raise ModelError(f"unknown tensor type {type_id}") from None
+    if dims[0] % block:
+        raise ModelError(f"row length {dims[0]} is not a multiple of the type's block of {block} values")
+    size = math.prod(dims) // block * block_bytes
+    return size + I2_S_TRAILER if type_id == I2_S else size
+
+
+class _Cursor:
+    """Reads little-endian values from buf, refusing to read past its end."""
+
+    def __init__(self, buf):
+        self.buf, self.pos, self.size = buf, 0, len(buf)
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise ModelError(f"truncated GGUF file: {what} at byte {self.pos} runs past the end ({self.size} bytes)")
+
+    def scalar(self, fmt: str, what: str):
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        (value,) = struct.unpack_from(fmt, self.buf, self.pos)
+        self.pos += n
+        return value
+
+    def string(self, what: str) -> str:
+        n = self.scalar("<Q", what)
+        self.need(n, what)
+        try:
+            text = str(self.buf[self.pos:self.pos + n], "utf-8")
+        except UnicodeDecodeError:
+            raise ModelError(f"corrupt GGUF file: {what} at byte {self.pos} is not UTF-8") from None
+        self.pos += n
+        return text
+
+    def value(self, type_id: int, what: str):
+        if type_id == GGUFValueType.STRING:
+            return self.string(what)
+        if type_id == GGUFValueType.ARRAY:
+            return self.array(what)
+        if type_id not in SCALAR_FORMATS:
+            raise ModelError(f"corrupt GGUF file: {what} has unknown value type {type_id}")
+        return self.scalar(SCALAR_FORMATS[type_id], what)
+
+    def array(self, what: str) -> list:
+        elem_type = self.scalar("<I", what)
+        count = self.scalar("<Q", what)
+        if elem_type in SCALAR_FORMATS:  # numbers in one numpy read
+            fmt = SCALAR_FORMATS[elem_type]
+            n = count * struct.calcsize(fmt)
+            self.need(n, what)
+            values = np.frombuffer(self.buf, dtype=np.dtype(fmt), count=count, offset=self.pos).tolist()
+            self.pos += n
+            return values
+        if elem_type not in (GGUFValueType.STRING, GGUFValueType.ARRAY):
+            raise ModelError(f"corrupt GGUF file: {what} has unknown element type {elem_type}")
+        self.need(count * 8, what)  # each string or array takes at least 8 bytes: bounds count before the loop
+        if elem_type == GGUFValueType.STRING:
+            return self.strings(count, what)
+        return [self.array(what) for _ in range(count)]
+
+    def strings(self, count: int, what: str) -> list[str]:
+        """The string() loop inlined: vocabularies hold hundreds of thousands of strings."""
+        buf, pos, size, length = self.buf, self.pos, self.size, struct.Struct("<Q").unpack_from
+        out = []
+        try:
+            for _ in range(count):
+                if pos + 8 > size:
+                    break
+                end = pos + 8 + length(buf, pos)[0]
+                if end > size:
+                    break
+                out.append(str(buf[pos + 8:end], "utf-8"))
+                pos = end
+        except UnicodeDecodeError:
+            raise ModelError(f"corrupt GGUF file: {what} has a string at byte {pos} that is not UTF-8") from None
+        self.pos = pos
+        if len(out) < count:
+            raise ModelError(f"truncated GGUF file: {what} at byte {pos} runs past the end ({size} bytes)")
+        return out
+
+
+def parse_gguf(buf) -> GGUFHeader:
+    """Parses and validates a whole GGUF file given as bytes (or any buffer, e.g. an mmap)."""
+    with memoryview(buf) as view, view.cast("B") as data:  # released on return, so an mmap can close
+        return _parse(_Cursor(data))
+
+
+def _parse(cur: _Cursor) -> GGUFHeader:
+    if cur.size < 4 or struct.unpack_from("<I", cur.buf, 0)[0] != GGUF_MAGIC:
+        raise ModelError("not a GGUF file (bad magic)")
+    cur.pos = 4
+    version = cur.scalar("<I", "version")
+    if version not in (2, 3):
+        raise ModelError(f"unsupported GGUF version {version} (supported: 2, 3; little-endian)")
+    n_tensors = cur.scalar("<Q", "tensor count")
+    n_kv = cur.scalar("<Q", "metadata count")
+    cur.need(n_kv * 12, "metadata")          # key length + value type at least
+    metadata = {}
+    for _ in range(n_kv):
+        key = cur.string("metadata key")
+        if key in metadata:
+            raise ModelError(f"corrupt GGUF file: metadata key {key!r} appears twice")
+        metadata[key] = cur.value(cur.scalar("<I", key), key)
+    alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
+        raise ModelError(f"corrupt GGUF file: general.alignment {alignment!r} is not a power of two")
+
+    cur.need(n_tensors * 24, "tensor infos")  # name length + n_dims + type + offset at least
+    infos = []
+    for _ in range(n_tensors):
+        name = cur.string("tensor name")
+        n_dims = cur.scalar("<I", name)
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise ModelError(f"corrupt GGUF file: tensor {name!r} has {n_dims} dimensions")
+        dims = tuple(cur.scalar("<Q", name) for _ in range(n_dims))
+        type_id, offset = cur.scalar("<I", name), cur.scalar("<Q", name)
+        if min(dims) == 0:
+            raise ModelError(f"corrupt GGUF file: tensor {name!r} has an empty dimension {dims}")
+        infos.append((name, type_id, dims, offset))
+    data_offset = -(-cur.pos // alignment) * alignment
+
+    tensors, names = [], set()
+    for name, type_id, dims, offset in infos:
+        if name in names:
+            raise ModelError(f"corrupt GGUF file: tensor {name!r} appears twice")
+        names.add(name)
+        try:
+            nbytes = tensor_nbytes(type_id, dims)
+        except ModelError as e:
+            raise ModelError(f"corrupt GGUF file: tensor {name!r}: {e}") from None
+        if offset % alignment:
+            raise ModelError(f"corrupt GGUF file: tensor {name!r} offset {offset} is not aligned to {alignment}")
+        if data_offset + offset + nbytes > cur.size:
+            raise ModelError(f"truncated GGUF file: tensor {name!r} ends at byte {data_offset + offset + nbytes}, "
+                             f"past the end of the file ({cur.size} bytes)")
+        tensors.append(TensorInfo(name, type_id, dims, data_offset + offset, nbytes))
+    by_offset = sorted(tensors, key=lambda t: t.offset)
+    for a, b in zip(by_offset, by_offset[1:]):
+        if a.offset + a.nbytes > b.offset:
+            raise ModelError(f"corrupt GGUF file: tensors {a.name!r} and {b.name!r} overlap")
+    return GGUFHeader(version, metadata, tensors, alignment, data_offset)
+
+
+class GGUFFile:
+    """A GGUF file mapped read-only. Tensors are numpy views of the map, valid until close()."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise ModelError(f"{path}: empty file, not a GGUF model")
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            raise ModelError(f"cannot open {path}: {e.strerror or e}") from None
+        try:
+            header = parse_gguf(self._map)
+        except ModelError as e:
+            self._map.close()
+            raise ModelError(f"{path}: {e}") from None
+        self.version, self.metadata, self.tensors = header.version, header.metadata, header.tensors
+        self.alignment, self.data_offset = header.alignment, header.data_offset
+        self.size = size
+
+    @property
+    def buffer(self) -> mmap.mmap:
+        return self._map
+
+    def tensor(self, name: str) -> TensorInfo | None:
+        return next((t for t in self.tensors if t.name == name), None)
+
+    def view(self, t: TensorInfo) -> np.ndarray:
+        """The tensor's bytes as numpy: typed, shaped [rows..., cols] for float and integer types;
+        flat uint8 for block-quantized types."""
+        dtype = NUMPY_TYPES.get(t.type)
+        if dtype is None:
+            return np.frombuffer(self._map, dtype=np.uint8, count=t.nbytes, offset=t.offset)
+        return np.frombuffer(self._map, dtype=dtype, count=math.prod(t.dims), offset=t.offset).reshape(t.dims[::-1])
+
+    def close(self) -> None:
+        """Unmaps the file; raises BufferError while views of it are still alive."""
+        self._map.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_gguf(path: str) -> GGUFFile:
+    return GGUFFile(path)

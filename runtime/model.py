@@ -1,0 +1,235 @@
+"""Model: a ternary GGUF file loaded into the C engine, with its tokenizer. The weights are mmap'd once and
+shared; each Sequence is a value of its own (a KV cache and a position), so one model serves many.
+
+Python does no work per token beyond the sampler: a prompt goes through the engine in batches of up to
+PREFILL_BATCH tokens, and decode() advances any number of sequences by one token in one pass."""
+import os
+import threading
+import weakref
+
+import numpy as np
+
+from runtime._native import ffi, lib
+from runtime.errors import ModelError
+from runtime.gguf import GGUFFile
+from runtime.tokenizer import GGUFTokenizer
+from runtime.weights import check_tensors, native_weights, read_hparams
+
+DEFAULT_MAX_CTX = 4096
+PREFILL_BATCH = 256  # tokens per engine call; bounds the engine's per-token scratch memory
+ERR_LEN = 256
+
+
+def physical_cores() -> int:
+    """CPU cores available to this process, counting hyper-threads of one core once."""
+    cpus = os.sched_getaffinity(0)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
+
+
+class Sequence:
+    """One token sequence: its own KV cache of n_ctx positions. Made by Model.new_sequence."""
+
+    def __init__(self, model: "Model", n_ctx: int):
+        if n_ctx <= 0:
+            raise ModelError(f"context size must be positive, got {n_ctx}")
+        ptr = lib.tl_seq_new(model._handle(), n_ctx)
+        if ptr == ffi.NULL:
+            raise ModelError(f"out of memory for a KV cache of {n_ctx} positions")
+        self._ptr = ffi.gc(ptr, lib.tl_seq_free)
+        self.model, self.n_ctx = model, n_ctx
+
+    @property
+    def pos(self) -> int:
+        """Tokens held in the cache."""
+        return lib.tl_seq_pos(self._handle())
+
+    def reset(self) -> None:
+        lib.tl_seq_reset(self._handle())
+
+    def close(self) -> None:
+        if self._ptr is not None:
+            ffi.release(self._ptr)
+            self._ptr = None
+
+    def _handle(self):
+        if self._ptr is None:
+            raise ModelError("the sequence is closed")
+        return self._ptr
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Model:
+    def __init__(self, path: str, threads: int | None = None, n_ctx: int | None = None):
+        self.path = str(path)
+        self._ptr = None
+        self._file = GGUFFile(self.path)
+        try:
+            self._load(threads, n_ctx)
+        except ModelError as e:
+            self.close()
+            raise ModelError(f"{self.path}: {e}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, threads: int | None, n_ctx: int | None) -> None:
+        md = self.metadata = self._file.metadata
+        self.arch = md.get("general.architecture")
+        hp = self.hparams = read_hparams(md, {t.name for t in self._file.tensors})
+        tensors = check_tensors(self._file, hp)
+        self.tokenizer = GGUFTokenizer(md)
+        if len(self.tokenizer.tokens) > hp.n_vocab:
+            raise ModelError(f"the tokenizer has {len(self.tokenizer.tokens)} tokens, more than the {hp.n_vocab} logits")
+        self.n_vocab = hp.n_vocab
+        self.n_ctx = n_ctx if n_ctx is not None else min(hp.context_length, DEFAULT_MAX_CTX)
+        if self.n_ctx <= 0:
+            raise ModelError(f"context size must be positive, got {self.n_ctx}")
+        self.n_threads = threads if threads and threads > 0 else physical_cores()
+        self.name = md.get("general.name") or os.path.splitext(os.path.basename(self.path))[0]
+        self.chat_template = md.get("tokenizer.chat_template")
+        self.bos_id = self.tokenizer.bos_id
+        self.eos_ids = {i for i in (self.tokenizer.eos_id, self.tokenizer.eot_id) if i is not None}
+        self.model_bytes = sum(t.nbytes for t in self._file.tensors)
+
+        self._base = ffi.from_buffer(self._file.buffer)  # the mmap's first byte, for the C side
+        self._structs = native_weights(self._file, hp, tensors, ffi.cast("const char *", self._base), ffi)
+        err = ffi.new("char[]", ERR_LEN)
+        ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
+        if ptr == ffi.NULL:
+            raise ModelError(ffi.string(err).decode(errors="replace"))
+        self._ptr = ffi.gc(ptr, lib.tl_model_free)
+        self._lock = threading.Lock()  # the engine's scratch is per model: one forward at a time
+        self._sequences = weakref.WeakSet()
+
+    # ---- text ----
+
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self.tokenizer.tokenize(text, add_bos=add_bos, special=special)
+
+    def detokenize(self, ids) -> str:
+        return self.tokenizer.detokenize(ids)
+
+    # ---- sequences and the forward pass ----
+
+    def new_sequence(self, n_ctx: int | None = None) -> Sequence:
+        seq = Sequence(self, n_ctx or self.n_ctx)
+        self._sequences.add(seq)
+        return seq
+
+    def forward(self, seqs, tokens, logit_rows=None) -> np.ndarray:
+        """One engine pass: token i goes to seqs[i] (see tl_forward in native/tritlm.h). Returns logits
+        [len(tokens), n_vocab], or with logit_rows [max row + 1, n_vocab] (row -1: no logits for that token)."""
+        if len(seqs) != len(tokens) or (logit_rows is not None and len(logit_rows) != len(tokens)):
+            raise ModelError(f"forward: {len(seqs)} sequences, {len(tokens)} tokens"
+                             + ("" if logit_rows is None else f", {len(logit_rows)} logit rows") + ": lengths differ")
+        n_rows = len(tokens) if logit_rows is None else max(logit_rows, default=-1) + 1
+        out = np.empty((n_rows, self.n_vocab), dtype=np.float32)
+        self._forward_into(seqs, tokens, logit_rows, out)
+        return out
+
+    def prefill(self, seq: Sequence, ids) -> np.ndarray:
+        """Appends a prompt to seq; returns the logits [n_vocab] of its last token."""
+        if len(ids) == 0:
+            raise ModelError("prefill: no tokens")
+        self._check_room(seq, len(ids))
+        out = np.empty((1, self.n_vocab), dtype=np.float32)
+        for start in range(0, len(ids), PREFILL_BATCH):
+            batch = ids[start:start + PREFILL_BATCH]
+            last = start + len(batch) == len(ids)
+            self._forward_into([seq] * len(batch), batch, [-1] * (len(batch) - 1) + [0 if last else -1], out)
+        return out[0]
+
+    def decode(self, seqs, tokens) -> np.ndarray:
+        """One new token for each sequence, all in one pass over the weights: logits [len(seqs), n_vocab]."""
+        if len({id(s) for s in seqs}) != len(seqs):
+            raise ModelError("decode: a sequence appears twice (one token per sequence)")
+        return self.forward(seqs, tokens)
+
+    def logits(self, ids) -> np.ndarray:
+        """Logits [len(ids), n_vocab] of every position of ids, run from position 0 in a fresh sequence."""
+        out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
+        with self.new_sequence(max(len(ids), 1)) as seq:
+            for start in range(0, len(ids), PREFILL_BATCH):
+                batch = ids[start:start + PREFILL_BATCH]
+                self._forward_into([seq] * len(batch), batch, None, out[start:start + len(batch)])
+        return out
+
+    def generate(self, prompt, max_tokens: int, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
+                 seed: int | None = None, stop=None):
+        """The completion of prompt (text, or token ids), piece by piece; stops at max_tokens, an end-of-sequence
+        token, a stop string (not included) or a full context. The returned Generation also counts and times."""
+        from runtime.generate import Generation
+        from runtime.sampler import Sampler
+        ids = self.tokenize(prompt, add_bos=True, special=True) if isinstance(prompt, str) else list(prompt)
+        return Generation(self, ids, max_tokens, Sampler(temperature, top_k, top_p, seed), stop)
+
+    def reset(self) -> None:
+        """Empties every sequence of this model."""
+        for seq in list(self._sequences):
+            seq.reset()
+
+    def close(self) -> None:
+        """Frees the engine, the sequences and the file mapping; the model cannot be used after."""
+        for seq in list(getattr(self, "_sequences", ())):
+            seq.close()
+        if self._ptr is not None:
+            ffi.release(self._ptr)
+            self._ptr = None
+        self._structs = None
+        if getattr(self, "_base", None) is not None:
+            ffi.release(self._base)
+            self._base = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- helpers ----
+
+    def _handle(self):
+        if self._ptr is None:
+            raise ModelError("the model is closed")
+        return self._ptr
+
+    def _check_room(self, seq: Sequence, n: int) -> None:
+        if seq.pos + n > seq.n_ctx:
+            raise ModelError(f"context full: {n} more tokens do not fit in a context of {seq.n_ctx} "
+                             f"({seq.pos} in use)")
+
+    def _forward_into(self, seqs, tokens, logit_rows, out: np.ndarray) -> None:
+        """tl_forward writing logits into out (a C-contiguous float32 array with enough rows)."""
+        model = self._handle()
+        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+        bad = tokens[(tokens < 0) | (tokens >= self.n_vocab)]
+        if bad.size:
+            raise ModelError(f"token id {bad[0]} is out of range [0, {self.n_vocab})")
+        seq_ptrs = ffi.new("tl_seq *[]", [self._own(s)._handle() for s in seqs])
+        c_tokens = ffi.from_buffer("int32_t[]", tokens.astype(np.int32))
+        rows = ffi.NULL if logit_rows is None else ffi.from_buffer("int32_t[]", np.asarray(logit_rows, dtype=np.int32))
+        err = ffi.new("char[]", ERR_LEN)
+        with self._lock:
+            rc = lib.tl_forward(model, seq_ptrs, c_tokens, len(tokens), rows, ffi.from_buffer("float[]", out), err, ERR_LEN)
+        if rc != 0:
+            raise ModelError(ffi.string(err).decode(errors="replace"))
+
+    def _own(self, seq: Sequence) -> Sequence:
+        if not isinstance(seq, Sequence) or seq.model is not self:
+            raise ModelError("the sequence belongs to another model")
+        return seq

@@ -1,0 +1,116 @@
+"""The model's tokenizer, rebuilt from GGUF metadata as a `tokenizers.Tokenizer` so it splits text exactly as
+the source checkpoint's Hugging Face tokenizer: byte-level BPE (`tokenizer.ggml.model` = gpt2) with the
+pre-tokenizer named by `tokenizer.ggml.pre`, control tokens as special tokens.
+
+Decoding goes through each token's bytes (byte-level BPE tokens are bytes spelled as printable characters),
+so a stream can hold back half a UTF-8 character (runtime/textstream.py)."""
+import threading
+
+from gguf import TokenType
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+from runtime import sentencepiece
+from runtime.errors import ModelError
+
+# Llama 3's split (tiktoken's cl100k): llama.cpp calls it `llama-bpe`.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+SUPPORTED_PRE = ("llama-bpe", "gpt2", "default")
+
+
+def pre_tokenizer(pre: str):
+    """(pre-tokenizer, ignore_merges) for a `tokenizer.ggml.pre` name."""
+    if pre == "llama-bpe":
+        # Llama 3's tokenizer.json sets ignore_merges: a whole word found in the vocabulary is one token.
+        split = pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False)
+        return pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), True
+    if pre in ("gpt2", "default"):  # GPT-2's own regex, built into the ByteLevel pre-tokenizer
+        return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), False
+    raise ModelError(f"unsupported tokenizer.ggml.pre {pre!r} (supported: {', '.join(SUPPORTED_PRE)})")
+
+
+def byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet inverted: the printable character that spells each byte -> the byte."""
+    printable = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    others = [b for b in range(256) if b not in printable]
+    chars = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+    return {char: byte for byte, char in chars.items()}
+
+
+class GGUFTokenizer:
+    """tokenize/detokenize from the `tokenizer.ggml.*` keys of a GGUF file's metadata."""
+
+    def __init__(self, metadata: dict):
+        model = metadata.get("tokenizer.ggml.model")
+        if model not in ("gpt2", "llama"):
+            raise ModelError(f"unsupported tokenizer.ggml.model {model!r} (supported: gpt2, byte-level BPE; "
+                             f"llama, SentencePiece BPE)")
+        self.sentencepiece = model == "llama"  # runtime/sentencepiece.py
+        tokens = metadata.get("tokenizer.ggml.tokens")
+        if not tokens:
+            raise ModelError("the GGUF file has no tokenizer.ggml.tokens")
+        types = metadata.get("tokenizer.ggml.token_type") or [TokenType.NORMAL] * len(tokens)
+        if len(types) != len(tokens):
+            raise ModelError(f"tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} tokens")
+        self.tokens, self.types = tokens, types
+        pre, ignore_merges = (None, False) if self.sentencepiece else pre_tokenizer(metadata.get("tokenizer.ggml.pre", "default"))
+        # Unused (padding) ids stay out of the vocabulary: no text maps to them.
+        vocab = {token: i for i, (token, kind) in enumerate(zip(tokens, types)) if kind != TokenType.UNUSED}
+        merges = []
+        for merge in metadata.get("tokenizer.ggml.merges", []):
+            pair = merge.split(" ")
+            if len(pair) != 2:
+                raise ModelError(f"bad tokenizer.ggml.merges entry {merge!r} (want 'left right')")
+            merges.append((pair[0], pair[1]))
+        try:
+            if self.sentencepiece:
+                self._tok = sentencepiece.build(tokens, types, metadata.get("tokenizer.ggml.scores") or [])
+            else:
+                self._tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=ignore_merges))
+                self._tok.pre_tokenizer = pre
+                self._tok.decoder = decoders.ByteLevel()
+        except Exception as e:  # tokenizers raises plain Exceptions for merges naming unknown tokens
+            raise ModelError(f"bad tokenizer in the GGUF file: {e}") from None
+        self.special = {i for i, kind in enumerate(types) if kind == TokenType.CONTROL}
+        self._added = {i for i, kind in enumerate(types) if kind in (TokenType.CONTROL, TokenType.USER_DEFINED)}
+        self._tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in sorted(self.special)])
+        self._tok.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
+                              for i in sorted(self._added - self.special)])
+        self.bos_id = self._token_id(metadata, "bos")
+        self.eos_id = self._token_id(metadata, "eos")
+        self.eot_id = self._token_id(metadata, "eot")
+        self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", self.bos_id is not None))
+        self._bytes_of = byte_decoder()
+        self._lock = threading.Lock()  # encode_special_tokens is a setting of the shared Tokenizer
+
+    def _token_id(self, metadata: dict, name: str) -> int | None:
+        token_id = metadata.get(f"tokenizer.ggml.{name}_token_id")
+        if token_id is not None and not 0 <= token_id < len(self.tokens):
+            raise ModelError(f"tokenizer.ggml.{name}_token_id {token_id} is not a token id (vocabulary of {len(self.tokens)})")
+        return token_id
+
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:
+        """Token ids of text; special=True reads control tokens such as <|eot_id|> in the text as themselves."""
+        with self._lock:
+            self._tok.encode_special_tokens = not special
+            ids = self._tok.encode(text, add_special_tokens=False).ids
+        return [self.bos_id] + ids if add_bos and self.add_bos and self.bos_id is not None else ids
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes a token stands for: an added token's text, or a byte-level token's bytes."""
+        if not 0 <= token_id < len(self.tokens):
+            raise ModelError(f"token id {token_id} is out of range (vocabulary of {len(self.tokens)})")
+        token = self.tokens[token_id]
+        if token_id in self._added:
+            return token.encode("utf-8")
+        if self.types[token_id] == TokenType.UNUSED:
+            return b""
+        if self.sentencepiece:
+            return sentencepiece.piece_bytes(token, self.types[token_id])
+        try:
+            return bytes(self._bytes_of[c] for c in token)
+        except KeyError:  # as HF's ByteLevel decoder: a character outside the alphabet stands for itself
+            return b"".join(bytes([self._bytes_of[c]]) if c in self._bytes_of else c.encode("utf-8") for c in token)
+
+    def detokenize(self, ids) -> str:
+        return b"".join(self.token_bytes(int(i)) for i in ids).decode("utf-8", errors="replace")

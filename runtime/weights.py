@@ -1,0 +1,155 @@
+"""A GGUF file's metadata and tensors -> the C engine's tl_config, tl_tensor and tl_layer (docs/format.md),
+checked in Python first so a bad file fails with a message naming the key or tensor, before any token.
+
+Tensor data is never copied: each tl_tensor points into the file's mmap."""
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import GGMLQuantizationType as QT
+
+from runtime.errors import ModelError
+from runtime.gguf import I2_S, GGUFFile, TensorInfo, type_name
+
+# architecture -> feed-forward activation when tritlm.ffn_act is absent
+ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}
+ROPE_INTERLEAVED = {"llama"}  # llama.cpp's q/k row order: RoPE on adjacent pairs (docs/format.md)
+PAD_BLOCK = {QT.TQ1_0: 256, QT.TQ2_0: 256, I2_S: 128}  # ternary rows may be zero-padded to whole blocks
+ACTIVATIONS = {"silu": 0, "relu2": 1}  # TL_ACT_*
+TERNARY = {QT.TQ1_0, QT.TQ2_0, I2_S}
+ALLOWED = {  # what a tensor is used as -> the types the engine has kernels for
+    "norm": {QT.F32},
+    "linear": TERNARY | {QT.F16, QT.F32},
+    "embedding": {QT.F32, QT.F16, QT.BF16, QT.Q8_0},
+}
+LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+NORMS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")
+# Where the fp16 scale d sits in a block, and the block size, of the types that store it per block.
+BLOCK_SCALE = {QT.TQ1_0: (52, 54), QT.TQ2_0: (64, 66)}
+
+
+@dataclass(frozen=True)
+class HParams:
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+    context_length: int
+    rms_eps: float
+    rope_theta: float
+    act: str
+    sub_norms: bool
+    rope_interleaved: bool = False
+
+
+def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
+    arch = metadata.get("general.architecture")
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unsupported architecture {arch!r} (supported: {', '.join(ARCHITECTURES)})")
+
+    def number(key: str, kind, default=None):
+        value = metadata.get(f"{arch}.{key}", default)
+        if value is None:
+            raise ModelError(f"missing metadata key {arch}.{key}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            raise ModelError(f"metadata key {arch}.{key} is {value!r}, not a number")
+        if kind is int and value <= 0:
+            raise ModelError(f"metadata key {arch}.{key} is {value}, not a positive size")
+        return kind(value)
+
+    n_embd, n_head = number("embedding_length", int), number("attention.head_count", int)
+    act = metadata.get("tritlm.ffn_act", ARCHITECTURES[arch])
+    if act not in ACTIVATIONS:
+        raise ModelError(f"unsupported tritlm.ffn_act {act!r} (supported: {', '.join(ACTIVATIONS)})")
+    tokens = metadata.get("tokenizer.ggml.tokens") or []
+    return HParams(
+        n_layer=number("block_count", int), n_embd=n_embd, n_ff=number("feed_forward_length", int), n_head=n_head,
+        n_head_kv=number("attention.head_count_kv", int, n_head),
+        head_dim=number("rope.dimension_count", int, n_embd // n_head),
+        n_vocab=number("vocab_size", int, len(tokens) or None),
+        context_length=number("context_length", int),
+        rms_eps=number("attention.layer_norm_rms_epsilon", float),
+        rope_theta=number("rope.freq_base", float, 10000.0),
+        act=act, sub_norms="blk.0.attn_sub_norm.weight" in tensor_names, rope_interleaved=arch in ROPE_INTERLEAVED,
+    )
+
+
+def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """name -> (use, ggml dims (row length first)) of every tensor the model needs."""
+    e, f, qd, kvd = hp.n_embd, hp.n_ff, hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
+    out = {"token_embd.weight": ("embedding", (e, hp.n_vocab)), "output_norm.weight": ("norm", (e,))}
+    if not tied:
+        out["output.weight"] = ("embedding", (e, hp.n_vocab))
+    linear = {"attn_q": (e, qd), "attn_k": (e, kvd), "attn_v": (e, kvd), "attn_output": (qd, e),
+              "ffn_gate": (e, f), "ffn_up": (e, f), "ffn_down": (f, e)}
+    norms = {"attn_norm": (e,), "ffn_norm": (e,)} | ({"attn_sub_norm": (qd,), "ffn_sub_norm": (f,)} if hp.sub_norms else {})
+    for i in range(hp.n_layer):
+        out |= {f"blk.{i}.{name}.weight": ("linear", dims) for name, dims in linear.items()}
+        out |= {f"blk.{i}.{name}.weight": ("norm", dims) for name, dims in norms.items()}
+    return out
+
+
+def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
+    """The file's tensors by name, after checking there are exactly the expected ones, of allowed types and shapes."""
+    tensors = {t.name: t for t in file.tensors}
+    expected = expected_tensors(hp, tied="output.weight" not in tensors)
+    for name, (use, dims) in expected.items():
+        t = tensors.get(name)
+        if t is None:
+            raise ModelError(f"missing tensor {name}")
+        if t.type not in ALLOWED[use]:
+            raise ModelError(f"tensor {name} has type {t.type_name}, not one the engine runs as {use} "
+                             f"({', '.join(sorted(map(type_name, ALLOWED[use])))})")
+        block = PAD_BLOCK.get(t.type, 1) if use == "linear" else 1
+        if t.dims != dims and t.dims != (-(-dims[0] // block) * block, *dims[1:]):
+            raise ModelError(f"tensor {name} has shape {list(t.dims)}, expected {list(dims)} from the metadata")
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise ModelError(f"unexpected tensor {unexpected[0]} (not part of a {hp.n_layer}-layer BitNet model)")
+    return tensors
+
+
+def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
+    """The exact scale of a ternary tensor: tritlm.weight_scale.<name> when written; else the type's own
+    (i2_s: the f32 after the data; tq1_0/tq2_0: the blocks' fp16 d, which must all agree)."""
+    if t.type not in TERNARY:
+        return 1.0
+    exact = file.metadata.get(f"tritlm.weight_scale.{t.name}")
+    if exact is not None:
+        if not isinstance(exact, float) or not np.isfinite(exact):
+            raise ModelError(f"tritlm.weight_scale.{t.name} is {exact!r}, not a finite number")
+        return exact
+    data = file.view(t)
+    if t.type == I2_S:
+        return float(data[t.nbytes - 32:t.nbytes - 28].view(np.float32)[0])
+    at, block = BLOCK_SCALE[t.type]
+    d = data.reshape(-1, block)[:, at:at + 2].copy().view(np.float16).ravel()
+    d = d[d != 0]  # llama.cpp gives an all-zero block d = 0
+    if d.size == 0:
+        return 0.0
+    if (d != d[0]).any():
+        raise ModelError(f"tensor {t.name}: its blocks have different scales d and the file has no "
+                         f"tritlm.weight_scale.{t.name} (per-block scales are not supported yet)")
+    return float(d[0])
+
+
+def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], base, ffi):
+    """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte."""
+    def tensor(name: str):
+        t = tensors.get(name)
+        if t is None:  # only output.weight may be absent (tied to the embedding)
+            return ffi.new("tl_tensor *")
+        return ffi.new("tl_tensor *", {"data": base + t.offset, "type": t.type, "rows": t.rows, "cols": t.cols,
+                                       "scale": weight_scale(file, t)})
+
+    cfg = ffi.new("tl_config *", {
+        "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_ff": hp.n_ff, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
+        "head_dim": hp.head_dim, "n_vocab": hp.n_vocab, "rms_eps": hp.rms_eps, "rope_theta": hp.rope_theta,
+        "act": ACTIVATIONS[hp.act], "sub_norms": int(hp.sub_norms), "rope_interleaved": int(hp.rope_interleaved)})
+    layers = ffi.new("tl_layer[]", hp.n_layer)
+    for i in range(hp.n_layer):
+        for name in LINEARS + (NORMS if hp.sub_norms else ("attn_norm", "ffn_norm")):
+            setattr(layers[i], name, tensor(f"blk.{i}.{name}.weight")[0])
+    return cfg, tensor("token_embd.weight"), tensor("output_norm.weight"), tensor("output.weight"), layers
