@@ -71,7 +71,7 @@ static int check_tensor(char *err, size_t err_len, const char *name, int layer, 
     if (t->rows != rows || (t->cols != cols && t->cols != padded))
         return fail(err, err_len, "%s: shape %lld x %lld, expected %lld x %lld", full, (long long)t->rows,
                     (long long)t->cols, (long long)rows, (long long)cols), 0;
-    if (!tl_row_bytes(t->type, cols) || cols % 16)
+    if (!tl_row_bytes(t->type, t->cols) || t->cols % 16)
         return fail(err, err_len, "%s: row length %lld is not a whole number of type %d blocks", full,
                     (long long)cols, t->type), 0;
     if (!isfinite(t->scale)) return fail(err, err_len, "%s: weight scale is not finite", full), 0;

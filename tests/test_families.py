@@ -22,9 +22,9 @@ FAMILIES = {
     "1bitllm-large": ("1bitllm", "fp16", dict(hidden_size=256, intermediate_size=768, num_hidden_layers=2,
                                                 num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
                                                 max_position_embeddings=128)),
-    # the 3B's awkward sizes: head_dim 100 and rows (200, 540) that are whole blocks of no ternary type
-    "1bitllm-3b": ("1bitllm", "fp16", dict(hidden_size=200, intermediate_size=540, num_hidden_layers=2,
-                                             num_attention_heads=2, num_key_value_heads=2, vocab_size=512,
+    # the 3B's awkward sizes: head_dim 100 and rows (400, 1072) that are whole blocks of no ternary type
+    "1bitllm-3b": ("1bitllm", "fp16", dict(hidden_size=400, intermediate_size=1072, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
                                              max_position_embeddings=128)),
     # Falcon3's head_dim 256 (q is wider than the hidden size) and rope theta
     "falcon3": ("llama", "packed", dict(hidden_size=256, intermediate_size=768, num_hidden_layers=2,
@@ -263,6 +263,21 @@ def decode_i2_s(raw, shape):
     blocks = raw[:int(np.prod(shape)) // 4].reshape(-1, 1, 32)
     codes = (blocks >> np.array([6, 4, 2, 0], dtype=np.uint8)[None, :, None]) & 3
     return (codes.reshape(shape).astype(np.int8) - 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def references(checkpoints):
+    """name -> the reference logits of PROMPT: transformers for the Llama family, the model card otherwise."""
+    return {name: (transformers_logits if FAMILIES[name][0] == "llama" else model_card_logits)(path, PROMPT)
+            for name, path in checkpoints.items()}
+
+
+@pytest.mark.parametrize("type_name", TERNARY_TYPES)
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_engine_logits_equal_the_reference(ggufs, references, name, type_name):
+    Model = pytest.importorskip("runtime.model").Model
+    with Model(ggufs[name, type_name], threads=2) as model:
+        assert_close(model.logits(PROMPT), references[name])
 
 
 def test_list_shows_every_family(capsys):
