@@ -8,6 +8,7 @@ import sys
 
 SUBCOMMANDS = [
     "converter.cli",      # convert, synth
+    "runtime.run",        # run
     "runtime.server.cli", # serve
     "runtime.bench",      # bench
     "runtime.perplexity", # perplexity

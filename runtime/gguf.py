@@ -68,15 +68,19 @@ def type_name(type_id: int) -> str:
     return "i2_s" if type_id == I2_S else GGMLQuantizationType(type_id).name.lower()
 
 
+def block_size(type_id: int) -> tuple[int, int]:
+    """(values, bytes) of one block of a tensor type."""
+    if type_id == I2_S:
+        return I2_S_BLOCK
+    try:
+        return GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
+    except (ValueError, KeyError):
+        raise ModelError(f"unknown tensor type {type_id}") from None
+
+
 def tensor_nbytes(type_id: int, dims: tuple[int, ...]) -> int:
     """Bytes of a tensor; its row length must be a whole number of blocks."""
-    if type_id == I2_S:
-        block, block_bytes = I2_S_BLOCK
-    else:
-        try:
-            block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
-        except (ValueError, KeyError):
-            raise ModelError(f"unknown tensor type {type_id}") from None
+    block, block_bytes = block_size(type_id)
     if dims[0] % block:
         raise ModelError(f"row length {dims[0]} is not a multiple of the type's block of {block} values")
     size = math.prod(dims) // block * block_bytes

@@ -8,7 +8,7 @@ import numpy as np
 from gguf import GGMLQuantizationType as QT
 
 from runtime.errors import ModelError
-from runtime.gguf import I2_S, GGUFFile, TensorInfo, type_name
+from runtime.gguf import I2_S, GGUFFile, TensorInfo, block_size, type_name
 
 # architecture -> feed-forward activation when tritlm.ffn_act is absent
 ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}
@@ -41,6 +41,7 @@ class HParams:
     rope_theta: float
     act: str
     sub_norms: bool
+    rope_interleaved: bool
     rope_interleaved: bool = False
 
 
@@ -89,6 +90,14 @@ def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int,
         out |= {f"blk.{i}.{name}.weight": ("linear", dims) for name, dims in linear.items()}
         out |= {f"blk.{i}.{name}.weight": ("norm", dims) for name, dims in norms.items()}
     return out
+
+
+def padded(dims: tuple[int, ...], type_id: int) -> tuple[int, ...]:
+    """dims with the row length zero-padded to whole blocks, as ternary rows are stored (docs/format.md)."""
+    if type_id not in TERNARY:
+        return dims
+    block = block_size(type_id)[0]
+    return (-(-dims[0] // block) * block,) + dims[1:]
 
 
 def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:

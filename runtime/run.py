@@ -1,0 +1,69 @@
+"""`tritlm run`: completes a prompt with a GGUF model, streaming the text to stdout as it is generated, then
+reports load time and prompt and generation speed on stderr, as llama.cpp does.
+
+Other modes (e.g. an interactive chat) add their arguments in `add_arguments` and branch in `run`."""
+import sys
+import time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("run", help="complete a prompt with a ternary GGUF model",
+                                   description="Complete a prompt, streaming the text as it is generated.")
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("-m", "--model", required=True, help="GGUF model file")
+    parser.add_argument("-p", "--prompt", help="the text to complete")
+    parser.add_argument("-n", "--n-predict", type=int, default=128,
+                        help="tokens to generate at most (default 128; -1: until end of text or a full context)")
+    parser.add_argument("--temp", type=float, default=0.8, help="temperature (default 0.8; 0: greedy)")
+    parser.add_argument("--top-k", type=int, default=40, help="sample among the k most likely tokens (default 40; 0: all)")
+    parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling probability (default 0.95; 1: off)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one)")
+    parser.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
+    parser.add_argument("-c", "--ctx-size", type=int, default=None,
+                        help="context size in tokens (default: the model's, at most 4096)")
+    parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
+
+
+def run(args) -> int:
+    from runtime import Model
+
+    if args.prompt is None:
+        raise ValueError("no prompt: give one with -p/--prompt")
+    start = time.perf_counter()
+    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size)
+    load_seconds = time.perf_counter() - start
+    try:
+        return complete(model, args, load_seconds)
+    finally:
+        model.close()
+
+
+def complete(model, args, load_seconds: float) -> int:
+    out, err = sys.stdout, sys.stderr
+    max_tokens = args.n_predict if args.n_predict >= 0 else model.n_ctx
+    generation = model.generate(args.prompt, max_tokens, temperature=args.temp, top_k=args.top_k,
+                                top_p=args.top_p, seed=args.seed)
+    if args.echo:
+        print(args.prompt, end="", file=out, flush=True)
+    try:
+        for piece in generation:
+            out.write(piece)
+            out.flush()
+    finally:
+        generation.close()
+        print(file=out, flush=True)
+        report(generation, load_seconds, err)
+    return 0
+
+
+def report(generation, load_seconds: float, err) -> None:
+    def rate(n: int, seconds: float) -> str:
+        return f"{n:5d} tokens in {1000 * seconds:9.2f} ms ({n / seconds if seconds else 0:8.2f} tokens/s)"
+
+    print(f"\nload time   = {1000 * load_seconds:9.2f} ms", file=err)
+    print(f"prompt eval = {rate(len(generation.ids), generation.prompt_seconds)}", file=err)
+    print(f"generation  = {rate(generation.n_decoded, generation.decode_seconds)}", file=err)

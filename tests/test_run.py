@@ -1,0 +1,90 @@
+"""`tritlm run`: the streamed greedy completion equals Model.generate, timings go to stderr, and bad input
+(missing file, truncated GGUF, a prompt longer than the context) is one line on stderr and exit code 1."""
+import subprocess
+import sys
+
+import pytest
+
+from runtime import Model
+from runtime.cli import main
+
+PROMPT = "The weight of the model"
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gguf):
+    m = Model(tiny_gguf, threads=1)
+    yield m
+    m.close()
+
+
+def test_greedy_run_equals_generate(tiny_gguf, model, capsys):
+    want = "".join(model.generate(PROMPT, 24, temperature=0))
+    assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "24", "--temp", "0", "-t", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert want and out == want + "\n"
+    assert "load time" in err and "prompt eval" in err and "tokens/s" in err
+
+
+def test_echo_and_seeded_sampling(tiny_gguf, model, capsys):
+    args = ["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "16", "--temp", "1.0", "--seed", "7", "-t", "1", "--echo"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first
+    assert first == PROMPT + "".join(model.generate(PROMPT, 16, temperature=1.0, seed=7)) + "\n"
+
+
+def test_pieces_are_flushed_as_generated(tiny_gguf, model, monkeypatch):
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def write(self, text):
+            self.events.append(("write", text))
+
+        def flush(self):
+            self.events.append(("flush", None))
+
+    recorder = Recorder()
+    monkeypatch.setattr(sys, "stdout", recorder)
+    assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "12", "--temp", "0", "-t", "1"]) == 0
+    pieces = list(model.generate(PROMPT, 12, temperature=0))
+    writes = [text for kind, text in recorder.events if kind == "write" and text]
+    assert writes[:len(pieces)] == pieces
+    for i, event in enumerate(recorder.events[:-1]):  # every piece is followed by a flush
+        if event[0] == "write" and event[1]:
+            assert recorder.events[i + 1] == ("flush", None)
+
+
+def one_line_error(capsys, argv) -> str:
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("tritlm run: error: ")
+    return err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert "No such file" in one_line_error(capsys, ["run", "-m", str(tmp_path / "none.gguf"), "-p", "hi"])
+
+
+@pytest.mark.parametrize("keep", [0.001, 0.5, 0.999])
+def test_truncated_gguf(tiny_gguf, tmp_path, capsys, keep):
+    data = open(tiny_gguf, "rb").read()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[:int(len(data) * keep)])
+    assert "truncated GGUF file" in one_line_error(capsys, ["run", "-m", str(cut), "-p", "hi"])
+
+
+def test_prompt_beyond_context(tiny_gguf, capsys):
+    err = one_line_error(capsys, ["run", "-m", tiny_gguf, "-p", "the " * 80, "-c", "32"])
+    assert "more than the context of 32" in err
+
+
+def test_exit_code_of_the_command(tiny_gguf, tmp_path):
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(open(tiny_gguf, "rb").read()[:1000])
+    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "-m", str(cut), "-p", "hi"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "truncated GGUF file" in proc.stderr
