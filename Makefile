@@ -24,7 +24,18 @@ chromium:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver)
 
-test: install chromium
+# llama.cpp's Llama 3 vocabulary and its tokenizer test vectors (tests/test_tokenizer.py), taken once from the
+# llama-cpp-python sdist on PyPI (downloaded, not built; `--no-binary :all:` would build its backend from source).
+LLAMA_VOCAB := $(CACHE)/ggml-vocab-llama-bpe.gguf
+
+$(LLAMA_VOCAB): | $(VENV)/.installed
+	mkdir -p $(CACHE)/sdist
+	$(VPY) -m pip download -q --no-deps --no-binary llama-cpp-python -d $(CACHE)/sdist llama-cpp-python==0.3.36
+	tar -xzf $(CACHE)/sdist/llama_cpp_python-0.3.36.tar.gz -C $(CACHE) --strip-components=4 --wildcards \
+		'*/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf*'
+	touch $@
+
+test: install chromium $(LLAMA_VOCAB)
 	$(VPY) -m pytest -q tests
 
 # The slow tests (the 2B-sized checks): pytest.ini deselects them by default.
@@ -64,4 +75,4 @@ bench-peers: $(BENCH_GGUFS) $(WHEELS)/.llama-cpp-python
 # GB/s of each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c).
 bench-kernels:
 	mkdir -p build && $(CC) -O3 -std=c11 -pthread -ffp-contract=off -Inative -o build/bench_kernels \
-		native/dev/bench_kernels.c native/kernels/*.c native/threads.c -lm && build/bench_kernels
+		native/dev/bench_kernels.c native/kernels/*.c native/threads.c native/probe.c -lm && build/bench_kernels

@@ -32,3 +32,4 @@ static inline float acc_sum(acc16 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+static inline void vec_store(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }

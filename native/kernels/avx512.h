@@ -25,3 +25,4 @@ static inline float acc_sum(__m512 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+static inline void vec_store(void *p, __m512i v) { _mm512_storeu_si512(p, v); }

@@ -2,29 +2,34 @@
  * <type>_<isa>.c after it defines:
  *   VEC, VEC_BYTES             the vector type and its width in bytes (64 for AVX-512, 32 for AVX2)
  *   vec_zero(), vec_load(p)    zero and unaligned load
+ *   vec_store(p, v)            unaligned store
  *   vec_dot(acc, codes, x)     acc (int32 lanes) += unsigned codes . signed int8 x, by groups of 4 bytes
  *   vec_sum(acc)               horizontal int32 sum
  *   BLOCK_VALUES, BLOCK_BYTES  the format's block
  *   decode(block, seg)         codes (w + 1, in 0..2) of values seg*VEC_BYTES .. +VEC_BYTES of a block
  *   KERNEL                     the tl_ternary_fn name to define
- * A tile is up to 4 rows x 4 tokens: each decoded segment is reused for 4 tokens and each activation
- * load for 4 rows, so prefill streams the weights once per 4 tokens while 16 accumulators stay in registers.
- * Codes are w + 1, so the dot product is sum(codes * x) - sum(x). */
+ * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
+ * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
+ * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
+ * buffer of codes and every token then runs on plain loads. Codes are w + 1: dot = sum(codes * x) - sum(x). */
 
-enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4 };
+enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384 };
 
-static inline __attribute__((always_inline)) void tile(const uint8_t *w, int64_t row_bytes, int R,
-                                                       const int8_t *x, int64_t cols, int T, int32_t out[TILE][TILE]) {
+static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
+                                                       int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
     VEC acc[TILE][TILE];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
         for (int seg = 0; seg < SEGS; seg++) {
-            // decode this segment of R rows' blocks once, then dot it with T tokens
+            // codes of this segment for R rows (decoded here, or loaded from the tile's code buffer)
+            int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
-            for (int r = 0; r < R; r++) codes[r] = decode(w + r * row_bytes + b * BLOCK_BYTES, seg);
+            for (int r = 0; r < R; r++)
+                codes[r] = decoded ? vec_load(src + r * cols + k) : decode(src + r * row_bytes + b * BLOCK_BYTES, seg);
+            // dotted with T tokens
             for (int t = 0; t < T; t++) {
-                VEC xv = vec_load(x + t * cols + b * BLOCK_VALUES + seg * VEC_BYTES);
+                VEC xv = vec_load(x + t * cols + k);
                 for (int r = 0; r < R; r++) acc[r][t] = vec_dot(acc[r][t], codes[r], xv);
             }
         }
@@ -33,28 +38,37 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *w, int64_t
         for (int t = 0; t < T; t++) out[r][t] = vec_sum(acc[r][t]);
 }
 
+/* One function per tile shape (rows, tokens, decoded), so each unrolls fully. */
+typedef void tile_fn(const uint8_t *src, int64_t row_bytes, const int8_t *x, int64_t cols, int32_t out[TILE][TILE]);
+#define TILE_FN(R, T, D) \
+    static void tile_##R##_##T##_##D(const uint8_t *s, int64_t rb, const int8_t *x, int64_t c, int32_t o[TILE][TILE]) { \
+        tile(s, rb, R, x, c, T, D, o); \
+    }
+TILE_FN(1, 1, 0) TILE_FN(1, 2, 0) TILE_FN(1, 3, 0) TILE_FN(1, 4, 0)
+TILE_FN(4, 1, 0) TILE_FN(4, 2, 0) TILE_FN(4, 3, 0) TILE_FN(4, 4, 0)
+TILE_FN(4, 1, 1) TILE_FN(4, 2, 1) TILE_FN(4, 3, 1) TILE_FN(4, 4, 1)
+static tile_fn *const TILES[2][2][TILE + 1] = { /* [decoded][R == 4][T] */
+    {{NULL, tile_1_1_0, tile_1_2_0, tile_1_3_0, tile_1_4_0}, {NULL, tile_4_1_0, tile_4_2_0, tile_4_3_0, tile_4_4_0}},
+    {{NULL}, {NULL, tile_4_1_1, tile_4_2_1, tile_4_3_1, tile_4_4_1}},
+};
+
 void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
             int64_t ldy) {
     int64_t row_bytes = cols / BLOCK_VALUES * BLOCK_BYTES;
+    int8_t codes[TILE * MAX_DECODED_COLS] __attribute__((aligned(64)));
     for (int64_t r = r0; r < r1;) {
         int R = r1 - r >= TILE ? TILE : 1;
+        const uint8_t *wr = w + r * row_bytes;
+        // many tokens: decode the 4-row tile once
+        int decoded = R == TILE && x->n > TILE && cols <= MAX_DECODED_COLS;
+        for (int i = 0; decoded && i < R; i++)
+            for (int64_t b = 0; b < cols / BLOCK_VALUES; b++)
+                for (int seg = 0; seg < SEGS; seg++)
+                    vec_store(codes + i * cols + b * BLOCK_VALUES + seg * VEC_BYTES, decode(wr + i * row_bytes + b * BLOCK_BYTES, seg));
         for (int32_t t = 0; t < x->n;) {
             int T = x->n - t >= TILE ? TILE : x->n - t;
             int32_t out[TILE][TILE];
-            const uint8_t *wr = w + r * row_bytes;
-            const int8_t *xt = x->q + t * cols;
-            // constant tile shapes, so each call below unrolls fully
-            if (R == TILE) {
-                if (T == 4) tile(wr, row_bytes, TILE, xt, cols, 4, out);
-                else if (T == 3) tile(wr, row_bytes, TILE, xt, cols, 3, out);
-                else if (T == 2) tile(wr, row_bytes, TILE, xt, cols, 2, out);
-                else tile(wr, row_bytes, TILE, xt, cols, 1, out);
-            } else {
-                if (T == 4) tile(wr, row_bytes, 1, xt, cols, 4, out);
-                else if (T == 3) tile(wr, row_bytes, 1, xt, cols, 3, out);
-                else if (T == 2) tile(wr, row_bytes, 1, xt, cols, 2, out);
-                else tile(wr, row_bytes, 1, xt, cols, 1, out);
-            }
+            TILES[decoded][R == TILE][T](decoded ? (const uint8_t *)codes : wr, row_bytes, x->q + t * cols, cols, out);
             for (int i = 0; i < R; i++)
                 for (int j = 0; j < T; j++)
                     y[(t + j) * ldy + r + i] = (float)(out[i][j] - x->sum[t + j]) / x->scale[t + j] * w_scale;
