@@ -297,3 +297,21 @@ def test_plain_llama_is_refused(tmp_path, checkpoints):
     with pytest.raises(ValueError, match="not a ternary model"):
         convert(str(ckpt), str(tmp_path / "x.gguf"), "tq2_0", progress=False)
     assert not os.path.exists(tmp_path / "x.gguf")
+
+
+def test_sentencepiece_tokenizer_round_trips(checkpoints, ggufs):
+    """1bitLLM's Llama-2 tokenizer, written as llama.cpp's `llama` model with scores, tokenizes as the
+    checkpoint's tokenizer.json does (byte fallback included) and decodes back to the text."""
+    from tokenizers import Tokenizer
+
+    from runtime.gguf import GGUFFile
+    from runtime.tokenizer import GGUFTokenizer
+    original = Tokenizer.from_file(os.path.join(checkpoints["1bitllm-large"], "tokenizer.json"))
+    with GGUFFile(ggufs["1bitllm-large", "tq2_0"]) as f:
+        assert f.metadata["tokenizer.ggml.model"] == "llama" and "tokenizer.ggml.merges" not in f.metadata
+        ours = GGUFTokenizer(f.metadata)
+    for text in ("Hello world, the naïve café", "  two  spaces\nand a newline", "日本語 🙂 x = 3.14;"):
+        want = original.encode(text).ids
+        assert ours.tokenize(text) == want
+        assert ours.detokenize(want[1:]).removeprefix(" ") == text
+    assert ours.tokenize("<s> as text", special=True) == original.encode("<s> as text").ids
