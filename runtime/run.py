@@ -26,17 +26,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("-c", "--ctx-size", type=int, default=None,
                         help="context size in tokens (default: the model's, at most 4096)")
     parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
+    parser.add_argument("--chat", action="store_true",
+                        help="interactive chat with the model's chat template (Ctrl-C stops an answer, Ctrl-D exits)")
+    parser.add_argument("--system", help="system prompt of --chat")
 
 
 def run(args) -> int:
     from runtime import Model
 
-    if args.prompt is None:
+    if args.prompt is None and not args.chat:
         raise ValueError("no prompt: give one with -p/--prompt")
     start = time.perf_counter()
     model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size)
     load_seconds = time.perf_counter() - start
     try:
+        if args.chat:
+            from runtime.chat import chat
+            from runtime.sampler import Sampler
+            sampler = Sampler(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+            return chat(model, sampler, args.n_predict if args.n_predict >= 0 else None, args.system)
         return complete(model, args, load_seconds)
     finally:
         model.close()

@@ -1,12 +1,10 @@
 """`tritlm run --chat`: answers match greedy decoding over the conversation as transformers renders it, the
 KV cache is reused across turns, old turns are dropped to fit the context, Ctrl-C stops only the answer."""
-import pytest
-
-pytest.importorskip("runtime.model", reason="runtime.Model (runtime/model.py) has not landed yet")  # until it does
 
 import io
 
 import numpy as np
+import pytest
 
 from runtime import Model
 from runtime.chat import Conversation, chat
@@ -125,3 +123,14 @@ def test_ctrl_c_stops_only_the_answer(model, hf_tokenizer):
         [{"role": "user", "content": "first?"}, {"role": "assistant", "content": partial},
          {"role": "user", "content": "second?"}], add_generation_prompt=True, tokenize=True, return_dict=False)
     assert second == greedy_text(model, list(ids), 8)
+
+
+def test_tritlm_run_chat_through_a_pipe(model, hf_tokenizer, tiny_gguf):
+    import subprocess
+    import sys
+    expected = reference_turns(model, hf_tokenizer, ["What is a layer?"], 8)
+    done = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "-m", tiny_gguf, "--chat", "--temp", "0",
+                           "-n", "8", "-c", "256", "-t", "2"], input="What is a layer?\n", capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n> ")[1:-1] == expected

@@ -1,9 +1,6 @@
 """`tritlm serve` end to end: the official openai client against a server on a free loopback port, serving the
 tiny converted model. Answers are checked against greedy decoding through `Model.logits` (a fresh sequence
 per step, no batching) and prompts against transformers' own chat template and tokenizer."""
-import pytest
-
-pytest.importorskip("runtime.model", reason="runtime.Model (runtime/model.py) has not landed yet")  # until it does
 
 import contextlib
 import json
@@ -15,6 +12,7 @@ import time
 import httpx
 import numpy as np
 import openai
+import pytest
 
 from runtime import Model
 from runtime.server.app import create_app

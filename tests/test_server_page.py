@@ -1,12 +1,10 @@
 """The chat page in headless Chromium (Debian's chromium + chromium-driver; `make test` installs them): type a
 message, see the answer stream in piece by piece, and find it equal to the API's answer for the same request."""
-import pytest
-
-pytest.importorskip("runtime.model", reason="runtime.Model (runtime/model.py) has not landed yet")  # until it does
 
 import os
 import shutil
 
+import pytest
 
 from runtime import Model
 from runtime.server.app import create_app

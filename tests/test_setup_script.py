@@ -1,9 +1,6 @@
 """scripts/setup_and_serve.py end to end, offline: a repo id resolved through a local Hugging Face cache
 (HF_HUB_OFFLINE=1), converted, served and queried; a second run finds the GGUF up to date; the embedded-model
 path; --list and an unknown repo."""
-import pytest
-
-pytest.importorskip("runtime.model", reason="runtime.Model (runtime/model.py) has not landed yet")  # until it does
 
 import os
 import re
@@ -14,6 +11,7 @@ import sys
 
 import httpx
 import numpy as np
+import pytest
 from gguf import GGUFReader
 
 from converter.families import KNOWN_REPOS
