@@ -19,6 +19,7 @@ I2_S = 36            # bitnet.cpp's type id (docs/format.md); gguf-py does not k
 I2_S_BLOCK = (128, 32)
 I2_S_TRAILER = 32    # bytes after an i2_s tensor's blocks; the first 4 hold its f32 scale
 MAX_DIMS = 4         # ggml's GGML_MAX_DIMS
+MAX_ARRAY_DEPTH = 8  # arrays of arrays: bounded so a corrupt file cannot exhaust the stack
 
 SCALAR_FORMATS = {
     GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
@@ -123,7 +124,9 @@ class _Cursor:
             raise ModelError(f"corrupt GGUF file: {what} has unknown value type {type_id}")
         return self.scalar(SCALAR_FORMATS[type_id], what)
 
-    def array(self, what: str) -> list:
+    def array(self, what: str, depth: int = 0) -> list:
+        if depth > MAX_ARRAY_DEPTH:
+            raise ModelError(f"corrupt GGUF file: {what} nests arrays more than {MAX_ARRAY_DEPTH} deep")
         elem_type = self.scalar("<I", what)
         count = self.scalar("<Q", what)
         if elem_type in SCALAR_FORMATS:  # numbers in one numpy read
@@ -138,7 +141,7 @@ class _Cursor:
         self.need(count * 8, what)  # each string or array takes at least 8 bytes: bounds count before the loop
         if elem_type == GGUFValueType.STRING:
             return self.strings(count, what)
-        return [self.array(what) for _ in range(count)]
+        return [self.array(what, depth + 1) for _ in range(count)]
 
     def strings(self, count: int, what: str) -> list[str]:
         """The string() loop inlined: vocabularies hold hundreds of thousands of strings."""
