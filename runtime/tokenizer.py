@@ -1,9 +1,10 @@
 """The model's tokenizer, rebuilt from GGUF metadata as a `tokenizers.Tokenizer` so it splits text exactly as
 the source checkpoint's Hugging Face tokenizer: byte-level BPE (`tokenizer.ggml.model` = gpt2) with the
-pre-tokenizer named by `tokenizer.ggml.pre`, control tokens as special tokens.
+pre-tokenizer named by `tokenizer.ggml.pre`, or SentencePiece BPE (`llama`: runtime/sentencepiece.py);
+control tokens as special tokens.
 
-Decoding goes through each token's bytes (byte-level BPE tokens are bytes spelled as printable characters),
-so a stream can hold back half a UTF-8 character (runtime/textstream.py)."""
+Decoding goes through each token's bytes (byte-level BPE tokens are bytes spelled as printable characters;
+SentencePiece pieces are text with "▁" for a space, or <0xNN> bytes), so a stream can hold back half a UTF-8 character (runtime/textstream.py)."""
 import threading
 
 from gguf import TokenType
@@ -37,6 +38,25 @@ def byte_decoder() -> dict[str, int]:
     return {char: byte for byte, char in chars.items()}
 
 
+def byte_level_bpe(metadata: dict, tokens: list[str], types: list[int]) -> Tokenizer:
+    pre, ignore_merges = pre_tokenizer(metadata.get("tokenizer.ggml.pre", "default"))
+    # Unused (padding) ids stay out of the vocabulary: no text maps to them.
+    vocab = {token: i for i, (token, kind) in enumerate(zip(tokens, types)) if kind != TokenType.UNUSED}
+    merges = []
+    for merge in metadata.get("tokenizer.ggml.merges", []):
+        pair = merge.split(" ")
+        if len(pair) != 2:
+            raise ModelError(f"bad tokenizer.ggml.merges entry {merge!r} (want 'left right')")
+        merges.append((pair[0], pair[1]))
+    try:
+        tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=ignore_merges))
+    except Exception as e:  # tokenizers raises plain Exceptions for merges naming unknown tokens
+        raise ModelError(f"bad tokenizer in the GGUF file: {e}") from None
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
 class GGUFTokenizer:
     """tokenize/detokenize from the `tokenizer.ggml.*` keys of a GGUF file's metadata."""
 
@@ -53,24 +73,10 @@ class GGUFTokenizer:
         if len(types) != len(tokens):
             raise ModelError(f"tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} tokens")
         self.tokens, self.types = tokens, types
-        pre, ignore_merges = (None, False) if self.sentencepiece else pre_tokenizer(metadata.get("tokenizer.ggml.pre", "default"))
-        # Unused (padding) ids stay out of the vocabulary: no text maps to them.
-        vocab = {token: i for i, (token, kind) in enumerate(zip(tokens, types)) if kind != TokenType.UNUSED}
-        merges = []
-        for merge in metadata.get("tokenizer.ggml.merges", []):
-            pair = merge.split(" ")
-            if len(pair) != 2:
-                raise ModelError(f"bad tokenizer.ggml.merges entry {merge!r} (want 'left right')")
-            merges.append((pair[0], pair[1]))
-        try:
-            if self.sentencepiece:
-                self._tok = sentencepiece.build(tokens, types, metadata.get("tokenizer.ggml.scores") or [])
-            else:
-                self._tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=ignore_merges))
-                self._tok.pre_tokenizer = pre
-                self._tok.decoder = decoders.ByteLevel()
-        except Exception as e:  # tokenizers raises plain Exceptions for merges naming unknown tokens
-            raise ModelError(f"bad tokenizer in the GGUF file: {e}") from None
+        if self.sentencepiece:
+            self._tok = sentencepiece.build(tokens, types, metadata.get("tokenizer.ggml.scores") or [])
+        else:
+            self._tok = byte_level_bpe(metadata, tokens, types)
         self.special = {i for i, kind in enumerate(types) if kind == TokenType.CONTROL}
         self._added = {i for i, kind in enumerate(types) if kind in (TokenType.CONTROL, TokenType.USER_DEFINED)}
         self._tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in sorted(self.special)])
@@ -97,7 +103,7 @@ class GGUFTokenizer:
         return [self.bos_id] + ids if add_bos and self.add_bos and self.bos_id is not None else ids
 
     def token_bytes(self, token_id: int) -> bytes:
-        """The bytes a token stands for: an added token's text, or a byte-level token's bytes."""
+        """The bytes a token stands for: an added token's text, or the bytes a vocabulary piece spells."""
         if not 0 <= token_id < len(self.tokens):
             raise ModelError(f"token id {token_id} is out of range (vocabulary of {len(self.tokens)})")
         token = self.tokens[token_id]
