@@ -100,7 +100,7 @@ class Model:
         self.name = md.get("general.name") or os.path.splitext(os.path.basename(self.path))[0]
         self.chat_template = md.get("tokenizer.chat_template")
         self.bos_id = self.tokenizer.bos_id
-        self.eos_ids = {i for i in (self.tokenizer.eos_id, self.tokenizer.eot_id) if i is not None}
+        self.eos_ids = self.tokenizer.end_ids
         self.model_bytes = sum(t.nbytes for t in self._file.tensors)
 
         self._base = ffi.from_buffer(self._file.buffer)  # the mmap's first byte, for the C side

@@ -17,6 +17,10 @@ from runtime.errors import ModelError
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                 r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SUPPORTED_PRE = ("llama-bpe", "gpt2", "default")
+# Control tokens that end a generation wherever a vocabulary has them (found by text, as llama.cpp does):
+# Llama 3's generation_config stops at <|end_of_text|> and <|eot_id|> while GGUF names one eos.
+END_OF_GENERATION = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "</s>", "<|endoftext|>", "<|im_end|>",
+                     "<end_of_turn>"}
 
 
 def pre_tokenizer(pre: str):
@@ -85,6 +89,8 @@ class GGUFTokenizer:
         self.bos_id = self._token_id(metadata, "bos")
         self.eos_id = self._token_id(metadata, "eos")
         self.eot_id = self._token_id(metadata, "eot")
+        self.end_ids = {i for i in (self.eos_id, self.eot_id) if i is not None} | \
+            {i for i in self.special if tokens[i] in END_OF_GENERATION}
         self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", self.bos_id is not None))
         self._bytes_of = byte_decoder()
         self._lock = threading.Lock()  # encode_special_tokens is a setting of the shared Tokenizer

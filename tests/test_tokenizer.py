@@ -1,6 +1,7 @@
 """The tokenizer rebuilt from GGUF metadata splits text exactly as the source's Hugging Face tokenizer: on the
 real Llama 3 vocabulary with llama.cpp's own test vectors, and on the tiny checkpoint against its
 tokenizer.json, special tokens and non-ASCII text included; detokenizing gives the text back."""
+import json
 import os
 
 import pytest
@@ -46,6 +47,7 @@ def test_llama3_vocabulary_matches_llama_cpp_vectors(llama3):
 
 def test_llama3_bos_and_control_tokens(llama3):
     assert (llama3.bos_id, llama3.eos_id, llama3.add_bos) == (128000, 128001, True)
+    assert llama3.end_ids == {128001, 128009}  # <|end_of_text|>, <|eot_id|>
     assert llama3.tokenize("Hello world") == [128000, 9906, 1917]
     text = "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
     assert llama3.tokenize(text, add_bos=False, special=True) == [128006, 882, 128007, 271, 13347, 128009]
@@ -67,6 +69,12 @@ def test_tiny_equals_its_tokenizer_json(tiny):
         ids = hf.encode(text).ids  # bos from its post-processor, control tokens parsed
         assert ours.tokenize(text, add_bos=True, special=True) == ids, text
         assert ours.detokenize(ids) == hf.decode(ids, skip_special_tokens=False), text
+
+
+def test_tiny_stops_where_its_generation_config_does(tiny, tiny_checkpoints):
+    ours, _ = tiny
+    with open(os.path.join(tiny_checkpoints["packed"], "generation_config.json")) as f:
+        assert ours.end_ids == set(json.load(f)["eos_token_id"])
 
 
 def test_tiny_special_false_reads_control_tokens_as_text(tiny):
