@@ -258,8 +258,8 @@ static tl_float_fn *float_kernel(const tl_kernels *k, int32_t type) {
 }
 
 /* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.
- * Each thread takes a share of every matrix's output rows (never of tokens), so results do not depend on
- * the thread count. quantized: BitLinear (input in m->xq); otherwise a float input in x. */
+ * Each matrix's output rows (never tokens) are cut into PARTS_PER_THREAD chunks per thread, claimed by
+ * whichever thread is free; a row's result does not depend on its chunk, so not on the thread count. quantized: BitLinear (input in m->xq); otherwise a float input in x. */
 typedef struct { const tl_tensor *w; float *y; } mm_job;
 typedef struct {
     tl_model *m;
@@ -268,26 +268,30 @@ typedef struct {
     mm_job jobs[3];
 } mm_task;
 
-enum { ROW_ALIGN = 16 }; /* thread shares start on 16-row boundaries, good for SIMD row tiles */
+enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* chunks start on 16-row boundaries, good for SIMD row tiles */
 
-static void matmul_task(void *ctx, int32_t ith, int32_t nth) {
+static void matmul_task(void *ctx, int32_t chunk, int32_t thread) {
+    (void)thread;
     mm_task *task = ctx;
     tl_model *m = task->m;
     tl_qact qa = {m->xq, m->xscale, m->xsum, task->n};
-    for (int j = 0; j < task->n_jobs; j++) {
-        const tl_tensor *w = task->jobs[j].w;
-        float *y = task->jobs[j].y;
-        int64_t r0, r1;
-        tl_split(w->rows, ROW_ALIGN, ith, nth, &r0, &r1);
-        if (r0 >= r1) continue;
-        tl_ternary_fn *tern = ternary_kernel(m->kern, w->type);
-        if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); continue; }
-        if (!task->quantized) { float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); continue; }
-        // float weights in a BitLinear: the same int8 activations (as floats), a float dot, then / s
-        float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, m->xf, task->n, y, w->rows);
-        for (int32_t t = 0; t < task->n; t++)
-            for (int64_t r = r0; r < r1; r++) y[t * w->rows + r] /= m->xscale[t];
-    }
+    int32_t parts = PARTS_PER_THREAD * tl_pool_size(m->pool);
+    const tl_tensor *w = task->jobs[chunk / parts].w;
+    float *y = task->jobs[chunk / parts].y;
+    int64_t r0, r1;
+    tl_split(w->rows, ROW_ALIGN, chunk % parts, parts, &r0, &r1);
+    if (r0 >= r1) return;
+    tl_ternary_fn *tern = ternary_kernel(m->kern, w->type);
+    if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); return; }
+    if (!task->quantized) { float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); return; }
+    // float weights in a BitLinear: the same int8 activations (as floats), a float dot, then / s
+    float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, m->xf, task->n, y, w->rows);
+    for (int32_t t = 0; t < task->n; t++)
+        for (int64_t r = r0; r < r1; r++) y[t * w->rows + r] /= m->xscale[t];
+}
+
+static void run_matmuls(tl_model *m, mm_task *task) {
+    tl_pool_run(m->pool, matmul_task, task, task->n_jobs * PARTS_PER_THREAD * tl_pool_size(m->pool));
 }
 
 /* BitLinear over the quantized input of n tokens: y_j = W_j x for each of the given weights. */
@@ -295,7 +299,7 @@ static void bitlinear(tl_model *m, int32_t n, const tl_tensor *w0, float *y0, co
                       const tl_tensor *w2, float *y2) {
     mm_task task = {m, n, 1, 1, NULL, {{w0, y0}, {w1, y1}, {w2, y2}}};
     task.n_jobs = w2 ? 3 : w1 ? 2 : 1;
-    tl_pool_run(m->pool, matmul_task, &task);
+    run_matmuls(m, &task);
 }
 
 /* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the
@@ -313,44 +317,40 @@ static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
     }
 }
 
-/* Causal grouped-query attention, split by head: token t's query head h attends to positions 0..pos[t] of
+/* Causal grouped-query attention, one chunk per head: token t's query head h attends to positions 0..pos[t] of
  * kv head h / (n_head / n_head_kv) in its sequence's cache (softmax computed online, in one pass). */
 typedef struct { tl_model *m; tl_seq *const *seqs; int32_t n, layer; } att_task;
 
-static void attention_task(void *ctx, int32_t ith, int32_t nth) {
+static void attention_task(void *ctx, int32_t head, int32_t thread) {
     att_task *task = ctx;
     tl_model *m = task->m;
     const tl_config *c = &m->cfg;
     int32_t hd = c->head_dim, kvd = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd), *acc = m->att_acc + ith * hd;
-    int64_t h0, h1;
-    tl_split(c->n_head, 1, ith, nth, &h0, &h1);
+    float scale = 1.0f / sqrtf((float)hd), *acc = m->att_acc + thread * hd;
+    int64_t off = (int64_t)(head / group) * hd; /* this head's kv head within a cache row */
     for (int32_t t = 0; t < task->n; t++) {
         const tl_seq *s = task->seqs[t];
         const float *kc = s->k + (size_t)task->layer * s->n_ctx * kvd, *vc = s->v + (size_t)task->layer * s->n_ctx * kvd;
-        for (int64_t h = h0; h < h1; h++) {
-            const float *q = m->q + (size_t)t * c->n_head * hd + h * hd;
-            int64_t off = (h / group) * hd;
-            float max = -INFINITY, denom = 0;
-            for (int32_t d = 0; d < hd; d++) acc[d] = 0;
-            for (int32_t p = 0; p <= m->pos[t]; p++) {
-                const float *k = kc + (size_t)p * kvd + off, *v = vc + (size_t)p * kvd + off;
-                float score = 0;
-                for (int32_t d = 0; d < hd; d++) score += q[d] * k[d];
-                score *= scale;
-                if (score > max) { // a new maximum rescales what was summed so far
-                    float shrink = expf(max - score);
-                    denom *= shrink;
-                    for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
-                    max = score;
-                }
-                float e = expf(score - max);
-                denom += e;
-                for (int32_t d = 0; d < hd; d++) acc[d] += e * v[d];
+        const float *q = m->q + ((size_t)t * c->n_head + head) * hd;
+        float max = -INFINITY, denom = 0;
+        for (int32_t d = 0; d < hd; d++) acc[d] = 0;
+        for (int32_t p = 0; p <= m->pos[t]; p++) {
+            const float *k = kc + (size_t)p * kvd + off, *v = vc + (size_t)p * kvd + off;
+            float score = 0;
+            for (int32_t d = 0; d < hd; d++) score += q[d] * k[d];
+            score *= scale;
+            if (score > max) { // a new maximum rescales what was summed so far
+                float shrink = expf(max - score);
+                denom *= shrink;
+                for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
+                max = score;
             }
-            float *out = m->att + (size_t)t * c->n_head * hd + h * hd;
-            for (int32_t d = 0; d < hd; d++) out[d] = acc[d] / denom;
+            float e = expf(score - max);
+            denom += e;
+            for (int32_t d = 0; d < hd; d++) acc[d] += e * v[d];
         }
+        float *out = m->att + ((size_t)t * c->n_head + head) * hd;
+        for (int32_t d = 0; d < hd; d++) out[d] = acc[d] / denom;
     }
 }
 
@@ -390,7 +390,7 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         }
         // causal grouped-query attention over each sequence's cache
         att_task at = {m, seqs, n, l};
-        tl_pool_run(m->pool, attention_task, &at);
+        tl_pool_run(m->pool, attention_task, &at, c->n_head);
         // attn_sub_norm, quantize, o_proj, residual
         if (c->sub_norms) rmsnorm(m->att, m->att, &L->attn_sub_norm, n, qd, c->rms_eps);
         quantize(m, m->att, n, qd, L->attn_output.cols);
@@ -427,7 +427,7 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         int32_t first = logit_rows ? logit_rows[m->out_token[0]] : m->out_token[0];
         float *dst = contiguous ? logits + (int64_t)first * c->n_vocab : m->logits_tmp;
         mm_task task = {m, n_out, 1, 0, m->xn, {{&m->output, dst}}};
-        tl_pool_run(m->pool, matmul_task, &task);
+        run_matmuls(m, &task);
         for (int32_t j = 0; !contiguous && j < n_out; j++)
             memcpy(logits + (int64_t)logit_rows[m->out_token[j]] * c->n_vocab, m->logits_tmp + (int64_t)j * c->n_vocab,
                    c->n_vocab * sizeof(float));

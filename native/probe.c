@@ -36,14 +36,16 @@ int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t ro
 
 typedef struct { const uint64_t *buf; size_t words; uint64_t sink[64]; } read_task;
 
-/* Thread ith reads its share of the buffer (the xor keeps the compiler from skipping the loads). */
-static void read_share(void *ctx, int32_t ith, int32_t nth) {
+enum { READ_CHUNKS = 64 };
+
+/* Reads one chunk of the buffer (the xor keeps the compiler from skipping the loads). */
+static void read_share(void *ctx, int32_t chunk, int32_t thread) {
     read_task *task = ctx;
     int64_t b, e;
-    tl_split((int64_t)task->words, 64, ith, nth, &b, &e);
+    tl_split((int64_t)task->words, 64, chunk, READ_CHUNKS, &b, &e);
     uint64_t acc = 0;
     for (int64_t i = b; i < e; i++) acc ^= task->buf[i];
-    task->sink[ith % 64] ^= acc;
+    task->sink[thread % 64] ^= acc;
 }
 
 static double now(void) {
@@ -62,7 +64,7 @@ double tl_read_bandwidth(size_t bytes, int32_t n_threads) {
     double best = 1e30;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = now();
-        tl_pool_run(pool, read_share, &task);
+        tl_pool_run(pool, read_share, &task, READ_CHUNKS);
         double dt = now() - t0;
         best = dt < best ? dt : best;
     }

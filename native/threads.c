@@ -1,27 +1,32 @@
 /* threads.c - persistent workers that spin briefly for the next task, then sleep on a condition variable.
- * Running a task allocates nothing: the caller publishes (task, ctx) under a new generation number. */
+ * The caller publishes (task, ctx, n_chunks) under a new generation; every thread, the caller included,
+ * claims chunks from one atomic counter that also carries the generation, so a worker that wakes late
+ * cannot take a chunk of a later task. Running a task allocates nothing. */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "threads.h"
 
-enum { SPIN_ROUNDS = 20000 }; /* ~50-100 us of polling before a worker sleeps */
+enum { SPIN_ROUNDS = 20000 }; /* ~0.1-0.5 ms of polling before a worker sleeps or the caller yields */
 
 struct tl_pool {
     int32_t n_threads;
     pthread_t *workers;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    atomic_int generation; /* bumped (under lock) once per task */
-    atomic_int done;       /* workers finished with the current task */
+    atomic_uint generation;   /* bumped (under lock) once per task */
+    atomic_uint_fast64_t next; /* generation << 32 | next unclaimed chunk */
+    atomic_int done;          /* chunks finished in the current task */
     int quit;
     tl_task *task;
     void *ctx;
+    int32_t n_chunks;
 };
 
-typedef struct { tl_pool *pool; int32_t ith; } worker_arg;
+typedef struct { tl_pool *pool; int32_t thread; } worker_arg;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -29,12 +34,27 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+/* Claims and runs chunks of generation gen until none are left (or a newer task replaced it). */
+static void run_chunks(tl_pool *p, uint32_t gen, int32_t thread) {
+    tl_task *task = p->task;
+    void *ctx = p->ctx;
+    int32_t n_chunks = p->n_chunks;
+    uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
+    while ((uint32_t)(v >> 32) == gen && (int64_t)(v & 0xffffffffu) < n_chunks) {
+        if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel, memory_order_acquire))
+            continue; /* v was reloaded */
+        task(ctx, (int32_t)(v & 0xffffffffu), thread);
+        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        v = atomic_load_explicit(&p->next, memory_order_acquire);
+    }
+}
+
 static void *worker_main(void *arg_) {
     worker_arg *arg = arg_;
     tl_pool *p = arg->pool;
-    int seen = 0;
+    uint32_t seen = 0;
     for (;;) {
-        // wait for a new generation: spin first (decode steps come back to back), then sleep
+        // wait for a new generation: spin first (the steps of a forward pass come back to back), then sleep
         int spins = 0;
         while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen && spins++ < SPIN_ROUNDS) cpu_relax();
         pthread_mutex_lock(&p->lock);
@@ -42,10 +62,8 @@ static void *worker_main(void *arg_) {
         int quit = p->quit;
         pthread_mutex_unlock(&p->lock);
         if (quit) break;
-        seen = atomic_load(&p->generation);
-        // run this thread's share, then report
-        p->task(p->ctx, arg->ith, p->n_threads);
-        atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        run_chunks(p, seen, arg->thread);
     }
     free(arg);
     return NULL;
@@ -103,24 +121,33 @@ void tl_pool_free(tl_pool *p) {
 
 int32_t tl_pool_size(const tl_pool *p) { return p->n_threads; }
 
-void tl_pool_run(tl_pool *p, tl_task *task, void *ctx) {
-    if (p->n_threads == 1) { task(ctx, 0, 1); return; }
-    // publish the task under a new generation and wake sleepers
+void tl_pool_run(tl_pool *p, tl_task *task, void *ctx, int32_t n_chunks) {
+    if (p->n_threads == 1 || n_chunks == 1) {
+        for (int32_t c = 0; c < n_chunks; c++) task(ctx, c, 0);
+        return;
+    }
+    // publish the task under a new generation (all chunks of the previous one are done) and wake sleepers
+    uint32_t gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
     p->task = task;
     p->ctx = ctx;
+    p->n_chunks = n_chunks;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->next, (uint64_t)gen << 32, memory_order_release);
     pthread_mutex_lock(&p->lock);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    // do thread 0's share, then wait for the others
-    task(ctx, 0, p->n_threads);
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < p->n_threads - 1) cpu_relax();
+    // work like any thread, then wait for chunks others still hold (yielding if their thread was preempted)
+    run_chunks(p, gen, 0);
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < n_chunks; spins++) {
+        if (spins < SPIN_ROUNDS) cpu_relax();
+        else sched_yield();
+    }
 }
 
-void tl_split(int64_t n, int64_t align, int32_t ith, int32_t nth, int64_t *begin, int64_t *end) {
+void tl_split(int64_t n, int64_t align, int32_t i, int32_t parts, int64_t *begin, int64_t *end) {
     int64_t units = (n + align - 1) / align;
-    int64_t b = units * ith / nth * align, e = units * (ith + 1) / nth * align;
+    int64_t b = units * i / parts * align, e = units * (i + 1) / parts * align;
     *begin = b < n ? b : n;
     *end = e < n ? e : n;
 }

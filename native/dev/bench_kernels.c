@@ -29,10 +29,13 @@ typedef struct {
     float *y;
 } job;
 
-static void run_share(void *ctx, int32_t ith, int32_t nth) {
+enum { CHUNKS = 16 };
+
+static void run_share(void *ctx, int32_t chunk, int32_t thread) {
+    (void)thread;
     job *j = ctx;
     int64_t r0, r1;
-    tl_split(j->s->rows, 16, ith, nth, &r0, &r1);
+    tl_split(j->s->rows, 16, chunk, CHUNKS, &r0, &r1);
     if (r0 >= r1) return;
     if (j->s->type == TL_BF16) { j->k->bf16(j->w, j->s->cols, r0, r1, j->xf, j->n, j->y, j->s->rows); return; }
     tl_ternary_fn *fn = j->s->type == TL_TQ2_0 ? j->k->tq2_0 : j->s->type == TL_TQ1_0 ? j->k->tq1_0 : j->k->i2_s;
@@ -53,7 +56,7 @@ static double time_calls(tl_pool *pool, job *j, const uint8_t *copies, int64_t m
     for (int calls = 0; calls < 3 || now() - start < min_time; calls++) {
         j->w = copies + (int64_t)(calls % n_copies) * matrix_bytes;
         double t0 = now();
-        tl_pool_run(pool, run_share, j);
+        tl_pool_run(pool, run_share, j, CHUNKS);
         double dt = now() - t0;
         best = dt < best ? dt : best;
     }
