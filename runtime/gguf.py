@@ -264,8 +264,11 @@ class GGUFFile:
         return np.frombuffer(self._map, dtype=dtype, count=math.prod(t.dims), offset=t.offset).reshape(t.dims[::-1])
 
     def close(self) -> None:
-        """Unmaps the file; raises BufferError while views of it are still alive."""
-        self._map.close()
+        """Unmaps the file now, or, while numpy views of it are still alive, when the last one goes."""
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # the views hold the map: it is unmapped when they are freed, never under them
 
     def __enter__(self):
         return self

@@ -194,3 +194,47 @@ def test_a_good_rewrite_still_loads(tq2_0_gguf, tmp_path):
     with Model(copy, threads=1) as a, Model(tq2_0_gguf, threads=1) as b:
         ids = a.tokenize("the cache")
         np.testing.assert_array_equal(a.logits(ids), b.logits(ids))
+
+
+def without_scale_keys(src: str, dst) -> str:
+    """src with its tritlm.weight_scale.* keys renamed away (same length), as llama.cpp and bitnet.cpp write files."""
+    data = open(src, "rb").read()
+    assert data.count(b"tritlm.weight_scale.") == 14  # 7 ternary tensors x 2 layers
+    dst.write_bytes(data.replace(b"tritlm.weight_scale.", b"others.weight_scale."))
+    return str(dst)
+
+
+def test_scales_of_files_made_by_others(tq2_0_gguf, tiny_gguf, tmp_path):
+    from runtime.weights import weight_scale
+    for path, exact_type in [(tq2_0_gguf, np.float16), (tiny_gguf, np.float32)]:  # d in fp16; i2_s trailer f32
+        keyless = without_scale_keys(path, tmp_path / "keyless.gguf")
+        with read_gguf(path) as f, read_gguf(keyless) as g:
+            for t in (t for t in f.tensors if f"tritlm.weight_scale.{t.name}" in f.metadata):
+                assert weight_scale(g, t) == float(exact_type(f.metadata[f"tritlm.weight_scale.{t.name}"])), t.name
+        with Model(keyless, threads=1) as m:
+            assert m.logits(m.tokenize("the cache")).shape == (4, m.n_vocab)
+
+
+def test_tq2_0_blocks_with_two_scales_are_refused(tq2_0_gguf, tmp_path):
+    keyless = without_scale_keys(tq2_0_gguf, tmp_path / "keyless.gguf")
+    with read_gguf(keyless) as f:
+        t = f.tensor("blk.0.ffn_up.weight")
+        first_d, second_d = t.offset + 64, t.offset + 66 + 64
+    data = bytearray(open(keyless, "rb").read())
+    data[first_d:first_d + 2] = bytes(2)                                  # an all-zero block's d = 0: allowed
+    data[second_d:second_d + 2] = np.float16(0.123).tobytes()            # a second nonzero d: refused
+    bad = tmp_path / "two-scales.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="blk.0.ffn_up.weight: its blocks have different scales"):
+        Model(str(bad), threads=1)
+    data[second_d:second_d + 2] = bytes(2)
+    bad.write_bytes(bytes(data))
+    Model(str(bad), threads=1).close()
+
+
+def test_close_while_a_view_is_alive(tiny_gguf):
+    f = read_gguf(tiny_gguf)
+    view = f.view(f.tensor("token_embd.weight"))
+    before = view.copy()
+    f.close()  # no error: the map stays until the view goes
+    np.testing.assert_array_equal(view, before)
