@@ -1,0 +1,65 @@
+"""tritlm bench on the tiny checkpoint: the JSON records carry the fields with real, positive numbers, and the
+byte counts agree with gguf-py's reading of the same file."""
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def tiny_ggufs(tiny_checkpoints, tmp_path_factory):
+    from converter.write import convert
+
+    out = tmp_path_factory.mktemp("bench")
+    paths = {}
+    for ternary_type in ("tq2_0", "tq1_0"):
+        paths[ternary_type] = str(out / f"tiny-{ternary_type}.gguf")
+        convert(tiny_checkpoints["packed"], paths[ternary_type], ternary_type, progress=False)
+    return paths
+
+
+def tensor_bytes(path: str) -> dict[str, int]:
+    from gguf import GGUFReader
+
+    return {t.name: int(t.n_bytes) for t in GGUFReader(path).tensors}
+
+
+def test_json_records(tiny_ggufs, capsys):
+    from runtime.cli import main
+
+    path = tiny_ggufs["tq2_0"]
+    assert main(["bench", "--json", "-m", path, "-p", "32", "-n", "8", "-r", "2", "-t", "2"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["test"] for r in records] == ["pp32", "tg8"]
+    sizes = tensor_bytes(path)
+    for r in records:
+        assert r["n_threads"] == 2 and r["type"] == "tq2_0"
+        assert r["model_bytes"] == sum(sizes.values())
+        for field in ("tokens_per_s", "peak_rss_bytes", "gguf_plus_kv_bytes", "ttft_ms"):
+            assert r[field] > 0, field
+    tg = records[1]
+    # tied embeddings: decoding reads every tensor, the embedding as the output matrix
+    assert "output.weight" not in sizes and tg["weight_bytes_per_token"] == sum(sizes.values())
+    assert tg["weight_read_gbps"] == pytest.approx(tg["weight_bytes_per_token"] * tg["tokens_per_s"] / 1e9)
+    assert tg["machine_read_gbps"] > 0.5  # any machine this runs on streams more than that
+    assert tg["roofline_pct"] == pytest.approx(100 * tg["weight_read_gbps"] / tg["machine_read_gbps"])
+
+
+def test_table_of_several_models(tiny_ggufs, capsys):
+    from runtime.cli import main
+
+    args = ["bench", "-p", "16", "-n", "4", "-r", "1", "-t", "1"]
+    for path in tiny_ggufs.values():
+        args += ["-m", path]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "| model" in out and "t/s" in out and "of roofline" in out
+    for ternary_type in tiny_ggufs:
+        rows = [line for line in out.splitlines() if f"| {ternary_type} " in line]
+        assert len(rows) == 3, out  # pp16, tg4, roofline row
+
+
+def test_missing_file(capsys):
+    from runtime.cli import main
+
+    assert main(["bench", "-m", "/nonexistent/model.gguf"]) == 1
+    assert "no such model file" in capsys.readouterr().err
