@@ -69,7 +69,7 @@ $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
 	touch $@
 
 bench-peers: $(BENCH_GGUFS) $(WHEELS)/.llama-cpp-python
-	$(VPY) -m pip install -q --no-index --find-links $(WHEELS) $(LLAMA_CPP_PY)
+	$(VPY) -m pip install -q --only-binary llama-cpp-python --find-links $(WHEELS) $(LLAMA_CPP_PY)
 	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
 
 # GB/s of each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c).
