@@ -7,6 +7,7 @@
 #define VEC_BYTES 32
 static inline __m256i vec_zero(void) { return _mm256_setzero_si256(); }
 static inline __m256i vec_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline void vec_store(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }
 /* no VNNI: u8 x s8 pairs to int16 (|2 * 2 * 128| cannot saturate), then pairs of int16 to int32 */
 static inline __m256i vec_dot(__m256i acc, __m256i codes, __m256i x) {
     return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(codes, x), _mm256_set1_epi16(1)));
@@ -32,4 +33,3 @@ static inline float acc_sum(acc16 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
-static inline void vec_store(void *p, __m256i v) { _mm256_storeu_si256((__m256i *)p, v); }

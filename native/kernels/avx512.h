@@ -7,6 +7,7 @@
 #define VEC_BYTES 64
 static inline __m512i vec_zero(void) { return _mm512_setzero_si512(); }
 static inline __m512i vec_load(const void *p) { return _mm512_loadu_si512(p); }
+static inline void vec_store(void *p, __m512i v) { _mm512_storeu_si512(p, v); }
 static inline __m512i vec_dot(__m512i acc, __m512i codes, __m512i x) { return _mm512_dpbusd_epi32(acc, codes, x); }
 static inline int32_t vec_sum(__m512i acc) { return _mm512_reduce_add_epi32(acc); }
 /* 16-bit lanes: lo in the low 256 bits, hi in the high 256 bits */
@@ -25,4 +26,3 @@ static inline float acc_sum(__m512 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
-static inline void vec_store(void *p, __m512i v) { _mm512_storeu_si512(p, v); }
