@@ -17,7 +17,11 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
         for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
     for (int64_t k = 0; k < cols; k += 16) {
         ACC wv[FTILE];
-        for (int r = 0; r < R; r++) wv[r] = load_w(w + r * row_bytes, k);
+        for (int r = 0; r < R; r++) {
+            // fetch rows two tiles ahead: many short row streams defeat the hardware prefetcher
+            __builtin_prefetch(w + (r + 2 * R) * row_bytes + k * ELEM_BYTES, 0, 0);
+            wv[r] = load_w(w + r * row_bytes, k);
+        }
         for (int t = 0; t < T; t++) {
             ACC xv = load_x(x + t * cols + k);
             for (int r = 0; r < R; r++) acc[r][t] = acc_fma(acc[r][t], wv[r], xv);

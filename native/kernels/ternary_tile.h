@@ -25,8 +25,11 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64
             // codes of this segment for R rows (decoded here, or loaded from the tile's code buffer)
             int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
-            for (int r = 0; r < R; r++)
+            for (int r = 0; r < R; r++) {
+                // fetch rows two tiles ahead: many short row streams defeat the hardware prefetcher
+                if (!decoded && seg == 0) __builtin_prefetch(src + (r + 2 * R) * row_bytes + b * BLOCK_BYTES, 0, 0);
                 codes[r] = decoded ? vec_load(src + r * cols + k) : decode(src + r * row_bytes + b * BLOCK_BYTES, seg);
+            }
             // dotted with T tokens
             for (int t = 0; t < T; t++) {
                 VEC xv = vec_load(x + t * cols + k);
