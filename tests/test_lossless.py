@@ -72,6 +72,37 @@ def test_greedy_tokens_match_transformers(case):
     assert all(near_tie[i] for i in mismatches) and len(mismatches) <= 2
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """2B-4T's widths (hidden 2560, ffn 6912, 20/5 heads of 128, vocab 128256, tied bf16 embedding) in 2 layers,
+    packed form: (checkpoint, ids, reference logits in float64)."""
+    from converter import synth
+    from converter.presets import PRESETS
+    path = str(tmp_path_factory.mktemp("wide") / "checkpoint")
+    synth.write_checkpoint(path, dict(PRESETS["2b-4t"], num_hidden_layers=2), "packed")
+    ids = [128000] + np.random.default_rng(0).integers(0, 128256, 31).tolist()
+    reference = torch.nn.Module.to(load_reference(path), torch.float64)
+    with torch.no_grad():
+        want = reference(torch.tensor([ids])).logits[0].float().numpy()
+    return path, ids, want
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="native rmsnorm sums squares in float32: ~1e-6 relative error flips int8 "
+                   "roundings at 10 of 32 positions (max diff 8 of a 557 range); summing in double matches float64 "
+                   "at all 32 (checked). Remove this marker when it passes.")
+@pytest.mark.parametrize("type_name", TYPES)
+def test_2b4t_widths_match_transformers(wide, type_name, tmp_path):
+    checkpoint, ids, want = wide
+    path = str(tmp_path / f"wide-{type_name}.gguf")
+    convert(checkpoint, path, type_name, progress=False)
+    with Model(path, threads=2) as model:
+        got = model.logits(ids)
+    diff, span = float(np.abs(got - want).max()), float(want.max() - want.min())
+    print(f"2B-4T widths, {type_name}: max |ours - transformers| = {diff:.3g} (logit range {span:.3g})")
+    assert diff < 1e-3 * span
+
+
 def test_prefill_then_decode_equals_token_by_token(case):
     model, _ = case
     ids = token_ids(model, 40, seed=2)
