@@ -16,6 +16,7 @@ def register(subparsers) -> None:
 def add_arguments(parser) -> None:
     parser.add_argument("-m", "--model", required=True, help="GGUF model file")
     parser.add_argument("-p", "--prompt", help="the text to complete")
+    parser.add_argument("-f", "--file", help="read the text to complete from this file (UTF-8)")
     parser.add_argument("-n", "--n-predict", type=int, default=128,
                         help="tokens to generate at most (default 128; -1: until end of text or a full context)")
     parser.add_argument("--temp", type=float, default=0.8, help="temperature (default 0.8; 0: greedy)")
@@ -34,8 +35,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from runtime import Model
 
+    if args.file is not None:
+        if args.prompt is not None:
+            raise ValueError("give the prompt with -p or -f, not both")
+        with open(args.file, encoding="utf-8") as f:
+            args.prompt = f.read()
     if args.prompt is None and not args.chat:
-        raise ValueError("no prompt: give one with -p/--prompt")
+        raise ValueError("no prompt: give one with -p/--prompt or -f/--file")
     start = time.perf_counter()
     model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size)
     load_seconds = time.perf_counter() - start

@@ -35,6 +35,18 @@ def test_echo_and_seeded_sampling(tiny_gguf, model, capsys):
     assert first == PROMPT + "".join(model.generate(PROMPT, 16, temperature=1.0, seed=7)) + "\n"
 
 
+def test_prompt_from_a_file(tiny_gguf, tmp_path, capsys):
+    path = tmp_path / "prompt.txt"
+    path.write_text(PROMPT + " café\n", encoding="utf-8")
+    common = ["run", "-m", tiny_gguf, "-n", "12", "--temp", "0", "-t", "1"]
+    assert main(common + ["-f", str(path)]) == 0
+    from_file = capsys.readouterr().out
+    assert main(common + ["-p", PROMPT + " café\n"]) == 0
+    assert capsys.readouterr().out == from_file
+    assert "not both" in one_line_error(capsys, common + ["-f", str(path), "-p", "x"])
+    assert "No such file" in one_line_error(capsys, common + ["-f", str(tmp_path / "none.txt")])
+
+
 def test_pieces_are_flushed_as_generated(tiny_gguf, model, monkeypatch):
     class Recorder:
         def __init__(self):
