@@ -9,7 +9,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CDEF = """
-enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36 };
+enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_Q4_K = 12, TL_Q6_K = 14, TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36 };
 enum { TL_ACT_SILU = 0, TL_ACT_RELU2 = 1 };
 typedef struct {
     const void *data; int32_t type; int64_t rows; int64_t cols; float scale;

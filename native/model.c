@@ -51,7 +51,7 @@ static int type_allowed(int use, int32_t type) {
     switch (use) {
     case NORM: return type == TL_F32;
     case LINEAR: return type == TL_TQ1_0 || type == TL_TQ2_0 || type == TL_I2_S || type == TL_F16 || type == TL_F32;
-    default: return type == TL_F32 || type == TL_F16 || type == TL_BF16 || type == TL_Q8_0;
+    default: return tl_float_kernel(tl_kernels_best(), type) != NULL; /* F32, F16, BF16, Q8_0, Q4_K, Q6_K */
     }
 }
 
@@ -253,10 +253,6 @@ static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
 }
 
-static tl_float_fn *float_kernel(const tl_kernels *k, int32_t type) {
-    return type == TL_F32 ? k->f32 : type == TL_F16 ? k->f16 : type == TL_BF16 ? k->bf16 : k->q8_0;
-}
-
 /* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.
  * Each matrix's output rows (never tokens) are cut into PARTS_PER_THREAD chunks per thread, claimed by
  * whichever thread is free; a row's result does not depend on its chunk, so not on the thread count. quantized: BitLinear (input in m->xq); otherwise a float input in x. */
@@ -283,9 +279,9 @@ static void matmul_task(void *ctx, int32_t chunk, int32_t thread) {
     if (r0 >= r1) return;
     tl_ternary_fn *tern = ternary_kernel(m->kern, w->type);
     if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); return; }
-    if (!task->quantized) { float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); return; }
+    if (!task->quantized) { tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); return; }
     // float weights in a BitLinear: the same int8 activations (as floats), a float dot, then / s
-    float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, m->xf, task->n, y, w->rows);
+    tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, m->xf, task->n, y, w->rows);
     for (int32_t t = 0; t < task->n; t++)
         for (int64_t r = r0; r < r1; r++) y[t * w->rows + r] /= m->xscale[t];
 }

@@ -28,7 +28,7 @@ int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t ro
                         const float *x, int32_t n, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);
     if (!k || n <= 0 || cols % 16 || !tl_row_bytes(type, cols)) return -1;
-    tl_float_fn *fn = type == TL_F32 ? k->f32 : type == TL_F16 ? k->f16 : type == TL_BF16 ? k->bf16 : type == TL_Q8_0 ? k->q8_0 : NULL;
+    tl_float_fn *fn = tl_float_kernel(k, type);
     if (!fn) return -1;
     fn(w, cols, 0, rows, x, n, y, rows);
     return 0;

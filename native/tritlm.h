@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 /* Tensor types use ggml's ids so a GGUF type field maps straight through. */
-enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36 };
+enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_Q4_K = 12, TL_Q6_K = 14, TL_BF16 = 30, TL_TQ1_0 = 34, TL_TQ2_0 = 35, TL_I2_S = 36 };
 
 /* Feed-forward activation of the gated MLP. */
 enum { TL_ACT_SILU = 0, TL_ACT_RELU2 = 1 };
@@ -68,7 +68,7 @@ const char *tl_isa(void);
 /* One kernel of a named ISA over a whole weight matrix, for tests and benchmarks. Ternary types (TL_TQ1_0,
  * TL_TQ2_0, TL_I2_S) take int8 activations x [n][cols] with per-token scales x_scale [n]:
  * y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t] * w_scale. Float types (TL_F32, TL_F16, TL_BF16,
- * TL_Q8_0) take f32 activations: y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA is unknown or
+ * TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations: y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA is unknown or
  * not supported by this CPU, or the type/shape has no kernel. */
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);

@@ -19,7 +19,7 @@ TERNARY = {QT.TQ1_0, QT.TQ2_0, I2_S}
 ALLOWED = {  # what a tensor is used as -> the types the engine has kernels for
     "norm": {QT.F32},
     "linear": TERNARY | {QT.F16, QT.F32},
-    "embedding": {QT.F32, QT.F16, QT.BF16, QT.Q8_0},
+    "embedding": {QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_K, QT.Q6_K},
 }
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 NORMS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")

@@ -4,12 +4,12 @@
 #include "kernels.h"
 
 static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
-                               tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref};
+                               tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
 #if defined(__x86_64__)
 static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_avx2,
-                                tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_ref};
+                                tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
 static const tl_kernels avx512 = {"avx512", tl_tq1_0_avx512, tl_tq2_0_avx512, tl_i2_s_avx512,
-                                  tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_ref};
+                                  tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
 
 static int cpu_has(const tl_kernels *k) {
     __builtin_cpu_init();
@@ -42,11 +42,25 @@ const tl_kernels *tl_kernels_best(void) {
     return tables[N_TABLES - 1]; /* unknown name: the portable reference */
 }
 
+tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type) {
+    switch (type) {
+    case TL_F32: return k->f32;
+    case TL_F16: return k->f16;
+    case TL_BF16: return k->bf16;
+    case TL_Q8_0: return k->q8_0;
+    case TL_Q4_K: return k->q4_k;
+    case TL_Q6_K: return k->q6_k;
+    default: return NULL;
+    }
+}
+
 int64_t tl_row_bytes(int32_t type, int64_t cols) {
     switch (type) {
     case TL_F32: return 4 * cols;
     case TL_F16: case TL_BF16: return 2 * cols;
     case TL_Q8_0: return cols % 32 ? 0 : cols / 32 * 34;
+    case TL_Q4_K: return cols % 256 ? 0 : cols / 256 * 144;
+    case TL_Q6_K: return cols % 256 ? 0 : cols / 256 * 210;
     case TL_TQ1_0: return cols % 256 ? 0 : cols / 256 * 54;
     case TL_TQ2_0: return cols % 256 ? 0 : cols / 256 * 66;
     case TL_I2_S: return cols % 128 ? 0 : cols / 4;

@@ -1,4 +1,4 @@
-/* Float-typed weights (F32, F16, BF16, Q8_0) against f32 activations, in the canonical summation order of
+/* Float-typed weights (F32, F16, BF16, Q8_0; the k-quants' own files use tl_kquant_ref) against f32 activations, in the canonical summation order of
  * tl_float_fn: 16 lanes of fused multiply-adds (fmaf is exactly what a SIMD FMA computes), then the
  * pairwise lane sum. Also the row -> f32 conversion used for embedding lookups. */
 #include <math.h>
@@ -22,6 +22,11 @@ enum { Q8_0_BLOCK = 32, Q8_0_BYTES = 34 };
 
 void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float *out) {
     const uint8_t *p = (const uint8_t *)w + row * tl_row_bytes(type, cols);
+    tl_dequant_block_fn *dequant = type == TL_Q4_K ? tl_q4_k_dequant : type == TL_Q6_K ? tl_q6_k_dequant : NULL;
+    if (dequant) { /* k-quants: whole 256-value blocks */
+        for (int64_t b = 0; b < cols / TL_K_BLOCK; b++) dequant(p + b * tl_row_bytes(type, TL_K_BLOCK), out + b * TL_K_BLOCK);
+        return;
+    }
     for (int64_t k = 0; k < cols; k++) {
         uint16_t h;
         switch (type) {
@@ -81,6 +86,28 @@ void tl_q8_0_ref(const void *w, int64_t cols, int64_t r0, int64_t r1, const floa
                 for (int l = 0; l < 16; l++) acc[l] = fmaf(d, part[l], acc[l]);
             }
             y[t * ldy + r] = tl_sum16(acc);
+        }
+    }
+}
+
+/* A k-quant row: each block dequantized once per row into 256 floats, then dotted with every token in the
+ * canonical order (block length 256 is a multiple of 16, so lane k % 16 continues across blocks). */
+void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
+                   int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
+    float values[TL_K_BLOCK];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w + r * (cols / TL_K_BLOCK) * block_bytes;
+        for (int32_t t0 = 0; t0 < n; t0 += 16) { /* up to 16 tokens' accumulators live at once */
+            int32_t nt = n - t0 < 16 ? n - t0 : 16;
+            float acc[16][16] = {{0}};
+            for (int64_t b = 0; b < cols / TL_K_BLOCK; b++) {
+                dequant(row + b * block_bytes, values);
+                for (int32_t t = 0; t < nt; t++) {
+                    const float *xb = x + (int64_t)(t0 + t) * cols + b * TL_K_BLOCK;
+                    for (int k = 0; k < TL_K_BLOCK; k++) acc[t][k % 16] = fmaf(values[k], xb[k], acc[t][k % 16]);
+                }
+            }
+            for (int32_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = tl_sum16(acc[t]);
         }
     }
 }

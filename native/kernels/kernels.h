@@ -29,7 +29,7 @@ typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, co
 typedef struct {
     const char *isa;
     tl_ternary_fn *tq1_0, *tq2_0, *i2_s;
-    tl_float_fn *f32, *f16, *bf16, *q8_0;
+    tl_float_fn *f32, *f16, *bf16, *q8_0, *q4_k, *q6_k;
 } tl_kernels;
 
 /* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA=ref|avx2|avx512. */
@@ -37,9 +37,12 @@ const tl_kernels *tl_kernels_best(void);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
 const tl_kernels *tl_kernels_named(const char *isa);
 
+/* The table's kernel for a float-typed weight (F32, F16, BF16, Q8_0, Q4_K, Q6_K), or NULL. */
+tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type);
+
 /* Bytes of one row of cols values in a weight type (0: unsupported type or cols not a whole number of blocks). */
 int64_t tl_row_bytes(int32_t type, int64_t cols);
-/* Row `row` of a float-typed matrix (F32, F16, BF16, Q8_0) converted to f32. */
+/* Row `row` of a float-typed matrix (F32, F16, BF16, Q8_0, Q4_K, Q6_K) converted to f32. */
 void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float *out);
 
 /* Scalar helpers shared by the references. */
@@ -60,11 +63,19 @@ typedef void tl_decode_block_fn(const uint8_t *block, int8_t *values);
 void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, const uint8_t *w,
                     int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy);
 
+/* ggml's k-quants (Q4_K, Q6_K): 256-value blocks, dequantized exactly as ggml and gguf-py do, then dotted in
+ * the canonical float order (so a k-quant dot equals the F32 dot of its dequantized row bit for bit). */
+enum { TL_K_BLOCK = 256 };
+typedef void tl_dequant_block_fn(const uint8_t *block, float *values);
+tl_dequant_block_fn tl_q4_k_dequant, tl_q6_k_dequant;
+void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
+                   int64_t r1, const float *x, int32_t n, float *y, int64_t ldy);
+
 /* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
 tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
 tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
 tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
-tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref;
+tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512;
 
 #endif
