@@ -7,6 +7,7 @@ import os
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
+from runtime import ModelError
 from runtime.gguf import read_gguf
 from runtime.tokenizer import GGUFTokenizer, byte_decoder
 from tests.checkpoints import EXTRA, training_text
@@ -95,3 +96,33 @@ def test_byte_alphabet_is_the_byte_level_pre_tokenizers():
     level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     for byte in range(128):  # one-byte characters pre-tokenize to their alphabet character
         assert decoder[level.pre_tokenize_str(chr(byte))[0][0]] == byte
+
+
+def gguf_metadata(tok: Tokenizer, pre: str) -> dict:
+    """The tokenizer.ggml.* keys a converter writes for a byte-level BPE tokenizer."""
+    model = json.loads(tok.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    tokens = [tok.id_to_token(i) for i in range(tok.get_vocab_size())]
+    added = tok.get_added_tokens_decoder()
+    types = [3 if i in added else 1 for i in range(len(tokens))]  # CONTROL, NORMAL
+    return {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.merges": merges,
+            "tokenizer.ggml.bos_token_id": tok.token_to_id("<|endoftext|>"), "tokenizer.ggml.add_bos_token": False}
+
+
+def test_gpt2_pre_tokenizer_equals_a_gpt2_style_tokenizer():
+    from tokenizers import decoders, models, trainers
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's regex
+    hf.decoder = decoders.ByteLevel()
+    hf.train_from_iterator(training_text(2000, seed=5), trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    for pre in ("gpt2", "default"):
+        ours = GGUFTokenizer(gguf_metadata(hf, pre))
+        for text in TEXTS + ["<|endoftext|>next"]:
+            ids = hf.encode(text).ids
+            assert ours.tokenize(text, add_bos=True, special=True) == ids, text  # add_bos_token false: none
+            assert ours.detokenize(ids) == hf.decode(ids, skip_special_tokens=False)
+    with pytest.raises(ModelError, match="unsupported tokenizer.ggml.pre 'qwen2'"):
+        GGUFTokenizer(gguf_metadata(hf, "qwen2"))
