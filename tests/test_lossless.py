@@ -1,7 +1,7 @@
 """The runtime is lossless: on the tiny checkpoint in both published forms (packed uint8 + scale, bf16 masters),
 converted to every ternary type, our logits equal transformers' BitNet reference (which really runs ternary
-weights x int8 activations), greedy decoding picks the same tokens, and prefill + decode equals decoding one
-token at a time."""
+weights x int8 activations; in float64, see `references`), greedy decoding picks the same tokens (up to near
+ties that float32 rounding decides), and prefill + decode equals decoding one token at a time, bit for bit."""
 import numpy as np
 import pytest
 import torch
