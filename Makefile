@@ -72,7 +72,8 @@ bench-peers: $(BENCH_GGUFS) $(WHEELS)/.llama-cpp-python
 	$(VPY) -m pip install -q --only-binary llama-cpp-python --find-links $(WHEELS) $(LLAMA_CPP_PY)
 	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
 
-# GB/s of each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c).
+# Each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c); ARGS="0.3 tq1_0":
+# seconds per figure, one type.
 bench-kernels:
 	mkdir -p build && $(CC) -O3 -std=c11 -pthread -ffp-contract=off -Inative -o build/bench_kernels \
-		native/dev/bench_kernels.c native/kernels/*.c native/threads.c native/probe.c -lm && build/bench_kernels
+		native/dev/bench_kernels.c native/kernels/*.c native/threads.c native/probe.c -lm && build/bench_kernels $(ARGS)

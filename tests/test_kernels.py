@@ -84,8 +84,9 @@ def test_ternary_reference_applies_scales_once():
 
 
 @pytest.mark.parametrize("name", TERNARY)
-@pytest.mark.parametrize("rows,cols,n", [(1, 256, 1), (37, 512, 1), (37, 512, 2), (45, 1280, 5), (70, 768, 8),
-                                         (29, 512, 13), (640, 2560, 1), (640, 2560, 4), (2560, 6912, 1)])
+@pytest.mark.parametrize("rows,cols,n", [(1, 256, 1), (37, 512, 1), (37, 512, 2), (37, 512, 3), (45, 1280, 5),
+                                         (70, 768, 8), (29, 512, 13), (640, 2560, 1), (640, 2560, 4), (2560, 6912, 1),
+                                         (6, 33024, 2)])
 def test_ternary_simd_matches_reference(name, rows, cols, n):
     isas = simd_isas()
     if not isas:
@@ -96,6 +97,24 @@ def test_ternary_simd_matches_reference(name, rows, cols, n):
     expect = run_ternary("ref", name, packed, rows, cols, x, x_scale, 0.37)
     for isa in isas:
         np.testing.assert_array_equal(run_ternary(isa, name, packed, rows, cols, x, x_scale, 0.37), expect, err_msg=isa)
+
+
+@pytest.mark.parametrize("name", TERNARY)
+def test_ternary_simd_extreme_sums(name):
+    """Rows of all +1 / all -1 against activations of all -128 / all 127 at the longest row tq1_0's few-token
+    kernel takes (32512 values): its int32 partial sums wrap, and the result must still be exact."""
+    isas = simd_isas()
+    if not isas:
+        pytest.skip("no SIMD ISA on this CPU")
+    cols = 32512
+    ternary = np.repeat(np.array([[1], [-1], [1], [-1], [0]], np.int8), cols, axis=1)
+    x = np.stack([np.full(cols, -128, np.int8), np.full(cols, 127, np.int8)])
+    packed = pack_ternary(name, ternary)
+    expect = (x.astype(np.int64) @ ternary.T.astype(np.int64)).astype(np.float32)
+    for n in (1, 2):
+        for isa in isas:
+            y = run_ternary(isa, name, packed, 5, cols, x[:n], np.ones(n, np.float32))
+            np.testing.assert_array_equal(y, expect[:n], err_msg=isa)
 
 
 @pytest.mark.parametrize("name", FLOAT)

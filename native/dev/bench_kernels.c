@@ -1,6 +1,8 @@
-/* bench_kernels.c - GB/s of each matmul kernel at the BitNet b1.58 2B-4T shapes, every ISA next to its
- * reference. GEMV (1 token) streams copies of the matrix totalling > 256 MB so it measures memory, not cache;
- * GEMM (128 tokens, prefill) reports tokens/s through one matrix. Build and run: make bench-kernels */
+/* bench_kernels.c - each matmul kernel at the BitNet b1.58 2B-4T shapes, every ISA next to its reference:
+ * GEMV (1 token) in cache (the first rows, < 512 KB, over and over: the kernel's own ceiling) and from memory
+ * (copies of the matrix totalling > 256 MB), in GB/s of weights read; GEMM (128 tokens, prefill) in GMAC/s
+ * on one thread and tokens/s through the whole matrix on two.
+ * Build and run: make bench-kernels [ARGS="seconds [type]"] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,7 @@ static const shape SHAPES[] = {
     {TL_TQ1_0, "tq1_0", 6912, 2560}, {TL_TQ1_0, "tq1_0", 2560, 6912}, {TL_I2_S, "i2_s", 2560, 2560},
     {TL_I2_S, "i2_s", 6912, 2560}, {TL_I2_S, "i2_s", 2560, 6912}, {TL_BF16, "bf16", 128256, 2560},
 };
-enum { STREAM_BYTES = 256 << 20, GEMM_TOKENS = 128 };
+enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128 };
 
 typedef struct {
     const tl_kernels *k;
@@ -26,6 +28,7 @@ typedef struct {
     const float *xf, *scale;
     const int32_t *sum;
     int32_t n;
+    int64_t rows; /* the first rows of the matrix that a call runs */
     float *y;
 } job;
 
@@ -35,7 +38,7 @@ static void run_share(void *ctx, int32_t chunk, int32_t thread) {
     (void)thread;
     job *j = ctx;
     int64_t r0, r1;
-    tl_split(j->s->rows, 16, chunk, CHUNKS, &r0, &r1);
+    tl_split(j->rows, 16, chunk, CHUNKS, &r0, &r1);
     if (r0 >= r1) return;
     if (j->s->type == TL_BF16) { j->k->bf16(j->w, j->s->cols, r0, r1, j->xf, j->n, j->y, j->s->rows); return; }
     tl_ternary_fn *fn = j->s->type == TL_TQ2_0 ? j->k->tq2_0 : j->s->type == TL_TQ1_0 ? j->k->tq1_0 : j->k->i2_s;
@@ -76,10 +79,14 @@ int main(int argc, char **argv) {
     for (int t = 0; t < GEMM_TOKENS; t++) scale[t] = 1, sum[t] = 0;
     printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n", tl_read_bandwidth(STREAM_BYTES, 1),
            tl_read_bandwidth(STREAM_BYTES, 2));
-    printf("%-6s %-12s %-7s %10s %10s %14s\n", "type", "shape", "isa", "1thr GB/s", "2thr GB/s", "pp128 2thr tok/s");
+    const char *only = argc > 2 ? argv[2] : NULL; /* one type's shapes only */
+    printf("%-6s %-12s %-7s %12s %12s %12s %14s %14s\n", "type", "shape", "isa", "cache GB/s", "mem 1t GB/s",
+           "mem 2t GB/s", "pp 1t GMAC/s", "pp128 2t tok/s");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
-        int64_t matrix_bytes = s->type == TL_BF16 ? s->rows * s->cols * 2 : s->rows * tl_row_bytes(s->type, s->cols);
+        if (only && strcmp(only, s->name) != 0) continue;
+        int64_t row_bytes = s->type == TL_BF16 ? s->cols * 2 : tl_row_bytes(s->type, s->cols);
+        int64_t matrix_bytes = s->rows * row_bytes, cached_rows = CACHE_BYTES / row_bytes / 16 * 16;
         int n_copies = (int)((STREAM_BYTES + matrix_bytes - 1) / matrix_bytes);
         uint8_t *copies = malloc((size_t)(matrix_bytes * n_copies));
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = (uint8_t)rand();
@@ -88,22 +95,26 @@ int main(int argc, char **argv) {
         for (int ii = 0; ii < 3; ii++) {
             const tl_kernels *k = tl_kernels_named(isas[ii]);
             if (!k) continue;
-            job j = {k, s, copies, xq, xf, scale, sum, 1, y};
-            double gbs[2], pp = 0;
-            for (int nt = 1; nt <= 2; nt++) {
-                tl_pool *pool = tl_pool_new(nt);
-                double per_call = time_calls(pool, &j, copies, matrix_bytes, n_copies, ii ? min_time : min_time / 10);
-                gbs[nt - 1] = matrix_bytes / per_call / 1e9;
-                if (nt == 2 && ii) { /* prefill: 128 tokens through one (cached) matrix */
-                    j.n = GEMM_TOKENS;
-                    pp = GEMM_TOKENS / time_calls(pool, &j, copies, matrix_bytes, 1, min_time);
-                    j.n = 1;
-                }
-                tl_pool_free(pool);
+            double t = ii ? min_time : min_time / 10, gbs[2], cache, gmacs = 0, pp = 0;
+            tl_pool *pools[2] = {tl_pool_new(1), tl_pool_new(2)};
+            job j = {k, s, copies, xq, xf, scale, sum, 1, cached_rows, y};
+            cache = cached_rows * row_bytes / time_calls(pools[0], &j, copies, matrix_bytes, 1, t) / 1e9;
+            j.rows = s->rows;
+            for (int nt = 1; nt <= 2; nt++)
+                gbs[nt - 1] = matrix_bytes / time_calls(pools[nt - 1], &j, copies, matrix_bytes, n_copies, t) / 1e9;
+            if (ii) { /* prefill: 128 tokens through a few cached rows (1 thread), through the matrix (2 threads) */
+                j.n = GEMM_TOKENS;
+                j.rows = 64;
+                gmacs = 64.0 * s->cols * GEMM_TOKENS / time_calls(pools[0], &j, copies, matrix_bytes, 1, t) / 1e9;
+                j.rows = s->rows;
+                pp = GEMM_TOKENS / time_calls(pools[1], &j, copies, matrix_bytes, 1, t);
             }
+            tl_pool_free(pools[0]);
+            tl_pool_free(pools[1]);
             char dims[32];
             snprintf(dims, sizeof dims, "%lldx%lld", (long long)s->rows, (long long)s->cols);
-            printf("%-6s %-12s %-7s %10.1f %10.1f %14.0f\n", s->name, dims, k->isa, gbs[0], gbs[1], pp);
+            printf("%-6s %-12s %-7s %12.1f %12.1f %12.1f %14.0f %14.0f\n", s->name, dims, k->isa, cache, gbs[0], gbs[1],
+                   gmacs, pp);
             fflush(stdout);
         }
         free(copies);

@@ -8,6 +8,8 @@
  *   BLOCK_VALUES, BLOCK_BYTES  the format's block
  *   decode(block, seg)         codes (w + 1, in 0..2) of values seg*VEC_BYTES .. +VEC_BYTES of a block
  *   KERNEL                     the tl_ternary_fn name to define
+ * and optionally FUSED_TILE(src, row_bytes, R, x, cols, T, out), FUSED_MAX_COLS: the format's own few-token tile
+ * (same contract as tile() below without a code buffer), used for rows shorter than FUSED_MAX_COLS.
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
@@ -43,9 +45,15 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64
 
 /* One function per tile shape (rows, tokens, decoded), so each unrolls fully. */
 typedef void tile_fn(const uint8_t *src, int64_t row_bytes, const int8_t *x, int64_t cols, int32_t out[TILE][TILE]);
+#ifdef FUSED_TILE
+#define FEW_TOKENS(s, rb, R, x, c, T, o) if (c < FUSED_MAX_COLS) FUSED_TILE(s, rb, R, x, c, T, o); else tile(s, rb, R, x, c, T, 0, o)
+#else
+#define FEW_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 0, o)
+#endif
 #define TILE_FN(R, T, D) \
     static void tile_##R##_##T##_##D(const uint8_t *s, int64_t rb, const int8_t *x, int64_t c, int32_t o[TILE][TILE]) { \
-        tile(s, rb, R, x, c, T, D, o); \
+        if (D) tile(s, rb, R, x, c, T, 1, o); \
+        else { FEW_TOKENS(s, rb, R, x, c, T, o); } \
     }
 TILE_FN(1, 1, 0) TILE_FN(1, 2, 0) TILE_FN(1, 3, 0) TILE_FN(1, 4, 0)
 TILE_FN(4, 1, 0) TILE_FN(4, 2, 0) TILE_FN(4, 3, 0) TILE_FN(4, 4, 0)

@@ -4,7 +4,10 @@
  *   seg 0: [qs0 | qs0] x [1 | 3]          values   0..63   (qs0 = qs[0:32], digits 0, 1)
  *   seg 1: [qs0 | qs0] x [9 | 27]         values  64..127  (digits 2, 3)
  *   seg 2: [qs0 | qs1 | qs1] x [81|1|3]    values 128..191  (qs0 digit 4, qs1 = qs[32:48] digits 0, 1)
- *   seg 3: [qs1 | qs1 | qs1 | qh x4] x [9|27|81|1,3,9,27 per 4 bytes]   values 192..255 */
+ *   seg 3: [qs1 | qs1 | qs1 | qh x4] x [9|27|81|1,3,9,27 per 4 bytes]   values 192..255
+ * That decoding feeds prefill's code buffer. With few tokens the digits are never extracted: since
+ * 3 t_k = 256 digit_k + t_(k+1) for t_k = byte * 3^k mod 256, sum(digit_k x) = (3 sum(t_k x) - sum(t_(k+1) x)) / 256,
+ * so each block's 52 bytes, times 3 once per digit (two byte adds), are dotted with the activations as is. */
 #include "kernels.h"
 #include "avx512.h"
 
@@ -39,5 +42,54 @@ static inline __m512i decode(const uint8_t *block, int seg) {
     __m512i codes = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(t, _mm512_set1_epi8((char)86)), one);
     return _mm512_mask_add_epi8(codes, _mm512_cmpge_epu8_mask(t, _mm512_set1_epi8((char)171)), codes, one);
 }
+
+enum { PAYLOAD_MASK_BITS = 52, POW3_MAX_COLS = 32768 }; /* below that, |256 sum(digit x)| < 2^31: int32 sums wrap exactly */
+static const uint64_t PAYLOAD = (1ull << PAYLOAD_MASK_BITS) - 1, QS1 = 0xFFFFull << 32, QH = 0xFull << 48;
+
+/* The activations facing byte lanes of t_k = [qs0 (32) | qs1 (16) | qh (4) | 0]: values 32k + m, 160 + 16k + m,
+ * 240 + 4k + m (qh has digits 0..3 only). */
+static inline __m512i facing(const int8_t *x, int k) {
+    __m512i v = k < 4 ? _mm512_loadu_si512(x + 32 * k) : _mm512_maskz_loadu_epi8(PAYLOAD & ~QH, x + 32 * k);
+    v = _mm512_mask_loadu_epi8(v, QS1, x + 128 + 16 * k);
+    return k < 4 ? _mm512_mask_loadu_epi8(v, QH, x + 192 + 4 * k) : v;
+}
+
+/* R rows x T tokens of sum(digit x) from powers of 3 (see the top), two tokens at a time. */
+static inline __attribute__((always_inline)) void pow3_tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
+                                                            int64_t cols, int T, int32_t out[4][4]) {
+    for (int t0 = 0; t0 < T; t0 += 2) {
+        int pair = T - t0 < 2 ? T - t0 : 2;
+        __m512i a[4][2], b[4][2]; /* sum(t_k x), sum(t_(k+1) x) */
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < pair; t++) a[r][t] = b[r][t] = _mm512_setzero_si512();
+        for (int64_t blk = 0; blk < cols / BLOCK_VALUES; blk++) {
+            __m512i pow[4];
+            for (int r = 0; r < R; r++) {
+                // fetch rows two tiles ahead: many short row streams defeat the hardware prefetcher
+                if (t0 == 0) __builtin_prefetch(src + (r + 2 * R) * row_bytes + blk * BLOCK_BYTES, 0, 0);
+                pow[r] = _mm512_maskz_loadu_epi8(PAYLOAD, src + r * row_bytes + blk * BLOCK_BYTES);
+            }
+            const int8_t *xb = x + t0 * cols + blk * BLOCK_VALUES;
+            for (int k = 0; k < 5; k++) {
+                // t_(k+1) = 3 t_k mod 256, then both dotted with the activations facing digit k
+                __m512i next[4];
+                for (int r = 0; r < R; r++) next[r] = _mm512_add_epi8(pow[r], _mm512_add_epi8(pow[r], pow[r]));
+                for (int t = 0; t < pair; t++) {
+                    __m512i xv = facing(xb + t * cols, k);
+                    for (int r = 0; r < R; r++) {
+                        a[r][t] = _mm512_dpbusd_epi32(a[r][t], pow[r], xv);
+                        b[r][t] = _mm512_dpbusd_epi32(b[r][t], next[r], xv);
+                    }
+                }
+                for (int r = 0; r < R; r++) pow[r] = next[r];
+            }
+        }
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < pair; t++)
+                out[r][t0 + t] = (int32_t)(3u * (uint32_t)vec_sum(a[r][t]) - (uint32_t)vec_sum(b[r][t])) / 256;
+    }
+}
+#define FUSED_TILE pow3_tile
+#define FUSED_MAX_COLS POW3_MAX_COLS
 #define KERNEL tl_tq1_0_avx512
 #include "ternary_tile.h"
