@@ -42,6 +42,17 @@ test: install chromium $(LLAMA_VOCAB)
 test-slow: install
 	$(VPY) -m pytest -q tests -m slow
 
+# The embedded model (models/README.md), converted once and re-converted when it or the converter changes.
+TINY      := models/bitnet-tiny
+TINY_GGUF := $(CACHE)/bitnet-tiny-i2_s.gguf
+
+$(TINY_GGUF): $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.json \
+		$(wildcard converter/*.py converter/families/*.py) | $(VENV)/.installed
+	mkdir -p $(CACHE) && $(TRITLM) convert $(TINY) -o $@ --type i2_s
+
+demo: install $(TINY_GGUF)
+	$(TRITLM) run -m $(TINY_GGUF) -p "def fibonacci(n):" -n 64 --temp 0
+
 clean:
 	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out
 	find . -name __pycache__ -prune -exec rm -rf {} +
