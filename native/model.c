@@ -314,39 +314,66 @@ static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
 }
 
 /* Causal grouped-query attention, one chunk per head: token t's query head h attends to positions 0..pos[t] of
- * kv head h / (n_head / n_head_kv) in its sequence's cache (softmax computed online, in one pass). */
+ * kv head h / (n_head / n_head_kv) in its sequence's cache. Positions are scored a block at a time, and the
+ * softmax is kept online across blocks. Every sum runs in one fixed order (a dot over d in order, values over
+ * positions in order), so a token's result depends neither on its batch nor on the ISA of attend's clone. */
 typedef struct { tl_model *m; tl_seq *const *seqs; int32_t n, layer; } att_task;
+
+enum { ATT_BLOCK = 128, ATT_CHAINS = 8 }; /* positions scored at once; dots run side by side */
+
+/* scores[j] = (q . k_j) * scale for j < n, k_j = k + j * stride: ATT_CHAINS dots at a time, each in order. */
+static void score_block(const float *q, const float *k, int64_t stride, int32_t n, int32_t hd, float scale, float *scores) {
+    for (int32_t j0 = 0; j0 < n; j0 += ATT_CHAINS) {
+        const float *rows[ATT_CHAINS];
+        for (int c = 0; c < ATT_CHAINS; c++) rows[c] = k + (j0 + c < n ? j0 + c : n - 1) * stride; /* past n: repeat */
+        float sum[ATT_CHAINS] = {0};
+        for (int32_t d = 0; d < hd; d++)
+            for (int c = 0; c < ATT_CHAINS; c++) sum[c] += q[d] * rows[c][d];
+        for (int c = 0; c < ATT_CHAINS && j0 + c < n; c++) scores[j0 + c] = sum[c] * scale;
+    }
+}
+
+/* out = softmax(q . k_p * scale over p < n) . v_p, for one query head; k_p = k + p * stride (v alike). */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void attend(const float *q, const float *k, const float *v, int64_t stride, int32_t n, int32_t hd, float scale,
+                   float *acc, float *out) {
+    float max = -INFINITY, denom = 0, w[ATT_BLOCK];
+    for (int32_t d = 0; d < hd; d++) acc[d] = 0;
+    for (int32_t p0 = 0; p0 < n; p0 += ATT_BLOCK) {
+        int32_t len = n - p0 < ATT_BLOCK ? n - p0 : ATT_BLOCK;
+        // this block's scores, and a new maximum rescales what was summed so far
+        score_block(q, k + p0 * stride, stride, len, hd, scale, w);
+        float block_max = max;
+        for (int32_t j = 0; j < len; j++) block_max = w[j] > block_max ? w[j] : block_max;
+        if (block_max > max) {
+            float shrink = expf(max - block_max);
+            denom *= shrink;
+            for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
+            max = block_max;
+        }
+        // softmax weights, then the weighted values
+        for (int32_t j = 0; j < len; j++) {
+            w[j] = expf(w[j] - max);
+            denom += w[j];
+        }
+        for (int32_t j = 0; j < len; j++)
+            for (int32_t d = 0; d < hd; d++) acc[d] += w[j] * v[(p0 + j) * stride + d];
+    }
+    for (int32_t d = 0; d < hd; d++) out[d] = acc[d] / denom;
+}
 
 static void attention_task(void *ctx, int32_t head, int32_t thread) {
     att_task *task = ctx;
     tl_model *m = task->m;
     const tl_config *c = &m->cfg;
     int32_t hd = c->head_dim, kvd = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd), *acc = m->att_acc + thread * hd;
+    float scale = 1.0f / sqrtf((float)hd);
     int64_t off = (int64_t)(head / group) * hd; /* this head's kv head within a cache row */
     for (int32_t t = 0; t < task->n; t++) {
         const tl_seq *s = task->seqs[t];
-        const float *kc = s->k + (size_t)task->layer * s->n_ctx * kvd, *vc = s->v + (size_t)task->layer * s->n_ctx * kvd;
-        const float *q = m->q + ((size_t)t * c->n_head + head) * hd;
-        float max = -INFINITY, denom = 0;
-        for (int32_t d = 0; d < hd; d++) acc[d] = 0;
-        for (int32_t p = 0; p <= m->pos[t]; p++) {
-            const float *k = kc + (size_t)p * kvd + off, *v = vc + (size_t)p * kvd + off;
-            float score = 0;
-            for (int32_t d = 0; d < hd; d++) score += q[d] * k[d];
-            score *= scale;
-            if (score > max) { // a new maximum rescales what was summed so far
-                float shrink = expf(max - score);
-                denom *= shrink;
-                for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
-                max = score;
-            }
-            float e = expf(score - max);
-            denom += e;
-            for (int32_t d = 0; d < hd; d++) acc[d] += e * v[d];
-        }
-        float *out = m->att + ((size_t)t * c->n_head + head) * hd;
-        for (int32_t d = 0; d < hd; d++) out[d] = acc[d] / denom;
+        size_t layer = (size_t)task->layer * s->n_ctx * kvd;
+        attend(m->q + ((size_t)t * c->n_head + head) * hd, s->k + layer + off, s->v + layer + off, kvd, m->pos[t] + 1,
+               hd, scale, m->att_acc + thread * hd, m->att + ((size_t)t * c->n_head + head) * hd);
     }
 }
 
