@@ -35,6 +35,14 @@ struct tl_seq {
     float *k, *v; /* [n_layer][n_ctx][n_head_kv * head_dim] */
 };
 
+/* Hot loops written to vectorize as they are get a clone per x86 ISA, picked at load time; they sum in a fixed
+ * order, so every clone gives the same floats. */
+#if defined(__x86_64__) && defined(__linux__)
+#define X86_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define X86_CLONES
+#endif
+
 static void fail(char *err, size_t err_len, const char *fmt, ...) {
     if (!err || !err_len) return;
     va_list ap;
@@ -228,19 +236,30 @@ static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_
 }
 
 /* BitNet's per-token activation quantization: s = 127 / max(absmax, 1e-5), q = clamp(round(x * s)).
- * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. */
-static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim, int64_t width) {
+ * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. Both loops are
+ * written to vectorize: |x| is maximized as integer bits (same order as the floats), and x * s, clamped first,
+ * is rounded half to even (as torch.round) by adding and subtracting 1.5 * 2^23. */
+X86_CLONES static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim, int64_t width) {
     for (int32_t t = 0; t < n; t++) {
         const float *x = in + t * dim;
-        float absmax = 0;
-        for (int64_t i = 0; i < dim; i++) absmax = fmaxf(absmax, fabsf(x[i]));
+        uint32_t top = 0;
+        for (int64_t i = 0; i < dim; i++) {
+            uint32_t bits;
+            memcpy(&bits, x + i, 4);
+            bits &= 0x7fffffffu;
+            top = bits > top ? bits : top;
+        }
+        float absmax;
+        memcpy(&absmax, &top, 4);
         float s = 127.0f / fmaxf(absmax, 1e-5f);
         int32_t sum = 0;
         for (int64_t i = 0; i < dim; i++) {
-            float r = nearbyintf(x[i] * s); /* round half to even, as torch.round */
-            int8_t q = (int8_t)(r > 127 ? 127 : r < -128 ? -128 : r);
-            m->xq[t * width + i] = q;
-            m->xf[t * width + i] = q;
+            float v = x[i] * s;
+            v = v > 127 ? 127 : v;
+            v = v < -128 ? -128 : v;
+            int32_t q = (int32_t)((v + 12582912.0f) - 12582912.0f);
+            m->xq[t * width + i] = (int8_t)q;
+            m->xf[t * width + i] = (float)q;
             sum += q;
         }
         for (int64_t i = dim; i < width; i++) m->xq[t * width + i] = 0, m->xf[t * width + i] = 0;
@@ -334,8 +353,7 @@ static void score_block(const float *q, const float *k, int64_t stride, int32_t 
 }
 
 /* out = softmax(q . k_p * scale over p < n) . v_p, for one query head; k_p = k + p * stride (v alike). */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-static void attend(const float *q, const float *k, const float *v, int64_t stride, int32_t n, int32_t hd, float scale,
+X86_CLONES static void attend(const float *q, const float *k, const float *v, int64_t stride, int32_t n, int32_t hd, float scale,
                    float *acc, float *out) {
     float max = -INFINITY, denom = 0, w[ATT_BLOCK];
     for (int32_t d = 0; d < hd; d++) acc[d] = 0;
