@@ -58,6 +58,8 @@ def add_metadata(writer: gguf.GGUFWriter, hp, name: str) -> None:
     writer.add_layer_norm_rms_eps(hp.rms_eps)
     writer.add_rope_freq_base(hp.rope_theta)
     writer.add_rope_dimension_count(hp.head_dim)
+    writer.add_key_length(hp.head_dim)  # llama.cpp takes head_dim from these (Falcon3: not n_embd / n_head)
+    writer.add_value_length(hp.head_dim)
     writer.add_vocab_size(hp.n_vocab)
     writer.add_string("tritlm.ffn_act", hp.ffn_act)
 

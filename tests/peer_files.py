@@ -14,7 +14,8 @@ The rules come from their sources (not their code):
   (packed: codes / weight_scale in the generic path, codes * weight_scale in BitnetModel; masters:
   round(W / mean|W|) clamped, divided by 1 / mean|W|, cast back to the checkpoint's dtype) and quantized by
   gguf-py (`d` = each block's max |w|); a tensor gguf-py cannot quantize (rows not whole blocks) falls back
-  to F16; token embedding F16; norms F32.
+  to F16; token embedding F16; norms F32. Its `bitnet` architecture has no output tensor (the graph reuses
+  token_embd), so an untied checkpoint does not convert.
 
 The tokenizer is written with our converter's vocab module: both projects write gguf-py's standard keys."""
 import json
@@ -81,6 +82,9 @@ def add_hparams(writer: gguf.GGUFWriter, config: dict, name: str, file_type: int
     writer.add_head_count_kv(config.get("num_key_value_heads", config["num_attention_heads"]))
     writer.add_rope_freq_base(config.get("rope_theta", 10000.0))
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    if "head_dim" in config:
+        writer.add_key_length(config["head_dim"])
+        writer.add_value_length(config["head_dim"])
     writer.add_file_type(file_type)
 
 
@@ -137,7 +141,9 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
     return out.reshape(x.shape[0], -1)
 
 
-def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str = "bitnet-b1.58") -> str:
+def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str = "bitnet-b1.58",
+                    output_copy: bool = False) -> str:
+    """output_copy: also an output.weight equal to the embedding, as the re-uploaded official 2B-4T file has."""
     config, tensors = read_checkpoint(checkpoint)
     writer = gguf.GGUFWriter(out, arch)
     add_hparams(writer, config, os.path.basename(checkpoint), file_type=40)  # LLAMA_FTYPE_MOSTLY_I2_S
@@ -157,6 +163,8 @@ def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str
             out_tensors.append((gguf_name(name), quantize_q6_k(t.float().numpy()), QT.Q6_K, shape))
         else:
             out_tensors.append((gguf_name(name), t.float().numpy().astype(np.float16), QT.F16, shape))
+    if output_copy:
+        out_tensors.append(("output.weight",) + next(t for t in out_tensors if t[0] == "token_embd.weight")[1:])
     write(out, writer, out_tensors)
     return out
 
@@ -185,6 +193,8 @@ def llama_cpp_gguf(checkpoint: str, out: str, type_name: str) -> str:
     for name, t in tensors.items():
         if name.endswith(".weight_scale"):
             continue
+        if name == "lm_head.weight" and not llama:  # gguf-py's MODEL_ARCH.BITNET has no output tensor
+            raise ValueError("Can not map tensor 'lm_head.weight'")
         if t.dtype == torch.uint8:  # packed: the generic path divides by weight_scale, BitnetModel multiplies
             scale = tensors[name + "_scale"].float()
             t = unpack_codes(t) / scale if llama else unpack_codes(t) * scale.item()

@@ -6,13 +6,14 @@ import torch
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
+from converter import synth
 from converter.write import convert
 from runtime import Model
 from runtime.gguf import GGUFFile
 from tests import peer_files
 from tests.checkpoints import load_reference
-from tests.test_families import PROMPT, assert_close
-from tests.test_families import checkpoints, references  # noqa: F401 (fixtures)
+from tests.test_families import FAMILIES, PROMPT, assert_close
+from tests.test_families import checkpoints  # noqa: F401 (a fixture)
 
 N_TOKENS = 48
 
@@ -37,13 +38,16 @@ def reference_models(tiny_checkpoints):
     return {form: torch.nn.Module.to(load_reference(path), torch.float64) for form, path in tiny_checkpoints.items()}
 
 
-@pytest.mark.parametrize("form,embedding,arch", [("packed", "f16", "bitnet-b1.58"), ("packed", "q6_k", "bitnet-b1.58"),
-                                                 ("bf16", "f16", "bitnet-b1.58"), ("packed", "f16", "bitnet-25")])
-def test_bitnet_cpp_file_is_lossless(tiny_checkpoints, reference_models, tmp_path, form, embedding, arch):
+@pytest.mark.parametrize("form,embedding,arch,output_copy", [
+    ("packed", "f16", "bitnet-b1.58", False), ("packed", "f16", "bitnet-b1.58", True),
+    ("packed", "q6_k", "bitnet-b1.58", False), ("bf16", "f16", "bitnet-b1.58", False),
+    ("packed", "f16", "bitnet-25", False)])
+def test_bitnet_cpp_file_is_lossless(tiny_checkpoints, reference_models, tmp_path, form, embedding, arch, output_copy):
     """bitnet.cpp's i2_s file (no tritlm.* keys: the scale is the I2_S trailer's, relu2 implied by the
-    architecture) gives transformers' logits, with the reference's tied embedding set to what the file holds
-    (F16 or Q6_K instead of the checkpoint's bf16)."""
-    path = peer_files.bitnet_cpp_gguf(tiny_checkpoints[form], str(tmp_path / "bitnet-cpp.gguf"), embedding, arch)
+    architecture; with or without an output.weight copy of the embedding) gives transformers' logits, with the
+    reference's tied embedding set to what the file holds (F16 or Q6_K instead of the checkpoint's bf16)."""
+    path = peer_files.bitnet_cpp_gguf(tiny_checkpoints[form], str(tmp_path / "bitnet-cpp.gguf"), embedding, arch,
+                                      output_copy)
     with GGUFFile(path) as f:
         assert f.metadata["general.architecture"] == arch
         assert not [key for key in f.metadata if key.startswith("tritlm.")]
@@ -64,7 +68,7 @@ def test_bitnet_cpp_file_is_lossless(tiny_checkpoints, reference_models, tmp_pat
     exact = diff < 1e-3 * span
     first_off = int(np.argmin(exact)) if not exact.all() else N_TOKENS
     agree = float((got.argmax(1) == want.argmax(1)).mean())
-    print(f"{arch} {form} {embedding}: {int(exact.sum())}/{N_TOKENS} positions within 1e-3 of the logit range "
+    print(f"{arch} {form} {embedding} output copy {output_copy}: {int(exact.sum())}/{N_TOKENS} positions within 1e-3 of the logit range "
           f"{span:.3g} (all up to {first_off}); argmax agreement {agree:.0%}")
     # Lossless as tests/test_lossless.py, except that an o_proj input within ~1e-4 of an int8 rounding boundary
     # (our attention runs in float32, the reference in float64) can round the other way; that position's
@@ -124,25 +128,47 @@ def file_weights(path: str, config: dict) -> dict:
     return out
 
 
+@pytest.fixture(scope="module")
+def llama_cpp_checkpoints(checkpoints, tmp_path_factory):  # noqa: F811
+    """tests/test_families.py's checkpoints; 1bitLLM's with tied embeddings: llama.cpp's `bitnet` architecture
+    has no output tensor, so its converter refuses an lm_head."""
+    root = tmp_path_factory.mktemp("llama-cpp-checkpoints")
+    out = {}
+    for name in LLAMA_CPP_FAMILIES:
+        family, form, shape = FAMILIES[name]
+        out[name] = checkpoints[name] if family != "1bitllm" else synth.write_checkpoint(
+            str(root / name), dict(shape, tie_word_embeddings=True), form, seed=5, family=family)
+    return out
+
+
+def test_llama_cpp_converter_refuses_an_untied_bitnet(checkpoints, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="lm_head"):
+        peer_files.llama_cpp_gguf(checkpoints["1bitllm-large"], str(tmp_path / "x.gguf"), "tq2_0")
+
+
 @pytest.mark.parametrize("type_name", ["tq1_0", "tq2_0"])
 @pytest.mark.parametrize("name", LLAMA_CPP_FAMILIES)
-def test_llama_cpp_file_runs_as_its_weights_say(checkpoints, references, tmp_path, monkeypatch, name, type_name):  # noqa: F811
+def test_llama_cpp_file_runs_as_its_weights_say(llama_cpp_checkpoints, tmp_path, monkeypatch, name, type_name):
     """llama.cpp's file holds each scale only as the blocks' fp16 d (0 in all-zero blocks) and its 3B rows in
     F16: our logits equal the model-card forward over the weights gguf-py reads from the file (as closely as
     for our own files, tests/test_families.py). Against the checkpoint's own reference the fp16 scales
     alone move these random tiny models' logits by 1-10% of their range (printed)."""
     from tests import test_families
-    path = peer_files.llama_cpp_gguf(checkpoints[name], str(tmp_path / "llama-cpp.gguf"), type_name)
+    checkpoint = llama_cpp_checkpoints[name]
+    path = peer_files.llama_cpp_gguf(checkpoint, str(tmp_path / "llama-cpp.gguf"), type_name)
     with GGUFFile(path) as f:
         assert not [key for key in f.metadata if key.startswith("tritlm.")]
         types = {t.type for t in f.tensors if t.name.endswith(("attn_q.weight", "ffn_down.weight"))}
     assert types == ({QT.F16} if name == "1bitllm-3b" else {QT[type_name.upper()]})  # 3B: rows not whole blocks
-    config, _ = test_families.checkpoint_weights(checkpoints[name])
+    reference = (test_families.transformers_logits if FAMILIES[name][0] == "llama" else
+                 test_families.model_card_logits)(checkpoint, PROMPT)
+    config, _ = test_families.checkpoint_weights(checkpoint)
     monkeypatch.setattr(test_families, "checkpoint_weights", lambda path_: (config, file_weights(path, config)))
-    want = test_families.model_card_logits(checkpoints[name], PROMPT)
+    want = test_families.model_card_logits(checkpoint, PROMPT)
     with Model(path, threads=2) as model:
         got = model.logits(PROMPT)
-    print(f"vs the checkpoint's reference: max |diff| {np.abs(got - references[name]).max():.3g}")
+    print(f"vs the checkpoint's reference: max |diff| {np.abs(got - reference).max():.3g} "
+          f"(logit range {float(reference.max() - reference.min()):.3g})")
     assert_close(got, want)
 
 
