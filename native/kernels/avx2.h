@@ -19,6 +19,14 @@ static inline int32_t vec_sum(__m256i acc) {
     return _mm_cvtsi128_si32(s);
 }
 
+/* [sum(a), sum(b), sum(c), sum(d)]: rows interleaved and added until each 128-bit lane holds all four */
+static inline __m128i vec_sum4(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+    __m256i abcd = _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
 /* 16 float lanes for float_tile.h: two ymm (lanes 0-7, 8-15) */
 typedef struct { __m256 lo, hi; } acc16;
 #define ACC acc16

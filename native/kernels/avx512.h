@@ -10,6 +10,14 @@ static inline __m512i vec_load(const void *p) { return _mm512_loadu_si512(p); }
 static inline void vec_store(void *p, __m512i v) { _mm512_storeu_si512(p, v); }
 static inline __m512i vec_dot(__m512i acc, __m512i codes, __m512i x) { return _mm512_dpbusd_epi32(acc, codes, x); }
 static inline int32_t vec_sum(__m512i acc) { return _mm512_reduce_add_epi32(acc); }
+/* [sum(a), sum(b), sum(c), sum(d)]: rows interleaved and added until each 128-bit lane holds all four */
+static inline __m128i vec_sum4(__m512i a, __m512i b, __m512i c, __m512i d) {
+    __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
+}
 /* 16-bit lanes: lo in the low 256 bits, hi in the high 256 bits */
 static inline __m512i halves16(short lo, short hi) {
     return _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi));

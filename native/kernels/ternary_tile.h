@@ -5,6 +5,7 @@
  *   vec_store(p, v)            unaligned store
  *   vec_dot(acc, codes, x)     acc (int32 lanes) += unsigned codes . signed int8 x, by groups of 4 bytes
  *   vec_sum(acc)               horizontal int32 sum
+ *   vec_sum4(a, b, c, d)       the four horizontal sums in one __m128i
  *   BLOCK_VALUES, BLOCK_BYTES  the format's block
  *   decode(block, seg)         codes (w + 1, in 0..2) of values seg*VEC_BYTES .. +VEC_BYTES of a block
  *   KERNEL                     the tl_ternary_fn name to define
@@ -13,7 +14,8 @@
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
- * buffer of codes and every token then runs on plain loads. Codes are w + 1: dot = sum(codes * x) - sum(x). */
+ * buffer of codes and every token then runs on plain loads. Codes are w + 1: dot = sum(codes * x) - sum(x).
+ * A tile's sums come out per token (out[token][row]), so 4 rows are scaled and stored with 4-lane SSE. */
 
 enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384 };
 
@@ -39,8 +41,10 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64
             }
         }
     }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[r][t] = vec_sum(acc[r][t]);
+    for (int t = 0; t < T; t++) {
+        if (R == TILE) _mm_storeu_si128((__m128i *)out[t], vec_sum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
+        else out[t][0] = vec_sum(acc[0][t]);
+    }
 }
 
 /* One function per tile shape (rows, tokens, decoded), so each unrolls fully. */
@@ -80,9 +84,14 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
             int T = x->n - t >= TILE ? TILE : x->n - t;
             int32_t out[TILE][TILE];
             TILES[decoded][R == TILE][T](decoded ? (const uint8_t *)codes : wr, row_bytes, x->q + t * cols, cols, out);
-            for (int i = 0; i < R; i++)
-                for (int j = 0; j < T; j++)
-                    y[(t + j) * ldy + r + i] = (float)(out[i][j] - x->sum[t + j]) / x->scale[t + j] * w_scale;
+            // y = (sum - sum(x)) / s * w_scale, as the reference rounds it, 4 rows at once
+            for (int j = 0; j < T; j++) {
+                float *yt = y + (t + j) * ldy + r;
+                if (R == TILE) {
+                    __m128 isum = _mm_cvtepi32_ps(_mm_sub_epi32(_mm_loadu_si128((const __m128i *)out[j]), _mm_set1_epi32(x->sum[t + j])));
+                    _mm_storeu_ps(yt, _mm_mul_ps(_mm_div_ps(isum, _mm_set1_ps(x->scale[t + j])), _mm_set1_ps(w_scale)));
+                } else *yt = (float)(out[j][0] - x->sum[t + j]) / x->scale[t + j] * w_scale;
+            }
             t += T;
         }
         r += R;

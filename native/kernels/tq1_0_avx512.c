@@ -54,7 +54,7 @@ static inline __m512i facing(const int8_t *x, int k) {
     return k < 4 ? _mm512_mask_loadu_epi8(v, QH, x + 192 + 4 * k) : v;
 }
 
-/* R rows x T tokens of sum(digit x) from powers of 3 (see the top), two tokens at a time. */
+/* R rows x T tokens of sum(digit x) from powers of 3 (see the top), two tokens at a time, into out[token][row]. */
 static inline __attribute__((always_inline)) void pow3_tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
                                                             int64_t cols, int T, int32_t out[4][4]) {
     for (int t0 = 0; t0 < T; t0 += 2) {
@@ -84,9 +84,13 @@ static inline __attribute__((always_inline)) void pow3_tile(const uint8_t *src, 
                 for (int r = 0; r < R; r++) pow[r] = next[r];
             }
         }
-        for (int r = 0; r < R; r++)
-            for (int t = 0; t < pair; t++)
-                out[r][t0 + t] = (int32_t)(3u * (uint32_t)vec_sum(a[r][t]) - (uint32_t)vec_sum(b[r][t])) / 256;
+        for (int t = 0; t < pair; t++) {
+            if (R == 4) {
+                __m128i sa = vec_sum4(a[0][t], a[1][t], a[2][t], a[3][t]), sb = vec_sum4(b[0][t], b[1][t], b[2][t], b[3][t]);
+                __m128i three_a = _mm_add_epi32(sa, _mm_add_epi32(sa, sa));
+                _mm_storeu_si128((__m128i *)out[t0 + t], _mm_srai_epi32(_mm_sub_epi32(three_a, sb), 8)); /* exact: a multiple of 256 */
+            } else out[t0 + t][0] = (int32_t)(3u * (uint32_t)vec_sum(a[0][t]) - (uint32_t)vec_sum(b[0][t])) / 256;
+        }
     }
 }
 #define FUSED_TILE pow3_tile
