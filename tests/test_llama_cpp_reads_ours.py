@@ -79,3 +79,15 @@ def test_llama_cpp_runs_our_2b_4t_file(checkpoints, tmp_path, type_name):
     # for the record: the SiLU graph computes another function than the relu2 model
     print(f"2b-4t {type_name}: llama.cpp's SiLU graph picks our relu2 model's token at "
           f"{float((ours == np.array(tokens)).mean()):.0%} of {N_GREEDY} steps")
+
+
+def test_llama_cpp_refuses_our_zero_padded_rows(tmp_path):
+    """1bitLLM-3B's rows (hidden 3200) are zero-padded to whole blocks in our files; llama.cpp checks tensor
+    shapes against the hyperparameters and refuses them (its own converter stores such tensors in F16)."""
+    family, form, shape = FAMILIES["1bitllm-3b"]
+    checkpoint = synth.write_checkpoint(str(tmp_path / "3b"), dict(shape, tie_word_embeddings=True), form, seed=5,
+                                        family=family)
+    path = str(tmp_path / "3b.gguf")
+    convert(checkpoint, path, "tq2_0", progress=False)
+    with pytest.raises(OSError, match="cannot load"):
+        LlamaCpp(path, threads=2, n_ctx=32, n_batch=32)
