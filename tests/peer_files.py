@@ -6,7 +6,7 @@ The rules come from their sources (not their code):
   checkpoint's ternary codes with its weight_scale as the f32 trailer scale; master weights absmean-ternarized
   in float32 with the first nonzero |value| as the scale); the token embedding F16; norms F32; tied output.
   Its llama-quantize can requantize the embedding (`--token-embedding-type`, utils/quantize_embeddings.py):
-  `embedding="q6_k"` stands for that. utils/convert-ms-to-gguf-bitnet.py + llama-quantize name the same
+  `embedding="q6_k"` (or "q8_0", "bf16") stands for that. utils/convert-ms-to-gguf-bitnet.py + llama-quantize name the same
   tensors under `bitnet-25` (the `arch` argument).
 - llama.cpp, convert_hf_to_gguf.py `--outtype tq1_0|tq2_0`: BitnetModel (architecture `bitnet`, no
   rope.dimension_count, vocab_size or activation key: its graph is SiLU) or LlamaModel (Llama-shaped BitNet
@@ -161,8 +161,9 @@ def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str
             out_tensors.append((gguf_name(name), t.float().numpy(), QT.F32, shape))
         elif embedding == "q6_k":
             out_tensors.append((gguf_name(name), quantize_q6_k(t.float().numpy()), QT.Q6_K, shape))
-        else:
-            out_tensors.append((gguf_name(name), t.float().numpy().astype(np.float16), QT.F16, shape))
+        else:  # f16, or what gguf-py quantizes (q8_0, bf16)
+            qtype = QT[embedding.upper()]
+            out_tensors.append((gguf_name(name), gguf.quants.quantize(t.float().numpy(), qtype), qtype, shape))
     if output_copy:
         out_tensors.append(("output.weight",) + next(t for t in out_tensors if t[0] == "token_embd.weight")[1:])
     write(out, writer, out_tensors)

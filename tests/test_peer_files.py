@@ -28,7 +28,7 @@ def file_embedding(path: str) -> torch.Tensor:
     with GGUFFile(path) as f:
         t = next(t for t in f.tensors if t.name == "token_embd.weight")
         data = np.array(f.view(t))
-    values = data.view(np.float16).astype(np.float32) if t.type == QT.F16 else quants.dequantize(data, QT(t.type))
+    values = quants.dequantize(data, QT(t.type))
     return torch.from_numpy(values.reshape(t.rows, t.cols).astype(np.float64))
 
 
@@ -40,12 +40,14 @@ def reference_models(tiny_checkpoints):
 
 @pytest.mark.parametrize("form,embedding,arch,output_copy", [
     ("packed", "f16", "bitnet-b1.58", False), ("packed", "f16", "bitnet-b1.58", True),
-    ("packed", "q6_k", "bitnet-b1.58", False), ("bf16", "f16", "bitnet-b1.58", False),
+    ("packed", "q6_k", "bitnet-b1.58", False), ("packed", "q8_0", "bitnet-b1.58", False),
+    ("bf16", "f16", "bitnet-b1.58", False),
     ("packed", "f16", "bitnet-25", False)])
-def test_bitnet_cpp_file_is_lossless(tiny_checkpoints, reference_models, tmp_path, form, embedding, arch, output_copy):
+def test_bitnet_cpp_file_matches_transformers(tiny_checkpoints, reference_models, tmp_path, form, embedding, arch, output_copy):
     """bitnet.cpp's i2_s file (no tritlm.* keys: the scale is the I2_S trailer's, relu2 implied by the
-    architecture; with or without an output.weight copy of the embedding) gives transformers' logits, with the
-    reference's tied embedding set to what the file holds (F16 or Q6_K instead of the checkpoint's bf16)."""
+    architecture; with or without an output.weight copy of the embedding) gives transformers' logits (with an
+    F16 embedding, losslessly), with the
+    reference's tied embedding set to what the file holds (F16, Q8_0 or Q6_K instead of the checkpoint's bf16)."""
     path = peer_files.bitnet_cpp_gguf(tiny_checkpoints[form], str(tmp_path / "bitnet-cpp.gguf"), embedding, arch,
                                       output_copy)
     with GGUFFile(path) as f:
@@ -68,12 +70,15 @@ def test_bitnet_cpp_file_is_lossless(tiny_checkpoints, reference_models, tmp_pat
     exact = diff < 1e-3 * span
     first_off = int(np.argmin(exact)) if not exact.all() else N_TOKENS
     agree = float((got.argmax(1) == want.argmax(1)).mean())
-    print(f"{arch} {form} {embedding} output copy {output_copy}: {int(exact.sum())}/{N_TOKENS} positions within 1e-3 of the logit range "
-          f"{span:.3g} (all up to {first_off}); argmax agreement {agree:.0%}")
-    # Lossless as tests/test_lossless.py, except that an o_proj input within ~1e-4 of an int8 rounding boundary
-    # (our attention runs in float32, the reference in float64) can round the other way; that position's
-    # k/v then differ in the next layer, for every later position. Seen with the Q6_K embedding at 1 of 48.
-    assert first_off >= N_TOKENS // 4 and exact.mean() >= 0.6 and agree >= 0.9
+    print(f"{arch} {form} {embedding} output copy {output_copy}: {int(exact.sum())}/{N_TOKENS} positions within "
+          f"1e-3 of the logit range {span:.3g} (all up to {first_off}); argmax agreement {agree:.0%}")
+    if embedding == "f16":  # lossless, as tests/test_lossless.py
+        assert exact.all()
+    else:
+        # The Q8_0/Q6_K grids put first-layer activations on (near-)exact int8 rounding ties (seen: within 4e-7),
+        # which float32 (ours) and float64 (the reference) round apart; the flipped position's k/v then move
+        # every later position. So: the same predictions, and logits close on average.
+        assert agree >= 0.9 and float(diff.mean()) < 0.03 * span
 
 
 @pytest.mark.parametrize("form", ["packed", "bf16"])
