@@ -6,8 +6,8 @@ The rules come from their sources (not their code):
   checkpoint's ternary codes with its weight_scale as the f32 trailer scale; master weights absmean-ternarized
   in float32 with the first nonzero |value| as the scale); the token embedding F16; norms F32; tied output.
   Its llama-quantize can requantize the embedding (`--token-embedding-type`, utils/quantize_embeddings.py):
-  `embedding="q6_k"` (or "q8_0", "bf16") stands for that. utils/convert-ms-to-gguf-bitnet.py + llama-quantize name the same
-  tensors under `bitnet-25` (the `arch` argument).
+  `embedding="q6_k"` (or "q8_0", "bf16") stands for that. utils/convert-ms-to-gguf-bitnet.py + llama-quantize
+  name the same tensors under `bitnet-25` (the `arch` argument).
 - llama.cpp, convert_hf_to_gguf.py `--outtype tq1_0|tq2_0`: BitnetModel (architecture `bitnet`, no
   rope.dimension_count, vocab_size or activation key: its graph is SiLU) or LlamaModel (Llama-shaped BitNet
   checkpoints: `llama`, q/k rows permuted, vocab_size, rope.dimension_count); linears dequantized to float
