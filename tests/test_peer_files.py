@@ -106,7 +106,7 @@ def test_our_i2_s_tensors_are_bitnet_cpps_bytes(tiny_checkpoints, tmp_path, form
 
 
 LLAMA_CPP_FAMILIES = ["1bitllm-large", "1bitllm-3b", "falcon3", "llama3-8b"]
-# GGUF -> HF names for these families (1bitLLM's sub-norm names)
+# GGUF -> HF names as test_families.model_card_logits knows them (1bitLLM's sub-norm names)
 HF_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
             "output.weight": "lm_head.weight", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
             "attn_sub_norm": "self_attn.inner_attn_ln", "ffn_sub_norm": "mlp.ffn_layernorm",
@@ -178,11 +178,12 @@ def test_llama_cpp_file_runs_as_its_weights_say(llama_cpp_checkpoints, tmp_path,
 
 
 @pytest.mark.parametrize("type_name", ["tq1_0", "tq2_0"])
-def test_llama_cpp_2b_4t_file_reads_the_exact_weights(tiny_checkpoints, tmp_path, type_name):
+def test_llama_cpp_2b_4t_file_reads_the_exact_weights(tiny_checkpoints, tmp_path, monkeypatch, type_name):
     """2B-4T's packed form through llama.cpp's BitnetModel: every block's d is the checkpoint's bf16
-    weight_scale exactly. (llama.cpp's `bitnet` graph is SiLU, so such a file runs 2B-4T with the wrong
-    activation, in llama.cpp as here: the file cannot say relu2.)"""
+    weight_scale exactly, and the file runs as llama.cpp's `bitnet` graph says: with SiLU (the file cannot
+    say relu2, so 2B-4T runs with the wrong activation, in llama.cpp as here)."""
     from runtime.weights import weight_scale
+    from tests import test_families
     path = peer_files.llama_cpp_gguf(tiny_checkpoints["packed"], str(tmp_path / "llama-cpp.gguf"), type_name)
     config, tensors = peer_files.read_checkpoint(tiny_checkpoints["packed"])
     with GGUFFile(path) as f:
@@ -190,5 +191,7 @@ def test_llama_cpp_2b_4t_file_reads_the_exact_weights(tiny_checkpoints, tmp_path
         scales = {t.name: weight_scale(f, t) for t in f.tensors if t.type == QT[type_name.upper()]}
     want = {peer_files.gguf_name(n[:-len("_scale")]): float(t.float()) for n, t in tensors.items() if n.endswith("_scale")}
     assert scales == want and len(want) == 14
+    silu = dict(config, hidden_act="silu")
+    monkeypatch.setattr(test_families, "checkpoint_weights", lambda path_: (silu, file_weights(path, silu)))
     with Model(path, threads=2) as model:
-        assert model.logits(PROMPT[:4]).shape == (4, config["vocab_size"])
+        assert_close(model.logits(PROMPT), test_families.model_card_logits(tiny_checkpoints["packed"], PROMPT))
