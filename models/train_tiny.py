@@ -10,7 +10,6 @@ The result is saved in microsoft/bitnet-b1.58-2B-4T's on-disk form (packed uint8
 
 torch is a training/test dependency only; the runtime never imports it."""
 import argparse
-import json
 import math
 import os
 import shutil
@@ -193,7 +192,7 @@ def save_checkpoint(model, tokenizer: Tokenizer, config: dict, out: Path) -> Non
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "bitnet-tiny")
-    parser.add_argument("--steps", type=int, default=220)
+    parser.add_argument("--steps", type=int, default=360)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=128, help="training window in tokens")
     parser.add_argument("--lr", type=float, default=3e-3)

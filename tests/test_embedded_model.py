@@ -29,6 +29,11 @@ def prompt_ids():
     return Tokenizer.from_file(str(CHECKPOINT / "tokenizer.json")).encode(PROMPT).ids
 
 
+@pytest.fixture(scope="module")
+def expected_continuation(reference, prompt_ids):
+    return transformers_greedy(reference, prompt_ids, N_TOKENS)
+
+
 def test_checkpoint_is_in_2b4t_packed_form():
     from safetensors import safe_open
     config = json.loads((CHECKPOINT / "config.json").read_text())
@@ -76,9 +81,8 @@ def engine_greedy(path: str, ids: list[int], n: int) -> list[int]:
 
 
 @pytest.mark.parametrize("qtype", ["i2_s", "tq2_0"])
-def test_greedy_continuation_matches_transformers(qtype, reference, prompt_ids, tmp_path):
+def test_greedy_continuation_matches_transformers(qtype, expected_continuation, prompt_ids, tmp_path):
     from converter.write import convert
     gguf = str(tmp_path / f"bitnet-tiny-{qtype}.gguf")
     convert(str(CHECKPOINT), gguf, qtype, progress=False)
-    expected = transformers_greedy(reference, prompt_ids, N_TOKENS)
-    assert engine_greedy(gguf, prompt_ids, N_TOKENS) == expected
+    assert engine_greedy(gguf, prompt_ids, N_TOKENS) == expected_continuation
