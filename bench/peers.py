@@ -24,7 +24,8 @@ LLAMA_READS = {"tq1_0", "tq2_0"}
 class LlamaCpp:
     """One llama.cpp model + context, driven through llama_decode like llama-bench."""
 
-    def __init__(self, path: str, threads: int, n_ctx: int, n_batch: int):
+    def __init__(self, path: str, threads: int, n_ctx: int, n_batch: int, **context):
+        """context: further llama_context_params fields (tests: type_k/type_v, flash_attn_type)."""
         import llama_cpp as L
 
         self.L = L
@@ -37,6 +38,8 @@ class LlamaCpp:
         params = L.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_batch, n_batch
         params.n_threads = params.n_threads_batch = threads
+        for field, value in context.items():
+            setattr(params, field, value)
         self.ctx = L.llama_init_from_model(self.model, params)
         if not self.ctx:
             raise OSError(f"llama.cpp cannot create a context for {path}")
