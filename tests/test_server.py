@@ -155,6 +155,7 @@ def test_concurrent_streams_match_solo_and_are_batched(client, model):
 
     def counting_decode(seqs, tokens):
         batch_sizes.append(len(seqs))
+        time.sleep(0.02)  # the tiny model finishes a request in ~3 ms: slow steps so the four overlap
         return decode(seqs, tokens)
 
     model.decode = counting_decode
