@@ -32,6 +32,11 @@ typedef struct {
     tl_float_fn *f32, *f16, *bf16, *q8_0, *q4_k, *q6_k;
 } tl_kernels;
 
+/* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
+ * defeat the hardware prefetcher, and prefetches into L1 hold its few miss buffers (a core then reads ~40% less). */
+enum { PREFETCH_TILES = 4 };
+#define prefetch_l2(p) __builtin_prefetch((p), 0, 1)
+
 /* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA=ref|avx2|avx512. */
 const tl_kernels *tl_kernels_best(void);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */

@@ -25,15 +25,17 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
+        for (int r = 0; !decoded && r < R; r++) {
+            const uint8_t *ahead = src + (r + PREFETCH_TILES * R) * row_bytes + b * BLOCK_BYTES;
+            prefetch_l2(ahead);
+            if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64); /* a 66-byte block can span 3 lines */
+        }
         for (int seg = 0; seg < SEGS; seg++) {
             // codes of this segment for R rows (decoded here, or loaded from the tile's code buffer)
             int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
-            for (int r = 0; r < R; r++) {
-                // fetch rows two tiles ahead: many short row streams defeat the hardware prefetcher
-                if (!decoded && seg == 0) __builtin_prefetch(src + (r + 2 * R) * row_bytes + b * BLOCK_BYTES, 0, 0);
+            for (int r = 0; r < R; r++)
                 codes[r] = decoded ? vec_load(src + r * cols + k) : decode(src + r * row_bytes + b * BLOCK_BYTES, seg);
-            }
             // dotted with T tokens
             for (int t = 0; t < T; t++) {
                 VEC xv = vec_load(x + t * cols + k);

@@ -65,8 +65,7 @@ static inline __attribute__((always_inline)) void pow3_tile(const uint8_t *src, 
         for (int64_t blk = 0; blk < cols / BLOCK_VALUES; blk++) {
             __m512i pow[4];
             for (int r = 0; r < R; r++) {
-                // fetch rows two tiles ahead: many short row streams defeat the hardware prefetcher
-                if (t0 == 0) __builtin_prefetch(src + (r + 2 * R) * row_bytes + blk * BLOCK_BYTES, 0, 0);
+                if (t0 == 0) prefetch_l2(src + (r + PREFETCH_TILES * R) * row_bytes + blk * BLOCK_BYTES);
                 pow[r] = _mm512_maskz_loadu_epi8(PAYLOAD, src + r * row_bytes + blk * BLOCK_BYTES);
             }
             const int8_t *xb = x + t0 * cols + blk * BLOCK_VALUES;
