@@ -118,13 +118,15 @@ def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps:
         if n_gen > 0:
             seconds = timed_reps(decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1)), reps)
             mean, std = rate(n_gen, seconds)
-            machine = lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)
-            achieved = weight_bytes * mean / 1e9
-            records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std,
-                                weight_bytes_per_token=weight_bytes, weight_read_gbps=achieved,
-                                machine_read_gbps=machine, roofline_pct=100 * achieved / machine))
+            records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std))
+        # Before the bandwidth probe, whose buffer would count as the model's memory.
         resident = {"peak_rss_bytes": peak_rss_bytes(), "gguf_plus_kv_bytes": os.path.getsize(path) + kv_cache_bytes(model, n_ctx),
                     "ttft_ms": 1000 * ttft}
+        if n_gen > 0:
+            machine = lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)
+            achieved = weight_bytes * records[-1]["tokens_per_s"] / 1e9
+            records[-1].update(weight_bytes_per_token=weight_bytes, weight_read_gbps=achieved,
+                               machine_read_gbps=machine, roofline_pct=100 * achieved / machine)
         return [dict(r, **resident) for r in records]
     finally:
         seq.close()
