@@ -395,6 +395,14 @@ static void attention_task(void *ctx, int32_t head, int32_t thread) {
     }
 }
 
+/* gate = act(gate) * up, one loop per activation so relu^2's vectorizes. */
+X86_CLONES static void gate_times_up(float *gate, const float *up, int64_t len, int32_t act) {
+    if (act == TL_ACT_RELU2)
+        for (int64_t i = 0; i < len; i++) gate[i] = (gate[i] > 0 ? gate[i] * gate[i] : 0) * up[i];
+    else
+        for (int64_t i = 0; i < len; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 /* ---- the forward pass ---- */
 
 int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n, const int32_t *logit_rows,
@@ -442,11 +450,7 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         quantize(m, m->xn, n, e, L->ffn_gate.cols);
         bitlinear(m, n, &L->ffn_gate, m->gate, &L->ffn_up, m->up, NULL, NULL);
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
-        for (int64_t i = 0; i < n * f; i++) {
-            float g = m->gate[i];
-            float a = c->act == TL_ACT_RELU2 ? (g > 0 ? g * g : 0) : g / (1.0f + expf(-g));
-            m->gate[i] = a * m->up[i];
-        }
+        gate_times_up(m->gate, m->up, n * f, c->act);
         // ffn_sub_norm, quantize, down projection, residual
         if (c->sub_norms) rmsnorm(m->gate, m->gate, &L->ffn_sub_norm, n, f, c->rms_eps);
         quantize(m, m->gate, n, f, L->ffn_down.cols);
