@@ -42,7 +42,6 @@ class HParams:
     act: str
     sub_norms: bool
     rope_interleaved: bool
-    rope_interleaved: bool = False
 
 
 def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
