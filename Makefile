@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium
+.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium llama-cpp
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -38,8 +38,8 @@ $(LLAMA_VOCAB): | $(VENV)/.installed
 test: install chromium $(LLAMA_VOCAB)
 	$(VPY) -m pytest -q tests
 
-# The slow tests (the 2B-sized checks): pytest.ini deselects them by default.
-test-slow: install
+# The slow tests (2B-sized checks, llama.cpp reading our files): pytest.ini deselects them by default.
+test-slow: install llama-cpp
 	$(VPY) -m pytest -q tests -m slow
 
 # The embedded model (models/README.md), converted once and re-converted when it or the converter changes.
@@ -79,8 +79,10 @@ $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
 	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(VPY) -m pip wheel -q --no-deps $(LLAMA_CPP_PY) -w $(WHEELS)
 	touch $@
 
-bench-peers: $(BENCH_GGUFS) $(WHEELS)/.llama-cpp-python
+llama-cpp: $(WHEELS)/.llama-cpp-python
 	$(VPY) -m pip install -q --only-binary llama-cpp-python --find-links $(WHEELS) $(LLAMA_CPP_PY)
+
+bench-peers: $(BENCH_GGUFS) llama-cpp
 	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
 
 # Each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c); ARGS="0.3 tq1_0":
