@@ -18,7 +18,7 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
     for (int64_t k = 0; k < cols; k += 16) {
         ACC wv[FTILE];
         for (int r = 0; r < R; r++) {
-            prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES);
+            if (k * ELEM_BYTES % 64 == 0) prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES); /* once a line */
             wv[r] = load_w(w + r * row_bytes, k);
         }
         for (int t = 0; t < T; t++) {
