@@ -239,8 +239,8 @@ static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_
  * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. Both loops are
  * written to vectorize: |x| is maximized as integer bits (same order as the floats), and x * s, clamped first,
  * is rounded half to even (as torch.round) by adding and subtracting 1.5 * 2^23. */
-X86_CLONES static void quantize(tl_model *m, const float *in, int32_t n, int64_t dim, int64_t width) {
-    for (int32_t t = 0; t < n; t++) {
+X86_CLONES static void quantize(tl_model *m, const float *in, int64_t t0, int64_t t1, int64_t dim, int64_t width) {
+    for (int64_t t = t0; t < t1; t++) {
         const float *x = in + t * dim;
         uint32_t top = 0;
         for (int64_t i = 0; i < dim; i++) {
@@ -266,6 +266,29 @@ X86_CLONES static void quantize(tl_model *m, const float *in, int32_t n, int64_t
         m->xscale[t] = s;
         m->xsum[t] = sum;
     }
+}
+
+/* A BitLinear's input: RMSNorm (when a weight is given; in place if out == in) then quantization of n token
+ * rows, the tokens split over the pool (each row is its own work, so results do not depend on the split). */
+typedef struct { tl_model *m; float *out; const float *in; const tl_tensor *norm; int32_t n, parts; int64_t dim, width; } prep_task;
+
+enum { PREP_PARTS_PER_THREAD = 2 };
+
+static void prep_task_chunk(void *ctx, int32_t chunk, int32_t thread) {
+    (void)thread;
+    prep_task *p = ctx;
+    int64_t t0, t1;
+    tl_split(p->n, 1, chunk, p->parts, &t0, &t1);
+    if (t0 >= t1) return;
+    if (p->norm) rmsnorm(p->out + t0 * p->dim, p->in + t0 * p->dim, p->norm, (int32_t)(t1 - t0), p->dim, p->m->cfg.rms_eps);
+    quantize(p->m, p->norm ? p->out : p->in, t0, t1, p->dim, p->width);
+}
+
+static void norm_quantize(tl_model *m, float *out, const float *in, const tl_tensor *norm, int32_t n, int64_t dim,
+                          int64_t width) {
+    int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(m->pool);
+    prep_task p = {m, out, in, norm, n, n < parts ? 1 : parts, dim, width}; /* one token: no dispatch */
+    tl_pool_run(m->pool, prep_task_chunk, &p, p.parts);
 }
 
 static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
@@ -426,8 +449,7 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
     for (int32_t l = 0; l < c->n_layer; l++) {
         const tl_layer *L = &m->layers[l];
         // attention: RMSNorm, quantize, q/k/v projections
-        rmsnorm(m->xn, m->x, &L->attn_norm, n, e, c->rms_eps);
-        quantize(m, m->xn, n, e, L->attn_q.cols);
+        norm_quantize(m, m->xn, m->x, &L->attn_norm, n, e, L->attn_q.cols);
         bitlinear(m, n, &L->attn_q, m->q, &L->attn_k, m->k, &L->attn_v, m->v);
         // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
         for (int32_t i = 0; i < n; i++) {
@@ -441,19 +463,16 @@ int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int3
         att_task at = {m, seqs, n, l};
         tl_pool_run(m->pool, attention_task, &at, c->n_head);
         // attn_sub_norm, quantize, o_proj, residual
-        if (c->sub_norms) rmsnorm(m->att, m->att, &L->attn_sub_norm, n, qd, c->rms_eps);
-        quantize(m, m->att, n, qd, L->attn_output.cols);
+        norm_quantize(m, m->att, m->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols);
         bitlinear(m, n, &L->attn_output, m->tmp, NULL, NULL, NULL, NULL);
         for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
         // MLP: RMSNorm, quantize, gate and up projections
-        rmsnorm(m->xn, m->x, &L->ffn_norm, n, e, c->rms_eps);
-        quantize(m, m->xn, n, e, L->ffn_gate.cols);
+        norm_quantize(m, m->xn, m->x, &L->ffn_norm, n, e, L->ffn_gate.cols);
         bitlinear(m, n, &L->ffn_gate, m->gate, &L->ffn_up, m->up, NULL, NULL);
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
         gate_times_up(m->gate, m->up, n * f, c->act);
         // ffn_sub_norm, quantize, down projection, residual
-        if (c->sub_norms) rmsnorm(m->gate, m->gate, &L->ffn_sub_norm, n, f, c->rms_eps);
-        quantize(m, m->gate, n, f, L->ffn_down.cols);
+        norm_quantize(m, m->gate, m->gate, c->sub_norms ? &L->ffn_sub_norm : NULL, n, f, L->ffn_down.cols);
         bitlinear(m, n, &L->ffn_down, m->tmp, NULL, NULL, NULL, NULL);
         for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
     }
