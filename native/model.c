@@ -12,6 +12,8 @@
 #include "threads.h"
 #include "tritlm.h"
 
+enum { ATT_BLOCK = 128, ATT_LANES = 16 }; /* attention: key positions scored at once; queries scored together */
+
 struct tl_model {
     tl_config cfg;
     tl_tensor token_embd, output_norm, output; /* output: token_embd when tied */
@@ -19,7 +21,7 @@ struct tl_model {
     const tl_kernels *kern;
     tl_pool *pool;
     float *rope_inv_freq; /* [head_dim / 2] */
-    float *att_acc;       /* [n_threads][head_dim]: one attention accumulator per thread */
+    float *att_acc;       /* [n_threads][2][ATT_LANES][head_dim]: attention sums and transposed queries per thread */
     /* per-token scratch for up to n_cap tokens, grown only when a bigger batch arrives */
     int32_t n_cap;
     float *x, *xn, *xf, *q, *k, *v, *att, *tmp, *gate, *up; /* activations */
@@ -174,7 +176,8 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
     m->layers = malloc(sizeof *layers * (size_t)cfg->n_layer);
     m->pool = tl_pool_new(n_threads);
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2));
-    if (m->pool) m->att_acc = malloc(sizeof(float) * (size_t)cfg->head_dim * (size_t)tl_pool_size(m->pool));
+    size_t att_bytes = sizeof(float) * 2 * ATT_LANES * (size_t)cfg->head_dim; /* a multiple of 64: vectors stay aligned */
+    if (m->pool) m->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
     if (!m->layers || !m->pool || !m->rope_inv_freq || !m->att_acc || !grow_scratch(m, 1)) {
         tl_model_free(m);
         return fail(err, err_len, "out of memory"), NULL;
@@ -357,50 +360,46 @@ static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
 
 /* Causal grouped-query attention, one chunk per head: token t's query head h attends to positions 0..pos[t] of
  * kv head h / (n_head / n_head_kv) in its sequence's cache. Positions are scored a block at a time, and the
- * softmax is kept online across blocks. Every sum runs in one fixed order (a dot over d in order, values over
- * positions in order), so a token's result depends neither on its batch nor on the ISA of attend's clone. */
+ * softmax is kept online across blocks. A prompt's tokens (one sequence, consecutive positions) share their
+ * key rows, so up to ATT_LANES of them are scored together, one per vector lane. Every sum runs in one fixed
+ * order (a dot over d in order, values over positions in order), so a token's result depends neither on its
+ * batch nor on the ISA of the clones. */
 typedef struct { tl_model *m; tl_seq *const *seqs; int32_t n, layer; } att_task;
 
-enum { ATT_BLOCK = 128, ATT_CHAINS = 8 }; /* positions scored at once; dots run side by side */
+typedef float att_lanes __attribute__((vector_size(4 * ATT_LANES))); /* one float per query scored together */
 
-/* scores[j] = (q . k_j) * scale for j < n, k_j = k + j * stride: ATT_CHAINS dots at a time, each in order. */
-static void score_block(const float *q, const float *k, int64_t stride, int32_t n, int32_t hd, float scale, float *scores) {
-    for (int32_t j0 = 0; j0 < n; j0 += ATT_CHAINS) {
-        const float *rows[ATT_CHAINS];
-        for (int c = 0; c < ATT_CHAINS; c++) rows[c] = k + (j0 + c < n ? j0 + c : n - 1) * stride; /* past n: repeat */
-        float sum[ATT_CHAINS] = {0};
-        for (int32_t d = 0; d < hd; d++)
-            for (int c = 0; c < ATT_CHAINS; c++) sum[c] += q[d] * rows[c][d];
-        for (int c = 0; c < ATT_CHAINS && j0 + c < n; c++) scores[j0 + c] = sum[c] * scale;
+/* scores[g][j] = (q_g . k_j) * scale for key rows k_j = k + j * stride, j < len, and the queries transposed in
+ * qt[d] (lane g: query g): each lane sums over d in order, as a lone dot would. */
+X86_CLONES static void score_keys(const att_lanes *qt, const float *k, int64_t stride, int32_t len, int32_t hd, float scale,
+                                  float scores[ATT_LANES][ATT_BLOCK]) {
+    for (int32_t j = 0; j < len; j++) {
+        att_lanes sum = {0};
+        for (int32_t d = 0; d < hd; d++) sum += qt[d] * k[j * stride + d];
+        sum *= scale;
+        for (int g = 0; g < ATT_LANES; g++) scores[g][j] = sum[g];
     }
 }
 
-/* out = softmax(q . k_p * scale over p < n) . v_p, for one query head; k_p = k + p * stride (v alike). */
-X86_CLONES static void attend(const float *q, const float *k, const float *v, int64_t stride, int32_t n, int32_t hd, float scale,
-                   float *acc, float *out) {
-    float max = -INFINITY, denom = 0, w[ATT_BLOCK];
-    for (int32_t d = 0; d < hd; d++) acc[d] = 0;
-    for (int32_t p0 = 0; p0 < n; p0 += ATT_BLOCK) {
-        int32_t len = n - p0 < ATT_BLOCK ? n - p0 : ATT_BLOCK;
-        // this block's scores, and a new maximum rescales what was summed so far
-        score_block(q, k + p0 * stride, stride, len, hd, scale, w);
-        float block_max = max;
-        for (int32_t j = 0; j < len; j++) block_max = w[j] > block_max ? w[j] : block_max;
-        if (block_max > max) {
-            float shrink = expf(max - block_max);
-            denom *= shrink;
-            for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
-            max = block_max;
-        }
-        // softmax weights, then the weighted values
-        for (int32_t j = 0; j < len; j++) {
-            w[j] = expf(w[j] - max);
-            denom += w[j];
-        }
-        for (int32_t j = 0; j < len; j++)
-            for (int32_t d = 0; d < hd; d++) acc[d] += w[j] * v[(p0 + j) * stride + d];
+/* Folds one block of a query's scores w[len] (made its softmax weights in place) into its running maximum,
+ * denominator and weighted sum acc of the value rows v + j * stride. */
+X86_CLONES static void attend_block(float *w, int32_t len, const float *v, int64_t stride, int32_t hd, float *max,
+                                    float *denom, float *acc) {
+    // a new maximum rescales what was summed so far
+    float block_max = *max;
+    for (int32_t j = 0; j < len; j++) block_max = w[j] > block_max ? w[j] : block_max;
+    if (block_max > *max) {
+        float shrink = expf(*max - block_max);
+        *denom *= shrink;
+        for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
+        *max = block_max;
     }
-    for (int32_t d = 0; d < hd; d++) out[d] = acc[d] / denom;
+    // softmax weights, then the weighted values
+    for (int32_t j = 0; j < len; j++) {
+        w[j] = expf(w[j] - *max);
+        *denom += w[j];
+    }
+    for (int32_t j = 0; j < len; j++)
+        for (int32_t d = 0; d < hd; d++) acc[d] += w[j] * v[j * stride + d];
 }
 
 static void attention_task(void *ctx, int32_t head, int32_t thread) {
@@ -408,13 +407,37 @@ static void attention_task(void *ctx, int32_t head, int32_t thread) {
     tl_model *m = task->m;
     const tl_config *c = &m->cfg;
     int32_t hd = c->head_dim, kvd = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = 1.0f / sqrtf((float)hd), scores[ATT_LANES][ATT_BLOCK], max[ATT_LANES], denom[ATT_LANES];
+    float *acc = m->att_acc + (size_t)thread * 2 * ATT_LANES * hd; /* then the transposed queries */
+    att_lanes *qt = (att_lanes *)(acc + ATT_LANES * hd);
     int64_t off = (int64_t)(head / group) * hd; /* this head's kv head within a cache row */
-    for (int32_t t = 0; t < task->n; t++) {
+    for (int32_t t = 0; t < task->n;) {
+        // the tokens scored together: this one and the next of its sequence at the next positions
         const tl_seq *s = task->seqs[t];
-        size_t layer = (size_t)task->layer * s->n_ctx * kvd;
-        attend(m->q + ((size_t)t * c->n_head + head) * hd, s->k + layer + off, s->v + layer + off, kvd, m->pos[t] + 1,
-               hd, scale, m->att_acc + thread * hd, m->att + ((size_t)t * c->n_head + head) * hd);
+        int32_t n = 1, last;
+        while (n < ATT_LANES && t + n < task->n && task->seqs[t + n] == s && m->pos[t + n] == m->pos[t] + n) n++;
+        last = m->pos[t + n - 1];
+        const float *k = s->k + (size_t)task->layer * s->n_ctx * kvd + off, *v = s->v + (size_t)task->layer * s->n_ctx * kvd + off;
+        for (int32_t d = 0; d < hd; d++)
+            for (int g = 0; g < ATT_LANES; g++) qt[d][g] = g < n ? m->q[((size_t)(t + g) * c->n_head + head) * hd + d] : 0;
+        for (int g = 0; g < n; g++) {
+            max[g] = -INFINITY, denom[g] = 0;
+            for (int32_t d = 0; d < hd; d++) acc[g * hd + d] = 0;
+        }
+        // a block of key positions scored for all, then folded into each token's softmax up to its own position
+        for (int32_t p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
+            int32_t len = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
+            score_keys(qt, k + (int64_t)p0 * kvd, kvd, len, hd, scale, scores);
+            for (int g = 0; g < n; g++) {
+                int32_t seen = m->pos[t + g] + 1 - p0; /* causal: this token's positions in the block */
+                if (seen > 0) attend_block(scores[g], seen < len ? seen : len, v + (int64_t)p0 * kvd, kvd, hd, &max[g], &denom[g], acc + g * hd);
+            }
+        }
+        for (int g = 0; g < n; g++) {
+            float *out = m->att + ((size_t)(t + g) * c->n_head + head) * hd;
+            for (int32_t d = 0; d < hd; d++) out[d] = acc[g * hd + d] / denom[g];
+        }
+        t += n;
     }
 }
 
