@@ -51,7 +51,7 @@ $(TINY_GGUF): $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.js
 	mkdir -p $(CACHE) && $(TRITLM) convert $(TINY) -o $@ --type i2_s
 
 demo: install $(TINY_GGUF)
-	$(TRITLM) run -m $(TINY_GGUF) -p "def fibonacci(n):" -n 64 --temp 0
+	$(TRITLM) run -m $(TINY_GGUF) -p "class Stack:$$(printf '\n    ')def __init__(self" -n 80 --temp 0.6 --top-k 20 --seed 1 --echo
 
 clean:
 	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out

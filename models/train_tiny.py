@@ -192,7 +192,7 @@ def save_checkpoint(model, tokenizer: Tokenizer, config: dict, out: Path) -> Non
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "bitnet-tiny")
-    parser.add_argument("--steps", type=int, default=360)
+    parser.add_argument("--steps", type=int, default=1800)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=128, help="training window in tokens")
     parser.add_argument("--lr", type=float, default=3e-3)
