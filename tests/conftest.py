@@ -20,3 +20,12 @@ def tiny_gguf(tiny_checkpoints, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
     convert(tiny_checkpoints["packed"], path, "i2_s", progress=False)
     return path
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gguf):
+    """tiny_gguf loaded on one thread, one per test module (tests may patch its methods); modules that need
+    another thread count or context define their own."""
+    from runtime import Model
+    with Model(tiny_gguf, threads=1) as m:
+        yield m

@@ -5,17 +5,9 @@ import sys
 
 import pytest
 
-from runtime import Model
 from runtime.cli import main
 
 PROMPT = "The weight of the model"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_gguf):
-    m = Model(tiny_gguf, threads=1)
-    yield m
-    m.close()
 
 
 def test_greedy_run_equals_generate(tiny_gguf, model, capsys):

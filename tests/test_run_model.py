@@ -11,13 +11,6 @@ from runtime.model import physical_cores
 PROMPT = "The weight of the model"
 
 
-@pytest.fixture(scope="module")
-def model(tiny_gguf):
-    m = Model(tiny_gguf, threads=1)
-    yield m
-    m.close()
-
-
 def test_attributes(tiny_gguf, model):
     with read_gguf(tiny_gguf) as f:
         md, nbytes = f.metadata, sum(t.nbytes for t in f.tensors)

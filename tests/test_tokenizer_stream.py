@@ -1,18 +1,8 @@
 """TextStream: pushing tokens one at a time gives the detokenized text, and no piece ever ends inside a
 UTF-8 character (byte-level BPE splits emoji and CJK characters across tokens)."""
-import pytest
-
-from runtime import Model
 from runtime.textstream import TextStream
 
 TEXT = "Zürich 日本語 emoji 🙂🦙 👩‍👩‍👧 naïve café ✅ done"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_gguf):
-    m = Model(tiny_gguf, threads=1)
-    yield m
-    m.close()
 
 
 def test_pieces_join_to_the_text(model):
