@@ -7,6 +7,7 @@ import logging
 import threading
 
 from runtime import ModelError
+from runtime.generate import StopText
 from runtime.textstream import TextStream
 
 log = logging.getLogger("tritlm.server")
@@ -20,29 +21,6 @@ class ContextOverflowError(ValueError):
     """prompt + max_tokens does not fit in a slot's context."""
 
 
-class StopMatcher:
-    """Finds stop strings in streamed text, holding back any tail that could be the start of one."""
-
-    def __init__(self, stops):
-        self.stops = [s for s in stops if s]
-        self.pending = ""
-
-    def push(self, text: str) -> tuple[str, bool]:
-        """-> (text safe to emit, whether a stop string was hit; the stop string and all after it are dropped)."""
-        self.pending += text
-        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            out, self.pending = self.pending[: min(hits)], ""
-            return out, True
-        keep = max((k for s in self.stops for k in range(1, len(s)) if self.pending.endswith(s[:k])), default=0)
-        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep:]
-        return out, False
-
-    def flush(self) -> str:
-        out, self.pending = self.pending, ""
-        return out
-
-
 class Job:
     """One request: its prompt and sampling settings, its generation state, and the queue its events go to.
     Events are ("text", str), then ("done", "stop" | "length") or ("error", message)."""
@@ -50,7 +28,7 @@ class Job:
     def __init__(self, model, prompt_ids, max_tokens, sampler, stop):
         self.prompt_ids, self.max_tokens, self.sampler = prompt_ids, max_tokens, sampler
         self.text = TextStream(model)
-        self.stop = StopMatcher(stop)
+        self.stop = StopText(stop)
         self.n_generated = 0
         self.next_token = None  # the sampled token the next decode step feeds in
         self.cancelled = False
