@@ -63,3 +63,15 @@ def load_reference(model_dir: str):
     # The quantizer leaves the unconverted modules (embeddings, norms) in the checkpoint's bf16 and
     # forbids model.float(); the plain nn.Module cast is what we need.
     return torch.nn.Module.to(model, torch.float32).eval()
+
+
+def full_forward_greedy(model, ids: list[int], max_tokens: int) -> list[int]:
+    """Greedy continuation recomputed from scratch at every step: argmax of a fresh full forward over the whole
+    text (no KV cache reuse), stopping at an end-of-generation token. The reference for streamed answers."""
+    out = []
+    for _ in range(max_tokens):
+        token = int(np.argmax(model.logits(ids + out)[-1]))
+        if token in model.eos_ids:
+            break
+        out.append(token)
+    return out

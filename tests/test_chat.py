@@ -8,6 +8,7 @@ import pytest
 
 from runtime import Model
 from runtime.chat import Conversation, chat
+from tests.checkpoints import full_forward_greedy
 from runtime.sampler import Sampler
 
 
@@ -25,14 +26,7 @@ def hf_tokenizer(tiny_checkpoints):
 
 
 def greedy_text(model, ids, max_tokens):
-    """The reference: argmax over a fresh forward of the whole text at each step, until EOS."""
-    out = []
-    for _ in range(max_tokens):
-        token = int(np.argmax(model.logits(ids + out)[-1]))
-        if token in model.eos_ids:
-            break
-        out.append(token)
-    return model.detokenize(out).rstrip("\ufffd")
+    return model.detokenize(full_forward_greedy(model, ids, max_tokens)).rstrip("\ufffd")
 
 
 def reference_turns(model, hf_tokenizer, questions, max_tokens):

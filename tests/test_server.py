@@ -10,7 +10,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 import openai
 import pytest
 
@@ -18,6 +17,7 @@ from runtime import Model
 from runtime.server.app import create_app
 from runtime.server.cli import make_server, open_socket
 from runtime.server.template import ChatTemplate
+from tests.checkpoints import full_forward_greedy
 
 PROMPT = "The model cache is"
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a layer."}]
@@ -60,17 +60,6 @@ def client(server):
     return openai.OpenAI(base_url=server[0] + "/v1", api_key="none", max_retries=0, timeout=60)
 
 
-def greedy(model, ids, max_tokens):
-    """The reference: argmax of a fresh full forward over the whole text at each step; stops at EOS."""
-    out = []
-    for _ in range(max_tokens):
-        token = int(np.argmax(model.logits(ids + out)[-1]))
-        if token in model.eos_ids:
-            break
-        out.append(token)
-    return out
-
-
 def as_text(model, ids):
     return model.detokenize(ids).rstrip("\ufffd")  # a stream holds back an incomplete UTF-8 tail
 
@@ -95,7 +84,7 @@ def test_chat_template_matches_transformers(model, tiny_checkpoints, chat_ids):
 
 def test_completion_matches_greedy(client, model):
     ids = model.tokenize(PROMPT, add_bos=True, special=True)
-    expected = greedy(model, ids, 12)
+    expected = full_forward_greedy(model, ids, 12)
     reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=12, temperature=0)
     choice = reply.choices[0]
     assert choice.text == as_text(model, expected)
@@ -108,7 +97,7 @@ def test_completion_matches_greedy(client, model):
 
 
 def test_chat_matches_greedy(client, model, chat_ids):
-    expected = as_text(model, greedy(model, list(chat_ids), 10))
+    expected = as_text(model, full_forward_greedy(model, list(chat_ids), 10))
     reply = client.chat.completions.create(model=model.name, messages=MESSAGES, max_tokens=10, temperature=0)
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content == expected
@@ -121,7 +110,7 @@ def test_chat_matches_greedy(client, model, chat_ids):
 
 
 def test_stop_sequence(client, model):
-    full = as_text(model, greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 24))
+    full = as_text(model, full_forward_greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 24))
     assert len(full) >= 10, f"greedy text too short for a stop test: {full!r}"
     stop = full[6:9]
     expected = full[: full.index(stop)]
