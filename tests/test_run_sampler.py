@@ -1,9 +1,11 @@
 """The sampler: temperature 0 is argmax; sampling follows softmax(logits / T) restricted to top-k, then top-p;
-a seed makes it reproducible."""
+a seed makes it reproducible, -1 is a random seed; settings it cannot sample with are refused."""
+import warnings
+
 import numpy as np
 import pytest
 
-from runtime.sampler import Sampler
+from runtime.sampler import Sampler, SamplingError
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 
@@ -44,7 +46,26 @@ def test_seed_reproduces():
     assert [a.sample(logits) for _ in range(50)] == [b.sample(logits) for _ in range(50)]
 
 
-@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"top_k": -1}, {"top_p": 0}, {"top_p": 1.5}])
-def test_bad_settings(kwargs):
-    with pytest.raises(ValueError):
+def test_seed_minus_one_is_random():
+    logits = np.zeros(1000, dtype=np.float32)
+    runs = [[Sampler(1.0, 0, 1.0, seed=-1).sample(logits) for _ in range(20)] for _ in range(2)]
+    assert runs[0] != runs[1]  # equal with probability 1e-60
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 2.3e-308, 1e-30])
+def test_tiny_temperature_is_argmax_without_overflow(temperature):
+    logits = np.random.default_rng(2).standard_normal(1000).astype(np.float32) * 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-value warning either
+        assert Sampler(temperature, top_k=0, top_p=1.0, seed=0).sample(logits) == int(np.argmax(logits))
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"temperature": -1}, "temperature"), ({"temperature": 1e-320}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+    ({"top_k": -1}, "top_k"), ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"top_p": float("nan")}, "top_p"),
+    ({"seed": -2}, "seed")])
+def test_bad_settings(kwargs, param):
+    with pytest.raises(SamplingError) as e:
         Sampler(**kwargs)
+    assert e.value.param == param

@@ -2,6 +2,7 @@
 tiny converted model. Answers are checked against greedy decoding through `Model.logits` (a fresh sequence
 per step, no batching) and prompts against transformers' own chat template and tokenizer."""
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,7 +16,9 @@ import pytest
 
 from runtime import Model
 from runtime.server.app import create_app
-from runtime.server.cli import make_server, open_socket
+from runtime.sampler import Sampler
+from runtime.server.cli import allowed_hosts, make_server, open_socket
+from runtime.server.scheduler import Scheduler
 from runtime.server.template import ChatTemplate
 from tests.checkpoints import full_forward_greedy
 
@@ -227,6 +230,14 @@ def error_of(response):
     ("/v1/completions", {"prompt": PROMPT, "max_tokens": -1}, "max_tokens"),
     ("/v1/completions", {"prompt": PROMPT, "max_tokens": "ten"}, "max_tokens"),
     ("/v1/completions", {"prompt": PROMPT, "temperature": "hot"}, "temperature"),
+    ("/v1/completions", {"prompt": PROMPT, "temperature": 1e-320}, "temperature"),  # subnormal: logits / T overflow
+    ("/v1/completions", {"prompt": PROMPT, "temperature": -0.5}, "temperature"),
+    ("/v1/completions", b'{"prompt": "x", "temperature": NaN}', "temperature"),  # Python's JSON reader takes NaN
+    ("/v1/completions", b'{"prompt": "x", "temperature": Infinity}', "temperature"),
+    ("/v1/completions", b'{"prompt": "x", "top_p": NaN}', "top_p"),
+    ("/v1/completions", {"prompt": PROMPT, "top_p": 0}, "top_p"),
+    ("/v1/completions", {"prompt": PROMPT, "top_k": -3}, "top_k"),
+    ("/v1/completions", {"prompt": PROMPT, "seed": -2}, "seed"),
     ("/v1/completions", {"prompt": 42}, "prompt"),
     ("/v1/completions", {"prompt": [1, 10 ** 9]}, "prompt"),
     ("/v1/completions", {"prompt": PROMPT, "n": 2}, "n"),
@@ -282,7 +293,8 @@ def test_api_key(model):
     with serving(create_app(model, parallel=1, api_key="sesame")) as url:
         assert httpx.get(url + "/health").status_code == 200
         assert httpx.get(url + "/").status_code == 200  # the page itself; its API calls carry the key
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sesame"}):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sesame"},
+                        {"Authorization": "Basic sesame"}, {"Authorization": "Bearersesame"}):
             for method, path in (("GET", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/tokenize")):
                 response = httpx.request(method, url + path, headers=headers, json={"prompt": "x"})
                 assert response.status_code == 401, (path, headers)
@@ -291,3 +303,140 @@ def test_api_key(model):
             openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
         good = openai.OpenAI(base_url=url + "/v1", api_key="sesame", max_retries=0)
         assert good.completions.create(model=model.name, prompt=PROMPT, max_tokens=2, temperature=0).usage.completion_tokens >= 1
+        for scheme in ("bearer", "BEARER"):  # the scheme is case-insensitive (RFC 7235)
+            assert httpx.get(url + "/v1/models", headers={"Authorization": f"{scheme} sesame"}).status_code == 200
+
+
+def test_seed_minus_one_is_random(client, model):
+    def texts(seed, n):
+        return {client.completions.create(model=model.name, prompt=PROMPT, max_tokens=12, temperature=1.5, top_p=1.0,
+                                          seed=seed, extra_body={"top_k": 0}).choices[0].text for _ in range(n)}
+
+    assert len(texts(-1, 3)) > 1  # three equal 12-token samples at temperature 1.5 over the whole vocabulary: ~never
+    assert len(texts(5, 2)) == 1
+
+
+def run_jobs(model, requests, parallel=4):
+    """Submits every (prompt ids, max_tokens, sampler, stop) to a fresh Scheduler before it starts (so they are
+    admitted in one step); returns each job's (text, last event) once the scheduler has freed every slot."""
+    async def main():
+        scheduler = Scheduler(model, parallel)
+        jobs = [scheduler.submit(*request) for request in requests]
+        scheduler.start()
+        try:
+            results = []
+            for job in jobs:
+                parts, end = [], None
+                async for kind, value in job.events():
+                    if kind == "text":
+                        parts.append(value)
+                    else:
+                        end = (kind, value)
+                results.append(("".join(parts), end))
+            while scheduler.n_busy:  # the last event may reach us before the slot is back on the free list
+                await asyncio.sleep(0.01)
+            assert len(scheduler._free) == parallel and not scheduler._waiting
+            return results
+        finally:
+            scheduler.stop()
+
+    return asyncio.run(asyncio.wait_for(main(), 60))
+
+
+PROMPTS = [PROMPT, "The weight of", "A vector and"]
+
+
+def greedy_results(model, n):
+    tokens = [full_forward_greedy(model, model.tokenize(p, add_bos=True, special=True), n) for p in PROMPTS]
+    return [(as_text(model, t), ("done", "length" if len(t) == n else "stop")) for t in tokens]
+
+
+class FailingSampler(Sampler):
+    """Greedy, but its `n`-th sample raises (as sampling NaN logits does)."""
+
+    def __init__(self, n):
+        super().__init__(temperature=0)
+        self.left = n
+
+    def sample(self, logits):
+        self.left -= 1
+        if self.left == 0:
+            raise ValueError("Probabilities contain NaN")
+        return super().sample(logits)
+
+
+def test_a_sampling_error_fails_only_its_own_request(model):
+    ids = [model.tokenize(p, add_bos=True, special=True) for p in PROMPTS]
+    results = run_jobs(model, [(ids[0], 8, Sampler(temperature=0), None), (ids[1], 8, FailingSampler(3), None),
+                               (ids[2], 8, Sampler(temperature=0), None)])
+    expected = greedy_results(model, 8)
+    assert results[0] == expected[0] and results[2] == expected[2]
+    assert results[1][1] == ("error", "generation failed: Probabilities contain NaN")
+
+
+def test_a_failing_prefill_fails_only_its_own_request(model):
+    ids = [model.tokenize(p, add_bos=True, special=True) for p in PROMPTS]
+    prefill = model.prefill
+
+    def prefill_failing_on_the_first(seq, prompt):
+        if prompt == ids[0]:
+            raise RuntimeError("out of memory")
+        return prefill(seq, prompt)
+
+    model.prefill = prefill_failing_on_the_first
+    try:
+        results = run_jobs(model, [(i, 8, Sampler(temperature=0), None) for i in ids], parallel=3)
+    finally:
+        del model.prefill
+    assert results[0] == ("", ("error", "generation failed: out of memory"))
+    assert results[1:] == greedy_results(model, 8)[1:]
+
+
+def test_body_size_limit(model):
+    with serving(create_app(model, parallel=1, max_body_bytes=1000)) as url:
+        fits = json.dumps({"prompt": PROMPT, "max_tokens": 2, "temperature": 0, "stop": "x" * 800}).encode()
+        assert len(fits) <= 1000
+        ok = httpx.post(url + "/v1/completions", content=fits, headers={"Content-Type": "application/json"})
+        assert ok.status_code == 200, ok.text
+        big = json.dumps({"prompt": "word " * 400}).encode()
+        declared = httpx.post(url + "/v1/completions", content=big, headers={"Content-Type": "application/json"})
+        chunked = httpx.post(url + "/v1/completions", content=iter([big[:600], big[600:]]),
+                             headers={"Content-Type": "application/json"})  # no Content-Length: counted as read
+        for response in (declared, chunked):
+            assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
+        assert httpx.get(url + "/health").status_code == 200
+
+
+def test_tokenizing_does_not_stall_the_server(model, server):
+    url = server[0]
+    tokenize = model.tokenize
+
+    def slow_tokenize(*args, **kwargs):  # a long prompt's tokenization, as seen from the event loop
+        time.sleep(2)
+        return tokenize(*args, **kwargs)
+
+    model.tokenize = slow_tokenize
+    try:
+        busy = threading.Thread(target=httpx.post, args=(url + "/v1/completions",),
+                                kwargs={"json": {"prompt": PROMPT, "max_tokens": 1}, "timeout": 30})
+        busy.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert httpx.get(url + "/health", timeout=30).status_code == 200
+        assert time.monotonic() - started < 1
+        busy.join(30)
+    finally:
+        del model.tokenize
+
+
+def test_allowed_hosts(model):
+    with serving(create_app(model, parallel=1, allowed_hosts=allowed_hosts("127.0.0.1", None))) as url:
+        port = url.rsplit(":", 1)[1]
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+            assert httpx.get(url + "/v1/models", headers={"Host": host}).status_code == 200, host
+        for host in (f"evil.example:{port}", "127.0.0.1.evil.example", ""):
+            refused = httpx.get(url + "/v1/models", headers={"Host": host})
+            assert refused.status_code == 400 and error_of(refused)["code"] == "host_not_allowed", host
+    assert allowed_hosts("0.0.0.0", None) is None  # bound for the network: any name (use --api-key)
+    assert allowed_hosts("0.0.0.0", "api.example, *.example.org") == ["api.example", "*.example.org"]
+    assert allowed_hosts("::1", None) == allowed_hosts("localhost", None) == ["localhost", "127.0.0.1", "::1"]

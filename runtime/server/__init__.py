@@ -1,4 +1,7 @@
 """`tritlm serve`: an OpenAI-compatible HTTP server with continuous batching, and its chat page.
 
 template.py (chat templates, also used by `tritlm run --chat`), scheduler.py (the batching thread),
-schemas.py (request bodies), errors.py (error bodies, API key), app.py (endpoints), cli.py (the subcommand)."""
+schemas.py (request bodies), errors.py (error bodies, API key, Host and body-size checks), app.py (endpoints),
+cli.py (the subcommand)."""
+
+MAX_BODY_BYTES = 1 << 20  # default request body limit, 1 MiB: a full 4096-token context is ~20 KB of text

@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from runtime.sampler import Sampler
-from runtime.server.errors import APIError, BearerAuth, install_error_handlers
+from runtime.sampler import Sampler, SamplingError
+from runtime.server import MAX_BODY_BYTES
+from runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
 from runtime.server.scheduler import ContextOverflowError, QueueFullError, Scheduler
 from runtime.server.schemas import ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 from runtime.server.template import ChatTemplate, ChatTemplateError
@@ -22,8 +23,10 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 
 def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str | None = None,
-               max_waiting: int | None = None) -> FastAPI:
-    """An app serving `model` with `parallel` slots of `n_ctx` tokens each; the scheduler runs while the app does."""
+               max_waiting: int | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """An app serving `model` with `parallel` slots of `n_ctx` tokens each; the scheduler runs while the app does.
+    `allowed_hosts` (None: any) are the Host header values accepted."""
     scheduler = Scheduler(model, parallel, n_ctx, max_waiting)
     template = ChatTemplate(model)
     model_names = {model.name, os.path.basename(model.path), os.path.splitext(os.path.basename(model.path))[0]}
@@ -38,8 +41,12 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
     app = FastAPI(title="tritlm", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.scheduler = scheduler
     install_error_handlers(app)
+    # The last added runs first: the Host check, then the key, then the body is read (up to its limit).
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if api_key:
         app.add_middleware(BearerAuth, api_key=api_key, open_paths=("/health", "/"), open_prefix="/static/")
+    if allowed_hosts is not None:
+        app.add_middleware(AllowedHosts, hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     def check_model(name):
@@ -48,7 +55,10 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
                            code="model_not_found")
 
     def submit(ids, body, max_tokens):
-        sampler = Sampler(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=body.seed)
+        try:
+            sampler = Sampler(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=body.seed)
+        except SamplingError as e:
+            raise APIError(400, str(e), param=e.param) from None
         try:
             return scheduler.submit(ids, max_tokens, sampler, body.stops)
         except ContextOverflowError as e:
@@ -105,8 +115,8 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
         check_model(body.model)
-        if isinstance(body.prompt, str):
-            ids = model.tokenize(body.prompt, add_bos=True, special=True)
+        if isinstance(body.prompt, str):  # in a worker thread: a long prompt must not stall the event loop
+            ids = await asyncio.to_thread(model.tokenize, body.prompt, add_bos=True, special=True)
         elif all(0 <= i < model.n_vocab for i in body.prompt):
             ids = list(body.prompt)
         else:
@@ -127,7 +137,7 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
     async def chat_completions(body: ChatRequest, request: Request):
         check_model(body.model)
         try:
-            ids = template.tokenize([m.as_template_dict() for m in body.messages])
+            ids = await asyncio.to_thread(template.tokenize, [m.as_template_dict() for m in body.messages])
         except ChatTemplateError as e:
             raise APIError(400, str(e), param="messages") from None
         job = submit(ids, body, body.max_completion_tokens or body.max_tokens)
@@ -160,7 +170,7 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest):
-        ids = model.tokenize(body.content, add_bos=body.add_special, special=body.parse_special)
+        ids = await asyncio.to_thread(model.tokenize, body.content, add_bos=body.add_special, special=body.parse_special)
         if body.with_pieces:
             return {"tokens": [{"id": i, "piece": model.detokenize([i])} for i in ids]}
         return {"tokens": ids}
@@ -169,7 +179,7 @@ def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str 
     async def detokenize(body: DetokenizeRequest):
         if not all(0 <= i < model.n_vocab for i in body.tokens):
             raise APIError(400, f"tokens: ids must be in [0, {model.n_vocab})", param="tokens")
-        return {"content": model.detokenize(body.tokens)}
+        return {"content": await asyncio.to_thread(model.detokenize, body.tokens)}
 
     @app.get("/")
     async def chat_page():

@@ -1,5 +1,10 @@
 """`tritlm serve`: load a GGUF model and serve it over HTTP until Ctrl-C."""
+import ipaddress
 import socket
+
+from runtime.server import MAX_BODY_BYTES
+
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
 
 
 def register(subparsers):
@@ -11,7 +16,25 @@ def register(subparsers):
     p.add_argument("-c", "--ctx-size", type=int, default=None, help="context of each slot in tokens")
     p.add_argument("--parallel", type=int, default=4, help="slots: requests decoded together (default 4)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)")
-    p.set_defaults(func=lambda a: serve(a.model, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key))
+    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
+                   help=f"refuse larger request bodies with 413 (default {MAX_BODY_BYTES})")
+    p.add_argument("--allowed-hosts", default=None,
+                   help="comma-separated Host header names to accept ('*': any; '*.example.com'); default: "
+                        "localhost, 127.0.0.1 and ::1 on a loopback bind, any otherwise")
+    p.set_defaults(func=lambda a: serve(a.model, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key,
+                                        a.max_body_bytes, a.allowed_hosts))
+
+
+def allowed_hosts(bind: str, option: str | None) -> list[str] | None:
+    """The --allowed-hosts list; by default a loopback server answers only to loopback names (a web page whose
+    DNS name is rebound to 127.0.0.1 would otherwise reach it), any other bind to any name."""
+    if option is not None:
+        return [h.strip() for h in option.split(",") if h.strip()]
+    try:
+        loopback = bind == "localhost" or ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = False
+    return LOOPBACK_NAMES if loopback else None
 
 
 def open_socket(host: str, port: int) -> socket.socket:
@@ -27,13 +50,17 @@ def make_server(app):
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
 
 
-def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None) -> int:
+def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None,
+          max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None) -> int:
     from runtime import Model
     from runtime.server.app import create_app
 
+    if max_body_bytes < 1:
+        raise ValueError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
     model = Model(model_path, threads=threads, n_ctx=n_ctx)
     try:
-        app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key)
+        app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key, max_body_bytes=max_body_bytes,
+                         allowed_hosts=allowed_hosts(host, hosts))
         sock = open_socket(host, port)
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{sock.getsockname()[1]}"

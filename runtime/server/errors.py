@@ -50,22 +50,89 @@ def install_error_handlers(app: FastAPI):
         return APIError(exc.status_code, str(exc.detail), type=kind).response()
 
 
+async def _refuse(error: APIError, scope, receive, send):
+    await error.response()(scope, receive, send)
+
+
 class BearerAuth:
     """ASGI middleware: every request except `open_paths` and paths under `open_prefix` needs
-    `Authorization: Bearer <api_key>` (401 otherwise). It runs before the body is read, so a bad key is refused
-    whatever the body holds."""
+    `Authorization: Bearer <api_key>` (401 otherwise; the scheme is case-insensitive, RFC 7235). It runs before
+    the body is read, so a bad key is refused whatever the body holds."""
 
     def __init__(self, app, api_key: str, open_paths, open_prefix: str):
-        self.app, self.expected = app, f"Bearer {api_key}".encode()
+        self.app, self.expected = app, api_key.encode()
         self.open_paths, self.open_prefix = set(open_paths), open_prefix
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if scope["type"] == "http" and path not in self.open_paths and not path.startswith(self.open_prefix):
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                error = APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
-                                 type="authentication_error", code="invalid_api_key")
-                await error.response()(scope, receive, send)
-                return
+            scheme, _, key = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+            if not (hmac.compare_digest(key.strip(), self.expected) and scheme.lower() == b"bearer"):
+                return await _refuse(APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                                              type="authentication_error", code="invalid_api_key"),
+                                     scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class AllowedHosts:
+    """ASGI middleware: refuses (400) a request whose Host header is not one of `hosts` (port ignored; "*" allows
+    all, "*.example.com" its subdomains). A web page on another site that rebinds its DNS name to 127.0.0.1 can
+    reach a loopback server, but its requests carry its own name in Host."""
+
+    def __init__(self, app, hosts):
+        self.app, self.hosts = app, [h.lower() for h in hosts]
+
+    def allows(self, host: str) -> bool:
+        host = host.lower()
+        if host.startswith("["):  # [IPv6]:port
+            host = host[1:].partition("]")[0]
+        elif host.count(":") == 1:  # name:port
+            host = host.partition(":")[0]
+        return any(h == "*" or h == host or (h.startswith("*.") and host.endswith(h[1:])) for h in self.hosts)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if not self.allows(host):
+                return await _refuse(APIError(400, f"Host '{host}' is not allowed: start the server with "
+                                                   f"--allowed-hosts to accept it", code="host_not_allowed"),
+                                     scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """ASGI middleware: reads the request body, refusing with 413 one longer than `max_bytes` as soon as its
+    Content-Length or its bytes say so (nothing past the limit is kept), then hands the body on."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = APIError(413, f"request body larger than {self.max_bytes} bytes (the server's --max-body-bytes)",
+                             code="request_too_large")
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await _refuse(too_large, scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await _refuse(too_large, scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay():  # the body once, then the client's own messages (a disconnect, say)
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)

@@ -123,16 +123,15 @@ class Scheduler:
                 while self._waiting and self._free:
                     admitted.append((self._free.pop(), self._waiting.popleft()))
             try:
-                for seq, job in admitted:
-                    self._prefill(seq, job)
+                for seq, job in admitted:  # each is active from here on, or finished by its own error
+                    self._start(seq, job)
                 for seq, job in [(seq, job) for seq, job in self._active if job.cancelled]:
                     self._finish(seq, job)
                 if self._active:
                     self._decode_step()
-            except Exception as e:  # never leave a client waiting: fail every active request, keep serving
-                log.exception("scheduler step failed")
+            except Exception as e:  # a bug in the step itself: never leave a client waiting, keep serving
                 for seq, job in list(self._active):
-                    self._finish(seq, job, ("error", f"generation failed: {e}"))
+                    self._fail(seq, job, e)
 
     def _finish(self, seq, job, event=("error", "cancelled")):
         """Frees the job's slot, sending it its last event (so nothing waits forever on a cancelled job)."""
@@ -140,37 +139,54 @@ class Scheduler:
         self._active.remove((seq, job))
         self._free.append(seq)
 
-    def _prefill(self, seq, job):
-        seq.reset()
+    def _start(self, seq, job):
+        """Prefills the job's prompt and samples its first token; whatever fails fails only this job."""
         self._active.append((seq, job))
         try:
+            seq.reset()
             logits = self.model.prefill(seq, job.prompt_ids)
-        except ModelError as e:  # this prompt's fault (a bad token id): fail only this request
-            self._finish(seq, job, ("error", str(e)))
+        except Exception as e:
+            self._fail(seq, job, e)
             return
         self._advance(seq, job, logits)
 
+    def _fail(self, seq, job, error: Exception):
+        if not isinstance(error, ModelError):  # a ModelError is this request's fault (a bad token id); else a bug
+            log.error("request failed", exc_info=error)
+        self._finish(seq, job, ("error", f"generation failed: {error}"))
+
     def _decode_step(self):
-        logits = self.model.decode([seq for seq, _ in self._active], [job.next_token for _, job in self._active])
-        for (seq, job), row in zip(list(self._active), logits):
+        active = list(self._active)
+        try:
+            logits = self.model.decode([seq for seq, _ in active], [job.next_token for _, job in active])
+        except Exception as e:  # the pass itself failed: every request in it fails, the server keeps serving
+            for seq, job in active:
+                self._fail(seq, job, e)
+            return
+        for (seq, job), row in zip(active, logits):
             self._advance(seq, job, row)
 
     def _advance(self, seq, job, logits):
-        """Samples the job's next token and emits its text; finishes the job on EOS, a stop string or max_tokens."""
-        token = job.sampler.sample(logits)
-        finish = None
-        if token in self.model.eos_ids:
-            finish = "stop"
-        else:
-            job.n_generated += 1
-            text, stopped = job.stop.push(job.text.push(token))
-            if stopped:
-                finish = "stop"
-            elif job.n_generated >= job.max_tokens:
-                text, finish = text + job.stop.flush(), "length"
-            if text:
-                job.send("text", text)
-        if finish is None:
-            job.next_token = token
+        """Samples the job's next token and emits its text; finishes the job on EOS, a stop string or max_tokens.
+        An error here (a sampler fed NaN logits, say) fails only this job."""
+        try:
+            finish = self._next_token(job, logits)
+        except Exception as e:
+            self._fail(seq, job, e)
             return
-        self._finish(seq, job, ("done", finish))
+        if finish is not None:
+            self._finish(seq, job, ("done", finish))
+
+    def _next_token(self, job, logits) -> str | None:
+        token = job.sampler.sample(logits)
+        if token in self.model.eos_ids:
+            return "stop"
+        job.n_generated += 1
+        text, stopped = job.stop.push(job.text.push(token))
+        finish = "stop" if stopped else "length" if job.n_generated >= job.max_tokens else None
+        if finish == "length":
+            text += job.stop.flush()
+        if text:
+            job.send("text", text)
+        job.next_token = token
+        return finish

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, allow_inf_nan=False)  # Python's JSON reader accepts NaN and Infinity
 
 
 class StreamOptions(_Strict):
@@ -16,10 +16,10 @@ class StreamOptions(_Strict):
 class Sampling(_Strict):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(0.8, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    top_k: int = Field(40, ge=0)
-    seed: int | None = None
+    temperature: float = 0.8  # ranges: the Sampler checks them (SamplingError -> 400)
+    top_p: float = 0.95
+    top_k: int = 40
+    seed: int | None = None  # -1: a random seed, as in llama.cpp
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
