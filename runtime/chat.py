@@ -3,9 +3,9 @@ template each turn; only the tokens past what the KV cache already holds are pre
 are dropped when the conversation outgrows the context. Ctrl-C stops an answer, Ctrl-D (end of input) exits."""
 import sys
 
+from runtime.generate import Generation, TokenLoop
 from runtime.sampler import Sampler
-from runtime.server.template import ChatTemplate
-from runtime.textstream import TextStream
+from runtime.template import ChatTemplate
 
 
 class Conversation:
@@ -22,27 +22,16 @@ class Conversation:
         """Adds the user's message and yields the answer's text as it is generated. The answer so far is kept
         in the conversation even if the caller stops early (Ctrl-C)."""
         self.messages.append({"role": "user", "content": text})
-        logits = self._prefill(self._fit())
+        ids = self._fit()
         answer = {"role": "assistant", "content": ""}
         self.messages.append(answer)
-        stream = TextStream(self.model)
-        for _ in range(max_tokens or self.seq.n_ctx):
-            token = sampler.sample(logits)
-            if token in self.model.eos_ids:
-                return
-            piece = stream.push(token)
-            answer["content"] += piece
-            yield piece
-            if self.seq.pos >= self.seq.n_ctx:
-                return
-            logits = self.model.decode([self.seq], [token])[0]
-            self.cached.append(token)
-
-    def after_interrupt(self):
-        """An interrupt may land between a decode and its bookkeeping: then the cache is no longer known."""
-        if self.seq.pos != len(self.cached):
-            self.seq.reset()
-            self.cached = []
+        loop = TokenLoop(self.model, sampler, max_tokens or self.seq.n_ctx)
+        try:
+            for piece in Generation(self.model, self._uncached(ids), loop, self.seq):
+                answer["content"] += piece
+                yield piece
+        finally:  # also on Ctrl-C: the cache holds the first seq.pos tokens of the prompt and the answer
+            self.cached = (ids + loop.tokens)[:self.seq.pos]
 
     def _fit(self) -> list[int]:
         """The prompt ids, dropping the oldest turns (never the system message) until the answer has room."""
@@ -57,17 +46,15 @@ class Conversation:
                                  f"{self.seq.n_ctx} (answer room {self.answer_room})")
             del self.messages[first:first + 2]  # the oldest question and its answer
 
-    def _prefill(self, ids):
-        """Prefills what the cache does not hold yet; returns the last position's logits."""
+    def _uncached(self, ids) -> list[int]:
+        """The ids the cache does not hold yet; when the prompt does not extend the cache, empties it."""
         same = 0
         while same < min(len(ids), len(self.cached)) and ids[same] == self.cached[same]:
             same += 1
         if same < len(self.cached) or same == len(ids):  # diverged (or nothing new): start over
             self.seq.reset()
-            same = 0
-        logits = self.model.prefill(self.seq, ids[same:])
-        self.cached = list(ids)
-        return logits
+            self.cached, same = [], 0
+        return ids[same:]
 
 
 def chat(model, sampler: Sampler, max_tokens: int | None = None, system: str | None = None,
@@ -93,7 +80,6 @@ def chat(model, sampler: Sampler, max_tokens: int | None = None, system: str | N
             for piece in conversation.reply(line.rstrip("\n"), sampler, max_tokens):
                 print(piece, end="", file=stdout, flush=True)
         except KeyboardInterrupt:
-            conversation.after_interrupt()
             print(" [stopped]", end="", file=stdout)
         except ValueError as e:
             print(f"error: {e}", end="", file=stdout)

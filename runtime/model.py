@@ -170,10 +170,10 @@ class Model:
                  seed: int | None = None, stop=None):
         """The completion of prompt (text, or token ids), piece by piece; stops at max_tokens, an end-of-sequence
         token, a stop string (not included) or a full context. The returned Generation also counts and times."""
-        from runtime.generate import Generation
+        from runtime.generate import Generation, TokenLoop
         from runtime.sampler import Sampler
         ids = self.tokenize(prompt, add_bos=True, special=True) if isinstance(prompt, str) else list(prompt)
-        return Generation(self, ids, max_tokens, Sampler(temperature, top_k, top_p, seed), stop)
+        return Generation(self, ids, TokenLoop(self, Sampler(temperature, top_k, top_p, seed), max_tokens, stop))
 
     def reset(self) -> None:
         """Empties every sequence of this model."""

@@ -75,3 +75,14 @@ def full_forward_greedy(model, ids: list[int], max_tokens: int) -> list[int]:
             break
         out.append(token)
     return out
+
+
+class ScriptedSampler:
+    """Stands in for a Sampler: returns the given tokens in order, whatever the logits (to drive a token loop
+    into a chosen ending: an end-of-sequence token, half a character, a stop string)."""
+
+    def __init__(self, tokens):
+        self.tokens = iter(tokens)
+
+    def sample(self, logits) -> int:
+        return next(self.tokens)

@@ -19,7 +19,7 @@ from runtime.server.app import create_app
 from runtime.sampler import Sampler
 from runtime.server.cli import allowed_hosts, make_server, open_socket
 from runtime.server.scheduler import Scheduler
-from runtime.server.template import ChatTemplate
+from runtime.template import ChatTemplate
 from tests.checkpoints import full_forward_greedy
 
 PROMPT = "The model cache is"
@@ -63,10 +63,6 @@ def client(server):
     return openai.OpenAI(base_url=server[0] + "/v1", api_key="none", max_retries=0, timeout=60)
 
 
-def as_text(model, ids):
-    return model.detokenize(ids).rstrip("\ufffd")  # a stream holds back an incomplete UTF-8 tail
-
-
 @pytest.fixture(scope="module")
 def chat_ids(tiny_checkpoints):
     """The chat prompt as transformers renders and tokenizes it from the original checkpoint."""
@@ -90,7 +86,7 @@ def test_completion_matches_greedy(client, model):
     expected = full_forward_greedy(model, ids, 12)
     reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=12, temperature=0)
     choice = reply.choices[0]
-    assert choice.text == as_text(model, expected)
+    assert choice.text == model.detokenize(expected)
     assert choice.finish_reason == ("length" if len(expected) == 12 else "stop")
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (len(ids), len(expected))
 
@@ -100,7 +96,7 @@ def test_completion_matches_greedy(client, model):
 
 
 def test_chat_matches_greedy(client, model, chat_ids):
-    expected = as_text(model, full_forward_greedy(model, list(chat_ids), 10))
+    expected = model.detokenize(full_forward_greedy(model, list(chat_ids), 10))
     reply = client.chat.completions.create(model=model.name, messages=MESSAGES, max_tokens=10, temperature=0)
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].message.content == expected
@@ -113,7 +109,7 @@ def test_chat_matches_greedy(client, model, chat_ids):
 
 
 def test_stop_sequence(client, model):
-    full = as_text(model, full_forward_greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 24))
+    full = model.detokenize(full_forward_greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 24))
     assert len(full) >= 10, f"greedy text too short for a stop test: {full!r}"
     stop = full[6:9]
     expected = full[: full.index(stop)]
@@ -196,7 +192,7 @@ def wait_for(condition, seconds=10.0):
 
 def test_client_disconnect_frees_its_slot(client, model, server):
     url, app = server
-    scheduler = app.state.scheduler
+    scheduler = app.state.server.scheduler
     body = {"prompt": PROMPT, "max_tokens": 200}
     with slow_decode(model, 0.02):  # 200 steps would take >= 4 s
         with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True}, timeout=30) as response:
@@ -271,7 +267,7 @@ def test_error_codes(server):
 
 def test_full_queue_is_refused_at_once(model):
     app = create_app(model, parallel=1, max_waiting=1)
-    scheduler = app.state.scheduler
+    scheduler = app.state.server.scheduler
     with serving(app) as url, slow_decode(model, 0.02):
         body = {"prompt": PROMPT, "max_tokens": 100, "stream": True}
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=30) as first:
@@ -328,8 +324,8 @@ def run_jobs(model, requests, parallel=4):
             for job in jobs:
                 parts, end = [], None
                 async for kind, value in job.events():
-                    if kind == "text":
-                        parts.append(value)
+                    if kind == "step":
+                        parts.append(value.text)
                     else:
                         end = (kind, value)
                 results.append(("".join(parts), end))
@@ -348,7 +344,7 @@ PROMPTS = [PROMPT, "The weight of", "A vector and"]
 
 def greedy_results(model, n):
     tokens = [full_forward_greedy(model, model.tokenize(p, add_bos=True, special=True), n) for p in PROMPTS]
-    return [(as_text(model, t), ("done", "length" if len(t) == n else "stop")) for t in tokens]
+    return [(model.detokenize(t), ("done", "length" if len(t) == n else "stop")) for t in tokens]
 
 
 class FailingSampler(Sampler):

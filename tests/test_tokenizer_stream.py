@@ -20,3 +20,11 @@ def test_held_back_bytes_are_released_whole(model):
     assert len(ids) > 1
     stream = TextStream(model)
     assert [stream.push(i) for i in ids] == [""] * (len(ids) - 1) + ["🦙"]
+
+
+def test_flush_gives_an_incomplete_character_as_detokenize_does(model):
+    ids = model.tokenize("a🦙", add_bos=False)[:-1]  # the llama's last byte token cut off
+    stream = TextStream(model)
+    text = "".join(stream.push(i) for i in ids)
+    assert text == "a" and text + stream.flush() == model.detokenize(ids) == "a\ufffd"
+    assert stream.flush() == "" and stream.push(ids[0]) == "a"  # flushed: empty, and usable again

@@ -1,6 +1,6 @@
 """`tritlm serve`: an OpenAI-compatible HTTP server with continuous batching, and its chat page.
 
-template.py (chat templates, also used by `tritlm run --chat`), scheduler.py (the batching thread),
+scheduler.py (the batching thread; chat templates are runtime/template.py),
 schemas.py (request bodies), errors.py (error bodies, API key, Host and body-size checks), app.py (endpoints),
 cli.py (the subcommand)."""
 

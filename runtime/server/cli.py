@@ -65,7 +65,7 @@ def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, par
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{sock.getsockname()[1]}"
         auth = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
-        print(f"tritlm serve: {model.name}, {parallel} slots of {app.state.scheduler.n_ctx} tokens\n"
+        print(f"tritlm serve: {model.name}, {parallel} slots of {app.state.server.scheduler.n_ctx} tokens\n"
               f"  chat page: {url}/\n"
               f"  try:       curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
               f"               -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}], \"max_tokens\": 64}}'\n"

@@ -1,14 +1,14 @@
 """Continuous batching. One thread owns the model: each step it admits waiting requests into free slots
 (prefilling each new prompt), then advances every active slot by one token with ONE `model.decode` call,
-samples per slot and pushes the new text to each request's asyncio queue on the event loop's thread."""
+steps each slot's TokenLoop (runtime/generate.py) and pushes the Step to the request's asyncio queue on the
+event loop's thread."""
 import asyncio
 import collections
 import logging
 import threading
 
 from runtime import ModelError
-from runtime.generate import StopText
-from runtime.textstream import TextStream
+from runtime.generate import TokenLoop
 
 log = logging.getLogger("tritlm.server")
 
@@ -22,14 +22,11 @@ class ContextOverflowError(ValueError):
 
 
 class Job:
-    """One request: its prompt and sampling settings, its generation state, and the queue its events go to.
-    Events are ("text", str), then ("done", "stop" | "length") or ("error", message)."""
+    """One request: its prompt, its token loop, and the queue its events go to. Events are ("step", Step) per
+    token, then ("done", "stop" | "length") or ("error", message)."""
 
-    def __init__(self, model, prompt_ids, max_tokens, sampler, stop):
-        self.prompt_ids, self.max_tokens, self.sampler = prompt_ids, max_tokens, sampler
-        self.text = TextStream(model)
-        self.stop = StopText(stop)
-        self.n_generated = 0
+    def __init__(self, prompt_ids, loop: TokenLoop):
+        self.prompt_ids, self.loop = prompt_ids, loop
         self.next_token = None  # the sampled token the next decode step feeds in
         self.cancelled = False
         self._loop = asyncio.get_running_loop()
@@ -42,8 +39,12 @@ class Job:
         while True:
             kind, value = await self._events.get()
             yield kind, value
-            if kind != "text":
+            if kind != "step":
                 return
+
+    @property
+    def n_generated(self) -> int:
+        return len(self.loop.tokens)
 
 
 class Scheduler:
@@ -85,8 +86,9 @@ class Scheduler:
         for seq in self._free + [seq for seq, _ in self._active]:
             seq.close()
 
-    def submit(self, prompt_ids, max_tokens, sampler, stop) -> Job:
-        """Queues a request; raises ContextOverflowError / QueueFullError at once rather than letting it wait."""
+    def submit(self, prompt_ids, max_tokens, sampler, stop=None, logits_processors=(), logprobs=False) -> Job:
+        """Queues a request (its TokenLoop gets sampler, stop, logits_processors and logprobs); raises
+        ContextOverflowError / QueueFullError at once rather than letting it wait."""
         if not prompt_ids:
             raise ContextOverflowError("the prompt is empty")
         room = self.n_ctx - len(prompt_ids)
@@ -95,7 +97,7 @@ class Scheduler:
         if room <= 0 or max_tokens > room:
             raise ContextOverflowError(
                 f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the context of {self.n_ctx} tokens")
-        job = Job(self.model, prompt_ids, max_tokens, sampler, stop)
+        job = Job(prompt_ids, TokenLoop(self.model, sampler, max_tokens, stop, logits_processors, logprobs))
         with self._cond:
             if len(self._waiting) >= self.max_waiting:
                 raise QueueFullError(f"server busy: all slots in use and {len(self._waiting)} requests waiting")
@@ -167,26 +169,14 @@ class Scheduler:
             self._advance(seq, job, row)
 
     def _advance(self, seq, job, logits):
-        """Samples the job's next token and emits its text; finishes the job on EOS, a stop string or max_tokens.
-        An error here (a sampler fed NaN logits, say) fails only this job."""
+        """Steps the job's token loop and sends the Step; finishes the job when the loop does. An error here (a
+        sampler fed NaN logits, say) fails only this job."""
         try:
-            finish = self._next_token(job, logits)
+            step = job.loop.step(logits)
         except Exception as e:
             self._fail(seq, job, e)
             return
-        if finish is not None:
-            self._finish(seq, job, ("done", finish))
-
-    def _next_token(self, job, logits) -> str | None:
-        token = job.sampler.sample(logits)
-        if token in self.model.eos_ids:
-            return "stop"
-        job.n_generated += 1
-        text, stopped = job.stop.push(job.text.push(token))
-        finish = "stop" if stopped else "length" if job.n_generated >= job.max_tokens else None
-        if finish == "length":
-            text += job.stop.flush()
-        if text:
-            job.send("text", text)
-        job.next_token = token
-        return finish
+        job.send("step", step)
+        if step.finish is not None:
+            self._finish(seq, job, ("done", step.finish))
+        job.next_token = step.token
