@@ -5,6 +5,7 @@ setup(
     version="0.1.0",
     description="Ternary (BitNet b1.58) GGUF converter and CPU inference engine",
     packages=["converter", "converter.families", "runtime", "runtime.server"],
+    py_modules=["formats"],
     package_data={"runtime.server": ["static/*"]},
     setup_requires=["cffi>=1.17"],
     cffi_modules=["native/_ffi_build.py:ffibuilder"],

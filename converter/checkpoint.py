@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from .errors import ConverterError
 from .safetensors_io import SafetensorsFile
 
 INDEX = "model.safetensors.index.json"
@@ -13,16 +14,18 @@ INDEX = "model.safetensors.index.json"
 class Checkpoint:
     def __init__(self, path: str):
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path}: no such folder")
+            raise ConverterError(f"{path}: no such folder")
         self.path = path
         config_path = os.path.join(path, "config.json")
         if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"{path} is not a Hugging Face checkpoint: it has no config.json")
+            raise ConverterError(f"{path} is not a Hugging Face checkpoint: it has no config.json")
         try:
             with open(config_path) as f:
                 self.config = json.load(f)
+        except OSError as e:
+            raise ConverterError(f"{config_path}: {e.strerror}") from None
         except ValueError as e:
-            raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+            raise ConverterError(f"{config_path}: not valid JSON ({e})") from None
         self.files = {}     # shard file name -> SafetensorsFile
         self.location = {}  # tensor name -> SafetensorsFile
         for shard in self.shard_names():
@@ -38,10 +41,10 @@ class Checkpoint:
         else:
             shards = sorted(f for f in os.listdir(self.path) if f.endswith(".safetensors"))
         if not shards:
-            raise FileNotFoundError(f"{self.path} has no .safetensors weights")
+            raise ConverterError(f"{self.path} has no .safetensors weights")
         missing = [s for s in shards if not os.path.isfile(os.path.join(self.path, s))]
         if missing:
-            raise FileNotFoundError(f"{self.path}: weight shard {missing[0]} listed in {INDEX} is missing")
+            raise ConverterError(f"{self.path}: weight shard {missing[0]} listed in {INDEX} is missing")
         return shards
 
     def has(self, name: str) -> bool:
@@ -53,12 +56,12 @@ class Checkpoint:
     def info(self, name: str, dtypes: tuple[str, ...], shape: tuple[int, ...]) -> str:
         """Checks a tensor exists with one of dtypes and the given shape; returns its dtype."""
         if name not in self.location:
-            raise ValueError(f"{self.path}: tensor {name} is missing")
+            raise ConverterError(f"{self.path}: tensor {name} is missing")
         st = self.location[name]
         if st.dtype(name) not in dtypes:
-            raise ValueError(f"{name}: dtype {st.dtype(name)}, expected {' or '.join(dtypes)}")
+            raise ConverterError(f"{name}: dtype {st.dtype(name)}, expected {' or '.join(dtypes)}")
         if st.shape(name) != tuple(shape):
-            raise ValueError(f"{name}: shape {list(st.shape(name))}, expected {list(shape)}")
+            raise ConverterError(f"{name}: shape {list(st.shape(name))}, expected {list(shape)}")
         return st.dtype(name)
 
     def raw(self, name: str) -> np.ndarray:

@@ -1,16 +1,19 @@
 """`tritlm convert` and `tritlm synth`: thin wrappers over converter functions."""
 
 
+from .errors import ConverterError
+
+
 def register(sub) -> None:
+    from .pack import OUTPUT_TYPES
     from .presets import FORMS, PRESETS
-    from .pack import TYPES
     p = sub.add_parser("convert", help="convert a Hugging Face BitNet checkpoint (folder or Hub repo id) to GGUF")
     p.add_argument("src", nargs="?", help="checkpoint folder or Hub repo id (owner/name)")
     p.add_argument("-o", "--output", help="output .gguf path")
-    p.add_argument("--type", choices=list(TYPES), default="i2_s", help="storage of the ternary weights (default i2_s)")
+    p.add_argument("--type", choices=OUTPUT_TYPES, default="i2_s", help="storage of the ternary weights (default i2_s)")
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--list", action="store_true", help="list the supported architectures and known repos")
-    p.set_defaults(func=run_convert)
+    p.set_defaults(func=run_convert, errors=(ConverterError,))
 
     p = sub.add_parser("synth", help="write a random-weight checkpoint in its family's published on-disk form")
     p.add_argument("--preset", required=True, choices=list(PRESETS))
@@ -18,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--form", choices=FORMS, help="packed: uint8 ternary + bf16 weight_scale; bf16: bf16 master "
                    "weights; fp16: fp16 latent weights (1bitLLM); default: the preset family's first form")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=run_synth)
+    p.set_defaults(func=run_synth, errors=(ConverterError,))
 
 
 def run_convert(args) -> int:
@@ -32,7 +35,7 @@ def run_convert(args) -> int:
             print(f"  {repo:36} {note}")
         return 0
     if not args.src or not args.output:
-        raise ValueError("convert needs SRC and -o OUT.gguf (or --list)")
+        raise ConverterError("convert needs SRC and -o OUT.gguf (or --list)")
     from .hub import resolve
     from .write import convert
     convert(resolve(args.src, args.revision), args.output, args.type)

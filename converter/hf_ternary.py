@@ -5,6 +5,8 @@ row r, as value + 1 (so codes 0, 1, 2; code 3 is invalid). This is transformers'
 `unpack_weights` layout (integrations/bitnet.py)."""
 import numpy as np
 
+from .errors import ConverterError
+
 VALUES_PER_BYTE = 4
 
 
@@ -18,11 +20,11 @@ def pack(ternary: np.ndarray) -> np.ndarray:
 
 
 def unpack(packed: np.ndarray) -> np.ndarray:
-    """uint8 [out/4, in] -> int8 [out, in]; raises ValueError on the invalid code 3."""
+    """uint8 [out/4, in] -> int8 [out, in]; the invalid code 3 is a ConverterError."""
     packed = np.asarray(packed, dtype=np.uint8)
     codes = np.concatenate([(packed >> (2 * k)) & 3 for k in range(VALUES_PER_BYTE)], axis=0)
     if (codes == 3).any():
-        raise ValueError("packed ternary weight holds the invalid code 3 (not a ternary value)")
+        raise ConverterError("packed ternary weight holds the invalid code 3 (not a ternary value)")
     return codes.astype(np.int8) - 1
 
 

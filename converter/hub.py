@@ -4,6 +4,8 @@ then a repo id resolves from the cache only."""
 import os
 import re
 
+from .errors import ConverterError
+
 # config, weights (single or sharded) and the tokenizer; no *.bin / *.pth / optimizer states / GGUFs.
 ALLOW_PATTERNS = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
                   "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model"]
@@ -15,16 +17,16 @@ def resolve(src: str, revision: str | None = None) -> str:
     if os.path.isdir(src):
         return src
     if not REPO_ID.match(src) or os.path.exists(src):
-        raise FileNotFoundError(f"{src}: no such checkpoint folder (and not a Hub repo id like owner/name)")
+        raise ConverterError(f"{src}: no such checkpoint folder (and not a Hub repo id like owner/name)")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, \
         RevisionNotFoundError
     try:
         return snapshot_download(src, revision=revision, allow_patterns=ALLOW_PATTERNS)
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-        raise FileNotFoundError(f"{src}: {str(e).splitlines()[0]}") from None
+        raise ConverterError(f"{src}: {str(e).splitlines()[0]}") from None
     except LocalEntryNotFoundError:
-        raise OSError(f"{src}{'@' + revision if revision else ''}: not in the Hugging Face cache and the Hub is "
+        raise ConverterError(f"{src}{'@' + revision if revision else ''}: not in the Hugging Face cache and the Hub is "
                       f"unreachable (offline or HF_HUB_OFFLINE=1)") from None
     except HfHubHTTPError as e:
-        raise OSError(f"{src}: download failed: {str(e).splitlines()[0]}") from None
+        raise ConverterError(f"{src}: download failed: {str(e).splitlines()[0]}") from None

@@ -3,55 +3,38 @@ ggml's tq2_0 and tq1_0 (the scale as each block's fp16 d), bitnet.cpp's i2_s (on
 data), and plain f16/f32 holding ternary * scale. Rows whose length is not a whole number of blocks are
 padded with zero weights to the next block (zeros add nothing to a dot product; the runtime pads
 activations with zeros to match), so the stored row length may exceed the model's."""
-from typing import NamedTuple
-
 import numpy as np
 
+from formats import TYPES
 
-class GGUFType(NamedTuple):
-    id: int           # ggml type id
-    block: int        # values per block (rows are zero-padded to a multiple of it)
-    block_bytes: int  # bytes per block
-
-
-TYPES = {
-    "f32": GGUFType(0, 1, 4),
-    "f16": GGUFType(1, 1, 2),
-    "tq1_0": GGUFType(34, 256, 54),
-    "tq2_0": GGUFType(35, 256, 66),
-    "i2_s": GGUFType(36, 128, 32),
-}
-I2_S_TRAILER = 32  # bytes after an i2_s tensor's data; the first 4 hold the f32 scale
+OUTPUT_TYPES = ("i2_s", "tq1_0", "tq2_0", "f16", "f32")  # what the ternary weights can be written as
 
 # tq1_0 packs 5 base-3 digits a byte (4 in the last 16 values); first digit most significant.
 TQ1_POW3 = np.array([81, 27, 9, 3, 1], dtype=np.uint16)
 
 
-def padded_cols(type_name: str, cols: int) -> int:
-    """The stored row length: cols rounded up to a whole number of the type's blocks."""
-    block = TYPES[type_name].block
-    return -(-cols // block) * block
+def stored_shape(type_name: str, rows: int, cols: int) -> tuple[int, int]:
+    """(rows, stored row length) of a [rows, cols] ternary tensor: its rows zero-padded to whole blocks."""
+    return rows, TYPES[type_name].padded_cols(cols)
 
 
 def nbytes(type_name: str, rows: int, cols: int) -> int:
     """Size of a [rows, cols] ternary tensor stored as type_name (rows padded to whole blocks)."""
-    t = TYPES[type_name]
-    size = rows * padded_cols(type_name, cols) // t.block * t.block_bytes
-    return size + I2_S_TRAILER if type_name == "i2_s" else size
+    return TYPES[type_name].nbytes(stored_shape(type_name, rows, cols)[::-1])
 
 
 def pack(ternary: np.ndarray, scale: float, type_name: str) -> np.ndarray:
     """int8 [rows, cols] in {-1, 0, 1} and its f32 scale -> the tensor's bytes (uint8, or f16/f32 values),
-    each row zero-padded to padded_cols."""
+    each row zero-padded to whole blocks."""
     rows, cols = ternary.shape
-    ternary = np.pad(ternary, ((0, 0), (0, padded_cols(type_name, cols) - cols)))
+    ternary = np.pad(ternary, ((0, 0), (0, TYPES[type_name].padded_cols(cols) - cols)))
     if type_name in ("f32", "f16"):
         values = ternary.astype(np.float32) * np.float32(scale)
         return values.astype(np.float16 if type_name == "f16" else np.float32)
     codes = (ternary.astype(np.int16) + 1).astype(np.uint8)  # -1, 0, 1 -> 0, 1, 2
     if type_name == "i2_s":
         return pack_i2_s(codes, scale)
-    blocks = codes.reshape(-1, 256)
+    blocks = codes.reshape(-1, TYPES[type_name].block_values)
     d = np.full((blocks.shape[0], 1), scale, dtype=np.float32).astype(np.float16).view(np.uint8)
     qs = pack_tq2_0(blocks) if type_name == "tq2_0" else pack_tq1_0(blocks)
     return np.concatenate([qs, d], axis=1).reshape(rows, -1)
@@ -81,6 +64,6 @@ def pack_i2_s(codes: np.ndarray, scale: float) -> np.ndarray:
     groups = codes.reshape(-1, 4, 32)
     shifted = groups << np.array([6, 4, 2, 0], dtype=np.uint8)[:, None]
     data = np.bitwise_or.reduce(shifted, axis=1).reshape(-1)
-    trailer = np.zeros(I2_S_TRAILER, dtype=np.uint8)
+    trailer = np.zeros(TYPES["i2_s"].trailer, dtype=np.uint8)
     trailer[:4] = np.array([scale], dtype="<f4").view(np.uint8)
     return np.concatenate([data, trailer])

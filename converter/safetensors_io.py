@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from .errors import ConverterError
+
 # safetensors dtype name -> numpy dtype of the stored bytes (bf16 is kept as its raw uint16 bits).
 DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "U8": np.uint8, "I8": np.int8,
           "I32": np.int32, "I64": np.int64}
@@ -50,7 +52,7 @@ def write_safetensors(path: str, specs: list[tuple[str, str, tuple[int, ...]]],
                     written += chunk.nbytes
                 begin, end = header[name]["data_offsets"]
                 if written != end - begin:
-                    raise ValueError(f"{name}: produced {written} bytes, expected {end - begin}")
+                    raise RuntimeError(f"{name}: produced {written} bytes, expected {end - begin}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -67,19 +69,21 @@ class SafetensorsFile:
             with open(path, "rb") as f:
                 (header_len,) = struct.unpack("<Q", f.read(8))
                 if header_len > 100_000_000:
-                    raise ValueError("header too large")
+                    raise ConverterError("header too large")
                 header = json.loads(f.read(header_len))
+        except OSError as e:
+            raise ConverterError(f"{path}: {e.strerror}") from None
         except (struct.error, ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path}: not a safetensors file ({e})") from None
+            raise ConverterError(f"{path}: not a safetensors file ({e})") from None
         header.pop("__metadata__", None)
         self.data_start = 8 + header_len
         self.entries = header
         size = os.path.getsize(path)
         for name, entry in header.items():
             if entry.get("dtype") not in DTYPES:
-                raise ValueError(f"{path}: tensor {name} has unsupported dtype {entry.get('dtype')}")
+                raise ConverterError(f"{path}: tensor {name} has unsupported dtype {entry.get('dtype')}")
             if self.data_start + entry["data_offsets"][1] > size:
-                raise ValueError(f"{path}: tensor {name} runs past the end of the file (truncated download?)")
+                raise ConverterError(f"{path}: tensor {name} runs past the end of the file (truncated download?)")
 
     def names(self) -> list[str]:
         return list(self.entries)

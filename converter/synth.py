@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 from . import hf_ternary, synth_tokenizer
+from .errors import ConverterError
 from .presets import FAMILY_FORMS, PRESET_FAMILY, PRESETS
 from .safetensors_io import bf16_to_f32, f32_to_bf16, write_safetensors
 
@@ -119,13 +120,13 @@ def write_checkpoint(out_dir: str, config: dict, form: str = "packed", seed: int
     config holds the shape fields (a PRESETS entry); vocab_size must cover the tokenizer (a synthetic
     tokenizer of exactly vocab_size entries is made when none is given). Returns out_dir."""
     if form not in FAMILY_FORMS[family]:
-        raise ValueError(f"unknown {family} checkpoint form {form!r}: choose one of {', '.join(FAMILY_FORMS[family])}")
+        raise ConverterError(f"unknown {family} checkpoint form {form!r}: choose one of {', '.join(FAMILY_FORMS[family])}")
     spm = family == "1bitllm"
     if tokenizer is None:
         make = synth_tokenizer.synthetic_sentencepiece if spm else synth_tokenizer.synthetic_tokenizer
         tokenizer = make(config["vocab_size"])
     if tokenizer.get_vocab_size() > config["vocab_size"]:
-        raise ValueError(f"tokenizer has {tokenizer.get_vocab_size()} entries, more than vocab_size {config['vocab_size']}")
+        raise ConverterError(f"tokenizer has {tokenizer.get_vocab_size()} entries, more than vocab_size {config['vocab_size']}")
     config = make_config(config, form, tokenizer, family)
     stored = f16_values if form == "fp16" else f32_to_bf16
     os.makedirs(out_dir, exist_ok=True)
@@ -190,6 +191,6 @@ def write_json(path: str, value: dict) -> None:
 def synth(preset: str, out_dir: str, form: str | None = None, seed: int = 0) -> str:
     """`tritlm synth`: a random checkpoint of a named preset, in its family's form (default: the first)."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        raise ConverterError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
     family = PRESET_FAMILY.get(preset, "bitnet")
     return write_checkpoint(out_dir, PRESETS[preset], form or FAMILY_FORMS[family][0], seed, family=family)

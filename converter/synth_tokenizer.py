@@ -5,9 +5,7 @@ special tokens and chat template as microsoft/bitnet-b1.58-2B-4T's tokenizer, wi
 pair+byte triples, in a fixed order), so a 128256-entry tokenizer is built in seconds."""
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
-# Llama-3's pre-tokenizer split (tiktoken cl100k style).
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+from formats import LLAMA3_SPLIT
 
 BOS, EOS, EOT = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
 START_HEADER, END_HEADER = "<|start_header_id|>", "<|end_header_id|>"

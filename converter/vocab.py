@@ -8,12 +8,14 @@ import re
 
 import gguf
 
-from .synth_tokenizer import LLAMA3_SPLIT
+from formats import PRE_TOKENIZER_SPLITS
+
+from .errors import ConverterError
 
 BYTE_TOKEN = re.compile(r"^<0x[0-9A-F]{2}>$")  # SentencePiece's byte-fallback pieces
 
 # pre-tokenizer split regex -> llama.cpp's name for it
-PRE_TOKENIZERS = {LLAMA3_SPLIT: "llama-bpe"}
+PRE_TOKENIZERS = {regex: name for name, regex in PRE_TOKENIZER_SPLITS.items()}
 
 
 def pre_tokenizer_name(tokenizer_json: dict) -> str:
@@ -22,7 +24,7 @@ def pre_tokenizer_name(tokenizer_json: dict) -> str:
         regex = (step.get("pattern") or {}).get("Regex")
         if step.get("type") == "Split" and regex in PRE_TOKENIZERS:
             return PRE_TOKENIZERS[regex]
-    raise ValueError("tokenizer.json: unsupported pre-tokenizer (supported: Llama 3's byte-level BPE split)")
+    raise ConverterError("tokenizer.json: unsupported pre-tokenizer (supported: Llama 3's byte-level BPE split)")
 
 
 def sentencepiece_scores(tokens: list[str], types: list[int], merges: list) -> list[float]:
@@ -42,15 +44,15 @@ def add_tokenizer(writer: gguf.GGUFWriter, path: str, n_vocab: int) -> None:
     from tokenizers import Tokenizer
     tokenizer_path = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(tokenizer_path):
-        raise FileNotFoundError(f"{path}: no tokenizer.json (the converter needs the checkpoint's tokenizer)")
+        raise ConverterError(f"{path}: no tokenizer.json (the converter needs the checkpoint's tokenizer)")
     with open(tokenizer_path, encoding="utf-8") as f:
         tokenizer_json = json.load(f)
     model = tokenizer_json.get("model") or {}
     if model.get("type") != "BPE":
-        raise ValueError("tokenizer.json: only BPE tokenizers are supported")
+        raise ConverterError("tokenizer.json: only BPE tokenizers are supported")
     tok = Tokenizer.from_file(tokenizer_path)
     if tok.get_vocab_size() > n_vocab:
-        raise ValueError(f"tokenizer.json has {tok.get_vocab_size()} tokens, more than vocab_size {n_vocab}")
+        raise ConverterError(f"tokenizer.json has {tok.get_vocab_size()} tokens, more than vocab_size {n_vocab}")
     sentencepiece = bool(model.get("byte_fallback"))  # Llama-2's SentencePiece BPE, as tokenizer.json holds it
     added = tok.get_added_tokens_decoder()
     tokens, types = [], []

@@ -7,18 +7,17 @@ import gguf
 import numpy as np
 from tqdm import tqdm
 
+from formats import TYPES, HParams
+
 from . import pack, vocab
 from .checkpoint import Checkpoint
+from .errors import ConverterError
 from .families import Tensor, family_for
-
-FLOAT_TYPES = {"BF16": gguf.GGMLQuantizationType.BF16, "F16": gguf.GGMLQuantizationType.F16,
-               "F32": gguf.GGMLQuantizationType.F32}
-STORED_NUMPY = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}
 
 
 def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progress: bool = True) -> None:
-    if type_name not in pack.TYPES:
-        raise ValueError(f"unknown type {type_name!r}: choose one of {', '.join(pack.TYPES)}")
+    if type_name not in pack.OUTPUT_TYPES:
+        raise ConverterError(f"unknown type {type_name!r}: choose one of {', '.join(pack.OUTPUT_TYPES)}")
     ckpt = Checkpoint(checkpoint_dir)
     family = family_for(ckpt.config)
     hp = family.hparams(ckpt.config)
@@ -41,23 +40,25 @@ def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progres
             writer.write_tensor_data(payload(t, type_name))
         writer.close()
         os.replace(tmp, out_path)
+    except OSError as e:  # the output cannot be written, or a checkpoint file cannot be read
+        raise ConverterError(f"{out_path if e.filename in (None, tmp) else e.filename}: {e.strerror or e}") from None
     finally:
         writer.close()
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def add_metadata(writer: gguf.GGUFWriter, hp, name: str) -> None:
+def add_metadata(writer: gguf.GGUFWriter, hp: HParams, name: str) -> None:
     writer.add_name(name)
     writer.add_block_count(hp.n_layer)
-    writer.add_context_length(hp.n_ctx)
+    writer.add_context_length(hp.context_length)
     writer.add_embedding_length(hp.n_embd)
     writer.add_feed_forward_length(hp.n_ff)
     writer.add_head_count(hp.n_head)
     writer.add_head_count_kv(hp.n_head_kv)
     writer.add_layer_norm_rms_eps(hp.rms_eps)
     writer.add_rope_freq_base(hp.rope_theta)
-    writer.add_rope_dimension_count(hp.head_dim)
+    writer.add_rope_dimension_count(hp.head_dim)  # RoPE rotates the whole head
     writer.add_key_length(hp.head_dim)  # llama.cpp takes head_dim from these (Falcon3: not n_embd / n_head)
     writer.add_value_length(hp.head_dim)
     writer.add_vocab_size(hp.n_vocab)
@@ -66,18 +67,16 @@ def add_metadata(writer: gguf.GGUFWriter, hp, name: str) -> None:
 
 def stored_type(t: Tensor, type_name: str) -> tuple[int, int]:
     """(ggml type id, bytes) of a tensor in the file."""
-    n = int(np.prod(t.shape))
     if t.kind == "ternary":
-        return pack.TYPES[type_name].id, pack.nbytes(type_name, *t.shape)
-    if t.kind == "norm":
-        return gguf.GGMLQuantizationType.F32, 4 * n
-    return FLOAT_TYPES[t.dtype], np.dtype(STORED_NUMPY[t.dtype]).itemsize * n
+        return TYPES[type_name].id, pack.nbytes(type_name, *t.shape)
+    stored = TYPES["f32" if t.kind == "norm" else t.dtype.lower()]
+    return stored.id, stored.nbytes(t.shape[::-1])
 
 
 def stored_shape(t: Tensor, type_name: str) -> tuple[int, ...]:
-    """A ternary tensor's rows are stored zero-padded to whole blocks (pack.padded_cols)."""
+    """A ternary tensor's rows are stored zero-padded to whole blocks (pack.stored_shape)."""
     if t.kind == "ternary":
-        return t.shape[0], pack.padded_cols(type_name, t.shape[1])
+        return pack.stored_shape(type_name, *t.shape)
     return t.shape
 
 

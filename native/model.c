@@ -67,7 +67,7 @@ static int type_allowed(int use, int32_t type) {
 
 /* Values per block of a ternary type: a row of such a weight may be zero-padded up to a whole block. */
 static int64_t pad_block(int32_t type) {
-    return type == TL_TQ1_0 || type == TL_TQ2_0 ? 256 : type == TL_I2_S ? 128 : 1;
+    return type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : 1;
 }
 
 static int check_tensor(char *err, size_t err_len, const char *name, int layer, const tl_tensor *t, int use,

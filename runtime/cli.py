@@ -1,6 +1,8 @@
 """The `tritlm` command: one subcommand per module, each a thin wrapper over a Python function.
 
-Each module in SUBCOMMANDS has `register(subparsers)`, which adds its parser and sets `func(args) -> int`.
+Each module in SUBCOMMANDS has `register(subparsers)`, which adds its parser and sets `func(args) -> int` and
+optionally `errors`: the exception types that mean bad input (printed as one line, exit 1); anything else is a
+bug and keeps its traceback.
 Heavy imports happen inside the handlers so `tritlm --help` stays fast."""
 import argparse
 import importlib
@@ -26,7 +28,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("tritlm: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as e:  # packages raise ValueError subclasses for bad input
+    except getattr(args, "errors", (OSError, ValueError)) as e:  # ModelError is a ValueError
         print(f"tritlm {args.command}: error: {e}", file=sys.stderr)
         return 1
 

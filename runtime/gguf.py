@@ -11,13 +11,11 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
+from gguf import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
 
+from formats import type_of
 from runtime.errors import ModelError
 
-I2_S = 36            # bitnet.cpp's type id (docs/format.md); gguf-py does not know it
-I2_S_BLOCK = (128, 32)
-I2_S_TRAILER = 32    # bytes after an i2_s tensor's blocks; the first 4 hold its f32 scale
 MAX_DIMS = 4         # ggml's GGML_MAX_DIMS
 MAX_ARRAY_DEPTH = 8  # arrays of arrays: bounded so a corrupt file cannot exhaust the stack
 
@@ -45,7 +43,7 @@ class TensorInfo:
 
     @property
     def type_name(self) -> str:
-        return type_name(self.type)
+        return type_of(self.type).name  # the parser accepts only types it knows
 
     @property
     def cols(self) -> int:
@@ -65,27 +63,15 @@ class GGUFHeader:
     data_offset: int         # where the tensor data section starts
 
 
-def type_name(type_id: int) -> str:
-    return "i2_s" if type_id == I2_S else GGMLQuantizationType(type_id).name.lower()
-
-
-def block_size(type_id: int) -> tuple[int, int]:
-    """(values, bytes) of one block of a tensor type."""
-    if type_id == I2_S:
-        return I2_S_BLOCK
-    try:
-        return GGML_QUANT_SIZES[GGMLQuantizationType(type_id)]
-    except (ValueError, KeyError):
-        raise ModelError(f"unknown tensor type {type_id}") from None
-
-
 def tensor_nbytes(type_id: int, dims: tuple[int, ...]) -> int:
     """Bytes of a tensor; its row length must be a whole number of blocks."""
-    block, block_bytes = block_size(type_id)
-    if dims[0] % block:
-        raise ModelError(f"row length {dims[0]} is not a multiple of the type's block of {block} values")
-    size = math.prod(dims) // block * block_bytes
-    return size + I2_S_TRAILER if type_id == I2_S else size
+    t = type_of(type_id)
+    if t is None:
+        raise ModelError(f"unknown tensor type {type_id}")
+    try:
+        return t.nbytes(dims)
+    except ValueError as e:
+        raise ModelError(str(e)) from None
 
 
 class _Cursor:
@@ -251,9 +237,6 @@ class GGUFFile:
     @property
     def buffer(self) -> mmap.mmap:
         return self._map
-
-    def tensor(self, name: str) -> TensorInfo | None:
-        return next((t for t in self.tensors if t.name == name), None)
 
     def view(self, t: TensorInfo) -> np.ndarray:
         """The tensor's bytes as numpy: typed, shaped [rows..., cols] for float and integer types;

@@ -10,12 +10,10 @@ import threading
 from gguf import TokenType
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
+from formats import PRE_TOKENIZER_SPLITS
 from runtime import sentencepiece
 from runtime.errors import ModelError
 
-# Llama 3's split (tiktoken's cl100k): llama.cpp calls it `llama-bpe`.
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SUPPORTED_PRE = ("llama-bpe", "gpt2", "default")
 # Control tokens that end a generation wherever a vocabulary has them (found by text, as llama.cpp does):
 # Llama 3's generation_config stops at <|end_of_text|> and <|eot_id|> while GGUF names one eos.
@@ -27,7 +25,7 @@ def pre_tokenizer(pre: str):
     """(pre-tokenizer, ignore_merges) for a `tokenizer.ggml.pre` name."""
     if pre == "llama-bpe":
         # Llama 3's tokenizer.json sets ignore_merges: a whole word found in the vocabulary is one token.
-        split = pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False)
+        split = pre_tokenizers.Split(Regex(PRE_TOKENIZER_SPLITS[pre]), behavior="isolated", invert=False)
         return pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), True
     if pre in ("gpt2", "default"):  # GPT-2's own regex, built into the ByteLevel pre-tokenizer
         return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), False

@@ -2,46 +2,22 @@
 checked in Python first so a bad file fails with a message naming the key or tensor, before any token.
 
 Tensor data is never copied: each tl_tensor points into the file's mmap."""
-from dataclasses import dataclass
-
 import numpy as np
-from gguf import GGMLQuantizationType as QT
 
+from formats import FFN_ACTS, TERNARY, TYPES, HParams, type_of
 from runtime.errors import ModelError
-from runtime.gguf import I2_S, GGUFFile, TensorInfo, block_size, type_name
+from runtime.gguf import GGUFFile, TensorInfo
 
 # architecture -> feed-forward activation when tritlm.ffn_act is absent
 ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}
 ROPE_INTERLEAVED = {"llama"}  # llama.cpp's q/k row order: RoPE on adjacent pairs (docs/format.md)
-PAD_BLOCK = {QT.TQ1_0: 256, QT.TQ2_0: 256, I2_S: 128}  # ternary rows may be zero-padded to whole blocks
-ACTIVATIONS = {"silu": 0, "relu2": 1}  # TL_ACT_*
-TERNARY = {QT.TQ1_0, QT.TQ2_0, I2_S}
 ALLOWED = {  # what a tensor is used as -> the types the engine has kernels for
-    "norm": {QT.F32},
-    "linear": TERNARY | {QT.F16, QT.F32},
-    "embedding": {QT.F32, QT.F16, QT.BF16, QT.Q8_0, QT.Q4_K, QT.Q6_K},
+    "norm": {TYPES["f32"].id},
+    "linear": TERNARY | {TYPES["f16"].id, TYPES["f32"].id},
+    "embedding": {TYPES[name].id for name in ("f32", "f16", "bf16", "q8_0", "q4_k", "q6_k")},
 }
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 NORMS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")
-# Where the fp16 scale d sits in a block, and the block size, of the types that store it per block.
-BLOCK_SCALE = {QT.TQ1_0: (52, 54), QT.TQ2_0: (64, 66)}
-
-
-@dataclass(frozen=True)
-class HParams:
-    n_layer: int
-    n_embd: int
-    n_ff: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_vocab: int
-    context_length: int
-    rms_eps: float
-    rope_theta: float
-    act: str
-    sub_norms: bool
-    rope_interleaved: bool
 
 
 def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
@@ -61,18 +37,23 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
 
     n_embd, n_head = number("embedding_length", int), number("attention.head_count", int)
     act = metadata.get("tritlm.ffn_act", ARCHITECTURES[arch])
-    if act not in ACTIVATIONS:
-        raise ModelError(f"unsupported tritlm.ffn_act {act!r} (supported: {', '.join(ACTIVATIONS)})")
+    if act not in FFN_ACTS:
+        raise ModelError(f"unsupported tritlm.ffn_act {act!r} (supported: {', '.join(FFN_ACTS)})")
+    # head_dim as llama.cpp reads it: attention.key_length, else n_embd / n_head. RoPE must rotate all of it.
+    head_dim = number("attention.key_length", int, n_embd // n_head or None)
+    for key in ("attention.value_length", "rope.dimension_count"):
+        if number(key, int, head_dim) != head_dim:
+            raise ModelError(f"metadata key {arch}.{key} is {metadata[f'{arch}.{key}']}, not the head size {head_dim} "
+                             f"(partial rotary embeddings and value heads of another size are not supported)")
     tokens = metadata.get("tokenizer.ggml.tokens") or []
     return HParams(
         n_layer=number("block_count", int), n_embd=n_embd, n_ff=number("feed_forward_length", int), n_head=n_head,
-        n_head_kv=number("attention.head_count_kv", int, n_head),
-        head_dim=number("rope.dimension_count", int, n_embd // n_head),
+        n_head_kv=number("attention.head_count_kv", int, n_head), head_dim=head_dim,
         n_vocab=number("vocab_size", int, len(tokens) or None),
         context_length=number("context_length", int),
         rms_eps=number("attention.layer_norm_rms_epsilon", float),
         rope_theta=number("rope.freq_base", float, 10000.0),
-        act=act, sub_norms="blk.0.attn_sub_norm.weight" in tensor_names, rope_interleaved=arch in ROPE_INTERLEAVED,
+        ffn_act=act, sub_norms="blk.0.attn_sub_norm.weight" in tensor_names, rope_interleaved=arch in ROPE_INTERLEAVED,
     )
 
 
@@ -91,14 +72,6 @@ def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int,
     return out
 
 
-def padded(dims: tuple[int, ...], type_id: int) -> tuple[int, ...]:
-    """dims with the row length zero-padded to whole blocks, as ternary rows are stored (docs/format.md)."""
-    if type_id not in TERNARY:
-        return dims
-    block = block_size(type_id)[0]
-    return (-(-dims[0] // block) * block,) + dims[1:]
-
-
 def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
     """The file's tensors by name, after checking there are exactly the expected ones, of allowed types and shapes."""
     tensors = {t.name: t for t in file.tensors}
@@ -109,9 +82,9 @@ def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
             raise ModelError(f"missing tensor {name}")
         if t.type not in ALLOWED[use]:
             raise ModelError(f"tensor {name} has type {t.type_name}, not one the engine runs as {use} "
-                             f"({', '.join(sorted(map(type_name, ALLOWED[use])))})")
-        block = PAD_BLOCK.get(t.type, 1) if use == "linear" else 1
-        if t.dims != dims and t.dims != (-(-dims[0] // block) * block, *dims[1:]):
+                             f"({', '.join(sorted(type_of(i).name for i in ALLOWED[use]))})")
+        padded = type_of(t.type).padded_cols(dims[0]) if t.type in TERNARY else dims[0]  # docs/format.md
+        if t.dims != dims and t.dims != (padded, *dims[1:]):
             raise ModelError(f"tensor {name} has shape {list(t.dims)}, expected {list(dims)} from the metadata")
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
@@ -129,11 +102,10 @@ def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
         if not isinstance(exact, float) or not np.isfinite(exact):
             raise ModelError(f"tritlm.weight_scale.{t.name} is {exact!r}, not a finite number")
         return exact
-    data = file.view(t)
-    if t.type == I2_S:
-        return float(data[t.nbytes - 32:t.nbytes - 28].view(np.float32)[0])
-    at, block = BLOCK_SCALE[t.type]
-    d = data.reshape(-1, block)[:, at:at + 2].copy().view(np.float16).ravel()
+    data, kind = file.view(t), type_of(t.type)
+    if kind.scale == "trailer":
+        return float(data[t.nbytes - kind.trailer:][:4].view(np.float32)[0])
+    d = data.reshape(-1, kind.block_bytes)[:, -2:].copy().view(np.float16).ravel()  # each block ends with d
     d = d[d != 0]  # llama.cpp gives an all-zero block d = 0
     if d.size == 0:
         return 0.0
@@ -155,7 +127,7 @@ def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], 
     cfg = ffi.new("tl_config *", {
         "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_ff": hp.n_ff, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
         "head_dim": hp.head_dim, "n_vocab": hp.n_vocab, "rms_eps": hp.rms_eps, "rope_theta": hp.rope_theta,
-        "act": ACTIVATIONS[hp.act], "sub_norms": int(hp.sub_norms), "rope_interleaved": int(hp.rope_interleaved)})
+        "act": FFN_ACTS.index(hp.ffn_act), "sub_norms": int(hp.sub_norms), "rope_interleaved": int(hp.rope_interleaved)})
     layers = ffi.new("tl_layer[]", hp.n_layer)
     for i in range(hp.n_layer):
         for name in LINEARS + (NORMS if hp.sub_norms else ("attn_norm", "ffn_norm")):

@@ -57,10 +57,11 @@ def is_up_to_date(gguf_path: str, checkpoint: str) -> bool:
 
 
 def main(argv=None) -> int:
-    from converter.pack import TYPES
+    from converter.errors import ConverterError
+    from converter.pack import OUTPUT_TYPES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("repo", nargs="?", help="Hub repo id (see --list) or checkpoint folder; default: embedded model")
-    p.add_argument("--type", choices=list(TYPES), default="i2_s", help="storage of the ternary weights")
+    p.add_argument("--type", choices=OUTPUT_TYPES, default="i2_s", help="storage of the ternary weights")
     p.add_argument("--list", action="store_true", help="list the supported repos and exit")
     p.add_argument("--models-dir", default=os.path.join(ROOT, "models"), help="default: models/ of this repo")
     p.add_argument("--host", default="127.0.0.1")
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         return serve(gguf_path, args.host, args.port, args.threads, args.ctx_size, args.parallel, args.api_key)
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as e:
+    except (ConverterError, OSError, ValueError) as e:
         print(f"setup_and_serve: error: {e}", file=sys.stderr)
         return 1
 

@@ -28,8 +28,9 @@ from gguf import GGMLQuantizationType as QT
 from safetensors import safe_open
 
 from converter import vocab
+from formats import TYPES
 
-I2_S = 36
+I2_S = TYPES["i2_s"]
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
          "lm_head.weight": "output.weight", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
@@ -108,9 +109,9 @@ def pack_i2_s(values: np.ndarray, scale: np.float32) -> np.ndarray:
     flat = values.reshape(-1)
     codes = np.ones(flat.size, np.uint8)
     codes[flat > 0.5], codes[flat < -0.5] = 2, 0
-    blocks = codes.reshape(-1, 4, 32)
+    blocks = codes.reshape(-1, 4, I2_S.block_values // 4)
     packed = (blocks[:, 0] << 6) | (blocks[:, 1] << 4) | (blocks[:, 2] << 2) | blocks[:, 3]
-    trailer = np.zeros(32, np.uint8)
+    trailer = np.zeros(I2_S.trailer, np.uint8)
     trailer[:4] = np.frombuffer(np.float32(scale).tobytes(), np.uint8)
     return np.concatenate([packed.reshape(-1), trailer])
 
@@ -156,7 +157,7 @@ def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str
             continue
         shape = tuple(t.shape) if t.dtype != torch.uint8 else (t.shape[0] * 4, t.shape[1])
         if is_linear(name):
-            out_tensors.append((gguf_name(name), i2_s_of(name, tensors), I2_S, shape))
+            out_tensors.append((gguf_name(name), i2_s_of(name, tensors), I2_S.id, shape))
         elif t.dim() == 1:
             out_tensors.append((gguf_name(name), t.float().numpy(), QT.F32, shape))
         elif embedding == "q6_k":

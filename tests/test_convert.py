@@ -263,6 +263,23 @@ def test_error_not_ternary(capsys, tmp_path, tiny_checkpoints):
     assert_fails(capsys, tmp_path, ckpt, "model.layers.0.self_attn.k_proj.weight: packed ternary weight holds the invalid code 3")
 
 
+def test_unwritable_output_is_one_line(capsys, tmp_path, tiny_checkpoints):
+    out = tmp_path / "no-such-folder" / "out.gguf"
+    code, err = run_cli(["convert", tiny_checkpoints["packed"], "-o", str(out)], capsys)
+    assert code == 1 and err.splitlines()[-1] == f"tritlm convert: error: {out}: No such file or directory", err
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, tiny_checkpoints, monkeypatch):
+    """Only ConverterError is bad input: any other exception while converting is a bug, so the CLI lets it
+    through (a traceback) instead of printing it as a one-line error, and still leaves no file."""
+    def broken(*args):
+        raise ValueError("an internal bug")
+    monkeypatch.setattr(pack, "pack", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["convert", tiny_checkpoints["packed"], "-o", str(tmp_path / "out.gguf"), "--type", "tq2_0"])
+    assert os.listdir(tmp_path) == []
+
+
 def test_interrupt_leaves_no_file(tmp_path, tiny_checkpoints, monkeypatch):
     calls = []
 

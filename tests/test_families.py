@@ -14,6 +14,7 @@ import pytest
 from gguf import GGMLQuantizationType as Q
 
 from converter import synth
+from converter.errors import ConverterError
 from converter.write import convert
 from runtime.cli import main
 
@@ -294,7 +295,7 @@ def test_plain_llama_is_refused(tmp_path, checkpoints):
     config = json.loads((ckpt / "config.json").read_text())
     del config["quantization_config"]
     (ckpt / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="not a ternary model"):
+    with pytest.raises(ConverterError, match="not a ternary model"):
         convert(str(ckpt), str(tmp_path / "x.gguf"), "tq2_0", progress=False)
     assert not os.path.exists(tmp_path / "x.gguf")
 

@@ -10,7 +10,8 @@ import pytest
 
 from converter.write import convert
 from runtime import Model, ModelError
-from runtime.gguf import I2_S, parse_gguf, read_gguf
+from formats import TYPES
+from runtime.gguf import parse_gguf, read_gguf
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_same_as_gguf_py(which, request):
 
 def test_i2_s_size_and_trailer_scale(tiny_gguf):
     with read_gguf(tiny_gguf) as f:
-        ternary = [t for t in f.tensors if t.type == I2_S]
+        ternary = [t for t in f.tensors if t.type == TYPES["i2_s"].id]
         assert ternary and all(t.nbytes == t.cols * t.rows // 4 + 32 for t in ternary)
         for t in ternary:
             trailer = f.view(t)[-32:]
@@ -136,7 +137,7 @@ def tensor_info(name: str, dims, type_id: int, offset: int) -> bytes:
     (header(kvs=kv("a", 4, bytes(4)) + kv("a", 4, bytes(4)), n_kv=2), "appears twice"),
     (header(kvs=kv("general.alignment", 4, struct.pack("<I", 3))), "power of two"),
     (header(1, n_kv=0, kvs=tensor_info("w", [4], 99, 0) + bytes(64)), "unknown tensor type"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [5, 1], 35, 0) + bytes(200)), "multiple of the type's block"),
+    (header(1, n_kv=0, kvs=tensor_info("w", [5, 1], 35, 0) + bytes(200)), "not a whole number of tq2_0 blocks of 256 values"),
     (header(1, n_kv=0, kvs=tensor_info("w", [4], 0, 3) + bytes(64)), "not aligned"),
     (header(1, n_kv=0, kvs=tensor_info("w", [0], 0, 0) + bytes(64)), "empty dimension"),
     (header(1, n_kv=0, kvs=tensor_info("w", [1, 1, 1, 1, 1], 0, 0) + bytes(64)), "5 dimensions"),
@@ -148,9 +149,9 @@ def test_corrupt_headers(data, message):
         parse_gguf(data)
 
 
-def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None):
-    """src copied with gguf-py, optionally with another architecture, tensors dropped or one reshaped
-    (reshape: (name, (rows, cols)))."""
+def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None, values=None):
+    """src copied with gguf-py, optionally with another architecture, tensors dropped, one reshaped
+    (reshape: (name, (rows, cols))) or metadata values changed (values: key -> value of the same type)."""
     reader = gguf.GGUFReader(src)
     old_arch = reader.fields["general.architecture"].contents()
     arch = arch or old_arch
@@ -159,7 +160,8 @@ def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None):
         if key.startswith("GGUF.") or key == "general.architecture":
             continue
         sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(key.replace(f"{old_arch}.", f"{arch}.", 1), field.contents(), field.types[0], sub)
+        value = (values or {}).get(key, field.contents())
+        w.add_key_value(key.replace(f"{old_arch}.", f"{arch}.", 1), value, field.types[0], sub)
     for t in reader.tensors:
         if t.name in drop:
             continue
@@ -180,6 +182,10 @@ def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None):
     ({"arch": "gpt2"}, "unsupported architecture 'gpt2'"),
     ({"drop": ["blk.1.ffn_up.weight"]}, "missing tensor blk.1.ffn_up.weight"),
     ({"reshape": ("blk.0.attn_k.weight", (64, 512))}, r"blk.0.attn_k.weight has shape \[512, 64\], expected \[256, 128\]"),
+    # head_dim is attention.key_length (as llama.cpp reads it); RoPE over part of a head is not supported
+    ({"values": {f"bitnet.{key}": 32 for key in ("attention.key_length", "attention.value_length", "rope.dimension_count")}},
+     r"blk.0.attn_q.weight has shape \[256, 256\], expected \[256, 128\]"),
+    ({"values": {"bitnet.rope.dimension_count": 32}}, "rope.dimension_count is 32, not the head size 64"),
 ])
 def test_model_refuses_what_is_not_a_bitnet_model(tq2_0_gguf, tmp_path, change, message):
     bad = rewrite(tq2_0_gguf, str(tmp_path / "bad.gguf"), **change)
@@ -218,7 +224,7 @@ def test_scales_of_files_made_by_others(tq2_0_gguf, tiny_gguf, tmp_path):
 def test_tq2_0_blocks_with_two_scales_are_refused(tq2_0_gguf, tmp_path):
     keyless = without_scale_keys(tq2_0_gguf, tmp_path / "keyless.gguf")
     with read_gguf(keyless) as f:
-        t = f.tensor("blk.0.ffn_up.weight")
+        t = next(t for t in f.tensors if t.name == "blk.0.ffn_up.weight")
         first_d, second_d = t.offset + 64, t.offset + 66 + 64
     data = bytearray(open(keyless, "rb").read())
     data[first_d:first_d + 2] = bytes(2)                                  # an all-zero block's d = 0: allowed
@@ -234,7 +240,7 @@ def test_tq2_0_blocks_with_two_scales_are_refused(tq2_0_gguf, tmp_path):
 
 def test_close_while_a_view_is_alive(tiny_gguf):
     f = read_gguf(tiny_gguf)
-    view = f.view(f.tensor("token_embd.weight"))
+    view = f.view(next(t for t in f.tensors if t.name == "token_embd.weight"))
     before = view.copy()
     f.close()  # no error: the map stays until the view goes
     np.testing.assert_array_equal(view, before)

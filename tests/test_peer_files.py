@@ -89,8 +89,8 @@ def test_our_i2_s_tensors_are_bitnet_cpps_bytes(tiny_checkpoints, tmp_path, form
     convert(tiny_checkpoints[form], ours, "i2_s", progress=False)
     theirs = peer_files.bitnet_cpp_gguf(tiny_checkpoints[form], str(tmp_path / "theirs.gguf"))
     with GGUFFile(ours) as a, GGUFFile(theirs) as b:
-        mine = {t.name: t for t in a.tensors if t.type == peer_files.I2_S}
-        other = {t.name: t for t in b.tensors if t.type == peer_files.I2_S}
+        mine = {t.name: t for t in a.tensors if t.type == peer_files.I2_S.id}
+        other = {t.name: t for t in b.tensors if t.type == peer_files.I2_S.id}
         assert sorted(mine) == sorted(other) and len(mine) == 14
         ulps = []
         for name in mine:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from converter import hf_ternary, synth, synth_tokenizer
+from converter.errors import ConverterError
 from converter.presets import PRESETS
 from converter.safetensors_io import SafetensorsFile, bf16_to_f32, f32_to_bf16
 from tests.checkpoints import load_reference
@@ -107,7 +108,7 @@ def test_cli_synth_and_bad_preset(tmp_path):
     assert main(["synth", "--preset", "tiny", "-o", str(tmp_path / "t"), "--form", "bf16", "--seed", "3"]) == 0
     assert sorted(os.listdir(tmp_path / "t")) == ["config.json", "generation_config.json", "model.safetensors",
                                                   "tokenizer.json", "tokenizer_config.json"]
-    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+    with pytest.raises(ConverterError, match="unknown preset 'huge'"):
         synth.synth("huge", str(tmp_path / "h"))
 
 

@@ -1,7 +1,7 @@
 """Model families the converter reads: a table from a checkpoint's `architectures` entry to the module
 that maps its tensors to GGUF, and the Hub repos known to convert. Add a family by adding a row.
 
-A family module has `ARCH_NOTE` (one line for --list), `hparams(config) -> Hparams`,
+A family module has `ARCH_NOTE` (one line for --list), `hparams(config) -> formats.HParams`,
 `tensors(checkpoint) -> list[Tensor]` (in GGUF order; data is loaded only when `load()` is called) and
 `gguf_arch(type_name) -> str` (the file's general.architecture)."""
 import importlib
@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import ConverterError
 
 FAMILIES = {
     "BitNetForCausalLM": "converter.families.bitnet",
@@ -31,21 +33,6 @@ KNOWN_REPOS = {
 
 
 @dataclass
-class Hparams:
-    n_layer: int
-    n_embd: int
-    n_ff: int
-    n_head: int
-    n_head_kv: int
-    head_dim: int
-    n_vocab: int
-    n_ctx: int
-    rms_eps: float
-    rope_theta: float
-    ffn_act: str  # "relu2" or "silu"
-
-
-@dataclass
 class Tensor:
     name: str                       # GGUF tensor name
     shape: tuple[int, ...]          # numpy order: (rows, cols) or (n,)
@@ -61,5 +48,5 @@ def family_for(config: dict):
     for arch in archs:
         if arch in FAMILIES:
             return importlib.import_module(FAMILIES[arch])
-    raise ValueError(f"unsupported architecture {', '.join(archs) or '(none in config.json)'}; "
+    raise ConverterError(f"unsupported architecture {', '.join(archs) or '(none in config.json)'}; "
                      f"supported: {', '.join(FAMILIES)}")

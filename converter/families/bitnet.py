@@ -8,8 +8,11 @@ from functools import partial
 
 import numpy as np
 
+from formats import HParams
+
 from .. import hf_ternary
-from . import Hparams, Tensor
+from ..errors import ConverterError
+from . import Tensor
 
 ARCH_NOTE = "BitNet b1.58 (Llama + sub-norms, relu2/silu MLP), packed uint8 or bf16/f32 master weights"
 
@@ -23,21 +26,22 @@ FLOAT_DTYPES = ("BF16", "F16", "F32")
 ACTIVATIONS = ("relu2", "silu")
 
 
-def hparams(config: dict) -> Hparams:
+def hparams(config: dict) -> HParams:
     def need(key):
         if not isinstance(config.get(key), (int, float)) or isinstance(config.get(key), bool):
-            raise ValueError(f"config.json: {key} is missing or not a number")
+            raise ConverterError(f"config.json: {key} is missing or not a number")
         return config[key]
     act = config.get("hidden_act", "silu")
     if act not in ACTIVATIONS:
-        raise ValueError(f"config.json: hidden_act {act!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
+        raise ConverterError(f"config.json: hidden_act {act!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
     n_embd, n_head = need("hidden_size"), need("num_attention_heads")
-    return Hparams(n_layer=need("num_hidden_layers"), n_embd=n_embd, n_ff=need("intermediate_size"),
+    return HParams(n_layer=need("num_hidden_layers"), n_embd=n_embd, n_ff=need("intermediate_size"),
                    n_head=n_head, n_head_kv=config.get("num_key_value_heads") or n_head,
                    head_dim=config.get("head_dim") or n_embd // n_head, n_vocab=need("vocab_size"),
-                   n_ctx=config.get("max_position_embeddings", 4096), rms_eps=config.get("rms_norm_eps", 1e-5),
+                   context_length=config.get("max_position_embeddings", 4096),
+                   rms_eps=config.get("rms_norm_eps", 1e-5),
                    rope_theta=config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta", 10000.0),
-                   ffn_act=act)
+                   ffn_act=act, sub_norms=True, rope_interleaved=False)
 
 
 def tensors(ckpt, sub_norms: bool = True) -> list[Tensor]:
@@ -104,10 +108,11 @@ def ternary_tensor(ckpt, name, source, shape) -> Tensor:
         scale = float(stored if scale_multiplies(ckpt.config) else np.float32(1) / stored)
 
         def load():
+            raw = ckpt.raw(weight)
             try:
-                return hf_ternary.unpack(ckpt.raw(weight))
-            except ValueError as e:
-                raise ValueError(f"{weight}: {e}") from None
+                return hf_ternary.unpack(raw)
+            except ConverterError as e:
+                raise ConverterError(f"{weight}: {e}") from None
     else:
         ckpt.info(weight, FLOAT_DTYPES, shape)
         scale = float(hf_ternary.absmean_ternarize(ckpt.float32(weight))[1])
@@ -115,5 +120,5 @@ def ternary_tensor(ckpt, name, source, shape) -> Tensor:
         def load():
             return hf_ternary.absmean_ternarize(ckpt.float32(weight))[0]
     if not 0 < scale < np.inf:
-        raise ValueError(f"{source}: weight scale {scale} is not a positive finite number")
+        raise ConverterError(f"{source}: weight scale {scale} is not a positive finite number")
     return Tensor(name, shape, "ternary", load, scale=scale)

@@ -9,7 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import Hparams, Tensor, bitnet
+from formats import HParams
+
+from ..errors import ConverterError
+from . import Tensor, bitnet
 
 ARCH_NOTE = "Llama with BitNet quantization_config (packed uint8 + weight_scale), no sub-norms, silu MLP"
 
@@ -17,17 +20,17 @@ ARCH_NOTE = "Llama with BitNet quantization_config (packed uint8 + weight_scale)
 def check_quantization(config: dict) -> None:
     quant = config.get("quantization_config") or {}
     if quant.get("quant_method") != "bitnet":
-        raise ValueError("LlamaForCausalLM without quantization_config.quant_method 'bitnet' is not a ternary "
+        raise ConverterError("LlamaForCausalLM without quantization_config.quant_method 'bitnet' is not a ternary "
                          "model (only BitNet b1.58 checkpoints convert)")
     if quant.get("use_rms_norm"):
-        raise ValueError("quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported")
+        raise ConverterError("quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported")
     if config.get("rope_scaling"):
-        raise ValueError(f"config.json: rope_scaling {config['rope_scaling']!r} is not supported")
+        raise ConverterError(f"config.json: rope_scaling {config['rope_scaling']!r} is not supported")
 
 
-def hparams(config: dict) -> Hparams:
+def hparams(config: dict) -> HParams:
     check_quantization(config)
-    return bitnet.hparams(config)
+    return replace(bitnet.hparams(config), sub_norms=False, rope_interleaved=True)
 
 
 def tensors(ckpt) -> list[Tensor]:

@@ -54,16 +54,21 @@ tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type) {
     }
 }
 
+/* Bytes of cols values in blocks of block_values (0 unless a whole number of blocks). */
+static int64_t blocks_bytes(int64_t cols, int64_t block_values, int64_t block_bytes) {
+    return cols % block_values ? 0 : cols / block_values * block_bytes;
+}
+
 int64_t tl_row_bytes(int32_t type, int64_t cols) {
     switch (type) {
     case TL_F32: return 4 * cols;
     case TL_F16: case TL_BF16: return 2 * cols;
-    case TL_Q8_0: return cols % 32 ? 0 : cols / 32 * 34;
-    case TL_Q4_K: return cols % 256 ? 0 : cols / 256 * 144;
-    case TL_Q6_K: return cols % 256 ? 0 : cols / 256 * 210;
-    case TL_TQ1_0: return cols % 256 ? 0 : cols / 256 * 54;
-    case TL_TQ2_0: return cols % 256 ? 0 : cols / 256 * 66;
-    case TL_I2_S: return cols % 128 ? 0 : cols / 4;
+    case TL_Q8_0: return blocks_bytes(cols, TL_Q8_0_VALUES, TL_Q8_0_BYTES);
+    case TL_Q4_K: return blocks_bytes(cols, TL_Q4_K_VALUES, TL_Q4_K_BYTES);
+    case TL_Q6_K: return blocks_bytes(cols, TL_Q6_K_VALUES, TL_Q6_K_BYTES);
+    case TL_TQ1_0: return blocks_bytes(cols, TL_TQ1_0_VALUES, TL_TQ1_0_BYTES);
+    case TL_TQ2_0: return blocks_bytes(cols, TL_TQ2_0_VALUES, TL_TQ2_0_BYTES);
+    case TL_I2_S: return blocks_bytes(cols, TL_I2_S_VALUES, TL_I2_S_BYTES);
     default: return 0;
     }
 }

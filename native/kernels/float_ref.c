@@ -17,14 +17,11 @@ float tl_f16_to_f32(uint16_t h) {
     return v.f;
 }
 
-/* Q8_0: blocks of 32 values = fp16 d then 32 int8. */
-enum { Q8_0_BLOCK = 32, Q8_0_BYTES = 34 };
-
 void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float *out) {
     const uint8_t *p = (const uint8_t *)w + row * tl_row_bytes(type, cols);
     tl_dequant_block_fn *dequant = type == TL_Q4_K ? tl_q4_k_dequant : type == TL_Q6_K ? tl_q6_k_dequant : NULL;
-    if (dequant) { /* k-quants: whole 256-value blocks */
-        for (int64_t b = 0; b < cols / TL_K_BLOCK; b++) dequant(p + b * tl_row_bytes(type, TL_K_BLOCK), out + b * TL_K_BLOCK);
+    if (dequant) { /* k-quants: whole TL_QK_K-value blocks */
+        for (int64_t b = 0; b < cols / TL_QK_K; b++) dequant(p + b * tl_row_bytes(type, TL_QK_K), out + b * TL_QK_K);
         return;
     }
     for (int64_t k = 0; k < cols; k++) {
@@ -34,9 +31,9 @@ void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float
         case TL_F16: memcpy(&h, p + 2 * k, 2); out[k] = tl_f16_to_f32(h); break;
         case TL_BF16: memcpy(&h, p + 2 * k, 2); out[k] = tl_bf16_to_f32(h); break;
         default: { /* Q8_0 */
-            const uint8_t *block = p + (k / Q8_0_BLOCK) * Q8_0_BYTES;
+            const uint8_t *block = p + (k / TL_Q8_0_VALUES) * TL_Q8_0_BYTES;
             memcpy(&h, block, 2);
-            out[k] = tl_f16_to_f32(h) * (float)(int8_t)block[2 + k % Q8_0_BLOCK];
+            out[k] = tl_f16_to_f32(h) * (float)(int8_t)block[2 + k % TL_Q8_0_VALUES];
         }
         }
     }
@@ -76,13 +73,13 @@ void tl_q8_0_ref(const void *w, int64_t cols, int64_t r0, int64_t r1, const floa
         const uint8_t *row = (const uint8_t *)w + r * tl_row_bytes(TL_Q8_0, cols);
         for (int32_t t = 0; t < n; t++) {
             float acc[16] = {0};
-            for (int64_t b = 0; b < cols / Q8_0_BLOCK; b++) {
-                const uint8_t *block = row + b * Q8_0_BYTES;
+            for (int64_t b = 0; b < cols / TL_Q8_0_VALUES; b++) {
+                const uint8_t *block = row + b * TL_Q8_0_BYTES;
                 uint16_t h;
                 memcpy(&h, block, 2);
                 float d = tl_f16_to_f32(h), part[16] = {0};
-                for (int k = 0; k < Q8_0_BLOCK; k++)
-                    part[k % 16] = fmaf((float)(int8_t)block[2 + k], x[t * cols + b * Q8_0_BLOCK + k], part[k % 16]);
+                for (int k = 0; k < TL_Q8_0_VALUES; k++)
+                    part[k % 16] = fmaf((float)(int8_t)block[2 + k], x[t * cols + b * TL_Q8_0_VALUES + k], part[k % 16]);
                 for (int l = 0; l < 16; l++) acc[l] = fmaf(d, part[l], acc[l]);
             }
             y[t * ldy + r] = tl_sum16(acc);
@@ -94,17 +91,17 @@ void tl_q8_0_ref(const void *w, int64_t cols, int64_t r0, int64_t r1, const floa
  * canonical order (block length 256 is a multiple of 16, so lane k % 16 continues across blocks). */
 void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
                    int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
-    float values[TL_K_BLOCK];
+    float values[TL_QK_K];
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * (cols / TL_K_BLOCK) * block_bytes;
+        const uint8_t *row = (const uint8_t *)w + r * (cols / TL_QK_K) * block_bytes;
         for (int32_t t0 = 0; t0 < n; t0 += 16) { /* up to 16 tokens' accumulators live at once */
             int32_t nt = n - t0 < 16 ? n - t0 : 16;
             float acc[16][16] = {{0}};
-            for (int64_t b = 0; b < cols / TL_K_BLOCK; b++) {
+            for (int64_t b = 0; b < cols / TL_QK_K; b++) {
                 dequant(row + b * block_bytes, values);
                 for (int32_t t = 0; t < nt; t++) {
-                    const float *xb = x + (int64_t)(t0 + t) * cols + b * TL_K_BLOCK;
-                    for (int k = 0; k < TL_K_BLOCK; k++) acc[t][k % 16] = fmaf(values[k], xb[k], acc[t][k % 16]);
+                    const float *xb = x + (int64_t)(t0 + t) * cols + b * TL_QK_K;
+                    for (int k = 0; k < TL_QK_K; k++) acc[t][k % 16] = fmaf(values[k], xb[k], acc[t][k % 16]);
                 }
             }
             for (int32_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = tl_sum16(acc[t]);

@@ -2,8 +2,8 @@
 #include "kernels.h"
 #include "avx2.h"
 
-#define BLOCK_VALUES 128
-#define BLOCK_BYTES 32
+#define BLOCK_VALUES TL_I2_S_VALUES
+#define BLOCK_BYTES TL_I2_S_BYTES
 static inline __m256i decode(const uint8_t *block, int seg) {
     __m256i bytes = _mm256_loadu_si256((const __m256i *)block);
     return _mm256_and_si256(_mm256_srli_epi16(bytes, 6 - 2 * seg), _mm256_set1_epi8(3));

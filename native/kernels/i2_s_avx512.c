@@ -3,8 +3,8 @@
 #include "kernels.h"
 #include "avx512.h"
 
-#define BLOCK_VALUES 128
-#define BLOCK_BYTES 32
+#define BLOCK_VALUES TL_I2_S_VALUES
+#define BLOCK_BYTES TL_I2_S_BYTES
 static inline __m512i decode(const uint8_t *block, int seg) {
     __m512i bytes = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)block));
     __m512i shift = seg ? halves16(2, 0) : halves16(6, 4);

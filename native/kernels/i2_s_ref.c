@@ -10,5 +10,5 @@ static void decode_block(const uint8_t *block, int8_t *values) {
 
 void tl_i2_s_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
                  float *y, int64_t ldy) {
-    tl_ternary_ref(decode_block, 128, 32, w, cols, r0, r1, x, w_scale, y, ldy);
+    tl_ternary_ref(decode_block, TL_I2_S_VALUES, TL_I2_S_BYTES, w, cols, r0, r1, x, w_scale, y, ldy);
 }

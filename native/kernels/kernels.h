@@ -6,6 +6,7 @@
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
 #include <stdint.h>
+#include "blocks.h"
 #include "tritlm.h"
 
 /* n tokens' activations quantized to int8 as BitNet does (per token: scale = 127 / absmax). */
@@ -68,9 +69,8 @@ typedef void tl_decode_block_fn(const uint8_t *block, int8_t *values);
 void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, const uint8_t *w,
                     int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy);
 
-/* ggml's k-quants (Q4_K, Q6_K): 256-value blocks, dequantized exactly as ggml and gguf-py do, then dotted in
+/* ggml's k-quants (Q4_K, Q6_K): TL_QK_K-value blocks, dequantized exactly as ggml and gguf-py do, then dotted in
  * the canonical float order (so a k-quant dot equals the F32 dot of its dequantized row bit for bit). */
-enum { TL_K_BLOCK = 256 };
 typedef void tl_dequant_block_fn(const uint8_t *block, float *values);
 tl_dequant_block_fn tl_q4_k_dequant, tl_q6_k_dequant;
 void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,

@@ -3,8 +3,6 @@
 #include <string.h>
 #include "kernels.h"
 
-enum { Q4_K_BYTES = 144 };
-
 /* The 6-bit scale and min of sub-block j: j < 4 in the low 6 bits of bytes j and j + 4; j >= 4 split into
  * a low nibble in byte j + 4 and the top 2 bits of bytes j - 4 (scale) and j (min). */
 static void scale_min(const uint8_t *s, int j, int *scale, int *min) {
@@ -33,5 +31,5 @@ void tl_q4_k_dequant(const uint8_t *block, float *values) {
 }
 
 void tl_q4_k_ref(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
-    tl_kquant_ref(tl_q4_k_dequant, Q4_K_BYTES, w, cols, r0, r1, x, n, y, ldy);
+    tl_kquant_ref(tl_q4_k_dequant, TL_Q4_K_BYTES, w, cols, r0, r1, x, n, y, ldy);
 }

@@ -4,7 +4,7 @@
 void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, const uint8_t *w,
                     int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
     int64_t blocks = cols / block_values;
-    int8_t values[256];
+    int8_t values[TL_QK_K]; /* the largest ternary block */
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * block_bytes;
         for (int32_t t = 0; t < x->n; t++) {

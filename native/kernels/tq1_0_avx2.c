@@ -6,8 +6,8 @@
 #include "kernels.h"
 #include "avx2.h"
 
-#define BLOCK_VALUES 256
-#define BLOCK_BYTES 54
+#define BLOCK_VALUES TL_TQ1_0_VALUES
+#define BLOCK_BYTES TL_TQ1_0_BYTES
 
 static const int16_t POW3[8][16] __attribute__((aligned(32))) = {
     {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},

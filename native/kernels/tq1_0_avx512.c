@@ -11,8 +11,8 @@
 #include "kernels.h"
 #include "avx512.h"
 
-#define BLOCK_VALUES 256
-#define BLOCK_BYTES 54
+#define BLOCK_VALUES TL_TQ1_0_VALUES
+#define BLOCK_BYTES TL_TQ1_0_BYTES
 
 /* powers of 3 per 16-bit lane (both bytes of a lane share one) for each segment */
 static const int16_t POW3[4][32] __attribute__((aligned(64))) = {

@@ -2,8 +2,8 @@
 #include "kernels.h"
 #include "avx2.h"
 
-#define BLOCK_VALUES 256
-#define BLOCK_BYTES 66
+#define BLOCK_VALUES TL_TQ2_0_VALUES
+#define BLOCK_BYTES TL_TQ2_0_BYTES
 static inline __m256i decode(const uint8_t *block, int seg) {
     __m256i chunk = _mm256_loadu_si256((const __m256i *)(block + 32 * (seg / 4)));
     return _mm256_and_si256(_mm256_srli_epi16(chunk, 2 * (seg % 4)), _mm256_set1_epi8(3));

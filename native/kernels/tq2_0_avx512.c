@@ -3,8 +3,8 @@
 #include "kernels.h"
 #include "avx512.h"
 
-#define BLOCK_VALUES 256
-#define BLOCK_BYTES 66
+#define BLOCK_VALUES TL_TQ2_0_VALUES
+#define BLOCK_BYTES TL_TQ2_0_BYTES
 static inline __m512i decode(const uint8_t *block, int seg) {
     __m512i chunk = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(block + 32 * (seg / 2))));
     __m512i shift = seg % 2 ? halves16(4, 6) : halves16(0, 2);

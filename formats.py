@@ -1,0 +1,91 @@
+"""What converter/ and runtime/ share about tritlm's GGUF files (docs/format.md): the ggml tensor types, the
+model's hyperparameters, and the pre-tokenizer names. Both import this module; it imports neither, so the
+data path stays one-way (converter -> formats <- runtime). native/kernels/blocks.h holds the same block
+constants for C; tests/test_formats.py checks the two agree. A new type is one row here and one there."""
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+
+class GGMLType(NamedTuple):
+    """A ggml tensor type: how a row of values is stored."""
+    name: str
+    id: int                # ggml type id (the GGUF tensor info's type field)
+    block_values: int      # values per block: a row is a whole number of blocks
+    block_bytes: int       # bytes per block
+    scale: str | None = None  # ternary types: where the weight scale is stored ("block": an fp16 d ending
+                              # every block; "trailer": an f32 starting the bytes after the last block)
+    trailer: int = 0       # bytes after a tensor's blocks
+
+    @property
+    def ternary(self) -> bool:
+        return self.scale is not None
+
+    def padded_cols(self, cols: int) -> int:
+        """cols rounded up to a whole number of blocks: ternary rows are stored zero-padded to it."""
+        return -(-cols // self.block_values) * self.block_values
+
+    def nbytes(self, dims) -> int:
+        """Bytes of a tensor of ggml dims (row length first), which must be a whole number of blocks a row."""
+        if dims[0] % self.block_values:
+            raise ValueError(f"row length {dims[0]} is not a whole number of {self.name} blocks of "
+                             f"{self.block_values} values")
+        n = 1
+        for d in dims:
+            n *= d
+        return n // self.block_values * self.block_bytes + self.trailer
+
+
+def ggml_type(name: str, scale: str | None = None) -> GGMLType:
+    """A standard ggml type, with gguf-py's id and block sizes."""
+    qt = GGMLQuantizationType[name.upper()]
+    return GGMLType(name, int(qt), *GGML_QUANT_SIZES[qt], scale=scale)
+
+
+# Every type tritlm reads or writes.
+TYPES = {t.name: t for t in (
+    ggml_type("f32"), ggml_type("f16"), ggml_type("bf16"),
+    ggml_type("q8_0"), ggml_type("q4_k"), ggml_type("q6_k"),
+    ggml_type("tq1_0", scale="block"), ggml_type("tq2_0", scale="block"),
+    GGMLType("i2_s", 36, 128, 32, scale="trailer", trailer=32),  # bitnet.cpp's; gguf-py does not know it
+)}
+BY_ID = {t.id: t for t in TYPES.values()}
+TERNARY = {t.id for t in TYPES.values() if t.ternary}
+
+
+def type_of(type_id: int) -> GGMLType | None:
+    """The type of a tensor type id: ours, or any other ggml type gguf-py knows (so a file holding one can be
+    parsed and the type named when it is refused); None for an unknown id."""
+    if type_id in BY_ID:
+        return BY_ID[type_id]
+    try:
+        return ggml_type(GGMLQuantizationType(type_id).name.lower())
+    except (ValueError, KeyError):
+        return None
+
+
+@dataclass(frozen=True)
+class HParams:
+    """A model's hyperparameters, as the converter writes them and the runtime reads them back."""
+    n_layer: int
+    n_embd: int
+    n_ff: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_vocab: int
+    context_length: int    # the context the model was trained for
+    rms_eps: float
+    rope_theta: float
+    ffn_act: str           # "relu2" or "silu" (tritlm.ffn_act)
+    sub_norms: bool        # attn_sub_norm before o_proj, ffn_sub_norm before down_proj (BitNet; not Llama)
+    rope_interleaved: bool  # q/k rows in llama.cpp's order: RoPE on adjacent pairs, not halves
+
+
+FFN_ACTS = ("silu", "relu2")  # the engine's TL_ACT_* order
+
+# Llama 3's pre-tokenizer split (tiktoken's cl100k); tokenizer.ggml.pre names it `llama-bpe`, as llama.cpp does.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+PRE_TOKENIZER_SPLITS = {"llama-bpe": LLAMA3_SPLIT}  # tokenizer.ggml.pre -> its split regex
