@@ -167,13 +167,16 @@ class Model:
         return out
 
     def generate(self, prompt, max_tokens: int, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
-                 seed: int | None = None, stop=None):
+                 seed: int | None = None, stop=None, **penalties):
         """The completion of prompt (text, or token ids), piece by piece; stops at max_tokens, an end-of-sequence
-        token, a stop string (not included) or a full context. The returned Generation also counts and times."""
+        token, a stop string (not included) or a full context. The returned Generation also counts and times.
+        penalties: Sampler's min_p, repeat_penalty, repeat_last_n, presence/frequency_penalty, logit_bias."""
         from runtime.generate import Generation, TokenLoop
         from runtime.sampler import Sampler
         ids = self.tokenize(prompt, add_bos=True, special=True) if isinstance(prompt, str) else list(prompt)
-        return Generation(self, ids, TokenLoop(self, Sampler(temperature, top_k, top_p, seed), max_tokens, stop))
+        sampler = Sampler(temperature, top_k, top_p, seed, **penalties)
+        sampler.accept(ids)  # the prompt counts for the repetition penalties, as in llama-server
+        return Generation(self, ids, TokenLoop(self, sampler, max_tokens, stop))
 
     def reset(self) -> None:
         """Empties every sequence of this model."""

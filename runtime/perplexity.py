@@ -96,12 +96,12 @@ def run(args) -> int:
 
     with open(args.file, encoding="utf-8", errors="replace") as f:
         text = f.read()
-    model = Model(args.model, threads=args.threads, n_ctx=args.ctx)
+    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size)
     try:
-        result = perplexity(model, text, args.ctx, args.batch)
+        result = perplexity(model, text, args.ctx_size, args.batch_size)
     finally:
         model.close()
-    print(f"{result.n_windows} windows of {args.ctx} tokens, {result.n_tokens} tokens scored (second half of each window)")
+    print(f"{result.n_windows} windows of {args.ctx_size} tokens, {result.n_tokens} tokens scored (second half of each window)")
     print(f"Final estimate: PPL = {result.ppl:.4f} +/- {result.ppl_err:.5f}")
     return 0
 
@@ -110,7 +110,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("perplexity", help="perplexity of a GGUF model over a text file (llama-perplexity's windows)")
     p.add_argument("-m", "--model", required=True, help="GGUF file")
     p.add_argument("-f", "--file", required=True, help="UTF-8 text file")
-    p.add_argument("-c", "--ctx", type=int, default=DEFAULT_CTX, help=f"window length in tokens (default {DEFAULT_CTX})")
-    p.add_argument("-b", "--batch", type=int, default=None, help="tokens per forward pass (default: the whole window)")
+    p.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX, help=f"window length in tokens (default {DEFAULT_CTX})")
+    p.add_argument("-b", "--batch-size", type=int, default=None, help="tokens per forward pass (default: the whole window)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     p.set_defaults(func=run)

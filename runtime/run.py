@@ -22,13 +22,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temp", type=float, default=0.8, help="temperature (default 0.8; 0: greedy)")
     parser.add_argument("--top-k", type=int, default=40, help="sample among the k most likely tokens (default 40; 0: all)")
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling probability (default 0.95; 1: off)")
+    parser.add_argument("--min-p", type=float, default=0.0,
+                        help="keep tokens at least this likely relative to the top one (default 0: off)")
+    parser.add_argument("--repeat-penalty", type=float, default=1.0,
+                        help="divide the logits of recent tokens by this (default 1: off)")
+    parser.add_argument("--repeat-last-n", type=int, default=64,
+                        help="recent tokens the penalties look at (default 64; 0: off, -1: all)")
+    parser.add_argument("--presence-penalty", type=float, default=0.0, help="subtract from recent tokens' logits (default 0)")
+    parser.add_argument("--frequency-penalty", type=float, default=0.0,
+                        help="subtract this times a recent token's count from its logit (default 0)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one)")
     parser.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     parser.add_argument("-c", "--ctx-size", type=int, default=None,
                         help="context size in tokens (default: the model's, at most 4096)")
     parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
-    parser.add_argument("--chat", action="store_true",
+    parser.add_argument("--chat", "-cnv", "--conversation", dest="chat", action="store_true",
                         help="interactive chat with the model's chat template (Ctrl-C stops an answer, Ctrl-D exits)")
+    parser.add_argument("-no-cnv", "--no-conversation", dest="chat", action="store_false",
+                        help="complete the prompt (the default)")
     parser.add_argument("--system", help="system prompt of --chat")
 
 
@@ -49,18 +60,24 @@ def run(args) -> int:
         if args.chat:
             from runtime.chat import chat
             from runtime.sampler import Sampler
-            sampler = Sampler(temperature=args.temp, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+            sampler = Sampler(args.temp, args.top_k, args.top_p, args.seed, **penalties(args))
             return chat(model, sampler, args.n_predict if args.n_predict >= 0 else None, args.system)
         return complete(model, args, load_seconds)
     finally:
         model.close()
 
 
+def penalties(args) -> dict:
+    """The Sampler settings beyond temperature, top-k, top-p and seed."""
+    return {"min_p": args.min_p, "repeat_penalty": args.repeat_penalty, "repeat_last_n": args.repeat_last_n,
+            "presence_penalty": args.presence_penalty, "frequency_penalty": args.frequency_penalty}
+
+
 def complete(model, args, load_seconds: float) -> int:
     out, err = sys.stdout, sys.stderr
     max_tokens = args.n_predict if args.n_predict >= 0 else model.n_ctx
     generation = model.generate(args.prompt, max_tokens, temperature=args.temp, top_k=args.top_k,
-                                top_p=args.top_p, seed=args.seed)
+                                top_p=args.top_p, seed=args.seed, **penalties(args))
     if args.echo:
         print(args.prompt, end="", file=out, flush=True)
     try:

@@ -104,11 +104,12 @@ def test_ctrl_c_stops_only_the_answer(model, hf_tokenizer):
     assert second == greedy_text(model, list(ids), 8)
 
 
-def test_tritlm_run_chat_through_a_pipe(model, hf_tokenizer, tiny_gguf):
+@pytest.mark.parametrize("flag", ["--chat", "-cnv"])  # -cnv: llama-cli's conversation flag
+def test_tritlm_run_chat_through_a_pipe(model, hf_tokenizer, tiny_gguf, flag):
     import subprocess
     import sys
     expected = reference_turns(model, hf_tokenizer, ["What is a layer?"], 8)
-    done = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "-m", tiny_gguf, "--chat", "--temp", "0",
+    done = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "-m", tiny_gguf, flag, "--temp", "0",
                            "-n", "8", "-c", "256", "-t", "2"], input="What is a layer?\n", capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr

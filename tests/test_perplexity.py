@@ -82,7 +82,7 @@ def test_cli_prints_final_estimate(tiny, capsys):
     from runtime.cli import main
 
     _, gguf, text_path = tiny
-    assert main(["perplexity", "-m", gguf, "-f", text_path, "-c", str(N_CTX), "-t", "1"]) == 0
+    assert main(["perplexity", "-m", gguf, "-f", text_path, "--ctx-size", str(N_CTX), "-t", "1"]) == 0
     out = capsys.readouterr().out
     assert "Final estimate: PPL = " in out and "+/-" in out
 

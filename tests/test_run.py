@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from runtime.cli import main
@@ -92,3 +93,42 @@ def test_exit_code_of_the_command(tiny_gguf, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "truncated GGUF file" in proc.stderr
+
+
+def test_llama_cpp_habits(tiny_gguf, model, capsys):
+    """-ngl is accepted and ignored with a note; -no-cnv completes; options are never prefix-matched."""
+    want = "".join(model.generate(PROMPT, 8, temperature=0))
+    assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "8", "--temp", "0", "-t", "1", "-ngl", "99", "-no-cnv"]) == 0
+    out, err = capsys.readouterr()
+    assert out == want + "\n"
+    assert "note: -ngl/--n-gpu-layers ignored" in err
+    for argv in (["run", "-m", tiny_gguf, "-p", PROMPT, "--ctx", "64"], ["run", "-m", tiny_gguf, "--prom", PROMPT],
+                 ["perplexity", "-m", tiny_gguf, "-f", "x", "--ctx", "64"]):
+        with pytest.raises(SystemExit) as exit:
+            main(argv)
+        assert exit.value.code == 2
+        assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"tritlm {version('tritlm')}\n"
+
+
+def test_penalties_follow_llama_cpp(tiny_gguf, model, capsys):
+    """Greedy with a repeat penalty, a presence penalty and min-p: every step is the argmax of the full-forward
+    logits after llama.cpp's penalties over the last 16 tokens (prompt included), computed here with numpy."""
+    from tests.test_run_sampler import llama_cpp_penalties
+
+    ids = model.tokenize(PROMPT, add_bos=True, special=True)
+    want = []
+    for _ in range(20):
+        logits = model.logits(ids + want)[-1]
+        want.append(int(np.argmax(llama_cpp_penalties(logits, ids + want, 16, 1.5, 0.0, 0.3, {}))))
+    plain = model.tokenize("".join(model.generate(PROMPT, 20, temperature=0)), add_bos=False)
+    assert want != plain, "the penalties changed nothing: the test proves nothing"
+    assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "20", "--temp", "0", "-t", "1", "--repeat-penalty", "1.5",
+                 "--repeat-last-n", "16", "--presence-penalty", "0.3", "--min-p", "0.05"]) == 0
+    assert capsys.readouterr().out == model.detokenize(want) + "\n"

@@ -69,3 +69,85 @@ def test_bad_settings(kwargs, param):
     with pytest.raises(SamplingError) as e:
         Sampler(**kwargs)
     assert e.value.param == param
+
+
+def llama_cpp_penalties(logits, history, last_n, repeat, freq, present, bias):
+    """llama.cpp's logit-bias then penalties samplers, token by token in float32 (llama-sampling.cpp)."""
+    out = [np.float32(x) for x in logits]
+    for token, b in bias.items():
+        out[token] = np.float32(out[token] + np.float32(b))
+    window = history[-last_n:] if last_n > 0 else (history if last_n == -1 else [])
+    counts = {}
+    for t in window:
+        counts[t] = counts.get(t, 0) + 1
+    for token, count in counts.items():
+        x = out[token]
+        x = x * np.float32(repeat) if x <= 0 else x / np.float32(repeat)
+        out[token] = np.float32(x - (np.float32(count) * np.float32(freq) + np.float32(float(count > 0)) * np.float32(present)))
+    return np.array(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize("last_n", [64, 5, -1])
+def test_penalties_and_bias_are_llama_cpps(last_n):
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal(300).astype(np.float32) * 3
+    prompt = rng.integers(0, 300, 40).tolist()
+    bias = {7: 2.5, 11: -100.0, int(prompt[-1]): 0.75}
+    kwargs = dict(repeat_penalty=1.3, frequency_penalty=0.4, presence_penalty=0.25, logit_bias=bias)
+    sampler = Sampler(temperature=1.0, seed=0, repeat_last_n=last_n, **kwargs)
+    sampler.accept(prompt)
+    history = list(prompt)
+    for _ in range(30):  # each sampled token joins the window
+        want = llama_cpp_penalties(logits, history, last_n, 1.3, 0.4, 0.25, bias)
+        np.testing.assert_array_equal(sampler.adjust(logits), want)
+        history.append(sampler.sample(logits))
+    assert want[11] < logits.min() - 90
+
+
+def test_penalties_off_leave_logits_alone():
+    logits = np.random.default_rng(4).standard_normal(50).astype(np.float32)
+    sampler = Sampler(temperature=0, repeat_last_n=64)
+    sampler.accept([1, 2, 3, 1])
+    np.testing.assert_array_equal(sampler.adjust(logits), logits)
+    assert sampler.recent is None
+    zero_window = Sampler(repeat_penalty=2.0, repeat_last_n=0)
+    zero_window.accept([1, 2])
+    np.testing.assert_array_equal(zero_window.adjust(logits), logits)
+
+
+def test_repeat_penalty_stops_a_greedy_loop():
+    logits = np.log(np.array([0.6, 0.3, 0.1], dtype=np.float32))
+    plain, penalized = Sampler(temperature=0), Sampler(temperature=0, repeat_penalty=4.0, repeat_last_n=1)
+    assert [plain.sample(logits) for _ in range(4)] == [0, 0, 0, 0]
+    # log 0.6 = -0.51 becomes -2.04 once 0 was just drawn, below log 0.3 = -1.2; a window of 1 forgets it next step.
+    assert [penalized.sample(logits) for _ in range(4)] == [0, 1, 0, 1]
+
+
+def test_min_p_keeps_tokens_near_the_top():
+    # p = 0.5, 0.3, 0.15, 0.05: min_p 0.35 keeps p >= 0.175 (0.5 and 0.3), whatever the temperature does later.
+    got = frequencies(Sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.35, seed=0), LOGITS)
+    np.testing.assert_allclose(got, [0.625, 0.375, 0, 0], atol=0.015)
+    hot = frequencies(Sampler(temperature=3.0, top_k=0, top_p=1.0, min_p=0.35, seed=0), LOGITS)
+    want = np.array([0.5, 0.3]) ** (1 / 3)
+    np.testing.assert_allclose(hot, [*(want / want.sum()), 0, 0], atol=0.015)
+    assert frequencies(Sampler(temperature=1.0, top_k=0, top_p=1.0, min_p=0.9, seed=0), LOGITS, 300)[0] == 1
+
+
+def test_masked_tokens_are_never_drawn():
+    logits = LOGITS.copy()
+    logits[[0, 2]] = -np.inf  # what a grammar mask leaves
+    got = frequencies(Sampler(temperature=1.0, top_k=0, top_p=1.0, seed=0), logits, 2000)
+    np.testing.assert_allclose(got, [0, 0.3 / 0.35, 0, 0.05 / 0.35], atol=0.03)
+    assert Sampler(temperature=0).sample(logits) == 1
+    assert frequencies(Sampler(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05, seed=0), logits, 500)[[0, 2]].sum() == 0
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"min_p": -0.1}, "min_p"), ({"min_p": 1.5}, "min_p"), ({"min_p": float("nan")}, "min_p"),
+    ({"repeat_penalty": 0}, "repeat_penalty"), ({"repeat_penalty": float("inf")}, "repeat_penalty"),
+    ({"repeat_last_n": -2}, "repeat_last_n"), ({"presence_penalty": float("nan")}, "presence_penalty"),
+    ({"frequency_penalty": float("-inf")}, "frequency_penalty"), ({"logit_bias": {3: float("nan")}}, "logit_bias")])
+def test_bad_penalty_settings(kwargs, param):
+    with pytest.raises(SamplingError) as e:
+        Sampler(**kwargs)
+    assert e.value.param == param
