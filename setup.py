@@ -19,11 +19,12 @@ setup(
         "jinja2",
         "fastapi",
         "uvicorn",
+        "llguidance>=1.0",  # structured output: token masks from JSON schemas (runtime/structured.py)
     ],
     extras_require={
         # torch is pinned: 2.13.0 is the CPU wheel this project's machines carry.
         "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest",
-                 "openai", "httpx", "selenium"],
+                 "openai", "httpx", "selenium", "jsonschema"],
     },
     entry_points={"console_scripts": ["tritlm=runtime.cli:main"]},
     python_requires=">=3.10",

@@ -29,3 +29,22 @@ def model(tiny_gguf):
     from runtime import Model
     with Model(tiny_gguf, threads=1) as m:
         yield m
+
+
+@pytest.fixture(scope="session")
+def embedded_gguf(tmp_path_factory):
+    """The embedded trained model (models/bitnet-tiny) converted to i2_s: its vocabulary and chat template are real."""
+    from pathlib import Path
+
+    from converter.write import convert
+    path = str(tmp_path_factory.mktemp("embedded") / "bitnet-tiny-i2_s.gguf")
+    convert(str(Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"), path, "i2_s", progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def embedded(embedded_gguf):
+    """The embedded model loaded on one thread, one per test module."""
+    from runtime import Model
+    with Model(embedded_gguf, threads=1) as m:
+        yield m
