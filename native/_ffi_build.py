@@ -1,6 +1,7 @@
 """cffi build script (out-of-line API mode): compiles native/*.c and native/kernels/*.c into runtime._native.
 
-The C declarations below mirror native/tritlm.h; every function Python calls is listed in both."""
+The C declarations below mirror native/tritlm.h (the engine) and native/probe.h (test and benchmark entry
+points); every function Python calls is listed in both."""
 import glob
 import os
 
@@ -35,19 +36,22 @@ void tl_seq_reset(tl_seq *s);
 int32_t tl_seq_pos(const tl_seq *s);
 int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                    const int32_t *logit_rows, float *logits, char *err, size_t err_len);
-double tl_read_bandwidth(size_t bytes, int32_t n_threads);
 const char *tl_isa(void);
+
+/* probe.h */
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y);
+double tl_read_bandwidth(size_t bytes, int32_t n_threads);
+int64_t tl_pool_check(int32_t n_threads, int32_t n_tasks, int32_t max_chunks);
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "runtime._native",
-    '#include "tritlm.h"',
+    '#include "tritlm.h"\n#include "probe.h"',
     sources=sorted(glob.glob(os.path.join("native", "*.c")) + glob.glob(os.path.join("native", "kernels", "*.c"))),
     include_dirs=["native"],
     # Portable baseline; SIMD kernels enable their ISA per function and are chosen at run time.

@@ -1,8 +1,11 @@
-/* probe.c - entry points for tests and benchmarks: run one kernel on a whole matrix, measure bandwidth. */
+/* probe.c - entry points for tests and benchmarks (probe.h): run one kernel on a whole matrix, measure
+ * bandwidth, stress the thread pool. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "kernels/kernels.h"
+#include "probe.h"
 #include "threads.h"
 #include "tritlm.h"
 
@@ -39,7 +42,7 @@ typedef struct { const uint64_t *buf; size_t words; uint64_t sink[64]; } read_ta
 enum { READ_CHUNKS = 64 };
 
 /* Reads one chunk of the buffer (the xor keeps the compiler from skipping the loads). */
-static void read_share(void *ctx, int32_t chunk, int32_t thread) {
+static void read_chunk(void *ctx, int32_t chunk, int32_t thread) {
     read_task *task = ctx;
     int64_t b, e;
     tl_split((int64_t)task->words, 64, chunk, READ_CHUNKS, &b, &e);
@@ -64,11 +67,47 @@ double tl_read_bandwidth(size_t bytes, int32_t n_threads) {
     double best = 1e30;
     for (int pass = 0; pass < 5; pass++) {
         double t0 = now();
-        tl_pool_run(pool, read_share, &task, READ_CHUNKS);
+        tl_pool_run(pool, read_chunk, &task, READ_CHUNKS);
         double dt = now() - t0;
         best = dt < best ? dt : best;
     }
     tl_pool_free(pool);
     free(buf);
     return words * 8 / best / 1e9;
+}
+
+/* One task of tl_pool_check: its chunks' run counts, and whether its tl_pool_run has returned. */
+typedef struct { atomic_int *runs; int32_t n_chunks, max_chunks; atomic_int returned; atomic_llong *violations; } check_task;
+
+static void check_chunk(void *ctx, int32_t chunk, int32_t thread) {
+    (void)thread;
+    check_task *task = ctx;
+    if (chunk < 0 || chunk >= task->n_chunks || atomic_load(&task->returned))
+        atomic_fetch_add(task->violations, 1);
+    if (chunk >= 0 && chunk < task->max_chunks) atomic_fetch_add(&task->runs[chunk], 1);
+}
+
+int64_t tl_pool_check(int32_t n_threads, int32_t n_tasks, int32_t max_chunks) {
+    atomic_int *runs = calloc((size_t)n_tasks * (size_t)max_chunks, sizeof *runs);
+    check_task *tasks = calloc((size_t)n_tasks, sizeof *tasks);
+    tl_pool *pool = tl_pool_new(n_threads);
+    if (!runs || !tasks || !pool || max_chunks < 2) { free(runs); free(tasks); tl_pool_free(pool); return -1; }
+    atomic_llong violations = 0;
+    for (int32_t i = 0; i < n_tasks; i++) {
+        check_task *t = &tasks[i];
+        t->runs = runs + (size_t)i * max_chunks;
+        t->n_chunks = i % 2 ? max_chunks : 2;
+        t->max_chunks = max_chunks;
+        t->violations = &violations;
+        tl_pool_run(pool, check_chunk, t, t->n_chunks);
+        atomic_store(&t->returned, 1);
+        for (int32_t c = 0; c < t->n_chunks; c++) violations += atomic_load(&t->runs[c]) != 1;
+    }
+    tl_pool_free(pool); /* joins the workers: every chunk that will ever run has run */
+    for (int32_t i = 0; i < n_tasks; i++)
+        for (int32_t c = 0; c < max_chunks; c++)
+            violations += atomic_load(&tasks[i].runs[c]) != (c < tasks[i].n_chunks);
+    free(runs);
+    free(tasks);
+    return violations;
 }

@@ -1,7 +1,13 @@
 /* threads.c - persistent workers that spin briefly for the next task, then sleep on a condition variable.
- * The caller publishes (task, ctx, n_chunks) under a new generation; every thread, the caller included,
- * claims chunks from one atomic counter that also carries the generation, so a worker that wakes late
- * cannot take a chunk of a later task. Running a task allocates nothing. */
+ *
+ * A task is published as a job (task, ctx) and one atomic word `next` = generation << 32 | n_chunks << 16 |
+ * next unclaimed chunk. Every thread, the caller included, claims a chunk by a compare-and-swap on that word,
+ * checking the generation and the chunk index against the count carried in the same word; only after a claim
+ * succeeds does it read the job. A claimed chunk keeps its generation current (the caller waits for it), so
+ * the job cannot change under it, and a worker that wakes late finds a newer generation and claims nothing:
+ * it never runs a chunk of one task with another's fields, nor counts a chunk of a finished task as done.
+ * Callers from several threads take turns (the pool runs one task at a time). Running a task allocates
+ * nothing. */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -10,20 +16,23 @@
 #include <unistd.h>
 #include "threads.h"
 
-enum { SPIN_ROUNDS = 20000 }; /* ~0.1-0.5 ms of polling before a worker sleeps or the caller yields */
+enum { SPIN_ROUNDS = 20000 };        /* ~0.1-0.5 ms of polling before a worker sleeps or the caller yields */
+enum { MAX_ROUND_CHUNKS = 0xffff };  /* chunks per published round: the count field of `next` is 16 bits */
 
 struct tl_pool {
     int32_t n_threads;
     pthread_t *workers;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock;      /* guards the sleep/wake of workers and `quit` */
     pthread_cond_t wake;
-    atomic_uint generation;   /* bumped (under lock) once per task */
-    atomic_uint_fast64_t next; /* generation << 32 | next unclaimed chunk */
-    atomic_int done;          /* chunks finished in the current task */
+    pthread_mutex_t caller;    /* one tl_pool_run at a time */
+    atomic_uint generation;    /* bumped once per round; workers wait for it to change */
+    atomic_uint_fast64_t next; /* generation << 32 | n_chunks << 16 | next unclaimed chunk */
+    atomic_int done;           /* chunks of the current round finished */
     int quit;
+    /* the current round's job: written by the caller before `next` is published, read only under a claim */
     tl_task *task;
     void *ctx;
-    int32_t n_chunks;
+    int32_t first; /* the round's chunk 0 is the task's chunk `first` */
 };
 
 typedef struct { tl_pool *pool; int32_t thread; } worker_arg;
@@ -34,16 +43,20 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Claims and runs chunks of generation gen until none are left (or a newer task replaced it). */
+static inline uint64_t next_word(uint32_t gen, uint32_t n_chunks, uint32_t chunk) {
+    return (uint64_t)gen << 32 | (uint64_t)n_chunks << 16 | chunk;
+}
+
+/* Claims and runs chunks of generation gen until none are left (or a newer round replaced it). */
 static void run_chunks(tl_pool *p, uint32_t gen, int32_t thread) {
-    tl_task *task = p->task;
-    void *ctx = p->ctx;
-    int32_t n_chunks = p->n_chunks;
     uint64_t v = atomic_load_explicit(&p->next, memory_order_acquire);
-    while ((uint32_t)(v >> 32) == gen && (int64_t)(v & 0xffffffffu) < n_chunks) {
+    for (;;) {
+        uint32_t chunk = v & 0xffffu, n_chunks = (v >> 16) & 0xffffu;
+        if ((uint32_t)(v >> 32) != gen || chunk >= n_chunks) return;
         if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel, memory_order_acquire))
             continue; /* v was reloaded */
-        task(ctx, (int32_t)(v & 0xffffffffu), thread);
+        // claimed: the round stays current until this chunk is counted, so its job is stable and visible
+        p->task(p->ctx, p->first + (int32_t)chunk, thread);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
         v = atomic_load_explicit(&p->next, memory_order_acquire);
     }
@@ -93,6 +106,7 @@ tl_pool *tl_pool_new(int32_t n_threads) {
     p->workers = calloc((size_t)p->n_threads, sizeof *p->workers);
     if (!p->workers) { free(p); return NULL; }
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->caller, NULL);
     pthread_cond_init(&p->wake, NULL);
     for (int32_t i = 1; i < p->n_threads; i++) {
         worker_arg *arg = malloc(sizeof *arg);
@@ -114,6 +128,7 @@ void tl_pool_free(tl_pool *p) {
     pthread_mutex_unlock(&p->lock);
     for (int32_t i = 1; i < p->n_threads; i++) pthread_join(p->workers[i], NULL);
     pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->caller);
     pthread_mutex_destroy(&p->lock);
     free(p->workers);
     free(p);
@@ -121,18 +136,15 @@ void tl_pool_free(tl_pool *p) {
 
 int32_t tl_pool_size(const tl_pool *p) { return p->n_threads; }
 
-void tl_pool_run(tl_pool *p, tl_task *task, void *ctx, int32_t n_chunks) {
-    if (p->n_threads == 1 || n_chunks == 1) {
-        for (int32_t c = 0; c < n_chunks; c++) task(ctx, c, 0);
-        return;
-    }
-    // publish the task under a new generation (all chunks of the previous one are done) and wake sleepers
+/* One round: chunks [first, first + n_chunks) of the task, run by all threads; returns when all are done. */
+static void run_round(tl_pool *p, tl_task *task, void *ctx, int32_t first, int32_t n_chunks) {
+    // publish the job, then the word that lets threads claim it, under a new generation; wake sleepers
     uint32_t gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
     p->task = task;
     p->ctx = ctx;
-    p->n_chunks = n_chunks;
+    p->first = first;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-    atomic_store_explicit(&p->next, (uint64_t)gen << 32, memory_order_release);
+    atomic_store_explicit(&p->next, next_word(gen, (uint32_t)n_chunks, 0), memory_order_release);
     pthread_mutex_lock(&p->lock);
     atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);
@@ -143,6 +155,17 @@ void tl_pool_run(tl_pool *p, tl_task *task, void *ctx, int32_t n_chunks) {
         if (spins < SPIN_ROUNDS) cpu_relax();
         else sched_yield();
     }
+}
+
+void tl_pool_run(tl_pool *p, tl_task *task, void *ctx, int32_t n_chunks) {
+    if (p->n_threads == 1 || n_chunks == 1) {
+        for (int32_t c = 0; c < n_chunks; c++) task(ctx, c, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->caller);
+    for (int32_t first = 0; first < n_chunks; first += MAX_ROUND_CHUNKS)
+        run_round(p, task, ctx, first, n_chunks - first < MAX_ROUND_CHUNKS ? n_chunks - first : MAX_ROUND_CHUNKS);
+    pthread_mutex_unlock(&p->caller);
 }
 
 void tl_split(int64_t n, int64_t align, int32_t i, int32_t parts, int64_t *begin, int64_t *end) {

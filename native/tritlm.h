@@ -58,21 +58,7 @@ int32_t tl_seq_pos(const tl_seq *s);   /* tokens held in the cache */
 int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                    const int32_t *logit_rows, float *logits, char *err, size_t err_len);
 
-/* Measured memory read bandwidth in GB/s: n_threads threads (<= 0: physical cores) stream a buffer of
- * `bytes` (make it larger than the caches); best of several passes. Returns 0 if out of memory. */
-double tl_read_bandwidth(size_t bytes, int32_t n_threads);
-
 /* The kernel ISA the engine runs on: "avx512", "avx2" or "ref" (TRITLM_ISA=ref|avx2|avx512 forces a lower one). */
 const char *tl_isa(void);
-
-/* One kernel of a named ISA over a whole weight matrix, for tests and benchmarks. Ternary types (TL_TQ1_0,
- * TL_TQ2_0, TL_I2_S) take int8 activations x [n][cols] with per-token scales x_scale [n]:
- * y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t] * w_scale. Float types (TL_F32, TL_F16, TL_BF16,
- * TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations: y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA is unknown or
- * not supported by this CPU, or the type/shape has no kernel. */
-int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
-                          const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
-int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
-                        const float *x, int32_t n, float *y);
 
 #endif

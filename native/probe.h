@@ -1,0 +1,27 @@
+/* probe.h - entry points for tests and benchmarks only (not part of the engine's API in tritlm.h). */
+#ifndef TL_PROBE_H
+#define TL_PROBE_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* One kernel of a named ISA over a whole weight matrix. Ternary types (TL_TQ1_0, TL_TQ2_0, TL_I2_S) take int8
+ * activations x [n][cols] with per-token scales x_scale [n]: y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t]
+ * * w_scale. Float types (TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations:
+ * y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA is unknown or not supported by this CPU, or the
+ * type/shape has no kernel. */
+int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
+                          const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
+int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
+                        const float *x, int32_t n, float *y);
+
+/* Measured memory read bandwidth in GB/s: n_threads threads (<= 0: physical cores) stream a buffer of
+ * `bytes` (make it larger than the caches); best of several passes. Returns 0 if out of memory. */
+double tl_read_bandwidth(size_t bytes, int32_t n_threads);
+
+/* The thread pool's contract, stressed: n_tasks tasks of alternately 2 and max_chunks chunks (tiny, so late
+ * wake-ups overlap the next task) on a pool of n_threads. Returns the number of violations: a chunk run other
+ * than exactly once, an index outside its task, or a chunk still running after its tl_pool_run returned (0 =
+ * sound); -1 if out of memory. */
+int64_t tl_pool_check(int32_t n_threads, int32_t n_tasks, int32_t max_chunks);
+
+#endif
