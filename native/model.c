@@ -5,6 +5,8 @@
  * once per output: y = isum / s * weight_scale. Weights are read-only; each sequence owns its KV cache. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,13 +67,58 @@ static int type_allowed(int use, int32_t type) {
     }
 }
 
+static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
+    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+}
+
 /* Values per block of a ternary type: a row of such a weight may be zero-padded up to a whole block. */
 static int64_t pad_block(int32_t type) {
     return type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : 1;
 }
 
-static int check_tensor(char *err, size_t err_len, const char *name, int layer, const tl_tensor *t, int use,
-                        int64_t rows, int64_t cols) {
+/* Whether n floats are all finite, testing the exponent bits (vectorizes). */
+X86_CLONES static int all_finite(const float *x, int64_t n) {
+    uint32_t inf_or_nan = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, x + i, 4);
+        inf_or_nan |= (bits & 0x7f800000u) == 0x7f800000u;
+    }
+    return !inf_or_nan;
+}
+
+/* A float weight's rows checked for NaN/Inf, split over the pool; each chunk stops at its first bad row, and
+ * first_bad keeps the lowest (t->rows: none). */
+typedef struct { const tl_tensor *t; float *row_bufs; int32_t parts; _Atomic int64_t first_bad; } finite_task;
+
+static void finite_chunk(void *ctx, int32_t chunk, int32_t thread) {
+    finite_task *task = ctx;
+    const tl_tensor *t = task->t;
+    float *row = task->row_bufs + (size_t)thread * (size_t)t->cols;
+    int64_t r0, r1;
+    tl_split(t->rows, 1, chunk, task->parts, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
+        tl_row_to_f32(t->type, t->data, t->cols, r, row);
+        if (all_finite(row, t->cols)) continue;
+        int64_t seen = atomic_load(&task->first_bad);
+        while (r < seen && !atomic_compare_exchange_weak(&task->first_bad, &seen, r)) {}
+        return;
+    }
+}
+
+/* Every value of a float weight must be finite: a NaN or Inf would reach the int8 quantization of every token
+ * (and then the logits). Returns the first row holding one, -1 if none, -2 if out of memory. */
+static int64_t first_nonfinite_row(tl_pool *pool, const tl_tensor *t) {
+    int32_t parts = t->rows < 4 * tl_pool_size(pool) ? 1 : 4 * tl_pool_size(pool); /* a vector: no dispatch */
+    finite_task task = {t, malloc(sizeof(float) * (size_t)t->cols * (size_t)tl_pool_size(pool)), parts, t->rows};
+    if (!task.row_bufs) return -2;
+    tl_pool_run(pool, finite_chunk, &task, parts);
+    free(task.row_bufs);
+    return task.first_bad < t->rows ? task.first_bad : -1;
+}
+
+static int check_tensor(char *err, size_t err_len, tl_pool *pool, const char *name, int layer, const tl_tensor *t,
+                        int use, int64_t rows, int64_t cols) {
     char full[64];
     if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s.weight", layer, name);
     else snprintf(full, sizeof full, "%s.weight", name);
@@ -85,8 +132,13 @@ static int check_tensor(char *err, size_t err_len, const char *name, int layer, 
         return fail(err, err_len, "%s: row length %lld is not a whole number of type %d blocks", full,
                     (long long)cols, t->type), 0;
     if (!isfinite(t->scale)) return fail(err, err_len, "%s: weight scale is not finite", full), 0;
+    int64_t bad = ternary_kernel(tl_kernels_best(), t->type) ? -1 : first_nonfinite_row(pool, t);
+    if (bad == -2) return fail(err, err_len, "out of memory"), 0;
+    if (bad >= 0) return fail(err, err_len, "%s: row %lld holds a NaN or Inf", full, (long long)bad), 0;
     return 1;
 }
+
+enum { MAX_ROW = 1 << 22 };
 
 static int check_config(const tl_config *c, char *err, size_t err_len) {
     if (c->n_layer <= 0 || c->n_embd <= 0 || c->n_ff <= 0 || c->n_head <= 0 || c->n_head_kv <= 0 ||
@@ -96,32 +148,35 @@ static int check_config(const tl_config *c, char *err, size_t err_len) {
     if (c->head_dim % 2) return fail(err, err_len, "config: head_dim %d is odd (RoPE rotates halves)", c->head_dim), 0;
     if (c->act != TL_ACT_SILU && c->act != TL_ACT_RELU2) return fail(err, err_len, "config: unknown activation %d", c->act), 0;
     if (!(c->rope_theta > 0) || !(c->rms_eps >= 0)) return fail(err, err_len, "config: bad rope_theta or rms_eps"), 0;
+    // a BitLinear sums row length x 128 x 1 in an int32
+    if (c->n_embd > MAX_ROW || c->n_ff > MAX_ROW || (int64_t)c->n_head * c->head_dim > MAX_ROW)
+        return fail(err, err_len, "config: a row length above %d is not supported", MAX_ROW), 0;
     return 1;
 }
 
-static int check_weights(const tl_config *c, const tl_tensor *token_embd, const tl_tensor *output_norm,
+static int check_weights(tl_pool *pool, const tl_config *c, const tl_tensor *token_embd, const tl_tensor *output_norm,
                          const tl_tensor *output, const tl_layer *layers, char *err, size_t err_len) {
     int64_t e = c->n_embd, f = c->n_ff, qd = (int64_t)c->n_head * c->head_dim, kvd = (int64_t)c->n_head_kv * c->head_dim;
-    if (!check_tensor(err, err_len, "token_embd", -1, token_embd, EMBED, c->n_vocab, e)) return 0;
-    if (!check_tensor(err, err_len, "output_norm", -1, output_norm, NORM, 1, e)) return 0;
-    if (output && output->data && !check_tensor(err, err_len, "output", -1, output, EMBED, c->n_vocab, e)) return 0;
+    if (!check_tensor(err, err_len, pool, "token_embd", -1, token_embd, EMBED, c->n_vocab, e)) return 0;
+    if (!check_tensor(err, err_len, pool, "output_norm", -1, output_norm, NORM, 1, e)) return 0;
+    if (output && output->data && !check_tensor(err, err_len, pool, "output", -1, output, EMBED, c->n_vocab, e)) return 0;
     for (int i = 0; i < c->n_layer; i++) {
         const tl_layer *l = &layers[i];
-        if (!check_tensor(err, err_len, "attn_norm", i, &l->attn_norm, NORM, 1, e) ||
-            !check_tensor(err, err_len, "attn_q", i, &l->attn_q, LINEAR, qd, e) ||
-            !check_tensor(err, err_len, "attn_k", i, &l->attn_k, LINEAR, kvd, e) ||
-            !check_tensor(err, err_len, "attn_v", i, &l->attn_v, LINEAR, kvd, e) ||
-            !check_tensor(err, err_len, "attn_output", i, &l->attn_output, LINEAR, e, qd) ||
-            !check_tensor(err, err_len, "ffn_norm", i, &l->ffn_norm, NORM, 1, e) ||
-            !check_tensor(err, err_len, "ffn_gate", i, &l->ffn_gate, LINEAR, f, e) ||
-            !check_tensor(err, err_len, "ffn_up", i, &l->ffn_up, LINEAR, f, e) ||
-            !check_tensor(err, err_len, "ffn_down", i, &l->ffn_down, LINEAR, e, f))
+        if (!check_tensor(err, err_len, pool, "attn_norm", i, &l->attn_norm, NORM, 1, e) ||
+            !check_tensor(err, err_len, pool, "attn_q", i, &l->attn_q, LINEAR, qd, e) ||
+            !check_tensor(err, err_len, pool, "attn_k", i, &l->attn_k, LINEAR, kvd, e) ||
+            !check_tensor(err, err_len, pool, "attn_v", i, &l->attn_v, LINEAR, kvd, e) ||
+            !check_tensor(err, err_len, pool, "attn_output", i, &l->attn_output, LINEAR, e, qd) ||
+            !check_tensor(err, err_len, pool, "ffn_norm", i, &l->ffn_norm, NORM, 1, e) ||
+            !check_tensor(err, err_len, pool, "ffn_gate", i, &l->ffn_gate, LINEAR, f, e) ||
+            !check_tensor(err, err_len, pool, "ffn_up", i, &l->ffn_up, LINEAR, f, e) ||
+            !check_tensor(err, err_len, pool, "ffn_down", i, &l->ffn_down, LINEAR, e, f))
             return 0;
         // weights sharing one quantized input must agree on its (padded) length
         if (l->attn_k.cols != l->attn_q.cols || l->attn_v.cols != l->attn_q.cols || l->ffn_up.cols != l->ffn_gate.cols)
             return fail(err, err_len, "blk.%d: q/k/v or gate/up weights have different (padded) row lengths", i), 0;
-        if (c->sub_norms && (!check_tensor(err, err_len, "attn_sub_norm", i, &l->attn_sub_norm, NORM, 1, qd) ||
-                             !check_tensor(err, err_len, "ffn_sub_norm", i, &l->ffn_sub_norm, NORM, 1, f)))
+        if (c->sub_norms && (!check_tensor(err, err_len, pool, "attn_sub_norm", i, &l->attn_sub_norm, NORM, 1, qd) ||
+                             !check_tensor(err, err_len, pool, "ffn_sub_norm", i, &l->ffn_sub_norm, NORM, 1, f)))
             return 0;
     }
     return 1;
@@ -164,21 +219,22 @@ static int grow_scratch(tl_model *m, int32_t n) {
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len) {
     if (!cfg || !token_embd || !output_norm || !layers) return fail(err, err_len, "tl_model_new: NULL argument"), NULL;
-    if (!check_config(cfg, err, err_len) || !check_weights(cfg, token_embd, output_norm, output, layers, err, err_len))
-        return NULL;
+    if (!check_config(cfg, err, err_len)) return NULL;
     tl_model *m = calloc(1, sizeof *m);
     if (!m) return fail(err, err_len, "out of memory"), NULL;
+    m->pool = tl_pool_new(n_threads);
+    if (!m->pool) return tl_model_free(m), fail(err, err_len, "out of memory"), NULL;
+    if (!check_weights(m->pool, cfg, token_embd, output_norm, output, layers, err, err_len)) return tl_model_free(m), NULL;
     m->cfg = *cfg;
     m->token_embd = *token_embd;
     m->output_norm = *output_norm;
     m->output = output && output->data ? *output : *token_embd;
     m->kern = tl_kernels_best();
     m->layers = malloc(sizeof *layers * (size_t)cfg->n_layer);
-    m->pool = tl_pool_new(n_threads);
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2));
     size_t att_bytes = sizeof(float) * 2 * ATT_LANES * (size_t)cfg->head_dim; /* a multiple of 64: vectors stay aligned */
-    if (m->pool) m->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
-    if (!m->layers || !m->pool || !m->rope_inv_freq || !m->att_acc || !grow_scratch(m, 1)) {
+    m->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
+    if (!m->layers || !m->rope_inv_freq || !m->att_acc || !grow_scratch(m, 1)) {
         tl_model_free(m);
         return fail(err, err_len, "out of memory"), NULL;
     }
@@ -203,9 +259,11 @@ void tl_model_free(tl_model *m) {
 
 tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx) {
     if (!m || n_ctx <= 0) return NULL;
+    size_t per_position = (size_t)m->cfg.n_layer * (size_t)m->cfg.n_head_kv * (size_t)m->cfg.head_dim;
+    if ((size_t)n_ctx > SIZE_MAX / sizeof(float) / per_position) return NULL;
     tl_seq *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    size_t cache = (size_t)m->cfg.n_layer * (size_t)n_ctx * (size_t)(m->cfg.n_head_kv * m->cfg.head_dim);
+    size_t cache = per_position * (size_t)n_ctx;
     s->m = m;
     s->n_ctx = n_ctx;
     s->k = malloc(cache * sizeof(float));
@@ -258,8 +316,8 @@ X86_CLONES static void quantize(tl_model *m, const float *in, int64_t t0, int64_
         int32_t sum = 0;
         for (int64_t i = 0; i < dim; i++) {
             float v = x[i] * s;
-            v = v > 127 ? 127 : v;
-            v = v < -128 ? -128 : v;
+            v = v < 127 ? v : 127; /* written so a NaN (an overflowed activation) clamps to 127, never reaches the cast */
+            v = v > -128 ? v : -128;
             int32_t q = (int32_t)((v + 12582912.0f) - 12582912.0f);
             m->xq[t * width + i] = (int8_t)q;
             m->xf[t * width + i] = (float)q;
@@ -292,10 +350,6 @@ static void norm_quantize(tl_model *m, float *out, const float *in, const tl_ten
     int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(m->pool);
     prep_task p = {m, out, in, norm, n, n < parts ? 1 : parts, dim, width}; /* one token: no dispatch */
     tl_pool_run(m->pool, prep_task_chunk, &p, p.parts);
-}
-
-static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
-    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
 }
 
 /* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.

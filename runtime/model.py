@@ -18,6 +18,42 @@ from runtime.weights import check_tensors, native_weights, read_hparams
 DEFAULT_MAX_CTX = 4096
 PREFILL_BATCH = 256  # tokens per engine call; bounds the engine's per-token scratch memory
 ERR_LEN = 256
+MAX_THREADS_PER_CPU = 4  # more threads than this only thrash; a larger request is a mistake
+INT32_MAX = 2**31 - 1
+
+
+def whole_number(value, what: str) -> int:
+    """value as a Python int (ints and numpy integers; not bools, floats or strings), else ModelError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ModelError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def token_array(tokens, n_vocab: int) -> np.ndarray:
+    """Token ids (a sequence of integers, or an integer array) as int32, each in [0, n_vocab), else ModelError."""
+    if isinstance(tokens, np.ndarray):
+        if tokens.dtype.kind not in "iu":
+            raise ModelError(f"token ids must be integers, got an array of {tokens.dtype}")
+        ids = tokens.reshape(-1).tolist()
+    elif isinstance(tokens, (list, tuple, range)):
+        ids = [whole_number(t, "a token id") for t in tokens]
+    else:
+        raise ModelError(f"token ids must be a list of integers, got {type(tokens).__name__}")
+    for t in ids:
+        if not 0 <= t < n_vocab:
+            raise ModelError(f"token id {t} is out of range [0, {n_vocab})")
+    return np.array(ids, dtype=np.int32)
+
+
+def check_threads(threads) -> int:
+    """The engine's thread count: None or <= 0 for one per physical core, at most MAX_THREADS_PER_CPU per CPU."""
+    if threads is None:
+        return physical_cores()
+    threads = whole_number(threads, "the thread count")
+    limit = MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+    if threads > limit:
+        raise ModelError(f"{threads} threads is more than {MAX_THREADS_PER_CPU} per CPU ({limit})")
+    return threads if threads > 0 else physical_cores()
 
 
 def physical_cores() -> int:
@@ -37,8 +73,7 @@ class Sequence:
     """One token sequence: its own KV cache of n_ctx positions. Made by Model.new_sequence."""
 
     def __init__(self, model: "Model", n_ctx: int):
-        if n_ctx <= 0:
-            raise ModelError(f"context size must be positive, got {n_ctx}")
+        n_ctx = model.check_context_size(n_ctx)
         ptr = lib.tl_seq_new(model._handle(), n_ctx)
         if ptr == ffi.NULL:
             raise ModelError(f"out of memory for a KV cache of {n_ctx} positions")
@@ -93,10 +128,9 @@ class Model:
         if len(self.tokenizer.tokens) > hp.n_vocab:
             raise ModelError(f"the tokenizer has {len(self.tokenizer.tokens)} tokens, more than the {hp.n_vocab} logits")
         self.n_vocab = hp.n_vocab
-        self.n_ctx = n_ctx if n_ctx is not None else min(hp.context_length, DEFAULT_MAX_CTX)
-        if self.n_ctx <= 0:
-            raise ModelError(f"context size must be positive, got {self.n_ctx}")
-        self.n_threads = threads if threads and threads > 0 else physical_cores()
+        self.context_length = hp.context_length
+        self.n_ctx = self.check_context_size(n_ctx if n_ctx is not None else min(hp.context_length, DEFAULT_MAX_CTX))
+        self.n_threads = check_threads(threads)
         self.name = md.get("general.name") or os.path.splitext(os.path.basename(self.path))[0]
         self.chat_template = md.get("tokenizer.chat_template")
         self.bos_id = self.tokenizer.bos_id
@@ -131,9 +165,15 @@ class Model:
     def forward(self, seqs, tokens, logit_rows=None) -> np.ndarray:
         """One engine pass: token i goes to seqs[i] (see tl_forward in native/tritlm.h). Returns logits
         [len(tokens), n_vocab], or with logit_rows [max row + 1, n_vocab] (row -1: no logits for that token)."""
+        tokens = token_array(tokens, self.n_vocab)
         if len(seqs) != len(tokens) or (logit_rows is not None and len(logit_rows) != len(tokens)):
             raise ModelError(f"forward: {len(seqs)} sequences, {len(tokens)} tokens"
                              + ("" if logit_rows is None else f", {len(logit_rows)} logit rows") + ": lengths differ")
+        if logit_rows is not None:
+            logit_rows = [whole_number(r, "a logit row") for r in logit_rows]
+            wanted = [r for r in logit_rows if r != -1]
+            if any(not 0 <= r < len(tokens) for r in wanted) or len(set(wanted)) != len(wanted):
+                raise ModelError(f"forward: logit rows must be -1 or distinct rows in [0, {len(tokens)})")
         n_rows = len(tokens) if logit_rows is None else max(logit_rows, default=-1) + 1
         out = np.empty((n_rows, self.n_vocab), dtype=np.float32)
         self._forward_into(seqs, tokens, logit_rows, out)
@@ -141,6 +181,7 @@ class Model:
 
     def prefill(self, seq: Sequence, ids) -> np.ndarray:
         """Appends a prompt to seq; returns the logits [n_vocab] of its last token."""
+        ids = token_array(ids, self.n_vocab)  # every batch checked before the first changes seq
         if len(ids) == 0:
             raise ModelError("prefill: no tokens")
         self._check_room(seq, len(ids))
@@ -159,6 +200,7 @@ class Model:
 
     def logits(self, ids) -> np.ndarray:
         """Logits [len(ids), n_vocab] of every position of ids, run from position 0 in a fresh sequence."""
+        ids = token_array(ids, self.n_vocab)
         out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
         with self.new_sequence(max(len(ids), 1)) as seq:
             for start in range(0, len(ids), PREFILL_BATCH):
@@ -206,6 +248,14 @@ class Model:
 
     # ---- helpers ----
 
+    def check_context_size(self, n_ctx) -> int:
+        """A sequence's size: a whole number in [1, the model's context length] (the positions it was trained on)."""
+        n_ctx = whole_number(n_ctx, "the context size")
+        if not 0 < n_ctx <= min(self.context_length, INT32_MAX):
+            raise ModelError(f"context size {n_ctx} is outside [1, {min(self.context_length, INT32_MAX)}], "
+                             f"the model's context length")
+        return n_ctx
+
     def _handle(self):
         if self._ptr is None:
             raise ModelError("the model is closed")
@@ -219,12 +269,9 @@ class Model:
     def _forward_into(self, seqs, tokens, logit_rows, out: np.ndarray) -> None:
         """tl_forward writing logits into out (a C-contiguous float32 array with enough rows)."""
         model = self._handle()
-        tokens = np.ascontiguousarray(tokens, dtype=np.int64)
-        bad = tokens[(tokens < 0) | (tokens >= self.n_vocab)]
-        if bad.size:
-            raise ModelError(f"token id {bad[0]} is out of range [0, {self.n_vocab})")
+        tokens = token_array(tokens, self.n_vocab)
         seq_ptrs = ffi.new("tl_seq *[]", [self._own(s)._handle() for s in seqs])
-        c_tokens = ffi.from_buffer("int32_t[]", tokens.astype(np.int32))
+        c_tokens = ffi.from_buffer("int32_t[]", tokens)
         rows = ffi.NULL if logit_rows is None else ffi.from_buffer("int32_t[]", np.asarray(logit_rows, dtype=np.int32))
         err = ffi.new("char[]", ERR_LEN)
         with self._lock:

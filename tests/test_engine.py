@@ -284,3 +284,41 @@ def test_bad_config_is_reported():
     w = random_weights(cfg=dict(CFG))
     eng = Engine(w, cfg=cfg)
     assert eng.model == ffi.NULL and "n_head_kv" in eng.error
+
+
+def test_pool_runs_every_chunk_once_while_its_task_runs():
+    """The pool's contract under churn (tasks of 2 and 64 chunks back to back, more threads than cores; and tasks
+    of more chunks than one round holds): every chunk exactly once, inside its own tl_pool_run. The race this
+    guards against is rare in a plain build; `make sanitize` runs this under ThreadSanitizer, which flags it."""
+    assert lib.tl_pool_check(4, 20000, 64) == 0
+    assert lib.tl_pool_check(3, 4, 70000) == 0
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # gguf-py quantizing the Inf
+@pytest.mark.parametrize("embd", ["f32", "bf16", "q8_0"])
+def test_nonfinite_float_weights_are_refused(embd):
+    w = random_weights()
+    w["token_embd"][123, 77] = np.inf
+    eng = Engine(w, embd=embd)
+    assert eng.model == ffi.NULL and eng.error == "token_embd.weight: row 123 holds a NaN or Inf"
+    w = random_weights()
+    w["layers"][1]["ffn_sub_norm"][5] = np.nan
+    eng = Engine(w, linear="f16")
+    assert eng.model == ffi.NULL and eng.error == "blk.1.ffn_sub_norm.weight: row 0 holds a NaN or Inf"
+
+
+def test_overflowing_activations_are_well_defined():
+    """Finite weights can still overflow the residual stream to Inf; the next RMSNorm makes NaN, which quantization
+    must clamp rather than cast to int (undefined behaviour: `make sanitize` runs this under UBSan)."""
+    w = random_weights()
+    w["layers"][0]["attn_output"] = (w["layers"][0]["attn_output"][0], np.float32(3e38))
+    eng = Engine(w)
+    rc, logits, err = eng.forward([eng.seq()] * 3, prompt(3))
+    assert rc == 0, err
+    assert np.isnan(logits).all()
+
+
+def test_row_lengths_beyond_int32_sums_are_refused():
+    eng = Engine(random_weights(), cfg=dict(CFG, n_ff=(1 << 22) + 16))
+    assert eng.model == ffi.NULL and "row length above 4194304" in eng.error
+
