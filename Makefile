@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium llama-cpp
+.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium llama-cpp sanitize sanitize-asan sanitize-tsan
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -90,3 +90,28 @@ bench-peers: $(BENCH_GGUFS) llama-cpp
 bench-kernels:
 	mkdir -p build && $(CC) -O3 -std=c11 -pthread -ffp-contract=off -Inative -o build/bench_kernels \
 		native/dev/bench_kernels.c native/kernels/*.c native/threads.c native/probe.c -lm && build/bench_kernels $(ARGS)
+
+# The C core built with AddressSanitizer + UndefinedBehaviorSanitizer (sanitize-asan), and separately with
+# ThreadSanitizer (sanitize-tsan), then the kernel, engine and hostile-file tests run against each build. Each build
+# lives in its own tree, build/sanitize-*/ (copies of runtime/, converter/ and tests/, the instrumented extension
+# built in place there), so the normal extension is untouched. The interpreter itself is not instrumented, so the
+# sanitizer's runtime must be loaded before it: LD_PRELOAD=$$(cc -print-file-name=libasan.so) (or libtsan.so).
+# ASan's leak check is off (the interpreter keeps its allocations at exit); any other report stops the run.
+SANITIZE_TESTS := tests/test_kernels.py tests/test_kquants.py tests/test_engine.py tests/test_gguf_load.py \
+	tests/test_model_args.py $(wildcard tests/test_hostile*.py tests/test_concurrency.py)
+SANITIZE_CFLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SANITIZE_CFLAGS_tsan := -fsanitize=thread
+SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+
+sanitize: sanitize-asan sanitize-tsan
+
+sanitize-asan sanitize-tsan: sanitize-%: install
+	rm -rf build/sanitize-$* && mkdir -p build/sanitize-$*
+	cp -r runtime converter tests setup.py pytest.ini build/sanitize-$*/
+	rm -f build/sanitize-$*/runtime/_native*
+	ln -s ../../native ../../models build/sanitize-$*/
+	cd build/sanitize-$* && CFLAGS="-g -fno-omit-frame-pointer $(SANITIZE_CFLAGS_$*)" LDFLAGS="$(SANITIZE_CFLAGS_$*)" \
+		nice $(abspath $(VPY)) setup.py -q build_ext --inplace
+	cd build/sanitize-$* && $(SANITIZE_ENV) LD_PRELOAD=$$($(CC) -print-file-name=lib$*.so) \
+		$(abspath $(VPY)) -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
