@@ -25,16 +25,19 @@ typedef struct {
     tl_tensor ffn_norm, ffn_gate, ffn_up, ffn_sub_norm, ffn_down;
 } tl_layer;
 typedef struct tl_model tl_model;
+typedef struct tl_ctx tl_ctx;
 typedef struct tl_seq tl_seq;
 
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len);
 void tl_model_free(tl_model *m);
+tl_ctx *tl_ctx_new(const tl_model *m);
+void tl_ctx_free(tl_ctx *ctx);
 tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx);
 void tl_seq_free(tl_seq *s);
-void tl_seq_reset(tl_seq *s);
-int32_t tl_seq_pos(const tl_seq *s);
-int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
+int32_t tl_seq_len(const tl_seq *s);
+int32_t tl_seq_truncate(tl_seq *s, int32_t len);
+int32_t tl_forward(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                    const int32_t *logit_rows, float *logits, char *err, size_t err_len);
 const char *tl_isa(void);
 
@@ -55,7 +58,7 @@ ffibuilder.set_source(
     sources=sorted(glob.glob(os.path.join("native", "*.c")) + glob.glob(os.path.join("native", "kernels", "*.c"))),
     include_dirs=["native"],
     # Portable baseline; SIMD kernels enable their ISA per function and are chosen at run time.
-    extra_compile_args=["-O3", "-std=c11", "-pthread", "-ffp-contract=off", "-Wall"],
+    extra_compile_args=["-O3", "-std=c11", "-pthread", "-ffp-contract=off", "-Wall", "-Wextra"],
     extra_link_args=["-pthread", "-lm"],
 )
 

@@ -2,7 +2,8 @@
  *
  * Every linear layer is a lossless BitLinear: each token's input row is quantized to int8 exactly as torch
  * does (s = 127 / max|x|, round half to even), dotted with the ternary weights in integers, and scaled back
- * once per output: y = isum / s * weight_scale. Weights are read-only; each sequence owns its KV cache. */
+ * once per output: y = isum / s * weight_scale. The model is read-only after tl_model_new; each sequence owns
+ * its KV cache, and each caller's context (tl_ctx) its scratch. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -16,27 +17,33 @@
 
 enum { ATT_BLOCK = 128, ATT_LANES = 16 }; /* attention: key positions scored at once; queries scored together */
 
-struct tl_model {
+struct tl_model { /* read-only after tl_model_new */
     tl_config cfg;
     tl_tensor token_embd, output_norm, output; /* output: token_embd when tied */
     tl_layer *layers;
     const tl_kernels *kern;
-    tl_pool *pool;
+    tl_pool *pool;        /* shared by all contexts: their passes take turns step by step */
     float *rope_inv_freq; /* [head_dim / 2] */
-    float *att_acc;       /* [n_threads][2][ATT_LANES][head_dim]: attention sums and transposed queries per thread */
+};
+
+struct tl_ctx {
+    const tl_model *m;
+    float *att_acc; /* [pool size][2][ATT_LANES][head_dim]: attention sums and transposed queries per pool thread */
     /* per-token scratch for up to n_cap tokens, grown only when a bigger batch arrives */
     int32_t n_cap;
     float *x, *xn, *xf, *q, *k, *v, *att, *tmp, *gate, *up; /* activations */
     int8_t *xq;                                             /* quantized activations */
     float *xscale;                                          /* their per-token scales */
     int32_t *xsum, *pos, *out_token;                        /* sum of xq; each token's position; tokens wanting logits */
-    float *logits_tmp;                                      /* [n_cap][n_vocab] when logit rows are scattered */
+    int32_t logits_cap;                                     /* rows of logits_tmp */
+    float *logits_tmp; /* [logits_cap][n_vocab]: logits of scattered rows, before they go to their rows */
 };
 
 struct tl_seq {
     const tl_model *m;
-    int32_t n_ctx, pos;
-    float *k, *v; /* [n_layer][n_ctx][n_head_kv * head_dim] */
+    int32_t n_ctx, len;         /* len: tokens held, at positions 0..len-1 */
+    _Atomic(tl_ctx *) user;     /* the context whose tl_forward is using the sequence now, or NULL */
+    float *k, *v;               /* [n_layer][n_ctx][n_head_kv * head_dim] */
 };
 
 /* Hot loops written to vectorize as they are get a clone per x86 ISA, picked at load time; they sum in a fixed
@@ -91,8 +98,8 @@ X86_CLONES static int all_finite(const float *x, int64_t n) {
  * first_bad keeps the lowest (t->rows: none). */
 typedef struct { const tl_tensor *t; float *row_bufs; int32_t parts; _Atomic int64_t first_bad; } finite_task;
 
-static void finite_chunk(void *ctx, int32_t chunk, int32_t thread) {
-    finite_task *task = ctx;
+static void finite_chunk(void *arg, int32_t chunk, int32_t thread) {
+    finite_task *task = arg;
     const tl_tensor *t = task->t;
     float *row = task->row_bufs + (size_t)thread * (size_t)t->cols;
     int64_t r0, r1;
@@ -182,40 +189,6 @@ static int check_weights(tl_pool *pool, const tl_config *c, const tl_tensor *tok
     return 1;
 }
 
-static void free_scratch(tl_model *m) {
-    void **bufs[] = {(void **)&m->x, (void **)&m->xn, (void **)&m->xf, (void **)&m->q, (void **)&m->k,
-                     (void **)&m->v, (void **)&m->att, (void **)&m->tmp, (void **)&m->gate, (void **)&m->up,
-                     (void **)&m->xq, (void **)&m->xscale, (void **)&m->xsum, (void **)&m->pos,
-                     (void **)&m->out_token, (void **)&m->logits_tmp};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        free(*bufs[i]);
-        *bufs[i] = NULL;
-    }
-}
-
-/* Sizes the per-token scratch for n tokens (once per new largest batch, never per token). */
-static int grow_scratch(tl_model *m, int32_t n) {
-    if (n <= m->n_cap) return 1;
-    const tl_config *c = &m->cfg;
-    size_t e = c->n_embd, f = c->n_ff, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_head_kv * c->head_dim;
-    size_t widest = e > f ? e : f, t = (size_t)n;
-    widest = (widest > qd ? widest : qd) + 255; /* room for a ternary weight's zero-padded row */
-    free_scratch(m);
-    m->n_cap = 0;
-    m->x = malloc(t * e * 4), m->xn = malloc(t * widest * 4), m->xf = malloc(t * widest * 4);
-    m->q = malloc(t * qd * 4), m->k = malloc(t * kvd * 4), m->v = malloc(t * kvd * 4), m->att = malloc(t * qd * 4);
-    m->tmp = malloc(t * e * 4), m->gate = malloc(t * f * 4), m->up = malloc(t * f * 4);
-    m->xq = malloc(t * widest), m->xscale = malloc(t * 4), m->xsum = malloc(t * 4);
-    m->pos = malloc(t * 4), m->out_token = malloc(t * 4), m->logits_tmp = malloc(t * (size_t)c->n_vocab * 4);
-    if (!m->x || !m->xn || !m->xf || !m->q || !m->k || !m->v || !m->att || !m->tmp || !m->gate || !m->up ||
-        !m->xq || !m->xscale || !m->xsum || !m->pos || !m->out_token || !m->logits_tmp) {
-        free_scratch(m);
-        return 0;
-    }
-    m->n_cap = n;
-    return 1;
-}
-
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len) {
     if (!cfg || !token_embd || !output_norm || !layers) return fail(err, err_len, "tl_model_new: NULL argument"), NULL;
@@ -232,9 +205,7 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
     m->kern = tl_kernels_best();
     m->layers = malloc(sizeof *layers * (size_t)cfg->n_layer);
     m->rope_inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2));
-    size_t att_bytes = sizeof(float) * 2 * ATT_LANES * (size_t)cfg->head_dim; /* a multiple of 64: vectors stay aligned */
-    m->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
-    if (!m->layers || !m->rope_inv_freq || !m->att_acc || !grow_scratch(m, 1)) {
+    if (!m->layers || !m->rope_inv_freq) {
         tl_model_free(m);
         return fail(err, err_len, "out of memory"), NULL;
     }
@@ -248,11 +219,76 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
 void tl_model_free(tl_model *m) {
     if (!m) return;
     tl_pool_free(m->pool);
-    free_scratch(m);
     free(m->layers);
     free(m->rope_inv_freq);
-    free(m->att_acc);
     free(m);
+}
+
+/* ---- contexts: one caller's scratch ---- */
+
+static void free_scratch(tl_ctx *ctx) {
+    void **bufs[] = {(void **)&ctx->x, (void **)&ctx->xn, (void **)&ctx->xf, (void **)&ctx->q, (void **)&ctx->k,
+                     (void **)&ctx->v, (void **)&ctx->att, (void **)&ctx->tmp, (void **)&ctx->gate, (void **)&ctx->up,
+                     (void **)&ctx->xq, (void **)&ctx->xscale, (void **)&ctx->xsum, (void **)&ctx->pos,
+                     (void **)&ctx->out_token};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    ctx->n_cap = 0;
+}
+
+/* Sizes the per-token scratch for n tokens (once per new largest batch, never per token). */
+static int grow_scratch(tl_ctx *ctx, int32_t n) {
+    if (n <= ctx->n_cap) return 1;
+    const tl_config *c = &ctx->m->cfg;
+    size_t e = c->n_embd, f = c->n_ff, qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_head_kv * c->head_dim;
+    size_t widest = e > f ? e : f, t = (size_t)n;
+    widest = (widest > qd ? widest : qd) + 255; /* room for a ternary weight's zero-padded row */
+    free_scratch(ctx);
+    ctx->x = malloc(t * e * 4), ctx->xn = malloc(t * widest * 4), ctx->xf = malloc(t * widest * 4);
+    ctx->q = malloc(t * qd * 4), ctx->k = malloc(t * kvd * 4), ctx->v = malloc(t * kvd * 4), ctx->att = malloc(t * qd * 4);
+    ctx->tmp = malloc(t * e * 4), ctx->gate = malloc(t * f * 4), ctx->up = malloc(t * f * 4);
+    ctx->xq = malloc(t * widest), ctx->xscale = malloc(t * 4), ctx->xsum = malloc(t * 4);
+    ctx->pos = malloc(t * 4), ctx->out_token = malloc(t * 4);
+    if (!ctx->x || !ctx->xn || !ctx->xf || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->tmp || !ctx->gate ||
+        !ctx->up || !ctx->xq || !ctx->xscale || !ctx->xsum || !ctx->pos || !ctx->out_token) {
+        free_scratch(ctx);
+        return 0;
+    }
+    ctx->n_cap = n;
+    return 1;
+}
+
+/* Sizes logits_tmp for n rows (only scattered logit rows go through it). */
+static int grow_logits_tmp(tl_ctx *ctx, int32_t n) {
+    if (n <= ctx->logits_cap) return 1;
+    free(ctx->logits_tmp);
+    ctx->logits_tmp = malloc((size_t)n * (size_t)ctx->m->cfg.n_vocab * sizeof(float));
+    ctx->logits_cap = ctx->logits_tmp ? n : 0;
+    return ctx->logits_tmp != NULL;
+}
+
+tl_ctx *tl_ctx_new(const tl_model *m) {
+    if (!m) return NULL;
+    tl_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    ctx->m = m;
+    size_t att_bytes = sizeof(float) * 2 * ATT_LANES * (size_t)m->cfg.head_dim; /* a multiple of 64: vectors stay aligned */
+    ctx->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
+    if (!ctx->att_acc || !grow_scratch(ctx, 1)) {
+        tl_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void tl_ctx_free(tl_ctx *ctx) {
+    if (!ctx) return;
+    free_scratch(ctx);
+    free(ctx->logits_tmp);
+    free(ctx->att_acc);
+    free(ctx);
 }
 
 /* ---- sequences ---- */
@@ -279,8 +315,13 @@ void tl_seq_free(tl_seq *s) {
     free(s);
 }
 
-void tl_seq_reset(tl_seq *s) { s->pos = 0; }
-int32_t tl_seq_pos(const tl_seq *s) { return s->pos; }
+int32_t tl_seq_len(const tl_seq *s) { return s->len; }
+
+int32_t tl_seq_truncate(tl_seq *s, int32_t len) {
+    if (len < 0 || len > s->len) return -1;
+    s->len = len; /* the cache rows past len are overwritten as tokens arrive again */
+    return 0;
+}
 
 /* ---- the steps of the forward pass ---- */
 
@@ -300,7 +341,7 @@ static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_
  * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. Both loops are
  * written to vectorize: |x| is maximized as integer bits (same order as the floats), and x * s, clamped first,
  * is rounded half to even (as torch.round) by adding and subtracting 1.5 * 2^23. */
-X86_CLONES static void quantize(tl_model *m, const float *in, int64_t t0, int64_t t1, int64_t dim, int64_t width) {
+X86_CLONES static void quantize(tl_ctx *ctx, const float *in, int64_t t0, int64_t t1, int64_t dim, int64_t width) {
     for (int64_t t = t0; t < t1; t++) {
         const float *x = in + t * dim;
         uint32_t top = 0;
@@ -319,57 +360,59 @@ X86_CLONES static void quantize(tl_model *m, const float *in, int64_t t0, int64_
             v = v < 127 ? v : 127; /* written so a NaN (an overflowed activation) clamps to 127, never reaches the cast */
             v = v > -128 ? v : -128;
             int32_t q = (int32_t)((v + 12582912.0f) - 12582912.0f);
-            m->xq[t * width + i] = (int8_t)q;
-            m->xf[t * width + i] = (float)q;
+            ctx->xq[t * width + i] = (int8_t)q;
+            ctx->xf[t * width + i] = (float)q;
             sum += q;
         }
-        for (int64_t i = dim; i < width; i++) m->xq[t * width + i] = 0, m->xf[t * width + i] = 0;
-        m->xscale[t] = s;
-        m->xsum[t] = sum;
+        for (int64_t i = dim; i < width; i++) ctx->xq[t * width + i] = 0, ctx->xf[t * width + i] = 0;
+        ctx->xscale[t] = s;
+        ctx->xsum[t] = sum;
     }
 }
 
 /* A BitLinear's input: RMSNorm (when a weight is given; in place if out == in) then quantization of n token
  * rows, the tokens split over the pool (each row is its own work, so results do not depend on the split). */
-typedef struct { tl_model *m; float *out; const float *in; const tl_tensor *norm; int32_t n, parts; int64_t dim, width; } prep_task;
+typedef struct { tl_ctx *ctx; float *out; const float *in; const tl_tensor *norm; int32_t n, parts; int64_t dim, width; } prep_task;
 
 enum { PREP_PARTS_PER_THREAD = 2 };
 
-static void prep_task_chunk(void *ctx, int32_t chunk, int32_t thread) {
+static void prep_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
-    prep_task *p = ctx;
+    prep_task *p = arg;
     int64_t t0, t1;
     tl_split(p->n, 1, chunk, p->parts, &t0, &t1);
     if (t0 >= t1) return;
-    if (p->norm) rmsnorm(p->out + t0 * p->dim, p->in + t0 * p->dim, p->norm, (int32_t)(t1 - t0), p->dim, p->m->cfg.rms_eps);
-    quantize(p->m, p->norm ? p->out : p->in, t0, t1, p->dim, p->width);
+    if (p->norm) rmsnorm(p->out + t0 * p->dim, p->in + t0 * p->dim, p->norm, (int32_t)(t1 - t0), p->dim, p->ctx->m->cfg.rms_eps);
+    quantize(p->ctx, p->norm ? p->out : p->in, t0, t1, p->dim, p->width);
 }
 
-static void norm_quantize(tl_model *m, float *out, const float *in, const tl_tensor *norm, int32_t n, int64_t dim,
+static void norm_quantize(tl_ctx *ctx, float *out, const float *in, const tl_tensor *norm, int32_t n, int64_t dim,
                           int64_t width) {
-    int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(m->pool);
-    prep_task p = {m, out, in, norm, n, n < parts ? 1 : parts, dim, width}; /* one token: no dispatch */
-    tl_pool_run(m->pool, prep_task_chunk, &p, p.parts);
+    int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(ctx->m->pool);
+    prep_task p = {ctx, out, in, norm, n, n < parts ? 1 : parts, dim, width}; /* one token: no dispatch */
+    tl_pool_run(ctx->m->pool, prep_chunk, &p, p.parts);
 }
 
 /* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.
  * Each matrix's output rows (never tokens) are cut into PARTS_PER_THREAD chunks per thread, claimed by
- * whichever thread is free; a row's result does not depend on its chunk, so not on the thread count. quantized: BitLinear (input in m->xq); otherwise a float input in x. */
-typedef struct { const tl_tensor *w; float *y; } mm_job;
+ * whichever thread is free; a row's result does not depend on its chunk, so not on the thread count.
+ * quantized: a BitLinear (input in ctx->xq); otherwise a float input in x. */
+typedef struct { const tl_tensor *w; float *y; } matmul_job;
 typedef struct {
-    tl_model *m;
+    tl_ctx *ctx;
     int32_t n, n_jobs, quantized;
     const float *x; /* float input [n][cols] when not quantized */
-    mm_job jobs[3];
-} mm_task;
+    matmul_job jobs[3];
+} matmul_task;
 
 enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* chunks start on 16-row boundaries, good for SIMD row tiles */
 
-static void matmul_task(void *ctx, int32_t chunk, int32_t thread) {
+static void matmul_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
-    mm_task *task = ctx;
-    tl_model *m = task->m;
-    tl_qact qa = {m->xq, m->xscale, m->xsum, task->n};
+    matmul_task *task = arg;
+    const tl_ctx *ctx = task->ctx;
+    const tl_model *m = ctx->m;
+    tl_qact qa = {ctx->xq, ctx->xscale, ctx->xsum, task->n};
     int32_t parts = PARTS_PER_THREAD * tl_pool_size(m->pool);
     const tl_tensor *w = task->jobs[chunk / parts].w;
     float *y = task->jobs[chunk / parts].y;
@@ -380,21 +423,21 @@ static void matmul_task(void *ctx, int32_t chunk, int32_t thread) {
     if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); return; }
     if (!task->quantized) { tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); return; }
     // float weights in a BitLinear: the same int8 activations (as floats), a float dot, then / s
-    tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, m->xf, task->n, y, w->rows);
+    tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, ctx->xf, task->n, y, w->rows);
     for (int32_t t = 0; t < task->n; t++)
-        for (int64_t r = r0; r < r1; r++) y[t * w->rows + r] /= m->xscale[t];
+        for (int64_t r = r0; r < r1; r++) y[t * w->rows + r] /= ctx->xscale[t];
 }
 
-static void run_matmuls(tl_model *m, mm_task *task) {
-    tl_pool_run(m->pool, matmul_task, task, task->n_jobs * PARTS_PER_THREAD * tl_pool_size(m->pool));
+static void run_matmuls(tl_ctx *ctx, matmul_task *task) {
+    tl_pool_run(ctx->m->pool, matmul_chunk, task, task->n_jobs * PARTS_PER_THREAD * tl_pool_size(ctx->m->pool));
 }
 
 /* BitLinear over the quantized input of n tokens: y_j = W_j x for each of the given weights. */
-static void bitlinear(tl_model *m, int32_t n, const tl_tensor *w0, float *y0, const tl_tensor *w1, float *y1,
+static void bitlinear(tl_ctx *ctx, int32_t n, const tl_tensor *w0, float *y0, const tl_tensor *w1, float *y1,
                       const tl_tensor *w2, float *y2) {
-    mm_task task = {m, n, 1, 1, NULL, {{w0, y0}, {w1, y1}, {w2, y2}}};
+    matmul_task task = {ctx, n, 1, 1, NULL, {{w0, y0}, {w1, y1}, {w2, y2}}};
     task.n_jobs = w2 ? 3 : w1 ? 2 : 1;
-    run_matmuls(m, &task);
+    run_matmuls(ctx, &task);
 }
 
 /* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the
@@ -418,7 +461,7 @@ static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
  * key rows, so up to ATT_LANES of them are scored together, one per vector lane. Every sum runs in one fixed
  * order (a dot over d in order, values over positions in order), so a token's result depends neither on its
  * batch nor on the ISA of the clones. */
-typedef struct { tl_model *m; tl_seq *const *seqs; int32_t n, layer; } att_task;
+typedef struct { tl_ctx *ctx; tl_seq *const *seqs; int32_t n, layer; } attention_task;
 
 typedef float att_lanes __attribute__((vector_size(4 * ATT_LANES))); /* one float per query scored together */
 
@@ -456,24 +499,24 @@ X86_CLONES static void attend_block(float *w, int32_t len, const float *v, int64
         for (int32_t d = 0; d < hd; d++) acc[d] += w[j] * v[j * stride + d];
 }
 
-static void attention_task(void *ctx, int32_t head, int32_t thread) {
-    att_task *task = ctx;
-    tl_model *m = task->m;
-    const tl_config *c = &m->cfg;
+static void attention_chunk(void *arg, int32_t head, int32_t thread) {
+    attention_task *task = arg;
+    tl_ctx *ctx = task->ctx;
+    const tl_config *c = &ctx->m->cfg;
     int32_t hd = c->head_dim, kvd = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
     float scale = 1.0f / sqrtf((float)hd), scores[ATT_LANES][ATT_BLOCK], max[ATT_LANES], denom[ATT_LANES];
-    float *acc = m->att_acc + (size_t)thread * 2 * ATT_LANES * hd; /* then the transposed queries */
+    float *acc = ctx->att_acc + (size_t)thread * 2 * ATT_LANES * hd; /* then the transposed queries */
     att_lanes *qt = (att_lanes *)(acc + ATT_LANES * hd);
     int64_t off = (int64_t)(head / group) * hd; /* this head's kv head within a cache row */
     for (int32_t t = 0; t < task->n;) {
         // the tokens scored together: this one and the next of its sequence at the next positions
         const tl_seq *s = task->seqs[t];
         int32_t n = 1, last;
-        while (n < ATT_LANES && t + n < task->n && task->seqs[t + n] == s && m->pos[t + n] == m->pos[t] + n) n++;
-        last = m->pos[t + n - 1];
+        while (n < ATT_LANES && t + n < task->n && task->seqs[t + n] == s && ctx->pos[t + n] == ctx->pos[t] + n) n++;
+        last = ctx->pos[t + n - 1];
         const float *k = s->k + (size_t)task->layer * s->n_ctx * kvd + off, *v = s->v + (size_t)task->layer * s->n_ctx * kvd + off;
         for (int32_t d = 0; d < hd; d++)
-            for (int g = 0; g < ATT_LANES; g++) qt[d][g] = g < n ? m->q[((size_t)(t + g) * c->n_head + head) * hd + d] : 0;
+            for (int g = 0; g < ATT_LANES; g++) qt[d][g] = g < n ? ctx->q[((size_t)(t + g) * c->n_head + head) * hd + d] : 0;
         for (int g = 0; g < n; g++) {
             max[g] = -INFINITY, denom[g] = 0;
             for (int32_t d = 0; d < hd; d++) acc[g * hd + d] = 0;
@@ -483,12 +526,12 @@ static void attention_task(void *ctx, int32_t head, int32_t thread) {
             int32_t len = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
             score_keys(qt, k + (int64_t)p0 * kvd, kvd, len, hd, scale, scores);
             for (int g = 0; g < n; g++) {
-                int32_t seen = m->pos[t + g] + 1 - p0; /* causal: this token's positions in the block */
+                int32_t seen = ctx->pos[t + g] + 1 - p0; /* causal: this token's positions in the block */
                 if (seen > 0) attend_block(scores[g], seen < len ? seen : len, v + (int64_t)p0 * kvd, kvd, hd, &max[g], &denom[g], acc + g * hd);
             }
         }
         for (int g = 0; g < n; g++) {
-            float *out = m->att + ((size_t)(t + g) * c->n_head + head) * hd;
+            float *out = ctx->att + ((size_t)(t + g) * c->n_head + head) * hd;
             for (int32_t d = 0; d < hd; d++) out[d] = acc[g * hd + d] / denom[g];
         }
         t += n;
@@ -505,75 +548,105 @@ X86_CLONES static void gate_times_up(float *gate, const float *up, int64_t len, 
 
 /* ---- the forward pass ---- */
 
-int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n, const int32_t *logit_rows,
-                   float *logits, char *err, size_t err_len) {
+/* n tokens through the model, token i appended to seqs[i] (see tl_forward); the sequences are this call's. */
+static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
+                             const int32_t *logit_rows, float *logits, char *err, size_t err_len) {
+    const tl_model *m = ctx->m;
     const tl_config *c = &m->cfg;
     int64_t e = c->n_embd, f = c->n_ff, hd = c->head_dim, qd = (int64_t)c->n_head * hd, kvd = (int64_t)c->n_head_kv * hd;
-    if (n <= 0) return 0;
-    if (!grow_scratch(m, n)) return fail(err, err_len, "out of memory for a batch of %d tokens", n), -1;
+    if (!grow_scratch(ctx, n)) return fail(err, err_len, "out of memory for a batch of %d tokens", n), -1;
     // check every token and give each its position, before any sequence changes
     for (int32_t i = 0; i < n; i++) {
-        if (!seqs[i] || seqs[i]->m != m) return fail(err, err_len, "token %d: sequence missing or of another model", i), -1;
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return fail(err, err_len, "token id %d out of range [0, %d)", tokens[i], c->n_vocab), -1;
-        int32_t later = 0; /* this sequence's earlier tokens in the batch */
-        for (int32_t j = 0; j < i; j++) later += seqs[j] == seqs[i];
-        m->pos[i] = seqs[i]->pos + later;
-        if (m->pos[i] >= seqs[i]->n_ctx) return fail(err, err_len, "context full: %d tokens", seqs[i]->n_ctx), -1;
+        int32_t earlier = 0; /* tokens of this sequence before token i in the batch */
+        for (int32_t j = 0; j < i; j++) earlier += seqs[j] == seqs[i];
+        ctx->pos[i] = seqs[i]->len + earlier;
+        if (ctx->pos[i] >= seqs[i]->n_ctx) return fail(err, err_len, "context full: %d tokens", seqs[i]->n_ctx), -1;
     }
-    // embedding lookup -> f32 residual stream
-    for (int32_t i = 0; i < n; i++) tl_row_to_f32(m->token_embd.type, m->token_embd.data, e, tokens[i], m->x + i * e);
-    for (int32_t l = 0; l < c->n_layer; l++) {
-        const tl_layer *L = &m->layers[l];
-        // attention: RMSNorm, quantize, q/k/v projections
-        norm_quantize(m, m->xn, m->x, &L->attn_norm, n, e, L->attn_q.cols);
-        bitlinear(m, n, &L->attn_q, m->q, &L->attn_k, m->k, &L->attn_v, m->v);
-        // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
-        for (int32_t i = 0; i < n; i++) {
-            rope(m, m->q + i * qd, c->n_head, m->pos[i]);
-            rope(m, m->k + i * kvd, c->n_head_kv, m->pos[i]);
-            size_t at = ((size_t)l * seqs[i]->n_ctx + m->pos[i]) * kvd;
-            memcpy(seqs[i]->k + at, m->k + i * kvd, kvd * sizeof(float));
-            memcpy(seqs[i]->v + at, m->v + i * kvd, kvd * sizeof(float));
-        }
-        // causal grouped-query attention over each sequence's cache
-        att_task at = {m, seqs, n, l};
-        tl_pool_run(m->pool, attention_task, &at, c->n_head);
-        // attn_sub_norm, quantize, o_proj, residual
-        norm_quantize(m, m->att, m->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols);
-        bitlinear(m, n, &L->attn_output, m->tmp, NULL, NULL, NULL, NULL);
-        for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
-        // MLP: RMSNorm, quantize, gate and up projections
-        norm_quantize(m, m->xn, m->x, &L->ffn_norm, n, e, L->ffn_gate.cols);
-        bitlinear(m, n, &L->ffn_gate, m->gate, &L->ffn_up, m->up, NULL, NULL);
-        // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
-        gate_times_up(m->gate, m->up, n * f, c->act);
-        // ffn_sub_norm, quantize, down projection, residual
-        norm_quantize(m, m->gate, m->gate, c->sub_norms ? &L->ffn_sub_norm : NULL, n, f, L->ffn_down.cols);
-        bitlinear(m, n, &L->ffn_down, m->tmp, NULL, NULL, NULL, NULL);
-        for (int64_t i = 0; i < n * e; i++) m->x[i] += m->tmp[i];
-    }
-    // the tokens whose logits are wanted, in order, with their destination rows
+    // the tokens whose logits are wanted, in order; rows other than one run from the first go through logits_tmp
     int32_t n_out = 0, contiguous = 1;
     for (int32_t i = 0; i < n; i++) {
         int32_t row = logit_rows ? logit_rows[i] : i;
         if (row < 0) continue;
-        if (n_out && row != (logit_rows ? logit_rows[m->out_token[0]] : m->out_token[0]) + n_out) contiguous = 0;
-        m->out_token[n_out++] = i;
+        if (n_out && row != (logit_rows ? logit_rows[ctx->out_token[0]] : ctx->out_token[0]) + n_out) contiguous = 0;
+        ctx->out_token[n_out++] = i;
     }
-    // final RMSNorm of those tokens, then the output projection (f32 activations) -> logits
+    if (!contiguous && !grow_logits_tmp(ctx, n_out)) return fail(err, err_len, "out of memory for %d logit rows", n_out), -1;
+    // embedding lookup -> f32 residual stream
+    for (int32_t i = 0; i < n; i++) tl_row_to_f32(m->token_embd.type, m->token_embd.data, e, tokens[i], ctx->x + i * e);
+    for (int32_t l = 0; l < c->n_layer; l++) {
+        const tl_layer *L = &m->layers[l];
+        // attention: RMSNorm, quantize, q/k/v projections
+        norm_quantize(ctx, ctx->xn, ctx->x, &L->attn_norm, n, e, L->attn_q.cols);
+        bitlinear(ctx, n, &L->attn_q, ctx->q, &L->attn_k, ctx->k, &L->attn_v, ctx->v);
+        // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
+        for (int32_t i = 0; i < n; i++) {
+            rope(m, ctx->q + i * qd, c->n_head, ctx->pos[i]);
+            rope(m, ctx->k + i * kvd, c->n_head_kv, ctx->pos[i]);
+            size_t at = ((size_t)l * seqs[i]->n_ctx + ctx->pos[i]) * kvd;
+            memcpy(seqs[i]->k + at, ctx->k + i * kvd, kvd * sizeof(float));
+            memcpy(seqs[i]->v + at, ctx->v + i * kvd, kvd * sizeof(float));
+        }
+        // causal grouped-query attention over each sequence's cache
+        attention_task at = {ctx, seqs, n, l};
+        tl_pool_run(m->pool, attention_chunk, &at, c->n_head);
+        // attn_sub_norm, quantize, o_proj, residual
+        norm_quantize(ctx, ctx->att, ctx->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols);
+        bitlinear(ctx, n, &L->attn_output, ctx->tmp, NULL, NULL, NULL, NULL);
+        for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
+        // MLP: RMSNorm, quantize, gate and up projections
+        norm_quantize(ctx, ctx->xn, ctx->x, &L->ffn_norm, n, e, L->ffn_gate.cols);
+        bitlinear(ctx, n, &L->ffn_gate, ctx->gate, &L->ffn_up, ctx->up, NULL, NULL);
+        // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
+        gate_times_up(ctx->gate, ctx->up, n * f, c->act);
+        // ffn_sub_norm, quantize, down projection, residual
+        norm_quantize(ctx, ctx->gate, ctx->gate, c->sub_norms ? &L->ffn_sub_norm : NULL, n, f, L->ffn_down.cols);
+        bitlinear(ctx, n, &L->ffn_down, ctx->tmp, NULL, NULL, NULL, NULL);
+        for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
+    }
+    // final RMSNorm of the tokens wanting logits, then the output projection (f32 activations) -> logits
     if (n_out) {
-        for (int32_t j = 0; j < n_out; j++) memcpy(m->tmp + j * e, m->x + (int64_t)m->out_token[j] * e, e * sizeof(float));
-        rmsnorm(m->xn, m->tmp, &m->output_norm, n_out, e, c->rms_eps);
-        int32_t first = logit_rows ? logit_rows[m->out_token[0]] : m->out_token[0];
-        float *dst = contiguous ? logits + (int64_t)first * c->n_vocab : m->logits_tmp;
-        mm_task task = {m, n_out, 1, 0, m->xn, {{&m->output, dst}}};
-        run_matmuls(m, &task);
+        for (int32_t j = 0; j < n_out; j++) memcpy(ctx->tmp + j * e, ctx->x + (int64_t)ctx->out_token[j] * e, e * sizeof(float));
+        rmsnorm(ctx->xn, ctx->tmp, &m->output_norm, n_out, e, c->rms_eps);
+        int32_t first = logit_rows ? logit_rows[ctx->out_token[0]] : ctx->out_token[0];
+        float *dst = contiguous ? logits + (int64_t)first * c->n_vocab : ctx->logits_tmp;
+        matmul_task task = {ctx, n_out, 1, 0, ctx->xn, {{&m->output, dst}}};
+        run_matmuls(ctx, &task);
         for (int32_t j = 0; !contiguous && j < n_out; j++)
-            memcpy(logits + (int64_t)logit_rows[m->out_token[j]] * c->n_vocab, m->logits_tmp + (int64_t)j * c->n_vocab,
+            memcpy(logits + (int64_t)logit_rows[ctx->out_token[j]] * c->n_vocab, ctx->logits_tmp + (int64_t)j * c->n_vocab,
                    c->n_vocab * sizeof(float));
     }
     // the tokens are now in their sequences' caches
-    for (int32_t i = 0; i < n; i++) seqs[i]->pos++;
+    for (int32_t i = 0; i < n; i++) seqs[i]->len++;
     return 0;
+}
+
+/* Gives back the sequences of seqs[0..n) that ctx's call holds. */
+static void release_seqs(tl_ctx *ctx, tl_seq *const *seqs, int32_t n) {
+    for (int32_t i = 0; i < n; i++)
+        if (atomic_load(&seqs[i]->user) == ctx) atomic_store(&seqs[i]->user, NULL);
+}
+
+/* Takes the batch's sequences for ctx's call: a sequence is used by one call at a time (its cache and length
+ * change). Fails, holding none, if another call holds one. */
+static int claim_seqs(tl_ctx *ctx, tl_seq *const *seqs, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        tl_ctx *user = NULL;
+        if (atomic_compare_exchange_strong(&seqs[i]->user, &user, ctx) || user == ctx) continue;
+        release_seqs(ctx, seqs, i);
+        return 0;
+    }
+    return 1;
+}
+
+int32_t tl_forward(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int32_t n, const int32_t *logit_rows,
+                   float *logits, char *err, size_t err_len) {
+    if (n <= 0) return 0;
+    for (int32_t i = 0; i < n; i++)
+        if (!seqs[i] || seqs[i]->m != ctx->m) return fail(err, err_len, "token %d: sequence missing or of another model", i), -1;
+    if (!claim_seqs(ctx, seqs, n)) return fail(err, err_len, "a sequence is in use by another call"), -1;
+    int32_t rc = forward_batch(ctx, seqs, tokens, n, logit_rows, logits, err, err_len);
+    release_seqs(ctx, seqs, n);
+    return rc;
 }

@@ -42,8 +42,8 @@ typedef struct { const uint64_t *buf; size_t words; uint64_t sink[64]; } read_ta
 enum { READ_CHUNKS = 64 };
 
 /* Reads one chunk of the buffer (the xor keeps the compiler from skipping the loads). */
-static void read_chunk(void *ctx, int32_t chunk, int32_t thread) {
-    read_task *task = ctx;
+static void read_chunk(void *arg, int32_t chunk, int32_t thread) {
+    read_task *task = arg;
     int64_t b, e;
     tl_split((int64_t)task->words, 64, chunk, READ_CHUNKS, &b, &e);
     uint64_t acc = 0;
@@ -79,9 +79,9 @@ double tl_read_bandwidth(size_t bytes, int32_t n_threads) {
 /* One task of tl_pool_check: its chunks' run counts, and whether its tl_pool_run has returned. */
 typedef struct { atomic_int *runs; int32_t n_chunks, max_chunks; atomic_int returned; atomic_llong *violations; } check_task;
 
-static void check_chunk(void *ctx, int32_t chunk, int32_t thread) {
+static void check_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
-    check_task *task = ctx;
+    check_task *task = arg;
     if (chunk < 0 || chunk >= task->n_chunks || atomic_load(&task->returned))
         atomic_fetch_add(task->violations, 1);
     if (chunk >= 0 && chunk < task->max_chunks) atomic_fetch_add(&task->runs[chunk], 1);

@@ -1,6 +1,6 @@
 /* threads.c - persistent workers that spin briefly for the next task, then sleep on a condition variable.
  *
- * A task is published as a job (task, ctx) and one atomic word `next` = generation << 32 | n_chunks << 16 |
+ * A task is published as a job (task, arg) and one atomic word `next` = generation << 32 | n_chunks << 16 |
  * next unclaimed chunk. Every thread, the caller included, claims a chunk by a compare-and-swap on that word,
  * checking the generation and the chunk index against the count carried in the same word; only after a claim
  * succeeds does it read the job. A claimed chunk keeps its generation current (the caller waits for it), so
@@ -31,7 +31,7 @@ struct tl_pool {
     int quit;
     /* the current round's job: written by the caller before `next` is published, read only under a claim */
     tl_task *task;
-    void *ctx;
+    void *arg;
     int32_t first; /* the round's chunk 0 is the task's chunk `first` */
 };
 
@@ -56,7 +56,7 @@ static void run_chunks(tl_pool *p, uint32_t gen, int32_t thread) {
         if (!atomic_compare_exchange_weak_explicit(&p->next, &v, v + 1, memory_order_acq_rel, memory_order_acquire))
             continue; /* v was reloaded */
         // claimed: the round stays current until this chunk is counted, so its job is stable and visible
-        p->task(p->ctx, p->first + (int32_t)chunk, thread);
+        p->task(p->arg, p->first + (int32_t)chunk, thread);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
         v = atomic_load_explicit(&p->next, memory_order_acquire);
     }
@@ -137,11 +137,11 @@ void tl_pool_free(tl_pool *p) {
 int32_t tl_pool_size(const tl_pool *p) { return p->n_threads; }
 
 /* One round: chunks [first, first + n_chunks) of the task, run by all threads; returns when all are done. */
-static void run_round(tl_pool *p, tl_task *task, void *ctx, int32_t first, int32_t n_chunks) {
+static void run_round(tl_pool *p, tl_task *task, void *arg, int32_t first, int32_t n_chunks) {
     // publish the job, then the word that lets threads claim it, under a new generation; wake sleepers
     uint32_t gen = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
     p->task = task;
-    p->ctx = ctx;
+    p->arg = arg;
     p->first = first;
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     atomic_store_explicit(&p->next, next_word(gen, (uint32_t)n_chunks, 0), memory_order_release);
@@ -157,14 +157,14 @@ static void run_round(tl_pool *p, tl_task *task, void *ctx, int32_t first, int32
     }
 }
 
-void tl_pool_run(tl_pool *p, tl_task *task, void *ctx, int32_t n_chunks) {
+void tl_pool_run(tl_pool *p, tl_task *task, void *arg, int32_t n_chunks) {
     if (p->n_threads == 1 || n_chunks == 1) {
-        for (int32_t c = 0; c < n_chunks; c++) task(ctx, c, 0);
+        for (int32_t c = 0; c < n_chunks; c++) task(arg, c, 0);
         return;
     }
     pthread_mutex_lock(&p->caller);
     for (int32_t first = 0; first < n_chunks; first += MAX_ROUND_CHUNKS)
-        run_round(p, task, ctx, first, n_chunks - first < MAX_ROUND_CHUNKS ? n_chunks - first : MAX_ROUND_CHUNKS);
+        run_round(p, task, arg, first, n_chunks - first < MAX_ROUND_CHUNKS ? n_chunks - first : MAX_ROUND_CHUNKS);
     pthread_mutex_unlock(&p->caller);
 }
 

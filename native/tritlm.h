@@ -1,6 +1,7 @@
-/* tritlm.h - the one C API of the tritlm engine. Every function Python calls is declared here
- * and in _ffi_build.py. Model weights are read-only and shared; a sequence (KV cache + position)
- * is a separate value, so many sequences can be decoded in one pass over the weights. */
+/* tritlm.h - the one C API of the tritlm engine. Every function Python calls is declared here (or, for tests and
+ * benchmarks, in probe.h) and in _ffi_build.py. A model is read-only after tl_model_new and shared; a sequence (KV
+ * cache + length) is a separate value, so many sequences can be decoded in one pass over the weights; a context
+ * holds one caller's scratch, so callers on different threads each use their own. */
 #ifndef TRITLM_H
 #define TRITLM_H
 #include <stddef.h>
@@ -34,6 +35,7 @@ typedef struct {
 } tl_layer;
 
 typedef struct tl_model tl_model;
+typedef struct tl_ctx tl_ctx;
 typedef struct tl_seq tl_seq;
 
 /* Builds a model over the given tensors (not copied: they must outlive the model). Checks every
@@ -44,18 +46,28 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
                        int32_t n_threads, char *err, size_t err_len);
 void tl_model_free(tl_model *m);
 
-/* A sequence: its own KV cache of n_ctx positions and its current position. */
+/* A context: the scratch of one caller's forward passes, grown to its largest batch. One per thread calling
+ * tl_forward at the same time; contexts share the model's thread pool (concurrent passes take turns per step).
+ * NULL if out of memory. */
+tl_ctx *tl_ctx_new(const tl_model *m);
+void tl_ctx_free(tl_ctx *ctx);
+
+/* A sequence: its own KV cache of n_ctx positions and its length (the tokens it holds; the next one goes to
+ * position len). NULL if out of memory. */
 tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx);
 void tl_seq_free(tl_seq *s);
-void tl_seq_reset(tl_seq *s);          /* back to position 0 */
-int32_t tl_seq_pos(const tl_seq *s);   /* tokens held in the cache */
+int32_t tl_seq_len(const tl_seq *s);
+/* Keeps the first len tokens (0: empty), so a prompt sharing a prefix with them continues from there. Returns 0,
+ * or -1 if len is negative or more than the sequence holds. Not while a tl_forward uses the sequence. */
+int32_t tl_seq_truncate(tl_seq *s, int32_t len);
 
 /* Runs n tokens through the model in one pass over the weights. Token i is appended to seqs[i] at that
  * sequence's next position (tokens of one sequence in order; prefill = one sequence n times, batched
  * decoding = n different sequences). If logit_rows is NULL, logits of token i go to row i of logits
  * [n, n_vocab]; otherwise to row logit_rows[i], or nowhere when it is -1. Returns 0, or -1 with a message
- * in err (context full, bad token id) and no sequence changed. */
-int32_t tl_forward(tl_model *m, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
+ * in err (context full, bad token id, a sequence in use by another call at the same time) and no sequence
+ * changed. */
+int32_t tl_forward(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                    const int32_t *logit_rows, float *logits, char *err, size_t err_len);
 
 /* The kernel ISA the engine runs on: "avx512", "avx2" or "ref" (TRITLM_ISA=ref|avx2|avx512 forces a lower one). */

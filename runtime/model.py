@@ -2,10 +2,13 @@
 shared; each Sequence is a value of its own (a KV cache and a position), so one model serves many.
 
 Python does no work per token beyond the sampler: a prompt goes through the engine in batches of up to
-PREFILL_BATCH tokens, and decode() advances any number of sequences by one token in one pass."""
+PREFILL_BATCH tokens, and decode() advances any number of sequences by one token in one pass. The engine's model is
+read-only, so threads may call a Model at the same time (on different sequences): each call borrows an engine
+context (the scratch of one pass) from a small pool."""
 import os
 import threading
 import weakref
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -82,11 +85,17 @@ class Sequence:
 
     @property
     def pos(self) -> int:
-        """Tokens held in the cache."""
-        return lib.tl_seq_pos(self._handle())
+        """Tokens held in the cache (the next token goes to this position)."""
+        return lib.tl_seq_len(self._handle())
+
+    def truncate(self, n: int) -> None:
+        """Keeps the first n tokens, so a prompt that shares them continues from there (no re-prefill)."""
+        n = whole_number(n, "the length to keep")
+        if lib.tl_seq_truncate(self._handle(), n) != 0:
+            raise ModelError(f"cannot truncate a sequence of {self.pos} tokens to {n}")
 
     def reset(self) -> None:
-        lib.tl_seq_reset(self._handle())
+        self.truncate(0)
 
     def close(self) -> None:
         if self._ptr is not None:
@@ -144,7 +153,8 @@ class Model:
         if ptr == ffi.NULL:
             raise ModelError(ffi.string(err).decode(errors="replace"))
         self._ptr = ffi.gc(ptr, lib.tl_model_free)
-        self._lock = threading.Lock()  # the engine's scratch is per model: one forward at a time
+        self._contexts = []  # idle engine contexts; a call borrows one, so there are as many as concurrent calls
+        self._contexts_lock = threading.Lock()
         self._sequences = weakref.WeakSet()
 
     # ---- text ----
@@ -229,6 +239,9 @@ class Model:
         """Frees the engine, the sequences and the file mapping; the model cannot be used after."""
         for seq in list(getattr(self, "_sequences", ())):
             seq.close()
+        for ctx in getattr(self, "_contexts", ()):
+            ffi.release(ctx)
+        self._contexts = []
         if self._ptr is not None:
             ffi.release(self._ptr)
             self._ptr = None
@@ -274,10 +287,26 @@ class Model:
         c_tokens = ffi.from_buffer("int32_t[]", tokens)
         rows = ffi.NULL if logit_rows is None else ffi.from_buffer("int32_t[]", np.asarray(logit_rows, dtype=np.int32))
         err = ffi.new("char[]", ERR_LEN)
-        with self._lock:
-            rc = lib.tl_forward(model, seq_ptrs, c_tokens, len(tokens), rows, ffi.from_buffer("float[]", out), err, ERR_LEN)
+        with self._context(model) as ctx:
+            rc = lib.tl_forward(ctx, seq_ptrs, c_tokens, len(tokens), rows, ffi.from_buffer("float[]", out), err, ERR_LEN)
         if rc != 0:
             raise ModelError(ffi.string(err).decode(errors="replace"))
+
+    @contextmanager
+    def _context(self, model):
+        """An engine context for one call: an idle one, or a new one when every context is in use."""
+        with self._contexts_lock:
+            ctx = self._contexts.pop() if self._contexts else None
+        if ctx is None:
+            ptr = lib.tl_ctx_new(model)
+            if ptr == ffi.NULL:
+                raise ModelError("out of memory for an engine context")
+            ctx = ffi.gc(ptr, lib.tl_ctx_free)
+        try:
+            yield ctx
+        finally:
+            with self._contexts_lock:
+                self._contexts.append(ctx)
 
     def _own(self, seq: Sequence) -> Sequence:
         if not isinstance(seq, Sequence) or seq.model is not self:

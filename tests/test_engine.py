@@ -139,6 +139,10 @@ class Engine:
         if self.model != ffi.NULL:
             self.keep.append(layers)
             self.model = ffi.gc(self.model, lib.tl_model_free)
+            self.ctx = self.context()
+
+    def context(self):
+        return ffi.gc(lib.tl_ctx_new(self.model), lib.tl_ctx_free)
 
     def tensor(self, arr, kind, rows, cols, scale=0.0):
         arr = np.ascontiguousarray(arr)
@@ -149,13 +153,13 @@ class Engine:
     def seq(self, n_ctx=64):
         return ffi.gc(lib.tl_seq_new(self.model, n_ctx), lib.tl_seq_free)
 
-    def forward(self, seqs, tokens, logit_rows=None, n_rows=None):
-        """Returns (rc, logits [n_rows or n, n_vocab], error message)."""
+    def forward(self, seqs, tokens, logit_rows=None, n_rows=None, ctx=None):
+        """Returns (rc, logits [n_rows or n, n_vocab], error message); ctx: another context than self.ctx."""
         n = len(tokens)
         logits = np.full((n_rows or n, self.cfg["n_vocab"]), np.nan, np.float32)
         err = ffi.new("char[256]")
         rows = ffi.NULL if logit_rows is None else ffi.new("int32_t[]", list(logit_rows))
-        rc = lib.tl_forward(self.model, ffi.new("tl_seq *[]", list(seqs)), ffi.new("int32_t[]", list(tokens)), n,
+        rc = lib.tl_forward(ctx or self.ctx, ffi.new("tl_seq *[]", list(seqs)), ffi.new("int32_t[]", list(tokens)), n,
                             rows, ffi.from_buffer("float[]", logits), err, 256)
         return rc, logits, ffi.string(err).decode()
 
@@ -194,7 +198,7 @@ def test_prefill_equals_token_by_token_decode():
     seq2 = eng.seq()
     decode = np.concatenate([eng.forward([seq2], [t])[1] for t in tokens])
     np.testing.assert_array_equal(prefill, decode)
-    assert lib.tl_seq_pos(seq) == lib.tl_seq_pos(seq2) == 10
+    assert lib.tl_seq_len(seq) == lib.tl_seq_len(seq2) == 10
 
 
 def test_batched_decode_equals_each_sequence_alone():
@@ -245,7 +249,7 @@ def test_full_context_returns_error_and_leaves_sequence_unchanged():
     assert eng.forward([seq] * 3, prompt(3))[0] == 0
     rc, _, err = eng.forward([seq] * 2, prompt(2))
     assert rc == -1 and "context full" in err
-    assert lib.tl_seq_pos(seq) == 3
+    assert lib.tl_seq_len(seq) == 3
     assert eng.forward([seq], prompt(1))[0] == 0
     rc, _, err = eng.forward([seq], prompt(1))
     assert rc == -1 and "context full" in err
@@ -255,16 +259,35 @@ def test_bad_token_id_returns_error():
     eng = Engine(random_weights())
     seq = eng.seq()
     rc, _, err = eng.forward([seq], [CFG["n_vocab"]])
-    assert rc == -1 and "out of range" in err and lib.tl_seq_pos(seq) == 0
+    assert rc == -1 and "out of range" in err and lib.tl_seq_len(seq) == 0
 
 
-def test_reset_starts_the_sequence_again():
+def test_truncate_continues_from_the_kept_tokens():
     eng = Engine(random_weights())
     seq = eng.seq()
     first = eng.forward([seq] * 4, prompt(4))[1]
-    lib.tl_seq_reset(seq)
-    assert lib.tl_seq_pos(seq) == 0
+    assert lib.tl_seq_truncate(seq, 0) == 0 and lib.tl_seq_len(seq) == 0
     np.testing.assert_array_equal(eng.forward([seq] * 4, prompt(4))[1], first)
+    # keep 2 of 4, then 3 other tokens: as if the 5 had been run from the start
+    tokens = prompt(2) + prompt(3, seed=9)
+    assert lib.tl_seq_truncate(seq, 2) == 0
+    _, tail, _ = eng.forward([seq] * 3, tokens[2:])
+    np.testing.assert_array_equal(tail, eng.forward([eng.seq()] * 5, tokens)[1][2:])
+    assert lib.tl_seq_len(seq) == 5
+    assert lib.tl_seq_truncate(seq, 6) == -1 and lib.tl_seq_truncate(seq, -1) == -1 and lib.tl_seq_len(seq) == 5
+
+
+def test_contexts_are_interchangeable():
+    """The model holds no scratch: a pass gives the same logits in a fresh context as in a used one (grown by a
+    larger batch), and passes of one sequence may move between contexts."""
+    eng = Engine(random_weights(), linear="i2_s", n_threads=2)
+    tokens = prompt(9)
+    _, expect, _ = eng.forward([eng.seq()] * 9, tokens)
+    eng.forward([eng.seq()] * 30, prompt(30, seed=5))  # grows self.ctx
+    seq = eng.seq()
+    _, a, _ = eng.forward([seq] * 4, tokens[:4])
+    _, b, _ = eng.forward([seq] * 5, tokens[4:], ctx=eng.context())
+    np.testing.assert_array_equal(np.concatenate([a, b]), expect)
 
 
 @pytest.mark.parametrize("mutate,message", [
