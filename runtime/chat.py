@@ -47,13 +47,14 @@ class Conversation:
             del self.messages[first:first + 2]  # the oldest question and its answer
 
     def _uncached(self, ids) -> list[int]:
-        """The ids the cache does not hold yet; when the prompt does not extend the cache, empties it."""
+        """The ids the cache does not hold yet: the cache keeps its longest common prefix with the prompt (all
+        but the prompt's last id at most, which must run again for its logits) and drops the rest."""
         same = 0
         while same < min(len(ids), len(self.cached)) and ids[same] == self.cached[same]:
             same += 1
-        if same < len(self.cached) or same == len(ids):  # diverged (or nothing new): start over
-            self.seq.reset()
-            self.cached, same = [], 0
+        same = max(0, min(same, len(ids) - 1))
+        self.seq.truncate(same)
+        self.cached = self.cached[:same]
         return ids[same:]
 
 

@@ -60,7 +60,10 @@ def test_prompt_extending_the_cache_prefills_only_the_new_tokens(model):
     model.prefill(conversation.seq, first)
     conversation.cached = first  # as a turn leaves it
     assert conversation._uncached(longer) == longer[len(first):] and conversation.seq.pos == len(first)
-    assert conversation._uncached(first) == first and conversation.seq.pos == 0  # not an extension: starts over
+    # not an extension: the cache keeps the common prefix (all but the last id, which runs for its logits)
+    assert conversation._uncached(first) == first[-1:] and conversation.seq.pos == len(first) - 1
+    other = first[:3] + model.tokenize(" weight", add_bos=False)
+    assert conversation._uncached(other) == other[3:] and conversation.seq.pos == 3
 
 
 def test_old_turns_are_dropped_to_fit(tiny_gguf):
