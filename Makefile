@@ -96,7 +96,8 @@ bench-kernels:
 # lives in its own tree, build/sanitize-*/ (copies of runtime/, converter/ and tests/, the instrumented extension
 # built in place there), so the normal extension is untouched. The interpreter itself is not instrumented, so the
 # sanitizer's runtime must be loaded before it: LD_PRELOAD=$$(cc -print-file-name=libasan.so) (or libtsan.so).
-# ASan's leak check is off (the interpreter keeps its allocations at exit); any other report stops the run.
+# ASan's leak check is off (the interpreter keeps its allocations at exit); any other report stops the run, and
+# pytest captures only Python's output (--capture=sys) so the report reaches the terminal.
 SANITIZE_TESTS := tests/test_kernels.py tests/test_kquants.py tests/test_engine.py tests/test_gguf_load.py \
 	tests/test_model_args.py $(wildcard tests/test_hostile*.py tests/test_concurrency.py)
 SANITIZE_CFLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -114,4 +115,4 @@ sanitize-asan sanitize-tsan: sanitize-%: install
 	cd build/sanitize-$* && CFLAGS="-g -fno-omit-frame-pointer $(SANITIZE_CFLAGS_$*)" LDFLAGS="$(SANITIZE_CFLAGS_$*)" \
 		nice $(abspath $(VPY)) setup.py -q build_ext --inplace
 	cd build/sanitize-$* && $(SANITIZE_ENV) LD_PRELOAD=$$($(CC) -print-file-name=lib$*.so) \
-		$(abspath $(VPY)) -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
+		$(abspath $(VPY)) -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_TESTS)
