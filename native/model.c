@@ -224,6 +224,8 @@ void tl_model_free(tl_model *m) {
     free(m);
 }
 
+const char *tl_isa(void) { return tl_kernels_best()->isa; }
+
 /* ---- contexts: one caller's scratch ---- */
 
 static void free_scratch(tl_ctx *ctx) {

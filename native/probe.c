@@ -9,8 +9,6 @@
 #include "threads.h"
 #include "tritlm.h"
 
-const char *tl_isa(void) { return tl_kernels_best()->isa; }
-
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);

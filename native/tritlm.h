@@ -1,7 +1,8 @@
 /* tritlm.h - the one C API of the tritlm engine. Every function Python calls is declared here (or, for tests and
- * benchmarks, in probe.h) and in _ffi_build.py. A model is read-only after tl_model_new and shared; a sequence (KV
- * cache + length) is a separate value, so many sequences can be decoded in one pass over the weights; a context
- * holds one caller's scratch, so callers on different threads each use their own. */
+ * benchmarks, in probe.h); _ffi_build.py hands both headers to cffi as they are. A model is read-only after
+ * tl_model_new and shared; a sequence (KV cache + length) is a separate value, so many sequences can be decoded in
+ * one pass over the weights; a context holds one caller's scratch, so callers on different threads each use their
+ * own. */
 #ifndef TRITLM_H
 #define TRITLM_H
 #include <stddef.h>
