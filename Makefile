@@ -5,7 +5,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium llama-cpp sanitize sanitize-asan sanitize-tsan
+.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium llama-cpp ray sanitize sanitize-asan sanitize-tsan
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -38,9 +38,13 @@ $(LLAMA_VOCAB): | $(VENV)/.installed
 test: install chromium $(LLAMA_VOCAB)
 	$(VPY) -m pytest -q tests
 
-# The slow tests (2B-sized checks, llama.cpp reading our files): pytest.ini deselects them by default.
-test-slow: install llama-cpp
+# The slow tests (2B-sized checks, llama.cpp reading our files, a local Ray cluster): pytest.ini deselects them by default.
+test-slow: install llama-cpp ray
 	$(VPY) -m pytest -q tests -m slow
+
+# Ray Serve and Ray Data (the optional extra tritlm[ray]) for serve --replicas, batch --ray and their tests.
+ray: install
+	$(VPY) -m pip install -q -e '.[ray]'
 
 # The embedded model (models/README.md), converted once and re-converted when it or the converter changes.
 TINY      := models/bitnet-tiny

@@ -4,7 +4,7 @@ setup(
     name="tritlm",
     version="0.1.0",
     description="Ternary (BitNet b1.58) GGUF converter and CPU inference engine",
-    packages=["converter", "converter.families", "runtime", "runtime.server"],
+    packages=["converter", "converter.families", "runtime", "runtime.server", "cluster"],
     py_modules=["formats"],
     package_data={"runtime.server": ["static/*"]},
     setup_requires=["cffi>=1.17"],
@@ -25,6 +25,8 @@ setup(
         # torch is pinned: 2.13.0 is the CPU wheel this project's machines carry.
         "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest",
                  "openai", "httpx", "selenium", "jsonschema"],
+        # tritlm serve --replicas, tritlm batch --ray (cluster/)
+        "ray": ["ray[serve,data]>=2.60"],
     },
     entry_points={"console_scripts": ["tritlm=runtime.cli:main"]},
     python_requires=">=3.10",

@@ -15,6 +15,7 @@ SUBCOMMANDS = [
     "converter.cli",      # convert, synth
     "runtime.run",        # run
     "runtime.server.cli", # serve
+    "runtime.batch",      # batch
     "runtime.bench",      # bench
     "runtime.perplexity", # perplexity
 ]

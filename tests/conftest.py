@@ -3,6 +3,11 @@ import os
 import pytest
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")  # transformers' BitNet layers are torch.compile'd: 6x slower
+# Ray (read when it is imported): loopback only, no usage reports, no token auth on the test cluster.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +53,19 @@ def embedded(embedded_gguf):
     from runtime import Model
     with Model(embedded_gguf, threads=1) as m:
         yield m
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A Ray cluster on this machine (loopback), its files under the test's tmp dir and this checkout first on
+    its workers' path; yields its address for `--ray-address`."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
+    patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
+    from cluster import connect
+    ray = connect(None)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        patch.undo()

@@ -21,8 +21,25 @@ def register(subparsers):
     p.add_argument("--allowed-hosts", default=None,
                    help="comma-separated Host header names to accept ('*': any; '*.example.com'); default: "
                         "localhost, 127.0.0.1 and ::1 on a loopback bind, any otherwise")
-    p.set_defaults(func=lambda a: serve(a.model, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key,
-                                        a.max_body_bytes, a.allowed_hosts))
+    ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
+    ray.add_argument("--replicas", type=int, default=None,
+                     help="serve N copies of the app behind Ray Serve's proxy (-t: threads of each, default 1)")
+    ray.add_argument("--ray-address", default=None, help="the cluster's address (default: start Ray on this machine)")
+    ray.add_argument("--min-replicas", type=int, default=None, help="autoscaling: fewest replicas (default 1)")
+    ray.add_argument("--max-replicas", type=int, default=None, help="autoscaling: most replicas (turns it on)")
+    ray.add_argument("--target-ongoing-requests", type=int, default=None,
+                     help="autoscaling: requests in flight per replica to aim for (default: --parallel)")
+    p.set_defaults(func=dispatch)
+
+
+def dispatch(a) -> int:
+    if a.replicas is None and a.ray_address is None and a.max_replicas is None:
+        return serve(a.model, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
+                     a.allowed_hosts)
+    from cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
+    return serve_replicas(a.model, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
+                          a.ray_address, a.min_replicas, a.max_replicas, a.target_ongoing_requests, api_key=a.api_key,
+                          max_body_bytes=a.max_body_bytes, allowed_hosts=allowed_hosts(a.host, a.allowed_hosts))
 
 
 def allowed_hosts(bind: str, option: str | None) -> list[str] | None:

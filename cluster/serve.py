@@ -1,0 +1,82 @@
+"""`tritlm serve --replicas N`: the server's FastAPI app (runtime.server.app.create_app, unchanged) as a Ray Serve
+deployment. Each replica is a Ray actor holding its own Model over the same GGUF file (mmapped: one copy in
+each node's page cache) and its own --parallel slots; Ray's proxy spreads requests over them, restarts a
+replica that dies (its in-flight requests fail with a 5xx, the others go on) and, with --max-replicas,
+adds and removes replicas to keep about --target-ongoing-requests in flight at each."""
+import logging
+import signal
+import socket
+import threading
+
+from ray import serve
+
+from cluster import check_model_on_nodes, connect, first_line
+
+APP_NAME = "tritlm"
+
+
+@serve.ingress()  # no app here: __serve_build_asgi_app__ makes it inside each replica, around its own Model
+class Replica:
+    def __init__(self, model_path, threads, n_ctx, app_options):
+        from runtime import Model
+        try:
+            self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"replica on {socket.gethostname()}: {e}") from None
+        self.app_options = {"n_ctx": n_ctx, **app_options}
+
+    def __serve_build_asgi_app__(self):
+        from runtime.server.app import create_app
+        return create_app(self.model, **self.app_options)
+
+
+def application(model_path, threads=1, n_ctx=None, parallel=4, replicas=1, min_replicas=None, max_replicas=None,
+                target_ongoing_requests=None, replica_cpus=None, replica=Replica, **app_options):
+    """The bound Serve application: `replicas` copies of `replica`, each reserving replica_cpus (default: threads)
+    CPUs; autoscaled between min_replicas (default 1) and max_replicas when max_replicas is given. app_options
+    (api_key, max_body_bytes, allowed_hosts) go to create_app."""
+    options = {"ray_actor_options": {"num_cpus": threads if replica_cpus is None else replica_cpus},
+               "max_ongoing_requests": parallel}  # more wait at the proxy, for whichever replica frees a slot first
+    if max_replicas is not None:
+        options["autoscaling_config"] = {
+            "min_replicas": 1 if min_replicas is None else min_replicas, "initial_replicas": replicas,
+            "max_replicas": max_replicas, "target_ongoing_requests": target_ongoing_requests or parallel}
+    else:
+        options["num_replicas"] = replicas
+    return serve.deployment(replica, name="tritlm").options(**options).bind(
+        model_path, threads, n_ctx, {"parallel": parallel, **app_options})
+
+
+def deploy(app, host="127.0.0.1", port=8000) -> str:
+    """Runs the application behind Ray's HTTP proxy at host:port (a cluster already serving keeps its own
+    address); returns its URL once every replica is up. A replica that fails to start is a one-line error."""
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # its start-up lines; the banner says where it is
+    serve.start(http_options={"host": host, "port": port})
+    try:
+        serve.run(app, name=APP_NAME, route_prefix="/")
+    except RuntimeError as e:  # "Deploying application tritlm failed: ..." with the replica's traceback
+        raise ValueError(f"Ray Serve: {first_line(e)}") from None
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def serve_replicas(model_path, host, port, threads, n_ctx, parallel, replicas, ray_address=None, min_replicas=None,
+                   max_replicas=None, target_ongoing_requests=None, **app_options) -> int:
+    ray = connect(ray_address)
+    try:
+        check_model_on_nodes(ray, model_path)
+        app = application(model_path, threads, n_ctx, parallel, replicas, min_replicas, max_replicas,
+                          target_ongoing_requests, **app_options)
+        url = deploy(app, host, port)
+        scaling = f"{min_replicas or 1}-{max_replicas} replicas" if max_replicas else f"{replicas} replicas"
+        print(f"tritlm serve: {model_path} on Ray ({ray.get_runtime_context().gcs_address}), {scaling} of "
+              f"{parallel} slots, {threads} thread(s) each\n  chat page: {url}/\n  Ctrl-C stops the server.", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # either: take the app down, then leave the cluster
+            signal.signal(sig, lambda *_: stop.set())
+        while not stop.wait(1):
+            pass
+        serve.delete(APP_NAME)
+    finally:
+        ray.shutdown()
+    return 0
