@@ -62,6 +62,8 @@ def deploy(app, host="127.0.0.1", port=8000) -> str:
 
 def serve_replicas(model_path, host, port, threads, n_ctx, parallel, replicas, ray_address=None, min_replicas=None,
                    max_replicas=None, target_ongoing_requests=None, **app_options) -> int:
+    if port == 0:  # Ray's proxy binds on the head node, which may not be this one
+        raise ValueError("--port 0 cannot be used with Ray: give the proxy's port")
     ray = connect(ray_address)
     try:
         check_model_on_nodes(ray, model_path)
@@ -80,3 +82,17 @@ def serve_replicas(model_path, host, port, threads, n_ctx, parallel, replicas, r
     finally:
         ray.shutdown()
     return 0
+
+
+def build(args: dict):
+    """Ray's application builder, the same application as `tritlm serve --replicas`, for `serve run
+    cluster.serve:build model=PATH [replicas=N threads=T parallel=P ctx_size=C replica_cpus=X api_key=KEY]`
+    and a KubeRay RayService's import_path (values arrive as strings)."""
+    unknown = set(args) - {"model", "replicas", "threads", "parallel", "ctx_size", "replica_cpus", "api_key"}
+    if unknown or "model" not in args:
+        raise ValueError(f"cluster.serve:build takes model=PATH and optional replicas, threads, parallel, ctx_size, "
+                         f"replica_cpus, api_key; got {sorted(args)}")
+    number = lambda key, kind, default: default if args.get(key) is None else kind(args[key])
+    return application(args["model"], threads=number("threads", int, 1), n_ctx=number("ctx_size", int, None),
+                       parallel=number("parallel", int, 4), replicas=number("replicas", int, 1),
+                       replica_cpus=number("replica_cpus", float, None), api_key=args.get("api_key"))

@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("-t", "--threads", type=int, default=None,
                    help="CPU threads per process (default: physical cores; with --ray: 1)")
     p.add_argument("-c", "--ctx-size", type=int, default=None, help="context of each sequence in tokens")
-    p.add_argument("--ray", action="store_true", help="run on a Ray cluster (pip install 'tritlm[ray]')")
+    p.add_argument("--ray", action="store_true",
+                   help="run on a Ray cluster (pip install 'tritlm[ray]'); implied by --ray-address and --workers")
     p.add_argument("--ray-address", default=None, help="the cluster's address (default: start Ray on this machine)")
     p.add_argument("--workers", type=int, default=None,
                    help="with --ray: model replicas, one per Ray actor (default: the cluster's CPUs / threads)")
@@ -64,7 +65,7 @@ def batch(args) -> int:
     if not todo:
         print(f"tritlm batch: {args.output} already holds all {len(rows)} results")
         return 0
-    if args.ray:
+    if args.ray or args.ray_address is not None or args.workers is not None:
         from cluster.batch import complete_on_ray  # Ray is an optional extra: imported only here
         write_in_order(args.output, len(rows), done, lambda on_result: complete_on_ray(
             args.ray_address, args.model, todo, settings, args.parallel, args.threads or 1, args.ctx_size,

@@ -32,12 +32,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(ray_cluster, tiny_gguf):
-    """Two replicas of the app (0.5 CPU and 1 thread each) behind Ray's proxy on a free loopback port."""
+    """Two replicas of the app (0.5 CPU and 1 thread each) behind Ray's proxy on a free loopback port, built as
+    `serve run cluster.serve:build ...` and a RayService build it."""
     from ray import serve
 
-    from cluster.serve import application, deploy
-    url = deploy(application(tiny_gguf, threads=1, n_ctx=N_CTX, parallel=2, replicas=2, replica_cpus=0.5),
-                 port=free_port())
+    from cluster.serve import build, deploy
+    app = build({"model": tiny_gguf, "threads": "1", "ctx_size": str(N_CTX), "parallel": "2", "replicas": "2",
+                 "replica_cpus": "0.5"})
+    url = deploy(app, port=free_port())
     try:
         yield url, None
     finally:
