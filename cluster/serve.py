@@ -35,11 +35,15 @@ def application(model_path, threads=1, n_ctx=None, parallel=4, replicas=1, min_r
     """The bound Serve application: `replicas` copies of `replica`, each reserving replica_cpus (default: threads)
     CPUs; autoscaled between min_replicas (default 1) and max_replicas when max_replicas is given. app_options
     (api_key, max_body_bytes, allowed_hosts) go to create_app."""
+    if replicas < 1 or (max_replicas is not None and max_replicas < max(replicas, min_replicas or 1)):
+        raise ValueError(f"replicas: need 1 <= --min-replicas, --replicas <= --max-replicas; got {replicas} replicas"
+                         + (f", {min_replicas or 1}-{max_replicas}" if max_replicas is not None else ""))
     options = {"ray_actor_options": {"num_cpus": threads if replica_cpus is None else replica_cpus},
                "max_ongoing_requests": parallel}  # more wait at the proxy, for whichever replica frees a slot first
     if max_replicas is not None:
         options["autoscaling_config"] = {
-            "min_replicas": 1 if min_replicas is None else min_replicas, "initial_replicas": replicas,
+            "min_replicas": 1 if min_replicas is None else min_replicas,
+            "initial_replicas": max(replicas, min_replicas or 1),
             "max_replicas": max_replicas, "target_ongoing_requests": target_ongoing_requests or parallel}
     else:
         options["num_replicas"] = replicas
