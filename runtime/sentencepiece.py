@@ -18,7 +18,8 @@ def build(tokens: list[str], types: list[int], scores: list[float]) -> Tokenizer
     pieces = sorted((i for i, kind in enumerate(types) if kind == TokenType.NORMAL), key=lambda i: (-scores[i], i))
     merges = [(tokens[i][:k], tokens[i][k:]) for i in pieces for k in range(1, len(tokens[i]))
               if tokens[i][:k] in vocab and tokens[i][k:] in vocab]
-    tok = Tokenizer(models.BPE(vocab, merges, unk_token=unk, byte_fallback=True, fuse_unk=True))
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token=unk, byte_fallback=True, fuse_unk=True,
+                               cache_capacity=0))  # no word cache: see byte_level_bpe in runtime/tokenizer.py
     tok.normalizer = normalizers.Sequence([normalizers.Prepend(SPACE), normalizers.Replace(" ", SPACE)])
     return tok
 

@@ -59,6 +59,9 @@ class ChatTemplate:
 
     def tokenize(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
         """The rendered prompt as ids, control tokens parsed; BOS added only when the template did not write it."""
-        text = self.render(messages, add_generation_prompt)
+        return self.encode(self.render(messages, add_generation_prompt))
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of a rendered prompt."""
         bos = self._special["bos_token"]
         return self.model.tokenize(text, add_bos=not (bos and text.startswith(bos)), special=True)

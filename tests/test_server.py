@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -423,6 +424,46 @@ def test_tokenizing_does_not_stall_the_server(model, server):
         busy.join(30)
     finally:
         del model.tokenize
+
+
+def test_tokenizing_releases_the_gil(model):
+    """The server tokenizes in worker threads; that helps only if the tokenizer lets the event loop run."""
+    text = "".join(random.Random(0).choices("abcdefghij klmnop", k=1 << 18))
+    done, ticks = threading.Event(), [0]
+    worker = threading.Thread(target=lambda: (model.tokenize(text), done.set()))
+    started = time.monotonic()
+    worker.start()
+    while not done.is_set():
+        ticks[0] += 1
+        time.sleep(0.001)
+    seconds = time.monotonic() - started
+    worker.join()
+    assert seconds > 0.05, "the text tokenized too fast to tell"
+    assert ticks[0] >= 100 * seconds, f"{ticks[0]} wake-ups in {seconds:.2f} s: the tokenizer held the GIL"
+
+
+def test_prompt_too_long_for_any_slot_is_refused_before_tokenizing(model, server):
+    url = server[0]
+    longest = max(len(model.tokenizer.token_bytes(i)) for i in range(model.n_vocab))
+    text = "x" * (model.n_ctx * longest + 1)  # cannot be fewer tokens than the context holds
+    model.tokenize = lambda *args, **kwargs: pytest.fail("tokenized")  # fails the request with a 500
+    try:
+        for path, body, param in (("/v1/completions", {"prompt": text}, "prompt"),
+                                  ("/v1/chat/completions", {"messages": [{"role": "user", "content": text}]}, "messages")):
+            response = httpx.post(url + path, json=body)
+            assert response.status_code == 400, response.text
+            assert (error_of(response)["code"], error_of(response)["param"]) == ("context_length_exceeded", param)
+    finally:
+        del model.tokenize
+
+
+def test_a_bug_is_an_openai_shaped_500(model, server):
+    model.tokenize = lambda *args, **kwargs: 1 / 0
+    try:
+        response = httpx.post(server[0] + "/v1/completions", json={"prompt": PROMPT})
+    finally:
+        del model.tokenize
+    assert response.status_code == 500 and error_of(response)["type"] == "server_error"
 
 
 def test_allowed_hosts(model):

@@ -9,9 +9,10 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from runtime.sampler import Sampler, SamplingError
@@ -33,6 +34,9 @@ class ServerState:
     scheduler: Scheduler
     template: ChatTemplate
     created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self):  # the most bytes one token spells: bounds the tokens of a text from below
+        self.max_token_bytes = max(len(self.model.tokenizer.token_bytes(i)) for i in range(self.model.n_vocab))
 
     @property
     def model_names(self) -> set[str]:
@@ -89,6 +93,15 @@ def _submit(state: ServerState, ids: list[int], body: Sampling, max_tokens: int 
         raise APIError(400, str(e), param="max_tokens", code="context_length_exceeded") from None
     except QueueFullError as e:
         raise APIError(429, str(e), type="rate_limit_error", code="queue_full") from None
+
+
+async def _prompt_ids(state: ServerState, text: str, encode, param: str) -> list[int]:
+    """encode(text) in a worker thread, so a long prompt does not stall the event loop; a text with more
+    characters than a slot's tokens can spell is refused without tokenizing it."""
+    if len(text) > state.scheduler.n_ctx * state.max_token_bytes:
+        raise APIError(400, f"{param}: {len(text)} characters are more than the context of {state.scheduler.n_ctx} "
+                            f"tokens can hold", param=param, code="context_length_exceeded")
+    return await asyncio.to_thread(encode, text)
 
 
 def _usage(job: Job) -> dict:
@@ -152,8 +165,8 @@ async def completions(body: CompletionRequest, request: Request):
     state = _state(request)
     model = state.model
     _check_model(state, body.model)
-    if isinstance(body.prompt, str):  # in a worker thread: a long prompt must not stall the event loop
-        ids = await asyncio.to_thread(model.tokenize, body.prompt, add_bos=True, special=True)
+    if isinstance(body.prompt, str):
+        ids = await _prompt_ids(state, body.prompt, partial(model.tokenize, add_bos=True, special=True), "prompt")
     elif all(0 <= i < model.n_vocab for i in body.prompt):
         ids = list(body.prompt)
     else:
@@ -176,9 +189,10 @@ async def chat_completions(body: ChatRequest, request: Request):
     state = _state(request)
     _check_model(state, body.model)
     try:
-        ids = await asyncio.to_thread(state.template.tokenize, [m.as_template_dict() for m in body.messages])
+        text = await asyncio.to_thread(state.template.render, [m.as_template_dict() for m in body.messages])
     except ChatTemplateError as e:
         raise APIError(400, str(e), param="messages") from None
+    ids = await _prompt_ids(state, text, state.template.encode, "messages")
     job = _submit(state, ids, body, body.max_completion_tokens or body.max_tokens)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": state.model.name}
@@ -216,10 +230,12 @@ async def health(request: Request):
 @router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, request: Request):
     model = _state(request).model
-    ids = await asyncio.to_thread(model.tokenize, body.content, add_bos=body.add_special, special=body.parse_special)
-    if body.with_pieces:
-        return {"tokens": [{"id": i, "piece": model.detokenize([i])} for i in ids]}
-    return {"tokens": ids}
+
+    def run():  # in a worker thread, pieces included: a long text must not stall the event loop
+        ids = model.tokenize(body.content, add_bos=body.add_special, special=body.parse_special)
+        return {"tokens": [{"id": i, "piece": model.detokenize([i])} for i in ids] if body.with_pieces else ids}
+
+    return JSONResponse(await asyncio.to_thread(run))  # a plain list: no need for FastAPI's slow encoder
 
 
 @router.post("/detokenize")
