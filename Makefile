@@ -5,7 +5,8 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow bench bench-peers bench-kernels clean chromium llama-cpp ray sanitize sanitize-asan sanitize-tsan
+.PHONY: install native demo test test-slow load-test bench bench-peers bench-kernels clean chromium llama-cpp ray sanitize \
+	sanitize-asan sanitize-tsan
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -56,6 +57,11 @@ $(TINY_GGUF): $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.js
 
 demo: install $(TINY_GGUF)
 	$(TRITLM) run -m $(TINY_GGUF) -p "class Stack:$$(printf '\n    ')def __init__(self" -n 80 --temp 0.6 --top-k 20 --seed 1 --echo
+
+# The server under hostile mixed load on loopback (scripts/load_test.py stress): bounded, stops by itself, and
+# fails on any wrong answer, unexpected status, busy slot at the end or RSS not back near its baseline.
+load-test: install $(TINY_GGUF)
+	$(VPY) scripts/load_test.py stress -m $(TINY_GGUF) -c 256 --clients 16 --duration 30
 
 clean:
 	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out
