@@ -38,7 +38,8 @@ def test_same_seed_same_text_across_runs_and_threads(tiny_gguf, reference, threa
 
 @pytest.mark.parametrize("parallel, threads", [(1, 1), (4, 2)])
 def test_same_seed_same_text_in_the_server(tiny_gguf, reference, parallel, threads):
-    with Model(tiny_gguf, threads=threads, n_ctx=256) as model, serving(create_app(model, parallel=parallel)) as url:
+    with Model(tiny_gguf, threads=threads, n_ctx=256) as model, \
+            serving(create_app(model, parallel=parallel, max_waiting=len(reference))) as url:
         got, barrier = {}, threading.Barrier(len(reference))
 
         def ask(key):  # all at once: with 4 slots they share decode passes

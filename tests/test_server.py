@@ -237,6 +237,7 @@ def error_of(response):
     ("/v1/completions", {"prompt": PROMPT, "seed": -2}, "seed"),
     ("/v1/completions", {"prompt": 42}, "prompt"),
     ("/v1/completions", {"prompt": [1, 10 ** 9]}, "prompt"),
+    ("/v1/completions", {"prompt": []}, "prompt"),
     ("/v1/completions", {"prompt": PROMPT, "n": 2}, "n"),
     ("/v1/completions", {"prompt": PROMPT, "stop": 7}, "stop"),
     ("/v1/completions", {"prompt": PROMPT, "model": "gpt-4"}, "model"),

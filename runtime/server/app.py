@@ -83,6 +83,8 @@ def _check_model(state: ServerState, name: str | None):
 
 
 def _submit(state: ServerState, ids: list[int], body: Sampling, max_tokens: int | None) -> Job:
+    if not ids:
+        raise APIError(400, "prompt: no tokens to complete", param="prompt")
     try:
         sampler = Sampler(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=body.seed)
     except SamplingError as e:

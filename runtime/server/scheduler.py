@@ -90,7 +90,7 @@ class Scheduler:
         """Queues a request (its TokenLoop gets sampler, stop, logits_processors and logprobs); raises
         ContextOverflowError / QueueFullError at once rather than letting it wait."""
         if not prompt_ids:
-            raise ContextOverflowError("the prompt is empty")
+            raise ValueError("the prompt is empty")
         room = self.n_ctx - len(prompt_ids)
         if max_tokens is None:
             max_tokens = room
