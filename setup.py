@@ -20,11 +20,13 @@ setup(
         "fastapi",
         "uvicorn",
         "llguidance>=1.0",  # structured output: token masks from JSON schemas (runtime/structured.py)
+        "prometheus-client",  # the server's /metrics
     ],
     extras_require={
         # torch is pinned: 2.13.0 is the CPU wheel this project's machines carry.
         "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest",
-                 "openai", "httpx", "selenium", "jsonschema"],
+                 "openai", "httpx", "selenium", "jsonschema",
+                 "langchain-openai", "lm_eval"],  # real clients of the server (tests/test_server_api.py, test_lm_eval.py)
         # tritlm serve --replicas, tritlm batch --ray (cluster/)
         "ray": ["ray[serve,data]>=2.60"],
     },

@@ -5,9 +5,8 @@ string and flushes both at every end. Generation drives one TokenLoop over one s
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
 from runtime.errors import ModelError
+from runtime.logprobs import TokenLogprob, of_token
 from runtime.textstream import TextStream
 
 
@@ -41,17 +40,19 @@ class Step:
     token: int | None             # the sampled token (None when the loop was ended from outside)
     text: str                     # text now safe to show ('' while a character or a possible stop string is open)
     finish: str | None            # None: go on; "stop" (end-of-sequence token or stop string) or "length"
-    logprob: float | None = None  # the token's log-probability under the processed logits (when asked for)
+    logprob: TokenLogprob | None = None  # the token's log-probability and the top alternatives (when asked for)
 
 
 class TokenLoop:
     """One completion's state from logits to text. `logits_processors` are called in order as
     `process(tokens, logits) -> logits` (tokens: the completion so far; they may edit logits in place), before
-    sampling: the place for token masks (structured output) and penalties. With `logprobs`, each Step carries
-    the chosen token's log-probability. The completion (`tokens`) stops at max_tokens, an end-of-sequence
+    sampling: the place for token masks (structured output). With `logprobs` (a number of alternatives, 0 for
+    none), each Step carries the chosen token's log-probability and the `logprobs` most likely tokens, under the
+    model's logits as they came (before processors and sampling settings, as OpenAI and llama-server report
+    them). The completion (`tokens`) stops at max_tokens, an end-of-sequence
     token (not part of it) or a stop string (its text cut there)."""
 
-    def __init__(self, model, sampler, max_tokens: int, stop=None, logits_processors=(), logprobs: bool = False):
+    def __init__(self, model, sampler, max_tokens: int, stop=None, logits_processors=(), logprobs: int | None = None):
         self.sampler, self.max_tokens = sampler, max_tokens
         self.eos_ids = model.eos_ids
         self.logits_processors, self.logprobs = list(logits_processors), logprobs
@@ -61,10 +62,11 @@ class TokenLoop:
 
     def step(self, logits) -> Step:
         """The next token from this position's logits, and the text it completes."""
+        raw = logits
         for process in self.logits_processors:
             logits = process(self.tokens, logits)
         token = self.sampler.sample(logits)
-        logprob = log_softmax_at(logits, token) if self.logprobs else None
+        logprob = None if self.logprobs is None else of_token(raw, token, self.logprobs)
         if token in self.eos_ids:
             return self._end(token, "", "stop", logprob)
         self.tokens.append(token)
@@ -82,12 +84,6 @@ class TokenLoop:
     def _end(self, token, text, finish, logprob=None) -> Step:
         tail, stopped = self.stop.push(self.text.flush())
         return Step(token, text + tail + ("" if stopped else self.stop.flush()), "stop" if stopped else finish, logprob)
-
-
-def log_softmax_at(logits, token: int) -> float:
-    logits = np.asarray(logits, dtype=np.float64)
-    top = logits.max()
-    return float(logits[token] - top - np.log(np.exp(logits - top).sum()))
 
 
 class Generation:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.logprobs import log_softmax
+
 DEFAULT_CTX = 512
 
 
@@ -28,10 +30,7 @@ def window_first_scored(n_ctx: int) -> int:
 
 def negative_log_likelihoods(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """-log softmax(logits)[target] per row, in float64."""
-    rows = logits.astype(np.float64)
-    peak = rows.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(rows - peak).sum(axis=1)) + peak[:, 0]
-    return log_norm - rows[np.arange(len(targets)), targets]
+    return -log_softmax(logits)[np.arange(len(targets)), targets]
 
 
 def summarize(nll: np.ndarray, n_windows: int) -> Perplexity:

@@ -51,15 +51,17 @@ class ChatTemplate:
             "eos_token": tokens[eos_id] if eos_id is not None and eos_id < len(tokens) else "",
         }
 
-    def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    def render(self, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None) -> str:
+        """The prompt text; `tools` (OpenAI's tool definitions) go to templates that render them, as in transformers."""
         try:
-            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self._special)
+            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                                         **self._special)
         except jinja2.exceptions.TemplateError as e:
             raise ChatTemplateError(f"chat template: {e}") from None
 
-    def tokenize(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+    def tokenize(self, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None) -> list[int]:
         """The rendered prompt as ids, control tokens parsed; BOS added only when the template did not write it."""
-        return self.encode(self.render(messages, add_generation_prompt))
+        return self.encode(self.render(messages, add_generation_prompt, tools))
 
     def encode(self, text: str) -> list[int]:
         """Ids of a rendered prompt."""

@@ -6,7 +6,8 @@
 
 Checks (and if needed builds) the C core, downloads the checkpoint with progress bars into models/hub (a
 Hugging Face cache; HF_HUB_CACHE overrides it, HF_HUB_OFFLINE=1 uses it without the network), converts it to
-models/<name>.<type>.gguf unless an up-to-date one is there, then runs `tritlm serve`, which prints the URL and
+models/<name>.<type>.gguf unless an up-to-date one is there (converter/cached.py, as `tritlm serve -hf` does
+into its cache), then runs `tritlm serve`, which prints the URL and
 a ready-to-paste curl command. Only repos the converter knows are accepted; a local checkpoint folder works too.
 --models-dir moves models/ (downloads, GGUFs, and where the embedded model is looked for)."""
 import argparse
@@ -31,29 +32,18 @@ def ensure_native():
         raise OSError("building the C core failed: run `make install` and read its errors")
 
 
-def resolve_source(source: str | None, models_dir: str) -> tuple[str, str]:
-    """-> (local checkpoint folder, short name). A repo id must be one the converter knows."""
+def source_of(repo: str | None, models_dir: str) -> str:
+    """The checkpoint to convert: a folder, or a repo id the converter knows (default: the embedded model)."""
     from converter.families import KNOWN_REPOS
-    if source is None:
+    if repo is None:
         embedded = os.path.join(models_dir, EMBEDDED)
         if not os.path.isdir(embedded):
             raise FileNotFoundError(f"the embedded model is not at {embedded}: train it with "
                                     f"models/train_tiny.py, or name a Hub repo (--list shows them)")
-        return embedded, EMBEDDED
-    if os.path.isdir(source):
-        return source, os.path.basename(os.path.normpath(source))
-    if source not in KNOWN_REPOS:
-        raise ValueError(f"unsupported repo {source!r}: supported are {', '.join(KNOWN_REPOS)} (see --list)")
-    from converter.hub import resolve
-    return resolve(source), source.split("/")[-1]
-
-
-def is_up_to_date(gguf_path: str, checkpoint: str) -> bool:
-    """The GGUF exists and is newer than every file of the checkpoint it came from."""
-    if not os.path.exists(gguf_path):
-        return False
-    newest = max(os.path.getmtime(os.path.join(checkpoint, f)) for f in os.listdir(checkpoint))
-    return os.path.getmtime(gguf_path) >= newest
+        return embedded
+    if not os.path.isdir(repo) and repo not in KNOWN_REPOS:
+        raise ValueError(f"unsupported repo {repo!r}: supported are {', '.join(KNOWN_REPOS)} (see --list)")
+    return repo
 
 
 def main(argv=None) -> int:
@@ -79,14 +69,8 @@ def main(argv=None) -> int:
             return 0
         os.environ.setdefault("HF_HUB_CACHE", os.path.join(args.models_dir, "hub"))  # read when huggingface_hub loads
         ensure_native()
-        checkpoint, name = resolve_source(args.repo, args.models_dir)
-        gguf_path = os.path.join(args.models_dir, f"{name}.{args.type}.gguf")
-        if is_up_to_date(gguf_path, checkpoint):
-            print(f"setup: {gguf_path} is up to date", flush=True)
-        else:
-            from converter.write import convert
-            print(f"setup: converting {checkpoint} -> {gguf_path}", flush=True)
-            convert(checkpoint, gguf_path, args.type)
+        from converter.cached import cached_gguf
+        gguf_path = cached_gguf(source_of(args.repo, args.models_dir), args.type, args.models_dir)
         from runtime.server.cli import serve
         return serve(gguf_path, args.host, args.port, args.threads, args.ctx_size, args.parallel, args.api_key)
     except KeyboardInterrupt:

@@ -84,5 +84,8 @@ class ScriptedSampler:
     def __init__(self, tokens):
         self.tokens = iter(tokens)
 
+    def accept(self, tokens) -> None:  # a Sampler's penalty window: nothing to keep
+        pass
+
     def sample(self, logits) -> int:
         return next(self.tokens)

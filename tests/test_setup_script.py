@@ -37,10 +37,11 @@ def run_script(*args, env, timeout=120):
 
 
 class Serving:
-    """The script started as a child process; `.url` once it printed its banner, `.lines` all it printed."""
+    """The script (or with `command`, another one) started as a child process; `.url` once it printed its
+    banner, `.lines` all it printed."""
 
-    def __init__(self, *args, env):
-        self.proc = subprocess.Popen([sys.executable, SCRIPT, *args, "--port", "0"], env=env,
+    def __init__(self, *args, env, command=(sys.executable, SCRIPT)):
+        self.proc = subprocess.Popen([*command, *args, "--port", "0"], env=env, cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         for line in self.proc.stdout:
@@ -114,3 +115,29 @@ def test_embedded_model_by_default(tiny_checkpoints, offline_env, tmp_path):
     finally:
         assert server.stop() == 0
     assert (models / "bitnet-tiny.i2_s.gguf").exists()
+
+
+def test_tritlm_serve_hf_converts_once_into_the_cache(tiny_checkpoints, offline_env, tmp_path):
+    """`tritlm serve -hf REPO:TYPE` (llama-server's flag): the repo from the (offline) Hub cache, converted into
+    $TRITLM_CACHE under the script's naming scheme, served; a second start reuses the file."""
+    hub_cache_with(tiny_checkpoints["packed"], offline_env["HF_HUB_CACHE"], REPO)
+    env = {**offline_env, "TRITLM_CACHE": str(tmp_path / "cache")}
+    command = (sys.executable, "-m", "runtime.cli", "serve", "-hf", REPO + ":tq2_0", "--parallel", "1")
+    server = Serving(env=env, command=command)
+    try:
+        reply = httpx.post(server.url + "/v1/completions", json={"prompt": "the", "max_tokens": 2}, timeout=60)
+        assert reply.status_code == 200
+    finally:
+        assert server.stop() == 0
+    gguf_path = tmp_path / "cache" / "bitnet-b1.58-2B-4T.tq2_0.gguf"
+    direct = str(tmp_path / "direct.gguf")
+    convert(tiny_checkpoints["packed"], direct, "tq2_0", progress=False)
+    expected, got = tensors(direct), tensors(str(gguf_path))
+    assert expected.keys() == got.keys() and all(np.array_equal(expected[n], got[n]) for n in expected)
+    mtime = gguf_path.stat().st_mtime
+    again = Serving(env=env, command=command)
+    assert again.stop() == 0
+    assert any("up to date" in line for line in again.lines) and gguf_path.stat().st_mtime == mtime
+    bad = subprocess.run([sys.executable, "-m", "runtime.cli", "serve", "-hf", REPO + ":q4_0"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "unknown type 'q4_0'" in bad.stderr and bad.stderr.count("\n") == 1

@@ -69,14 +69,19 @@ def test_logits_processors_and_logprobs(model):
         row[banned] = -np.inf
         return row
 
-    loop = TokenLoop(model, Sampler(temperature=0), 3, logits_processors=[ban], logprobs=True)
+    loop = TokenLoop(model, Sampler(temperature=0), 3, logits_processors=[ban], logprobs=2)
     steps = [loop.step(logits) for _ in range(3)]
     masked = logits.copy()
     masked[banned] = -np.inf
     expected = int(np.argmax(masked))
     assert [s.token for s in steps] == [expected] * 3 and seen == [[], [expected], [expected] * 2]
-    reference = torch.log_softmax(torch.from_numpy(masked).double(), 0)[expected].item()
-    assert steps[0].logprob == pytest.approx(reference, abs=1e-9)
+    # Logprobs are the model's, before the mask (as OpenAI and llama-server report them).
+    reference = torch.log_softmax(torch.from_numpy(logits).double(), 0)
+    assert steps[0].logprob.token == expected
+    assert steps[0].logprob.logprob == pytest.approx(reference[expected].item(), abs=1e-9)
+    top = torch.topk(reference, 2)
+    assert [t for t, _ in steps[0].logprob.top] == top.indices.tolist() == [banned, expected]
+    np.testing.assert_allclose([p for _, p in steps[0].logprob.top], top.values.numpy(), atol=1e-9)
     assert TokenLoop(model, Sampler(temperature=0), 3).step(logits).logprob is None
 
 

@@ -1,9 +1,15 @@
 """The HTTP API: OpenAI's /v1/chat/completions, /v1/completions and /v1/models, llama-server's /health,
-/tokenize and /detokenize, and the chat page at /. Handlers validate, tokenize and queue a Job; the
-Scheduler thread generates; answers stream back as server-sent events or as one JSON body. The handlers are
-module-level functions over the app's ServerState (request.app.state.server); create_app builds one."""
+/tokenize, /detokenize and /apply-template, Prometheus' /metrics, and the chat page at /. Handlers validate,
+tokenize and queue Jobs; the Scheduler thread generates; answers stream back as server-sent events or as one
+JSON body. The handlers are module-level functions over the app's ServerState (request.app.state.server);
+create_app builds one.
+
+Structured output (response_format json_object / json_schema) and tool calls (runtime/server/tools.py) put a
+TokenMask (runtime/structured.py) among the job's logits processors; logprobs come from the model's own logits
+(runtime/logprobs.py), for generated tokens and, with `echo`, for the prompt's."""
 import asyncio
 import json
+import logging
 import os
 import time
 import uuid
@@ -12,50 +18,59 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from runtime import logprobs as lp
 from runtime.sampler import Sampler, SamplingError
-from runtime.server import MAX_BODY_BYTES
+from runtime.server import MAX_BODY_BYTES, tools
 from runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
+from runtime.server.metrics import Metrics, RequestLog
 from runtime.server.scheduler import ContextOverflowError, Job, QueueFullError, Scheduler
-from runtime.server.schemas import ChatRequest, CompletionRequest, DetokenizeRequest, Sampling, TokenizeRequest
+from runtime.server.schemas import (ApplyTemplateRequest, ChatRequest, CompletionRequest, DetokenizeRequest,
+                                    Message, Sampling, TokenizeRequest)
+from runtime.structured import StructuredOutputError, TokenMask
 from runtime.template import ChatTemplate, ChatTemplateError
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+log = logging.getLogger("tritlm.server")
 
 router = APIRouter()
 
 
 @dataclass
 class ServerState:
-    """What the handlers share: the model, its scheduler and chat template, and the names it answers to."""
+    """What the handlers share: the model, its scheduler and chat template, and the metrics."""
     model: object
     scheduler: Scheduler
     template: ChatTemplate
+    metrics: Metrics
     created: int = field(default_factory=lambda: int(time.time()))
 
     def __post_init__(self):  # the most bytes one token spells: bounds the tokens of a text from below
         self.max_token_bytes = max(len(self.model.tokenizer.token_bytes(i)) for i in range(self.model.n_vocab))
 
-    @property
-    def model_names(self) -> set[str]:
-        path = self.model.path
-        return {self.model.name, os.path.basename(path), os.path.splitext(os.path.basename(path))[0]}
-
 
 def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str | None = None,
                max_waiting: int | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None, cors_origins: list[str] | None = None) -> FastAPI:
     """An app serving `model` with `parallel` slots of `n_ctx` tokens each; the scheduler runs while the app does.
-    `allowed_hosts` (None: any) are the Host header values accepted."""
+    `allowed_hosts` (None: any) are the Host header values accepted; `cors_origins` the origins whose browser
+    pages may call the API (None: the same origin only; ["*"]: any, as llama-server's default)."""
     app = FastAPI(title="tritlm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.server = ServerState(model, Scheduler(model, parallel, n_ctx, max_waiting), ChatTemplate(model))
+    scheduler = Scheduler(model, parallel, n_ctx, max_waiting)
+    metrics = Metrics(scheduler)
+    app.state.server = ServerState(model, scheduler, ChatTemplate(model), metrics)
     install_error_handlers(app)
-    # The last added runs first: the Host check, then the key, then the body is read (up to its limit).
+    # The last added runs first: the Host check, CORS (a preflight carries no key), the request log, the key,
+    # then the body is read (up to its limit).
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if api_key:
         app.add_middleware(BearerAuth, api_key=api_key, open_paths=("/health", "/"), open_prefix="/static/")
+    app.add_middleware(RequestLog, metrics=metrics)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"], allow_headers=["*"])
     if allowed_hosts is not None:
         app.add_middleware(AllowedHosts, hosts=allowed_hosts)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -76,25 +91,47 @@ def _state(request: Request) -> ServerState:
 
 # ---- helpers of the generating endpoints ----
 
-def _check_model(state: ServerState, name: str | None):
-    if name is not None and name not in state.model_names:
-        raise APIError(400, f"unknown model '{name}': this server serves '{state.model.name}'", param="model",
-                       code="model_not_found")
+def _check_fields(body: Sampling, request: Request):
+    """A documented field we cannot honour is a 400 naming it; fields outside the spec are logged and ignored."""
+    if (refused := body.refused_field()) is not None:
+        raise APIError(400, f"{refused}: not supported by this server", param=refused, code="unsupported_parameter")
+    if unknown := body.unknown_fields():
+        log.info("%s: ignoring fields outside the OpenAI API: %s", request.url.path, ", ".join(unknown))
 
 
-def _submit(state: ServerState, ids: list[int], body: Sampling, max_tokens: int | None) -> Job:
-    if not ids:
-        raise APIError(400, "prompt: no tokens to complete", param="prompt")
+def _sampler(body: Sampling, n_vocab: int) -> Sampler:
+    bias = {}
+    for key, value in (body.logit_bias or {}).items():
+        if not (key.lstrip("-").isdigit() and 0 <= int(key) < n_vocab):
+            raise APIError(400, f"logit_bias: '{key}' is not a token id in [0, {n_vocab})", param="logit_bias")
+        bias[int(key)] = value
     try:
-        sampler = Sampler(temperature=body.temperature, top_k=body.top_k, top_p=body.top_p, seed=body.seed)
+        return Sampler(body.temperature, body.top_k, body.top_p, body.seed, min_p=body.min_p,
+                       repeat_penalty=body.repeat_penalty, repeat_last_n=body.repeat_last_n,
+                       frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
+                       logit_bias=bias)
     except SamplingError as e:
         raise APIError(400, str(e), param=e.param) from None
+
+
+def _mask(model, schema: dict | None, param: str) -> TokenMask:
     try:
-        return state.scheduler.submit(ids, max_tokens, sampler, body.stops)
-    except ContextOverflowError as e:
-        raise APIError(400, str(e), param="max_tokens", code="context_length_exceeded") from None
-    except QueueFullError as e:
-        raise APIError(429, str(e), type="rate_limit_error", code="queue_full") from None
+        return TokenMask.json(model, schema)
+    except StructuredOutputError as e:
+        raise APIError(400, f"{param}: {e}", param=param) from None
+
+
+def _format_schema(body: Sampling) -> tuple[bool, dict | None]:
+    """(whether the answer must be JSON, its schema: None for any object) from response_format."""
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return False, None
+    if fmt.type == "json_object":
+        return True, None
+    if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+        raise APIError(400, "response_format.json_schema.schema is required for type json_schema",
+                       param="response_format")
+    return True, fmt.json_schema.schema_
 
 
 async def _prompt_ids(state: ServerState, text: str, encode, param: str) -> list[int]:
@@ -106,110 +143,300 @@ async def _prompt_ids(state: ServerState, text: str, encode, param: str) -> list
     return await asyncio.to_thread(encode, text)
 
 
-def _usage(job: Job) -> dict:
-    return {"prompt_tokens": len(job.prompt_ids), "completion_tokens": job.n_generated,
-            "total_tokens": len(job.prompt_ids) + job.n_generated}
+def _submit(state: ServerState, ids: list[int], body: Sampling, max_tokens: int | None, processors=(),
+            n_top: int | None = None) -> Job:
+    if not ids:
+        raise APIError(400, "prompt: no tokens to complete", param="prompt")
+    sampler = _sampler(body, state.model.n_vocab)
+    sampler.accept(ids)  # the prompt counts for the repetition penalties, as in llama-server
+    try:
+        return state.scheduler.submit(ids, max_tokens, sampler, body.stops, processors, n_top)
+    except ContextOverflowError as e:
+        raise APIError(400, str(e), param="max_tokens", code="context_length_exceeded") from None
+    except QueueFullError as e:
+        raise APIError(429, str(e), type="rate_limit_error", code="queue_full") from None
 
 
-async def _collect(state: ServerState, job: Job, request: Request) -> tuple[str, str]:
-    """Waits for the whole answer -> (text, finish reason); a client that hangs up cancels the job."""
+@dataclass
+class Answer:
+    """One job's result so far (job None: max_tokens 0)."""
+    prompt_tokens: int
+    job: Job | None
+    text: str = ""
+    finish: str | None = None
+    logprobs: list = field(default_factory=list)  # runtime.logprobs.TokenLogprob per token (EOS included)
+
+    @property
+    def n_generated(self) -> int:
+        return 0 if self.job is None else self.job.n_generated
+
+    def add(self, step, finish) -> None:
+        """Takes in one event of _events."""
+        if step is not None:
+            self.text += step.text
+            if step.logprob is not None:
+                self.logprobs.append(step.logprob)
+        self.finish = finish or self.finish
+
+
+def _usage(answers: list[Answer]) -> dict:
+    prompt, generated = sum(a.prompt_tokens for a in answers), sum(a.n_generated for a in answers)
+    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+
+
+async def _events(state: ServerState, jobs: list[Job | None]):
+    """(index, Step | None, finish | None) of every job as they come; a job that is None (max_tokens 0) finishes
+    at once with "length". Jobs still running when the consumer stops (a client that hung up) are cancelled."""
+    queue = asyncio.Queue()
+
+    async def pump(i, job):
+        if job is None:
+            return await queue.put((i, None, "length", None))
+        async for kind, value in job.events():
+            await queue.put((i, value, None, None) if kind == "step" else
+                            (i, None, value, None) if kind == "done" else (i, None, None, value))
+
+    tasks = [asyncio.create_task(pump(i, job)) for i, job in enumerate(jobs)]
+    try:
+        for _ in range(len(jobs)):
+            while True:
+                i, step, finish, error = await queue.get()
+                if error is not None:
+                    raise APIError(500, error, type="server_error")
+                yield i, step, finish
+                if finish is not None:
+                    break
+    finally:
+        for task in tasks:
+            task.cancel()
+        for job in jobs:
+            if job is not None:
+                state.scheduler.cancel(job)
+
+
+async def _collect(state: ServerState, jobs: list[Job | None], answers: list[Answer], request: Request):
+    """Waits for every job to finish, filling `answers`; a client that hangs up cancels them."""
     async def cancel_on_disconnect():
         while (await request.receive())["type"] != "http.disconnect":
             pass
-        state.scheduler.cancel(job)
+        for job in jobs:
+            if job is not None:
+                state.scheduler.cancel(job)
 
     watcher = asyncio.create_task(cancel_on_disconnect())
-    parts = []
     try:
-        async for kind, value in job.events():
-            if kind == "step":
-                parts.append(value.text)
-            elif kind == "error":
-                raise APIError(500, value, type="server_error")
-            else:
-                return "".join(parts), value
+        async for i, step, finish in _events(state, jobs):
+            answers[i].add(step, finish)
     finally:
         watcher.cancel()
-        state.scheduler.cancel(job)
-
-
-def _stream(state: ServerState, job: Job, chunk, body: Sampling, head: dict | None = None) -> StreamingResponse:
-    """Server-sent events: `chunk(text=..)` per piece of text, `chunk(finish=..)` at the end, then [DONE]."""
-    async def events():
-        try:
-            if head is not None:
-                yield _sse(head)
-            async for kind, value in job.events():
-                if kind == "step":
-                    if value.text:
-                        yield _sse(chunk(text=value.text))
-                elif kind == "done":
-                    yield _sse(chunk(finish=value))
-                    if body.stream_options and body.stream_options.include_usage:
-                        yield _sse({**chunk(), "choices": [], "usage": _usage(job)})
-                else:
-                    yield _sse(APIError(500, value, type="server_error").body())
-            yield "data: [DONE]\n\n"
-        finally:  # also on a client disconnect: free the slot now
-            state.scheduler.cancel(job)
-
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    for answer in answers:
+        state.metrics.finished(answer.prompt_tokens, answer.n_generated)
 
 
 def _sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-# ---- endpoints ----
+def _sse_response(events) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+def _piece(model, token: int) -> str:
+    return model.tokenizer.token_bytes(token).decode("utf-8", errors="replace")
+
+
+# ---- /v1/completions ----
+
+def _legacy_logprobs(model, entries: list, offset: int) -> dict:
+    """The completions API's logprobs object: tokens, token_logprobs, top_logprobs, text_offset."""
+    tokens = [_piece(model, e.token) for e in entries]
+    offsets = []
+    for token in tokens:
+        offsets.append(offset)
+        offset += len(token)
+    return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
+            "top_logprobs": [None if e.top is None else {_piece(model, t): p for t, p in e.top} for e in entries],
+            "text_offset": offsets}
+
+
+async def _prompts(state: ServerState, prompt) -> list[tuple[str | None, list[int]]]:
+    """(text or None, ids) of each prompt: a string, a list of strings, token ids or a list of token-id lists."""
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    elif not prompt:
+        raise APIError(400, "prompt: must not be empty", param="prompt")
+    elif isinstance(prompt[0], int):
+        prompt = [prompt]
+    model, out = state.model, []
+    for p in prompt:
+        if isinstance(p, str):
+            out.append((p, await _prompt_ids(state, p, partial(model.tokenize, add_bos=True, special=True), "prompt")))
+        elif all(0 <= i < model.n_vocab for i in p):
+            out.append((None, list(p)))
+        else:
+            raise APIError(400, f"prompt: token ids must be in [0, {model.n_vocab})", param="prompt")
+    return out
+
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
     state = _state(request)
     model = state.model
-    _check_model(state, body.model)
-    if isinstance(body.prompt, str):
-        ids = await _prompt_ids(state, body.prompt, partial(model.tokenize, add_bos=True, special=True), "prompt")
-    elif all(0 <= i < model.n_vocab for i in body.prompt):
-        ids = list(body.prompt)
-    else:
-        raise APIError(400, f"prompt: token ids must be in [0, {model.n_vocab})", param="prompt")
-    job = _submit(state, ids, body, body.max_tokens)
+    _check_fields(body, request)
+    prompts = await _prompts(state, body.prompt)
+    as_json, schema = _format_schema(body)
+    echoed = [(text if text is not None else model.detokenize(ids)) if body.echo else "" for text, ids in prompts]
+    prompt_logprobs = ([await asyncio.to_thread(lp.of_prompt, model, ids, body.logprobs) for _, ids in prompts]
+                       if body.echo and body.logprobs is not None else [[] for _ in prompts])
+    jobs = []
+    try:
+        for _, ids in prompts:
+            processors = [_mask(model, schema, "response_format")] if as_json else []
+            jobs.append(None if body.max_tokens == 0 else
+                        _submit(state, ids, body, body.max_tokens, processors, body.logprobs))
+    except APIError:
+        for job in jobs:
+            if job is not None:
+                state.scheduler.cancel(job)
+        raise
+    answers = [Answer(len(ids), job) for (_, ids), job in zip(prompts, jobs)]
     base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": model.name}
 
-    def chunk(text="", finish=None):
-        return {**base, "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+    def choice(i, text, entries, offset, finish=None):
+        logprobs = None if body.logprobs is None else _legacy_logprobs(model, entries, offset)
+        return {"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish}
 
     if body.stream:
-        return _stream(state, job, chunk, body)
-    text, finish = await _collect(state, job, request)
-    return {**chunk(text, finish), "usage": _usage(job)}
+        async def events():
+            offsets = [len(e) for e in echoed]
+            for i, text in enumerate(echoed):
+                if text or prompt_logprobs[i]:
+                    yield _sse({**base, "choices": [choice(i, text, prompt_logprobs[i], 0)]})
+            pending = [[] for _ in prompts]  # logprobs of tokens whose text is still held back
+            async for i, step, finish in _events(state, jobs):
+                answers[i].add(step, finish)
+                if step is not None and step.logprob is not None:
+                    pending[i].append(step.logprob)
+                if finish is not None or step.text:
+                    yield _sse({**base, "choices": [choice(i, "" if step is None else step.text, pending[i],
+                                                           offsets[i], finish)]})
+                    offsets[i] += sum(len(_piece(model, e.token)) for e in pending[i])
+                    pending[i] = []
+            for answer in answers:
+                state.metrics.finished(answer.prompt_tokens, answer.n_generated)
+            if body.stream_options and body.stream_options.include_usage:
+                yield _sse({**base, "choices": [], "usage": _usage(answers)})
+            yield "data: [DONE]\n\n"
+
+        return _sse_response(events())
+    await _collect(state, jobs, answers, request)
+    return {**base, "usage": _usage(answers), "choices": [
+        choice(i, echoed[i] + a.text, prompt_logprobs[i] + a.logprobs, 0, a.finish) for i, a in enumerate(answers)]}
+
+
+# ---- /v1/chat/completions ----
+
+def _template_messages(messages: list[Message]) -> list[dict]:
+    """The conversation as the chat template reads it; earlier tool calls written back in the answer format."""
+    out = []
+    for i, m in enumerate(messages):
+        if m.role == "assistant" and m.tool_calls:
+            out.append({"role": "assistant", "content": tools.past_call_text([c.model_dump() for c in m.tool_calls])})
+        elif m.content is None:
+            raise APIError(400, f"messages.{i}.content: Field required", param=f"messages.{i}.content")
+        else:
+            out.append({"role": m.role, "content": m.text} | ({"tool_call_id": m.tool_call_id} if m.tool_call_id else {}))
+    return out
+
+
+def _chat_logprobs(model, entries: list) -> dict:
+    def item(token, logprob):
+        piece = model.tokenizer.token_bytes(token)
+        return {"token": piece.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(piece)}
+
+    return {"content": [item(e.token, e.logprob) | {"top_logprobs": [item(t, p) for t, p in e.top]}
+                        for e in entries if e.token not in model.eos_ids]}
 
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatRequest, request: Request):
     state = _state(request)
-    _check_model(state, body.model)
+    model = state.model
+    _check_fields(body, request)
+    choice = body.tool_choice if body.tool_choice is not None else ("auto" if body.tools else "none")
+    choice = choice if isinstance(choice, str) else choice.model_dump()
+    tool_list = [t.model_dump(exclude_none=True) for t in body.tools or []]
     try:
-        text = await asyncio.to_thread(state.template.render, [m.as_template_dict() for m in body.messages])
+        defs = tools.functions(tool_list, choice)
+    except tools.ToolChoiceError as e:
+        raise APIError(400, str(e), param="tool_choice") from None
+    messages = _template_messages(body.messages)
+    if defs:
+        messages = tools.with_system_note(messages, tools.system_note(defs))
+    try:
+        text = await asyncio.to_thread(state.template.render, messages, tools=tool_list if defs else None)
     except ChatTemplateError as e:
         raise APIError(400, str(e), param="messages") from None
     ids = await _prompt_ids(state, text, state.template.encode, "messages")
-    job = _submit(state, ids, body, body.max_completion_tokens or body.max_tokens)
+    as_json, schema = _format_schema(body)
+    if defs:
+        answer_schema = tools.answer_schema(defs, choice, body.parallel_tool_calls,
+                                            (schema or {"type": "object"}) if as_json else None)
+        processors = [_mask(model, answer_schema, "tools")]
+    else:
+        processors = [_mask(model, schema, "response_format")] if as_json else []
+    n_top = (body.top_logprobs or 0) if body.logprobs else None
+    job = _submit(state, ids, body, body.max_completion_tokens or body.max_tokens, processors, n_top)
+    answer = Answer(len(ids), job)
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": state.model.name}
+            "created": int(time.time()), "model": model.name}
 
-    def chunk(text=None, finish=None, role=None):
-        delta = {k: v for k, v in (("role", role), ("content", text)) if v is not None}
-        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    def message():
+        """(content, tool_calls, finish) of the finished answer."""
+        if not defs or answer.finish != "stop":  # a call cut short by max_tokens is no call: its text is returned
+            return answer.text, None, answer.finish
+        content, calls = tools.parse_answer(answer.text, response_is_json=as_json)
+        return content, calls or None, "tool_calls" if calls else "stop"
+
+    def chunk(delta, finish=None, entries=None):
+        logprobs = None if entries is None else _chat_logprobs(model, entries)
+        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
 
     if body.stream:
-        return _stream(state, job, chunk, body, head=chunk(text="", role="assistant"))
-    text, finish = await _collect(state, job, request)
-    return {**base, "object": "chat.completion", "usage": _usage(job),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                         "finish_reason": finish}]}
+        async def events():
+            yield _sse(chunk({"role": "assistant", "content": ""}))
+            pending = []
+            async for _, step, finish in _events(state, [job]):
+                answer.add(step, finish)
+                if step is not None and step.logprob is not None:
+                    pending.append(step.logprob)
+                if defs:  # the answer is one JSON document: it becomes content or tool_calls once complete
+                    continue
+                if step is not None and step.text:
+                    yield _sse(chunk({"content": step.text}, entries=pending if n_top is not None else None))
+                    pending = []
+            content, calls, finish = message()
+            if defs:
+                delta = {"tool_calls": [c | {"index": k} for k, c in enumerate(calls)]} if calls else {"content": content}
+                yield _sse(chunk(delta, entries=pending if n_top is not None else None))
+                pending = []
+            yield _sse(chunk({}, finish, entries=pending if n_top is not None and pending else None))
+            state.metrics.finished(answer.prompt_tokens, answer.n_generated)
+            if body.stream_options and body.stream_options.include_usage:
+                yield _sse({**base, "choices": [], "usage": _usage([answer])})
+            yield "data: [DONE]\n\n"
 
+        return _sse_response(events())
+    await _collect(state, [job], [answer], request)
+    content, calls, finish = message()
+    reply = {"role": "assistant", "content": content} | ({"tool_calls": calls} if calls else {})
+    return {**base, "object": "chat.completion", "usage": _usage([answer]),
+            "choices": [{"index": 0, "message": reply, "finish_reason": finish,
+                         "logprobs": None if n_top is None else _chat_logprobs(model, answer.logprobs)}]}
+
+
+# ---- the rest ----
 
 @router.get("/v1/models")
 async def models(request: Request):
@@ -227,6 +454,21 @@ async def health(request: Request):
     busy = scheduler.n_busy
     return {"status": "ok", "slots_processing": busy, "slots_idle": scheduler.n_slots - busy,
             "requests_waiting": scheduler.n_waiting}
+
+
+@router.get("/metrics")
+async def metrics(request: Request):
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/apply-template")
+async def apply_template(body: ApplyTemplateRequest, request: Request):
+    """llama-server's: the prompt text the chat template makes of `messages` (the chat page counts its tokens)."""
+    try:
+        return {"prompt": _state(request).template.render(_template_messages(body.messages))}
+    except ChatTemplateError as e:
+        raise APIError(400, str(e), param="messages") from None
 
 
 @router.post("/tokenize")

@@ -1,15 +1,22 @@
-"""`tritlm serve`: load a GGUF model and serve it over HTTP until Ctrl-C."""
+"""`tritlm serve`: load a GGUF model (or fetch and convert one from the Hub with -hf) and serve it over HTTP until
+Ctrl-C."""
 import ipaddress
+import logging
 import socket
 
 from runtime.server import MAX_BODY_BYTES
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def register(subparsers):
     p = subparsers.add_parser("serve", help="serve a model: OpenAI-compatible HTTP API and a chat page")
-    p.add_argument("-m", "--model", required=True, help="the .gguf file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("-m", "--model", help="the .gguf file")
+    source.add_argument("-hf", "--hf-repo", metavar="REPO[:TYPE]",
+                        help="a Hub repo id (or checkpoint folder): downloaded, converted once into the cache "
+                             "($TRITLM_CACHE, default ~/.cache/tritlm) as TYPE (default i2_s), then served")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
@@ -21,6 +28,11 @@ def register(subparsers):
     p.add_argument("--allowed-hosts", default=None,
                    help="comma-separated Host header names to accept ('*': any; '*.example.com'); default: "
                         "localhost, 127.0.0.1 and ::1 on a loopback bind, any otherwise")
+    p.add_argument("--cors-origin", default="*",
+                   help="comma-separated origins whose web pages may call the API ('*': any, the default, as "
+                        "llama-server; '': none)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                   help="server log on stderr: 'info' logs one line per request (default info)")
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
     ray.add_argument("--replicas", type=int, default=None,
                      help="serve N copies of the app behind Ray Serve's proxy (-t: threads of each, default 1)")
@@ -33,13 +45,29 @@ def register(subparsers):
 
 
 def dispatch(a) -> int:
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = a.model if a.model is not None else hub_gguf(a.hf_repo)
+    cors = [o.strip() for o in a.cors_origin.split(",") if o.strip()]
     if a.replicas is None and a.ray_address is None and a.max_replicas is None:
-        return serve(a.model, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
-                     a.allowed_hosts)
+        return serve(path, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
+                     a.allowed_hosts, cors)
     from cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
-    return serve_replicas(a.model, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
+    return serve_replicas(path, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
                           a.ray_address, a.min_replicas, a.max_replicas, a.target_ongoing_requests, api_key=a.api_key,
-                          max_body_bytes=a.max_body_bytes, allowed_hosts=allowed_hosts(a.host, a.allowed_hosts))
+                          max_body_bytes=a.max_body_bytes, allowed_hosts=allowed_hosts(a.host, a.allowed_hosts),
+                          cors_origins=cors)
+
+
+def hub_gguf(spec: str) -> str:
+    """-hf REPO[:TYPE] -> the cached GGUF, converted on first use."""
+    from converter.cached import cached_gguf
+    from converter.pack import OUTPUT_TYPES
+
+    repo, _, qtype = spec.partition(":")
+    qtype = qtype or "i2_s"
+    if qtype not in OUTPUT_TYPES:
+        raise ValueError(f"-hf {spec}: unknown type {qtype!r} (choose one of {', '.join(OUTPUT_TYPES)})")
+    return cached_gguf(repo, qtype)
 
 
 def allowed_hosts(bind: str, option: str | None) -> list[str] | None:
@@ -68,7 +96,7 @@ def make_server(app):
 
 
 def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None,
-          max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None) -> int:
+          max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None, cors_origins: list[str] | None = ("*",)) -> int:
     from runtime import Model
     from runtime.server.app import create_app
 
@@ -77,7 +105,7 @@ def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, par
     model = Model(model_path, threads=threads, n_ctx=n_ctx)
     try:
         app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key, max_body_bytes=max_body_bytes,
-                         allowed_hosts=allowed_hosts(host, hosts))
+                         allowed_hosts=allowed_hosts(host, hosts), cors_origins=list(cors_origins or []))
         sock = open_socket(host, port)
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{sock.getsockname()[1]}"

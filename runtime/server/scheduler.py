@@ -6,6 +6,8 @@ import asyncio
 import collections
 import logging
 import threading
+import time
+from dataclasses import dataclass
 
 from runtime import ModelError
 from runtime.generate import TokenLoop
@@ -47,6 +49,15 @@ class Job:
         return len(self.loop.tokens)
 
 
+@dataclass
+class Stats:
+    """Work done since start (for /metrics): tokens and seconds of prefill passes and of decode passes."""
+    prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+    decoded_tokens: int = 0
+    decode_seconds: float = 0.0
+
+
 class Scheduler:
     """`Scheduler(model, n_slots, n_ctx, max_waiting)`; `start()`, `submit(...)` from the event loop, `stop()`."""
 
@@ -61,6 +72,7 @@ class Scheduler:
         self._waiting = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self.stats = Stats()
         self._thread = threading.Thread(target=self._run, name="tritlm-scheduler", daemon=True)
 
     @property
@@ -86,7 +98,7 @@ class Scheduler:
         for seq in self._free + [seq for seq, _ in self._active]:
             seq.close()
 
-    def submit(self, prompt_ids, max_tokens, sampler, stop=None, logits_processors=(), logprobs=False) -> Job:
+    def submit(self, prompt_ids, max_tokens, sampler, stop=None, logits_processors=(), logprobs=None) -> Job:
         """Queues a request (its TokenLoop gets sampler, stop, logits_processors and logprobs); raises
         ContextOverflowError / QueueFullError at once rather than letting it wait."""
         if not prompt_ids:
@@ -146,7 +158,10 @@ class Scheduler:
         self._active.append((seq, job))
         try:
             seq.reset()
+            start = time.perf_counter()
             logits = self.model.prefill(seq, job.prompt_ids)
+            self.stats.prompt_tokens += len(job.prompt_ids)
+            self.stats.prompt_seconds += time.perf_counter() - start
         except Exception as e:
             self._fail(seq, job, e)
             return
@@ -160,7 +175,10 @@ class Scheduler:
     def _decode_step(self):
         active = list(self._active)
         try:
+            start = time.perf_counter()
             logits = self.model.decode([seq for seq, _ in active], [job.next_token for _, job in active])
+            self.stats.decoded_tokens += len(active)
+            self.stats.decode_seconds += time.perf_counter() - start
         except Exception as e:  # the pass itself failed: every request in it fails, the server keeps serving
             for seq, job in active:
                 self._fail(seq, job, e)
