@@ -239,3 +239,17 @@ def test_metrics(model):
     assert samples[("tritlm_prompt_tokens_total", ())] == sum(a["usage"]["prompt_tokens"] for a in answers)
     assert samples[("tritlm_slots", ())] == 2 and samples[("tritlm_requests_waiting", ())] == 0
     assert samples[("tritlm_prompt_tokens_per_second", ())] > 0 and samples[("tritlm_generation_tokens_per_second", ())] > 0
+
+
+@pytest.mark.parametrize("path, body", [("/v1/completions", {"prompt": "x"}),
+                                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})])
+def test_a_failure_mid_stream_is_the_last_event(server, monkeypatch, path, body):
+    import runtime.server.app as app_module
+    from tests.test_server import FailingSampler
+
+    monkeypatch.setattr(app_module, "_sampler", lambda body, n_vocab: FailingSampler(3))
+    with httpx.stream("POST", server[0] + path, json=body | {"max_tokens": 10, "stream": True}, timeout=60) as r:
+        events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["error"]["message"] == "generation failed: Probabilities contain NaN"
+    assert all("choices" in json.loads(e) for e in events[:-2])

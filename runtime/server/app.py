@@ -114,9 +114,11 @@ def _sampler(body: Sampling, n_vocab: int) -> Sampler:
         raise APIError(400, str(e), param=e.param) from None
 
 
-def _mask(model, schema: dict | None, param: str) -> TokenMask:
+async def _mask(model, schema: dict | None, param: str) -> TokenMask:
+    """The token mask of schema, built in a worker thread (a large schema's grammar, or the first mask's view of
+    a large vocabulary, takes a while)."""
     try:
-        return TokenMask.json(model, schema)
+        return await asyncio.to_thread(TokenMask.json, model, schema)
     except StructuredOutputError as e:
         raise APIError(400, f"{param}: {e}", param=param) from None
 
@@ -238,7 +240,15 @@ def _sse(payload: dict) -> str:
 
 
 def _sse_response(events) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    async def guarded():
+        try:
+            async for event in events:
+                yield event
+        except APIError as e:  # a job failed mid-stream: its error is the last event
+            yield _sse(e.body())
+            yield "data: [DONE]\n\n"
+
+    return StreamingResponse(guarded(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def _piece(model, token: int) -> str:
@@ -291,7 +301,7 @@ async def completions(body: CompletionRequest, request: Request):
     jobs = []
     try:
         for _, ids in prompts:
-            processors = [_mask(model, schema, "response_format")] if as_json else []
+            processors = [await _mask(model, schema, "response_format")] if as_json else []
             jobs.append(None if body.max_tokens == 0 else
                         _submit(state, ids, body, body.max_tokens, processors, body.logprobs))
     except APIError:
@@ -383,9 +393,9 @@ async def chat_completions(body: ChatRequest, request: Request):
     if defs:
         answer_schema = tools.answer_schema(defs, choice, body.parallel_tool_calls,
                                             (schema or {"type": "object"}) if as_json else None)
-        processors = [_mask(model, answer_schema, "tools")]
+        processors = [await _mask(model, answer_schema, "tools")]
     else:
-        processors = [_mask(model, schema, "response_format")] if as_json else []
+        processors = [await _mask(model, schema, "response_format")] if as_json else []
     n_top = (body.top_logprobs or 0) if body.logprobs else None
     job = _submit(state, ids, body, body.max_completion_tokens or body.max_tokens, processors, n_top)
     answer = Answer(len(ids), job)
