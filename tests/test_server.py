@@ -238,6 +238,7 @@ def error_of(response):
     ("/v1/completions", {"prompt": 42}, "prompt"),
     ("/v1/completions", {"prompt": [1, 10 ** 9]}, "prompt"),
     ("/v1/completions", {"prompt": []}, "prompt"),
+    ("/v1/completions", {"prompt": [[]], "max_tokens": 0, "echo": True, "logprobs": 1}, "prompt"),
     ("/v1/completions", {"prompt": PROMPT, "n": 2}, "n"),
     ("/v1/completions", {"prompt": PROMPT, "stop": 7}, "stop"),
     ("/v1/completions", {"prompt": PROMPT, "max_tokens": 1000}, "max_tokens"),

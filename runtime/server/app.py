@@ -281,6 +281,8 @@ async def _prompts(state: ServerState, prompt) -> list[tuple[str | None, list[in
     for p in prompt:
         if isinstance(p, str):
             out.append((p, await _prompt_ids(state, p, partial(model.tokenize, add_bos=True, special=True), "prompt")))
+        elif not p:
+            raise APIError(400, "prompt: no tokens to complete", param="prompt")
         elif all(0 <= i < model.n_vocab for i in p):
             out.append((None, list(p)))
         else:
