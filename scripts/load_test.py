@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -271,8 +272,9 @@ class Stress:
     def raw_bytes(self, http, rng, kind):
         """Not HTTP at all: the server may answer 400 or close; it must not hang or fall over."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=30) as raw:
-            raw.sendall(rng.choice([os.urandom(300), b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/completions HTTP/1.1\r\n"
-                                    b"Content-Length: -5\r\n\r\n", b"\r\n" * 50 + b"HELLO\r\n\r\n"]))
+            raw.sendall(rng.choice([os.urandom(300), b"GET / HTTP/9.9\r\n\r\n",
+                                    b"POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+                                    b"\r\n" * 50 + b"HELLO\r\n\r\n"]))
             raw.shutdown(socket.SHUT_WR)
             answer = raw.recv(64)
         status = int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else "closed"
@@ -435,6 +437,13 @@ def main(argv=None) -> int:
         q.add_argument("-t", "--threads", type=int, default=None, help="server threads (with -m)")
         q.add_argument("-c", "--ctx-size", type=int, default=None, help="server slot context in tokens (with -m)")
     args = p.parse_args(argv)
+    limit = int(getattr(args, "duration", 0) or len(args.clients) * args.time_limit) + 600
+
+    def over_time(signum, frame):  # a hung server or client: stop anyway (the finally below ends the server)
+        raise SystemExit(f"load_test: still running after {limit} s, stopped")
+
+    signal.signal(signal.SIGALRM, over_time)
+    signal.alarm(limit)
 
     proc = server_log = None
     if args.url:

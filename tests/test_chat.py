@@ -7,8 +7,8 @@ import pytest
 
 from runtime import Model
 from runtime.chat import Conversation, chat
-from tests.checkpoints import full_forward_greedy
 from runtime.sampler import Sampler
+from tests.checkpoints import full_forward_greedy
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from runtime import Model
-from runtime.server.app import create_app
 from runtime.sampler import Sampler
+from runtime.server.app import create_app
 from runtime.server.cli import allowed_hosts, make_server, open_socket
 from runtime.server.scheduler import Scheduler
 from runtime.template import ChatTemplate

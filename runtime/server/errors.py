@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-
 TRIM_AFTER_BYTES = 1 << 16
 try:  # glibc's; elsewhere memory is left to the allocator
     _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
