@@ -67,7 +67,7 @@ static double time_calls(tl_pool *pool, job *j, const uint8_t *copies, int64_t m
 }
 
 int main(int argc, char **argv) {
-    const char *isas[] = {"ref", "avx2", "avx512"};
+    const char *isas[] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm"}; /* those this CPU has */
     double min_time = argc > 1 ? atof(argv[1]) : 0.3;
     int64_t max_cols = 6912;
     int8_t *xq = malloc(GEMM_TOKENS * max_cols);
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = (uint8_t)rand();
         if (s->type == TL_BF16) /* finite bf16 values only */
             for (int64_t i = 1; i < matrix_bytes * n_copies; i += 2) copies[i] &= 0x3f;
-        for (int ii = 0; ii < 3; ii++) {
+        for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
             const tl_kernels *k = tl_kernels_named(isas[ii]);
             if (!k) continue;
             double t = ii ? min_time : min_time / 10, gbs[2], cache, gmacs = 0, pp = 0;

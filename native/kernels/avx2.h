@@ -1,9 +1,11 @@
 /* avx2.h - the AVX2 vector primitives of ternary_tile.h; every function in a file that includes this is
- * compiled for that ISA while the library stays portable (chosen at run time). */
+ * compiled for that ISA while the library stays portable (chosen at run time). Every kernel file is compiled on
+ * every CPU, so the files that include this are wrapped in #if defined(__x86_64__). */
 #include <immintrin.h>
 #pragma GCC target("avx2,fma,f16c")
 
 #define VEC __m256i
+#define VEC_ACC __m256i
 #define VEC_BYTES 32
 static inline __m256i vec_zero(void) { return _mm256_setzero_si256(); }
 static inline __m256i vec_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
@@ -26,6 +28,7 @@ static inline __m128i vec_sum4(__m256i a, __m256i b, __m256i c, __m256i d) {
     __m256i abcd = _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
     return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
 }
+static inline void vec_sum4_store(int32_t *out, __m256i a, __m256i b, __m256i c, __m256i d) { _mm_storeu_si128((__m128i *)out, vec_sum4(a, b, c, d)); }
 
 /* 16 float lanes for float_tile.h: two ymm (lanes 0-7, 8-15) */
 typedef struct { __m256 lo, hi; } acc16;

@@ -1,9 +1,11 @@
 /* avx512.h - the AVX-512 (BW + VNNI) vector primitives of ternary_tile.h; every function in a file that
- * includes this is compiled for that ISA while the library stays portable (chosen at run time). */
+ * includes this is compiled for that ISA while the library stays portable (chosen at run time). Every
+ * kernel file is compiled on every CPU, so the files that include this are wrapped in #if defined(__x86_64__). */
 #include <immintrin.h>
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")
 
 #define VEC __m512i
+#define VEC_ACC __m512i
 #define VEC_BYTES 64
 static inline __m512i vec_zero(void) { return _mm512_setzero_si512(); }
 static inline __m512i vec_load(const void *p) { return _mm512_loadu_si512(p); }
@@ -18,6 +20,7 @@ static inline __m128i vec_sum4(__m512i a, __m512i b, __m512i c, __m512i d) {
     __m256i half = _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
     return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
 }
+static inline void vec_sum4_store(int32_t *out, __m512i a, __m512i b, __m512i c, __m512i d) { _mm_storeu_si128((__m128i *)out, vec_sum4(a, b, c, d)); }
 /* 16-bit lanes: lo in the low 256 bits, hi in the high 256 bits */
 static inline __m512i halves16(short lo, short hi) {
     return _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi));

@@ -1,5 +1,6 @@
 /* bf16 weights x f32 activations on AVX2: a bf16 is the top half of an f32, so widen and shift by 16. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx2.h"
 
 static inline __m256 widen8(const uint8_t *p) {
@@ -10,3 +11,4 @@ static inline acc16 load_w(const uint8_t *row, int64_t k) { return (acc16){widen
 #define ELEM_BYTES 2
 #define FLOAT_KERNEL tl_bf16_avx2
 #include "float_tile.h"
+#endif

@@ -1,5 +1,6 @@
 /* bf16 weights x f32 activations on AVX-512: a bf16 is the top half of an f32, so widen and shift by 16. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx512.h"
 
 static inline __m512 load_w(const uint8_t *row, int64_t k) {
@@ -9,3 +10,4 @@ static inline __m512 load_w(const uint8_t *row, int64_t k) {
 #define ELEM_BYTES 2
 #define FLOAT_KERNEL tl_bf16_avx512
 #include "float_tile.h"
+#endif

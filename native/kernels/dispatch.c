@@ -1,7 +1,12 @@
-/* The kernel tables per ISA and the run-time choice between them (an ARM NEON table would go here too). */
+/* The kernel tables per ISA and the run-time choice between them. */
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
@@ -20,6 +25,49 @@ static int cpu_has(const tl_kernels *k) {
     return 1;
 }
 static const tl_kernels *const tables[] = {&avx512, &avx2, &ref}; /* fastest first */
+#elif defined(__aarch64__)
+/* NEON is part of every ARMv8-A core; dotprod and i8mm are optional extensions, each level adding one. */
+static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_neon,
+                                tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
+#ifdef TL_NEON_DOTPROD
+static const tl_kernels dotprod = {"dotprod", tl_tq1_0_dotprod, tl_tq2_0_dotprod, tl_i2_s_dotprod,
+                                   tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
+#endif
+#ifdef TL_NEON_I8MM
+static const tl_kernels i8mm = {"i8mm", tl_tq1_0_i8mm, tl_tq2_0_i8mm, tl_i2_s_i8mm,
+                                tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref};
+#endif
+
+/* Whether the CPU has an optional feature: the kernel's HWCAP bits on Linux, sysctl on macOS. */
+enum { FEAT_DOTPROD, FEAT_I8MM };
+static int cpu_feature(int feature) {
+#if defined(__linux__)
+    return feature == FEAT_DOTPROD ? !!(getauxval(AT_HWCAP) & (1ul << 20))    /* HWCAP_ASIMDDP */
+                                   : !!(getauxval(AT_HWCAP2) & (1ul << 13));  /* HWCAP2_I8MM */
+#elif defined(__APPLE__)
+    int on = 0;
+    size_t len = sizeof on;
+    const char *name = feature == FEAT_DOTPROD ? "hw.optional.arm.FEAT_DotProd" : "hw.optional.arm.FEAT_I8MM";
+    return sysctlbyname(name, &on, &len, NULL, 0) == 0 && on;
+#else
+    (void)feature;
+    return 0;
+#endif
+}
+
+static int cpu_has(const tl_kernels *k) {
+    if (strcmp(k->isa, "i8mm") == 0) return cpu_feature(FEAT_DOTPROD) && cpu_feature(FEAT_I8MM);
+    if (strcmp(k->isa, "dotprod") == 0) return cpu_feature(FEAT_DOTPROD);
+    return 1;
+}
+static const tl_kernels *const tables[] = { /* fastest first */
+#ifdef TL_NEON_I8MM
+    &i8mm,
+#endif
+#ifdef TL_NEON_DOTPROD
+    &dotprod,
+#endif
+    &neon, &ref};
 #else
 static int cpu_has(const tl_kernels *k) { (void)k; return 1; }
 static const tl_kernels *const tables[] = {&ref};

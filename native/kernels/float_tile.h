@@ -6,9 +6,17 @@
  *   load_x(p)                                            16 f32 activations
  *   load_w(row, k)                                       weights k .. k+15 of a row, as f32
  *   ELEM_BYTES, FLOAT_KERNEL                             bytes per weight, and the tl_float_fn to define
- * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. */
+ * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4).
+ * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. An ISA whose 16 lanes take
+ * four registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. */
 
 enum { FTILE = 4 };
+#ifndef FTILE_ROWS
+#define FTILE_ROWS 4
+#endif
+#ifndef FTILE_TOKENS
+#define FTILE_TOKENS 4
+#endif
 
 static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
                                                         int64_t cols, int T, float out[FTILE][FTILE]) {
@@ -34,18 +42,18 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
 void FLOAT_KERNEL(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
     int64_t row_bytes = cols * ELEM_BYTES;
     for (int64_t r = r0; r < r1;) {
-        int R = r1 - r >= FTILE ? FTILE : 1;
+        int R = r1 - r >= FTILE_ROWS ? FTILE_ROWS : 1;
         for (int32_t t = 0; t < n;) {
-            int T = n - t >= FTILE ? FTILE : n - t;
+            int T = n - t >= FTILE_TOKENS ? FTILE_TOKENS : n - t;
             float out[FTILE][FTILE];
             const uint8_t *wr = (const uint8_t *)w + r * row_bytes;
             const float *xt = x + t * cols;
             // constant tile shapes, so each call below unrolls fully
-            if (R == FTILE) {
-                if (T == 4) ftile(wr, row_bytes, FTILE, xt, cols, 4, out);
-                else if (T == 3) ftile(wr, row_bytes, FTILE, xt, cols, 3, out);
-                else if (T == 2) ftile(wr, row_bytes, FTILE, xt, cols, 2, out);
-                else ftile(wr, row_bytes, FTILE, xt, cols, 1, out);
+            if (R == FTILE_ROWS) {
+                if (T == 4) ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 4, out);
+                else if (T == 3) ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 3, out);
+                else if (T == 2) ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 2, out);
+                else ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 1, out);
             } else {
                 if (T == 4) ftile(wr, row_bytes, 1, xt, cols, 4, out);
                 else if (T == 3) ftile(wr, row_bytes, 1, xt, cols, 3, out);

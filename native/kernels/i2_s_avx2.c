@@ -1,5 +1,6 @@
 /* i2_s on AVX2: the 32-byte block shifted right by 6 - 2n gives the codes of values 32n .. 32n+31. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx2.h"
 
 #define BLOCK_VALUES TL_I2_S_VALUES
@@ -10,3 +11,4 @@ static inline __m256i decode(const uint8_t *block, int seg) {
 }
 #define KERNEL tl_i2_s_avx2
 #include "ternary_tile.h"
+#endif

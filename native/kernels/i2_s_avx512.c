@@ -1,6 +1,7 @@
 /* i2_s on AVX-512 VNNI. Byte j of a 32-byte block holds values j, j+32, j+64, j+96 at bits 6, 4, 2, 0:
  * broadcast to both halves and shifted by (6, 4) or (2, 0) per half, it yields 64 codes of consecutive values. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx512.h"
 
 #define BLOCK_VALUES TL_I2_S_VALUES
@@ -12,3 +13,4 @@ static inline __m512i decode(const uint8_t *block, int seg) {
 }
 #define KERNEL tl_i2_s_avx512
 #include "ternary_tile.h"
+#endif

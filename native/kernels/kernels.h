@@ -40,7 +40,8 @@ typedef struct {
 enum { PREFETCH_TILES = 4 };
 #define prefetch_l2(p) __builtin_prefetch((p), 0, 1)
 
-/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA=ref|avx2|avx512. */
+/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avx512; ARM64:
+ * ref|neon|dotprod|i8mm). */
 const tl_kernels *tl_kernels_best(void);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
 const tl_kernels *tl_kernels_named(const char *isa);
@@ -84,5 +85,19 @@ tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
 tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512;
+tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
+tl_ternary_fn tl_tq1_0_neon, tl_tq1_0_dotprod, tl_tq1_0_i8mm;
+tl_ternary_fn tl_i2_s_neon, tl_i2_s_dotprod, tl_i2_s_i8mm;
+tl_float_fn tl_f32_neon, tl_f16_neon, tl_bf16_neon;
+
+/* ARM64 levels above baseline NEON that this compiler builds (kernels/neon.h). GCC compiles each file for its own
+ * level; clang's arm_neon.h (before clang 17) offers an extension's intrinsics only when the whole build targets
+ * it: Apple's default arm64 target (M1) has dotprod, i8mm needs e.g. -mcpu=apple-m2. */
+#if defined(__aarch64__) && (!defined(__clang__) || defined(__ARM_FEATURE_DOTPROD))
+#define TL_NEON_DOTPROD 1
+#endif
+#if defined(__aarch64__) && (!defined(__clang__) || (defined(__ARM_FEATURE_DOTPROD) && defined(__ARM_FEATURE_MATMUL_INT8)))
+#define TL_NEON_I8MM 1
+#endif
 
 #endif

@@ -1,27 +1,31 @@
 /* ternary_tile.h - the blocked ternary GEMM shared by every format of one SIMD ISA. Included by
  * <type>_<isa>.c after it defines:
- *   VEC, VEC_BYTES             the vector type and its width in bytes (64 for AVX-512, 32 for AVX2)
- *   vec_zero(), vec_load(p)    zero and unaligned load
- *   vec_store(p, v)            unaligned store
+ *   VEC, VEC_BYTES             the vector type of codes and activations, and its width in bytes
+ *   VEC_ACC                    the vector type of int32 accumulators (VEC itself on x86)
+ *   vec_zero(), vec_load(p)    a zero accumulator, and unaligned load of codes or activations
+ *   vec_store(p, v)            unaligned store of codes
  *   vec_dot(acc, codes, x)     acc (int32 lanes) += unsigned codes . signed int8 x, by groups of 4 bytes
  *   vec_sum(acc)               horizontal int32 sum
- *   vec_sum4(a, b, c, d)       the four horizontal sums in one __m128i
+ *   vec_sum4_store(out, a, b, c, d)   out[0..3] = the horizontal sums of a, b, c, d
  *   BLOCK_VALUES, BLOCK_BYTES  the format's block
  *   decode(block, seg)         codes (w + 1, in 0..2) of values seg*VEC_BYTES .. +VEC_BYTES of a block
  *   KERNEL                     the tl_ternary_fn name to define
  * and optionally FUSED_TILE(src, row_bytes, R, x, cols, T, out), FUSED_MAX_COLS: the format's own few-token tile
- * (same contract as tile() below without a code buffer), used for rows shorter than FUSED_MAX_COLS.
+ * (same contract as tile() below without a code buffer), used for rows shorter than FUSED_MAX_COLS; and
+ * DECODED_TILE(codes, x, cols, T, out) with store_decoded(buf, row, cols, k, codes): the ISA's own many-token
+ * tile over a 4-row code buffer in the layout store_decoded writes (default: rows one after another, run by
+ * tile() below).
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
  * buffer of codes and every token then runs on plain loads. Codes are w + 1: dot = sum(codes * x) - sum(x).
- * A tile's sums come out per token (out[token][row]), so 4 rows are scaled and stored with 4-lane SSE. */
+ * A tile's sums come out per token (out[token][row]). */
 
 enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384 };
 
 static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
                                                        int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
-    VEC acc[TILE][TILE];
+    VEC_ACC acc[TILE][TILE];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
@@ -44,7 +48,7 @@ static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64
         }
     }
     for (int t = 0; t < T; t++) {
-        if (R == TILE) _mm_storeu_si128((__m128i *)out[t], vec_sum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
+        if (R == TILE) vec_sum4_store(out[t], acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
         else out[t][0] = vec_sum(acc[0][t]);
     }
 }
@@ -56,9 +60,15 @@ typedef void tile_fn(const uint8_t *src, int64_t row_bytes, const int8_t *x, int
 #else
 #define FEW_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 0, o)
 #endif
+#ifdef DECODED_TILE
+#define MANY_TOKENS(s, rb, R, x, c, T, o) DECODED_TILE(s, x, c, T, o)
+#else
+#define MANY_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 1, o)
+static inline void store_decoded(int8_t *buf, int row, int64_t cols, int64_t k, VEC codes) { vec_store(buf + row * cols + k, codes); }
+#endif
 #define TILE_FN(R, T, D) \
     static void tile_##R##_##T##_##D(const uint8_t *s, int64_t rb, const int8_t *x, int64_t c, int32_t o[TILE][TILE]) { \
-        if (D) tile(s, rb, R, x, c, T, 1, o); \
+        if (D) { MANY_TOKENS(s, rb, R, x, c, T, o); } \
         else { FEW_TOKENS(s, rb, R, x, c, T, o); } \
     }
 TILE_FN(1, 1, 0) TILE_FN(1, 2, 0) TILE_FN(1, 3, 0) TILE_FN(1, 4, 0)
@@ -81,18 +91,18 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
         for (int i = 0; decoded && i < R; i++)
             for (int64_t b = 0; b < cols / BLOCK_VALUES; b++)
                 for (int seg = 0; seg < SEGS; seg++)
-                    vec_store(codes + i * cols + b * BLOCK_VALUES + seg * VEC_BYTES, decode(wr + i * row_bytes + b * BLOCK_BYTES, seg));
+                    store_decoded(codes, i, cols, b * BLOCK_VALUES + seg * VEC_BYTES, decode(wr + i * row_bytes + b * BLOCK_BYTES, seg));
         for (int32_t t = 0; t < x->n;) {
             int T = x->n - t >= TILE ? TILE : x->n - t;
             int32_t out[TILE][TILE];
             TILES[decoded][R == TILE][T](decoded ? (const uint8_t *)codes : wr, row_bytes, x->q + t * cols, cols, out);
-            // y = (sum - sum(x)) / s * w_scale, as the reference rounds it, 4 rows at once
+            // y = (sum - sum(x)) / s * w_scale, as the reference rounds it (4 rows: one vector, by the compiler)
             for (int j = 0; j < T; j++) {
-                float *yt = y + (t + j) * ldy + r;
-                if (R == TILE) {
-                    __m128 isum = _mm_cvtepi32_ps(_mm_sub_epi32(_mm_loadu_si128((const __m128i *)out[j]), _mm_set1_epi32(x->sum[t + j])));
-                    _mm_storeu_ps(yt, _mm_mul_ps(_mm_div_ps(isum, _mm_set1_ps(x->scale[t + j])), _mm_set1_ps(w_scale)));
-                } else *yt = (float)(out[j][0] - x->sum[t + j]) / x->scale[t + j] * w_scale;
+                float *yt = y + (t + j) * ldy + r, s = x->scale[t + j];
+                int32_t xsum = x->sum[t + j];
+                if (R == TILE)
+                    for (int i = 0; i < TILE; i++) yt[i] = (float)(out[j][i] - xsum) / s * w_scale;
+                else yt[0] = (float)(out[j][0] - xsum) / s * w_scale;
             }
             t += T;
         }

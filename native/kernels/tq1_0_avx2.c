@@ -4,6 +4,7 @@
  *   seg 7: [qs1 | qh x4] x [81 | 1,3,9,27 per 4 bytes]   values 224..255
  * Digit k of a byte is ((byte * 3^k mod 256) * 3) >> 8. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx2.h"
 
 #define BLOCK_VALUES TL_TQ1_0_VALUES
@@ -38,3 +39,4 @@ static inline __m256i decode(const uint8_t *block, int seg) {
 }
 #define KERNEL tl_tq1_0_avx2
 #include "ternary_tile.h"
+#endif

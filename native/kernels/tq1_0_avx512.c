@@ -9,6 +9,7 @@
  * 3 t_k = 256 digit_k + t_(k+1) for t_k = byte * 3^k mod 256, sum(digit_k x) = (3 sum(t_k x) - sum(t_(k+1) x)) / 256,
  * so each block's 52 bytes, times 3 once per digit (two byte adds), are dotted with the activations as is. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx512.h"
 
 #define BLOCK_VALUES TL_TQ1_0_VALUES
@@ -96,3 +97,4 @@ static inline __attribute__((always_inline)) void pow3_tile(const uint8_t *src, 
 #define FUSED_MAX_COLS POW3_MAX_COLS
 #define KERNEL tl_tq1_0_avx512
 #include "ternary_tile.h"
+#endif

@@ -1,5 +1,6 @@
 /* tq2_0 on AVX2: chunk c (32 bytes) shifted right by 2n gives the codes of values 128c + 32n .. +32. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx2.h"
 
 #define BLOCK_VALUES TL_TQ2_0_VALUES
@@ -10,3 +11,4 @@ static inline __m256i decode(const uint8_t *block, int seg) {
 }
 #define KERNEL tl_tq2_0_avx2
 #include "ternary_tile.h"
+#endif

@@ -1,6 +1,7 @@
 /* tq2_0 on AVX-512 VNNI. A 32-byte chunk c of the block holds values 128c + 32n + m in bits 2n: broadcast to
  * both halves and shifted by (0, 2) or (4, 6) per half, it yields 64 codes of consecutive values. */
 #include "kernels.h"
+#if defined(__x86_64__)
 #include "avx512.h"
 
 #define BLOCK_VALUES TL_TQ2_0_VALUES
@@ -12,3 +13,4 @@ static inline __m512i decode(const uint8_t *block, int seg) {
 }
 #define KERNEL tl_tq2_0_avx512
 #include "ternary_tile.h"
+#endif

@@ -1,0 +1,141 @@
+/* check_kernels.c - every kernel of the named ISAs against its plain C reference, bit for bit, over random weights
+ * and shapes: odd row counts, token counts on both sides of the 4x4 tile and of the many-token (decoded) path,
+ * rows longer than that path's code buffer, and an output stride wider than the matrix (nothing may be written
+ * outside the rows asked for). Built for this CPU or cross-compiled: make test-arm runs it under qemu-aarch64 once
+ * per ARM64 level.
+ * Usage: check_kernels BEST ISA...  exits 1 unless this CPU's table (after TRITLM_ISA) is BEST and every kernel
+ * of each named ISA matches its reference. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../kernels/kernels.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t next(void) { /* xorshift64*: the same weights on every machine */
+    rng ^= rng >> 12, rng ^= rng << 25, rng ^= rng >> 27;
+    return (uint32_t)((rng * 0x2545f4914f6cdd1dull) >> 32);
+}
+static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)(next() >> 8) / 16777216.0f; }
+
+static const tl_kernels *ref;
+static int failures, checks;
+
+/* y of the kernel and of the reference, both over a stride ldy = rows + 3 pre-filled with the same sentinel. */
+static void compare(const char *what, const char *isa, int64_t rows, int64_t cols, int32_t n, const float *y,
+                    const float *y_ref, int64_t ldy) {
+    checks++;
+    for (int64_t i = 0; i < n * ldy; i++)
+        if (memcmp(&y[i], &y_ref[i], sizeof(float)) != 0) {
+            printf("MISMATCH %s %s rows=%lld cols=%lld n=%d: token %lld row %lld: %.9g vs reference %.9g\n", what, isa,
+                   (long long)rows, (long long)cols, n, (long long)(i / ldy), (long long)(i % ldy), y[i], y_ref[i]);
+            failures++;
+            return;
+        }
+}
+
+static float *sentinel_y(int32_t n, int64_t ldy) {
+    float *y = malloc(sizeof(float) * n * ldy);
+    for (int64_t i = 0; i < n * ldy; i++) y[i] = -12345.0f;
+    return y;
+}
+
+static void check_ternary(const tl_kernels *k, const char *name, tl_ternary_fn *fn, tl_ternary_fn *fn_ref, int32_t type,
+                          int64_t rows, int64_t cols, int32_t n) {
+    int64_t wbytes = rows * tl_row_bytes(type, cols), ldy = rows + 3;
+    uint8_t *w = malloc(wbytes);
+    int8_t *q = malloc(n * cols);
+    float *scale = malloc(sizeof(float) * n);
+    int32_t *sum = malloc(sizeof(int32_t) * n);
+    for (int64_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next(); /* any byte: references decode every bit pattern */
+    for (int32_t t = 0; t < n; t++) {
+        sum[t] = 0;
+        for (int64_t i = 0; i < cols; i++) q[t * cols + i] = (int8_t)next(), sum[t] += q[t * cols + i];
+        scale[t] = uniform(0.5f, 100.0f);
+    }
+    float w_scale = uniform(0.01f, 2.0f), *y = sentinel_y(n, ldy), *y_ref = sentinel_y(n, ldy);
+    tl_qact x = {q, scale, sum, n};
+    fn_ref(w, cols, 0, rows, &x, w_scale, y_ref, ldy);
+    fn(w, cols, 0, rows, &x, w_scale, y, ldy);
+    compare(name, k->isa, rows, cols, n, y, y_ref, ldy);
+    free(w), free(q), free(scale), free(sum), free(y), free(y_ref);
+}
+
+/* Random weights of a float type: finite, over a range of exponents (subnormal f16 included). */
+static void random_float_weights(int32_t type, uint8_t *w, int64_t count) {
+    for (int64_t i = 0; i < count; i++) {
+        if (type == TL_F32) {
+            float f = uniform(-2.0f, 2.0f) * (float)(1 << (next() % 16)) / 256.0f;
+            memcpy(w + 4 * i, &f, 4);
+        } else {
+            uint16_t h = (uint16_t)next();
+            if (type == TL_F16 && (h & 0x7c00) == 0x7c00) h &= 0xbfff;                       /* no inf / nan */
+            if (type == TL_BF16) h = (uint16_t)((h & 0x807f) | ((0x70 + next() % 32) << 7)); /* exponents 2^-15 .. 2^16 */
+            memcpy(w + 2 * i, &h, 2);
+        }
+    }
+}
+
+static void check_float(const tl_kernels *k, const char *name, tl_float_fn *fn, tl_float_fn *fn_ref, int32_t type,
+                        int64_t rows, int64_t cols, int32_t n) {
+    int64_t ldy = rows + 3, elem = type == TL_F32 ? 4 : 2;
+    uint8_t *w = malloc(rows * cols * elem);
+    float *x = malloc(sizeof(float) * n * cols), *y = sentinel_y(n, ldy), *y_ref = sentinel_y(n, ldy);
+    random_float_weights(type, w, rows * cols);
+    for (int64_t i = 0; i < n * cols; i++) x[i] = uniform(-1.0f, 1.0f);
+    fn_ref(w, cols, 0, rows, x, n, y_ref, ldy);
+    fn(w, cols, 0, rows, x, n, y, ldy);
+    compare(name, k->isa, rows, cols, n, y, y_ref, ldy);
+    free(w), free(x), free(y), free(y_ref);
+}
+
+static void check_isa(const tl_kernels *k) {
+    static const int64_t ROWS[] = {1, 3, 4, 5, 7, 13};
+    static const int32_t TOKENS[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
+    static const int64_t BLOCKS[] = {1, 2, 3, 5};
+    struct { const char *name; int32_t type; int64_t block; tl_ternary_fn *fn, *fn_ref; } tern[] = {
+        {"tq1_0", TL_TQ1_0, 256, k->tq1_0, ref->tq1_0}, {"tq2_0", TL_TQ2_0, 256, k->tq2_0, ref->tq2_0},
+        {"i2_s", TL_I2_S, 128, k->i2_s, ref->i2_s}};
+    for (int f = 0; f < 3; f++) {
+        int b = 0;
+        for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
+            for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++)
+                check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, ROWS[r],
+                              BLOCKS[b++ % 4] * tern[f].block, TOKENS[t]);
+        // rows longer than the many-token code buffer (16384 values) take the fused path with many tokens
+        check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 5, 16384 + tern[f].block, 6);
+    }
+    static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16};
+    static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16"};
+    static const int64_t COLS[] = {16, 32, 48, 80, 272};
+    for (int f = 0; f < 3; f++) {
+        int c = 0;
+        for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
+            for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++)
+                check_float(k, FLOAT_NAMES[f], tl_float_kernel(k, FLOATS[f]), tl_float_kernel(ref, FLOATS[f]), FLOATS[f],
+                            ROWS[r], COLS[c++ % 5], TOKENS[t]);
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: check_kernels BEST ISA...\n");
+        return 2;
+    }
+    ref = tl_kernels_named("ref");
+    const char *best = tl_kernels_best()->isa;
+    if (strcmp(best, argv[1]) != 0) {
+        printf("FAIL: this CPU's kernel table is %s, expected %s\n", best, argv[1]);
+        return 1;
+    }
+    for (int i = 2; i < argc; i++) {
+        const tl_kernels *k = tl_kernels_named(argv[i]);
+        if (!k) {
+            printf("FAIL: ISA %s is unknown or not supported by this CPU\n", argv[i]);
+            return 1;
+        }
+        check_isa(k);
+    }
+    printf("%s: table %s; %d kernel checks of %d ISA(s) against the reference, %d mismatched\n", failures ? "FAIL" : "ok",
+           best, checks, argc - 2, failures);
+    return failures != 0;
+}

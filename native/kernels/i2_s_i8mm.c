@@ -1,0 +1,6 @@
+/* i2_s on ARM64 with i8mm (smmla for many tokens, sdot for few; ARMv8.6-A+): i2_s_neon.c at NEON level 2. */
+#include "kernels.h"
+#if defined(TL_NEON_I8MM)
+#define NEON_LEVEL 2
+#include "i2_s_neon.c"
+#endif

@@ -1,0 +1,6 @@
+/* tq2_0 on ARM64 with i8mm (smmla for many tokens, sdot for few; ARMv8.6-A+): tq2_0_neon.c at NEON level 2. */
+#include "kernels.h"
+#if defined(TL_NEON_I8MM)
+#define NEON_LEVEL 2
+#include "tq2_0_neon.c"
+#endif
