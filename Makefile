@@ -6,7 +6,7 @@ TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
 .PHONY: install native demo test test-slow load-test bench bench-peers bench-kernels clean chromium llama-cpp ray sanitize \
-	sanitize-asan sanitize-tsan
+	sanitize-asan sanitize-tsan test-arm arm-toolchain
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,7 @@ $(LLAMA_VOCAB): | $(VENV)/.installed
 
 test: install chromium $(LLAMA_VOCAB)
 	$(VPY) -m pytest -q tests
+	$(MAKE) test-arm
 
 # The slow tests (2B-sized checks, llama.cpp reading our files, a local Ray cluster): pytest.ini deselects them by default.
 test-slow: install llama-cpp ray
@@ -51,9 +52,9 @@ ray: install
 TINY      := models/bitnet-tiny
 TINY_GGUF := $(CACHE)/bitnet-tiny-i2_s.gguf
 
-$(TINY_GGUF): $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.json \
+$(CACHE)/bitnet-tiny-%.gguf: $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.json \
 		$(wildcard converter/*.py converter/families/*.py) | $(VENV)/.installed
-	mkdir -p $(CACHE) && $(TRITLM) convert $(TINY) -o $@ --type i2_s
+	mkdir -p $(CACHE) && $(TRITLM) convert $(TINY) -o $@ --type $*
 
 demo: install $(TINY_GGUF)
 	$(TRITLM) run -m $(TINY_GGUF) -p "class Stack:$$(printf '\n    ')def __init__(self" -n 80 --temp 0.6 --top-k 20 --seed 1 --echo
@@ -128,3 +129,35 @@ sanitize-asan sanitize-tsan: sanitize-%: install
 		nice $(abspath $(VPY)) setup.py -q build_ext --inplace
 	cd build/sanitize-$* && $(SANITIZE_ENV) LD_PRELOAD=$$($(CC) -print-file-name=lib$*.so) \
 		$(abspath $(VPY)) -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_TESTS)
+
+# ARM64 without ARM hardware: the C core cross-compiled with Debian's gcc-aarch64-linux-gnu and run under qemu-aarch64
+# as three CPUs: max (i8mm), cortex-a76 (dotprod), cortex-a53 (NEON only). native/dev/check_kernels.c checks every
+# kernel against its reference bit for bit and that the CPU's table is the expected one; native/dev/run_forward.c
+# replays the embedded model, converted to each weight type, and its logits must equal those this x86-64 build gave
+# (dumped by native/dev/dump_model.py).
+ARM_CC     := aarch64-linux-gnu-gcc
+ARM_BUILD  := build/aarch64
+ARM_CFLAGS := -O3 -std=c11 -pthread -ffp-contract=off -Wall -Inative
+CORE_SRC   := $(wildcard native/*.c native/kernels/*.c)
+ARM_OBJS   := $(patsubst native/%.c,$(ARM_BUILD)/%.o,$(CORE_SRC))
+TINY_TYPES := i2_s tq1_0 tq2_0 f16 f32
+
+arm-toolchain:
+	@command -v $(ARM_CC) >/dev/null && command -v qemu-aarch64 >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu qemu-user)
+
+$(ARM_BUILD)/%.o: native/%.c $(wildcard native/*.h native/kernels/*.h) | arm-toolchain
+	@mkdir -p $(dir $@) && $(ARM_CC) $(ARM_CFLAGS) -c -o $@ $<
+
+$(ARM_BUILD)/check_kernels $(ARM_BUILD)/run_forward: $(ARM_BUILD)/%: $(ARM_BUILD)/dev/%.o $(ARM_OBJS)
+	$(ARM_CC) -static -pthread -o $@ $^ -lm
+
+test-arm: install $(ARM_BUILD)/check_kernels $(ARM_BUILD)/run_forward $(foreach t,$(TINY_TYPES),$(CACHE)/bitnet-tiny-$(t).gguf)
+	qemu-aarch64 -cpu max $(ARM_BUILD)/check_kernels i8mm neon dotprod i8mm
+	qemu-aarch64 -cpu cortex-a76 $(ARM_BUILD)/check_kernels dotprod neon dotprod
+	qemu-aarch64 -cpu cortex-a53 $(ARM_BUILD)/check_kernels neon neon
+	for isa in dotprod neon; do TRITLM_ISA=$$isa qemu-aarch64 -cpu max $(ARM_BUILD)/check_kernels $$isa $$isa || exit 1; done
+	for t in $(TINY_TYPES); do \
+		$(VPY) native/dev/dump_model.py $(CACHE)/bitnet-tiny-$$t.gguf $(ARM_BUILD)/forward-$$t.bin || exit 1; \
+		for cpu in max cortex-a76 cortex-a53; do qemu-aarch64 -cpu $$cpu $(ARM_BUILD)/run_forward $(ARM_BUILD)/forward-$$t.bin || exit 1; done; \
+	done
