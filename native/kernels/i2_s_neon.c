@@ -4,8 +4,8 @@
 #if defined(__aarch64__)
 #include "neon.h"
 
-#define BLOCK_VALUES 128
-#define BLOCK_BYTES 32
+#define BLOCK_VALUES TL_I2_S_VALUES
+#define BLOCK_BYTES TL_I2_S_BYTES
 static inline int8x16_t decode(const uint8_t *block, int seg) {
     return codes_at(vld1q_u8(block + 16 * (seg % 2)), 6 - 2 * (seg / 2));
 }

@@ -9,8 +9,8 @@
 #if defined(__aarch64__)
 #include "neon.h"
 
-#define BLOCK_VALUES 256
-#define BLOCK_BYTES 54
+#define BLOCK_VALUES TL_TQ1_0_VALUES
+#define BLOCK_BYTES TL_TQ1_0_BYTES
 static inline int8x16_t decode(const uint8_t *block, int seg) {
     static const uint8_t POW3[5] = {1, 3, 9, 27, 81}, QH_POW3[16] = {1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27};
     uint8x16_t src, pow3;

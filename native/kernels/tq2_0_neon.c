@@ -4,8 +4,8 @@
 #if defined(__aarch64__)
 #include "neon.h"
 
-#define BLOCK_VALUES 256
-#define BLOCK_BYTES 66
+#define BLOCK_VALUES TL_TQ2_0_VALUES
+#define BLOCK_BYTES TL_TQ2_0_BYTES
 static inline int8x16_t decode(const uint8_t *block, int seg) {
     return codes_at(vld1q_u8(block + 32 * (seg / 8) + 16 * (seg % 2)), 2 * (seg % 8 / 2));
 }
