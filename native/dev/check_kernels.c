@@ -60,15 +60,31 @@ static void check_ternary(const tl_kernels *k, const char *name, tl_ternary_fn *
     free(w), free(q), free(scale), free(sum), free(y), free(y_ref);
 }
 
-/* Random weights of a float type: finite, over a range of exponents (subnormal f16 included). */
+/* A random finite f16 (subnormals included). */
+static uint16_t random_f16(void) {
+    uint16_t h = (uint16_t)next();
+    return (h & 0x7c00) == 0x7c00 ? h & 0xbfff : h;
+}
+
+/* Random weights of a float type: finite, over a range of exponents; k-quant blocks are random bytes with finite
+ * fp16 scales. */
 static void random_float_weights(int32_t type, uint8_t *w, int64_t count) {
+    if (type == TL_Q4_K || type == TL_Q6_K) {
+        int64_t block = tl_row_bytes(type, TL_QK_K);
+        for (int64_t i = 0; i < count / TL_QK_K * block; i++) w[i] = (uint8_t)next();
+        for (int64_t b = 0; b < count / TL_QK_K; b++) {
+            uint16_t d = random_f16(), dmin = random_f16(); /* Q4_K: d, dmin first; Q6_K: d last */
+            memcpy(w + b * block + (type == TL_Q6_K ? block - 2 : 0), &d, 2);
+            if (type == TL_Q4_K) memcpy(w + b * block + 2, &dmin, 2);
+        }
+        return;
+    }
     for (int64_t i = 0; i < count; i++) {
         if (type == TL_F32) {
             float f = uniform(-2.0f, 2.0f) * (float)(1 << (next() % 16)) / 256.0f;
             memcpy(w + 4 * i, &f, 4);
         } else {
-            uint16_t h = (uint16_t)next();
-            if (type == TL_F16 && (h & 0x7c00) == 0x7c00) h &= 0xbfff;                       /* no inf / nan */
+            uint16_t h = type == TL_F16 ? random_f16() : (uint16_t)next();
             if (type == TL_BF16) h = (uint16_t)((h & 0x807f) | ((0x70 + next() % 32) << 7)); /* exponents 2^-15 .. 2^16 */
             memcpy(w + 2 * i, &h, 2);
         }
@@ -77,8 +93,9 @@ static void random_float_weights(int32_t type, uint8_t *w, int64_t count) {
 
 static void check_float(const tl_kernels *k, const char *name, tl_float_fn *fn, tl_float_fn *fn_ref, int32_t type,
                         int64_t rows, int64_t cols, int32_t n) {
-    int64_t ldy = rows + 3, elem = type == TL_F32 ? 4 : 2;
-    uint8_t *w = malloc(rows * cols * elem);
+    if (fn == fn_ref) return; /* this ISA runs the reference itself */
+    int64_t ldy = rows + 3;
+    uint8_t *w = malloc(rows * tl_row_bytes(type, cols));
     float *x = malloc(sizeof(float) * n * cols), *y = sentinel_y(n, ldy), *y_ref = sentinel_y(n, ldy);
     random_float_weights(type, w, rows * cols);
     for (int64_t i = 0; i < n * cols; i++) x[i] = uniform(-1.0f, 1.0f);
@@ -104,15 +121,18 @@ static void check_isa(const tl_kernels *k) {
         // rows longer than the many-token code buffer (16384 values) take the fused path with many tokens
         check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 5, 16384 + tern[f].block, 6);
     }
-    static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16};
-    static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16"};
-    static const int64_t COLS[] = {16, 32, 48, 80, 272};
-    for (int f = 0; f < 3; f++) {
-        int c = 0;
+    static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16, TL_Q4_K, TL_Q6_K};
+    static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16", "q4_k", "q6_k"};
+    static const int64_t COLS[] = {16, 32, 48, 80, 272}, KQUANT_BLOCKS[] = {1, 2, 3};
+    for (int f = 0; f < 5; f++) {
+        int c = 0, kquant = FLOATS[f] == TL_Q4_K || FLOATS[f] == TL_Q6_K;
         for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
-            for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++)
+            for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++, c++)
                 check_float(k, FLOAT_NAMES[f], tl_float_kernel(k, FLOATS[f]), tl_float_kernel(ref, FLOATS[f]), FLOATS[f],
-                            ROWS[r], COLS[c++ % 5], TOKENS[t]);
+                            ROWS[r], kquant ? KQUANT_BLOCKS[c % 3] * TL_QK_K : COLS[c % 5], TOKENS[t]);
+        // more than 16 tokens: the k-quant kernels take them 16 at a time
+        check_float(k, FLOAT_NAMES[f], tl_float_kernel(k, FLOATS[f]), tl_float_kernel(ref, FLOATS[f]), FLOATS[f], 3,
+                    2 * TL_QK_K, 21);
     }
 }
 

@@ -76,6 +76,8 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
  * the canonical float order (so a k-quant dot equals the F32 dot of its dequantized row bit for bit). */
 typedef void tl_dequant_block_fn(const uint8_t *block, float *values);
 tl_dequant_block_fn tl_q4_k_dequant, tl_q6_k_dequant;
+/* Q4_K's 6-bit scale and min of sub-block j (0..7) from the block's 12 packed bytes s. */
+void tl_q4_k_scale_min(const uint8_t *s, int j, int *scale, int *min);
 void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
                    int64_t r1, const float *x, int32_t n, float *y, int64_t ldy);
 
@@ -88,7 +90,7 @@ tl_float_fn tl_bf16_avx2, tl_bf16_avx512;
 tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
 tl_ternary_fn tl_tq1_0_neon, tl_tq1_0_dotprod, tl_tq1_0_i8mm;
 tl_ternary_fn tl_i2_s_neon, tl_i2_s_dotprod, tl_i2_s_i8mm;
-tl_float_fn tl_f32_neon, tl_f16_neon, tl_bf16_neon;
+tl_float_fn tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q4_k_neon, tl_q6_k_neon;
 
 /* ARM64 levels above baseline NEON that this compiler builds (kernels/neon.h). GCC compiles each file for its own
  * level; clang's arm_neon.h (before clang 17) offers an extension's intrinsics only when the whole build targets
