@@ -76,8 +76,8 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
  * the canonical float order (so a k-quant dot equals the F32 dot of its dequantized row bit for bit). */
 typedef void tl_dequant_block_fn(const uint8_t *block, float *values);
 tl_dequant_block_fn tl_q4_k_dequant, tl_q6_k_dequant;
-/* Q4_K's 6-bit scale and min of sub-block j (0..7) from the block's 12 packed bytes s. */
-void tl_q4_k_scale_min(const uint8_t *s, int j, int *scale, int *min);
+/* Q4_K sub-block j (0..7, 32 values): d * scale and dmin * min, rounded as the reference dequantizes with them. */
+void tl_q4_k_sub_block(const uint8_t *block, int j, float *dl, float *ml);
 void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
                    int64_t r1, const float *x, int32_t n, float *y, int64_t ldy);
 

@@ -1,21 +1,14 @@
 /* q4_k on ARM64 NEON: per 32-value sub-block, value = (d * scale) * q - dmin * min with the reference's roundings
- * (its 6-bit scales and mins unpacked by the reference's tl_q4_k_scale_min); then kquant_tile.h's dot. */
-#include <string.h>
+ * (its scales from the reference's tl_q4_k_sub_block); then kquant_tile.h's dot. */
 #include "kernels.h"
 #if defined(__aarch64__)
 #include "neon.h"
 
 static inline void dequant(const uint8_t *block, float *values) {
-    uint16_t h;
-    memcpy(&h, block, 2);
-    float d = tl_f16_to_f32(h);
-    memcpy(&h, block + 2, 2);
-    float dmin = tl_f16_to_f32(h);
     const uint8_t *qs = block + 16;
     for (int j = 0; j < 8; j++) { /* sub-blocks of 32: pair j/2 of 32 bytes, low nibbles then high */
-        int scale, min;
-        tl_q4_k_scale_min(block + 4, j, &scale, &min);
-        float dl = d * (float)scale, ml = dmin * (float)min;
+        float dl, ml;
+        tl_q4_k_sub_block(block, j, &dl, &ml);
         for (int half = 0; half < 2; half++) {
             uint8x16_t q = vandq_u8(vshlq_u8(vld1q_u8(qs + j / 2 * 32 + 16 * half), vdupq_n_s8((int8_t)(-4 * (j % 2)))), vdupq_n_u8(15));
             uint16x8_t q0 = vmovl_u8(vget_low_u8(q)), q1 = vmovl_high_u8(q);

@@ -5,7 +5,7 @@
 
 /* The 6-bit scale and min of sub-block j: j < 4 in the low 6 bits of bytes j and j + 4; j >= 4 split into
  * a low nibble in byte j + 4 and the top 2 bits of bytes j - 4 (scale) and j (min). */
-void tl_q4_k_scale_min(const uint8_t *s, int j, int *scale, int *min) {
+static void scale_min(const uint8_t *s, int j, int *scale, int *min) {
     if (j < 4) {
         *scale = s[j] & 63;
         *min = s[j + 4] & 63;
@@ -15,17 +15,21 @@ void tl_q4_k_scale_min(const uint8_t *s, int j, int *scale, int *min) {
     }
 }
 
-void tl_q4_k_dequant(const uint8_t *block, float *values) {
+void tl_q4_k_sub_block(const uint8_t *block, int j, float *dl, float *ml) {
     uint16_t h;
+    int scale, min;
+    scale_min(block + 4, j, &scale, &min);
     memcpy(&h, block, 2);
-    float d = tl_f16_to_f32(h);
+    *dl = tl_f16_to_f32(h) * (float)scale;
     memcpy(&h, block + 2, 2);
-    float dmin = tl_f16_to_f32(h);
+    *ml = tl_f16_to_f32(h) * (float)min;
+}
+
+void tl_q4_k_dequant(const uint8_t *block, float *values) {
     const uint8_t *qs = block + 16;
     for (int j = 0; j < 8; j++) { /* sub-blocks of 32: pair j/2 of 32 bytes, low nibbles then high */
-        int scale, min;
-        tl_q4_k_scale_min(block + 4, j, &scale, &min);
-        float dl = d * (float)scale, ml = dmin * (float)min;
+        float dl, ml;
+        tl_q4_k_sub_block(block, j, &dl, &ml);
         for (int l = 0; l < 32; l++) values[j * 32 + l] = dl * (float)((qs[j / 2 * 32 + l] >> (4 * (j % 2))) & 15) - ml;
     }
 }
