@@ -2,9 +2,9 @@
  *
  * A kernel computes rows [r0, r1) of y = W x for n tokens at once: each weight block is decoded once and
  * dotted with every token (GEMV when n = 1, blocked GEMM otherwise). Each format has a plain C reference
- * (<type>_ref.c); the ternary formats and bf16 (the tied output matrix of BitNet 2B-4T) also have SIMD versions
- * (<type>_<isa>.c) that must give bit-identical results, and the other float formats run their reference on
- * every ISA (the dispatch table in dispatch.c says which). */
+ * (<type>_ref.c) and SIMD versions (<type>_<isa>.c) that must give bit-identical results: the ternary formats and
+ * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, f32, f16, q4_k and q6_k on ARM64's NEON levels too;
+ * the rest run their reference (the dispatch table in dispatch.c says which). */
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
 #include <stdint.h>
