@@ -158,6 +158,6 @@ test-arm: install $(ARM_BUILD)/check_kernels $(ARM_BUILD)/run_forward $(foreach 
 	qemu-aarch64 -cpu cortex-a53 $(ARM_BUILD)/check_kernels neon neon
 	for isa in dotprod neon; do TRITLM_ISA=$$isa qemu-aarch64 -cpu max $(ARM_BUILD)/check_kernels $$isa $$isa || exit 1; done
 	for t in $(TINY_TYPES); do \
-		$(VPY) native/dev/dump_model.py $(CACHE)/bitnet-tiny-$$t.gguf $(ARM_BUILD)/forward-$$t.bin || exit 1; \
+		PYTHONPATH=. $(VPY) native/dev/dump_model.py $(CACHE)/bitnet-tiny-$$t.gguf $(ARM_BUILD)/forward-$$t.bin || exit 1; \
 		for cpu in max cortex-a76 cortex-a53; do qemu-aarch64 -cpu $$cpu $(ARM_BUILD)/run_forward $(ARM_BUILD)/forward-$$t.bin || exit 1; done; \
 	done

@@ -3,7 +3,7 @@ the tl_config and tl_tensors exactly as runtime/weights.py hands them to tl_mode
 a few forward passes (a prompt, then greedy decode steps), and the logits this build's engine gave for them.
 run_forward.c, built for another CPU (make test-arm: ARM64 under qemu), replays the passes and compares logits.
 
-Usage: python native/dev/dump_model.py MODEL.gguf OUT [--prompt TEXT] [--steps N]
+Usage (from the repo root): PYTHONPATH=. python native/dev/dump_model.py MODEL.gguf OUT [--prompt TEXT] [--steps N]
 
 Layout (little-endian): b"TLFWD001", tl_config, int32 tensor count, then per tensor (token_embd, output_norm,
 output, each layer's tl_layer fields in order) int32 type, int32 present, int64 rows, int64 cols, float32 scale,
