@@ -96,6 +96,11 @@ llama-cpp: $(WHEELS)/.llama-cpp-python
 bench-peers: $(BENCH_GGUFS) llama-cpp
 	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
 
+# Ray Serve: per-request overhead over plain `tritlm serve`, aggregate tokens/s of 1 and 2 replicas at 1 thread each.
+.PHONY: bench-ray
+bench-ray: $(SYNTH_2B)-i2_s.gguf ray
+	$(VPY) bench/ray_replicas.py $<
+
 # Each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c); ARGS="0.3 tq1_0":
 # seconds per figure, one type.
 bench-kernels:

@@ -54,18 +54,23 @@ def check_reachable(address: str) -> None:
 
 def first_line(error: BaseException) -> str:
     """The root cause of a Ray failure in one line. Ray re-raises a worker's exception (RayTaskError,
-    ActorDiedError, a deployment's failure) as text holding the remote traceback, whose last "XError: message"
-    line is the cause."""
+    ActorDiedError) as text holding the remote traceback, whose last "XError: message" line is the cause."""
     seen = []
     while error is not None and error not in seen:
         seen.append(error)
         error = error.__cause__ or error.__context__
     for e in seen:
-        causes = [m.group(1) for m in map(_RAISED.match, str(e).splitlines()) if m]
-        if causes:
-            return causes[-1]
+        cause = raised_in(str(e))
+        if cause:
+            return cause
     lines = [line.strip() for line in str(seen[0]).splitlines() if line.strip()]
     return lines[0] if lines else type(seen[0]).__name__
+
+
+def raised_in(text: str) -> str | None:
+    """The message of the last "XError: message" line of a traceback's text."""
+    causes = [m.group(1) for m in map(_RAISED.match, text.splitlines()) if m]
+    return causes[-1] if causes else None
 
 
 _RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*(?:\([\w.]+\))?)(?:Error|Exception): (.+)$")

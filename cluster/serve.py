@@ -10,7 +10,7 @@ import threading
 
 from ray import serve
 
-from cluster import check_model_on_nodes, connect, first_line
+from cluster import check_model_on_nodes, connect, first_line, raised_in
 
 APP_NAME = "tritlm"
 
@@ -58,8 +58,10 @@ def deploy(app, host="127.0.0.1", port=8000) -> str:
     serve.start(http_options={"host": host, "port": port})
     try:
         serve.run(app, name=APP_NAME, route_prefix="/")
-    except RuntimeError as e:  # "Deploying application tritlm failed: ..." with the replica's traceback
-        raise ValueError(f"Ray Serve: {first_line(e)}") from None
+    except RuntimeError as e:  # "Deploying application tritlm failed": the replica's traceback is in its status
+        status = serve.status().applications.get(APP_NAME)
+        causes = [raised_in(d.message) for d in (status.deployments.values() if status else ()) if d.message]
+        raise ValueError(f"Ray Serve: {next((c for c in causes if c), first_line(e))}") from None
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 
@@ -82,7 +84,8 @@ def serve_replicas(model_path, host, port, threads, n_ctx, parallel, replicas, r
             signal.signal(sig, lambda *_: stop.set())
         while not stop.wait(1):
             pass
-        serve.delete(APP_NAME)
+        if ray_address is not None:  # a cluster of our own goes down whole with ray.shutdown
+            serve.delete(APP_NAME)
     finally:
         ray.shutdown()
     return 0

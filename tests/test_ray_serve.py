@@ -115,6 +115,16 @@ def run_serve(*args, timeout=120):
                           text=True, timeout=timeout)
 
 
+def test_replica_that_cannot_start_is_one_line(ray_cluster, tiny_gguf, tmp_path):
+    from cluster.serve import application, deploy
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(open(tiny_gguf, "rb").read()[:100_000])  # on every node (this one), but truncated
+    with pytest.raises(ValueError) as error:  # after Ray Serve's three tries
+        deploy(application(str(cut), replicas=1, replica_cpus=0.5), port=free_port())
+    assert str(error.value).startswith(f"Ray Serve: replica on {socket.gethostname()}: {cut}: truncated GGUF file")
+    assert "\n" not in str(error.value)
+
+
 def test_bad_input(ray_cluster, tiny_gguf, tmp_path):
     missing = run_serve("-m", str(tmp_path / "no-such.gguf"), "--replicas", "2", "--ray-address", ray_cluster)
     assert missing.returncode == 1 and missing.stderr.splitlines()[-1] == (
