@@ -78,9 +78,8 @@ def peak_rss_bytes() -> int:
 
 def kv_cache_bytes(model, n_ctx: int) -> int:
     """f32 K and V for every layer and kv head over n_ctx positions."""
-    md, arch = model.metadata, model.arch
-    head_dim = md.get(f"{arch}.rope.dimension_count") or md[f"{arch}.embedding_length"] // md[f"{arch}.attention.head_count"]
-    return 2 * 4 * md[f"{arch}.block_count"] * n_ctx * md[f"{arch}.attention.head_count_kv"] * head_dim
+    hp = model.hparams
+    return 2 * 4 * hp.n_layer * n_ctx * hp.n_head_kv * hp.head_dim
 
 
 def weight_layout(path: str) -> tuple[str, int]:

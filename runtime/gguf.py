@@ -3,7 +3,9 @@ file mmap'd so each tensor is a numpy view of the page cache, never a copy.
 
 `parse_gguf(buf)` is a pure function over the file's bytes: every length, count, offset and size is checked
 against the buffer before it is used, so a truncated or corrupt file is a ModelError, never a crash, a huge
-allocation or a hang. `read_gguf(path)` maps a file and parses it."""
+allocation or a hang; numeric arrays stay numpy arrays (as many bytes as in the file, not a Python object
+per number), and the metadata keys the runtime reads are checked to have their types (KEY_KINDS).
+`read_gguf(path)` maps a file and parses it."""
 import math
 import mmap
 import os
@@ -24,6 +26,24 @@ SCALAR_FORMATS = {
     GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?",
     GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
 }
+# What the metadata keys the runtime reads must hold; a file whose keys hold anything else is refused when parsed.
+KINDS = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "array of strings": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+    "array of integers": lambda v: isinstance(v, np.ndarray) and v.dtype.kind in "iu",
+    "array of numbers": lambda v: isinstance(v, np.ndarray) and v.dtype.kind in "iuf",
+}
+KEY_KINDS = {
+    "general.architecture": "string", "general.name": "string", "general.alignment": "integer",
+    "tokenizer.ggml.model": "string", "tokenizer.ggml.pre": "string", "tokenizer.chat_template": "string",
+    "tokenizer.ggml.tokens": "array of strings", "tokenizer.ggml.merges": "array of strings",
+    "tokenizer.ggml.token_type": "array of integers", "tokenizer.ggml.scores": "array of numbers",
+    "tokenizer.ggml.bos_token_id": "integer", "tokenizer.ggml.eos_token_id": "integer",
+    "tokenizer.ggml.eot_token_id": "integer", "tokenizer.ggml.add_bos_token": "bool", "tritlm.ffn_act": "string",
+}
+
 # Element types of tensors that get a typed numpy view (bf16 as its raw uint16 bits); others are raw bytes.
 NUMPY_TYPES = {
     GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16,
@@ -110,16 +130,16 @@ class _Cursor:
             raise ModelError(f"corrupt GGUF file: {what} has unknown value type {type_id}")
         return self.scalar(SCALAR_FORMATS[type_id], what)
 
-    def array(self, what: str, depth: int = 0) -> list:
+    def array(self, what: str, depth: int = 0) -> list | np.ndarray:
         if depth > MAX_ARRAY_DEPTH:
             raise ModelError(f"corrupt GGUF file: {what} nests arrays more than {MAX_ARRAY_DEPTH} deep")
         elem_type = self.scalar("<I", what)
         count = self.scalar("<Q", what)
-        if elem_type in SCALAR_FORMATS:  # numbers in one numpy read
+        if elem_type in SCALAR_FORMATS:  # numbers: one numpy array, copied out of the file
             fmt = SCALAR_FORMATS[elem_type]
             n = count * struct.calcsize(fmt)
             self.need(n, what)
-            values = np.frombuffer(self.buf, dtype=np.dtype(fmt), count=count, offset=self.pos).tolist()
+            values = np.frombuffer(self.buf, dtype=np.dtype(fmt), count=count, offset=self.pos).copy()
             self.pos += n
             return values
         if elem_type not in (GGUFValueType.STRING, GGUFValueType.ARRAY):
@@ -172,8 +192,9 @@ def _parse(cur: _Cursor) -> GGUFHeader:
         if key in metadata:
             raise ModelError(f"corrupt GGUF file: metadata key {key!r} appears twice")
         metadata[key] = cur.value(cur.scalar("<I", key), key)
+    check_kinds(metadata)
     alignment = metadata.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
+    if alignment <= 0 or alignment & (alignment - 1):
         raise ModelError(f"corrupt GGUF file: general.alignment {alignment!r} is not a power of two")
 
     cur.need(n_tensors * 24, "tensor infos")  # name length + n_dims + type + offset at least
@@ -210,6 +231,25 @@ def _parse(cur: _Cursor) -> GGUFHeader:
         if a.offset + a.nbytes > b.offset:
             raise ModelError(f"corrupt GGUF file: tensors {a.name!r} and {b.name!r} overlap")
     return GGUFHeader(version, metadata, tensors, alignment, data_offset)
+
+
+def describe(value) -> str:
+    """What a metadata value is, for messages."""
+    if isinstance(value, np.ndarray):
+        return f"an array of {value.size} {value.dtype}"
+    if isinstance(value, list):
+        return f"an array of {len(value)} {'strings' if all(isinstance(v, str) for v in value) else 'arrays'}"
+    return {bool: "a bool", int: "an integer", float: "a float", str: "a string"}[type(value)] + f" ({value!r:.40})"
+
+
+def check_kinds(metadata: dict) -> None:
+    for key, kind in KEY_KINDS.items():
+        if key in metadata and not KINDS[kind](metadata[key]):
+            raise ModelError(f"metadata key {key} holds {describe(metadata[key])}, not {kind_name(kind)}")
+
+
+def kind_name(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 class GGUFFile:

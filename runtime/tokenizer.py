@@ -7,6 +7,7 @@ Decoding goes through each token's bytes (byte-level BPE tokens are bytes spelle
 SentencePiece pieces are text with "▁" for a space, or <0xNN> bytes), so a stream can hold back half a UTF-8 character (runtime/textstream.py)."""
 import threading
 
+import numpy as np
 from gguf import TokenType
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -73,12 +74,18 @@ class GGUFTokenizer:
         tokens = metadata.get("tokenizer.ggml.tokens")
         if not tokens:
             raise ModelError("the GGUF file has no tokenizer.ggml.tokens")
-        types = metadata.get("tokenizer.ggml.token_type") or [TokenType.NORMAL] * len(tokens)
-        if len(types) != len(tokens):
+        # the parser checked each key's type (runtime/gguf.py KEY_KINDS); numeric arrays are numpy arrays
+        types = metadata.get("tokenizer.ggml.token_type")
+        if types is not None and len(types) != len(tokens):
             raise ModelError(f"tokenizer.ggml.token_type has {len(types)} entries for {len(tokens)} tokens")
+        types = [TokenType.NORMAL] * len(tokens) if types is None else np.asarray(types).tolist()
         self.tokens, self.types = tokens, types
         if self.sentencepiece:
-            self._tok = sentencepiece.build(tokens, types, metadata.get("tokenizer.ggml.scores") or [])
+            scores = metadata.get("tokenizer.ggml.scores")
+            if scores is None or len(scores) != len(tokens):
+                raise ModelError(f"tokenizer.ggml.scores has {0 if scores is None else len(scores)} entries for "
+                                 f"{len(tokens)} tokens")
+            self._tok = sentencepiece.build(tokens, types, np.asarray(scores).tolist())
         else:
             self._tok = byte_level_bpe(metadata, tokens, types)
         self.special = {i for i, kind in enumerate(types) if kind == TokenType.CONTROL}

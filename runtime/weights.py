@@ -2,11 +2,13 @@
 checked in Python first so a bad file fails with a message naming the key or tensor, before any token.
 
 Tensor data is never copied: each tl_tensor points into the file's mmap."""
+import math
+
 import numpy as np
 
 from formats import FFN_ACTS, TERNARY, TYPES, HParams, type_of
 from runtime.errors import ModelError
-from runtime.gguf import GGUFFile, TensorInfo
+from runtime.gguf import GGUFFile, TensorInfo, describe
 
 # architecture -> feed-forward activation when tritlm.ffn_act is absent
 ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}
@@ -18,6 +20,7 @@ ALLOWED = {  # what a tensor is used as -> the types the engine has kernels for
 }
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 NORMS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")
+MAX_SIZE = 2**31 - 1  # the engine's sizes are int32
 
 
 def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
@@ -30,9 +33,11 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
         if value is None:
             raise ModelError(f"missing metadata key {arch}.{key}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            raise ModelError(f"metadata key {arch}.{key} is {value!r}, not a number")
-        if kind is int and value <= 0:
-            raise ModelError(f"metadata key {arch}.{key} is {value}, not a positive size")
+            raise ModelError(f"metadata key {arch}.{key} holds {describe(value)}, not {'an integer' if kind is int else 'a number'}")
+        if kind is int and not 0 < value <= MAX_SIZE:
+            raise ModelError(f"metadata key {arch}.{key} is {value}, not a size from 1 to {MAX_SIZE}")
+        if not math.isfinite(value) or value < 0:
+            raise ModelError(f"metadata key {arch}.{key} is {value}, not a finite number >= 0")
         return kind(value)
 
     n_embd, n_head = number("embedding_length", int), number("attention.head_count", int)
@@ -46,7 +51,7 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
             raise ModelError(f"metadata key {arch}.{key} is {metadata[f'{arch}.{key}']}, not the head size {head_dim} "
                              f"(partial rotary embeddings and value heads of another size are not supported)")
     tokens = metadata.get("tokenizer.ggml.tokens") or []
-    return HParams(
+    hp = HParams(
         n_layer=number("block_count", int), n_embd=n_embd, n_ff=number("feed_forward_length", int), n_head=n_head,
         n_head_kv=number("attention.head_count_kv", int, n_head), head_dim=head_dim,
         n_vocab=number("vocab_size", int, len(tokens) or None),
@@ -55,6 +60,9 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
         rope_theta=number("rope.freq_base", float, 10000.0),
         ffn_act=act, sub_norms="blk.0.attn_sub_norm.weight" in tensor_names, rope_interleaved=arch in ROPE_INTERLEAVED,
     )
+    if len(tokens) > hp.n_vocab:  # before the tokenizer is built from them
+        raise ModelError(f"the tokenizer has {len(tokens)} tokens, more than the {hp.n_vocab} logits")
+    return hp
 
 
 def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -75,6 +83,10 @@ def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int,
 def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
     """The file's tensors by name, after checking there are exactly the expected ones, of allowed types and shapes."""
     tensors = {t.name: t for t in file.tensors}
+    per_layer = len(LINEARS) + (len(NORMS) if hp.sub_norms else 2)
+    if hp.n_layer * per_layer > len(tensors):  # before anything is made per layer: block_count may be anything
+        raise ModelError(f"block_count {hp.n_layer} needs {hp.n_layer * per_layer} layer tensors; the file has "
+                         f"{len(tensors)} tensors")
     expected = expected_tensors(hp, tied="output.weight" not in tensors)
     for name, (use, dims) in expected.items():
         t = tensors.get(name)
@@ -86,6 +98,8 @@ def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
         padded = type_of(t.type).padded_cols(dims[0]) if t.type in TERNARY else dims[0]  # docs/format.md
         if t.dims != dims and t.dims != (padded, *dims[1:]):
             raise ModelError(f"tensor {name} has shape {list(t.dims)}, expected {list(dims)} from the metadata")
+        if use == "norm" and not np.isfinite(file.view(t)).all():  # small, and NaN would reach the int8 quantizer
+            raise ModelError(f"tensor {name} holds NaN or infinite values")
     unexpected = sorted(set(tensors) - set(expected))
     if unexpected:
         raise ModelError(f"unexpected tensor {unexpected[0]} (not part of a {hp.n_layer}-layer BitNet model)")

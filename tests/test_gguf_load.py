@@ -11,7 +11,8 @@ import pytest
 from converter.write import convert
 from runtime import Model, ModelError
 from formats import TYPES
-from runtime.gguf import parse_gguf, read_gguf
+from runtime.gguf import SCALAR_FORMATS, parse_gguf, read_gguf
+from tests.gguf_edit import rewrite
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,14 @@ def test_same_as_gguf_py(which, request):
         fields = {k: f for k, f in reader.fields.items() if not k.startswith("GGUF.")}
         assert list(ours.metadata) == list(fields)
         for key, field in fields.items():
+            value = ours.metadata[key]
             if field.types[:2] == [gguf.GGUFValueType.ARRAY] * 2:  # gguf-py's contents() flattens nested arrays
-                assert ours.metadata[key] == [[1, 2], [3]]
+                assert [v.tolist() for v in value] == [[1, 2], [3]]
                 continue
             want = field.contents()
+            if isinstance(value, np.ndarray):  # numeric arrays: numpy, of the file's element type
+                assert value.dtype == np.dtype(SCALAR_FORMATS[field.types[-1]]) and value.tolist() == want, key
+                continue
             if isinstance(want, float):
                 want = float(np.float32(want)) if field.types[0] == gguf.GGUFValueType.FLOAT32 else want
             assert ours.metadata[key] == pytest.approx(want) if isinstance(want, float) else ours.metadata[key] == want, key
@@ -147,35 +152,6 @@ def tensor_info(name: str, dims, type_id: int, offset: int) -> bytes:
 def test_corrupt_headers(data, message):
     with pytest.raises(ModelError, match=message):
         parse_gguf(data)
-
-
-def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None, values=None):
-    """src copied with gguf-py, optionally with another architecture, tensors dropped, one reshaped
-    (reshape: (name, (rows, cols))) or metadata values changed (values: key -> value of the same type)."""
-    reader = gguf.GGUFReader(src)
-    old_arch = reader.fields["general.architecture"].contents()
-    arch = arch or old_arch
-    w = gguf.GGUFWriter(dst, arch)
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-        value = (values or {}).get(key, field.contents())
-        w.add_key_value(key.replace(f"{old_arch}.", f"{arch}.", 1), value, field.types[0], sub)
-    for t in reader.tensors:
-        if t.name in drop:
-            continue
-        data = t.data  # gguf-py's numpy shape: quantized types in bytes [rows, row bytes]
-        if reshape and t.name == reshape[0]:
-            rows, cols = reshape[1]
-            block, block_bytes = gguf.GGML_QUANT_SIZES[t.tensor_type]
-            data = data.reshape(rows, cols // block * block_bytes)
-        w.add_tensor(t.name, data, raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
 
 
 @pytest.mark.parametrize("change, message", [
