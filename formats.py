@@ -2,10 +2,15 @@
 model's hyperparameters, and the pre-tokenizer names. Both import this module; it imports neither, so the
 data path stays one-way (converter -> formats <- runtime). native/kernels/blocks.h holds the same block
 constants for C; tests/test_formats.py checks the two agree. A new type is one row here and one there."""
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+
+ROW_ALIGN = 16  # the engine's float kernels sum 16 lanes: every row it multiplies holds a multiple of 16 values
+MAX_SIZE = 2**31 - 1  # the engine's sizes are int32
 
 
 class GGMLType(NamedTuple):
@@ -23,8 +28,10 @@ class GGMLType(NamedTuple):
         return self.scale is not None
 
     def padded_cols(self, cols: int) -> int:
-        """cols rounded up to a whole number of blocks: ternary rows are stored zero-padded to it."""
-        return -(-cols // self.block_values) * self.block_values
+        """cols rounded up to whole blocks and a multiple of ROW_ALIGN: a linear weight's rows are stored
+        zero-padded to it (docs/format.md), and the engine pads its input with zeros to match."""
+        align = math.lcm(self.block_values, ROW_ALIGN)
+        return -(-cols // align) * align
 
     def nbytes(self, dims) -> int:
         """Bytes of a tensor of ggml dims (row length first), which must be a whole number of blocks a row."""
@@ -65,6 +72,9 @@ def type_of(type_id: int) -> GGMLType | None:
         return None
 
 
+FFN_ACTS = ("silu", "relu2")  # the engine's TL_ACT_* order
+
+
 @dataclass(frozen=True)
 class HParams:
     """A model's hyperparameters, as the converter writes them and the runtime reads them back."""
@@ -82,8 +92,29 @@ class HParams:
     sub_norms: bool        # attn_sub_norm before o_proj, ffn_sub_norm before down_proj (BitNet; not Llama)
     rope_interleaved: bool  # q/k rows in llama.cpp's order: RoPE on adjacent pairs, not halves
 
+    def problem(self) -> str | None:
+        """Why the engine cannot run a model of these hyperparameters, or None. The converter refuses such a
+        checkpoint and the runtime such a file, each with its own error type."""
+        sizes = {"n_layer": self.n_layer, "n_embd": self.n_embd, "n_ff": self.n_ff, "n_head": self.n_head,
+                 "n_head_kv": self.n_head_kv, "head_dim": self.head_dim, "n_vocab": self.n_vocab,
+                 "context_length": self.context_length}
+        for name, value in sizes.items():
+            if type(value) is not int or not 0 < value <= MAX_SIZE:
+                return f"{name} {value!r} is not a size from 1 to {MAX_SIZE}"
+        if self.n_head % self.n_head_kv:
+            return f"{self.n_head} attention heads do not share {self.n_head_kv} key/value heads evenly"
+        if self.head_dim % 2:
+            return f"head_dim {self.head_dim} is odd (RoPE rotates pairs)"
+        if self.n_embd % ROW_ALIGN:
+            return f"hidden size {self.n_embd} is not a multiple of {ROW_ALIGN} (the engine's float rows)"
+        if not (math.isfinite(self.rms_eps) and self.rms_eps >= 0):
+            return f"rms_norm_eps {self.rms_eps} is not a finite number >= 0"
+        if not (math.isfinite(self.rope_theta) and self.rope_theta > 0):
+            return f"rope_theta {self.rope_theta} is not a finite number > 0"
+        if self.ffn_act not in FFN_ACTS:
+            return f"activation {self.ffn_act!r} is not one of {', '.join(FFN_ACTS)}"
+        return None
 
-FFN_ACTS = ("silu", "relu2")  # the engine's TL_ACT_* order
 
 # Llama 3's pre-tokenizer split (tiktoken's cl100k); tokenizer.ggml.pre names it `llama-bpe`, as llama.cpp does.
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"

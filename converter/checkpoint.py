@@ -26,6 +26,8 @@ class Checkpoint:
             raise ConverterError(f"{config_path}: {e.strerror}") from None
         except ValueError as e:
             raise ConverterError(f"{config_path}: not valid JSON ({e})") from None
+        if not isinstance(self.config, dict):
+            raise ConverterError(f"{config_path}: a JSON {type(self.config).__name__}, not an object")
         self.files = {}     # shard file name -> SafetensorsFile
         self.location = {}  # tensor name -> SafetensorsFile
         for shard in self.shard_names():
@@ -35,8 +37,13 @@ class Checkpoint:
     def shard_names(self) -> list[str]:
         index_path = os.path.join(self.path, INDEX)
         if os.path.isfile(index_path):
-            with open(index_path) as f:
-                weight_map = json.load(f).get("weight_map", {})
+            try:
+                with open(index_path) as f:
+                    weight_map = json.load(f).get("weight_map", {})
+            except (ValueError, AttributeError):
+                weight_map = None
+            if not isinstance(weight_map, dict) or not all(isinstance(s, str) for s in weight_map.values()):
+                raise ConverterError(f"{index_path}: not an index (an object whose weight_map maps tensors to files)")
             shards = sorted(set(weight_map.values()))
         else:
             shards = sorted(f for f in os.listdir(self.path) if f.endswith(".safetensors"))

@@ -2,6 +2,7 @@
 tensor's dtype, shape and byte range, then the raw bytes. Written and read one tensor at a time so a
 multi-gigabyte checkpoint never has to fit in memory. bf16 is handled as the top 16 bits of an f32."""
 import json
+import math
 import os
 import struct
 from collections.abc import Callable, Iterable
@@ -59,6 +60,27 @@ def write_safetensors(path: str, specs: list[tuple[str, str, tuple[int, ...]]],
             os.remove(tmp)
 
 
+def entry_problem(entry, data_bytes: int) -> str | None:
+    """What is wrong with one header entry ({"dtype", "shape", "data_offsets"}) of a file with data_bytes of
+    tensor data, or None."""
+    if not isinstance(entry, dict):
+        return f"its header entry is {json.dumps(entry)[:60]}, not an object"
+    if entry.get("dtype") not in DTYPES:
+        return f"unsupported dtype {entry.get('dtype')!r}"
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        return f"shape {shape!r} is not a list of sizes"
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int and o >= 0 for o in offsets):
+        return f"data_offsets {offsets!r} is not a [begin, end] pair of byte offsets"
+    begin, end = offsets
+    nbytes = math.prod(shape) * np.dtype(DTYPES[entry["dtype"]]).itemsize
+    if end - begin != nbytes:
+        return f"data_offsets {offsets} hold {end - begin} bytes, but {entry['dtype']} {shape} takes {nbytes}"
+    if end > data_bytes:
+        return "runs past the end of the file (truncated download?)"
+    return None
+
+
 class SafetensorsFile:
     """One .safetensors file; each tensor is read from disk when asked for (not memory-mapped, so a
     converted tensor's pages are freed with it instead of staying resident)."""
@@ -75,15 +97,17 @@ class SafetensorsFile:
             raise ConverterError(f"{path}: {e.strerror}") from None
         except (struct.error, ValueError, UnicodeDecodeError) as e:
             raise ConverterError(f"{path}: not a safetensors file ({e})") from None
+        if not isinstance(header, dict):
+            raise ConverterError(f"{path}: not a safetensors file (its header is a JSON {type(header).__name__}, "
+                                 f"not an object)")
         header.pop("__metadata__", None)
         self.data_start = 8 + header_len
         self.entries = header
         size = os.path.getsize(path)
         for name, entry in header.items():
-            if entry.get("dtype") not in DTYPES:
-                raise ConverterError(f"{path}: tensor {name} has unsupported dtype {entry.get('dtype')}")
-            if self.data_start + entry["data_offsets"][1] > size:
-                raise ConverterError(f"{path}: tensor {name} runs past the end of the file (truncated download?)")
+            problem = entry_problem(entry, size - self.data_start)
+            if problem:
+                raise ConverterError(f"{path}: tensor {name}: {problem}")
 
     def names(self) -> list[str]:
         return list(self.entries)

@@ -78,9 +78,10 @@ static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
 }
 
-/* Values per block of a ternary type: a row of such a weight may be zero-padded up to a whole block. */
+/* A linear weight's rows may be zero-padded to a multiple of this (docs/format.md): a ternary type's block,
+ * else the float kernels' TL_ROW_ALIGN. */
 static int64_t pad_block(int32_t type) {
-    return type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : 1;
+    return type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : TL_ROW_ALIGN;
 }
 
 /* Whether n floats are all finite, testing the exponent bits (vectorizes). */
@@ -135,7 +136,7 @@ static int check_tensor(char *err, size_t err_len, tl_pool *pool, const char *na
     if (t->rows != rows || (t->cols != cols && t->cols != padded))
         return fail(err, err_len, "%s: shape %lld x %lld, expected %lld x %lld", full, (long long)t->rows,
                     (long long)t->cols, (long long)rows, (long long)cols), 0;
-    if (!tl_row_bytes(t->type, t->cols) || t->cols % 16)
+    if (!tl_row_bytes(t->type, t->cols) || (use != NORM && t->cols % TL_ROW_ALIGN)) /* norms: any length */
         return fail(err, err_len, "%s: row length %lld is not a whole number of type %d blocks", full,
                     (long long)cols, t->type), 0;
     if (!isfinite(t->scale)) return fail(err, err_len, "%s: weight scale is not finite", full), 0;

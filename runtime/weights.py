@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from formats import FFN_ACTS, TERNARY, TYPES, HParams, type_of
+from formats import FFN_ACTS, MAX_SIZE, TERNARY, TYPES, HParams, type_of
 from runtime.errors import ModelError
 from runtime.gguf import GGUFFile, TensorInfo, describe
 
@@ -20,7 +20,6 @@ ALLOWED = {  # what a tensor is used as -> the types the engine has kernels for
 }
 LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
 NORMS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")
-MAX_SIZE = 2**31 - 1  # the engine's sizes are int32
 
 
 def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
@@ -60,6 +59,8 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
         rope_theta=number("rope.freq_base", float, 10000.0),
         ffn_act=act, sub_norms="blk.0.attn_sub_norm.weight" in tensor_names, rope_interleaved=arch in ROPE_INTERLEAVED,
     )
+    if hp.problem():
+        raise ModelError(hp.problem())
     if len(tokens) > hp.n_vocab:  # before the tokenizer is built from them
         raise ModelError(f"the tokenizer has {len(tokens)} tokens, more than the {hp.n_vocab} logits")
     return hp
@@ -95,7 +96,7 @@ def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
         if t.type not in ALLOWED[use]:
             raise ModelError(f"tensor {name} has type {t.type_name}, not one the engine runs as {use} "
                              f"({', '.join(sorted(type_of(i).name for i in ALLOWED[use]))})")
-        padded = type_of(t.type).padded_cols(dims[0]) if t.type in TERNARY else dims[0]  # docs/format.md
+        padded = type_of(t.type).padded_cols(dims[0]) if use == "linear" else dims[0]  # docs/format.md
         if t.dims != dims and t.dims != (padded, *dims[1:]):
             raise ModelError(f"tensor {name} has shape {list(t.dims)}, expected {list(dims)} from the metadata")
         if use == "norm" and not np.isfinite(file.view(t)).all():  # small, and NaN would reach the int8 quantizer

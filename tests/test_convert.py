@@ -2,6 +2,7 @@
 (GGUFReader, gguf.quants), transformers' BitNet reference and hand-computed layouts."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,74 @@ def test_error_wrong_shape_and_dtype(capsys, tmp_path, tiny_checkpoints):
     assert_fails(capsys, tmp_path, ckpt, "model.layers.1.mlp.up_proj.weight: shape [100, 256], expected [192, 256]")
     rewrite_tensor(ckpt, "model.layers.1.mlp.up_proj.weight", np.zeros((192, 256), dtype=np.int32))
     assert_fails(capsys, tmp_path, ckpt, "model.layers.1.mlp.up_proj.weight: dtype I32, expected BF16 or F16 or F32")
+
+
+def rewrite_header(ckpt_dir, change):
+    """model.safetensors with its JSON header replaced by change(header) (the data is kept as it is)."""
+    path = os.path.join(ckpt_dir, "model.safetensors")
+    data = open(path, "rb").read()
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(change(json.loads(data[8:8 + n]))).encode()
+    open(path, "wb").write(len(header).to_bytes(8, "little") + header + data[8 + n:])
+
+
+NORM = "model.layers.0.input_layernorm.weight"
+
+
+def reverse_offsets(header):
+    header[NORM]["data_offsets"].reverse()
+    return header
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda h: list(h), re.escape("not a safetensors file (its header is a JSON list, not an object)")),
+    (lambda h: {**h, NORM: 5}, re.escape(f"tensor {NORM}: its header entry is 5, not an object")),
+    (lambda h: {**h, NORM: {**h[NORM], "data_offsets": "0,512"}},
+     re.escape(f"tensor {NORM}: data_offsets '0,512' is not a [begin, end] pair")),
+    (reverse_offsets, rf"tensor {NORM}: data_offsets \[\d+, \d+\] hold -512 bytes, but BF16 \[256\] takes 512"),
+    (lambda h: {**h, NORM: {**h[NORM], "shape": "256"}}, re.escape(f"tensor {NORM}: shape '256' is not a list of sizes")),
+])
+def test_error_hostile_safetensors_header(capsys, tmp_path, tiny_checkpoints, change, message):
+    """Each is one line naming the file and the tensor."""
+    ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
+    rewrite_header(ckpt, change)
+    code, err = run_cli(["convert", str(ckpt), "-o", str(tmp_path / "out.gguf")], capsys)
+    assert code == 1 and re.fullmatch(rf"tritlm convert: error: {re.escape(str(ckpt))}/model.safetensors: .*{message}.*", err), err
+    assert not (tmp_path / "out.gguf").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"num_attention_heads": 0}, "config.json: num_attention_heads is 0, not a positive integer"),
+    ({"rms_norm_eps": "nan"}, "config.json: rms_norm_eps is 'nan', not a finite number >= 0"),
+    ({"rms_norm_eps": float("nan")}, "config.json: rms_norm_eps is nan, not a finite number >= 0"),
+    ({"max_position_embeddings": -1}, "config.json: max_position_embeddings is -1, not a positive integer"),
+    ({"hidden_size": 256.0}, "config.json: hidden_size is 256.0, not a positive integer"),
+    ({"num_key_value_heads": 3}, "config.json: 4 attention heads do not share 3 key/value heads evenly"),
+    ({"head_dim": 63}, "config.json: head_dim 63 is odd (RoPE rotates pairs)"),
+    ({"architectures": "BitNetForCausalLM"}, "config.json: architectures is 'BitNetForCausalLM', not a list"),
+    ({"quantization_config": "bitnet"}, "config.json: quantization_config is 'bitnet', not an object"),
+    ({"rope_parameters": [1], "rope_theta": None}, "config.json: rope_parameters is [1], not an object"),
+])
+def test_error_hostile_config(capsys, tmp_path, tiny_checkpoints, change, message):
+    ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
+    config = json.load(open(ckpt / "config.json"))
+    json.dump({**config, **change}, open(ckpt / "config.json", "w"))
+    assert_fails(capsys, tmp_path, ckpt, message)
+
+
+def test_error_config_not_an_object(capsys, tmp_path, tiny_checkpoints):
+    ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
+    json.dump([{"architectures": ["BitNetForCausalLM"]}], open(ckpt / "config.json", "w"))
+    assert_fails(capsys, tmp_path, ckpt, "config.json: a JSON list, not an object")
+
+
+def test_error_non_finite_norm(capsys, tmp_path, tiny_checkpoints):
+    """The runtime refuses a NaN norm (it would reach the int8 quantizer): the converter does not write one."""
+    ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
+    norm = np.ones(256, np.float32)
+    norm[3] = np.nan
+    rewrite_tensor(ckpt, NORM, norm)
+    assert_fails(capsys, tmp_path, ckpt, f"{NORM}: holds NaN or infinite values")
 
 
 def test_error_not_ternary(capsys, tmp_path, tiny_checkpoints):

@@ -45,6 +45,8 @@ class Tensor:
 def family_for(config: dict):
     """The family module of a checkpoint's config.json."""
     archs = config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ConverterError(f"config.json: architectures is {archs!r}, not a list of class names")
     for arch in archs:
         if arch in FAMILIES:
             return importlib.import_module(FAMILIES[arch])

@@ -4,6 +4,7 @@ either packed (uint8 [out/4, in] + bf16 weight_scale that multiplies) or as bf16
 
 Also 1bitLLM's BitnetForCausalLM (bitnet_b1_58-large, -3B): the same graph with a silu MLP, its sub-norms
 named inner_attn_ln and ffn_layernorm, fp16 latent weights (absmean at conversion)."""
+import math
 from functools import partial
 
 import numpy as np
@@ -27,21 +28,36 @@ ACTIVATIONS = ("relu2", "silu")
 
 
 def hparams(config: dict) -> HParams:
-    def need(key):
-        if not isinstance(config.get(key), (int, float)) or isinstance(config.get(key), bool):
-            raise ConverterError(f"config.json: {key} is missing or not a number")
-        return config[key]
+    def size(key, default=None):
+        value = config.get(key)
+        value = default if value is None else value
+        if type(value) is not int or value <= 0:
+            raise ConverterError(f"config.json: {key} is {'missing' if value is None else repr(value)}, "
+                                 f"not a positive integer")
+        return value
+
+    def number(key, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConverterError(f"config.json: {key} is {value!r}, not a finite number >= 0")
+        return float(value)
+
     act = config.get("hidden_act", "silu")
     if act not in ACTIVATIONS:
         raise ConverterError(f"config.json: hidden_act {act!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
-    n_embd, n_head = need("hidden_size"), need("num_attention_heads")
-    return HParams(n_layer=need("num_hidden_layers"), n_embd=n_embd, n_ff=need("intermediate_size"),
-                   n_head=n_head, n_head_kv=config.get("num_key_value_heads") or n_head,
-                   head_dim=config.get("head_dim") or n_embd // n_head, n_vocab=need("vocab_size"),
-                   context_length=config.get("max_position_embeddings", 4096),
-                   rms_eps=config.get("rms_norm_eps", 1e-5),
-                   rope_theta=config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta", 10000.0),
-                   ffn_act=act, sub_norms=True, rope_interleaved=False)
+    rope_parameters = config.get("rope_parameters") or {}
+    if not isinstance(rope_parameters, dict):
+        raise ConverterError(f"config.json: rope_parameters is {rope_parameters!r}, not an object")
+    n_embd, n_head = size("hidden_size"), size("num_attention_heads")
+    hp = HParams(n_layer=size("num_hidden_layers"), n_embd=n_embd, n_ff=size("intermediate_size"),
+                 n_head=n_head, n_head_kv=size("num_key_value_heads", n_head),
+                 head_dim=size("head_dim", n_embd // n_head or None), n_vocab=size("vocab_size"),
+                 context_length=size("max_position_embeddings", 4096),
+                 rms_eps=number("rms_norm_eps", config.get("rms_norm_eps", 1e-5)),
+                 rope_theta=number("rope_theta", config.get("rope_theta") or rope_parameters.get("rope_theta", 10000.0)),
+                 ffn_act=act, sub_norms=True, rope_interleaved=False)
+    if hp.problem():  # what the runtime would refuse: never write such a file
+        raise ConverterError(f"config.json: {hp.problem()}")
+    return hp
 
 
 def tensors(ckpt, sub_norms: bool = True) -> list[Tensor]:
@@ -86,13 +102,26 @@ def float_tensor(ckpt, name, source, shape) -> Tensor:
 
 def norm_tensor(ckpt, name, source, size) -> Tensor:
     ckpt.info(source, FLOAT_DTYPES, (size,))
-    return Tensor(name, (size,), "norm", partial(ckpt.float32, source))
+
+    def load():
+        values = ckpt.float32(source)
+        if not np.isfinite(values).all():  # the runtime refuses such a file: NaN would reach its int8 quantizer
+            raise ConverterError(f"{source}: holds NaN or infinite values")
+        return values
+    return Tensor(name, (size,), "norm", load)
 
 
 def scale_multiplies(config: dict) -> bool:
     """transformers' two packed layers: AutoBitLinear (linear_class autobitlinear, 2B-4T) multiplies by
     weight_scale; BitLinear (no linear_class, or bitlinear: Falcon3/Falcon-E/Llama3-8B-1.58) divides by it."""
-    return (config.get("quantization_config") or {}).get("linear_class") == "autobitlinear"
+    return quantization_config(config).get("linear_class") == "autobitlinear"
+
+
+def quantization_config(config: dict) -> dict:
+    quant = config.get("quantization_config") or {}
+    if not isinstance(quant, dict):
+        raise ConverterError(f"config.json: quantization_config is {quant!r}, not an object")
+    return quant
 
 
 def ternary_tensor(ckpt, name, source, shape) -> Tensor:

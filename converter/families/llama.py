@@ -18,7 +18,7 @@ ARCH_NOTE = "Llama with BitNet quantization_config (packed uint8 + weight_scale)
 
 
 def check_quantization(config: dict) -> None:
-    quant = config.get("quantization_config") or {}
+    quant = bitnet.quantization_config(config)
     if quant.get("quant_method") != "bitnet":
         raise ConverterError("LlamaForCausalLM without quantization_config.quant_method 'bitnet' is not a ternary "
                          "model (only BitNet b1.58 checkpoints convert)")

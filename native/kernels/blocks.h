@@ -61,4 +61,7 @@ enum {
     TL_I2_S_TRAILER = 32, /* bytes after an i2_s tensor's blocks; the first 4 hold its f32 scale */
 };
 
+/* The float kernels sum 16 lanes: every weight row the engine multiplies holds a multiple of this many values. */
+enum { TL_ROW_ALIGN = 16 };
+
 #endif
