@@ -11,6 +11,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 ROW_ALIGN = 16  # the engine's float kernels sum 16 lanes: every row it multiplies holds a multiple of 16 values
 MAX_SIZE = 2**31 - 1  # the engine's sizes are int32
+MAX_ROW = 2**22  # the longest row a BitLinear multiplies: its int32 sum must hold row length x 127 x 1
 
 
 class GGMLType(NamedTuple):
@@ -101,6 +102,8 @@ class HParams:
         for name, value in sizes.items():
             if type(value) is not int or not 0 < value <= MAX_SIZE:
                 return f"{name} {value!r} is not a size from 1 to {MAX_SIZE}"
+        if max(self.n_embd, self.n_ff, self.n_head * self.head_dim) > MAX_ROW:
+            return f"a row length above {MAX_ROW} is not supported"
         if self.n_head % self.n_head_kv:
             return f"{self.n_head} attention heads do not share {self.n_head_kv} key/value heads evenly"
         if self.head_dim % 2:

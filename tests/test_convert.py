@@ -221,7 +221,7 @@ def rewrite_tensor(ckpt_dir, name, array):
     from safetensors.torch import load_file, save_file
     path = os.path.join(ckpt_dir, "model.safetensors")
     tensors = load_file(path)
-    tensors[name] = torch.from_numpy(array)
+    tensors[name] = array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
     save_file(tensors, path, metadata={"format": "pt"})
 
 
@@ -313,13 +313,17 @@ def test_error_config_not_an_object(capsys, tmp_path, tiny_checkpoints):
     assert_fails(capsys, tmp_path, ckpt, "config.json: a JSON list, not an object")
 
 
-def test_error_non_finite_norm(capsys, tmp_path, tiny_checkpoints):
-    """The runtime refuses a NaN norm (it would reach the int8 quantizer): the converter does not write one."""
+@pytest.mark.parametrize("name, dtype, row", [(NORM, np.float32, 0), ("model.embed_tokens.weight", np.uint16, 1000)])
+def test_error_non_finite_float_weight(capsys, tmp_path, tiny_checkpoints, name, dtype, row):
+    """The runtime refuses NaN/Inf in float weights (they would reach its int8 quantizer): the converter does
+    not write them (the embedding is checked in its stored bf16, by exponent bits)."""
     ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
-    norm = np.ones(256, np.float32)
-    norm[3] = np.nan
-    rewrite_tensor(ckpt, NORM, norm)
-    assert_fails(capsys, tmp_path, ckpt, f"{NORM}: holds NaN or infinite values")
+    st = SafetensorsFile(os.path.join(ckpt, "model.safetensors"))
+    values = np.array(st.float32(name) if dtype == np.float32 else st.raw(name))
+    del st
+    values.reshape(-1, values.shape[-1])[row, 5] = np.float32(np.inf) if dtype == np.float32 else 0x7FC0  # bf16 NaN
+    rewrite_tensor(ckpt, name, values if dtype == np.float32 else torch.from_numpy(values).view(torch.bfloat16))
+    assert_fails(capsys, tmp_path, ckpt, f"{name}: row {row} holds a NaN or Inf")
 
 
 def test_error_not_ternary(capsys, tmp_path, tiny_checkpoints):

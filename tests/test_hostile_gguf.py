@@ -56,7 +56,7 @@ HOSTILE_METADATA = {
     "embedding_length string": ({"bitnet.embedding_length": ("256", V.STRING)}, "holds a string .'256'., not an integer"),
     "embedding_length float": ({"bitnet.embedding_length": (256.0, V.FLOAT32)}, "holds a float"),
     "head_count array": ({"bitnet.attention.head_count": ARRAY_OF_INTS}, "holds an array of 3 int32, not an integer"),
-    "head_count_kv not a divisor": ({"bitnet.attention.head_count_kv": 3}, "attn_k.weight has shape"),
+    "head_count_kv not a divisor": ({"bitnet.attention.head_count_kv": 3}, "4 attention heads do not share 3 key/value heads"),
     "rms_eps nan": ({"bitnet.attention.layer_norm_rms_epsilon": math.nan}, "is nan, not a finite number"),
     "rms_eps -inf": ({"bitnet.attention.layer_norm_rms_epsilon": -math.inf}, "is -inf, not a finite number"),
     "rope_theta inf": ({"bitnet.rope.freq_base": math.inf}, "is inf, not a finite number"),
@@ -119,11 +119,15 @@ def test_hostile_tensors(tq2_0_gguf, tmp_path, change, match):
     refused(rewrite(tq2_0_gguf, str(tmp_path / "bad.gguf"), **change), match)
 
 
-@pytest.mark.parametrize("value", [np.nan, np.inf])
-def test_non_finite_norm_is_refused_at_load(tq2_0_gguf, tmp_path, value):
-    """A norm feeds the int8 quantizer of the next linear: NaN there is refused before any token."""
-    path = patched(tq2_0_gguf, tmp_path / "bad.gguf", "blk.1.ffn_norm.weight", 4 * 7, np.float32(value).tobytes())
-    refused(path, "blk.1.ffn_norm.weight holds NaN or infinite values")
+@pytest.mark.parametrize("name, at, raw", [
+    ("blk.1.ffn_norm.weight", 4 * 7, np.float32(np.nan).tobytes()),
+    ("output_norm.weight", 0, np.float32(-np.inf).tobytes()),
+    ("token_embd.weight", 2 * 256 * 5 + 2 * 9, np.uint16(0x7F80).tobytes()),  # bf16 +Inf in row 5
+])
+def test_non_finite_float_weights_are_refused_at_load(tq2_0_gguf, tmp_path, name, at, raw):
+    """A float weight feeds the int8 quantizer (norms directly, the embedding through the residual stream)."""
+    path = patched(tq2_0_gguf, tmp_path / "bad.gguf", name, at, raw)
+    refused(path, f"{name}: row {at // (2 * 256) if name == 'token_embd.weight' else 0} holds a NaN or Inf")
 
 
 def test_non_finite_scales_are_refused(tiny_gguf, tq2_0_gguf, tmp_path):

@@ -97,18 +97,32 @@ def gguf_arch(type_name: str) -> str:
 
 def float_tensor(ckpt, name, source, shape) -> Tensor:
     dtype = ckpt.info(source, FLOAT_DTYPES, shape)
-    return Tensor(name, shape, "float", partial(ckpt.raw, source), dtype=dtype)
+
+    def load():
+        return finite(source, ckpt.raw(source), dtype)
+    return Tensor(name, shape, "float", load, dtype=dtype)
 
 
 def norm_tensor(ckpt, name, source, size) -> Tensor:
     ckpt.info(source, FLOAT_DTYPES, (size,))
 
     def load():
-        values = ckpt.float32(source)
-        if not np.isfinite(values).all():  # the runtime refuses such a file: NaN would reach its int8 quantizer
-            raise ConverterError(f"{source}: holds NaN or infinite values")
-        return values
+        return finite(source, ckpt.float32(source), "F32")
     return Tensor(name, (size,), "norm", load)
+
+
+def finite(source: str, values: np.ndarray, dtype: str) -> np.ndarray:
+    """values, after checking they hold no NaN or Inf: the runtime refuses such float weights (they would reach
+    its int8 quantizer), so the converter does not write them. Checked a slab of rows at a time (bf16 by its
+    exponent bits), so a large embedding needs no full-size temporary."""
+    rows = values.reshape(len(values) if values.ndim > 1 else 1, -1)
+    for start in range(0, len(rows), 1024):
+        slab = rows[start:start + 1024]
+        bad = (slab & 0x7F80) == 0x7F80 if dtype == "BF16" else ~np.isfinite(slab)
+        hits = np.flatnonzero(bad.any(axis=1))
+        if hits.size:
+            raise ConverterError(f"{source}: row {start + hits[0]} holds a NaN or Inf")
+    return values
 
 
 def scale_multiplies(config: dict) -> bool:
