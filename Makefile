@@ -5,8 +5,8 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow load-test bench bench-peers bench-kernels clean chromium llama-cpp ray sanitize \
-	sanitize-asan sanitize-tsan test-arm arm-toolchain
+.PHONY: install native demo test test-slow load-test bench bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
+	sanitize sanitize-asan sanitize-tsan test-arm arm-toolchain
 
 $(VENV)/.installed: setup.py
 	$(PY) -m venv $(VENV)
@@ -103,6 +103,13 @@ bench-ray: $(SYNTH_2B)-i2_s.gguf ray
 
 # Each C kernel at the 2B-4T shapes, each ISA next to its reference (native/dev/bench_kernels.c); ARGS="0.3 tq1_0":
 # seconds per figure, one type.
+# Coverage-guided fuzzing of the GGUF loader (atheris) from our own files, for FUZZ_SECONDS; findings are saved
+# as crash-*/timeout-*/oom-* in the repo root and fail the target. The corpus grows in $(CACHE)/fuzz-gguf.
+FUZZ_SECONDS ?= 60
+
+fuzz: install
+	nice $(VPY) scripts/fuzz_gguf.py --seconds $(FUZZ_SECONDS) --cache $(CACHE)
+
 bench-kernels:
 	mkdir -p build && $(CC) -O3 -std=c11 -pthread -ffp-contract=off -Inative -o build/bench_kernels \
 		native/dev/bench_kernels.c native/kernels/*.c native/threads.c native/probe.c -lm && build/bench_kernels $(ARGS)

@@ -26,7 +26,8 @@ setup(
         # torch is pinned: 2.13.0 is the CPU wheel this project's machines carry.
         "test": ["torch==2.13.0", "transformers>=5", "accelerate", "safetensors", "pytest",
                  "openai", "httpx", "selenium", "jsonschema",
-                 "langchain-openai", "lm_eval"],  # real clients of the server (tests/test_server_api.py, test_lm_eval.py)
+                 "langchain-openai", "lm_eval",  # real clients of the server (tests/test_server_api.py, test_lm_eval.py)
+                 "atheris"],  # make fuzz (scripts/fuzz_gguf.py)
         # tritlm serve --replicas, tritlm batch --ray (cluster/)
         "ray": ["ray[serve,data]>=2.60"],
     },
