@@ -32,7 +32,8 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
         if value is None:
             raise ModelError(f"missing metadata key {arch}.{key}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-            raise ModelError(f"metadata key {arch}.{key} holds {describe(value)}, not {'an integer' if kind is int else 'a number'}")
+            wanted = "an integer" if kind is int else "a number"
+            raise ModelError(f"metadata key {arch}.{key} holds {describe(value)}, not {wanted}")
         if kind is int and not 0 < value <= MAX_SIZE:
             raise ModelError(f"metadata key {arch}.{key} is {value}, not a size from 1 to {MAX_SIZE}")
         if not math.isfinite(value) or value < 0:
