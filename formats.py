@@ -8,10 +8,9 @@ from typing import NamedTuple
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-
 ROW_ALIGN = 16  # the engine's float kernels sum 16 lanes: every row it multiplies holds a multiple of 16 values
 MAX_SIZE = 2**31 - 1  # the engine's sizes are int32
-MAX_ROW = 2**22  # the longest row a BitLinear multiplies: its int32 sum must hold row length x 127 x 1
+MAX_ROW = 2**22  # the longest row a BitLinear multiplies (native/model.c): int32 sums of row length x 128 x 1
 
 
 class GGMLType(NamedTuple):
@@ -39,10 +38,7 @@ class GGMLType(NamedTuple):
         if dims[0] % self.block_values:
             raise ValueError(f"row length {dims[0]} is not a whole number of {self.name} blocks of "
                              f"{self.block_values} values")
-        n = 1
-        for d in dims:
-            n *= d
-        return n // self.block_values * self.block_bytes + self.trailer
+        return math.prod(dims) // self.block_values * self.block_bytes + self.trailer
 
 
 def ggml_type(name: str, scale: str | None = None) -> GGMLType:
