@@ -116,9 +116,9 @@ bench-kernels:
 
 # The C core built with AddressSanitizer + UndefinedBehaviorSanitizer (sanitize-asan), and separately with
 # ThreadSanitizer (sanitize-tsan), then the kernel, engine and hostile-file tests run against each build. Each build
-# lives in its own tree, build/sanitize-*/ (copies of runtime/, converter/ and tests/, the instrumented extension
-# built in place there), so the normal extension is untouched. The interpreter itself is not instrumented, so the
-# sanitizer's runtime must be loaded before it: LD_PRELOAD=$$(cc -print-file-name=libasan.so) (or libtsan.so).
+# lives in its own tree, build/sanitize-*/ (copies of runtime/, converter/, formats.py and tests/, the instrumented
+# extension built in place there), so the normal extension is untouched. The interpreter itself is not instrumented,
+# so the sanitizer's runtime must be loaded before it: LD_PRELOAD=$$(cc -print-file-name=libasan.so) (or libtsan.so).
 # ASan's leak check is off (the interpreter keeps its allocations at exit); any other report stops the run, and
 # pytest captures only Python's output (--capture=sys) so the report reaches the terminal.
 SANITIZE_TESTS := tests/test_kernels.py tests/test_kquants.py tests/test_engine.py tests/test_gguf_load.py \
@@ -134,7 +134,7 @@ sanitize: sanitize-asan sanitize-tsan
 
 sanitize-asan sanitize-tsan: sanitize-%: install
 	rm -rf build/sanitize-$* && mkdir -p build/sanitize-$*
-	cp -r runtime converter tests setup.py pytest.ini build/sanitize-$*/
+	cp -r runtime converter formats.py tests setup.py pytest.ini build/sanitize-$*/
 	rm -f build/sanitize-$*/runtime/_native*
 	ln -s ../../native ../../models build/sanitize-$*/
 	cd build/sanitize-$* && CFLAGS="-g -fno-omit-frame-pointer $(SANITIZE_CFLAGS_$*)" LDFLAGS="$(SANITIZE_CFLAGS_$*)" \
