@@ -225,6 +225,8 @@ def test_memory_and_time_bounded_by_the_file(tq2_0_gguf, tmp_path, kind):
     """Peak RSS growth while refusing a hostile file is at most 8 x its size + 64 MB. Python needs ~50 bytes for
     each 2-character string that takes 10 bytes in the file (the worst case, ~6x); numbers stay numpy arrays
     (Python ints would take 36 bytes for each int8 byte)."""
+    if "san.so" in os.environ.get("LD_PRELOAD", ""):  # make sanitize: its allocator's redzones are not ours
+        pytest.skip("peak RSS under a sanitizer's allocator is not the loader's")
     path = rewrite(tq2_0_gguf, str(tmp_path / "count.gguf"), values={"bitnet.block_count": 2**31 - 1})
     n = 3_200_000  # 32 MB of int8, or of 2-character strings; a record is 37 bytes + its payload
     if kind == "int8 array":
