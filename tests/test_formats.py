@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from formats import BY_ID, TYPES
+from formats import BY_ID, ROW_ALIGN, TYPES
 from runtime._native import lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -14,18 +14,21 @@ BLOCK_TYPES = ("q8_0", "q4_k", "q6_k", "tq1_0", "tq2_0", "i2_s")
 
 
 def test_c_block_constants_match_the_table(tmp_path):
-    names = [f"TL_{name.upper()}_{what}" for name in BLOCK_TYPES for what in ("VALUES", "BYTES")] + ["TL_I2_S_TRAILER"]
+    names = [f"TL_{name.upper()}_{what}" for name in BLOCK_TYPES for what in ("VALUES", "BYTES")]
+    names += ["TL_I2_S_TRAILER", "TL_ROW_ALIGN"]
     source = tmp_path / "blocks.c"
     source.write_text('#include <stdio.h>\n#include "kernels/blocks.h"\nint main(void) {\n'
                       + "".join(f'    printf("{n} %d\\n", (int){n});\n' for n in names) + "    return 0;\n}\n")
     exe = tmp_path / "blocks"
     subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-Wall", "-Werror", "-I", os.path.join(ROOT, "native"),
                     str(source), "-o", str(exe)], check=True)
-    got = dict(line.split() for line in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines())
+    printed = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
+    got = {name: int(value) for name, value in (line.split() for line in printed.splitlines())}
     for name in BLOCK_TYPES:
         t = TYPES[name]
-        assert (int(got[f"TL_{name.upper()}_VALUES"]), int(got[f"TL_{name.upper()}_BYTES"])) == (t.block_values, t.block_bytes), name
-    assert int(got["TL_I2_S_TRAILER"]) == TYPES["i2_s"].trailer == 32
+        assert (got[f"TL_{name.upper()}_VALUES"], got[f"TL_{name.upper()}_BYTES"]) == (t.block_values, t.block_bytes)
+    assert got["TL_I2_S_TRAILER"] == TYPES["i2_s"].trailer == 32
+    assert got["TL_ROW_ALIGN"] == ROW_ALIGN == 16
 
 
 def test_engine_type_ids_are_the_tables():
