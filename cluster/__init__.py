@@ -8,6 +8,7 @@ import re
 import socket
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read when ray is imported: no usage reports
+NOT_INSTALLED = "Ray is not installed: pip install 'tritlm[ray]'"
 
 
 def connect(address: str | None = None):
@@ -19,7 +20,7 @@ def connect(address: str | None = None):
     try:
         import ray
     except ImportError:
-        raise ValueError("Ray is not installed: pip install 'tritlm[ray]'") from None
+        raise ValueError(NOT_INSTALLED) from None
     try:
         ray.init(address=address, log_to_driver=False, logging_level="warning", configure_logging=True,
                  **({} if address else {"include_dashboard": False}))

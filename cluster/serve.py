@@ -8,9 +8,12 @@ import signal
 import socket
 import threading
 
-from ray import serve
+from cluster import NOT_INSTALLED, check_model_on_nodes, connect, first_line, raised_in
 
-from cluster import check_model_on_nodes, connect, first_line, raised_in
+try:
+    from ray import serve
+except ImportError:
+    raise ValueError(NOT_INSTALLED) from None
 
 APP_NAME = "tritlm"
 

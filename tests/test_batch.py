@@ -95,6 +95,16 @@ def test_bad_input(tiny_gguf, prompts, tmp_path, capsys):
     assert out.read_text(encoding="utf-8") == '{"id": "other"}\n'
 
 
+def test_without_ray_installed(tiny_gguf, prompts, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    monkeypatch.delitem(sys.modules, "cluster.serve", raising=False)
+    out = tmp_path / "results.jsonl"
+    assert "Ray is not installed: pip install 'tritlm[ray]'" in one_line_error(capsys, batch_args(
+        tiny_gguf, prompts, out, "--ray"))
+    assert not out.exists()
+    assert "Ray is not installed" in one_line_error(capsys, ["serve", "-m", tiny_gguf, "--replicas", "2"], "serve")
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
