@@ -145,14 +145,16 @@ sanitize-asan sanitize-tsan: sanitize-%: install
 # ARM64 without ARM hardware: the C core cross-compiled with Debian's gcc-aarch64-linux-gnu and run under qemu-aarch64
 # as three CPUs: max (i8mm), cortex-a76 (dotprod), cortex-a53 (NEON only). native/dev/check_kernels.c checks every
 # kernel against its reference bit for bit and that the CPU's table is the expected one; native/dev/run_forward.c
-# replays the embedded model, converted to each weight type, and its logits must equal those this x86-64 build gave
-# (dumped by native/dev/dump_model.py).
+# replays the embedded model, converted to each weight type and written as bitnet.cpp does with a q6_k or q8_0
+# embedding (tests/peer_files.py), and its logits must equal those this x86-64 build gave (native/dev/dump_model.py).
 ARM_CC     := aarch64-linux-gnu-gcc
 ARM_BUILD  := build/aarch64
 ARM_CFLAGS := -O3 -std=c11 -pthread -ffp-contract=off -Wall -Inative
 CORE_SRC   := $(wildcard native/*.c native/kernels/*.c)
 ARM_OBJS   := $(patsubst native/%.c,$(ARM_BUILD)/%.o,$(CORE_SRC))
 TINY_TYPES := i2_s tq1_0 tq2_0 f16 f32
+ARM_MODELS := $(foreach t,$(TINY_TYPES),$(CACHE)/bitnet-tiny-$(t).gguf) $(ARM_BUILD)/tiny-embed-q6_k.gguf \
+	$(ARM_BUILD)/tiny-embed-q8_0.gguf
 
 arm-toolchain:
 	@command -v $(ARM_CC) >/dev/null && command -v qemu-aarch64 >/dev/null || \
@@ -164,12 +166,17 @@ $(ARM_BUILD)/%.o: native/%.c $(wildcard native/*.h native/kernels/*.h) | arm-too
 $(ARM_BUILD)/check_kernels $(ARM_BUILD)/run_forward: $(ARM_BUILD)/%: $(ARM_BUILD)/dev/%.o $(ARM_OBJS)
 	$(ARM_CC) -static -pthread -o $@ $^ -lm
 
-test-arm: install $(ARM_BUILD)/check_kernels $(ARM_BUILD)/run_forward $(foreach t,$(TINY_TYPES),$(CACHE)/bitnet-tiny-$(t).gguf)
+$(ARM_BUILD)/tiny-embed-%.gguf: $(TINY)/model.safetensors tests/peer_files.py | $(VENV)/.installed
+	mkdir -p $(ARM_BUILD) && PYTHONPATH=. $(VPY) -c \
+		"from tests.peer_files import bitnet_cpp_gguf; bitnet_cpp_gguf('$(TINY)', '$@', embedding='$*')"
+
+test-arm: install $(ARM_BUILD)/check_kernels $(ARM_BUILD)/run_forward $(ARM_MODELS)
 	qemu-aarch64 -cpu max $(ARM_BUILD)/check_kernels i8mm neon dotprod i8mm
 	qemu-aarch64 -cpu cortex-a76 $(ARM_BUILD)/check_kernels dotprod neon dotprod
 	qemu-aarch64 -cpu cortex-a53 $(ARM_BUILD)/check_kernels neon neon
 	for isa in dotprod neon; do TRITLM_ISA=$$isa qemu-aarch64 -cpu max $(ARM_BUILD)/check_kernels $$isa $$isa || exit 1; done
-	for t in $(TINY_TYPES); do \
-		PYTHONPATH=. $(VPY) native/dev/dump_model.py $(CACHE)/bitnet-tiny-$$t.gguf $(ARM_BUILD)/forward-$$t.bin || exit 1; \
-		for cpu in max cortex-a76 cortex-a53; do qemu-aarch64 -cpu $$cpu $(ARM_BUILD)/run_forward $(ARM_BUILD)/forward-$$t.bin || exit 1; done; \
+	for m in $(ARM_MODELS); do \
+		dump=$(ARM_BUILD)/forward-$$(basename $$m .gguf).bin; \
+		PYTHONPATH=. $(VPY) native/dev/dump_model.py $$m $$dump || exit 1; \
+		for cpu in max cortex-a76 cortex-a53; do qemu-aarch64 -cpu $$cpu $(ARM_BUILD)/run_forward $$dump || exit 1; done; \
 	done

@@ -66,14 +66,19 @@ static uint16_t random_f16(void) {
     return (h & 0x7c00) == 0x7c00 ? h & 0xbfff : h;
 }
 
-/* Random weights of a float type: finite, over a range of exponents; k-quant blocks are random bytes with finite
+/* Values per block of a float type (f32, f16, bf16: the kernels' 16-value step). */
+static int64_t block_values(int32_t type) {
+    return type == TL_Q8_0 ? TL_Q8_0_VALUES : type == TL_Q4_K || type == TL_Q6_K ? TL_QK_K : 16;
+}
+
+/* Random weights of a float type: finite, over a range of exponents; quantized blocks are random bytes with finite
  * fp16 scales. */
 static void random_float_weights(int32_t type, uint8_t *w, int64_t count) {
-    if (type == TL_Q4_K || type == TL_Q6_K) {
-        int64_t block = tl_row_bytes(type, TL_QK_K);
-        for (int64_t i = 0; i < count / TL_QK_K * block; i++) w[i] = (uint8_t)next();
-        for (int64_t b = 0; b < count / TL_QK_K; b++) {
-            uint16_t d = random_f16(), dmin = random_f16(); /* Q4_K: d, dmin first; Q6_K: d last */
+    if (block_values(type) > 16) {
+        int64_t values = block_values(type), block = tl_row_bytes(type, values);
+        for (int64_t i = 0; i < count / values * block; i++) w[i] = (uint8_t)next();
+        for (int64_t b = 0; b < count / values; b++) {
+            uint16_t d = random_f16(), dmin = random_f16(); /* Q8_0, Q4_K: d first (Q4_K: then dmin); Q6_K: d last */
             memcpy(w + b * block + (type == TL_Q6_K ? block - 2 : 0), &d, 2);
             if (type == TL_Q4_K) memcpy(w + b * block + 2, &dmin, 2);
         }
@@ -121,18 +126,17 @@ static void check_isa(const tl_kernels *k) {
         // rows longer than the many-token code buffer (16384 values) take the fused path with many tokens
         check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 5, 16384 + tern[f].block, 6);
     }
-    static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16, TL_Q4_K, TL_Q6_K};
-    static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16", "q4_k", "q6_k"};
-    static const int64_t COLS[] = {16, 32, 48, 80, 272}, KQUANT_BLOCKS[] = {1, 2, 3};
-    for (int f = 0; f < 5; f++) {
-        int c = 0, kquant = FLOATS[f] == TL_Q4_K || FLOATS[f] == TL_Q6_K;
+    static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K};
+    static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16", "q8_0", "q4_k", "q6_k"};
+    static const int64_t COL_BLOCKS[] = {1, 2, 3, 5, 17};
+    for (int f = 0; f < 6; f++) {
+        tl_float_fn *fn = tl_float_kernel(k, FLOATS[f]), *fn_ref = tl_float_kernel(ref, FLOATS[f]);
+        int c = 0;
         for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
             for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++, c++)
-                check_float(k, FLOAT_NAMES[f], tl_float_kernel(k, FLOATS[f]), tl_float_kernel(ref, FLOATS[f]), FLOATS[f],
-                            ROWS[r], kquant ? KQUANT_BLOCKS[c % 3] * TL_QK_K : COLS[c % 5], TOKENS[t]);
-        // more than 16 tokens: the k-quant kernels take them 16 at a time
-        check_float(k, FLOAT_NAMES[f], tl_float_kernel(k, FLOATS[f]), tl_float_kernel(ref, FLOATS[f]), FLOATS[f], 3,
-                    2 * TL_QK_K, 21);
+                check_float(k, FLOAT_NAMES[f], fn, fn_ref, FLOATS[f], ROWS[r], COL_BLOCKS[c % 5] * block_values(FLOATS[f]), TOKENS[t]);
+        // more than 16 tokens (the block kernels take them 16 at a time)
+        check_float(k, FLOAT_NAMES[f], fn, fn_ref, FLOATS[f], 3, 2 * block_values(FLOATS[f]), 21);
     }
 }
 

@@ -28,14 +28,14 @@ static const tl_kernels *const tables[] = {&avx512, &avx2, &ref}; /* fastest fir
 #elif defined(__aarch64__)
 /* NEON is part of every ARMv8-A core; dotprod and i8mm are optional extensions, each level adding one. */
 static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_neon,
-                                tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_ref, tl_q4_k_neon, tl_q6_k_neon};
+                                tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon};
 #ifdef TL_NEON_DOTPROD
 static const tl_kernels dotprod = {"dotprod", tl_tq1_0_dotprod, tl_tq2_0_dotprod, tl_i2_s_dotprod,
-                                   tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_ref, tl_q4_k_neon, tl_q6_k_neon};
+                                   tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon};
 #endif
 #ifdef TL_NEON_I8MM
 static const tl_kernels i8mm = {"i8mm", tl_tq1_0_i8mm, tl_tq2_0_i8mm, tl_i2_s_i8mm,
-                                tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_ref, tl_q4_k_neon, tl_q6_k_neon};
+                                tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon};
 #endif
 
 /* Whether the CPU has an optional feature: the kernel's HWCAP bits on Linux, sysctl on macOS. */

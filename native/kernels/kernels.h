@@ -3,8 +3,8 @@
  * A kernel computes rows [r0, r1) of y = W x for n tokens at once: each weight block is decoded once and
  * dotted with every token (GEMV when n = 1, blocked GEMM otherwise). Each format has a plain C reference
  * (<type>_ref.c) and SIMD versions (<type>_<isa>.c) that must give bit-identical results: the ternary formats and
- * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, f32, f16, q4_k and q6_k on ARM64's NEON levels too;
- * the rest run their reference (the dispatch table in dispatch.c says which). */
+ * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, and every float type on ARM64's NEON levels; the rest
+ * run their reference (the dispatch table in dispatch.c says which). */
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
 #include <stdint.h>
@@ -90,11 +90,12 @@ tl_float_fn tl_bf16_avx2, tl_bf16_avx512;
 tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
 tl_ternary_fn tl_tq1_0_neon, tl_tq1_0_dotprod, tl_tq1_0_i8mm;
 tl_ternary_fn tl_i2_s_neon, tl_i2_s_dotprod, tl_i2_s_i8mm;
-tl_float_fn tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q4_k_neon, tl_q6_k_neon;
+tl_float_fn tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon;
 
 /* ARM64 levels above baseline NEON that this compiler builds (kernels/neon.h). GCC compiles each file for its own
- * level; clang's arm_neon.h (before clang 17) offers an extension's intrinsics only when the whole build targets
- * it: Apple's default arm64 target (M1) has dotprod, i8mm needs e.g. -mcpu=apple-m2. */
+ * level; older clang's arm_neon.h (14, tried here) offers an extension's intrinsics only when the whole build
+ * targets it, so clang builds a level only then: Apple's default arm64 target (M1) has dotprod, i8mm needs e.g.
+ * -march=armv8.6-a+dotprod. */
 #if defined(__aarch64__) && (!defined(__clang__) || defined(__ARM_FEATURE_DOTPROD))
 #define TL_NEON_DOTPROD 1
 #endif

@@ -1,10 +1,10 @@
 /* q4_k on ARM64 NEON: per 32-value sub-block, value = (d * scale) * q - dmin * min with the reference's roundings
- * (its scales from the reference's tl_q4_k_sub_block); then kquant_tile.h's dot. */
+ * (its scales from the reference's tl_q4_k_sub_block); then block_tile.h's dot. */
 #include "kernels.h"
 #if defined(__aarch64__)
 #include "neon.h"
 
-static inline void dequant(const uint8_t *block, float *values) {
+static inline void unpack(const uint8_t *block, float *values) {
     const uint8_t *qs = block + 16;
     for (int j = 0; j < 8; j++) { /* sub-blocks of 32: pair j/2 of 32 bytes, low nibbles then high */
         float dl, ml;
@@ -18,7 +18,8 @@ static inline void dequant(const uint8_t *block, float *values) {
         }
     }
 }
-#define KQ_BLOCK_BYTES TL_Q4_K_BYTES
-#define KQUANT_KERNEL tl_q4_k_neon
-#include "kquant_tile.h"
+#define BT_BLOCK_VALUES TL_QK_K
+#define BT_BLOCK_BYTES TL_Q4_K_BYTES
+#define BT_KERNEL tl_q4_k_neon
+#include "block_tile.h"
 #endif

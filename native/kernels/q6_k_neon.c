@@ -1,12 +1,12 @@
 /* q6_k on ARM64 NEON: 16 values at a time, q = (ql nibble | qh pair << 4) - 32 and value = (d * scale) * q with
- * the reference's two roundings; then kquant_tile.h's dot. Values 128h + 16j .. +16 (j < 8) take ql bytes
+ * the reference's two roundings; then block_tile.h's dot. Values 128h + 16j .. +16 (j < 8) take ql bytes
  * 64h + 16 (j % 4) >> 4 (j / 4), qh bytes 32h + 16 (j % 2) >> 2 (j / 2), and sub-block scale 8h + j. */
 #include <string.h>
 #include "kernels.h"
 #if defined(__aarch64__)
 #include "neon.h"
 
-static inline void dequant(const uint8_t *block, float *values) {
+static inline void unpack(const uint8_t *block, float *values) {
     const uint8_t *ql = block, *qh = block + 128;
     const int8_t *scales = (const int8_t *)(block + 192);
     uint16_t h;
@@ -26,7 +26,8 @@ static inline void dequant(const uint8_t *block, float *values) {
             vst1q_f32(out + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(q1)), ds));
         }
 }
-#define KQ_BLOCK_BYTES TL_Q6_K_BYTES
-#define KQUANT_KERNEL tl_q6_k_neon
-#include "kquant_tile.h"
+#define BT_BLOCK_VALUES TL_QK_K
+#define BT_BLOCK_BYTES TL_Q6_K_BYTES
+#define BT_KERNEL tl_q6_k_neon
+#include "block_tile.h"
 #endif
