@@ -1,20 +1,26 @@
-# tritlm: `make install` once, then `make demo`; `make test` runs the default suite.
+# tritlm: `make install` once (what running models needs), then `make demo`; `make test` adds the test
+# dependencies (torch, transformers, the API clients) and runs the default suite.
 PY      ?= python3
 VENV    := .venv
 VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install native demo test test-slow load-test bench bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
+.PHONY: install install-test native demo test test-slow load-test bench bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
 	sanitize sanitize-asan sanitize-tsan test-arm arm-toolchain
 
-$(VENV)/.installed: setup.py
+$(VENV)/.installed: setup.py pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(VPY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(VPY) -m pip install -q -e '.[test]'
 	touch $@
 
 install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 # Rebuild the C core after editing native/ (install does it once).
 native: install
@@ -36,12 +42,12 @@ $(LLAMA_VOCAB): | $(VENV)/.installed
 		'*/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf*'
 	touch $@
 
-test: install chromium $(LLAMA_VOCAB)
+test: install-test chromium $(LLAMA_VOCAB)
 	$(VPY) -m pytest -q tests
 	$(MAKE) test-arm
 
 # The slow tests (2B-sized checks, llama.cpp reading our files, a local Ray cluster): pytest.ini deselects them by default.
-test-slow: install llama-cpp ray
+test-slow: install-test llama-cpp ray
 	$(VPY) -m pytest -q tests -m slow
 
 # Ray Serve and Ray Data (the optional extra tritlm[ray]) for serve --replicas, batch --ray and their tests.
@@ -57,11 +63,12 @@ $(CACHE)/bitnet-tiny-%.gguf: $(TINY)/model.safetensors $(TINY)/config.json $(TIN
 	mkdir -p $(CACHE) && $(TRITLM) convert $(TINY) -o $@ --type $*
 
 demo: install $(TINY_GGUF)
+	@echo "model: $(TINY_GGUF)"
 	$(TRITLM) run -m $(TINY_GGUF) -p "class Stack:$$(printf '\n    ')def __init__(self" -n 80 --temp 0.6 --top-k 20 --seed 1 --echo
 
 # The server under hostile mixed load on loopback (scripts/load_test.py stress): bounded, stops by itself, and
 # fails on any wrong answer, unexpected status, busy slot at the end or RSS not back near its baseline.
-load-test: install $(TINY_GGUF)
+load-test: install-test $(TINY_GGUF)
 	$(VPY) scripts/load_test.py stress -m $(TINY_GGUF) -c 256 --clients 16 --duration 30
 
 clean:
@@ -116,7 +123,7 @@ bench-kernels:
 
 # The C core built with AddressSanitizer + UndefinedBehaviorSanitizer (sanitize-asan), and separately with
 # ThreadSanitizer (sanitize-tsan), then the kernel, engine and hostile-file tests run against each build. Each build
-# lives in its own tree, build/sanitize-*/ (copies of runtime/, converter/, formats.py and tests/, the instrumented
+# lives in its own tree, build/sanitize-*/ (copies of runtime/, converter/, tritlm/ and tests/, the instrumented
 # extension built in place there), so the normal extension is untouched. The interpreter itself is not instrumented,
 # so the sanitizer's runtime must be loaded before it: LD_PRELOAD=$$(cc -print-file-name=libasan.so) (or libtsan.so).
 # ASan's leak check is off (the interpreter keeps its allocations at exit); any other report stops the run, and
@@ -132,9 +139,9 @@ SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_o
 
 sanitize: sanitize-asan sanitize-tsan
 
-sanitize-asan sanitize-tsan: sanitize-%: install
+sanitize-asan sanitize-tsan: sanitize-%: install-test
 	rm -rf build/sanitize-$* && mkdir -p build/sanitize-$*
-	cp -r runtime converter formats.py tests setup.py pytest.ini build/sanitize-$*/
+	cp -r runtime converter tritlm tests setup.py pytest.ini build/sanitize-$*/
 	rm -f build/sanitize-$*/runtime/_native*
 	ln -s ../../native ../../models build/sanitize-$*/
 	cd build/sanitize-$* && CFLAGS="-g -fno-omit-frame-pointer $(SANITIZE_CFLAGS_$*)" LDFLAGS="$(SANITIZE_CFLAGS_$*)" \

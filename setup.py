@@ -4,9 +4,13 @@ setup(
     name="tritlm",
     version="0.1.0",
     description="Ternary (BitNet b1.58) GGUF converter and CPU inference engine",
-    packages=["converter", "converter.families", "runtime", "runtime.server", "cluster"],
-    py_modules=["formats"],
-    package_data={"runtime.server": ["static/*"]},
+    # One import namespace, tritlm: the repository's converter/, runtime/ and cluster/ folders are its
+    # subpackages (tritlm/__init__.py maps them the same way in a source checkout).
+    packages=["tritlm", "tritlm.converter", "tritlm.converter.families", "tritlm.runtime", "tritlm.runtime.server",
+              "tritlm.cluster"],
+    package_dir={"tritlm": "tritlm", "tritlm.converter": "converter", "tritlm.runtime": "runtime",
+                 "tritlm.cluster": "cluster"},
+    package_data={"tritlm.runtime.server": ["static/*"]},
     setup_requires=["cffi>=1.17"],
     cffi_modules=["native/_ffi_build.py:ffibuilder"],
     install_requires=[
@@ -31,6 +35,6 @@ setup(
         # tritlm serve --replicas, tritlm batch --ray (cluster/)
         "ray": ["ray[serve,data]>=2.60"],
     },
-    entry_points={"console_scripts": ["tritlm=runtime.cli:main"]},
+    entry_points={"console_scripts": ["tritlm=tritlm.runtime.cli:main"]},
     python_requires=">=3.10",
 )

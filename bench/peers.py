@@ -15,8 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from runtime import Model  # noqa: E402
-from runtime.bench import decode_run, markdown_table, prefill_run, random_tokens, rate, weight_layout  # noqa: E402
+from tritlm.runtime import Model  # noqa: E402
+from tritlm.runtime.bench import decode_run, markdown_table, prefill_run, random_tokens, rate, weight_layout  # noqa: E402
 
 LLAMA_READS = {"tq1_0", "tq2_0"}
 

@@ -86,11 +86,11 @@ def main() -> int:
 
     from ray import serve
 
-    from cluster import connect
-    from cluster.serve import application
+    from tritlm.cluster import connect
+    from tritlm.cluster.serve import application
 
     plain_port, ray_port = free_port(), free_port()
-    plain = subprocess.Popen([sys.executable, "-m", "runtime.cli", "serve", "-m", a.model, "-t", "1", "--port",
+    plain = subprocess.Popen([sys.executable, "-m", "tritlm", "serve", "-m", a.model, "-t", "1", "--port",
                               str(plain_port), "--parallel", str(a.parallel)], cwd=ROOT, stdout=subprocess.DEVNULL)
     ray = connect(None)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)

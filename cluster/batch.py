@@ -5,7 +5,7 @@ import json
 import logging
 import socket
 
-from cluster import check_model_on_nodes, connect, first_line
+from tritlm.cluster import check_model_on_nodes, connect, first_line
 
 ROWS_PER_CALL = 8  # x --parallel: rows per map_batches call (bigger: fuller slots; smaller: finer resume)
 
@@ -14,7 +14,7 @@ class Completer:
     """One Ray Data worker: its own Model over the GGUF file at the same path on its node."""
 
     def __init__(self, model_path, threads, n_ctx, settings, parallel):
-        from runtime import Model
+        from tritlm.runtime import Model
         try:
             self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
         except (OSError, ValueError) as e:
@@ -22,7 +22,7 @@ class Completer:
         self.settings, self.parallel = settings, parallel
 
     def __call__(self, batch):
-        from runtime.batch import complete
+        from tritlm.runtime.batch import complete
         results = {}
         rows = [(int(index), json.loads(row)) for index, row in zip(batch["index"], batch["row"])]
         complete(self.model, rows, self.settings, self.parallel, results.__setitem__)

@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 
-from cluster import NOT_INSTALLED, check_model_on_nodes, connect, first_line, raised_in
+from tritlm.cluster import NOT_INSTALLED, check_model_on_nodes, connect, first_line, raised_in
 
 try:
     from ray import serve
@@ -21,7 +21,7 @@ APP_NAME = "tritlm"
 @serve.ingress()  # no app here: __serve_build_asgi_app__ makes it inside each replica, around its own Model
 class Replica:
     def __init__(self, model_path, threads, n_ctx, app_options):
-        from runtime import Model
+        from tritlm.runtime import Model
         try:
             self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
         except (OSError, ValueError) as e:
@@ -29,7 +29,7 @@ class Replica:
         self.app_options = {"n_ctx": n_ctx, **app_options}
 
     def __serve_build_asgi_app__(self):
-        from runtime.server.app import create_app
+        from tritlm.runtime.server.app import create_app
         return create_app(self.model, **self.app_options)
 
 
@@ -96,11 +96,11 @@ def serve_replicas(model_path, host, port, threads, n_ctx, parallel, replicas, r
 
 def build(args: dict):
     """Ray's application builder, the same application as `tritlm serve --replicas`, for `serve run
-    cluster.serve:build model=PATH [replicas=N threads=T parallel=P ctx_size=C replica_cpus=X api_key=KEY]`
+    tritlm.cluster.serve:build model=PATH [replicas=N threads=T parallel=P ctx_size=C replica_cpus=X api_key=KEY]`
     and a KubeRay RayService's import_path (values arrive as strings)."""
     unknown = set(args) - {"model", "replicas", "threads", "parallel", "ctx_size", "replica_cpus", "api_key"}
     if unknown or "model" not in args:
-        raise ValueError(f"cluster.serve:build takes model=PATH and optional replicas, threads, parallel, ctx_size, "
+        raise ValueError(f"tritlm.cluster.serve:build takes model=PATH and optional replicas, threads, parallel, ctx_size, "
                          f"replica_cpus, api_key; got {sorted(args)}")
     number = lambda key, kind, default: default if args.get(key) is None else kind(args[key])
     return application(args["model"], threads=number("threads", int, 1), n_ctx=number("ctx_size", int, None),

@@ -3,7 +3,7 @@
 -hf REPO` and scripts/setup_and_serve.py both go through here, so they share one naming scheme."""
 import os
 
-from converter.hub import resolve
+from tritlm.converter.hub import resolve
 
 
 def default_cache_dir() -> str:
@@ -28,7 +28,7 @@ def is_up_to_date(gguf_path: str, checkpoint: str) -> bool:
 def cached_gguf(source: str, qtype: str = "i2_s", cache_dir: str | None = None, revision: str | None = None,
                 progress: bool = True) -> str:
     """The path of source's GGUF in cache_dir, downloading (Hub repo) and converting only when needed."""
-    from converter.write import convert
+    from tritlm.converter.write import convert
 
     checkpoint = resolve(source, revision)
     cache_dir = cache_dir or default_cache_dir()

@@ -5,7 +5,7 @@ padded with zero weights to the next block (zeros add nothing to a dot product; 
 activations with zeros to match), so the stored row length may exceed the model's."""
 import numpy as np
 
-from formats import TYPES
+from tritlm.formats import TYPES
 
 OUTPUT_TYPES = ("i2_s", "tq1_0", "tq2_0", "f16", "f32")  # what the ternary weights can be written as
 

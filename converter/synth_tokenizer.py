@@ -5,7 +5,7 @@ special tokens and chat template as microsoft/bitnet-b1.58-2B-4T's tokenizer, wi
 pair+byte triples, in a fixed order), so a 128256-entry tokenizer is built in seconds."""
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
-from formats import LLAMA3_SPLIT
+from tritlm.formats import LLAMA3_SPLIT
 
 BOS, EOS, EOT = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"
 START_HEADER, END_HEADER = "<|start_header_id|>", "<|end_header_id|>"

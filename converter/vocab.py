@@ -8,7 +8,7 @@ import re
 
 import gguf
 
-from formats import PRE_TOKENIZER_SPLITS
+from tritlm.formats import PRE_TOKENIZER_SPLITS
 
 from .errors import ConverterError
 

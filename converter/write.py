@@ -7,7 +7,7 @@ import gguf
 import numpy as np
 from tqdm import tqdm
 
-from formats import TYPES, HParams
+from tritlm.formats import TYPES, HParams
 
 from . import pack, vocab
 from .checkpoint import Checkpoint

@@ -27,7 +27,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from tests.checkpoints import load_reference  # noqa: E402  (transformers' own quantized BitNet, float32)
 from train_tiny import HELD_OUT, STDLIB, encode_files, mean_loss, read_text  # noqa: E402
 
-from runtime.perplexity import negative_log_likelihoods, summarize, window_first_scored  # noqa: E402
+from tritlm.runtime.perplexity import negative_log_likelihoods, summarize, window_first_scored  # noqa: E402
 
 
 def held_out_loss(checkpoint: Path) -> float:

@@ -27,8 +27,8 @@ from transformers import BitNetConfig, BitNetForCausalLM
 from transformers.integrations.bitnet import AutoBitLinear
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from converter import synth, synth_tokenizer  # noqa: E402
-from converter.hf_ternary import absmean_ternarize, pack  # noqa: E402
+from tritlm.converter import synth, synth_tokenizer  # noqa: E402
+from tritlm.converter.hf_ternary import absmean_ternarize, pack  # noqa: E402
 
 STDLIB = Path("/root/.pyenv/versions/3.11.7/lib/python3.11")
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}

@@ -1,4 +1,4 @@
-"""cffi build script (out-of-line API mode): compiles native/*.c and native/kernels/*.c into runtime._native.
+"""cffi build script (out-of-line API mode): compiles native/*.c and native/kernels/*.c into tritlm.runtime._native (runtime/_native*.so).
 
 Python sees exactly what native/tritlm.h (the engine) and native/probe.h (test and benchmark entry points)
 declare: the cdef is read from those headers."""
@@ -21,7 +21,7 @@ def declarations(header: str) -> str:
 ffibuilder = FFI()
 ffibuilder.cdef("".join(declarations(h) for h in HEADERS))
 ffibuilder.set_source(
-    "runtime._native",
+    "tritlm.runtime._native",
     "".join(f'#include "{h}"\n' for h in HEADERS),
     sources=sorted(glob.glob(os.path.join("native", "*.c")) + glob.glob(os.path.join("native", "kernels", "*.c"))),
     include_dirs=["native"],

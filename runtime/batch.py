@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from runtime.sampler import Sampler
+from tritlm.runtime.sampler import Sampler
 
 
 def register(subparsers) -> None:
@@ -66,12 +66,12 @@ def batch(args) -> int:
         print(f"tritlm batch: {args.output} already holds all {len(rows)} results")
         return 0
     if args.ray or args.ray_address is not None or args.workers is not None:
-        from cluster.batch import complete_on_ray  # Ray is an optional extra: imported only here
+        from tritlm.cluster.batch import complete_on_ray  # Ray is an optional extra: imported only here
         write_in_order(args.output, len(rows), done, lambda on_result: complete_on_ray(
             args.ray_address, args.model, todo, settings, args.parallel, args.threads or 1, args.ctx_size,
             args.workers, on_result))
         return 0
-    from runtime import Model
+    from tritlm.runtime import Model
     with Model(args.model, threads=args.threads, n_ctx=args.ctx_size) as model:
         write_in_order(args.output, len(rows), done,
                        lambda on_result: complete(model, todo, settings, args.parallel, on_result))
@@ -153,7 +153,7 @@ def complete(model, todo, settings: Settings, parallel: int, on_result) -> None:
 
 
 async def _complete(model, todo, settings, parallel, on_result):
-    from runtime.server.scheduler import Scheduler
+    from tritlm.runtime.server.scheduler import Scheduler
 
     scheduler = Scheduler(model, parallel)
     scheduler.start()

@@ -86,7 +86,7 @@ def weight_layout(path: str) -> tuple[str, int]:
     """(ternary type name of the linear weights, bytes of weights read per decoded token).
     Decoding reads every tensor except the token embedding, of which it reads one row, unless the
     embedding is tied and doubles as the output matrix."""
-    from runtime.gguf import read_gguf
+    from tritlm.runtime.gguf import read_gguf
 
     with read_gguf(path) as gguf:
         tensors = {t.name: t for t in gguf.tensors}
@@ -99,8 +99,8 @@ def weight_layout(path: str) -> tuple[str, int]:
 
 def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int) -> list[dict]:
     """Measures one model in this process; returns one record per test (pp, tg)."""
-    from runtime import Model
-    from runtime._native import ffi, lib
+    from tritlm.runtime import Model
+    from tritlm.runtime._native import ffi, lib
 
     warm_page_cache(path)
     n_ctx = max(n_prompt, n_gen, 64)
@@ -140,7 +140,7 @@ def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps:
 
 def bench_in_child(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int) -> list[dict]:
     """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
-    cmd = [sys.executable, "-m", "runtime.cli", "bench", "--json", "-m", path, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(reps)]
+    cmd = [sys.executable, "-m", "tritlm", "bench", "--json", "-m", path, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(reps)]
     if threads:
         cmd += ["-t", str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True)

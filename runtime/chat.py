@@ -3,9 +3,9 @@ template each turn; only the tokens past what the KV cache already holds are pre
 are dropped when the conversation outgrows the context. Ctrl-C stops an answer, Ctrl-D (end of input) exits."""
 import sys
 
-from runtime.generate import Generation, TokenLoop
-from runtime.sampler import Sampler
-from runtime.template import ChatTemplate
+from tritlm.runtime.generate import Generation, TokenLoop
+from tritlm.runtime.sampler import Sampler
+from tritlm.runtime.template import ChatTemplate
 
 
 class Conversation:

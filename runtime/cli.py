@@ -12,12 +12,12 @@ import importlib
 import sys
 
 SUBCOMMANDS = [
-    "converter.cli",      # convert, synth
-    "runtime.run",        # run
-    "runtime.server.cli", # serve
-    "runtime.batch",      # batch
-    "runtime.bench",      # bench
-    "runtime.perplexity", # perplexity
+    "tritlm.converter.cli",      # convert, synth
+    "tritlm.runtime.run",        # run
+    "tritlm.runtime.server.cli", # serve
+    "tritlm.runtime.batch",      # batch
+    "tritlm.runtime.bench",      # bench
+    "tritlm.runtime.perplexity", # perplexity
 ]
 LLAMA_CPP_TOOLS = ("run", "serve", "bench", "perplexity")  # llama-cli, llama-server, llama-bench, llama-perplexity
 

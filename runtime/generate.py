@@ -5,9 +5,9 @@ string and flushes both at every end. Generation drives one TokenLoop over one s
 import time
 from dataclasses import dataclass
 
-from runtime.errors import ModelError
-from runtime.logprobs import TokenLogprob, of_token
-from runtime.textstream import TextStream
+from tritlm.runtime.errors import ModelError
+from tritlm.runtime.logprobs import TokenLogprob, of_token
+from tritlm.runtime.textstream import TextStream
 
 
 class StopText:

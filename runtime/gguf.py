@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from gguf import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
 
-from formats import type_of
-from runtime.errors import ModelError
+from tritlm.formats import type_of
+from tritlm.runtime.errors import ModelError
 
 MAX_DIMS = 4         # ggml's GGML_MAX_DIMS
 MAX_ARRAY_DEPTH = 8  # arrays of arrays: bounded so a corrupt file cannot exhaust the stack

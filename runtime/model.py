@@ -12,11 +12,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from runtime._native import ffi, lib
-from runtime.errors import ModelError
-from runtime.gguf import GGUFFile
-from runtime.tokenizer import GGUFTokenizer
-from runtime.weights import check_tensors, native_weights, read_hparams
+from tritlm.runtime._native import ffi, lib
+from tritlm.runtime.errors import ModelError
+from tritlm.runtime.gguf import GGUFFile
+from tritlm.runtime.tokenizer import GGUFTokenizer
+from tritlm.runtime.weights import check_tensors, native_weights, read_hparams
 
 DEFAULT_MAX_CTX = 4096
 PREFILL_BATCH = 256  # tokens per engine call; bounds the engine's per-token scratch memory
@@ -223,8 +223,8 @@ class Model:
         """The completion of prompt (text, or token ids), piece by piece; stops at max_tokens, an end-of-sequence
         token, a stop string (not included) or a full context. The returned Generation also counts and times.
         penalties: Sampler's min_p, repeat_penalty, repeat_last_n, presence/frequency_penalty, logit_bias."""
-        from runtime.generate import Generation, TokenLoop
-        from runtime.sampler import Sampler
+        from tritlm.runtime.generate import Generation, TokenLoop
+        from tritlm.runtime.sampler import Sampler
         ids = self.tokenize(prompt, add_bos=True, special=True) if isinstance(prompt, str) else list(prompt)
         sampler = Sampler(temperature, top_k, top_p, seed, **penalties)
         sampler.accept(ids)  # the prompt counts for the repetition penalties, as in llama-server

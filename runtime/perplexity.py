@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.logprobs import log_softmax
+from tritlm.runtime.logprobs import log_softmax
 
 DEFAULT_CTX = 512
 
@@ -91,7 +91,7 @@ def perplexity(model, text: str, n_ctx: int = DEFAULT_CTX, n_batch: int | None =
 
 
 def run(args) -> int:
-    from runtime import Model
+    from tritlm.runtime import Model
 
     with open(args.file, encoding="utf-8", errors="replace") as f:
         text = f.read()

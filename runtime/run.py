@@ -44,7 +44,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from runtime import Model
+    from tritlm.runtime import Model
 
     if args.file is not None:
         if args.prompt is not None:
@@ -58,8 +58,8 @@ def run(args) -> int:
     load_seconds = time.perf_counter() - start
     try:
         if args.chat:
-            from runtime.chat import chat
-            from runtime.sampler import Sampler
+            from tritlm.runtime.chat import chat
+            from tritlm.runtime.sampler import Sampler
             sampler = Sampler(args.temp, args.top_k, args.top_p, args.seed, **penalties(args))
             return chat(model, sampler, args.n_predict if args.n_predict >= 0 else None, args.system)
         return complete(model, args, load_seconds)

@@ -5,7 +5,7 @@ one prepended, and text no piece covers falls back to <0xNN> byte pieces."""
 from gguf import TokenType
 from tokenizers import Tokenizer, models, normalizers
 
-from runtime.errors import ModelError
+from tritlm.runtime.errors import ModelError
 
 SPACE = "\u2581"
 

@@ -11,9 +11,9 @@ import numpy as np
 from gguf import TokenType
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
-from formats import PRE_TOKENIZER_SPLITS
-from runtime import sentencepiece
-from runtime.errors import ModelError
+from tritlm.formats import PRE_TOKENIZER_SPLITS
+from tritlm.runtime import sentencepiece
+from tritlm.runtime.errors import ModelError
 
 SUPPORTED_PRE = ("llama-bpe", "gpt2", "default")
 # Control tokens that end a generation wherever a vocabulary has them (found by text, as llama.cpp does):

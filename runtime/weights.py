@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from formats import FFN_ACTS, MAX_SIZE, TERNARY, TYPES, HParams, type_of
-from runtime.errors import ModelError
-from runtime.gguf import GGUFFile, TensorInfo, describe
+from tritlm.formats import FFN_ACTS, MAX_SIZE, TERNARY, TYPES, HParams, type_of
+from tritlm.runtime.errors import ModelError
+from tritlm.runtime.gguf import GGUFFile, TensorInfo, describe
 
 # architecture -> feed-forward activation when tritlm.ffn_act is absent
 ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}

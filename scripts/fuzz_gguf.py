@@ -33,8 +33,8 @@ SEEDS = {"bitnet": ("packed", ("i2_s", "tq1_0", "tq2_0", "f16")), "1bitllm": ("f
 
 def make_seeds(folder: str) -> list[str]:
     """Our own GGUF files of the micro checkpoints, made once."""
-    from converter import synth
-    from converter.write import convert
+    from tritlm.converter import synth
+    from tritlm.converter.write import convert
     paths = []
     for family, (form, types) in SEEDS.items():
         for type_name in types:
@@ -51,7 +51,7 @@ def fuzz(corpus: str, work: str, libfuzzer_args: list[str]) -> None:
     """The fuzzing process (libFuzzer ends it with _exit): counts go to work/counts.json after every input."""
     import atheris
     with atheris.instrument_imports(include=["runtime", "formats"]):
-        from runtime import Model, ModelError
+        from tritlm.runtime import Model, ModelError
     path, counts_path = os.path.join(work, "input.gguf"), os.path.join(work, "counts.json")
     counts = {"loaded": 0, "refused": 0}
 

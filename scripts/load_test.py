@@ -43,7 +43,7 @@ PROMPTS = ["The history of", "def main():", "Once upon a time", "import numpy as
 
 def start_server(model, parallel, threads, ctx_size, extra=(), stderr=None):
     """`tritlm serve` in a child process on a free loopback port; returns (process, base URL)."""
-    cmd = [sys.executable, "-m", "runtime.cli", "serve", "-m", model, "--port", "0", "--parallel", str(parallel)]
+    cmd = [sys.executable, "-m", "tritlm", "serve", "-m", model, "--port", "0", "--parallel", str(parallel)]
     cmd += ["-t", str(threads)] if threads else []
     cmd += ["-c", str(ctx_size)] if ctx_size else []
     proc = subprocess.Popen(cmd + list(extra), stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT)
@@ -76,8 +76,8 @@ class References:
     MAX_TOKENS = 32
 
     def __init__(self, model_path, n_ctx, samples):
-        from runtime import Model
-        from runtime.template import ChatTemplate
+        from tritlm.runtime import Model
+        from tritlm.runtime.template import ChatTemplate
         self.model = Model(model_path, threads=1, n_ctx=256)
         self.n_ctx, self.samples = n_ctx, samples  # n_ctx: the server's slot context
         template = ChatTemplate(self.model)

@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 def ensure_native():
     """Imports the C core, building it in place first if it is missing."""
     try:
-        import runtime._native  # noqa: F401
+        import tritlm.runtime._native  # noqa: F401
         return
     except ImportError:
         print("setup: building the C core ...", flush=True)
@@ -34,7 +34,7 @@ def ensure_native():
 
 def source_of(repo: str | None, models_dir: str) -> str:
     """The checkpoint to convert: a folder, or a repo id the converter knows (default: the embedded model)."""
-    from converter.families import KNOWN_REPOS
+    from tritlm.converter.families import KNOWN_REPOS
     if repo is None:
         embedded = os.path.join(models_dir, EMBEDDED)
         if not os.path.isdir(embedded):
@@ -47,8 +47,8 @@ def source_of(repo: str | None, models_dir: str) -> str:
 
 
 def main(argv=None) -> int:
-    from converter.errors import ConverterError
-    from converter.pack import OUTPUT_TYPES
+    from tritlm.converter.errors import ConverterError
+    from tritlm.converter.pack import OUTPUT_TYPES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("repo", nargs="?", help="Hub repo id (see --list) or checkpoint folder; default: embedded model")
     p.add_argument("--type", choices=OUTPUT_TYPES, default="i2_s", help="storage of the ternary weights")
@@ -63,15 +63,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         if args.list:
-            from converter.families import KNOWN_REPOS
+            from tritlm.converter.families import KNOWN_REPOS
             for repo, note in KNOWN_REPOS.items():
                 print(f"{repo:40} {note}")
             return 0
         os.environ.setdefault("HF_HUB_CACHE", os.path.join(args.models_dir, "hub"))  # read when huggingface_hub loads
         ensure_native()
-        from converter.cached import cached_gguf
+        from tritlm.converter.cached import cached_gguf
         gguf_path = cached_gguf(source_of(args.repo, args.models_dir), args.type, args.models_dir)
-        from runtime.server.cli import serve
+        from tritlm.runtime.server.cli import serve
         return serve(gguf_path, args.host, args.port, args.threads, args.ctx_size, args.parallel, args.api_key)
     except KeyboardInterrupt:
         return 130

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from converter import synth, synth_tokenizer
-from converter.presets import PRESETS
+from tritlm.converter import synth, synth_tokenizer
+from tritlm.converter.presets import PRESETS
 
 N_SPECIAL = 16
 WORDS = ("the a of to and in is it that was for on are with as his they be at one have this from or had by "

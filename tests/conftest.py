@@ -21,7 +21,7 @@ def tiny_checkpoints(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_gguf(tiny_checkpoints, tmp_path_factory):
     """The packed tiny checkpoint converted to an i2_s GGUF."""
-    from converter.write import convert
+    from tritlm.converter.write import convert
     path = str(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
     convert(tiny_checkpoints["packed"], path, "i2_s", progress=False)
     return path
@@ -31,7 +31,7 @@ def tiny_gguf(tiny_checkpoints, tmp_path_factory):
 def model(tiny_gguf):
     """tiny_gguf loaded on one thread, one per test module (tests may patch its methods); modules that need
     another thread count or context define their own."""
-    from runtime import Model
+    from tritlm.runtime import Model
     with Model(tiny_gguf, threads=1) as m:
         yield m
 
@@ -41,7 +41,7 @@ def embedded_gguf(tmp_path_factory):
     """The embedded trained model (models/bitnet-tiny) converted to i2_s: its vocabulary and chat template are real."""
     from pathlib import Path
 
-    from converter.write import convert
+    from tritlm.converter.write import convert
     path = str(tmp_path_factory.mktemp("embedded") / "bitnet-tiny-i2_s.gguf")
     convert(str(Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"), path, "i2_s", progress=False)
     return path
@@ -50,7 +50,7 @@ def embedded_gguf(tmp_path_factory):
 @pytest.fixture(scope="module")
 def embedded(embedded_gguf):
     """The embedded model loaded on one thread, one per test module."""
-    from runtime import Model
+    from tritlm.runtime import Model
     with Model(embedded_gguf, threads=1) as m:
         yield m
 
@@ -62,7 +62,7 @@ def ray_cluster(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
     patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
-    from cluster import connect
+    from tritlm.cluster import connect
     ray = connect(None)
     try:
         yield ray.get_runtime_context().gcs_address

@@ -27,8 +27,8 @@ import torch
 from gguf import GGMLQuantizationType as QT
 from safetensors import safe_open
 
-from converter import vocab
-from formats import TYPES
+from tritlm.converter import vocab
+from tritlm.formats import TYPES
 
 I2_S = TYPES["i2_s"]
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

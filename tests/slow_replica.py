@@ -2,7 +2,7 @@
 of its own: Ray's workers import it by name (the test cluster puts this checkout on their path)."""
 import time
 
-from cluster.serve import Replica
+from tritlm.cluster.serve import Replica
 
 STEP_SECONDS = 0.05
 

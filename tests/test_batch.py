@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from runtime import batch as batch_module
-from runtime.cli import main
+from tritlm.runtime import batch as batch_module
+from tritlm.runtime.cli import main
 from tests.checkpoints import full_forward_greedy
 from tests.conftest import REPO
 
@@ -97,7 +97,7 @@ def test_bad_input(tiny_gguf, prompts, tmp_path, capsys):
 
 def test_without_ray_installed(tiny_gguf, prompts, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
-    monkeypatch.delitem(sys.modules, "cluster.serve", raising=False)
+    monkeypatch.delitem(sys.modules, "tritlm.cluster.serve", raising=False)
     out = tmp_path / "results.jsonl"
     assert "Ray is not installed: pip install 'tritlm[ray]'" in one_line_error(capsys, batch_args(
         tiny_gguf, prompts, out, "--ray"))
@@ -106,7 +106,7 @@ def test_without_ray_installed(tiny_gguf, prompts, tmp_path, capsys, monkeypatch
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=REPO, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "tritlm", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_ggufs(tiny_checkpoints, tmp_path_factory):
-    from converter.write import convert
+    from tritlm.converter.write import convert
 
     out = tmp_path_factory.mktemp("bench")
     paths = {}
@@ -24,7 +24,7 @@ def tensor_bytes(path: str) -> dict[str, int]:
 
 
 def test_json_records(tiny_ggufs, capsys):
-    from runtime.cli import main
+    from tritlm.runtime.cli import main
 
     path = tiny_ggufs["tq2_0"]
     assert main(["bench", "--json", "-m", path, "-p", "32", "-n", "8", "-r", "2", "-t", "2"]) == 0
@@ -45,7 +45,7 @@ def test_json_records(tiny_ggufs, capsys):
 
 
 def test_table_of_several_models(tiny_ggufs, capsys):
-    from runtime.cli import main
+    from tritlm.runtime.cli import main
 
     args = ["bench", "-p", "16", "-n", "4", "-r", "1", "-t", "1"]
     for path in tiny_ggufs.values():
@@ -59,7 +59,7 @@ def test_table_of_several_models(tiny_ggufs, capsys):
 
 
 def test_missing_file(capsys):
-    from runtime.cli import main
+    from tritlm.runtime.cli import main
 
     assert main(["bench", "-m", "/nonexistent/model.gguf"]) == 1
     assert "no such model file" in capsys.readouterr().err

@@ -5,9 +5,9 @@ import io
 
 import pytest
 
-from runtime import Model
-from runtime.chat import Conversation, chat
-from runtime.sampler import Sampler
+from tritlm.runtime import Model
+from tritlm.runtime.chat import Conversation, chat
+from tritlm.runtime.sampler import Sampler
 from tests.checkpoints import full_forward_greedy
 
 
@@ -112,7 +112,7 @@ def test_tritlm_run_chat_through_a_pipe(model, hf_tokenizer, tiny_gguf, flag):
     import subprocess
     import sys
     expected = reference_turns(model, hf_tokenizer, ["What is a layer?"], 8)
-    done = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "-m", tiny_gguf, flag, "--temp", "0",
+    done = subprocess.run([sys.executable, "-m", "tritlm", "run", "-m", tiny_gguf, flag, "--temp", "0",
                            "-n", "8", "-c", "256", "-t", "2"], input="What is a layer?\n", capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr

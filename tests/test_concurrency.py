@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 
-from runtime import Model
+from tritlm.runtime import Model
 
 STEPS = 32
 

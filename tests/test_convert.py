@@ -13,10 +13,10 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
-from converter import hf_ternary, pack
-from converter.safetensors_io import SafetensorsFile, bf16_to_f32
-from converter.write import convert
-from runtime.cli import main
+from tritlm.converter import hf_ternary, pack
+from tritlm.converter.safetensors_io import SafetensorsFile, bf16_to_f32
+from tritlm.converter.write import convert
+from tritlm.runtime.cli import main
 from tests.checkpoints import load_reference
 
 TYPES = ["i2_s", "tq1_0", "tq2_0", "f16", "f32"]
@@ -390,7 +390,7 @@ def test_convert_hub_repo_id_offline(tmp_path, tiny_checkpoints):
     hub_cache(cache, "tiny-org/tiny-bitnet", tiny_checkpoints["packed"])
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ROOT}
     out = tmp_path / "hub.gguf"
-    cmd = [sys.executable, "-m", "runtime.cli", "convert"]
+    cmd = [sys.executable, "-m", "tritlm", "convert"]
     done = subprocess.run(cmd + ["tiny-org/tiny-bitnet", "-o", str(out), "--type", "tq2_0"], env=env, cwd=ROOT,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -414,9 +414,9 @@ def test_list(capsys):
 def test_2b_converts_in_bounded_memory(tmp_path, form):
     """The 2.4B model streams: converting it (the bf16 masters are the heavier form) stays under 4 GB."""
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "2b.gguf")
-    subprocess.run([sys.executable, "-m", "runtime.cli", "synth", "--preset", "2b-4t", "-o", ckpt, "--form", form],
+    subprocess.run([sys.executable, "-m", "tritlm", "synth", "--preset", "2b-4t", "-o", ckpt, "--form", form],
                    check=True, cwd=ROOT, capture_output=True)
-    code = ("import sys; from converter.write import convert; convert(sys.argv[1], sys.argv[2], 'i2_s', False);"
+    code = ("import sys; from tritlm.converter.write import convert; convert(sys.argv[1], sys.argv[2], 'i2_s', False);"
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")  # own peak, kB: ru_maxrss keeps pytest's across fork+exec
     done = subprocess.run([sys.executable, "-c", code, ckpt, out], check=True, cwd=ROOT, capture_output=True, text=True)
     peak_mb = int(done.stdout.split()[-1]) / 1024

@@ -5,8 +5,8 @@ import threading
 import httpx
 import pytest
 
-from runtime import Model
-from runtime.server.app import create_app
+from tritlm.runtime import Model
+from tritlm.runtime.server.app import create_app
 from tests.test_server import serving
 
 PROMPTS = ["The model cache is", "A vector and", "Layer one is"]

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
-from converter.hf_ternary import unpack
+from tritlm.converter.hf_ternary import unpack
 from tests.checkpoints import load_reference
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"
@@ -71,7 +71,7 @@ def transformers_greedy(model, ids: list[int], n: int) -> list[int]:
 
 
 def engine_greedy(path: str, ids: list[int], n: int) -> list[int]:
-    from runtime import Model
+    from tritlm.runtime import Model
     with Model(path, threads=2) as model, model.new_sequence() as seq:
         out = [int(np.argmax(model.prefill(seq, ids)))]
         while len(out) < n:
@@ -82,7 +82,7 @@ def engine_greedy(path: str, ids: list[int], n: int) -> list[int]:
 
 @pytest.mark.parametrize("qtype", ["i2_s", "tq2_0"])
 def test_greedy_continuation_matches_transformers(qtype, expected_continuation, prompt_ids, tmp_path):
-    from converter.write import convert
+    from tritlm.converter.write import convert
     gguf = str(tmp_path / f"bitnet-tiny-{qtype}.gguf")
     convert(str(CHECKPOINT), gguf, qtype, progress=False)
     assert engine_greedy(gguf, prompt_ids, N_TOKENS) == expected_continuation

@@ -6,7 +6,7 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from runtime._native import ffi, lib
+from tritlm.runtime._native import ffi, lib
 from tests.test_kernels import pack_i2_s
 
 CFG = dict(n_layer=2, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, head_dim=64, n_vocab=301, rms_eps=1e-5,

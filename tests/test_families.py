@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q
 
-from converter import synth
-from converter.errors import ConverterError
-from converter.write import convert
-from runtime.cli import main
+from tritlm.converter import synth
+from tritlm.converter.errors import ConverterError
+from tritlm.converter.write import convert
+from tritlm.runtime.cli import main
 
 # name -> (synth family, form, shape fields)
 FAMILIES = {
@@ -280,7 +280,7 @@ def references(checkpoints):
 @pytest.mark.parametrize("type_name", TERNARY_TYPES)
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_engine_logits_equal_the_reference(ggufs, references, name, type_name):
-    Model = pytest.importorskip("runtime.model").Model
+    Model = pytest.importorskip("tritlm.runtime.model").Model
     with Model(ggufs[name, type_name], threads=2) as model:
         assert_close(model.logits(PROMPT), references[name])
 
@@ -292,7 +292,7 @@ def test_float_files_of_awkward_widths_load(checkpoints, references, tmp_path, t
     path = str(tmp_path / f"1080-{type_name}.gguf")
     convert(checkpoints["1bitllm-1080"], path, type_name, progress=False)
     assert RawTensors(path).tensor("blk.0.ffn_down.weight")[:2] == (Q[type_name.upper()], (256, 1088))
-    Model = pytest.importorskip("runtime.model").Model
+    Model = pytest.importorskip("tritlm.runtime.model").Model
     with Model(path, threads=2) as model:
         logits, expect = model.logits(PROMPT), references["1bitllm-1080"]
     if type_name == "f32":
@@ -325,8 +325,8 @@ def test_sentencepiece_tokenizer_round_trips(checkpoints, ggufs):
     checkpoint's tokenizer.json does (byte fallback included) and decodes back to the text."""
     from tokenizers import Tokenizer
 
-    from runtime.gguf import GGUFFile
-    from runtime.tokenizer import GGUFTokenizer
+    from tritlm.runtime.gguf import GGUFFile
+    from tritlm.runtime.tokenizer import GGUFTokenizer
     original = Tokenizer.from_file(os.path.join(checkpoints["1bitllm-large"], "tokenizer.json"))
     with GGUFFile(ggufs["1bitllm-large", "tq2_0"]) as f:
         assert f.metadata["tokenizer.ggml.model"] == "llama" and "tokenizer.ggml.merges" not in f.metadata

@@ -1,4 +1,4 @@
-"""formats.py is the one table of tensor types: its block sizes against native/kernels/blocks.h (compiled, so
+"""tritlm/formats.py is the one table of tensor types: its block sizes against native/kernels/blocks.h (compiled, so
 its _Static_asserts on the block structs hold) and the engine's type ids, and the import rule it exists for:
 converter -> formats <- runtime, the converter never importing the runtime."""
 import os
@@ -6,8 +6,8 @@ import re
 import subprocess
 import sys
 
-from formats import BY_ID, ROW_ALIGN, TYPES
-from runtime._native import lib
+from tritlm.formats import BY_ID, ROW_ALIGN, TYPES
+from tritlm.runtime._native import lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK_TYPES = ("q8_0", "q4_k", "q6_k", "tq1_0", "tq2_0", "i2_s")
@@ -49,9 +49,10 @@ def test_sizes_as_docs_format_md_gives_them():
 
 
 def test_the_converter_never_imports_the_runtime():
-    code = ("import sys, converter.cli, converter.write, converter.synth, converter.hub; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'runtime'))")
+    code = ("import sys, tritlm.converter.cli, tritlm.converter.write, tritlm.converter.synth, tritlm.converter.hub; "
+            "print(sorted(m for m in sys.modules if m.startswith('tritlm.runtime')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    formats_imports = re.findall(r"^(?:from|import) (\w+)", open(os.path.join(ROOT, "formats.py")).read(), re.M)
-    assert not {"converter", "runtime"} & set(formats_imports)
+    formats_imports = re.findall(r"^(?:from|import) ([\w.]+)", open(os.path.join(ROOT, "tritlm", "formats.py")).read(),
+                                 re.M)
+    assert not {"tritlm.converter", "tritlm.runtime"} & {".".join(m.split(".")[:2]) for m in formats_imports}

@@ -8,10 +8,10 @@ import gguf
 import numpy as np
 import pytest
 
-from converter.write import convert
-from runtime import Model, ModelError
-from formats import TYPES
-from runtime.gguf import SCALAR_FORMATS, parse_gguf, read_gguf
+from tritlm.converter.write import convert
+from tritlm.runtime import Model, ModelError
+from tritlm.formats import TYPES
+from tritlm.runtime.gguf import SCALAR_FORMATS, parse_gguf, read_gguf
 from tests.gguf_edit import rewrite
 
 
@@ -187,7 +187,7 @@ def without_scale_keys(src: str, dst) -> str:
 
 
 def test_scales_of_files_made_by_others(tq2_0_gguf, tiny_gguf, tmp_path):
-    from runtime.weights import weight_scale
+    from tritlm.runtime.weights import weight_scale
     for path, exact_type in [(tq2_0_gguf, np.float16), (tiny_gguf, np.float32)]:  # d in fp16; i2_s trailer f32
         keyless = without_scale_keys(path, tmp_path / "keyless.gguf")
         with read_gguf(path) as f, read_gguf(keyless) as g:

@@ -16,9 +16,9 @@ import gguf
 import numpy as np
 import pytest
 
-from converter.write import convert
-from runtime import Model, ModelError
-from runtime.gguf import read_gguf
+from tritlm.converter.write import convert
+from tritlm.runtime import Model, ModelError
+from tritlm.runtime.gguf import read_gguf
 from tests.gguf_edit import rewrite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -184,7 +184,7 @@ def test_truncation_at_every_section_boundary(tq2_0_gguf, tmp_path):
 
 MEASURE = """
 import json, os, sys, time
-from runtime import Model, ModelError
+from tritlm.runtime import Model, ModelError
 
 def status(key):
     return int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith(key))) * 1024

@@ -5,7 +5,7 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from runtime._native import ffi, lib
+from tritlm.runtime._native import ffi, lib
 
 TERNARY = {"tq1_0": lib.TL_TQ1_0, "tq2_0": lib.TL_TQ2_0, "i2_s": lib.TL_I2_S}
 FLOAT = {"f32": lib.TL_F32, "f16": lib.TL_F16, "bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0}

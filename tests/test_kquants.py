@@ -7,7 +7,7 @@ from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from runtime._native import ffi, lib
+from tritlm.runtime._native import ffi, lib
 from tests import test_engine
 from tests.test_kernels import run_float, simd_isas
 

@@ -7,9 +7,9 @@ equals ours along its own greedy continuation. Its `bitnet` graph is SiLU, so a 
 import numpy as np
 import pytest
 
-from converter import synth
-from converter.write import convert
-from runtime import Model
+from tritlm.converter import synth
+from tritlm.converter.write import convert
+from tritlm.runtime import Model
 from tests.test_families import FAMILIES
 
 pytestmark = pytest.mark.slow

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import Model
-from runtime.server.app import create_app
+from tritlm.runtime import Model
+from tritlm.runtime.server.app import create_app
 from tests.test_server import serving
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from converter.write import convert
-from runtime import Model
+from tritlm.converter.write import convert
+from tritlm.runtime import Model
 from tests.checkpoints import load_reference
 
 N_TOKENS, N_GREEDY = 64, 48
@@ -76,8 +76,8 @@ def test_greedy_tokens_match_transformers(case):
 def wide(tmp_path_factory):
     """2B-4T's widths (hidden 2560, ffn 6912, 20/5 heads of 128, vocab 128256, tied bf16 embedding) in 2 layers,
     packed form: (checkpoint, ids, transformers' logits in float64 and in float32)."""
-    from converter import synth
-    from converter.presets import PRESETS
+    from tritlm.converter import synth
+    from tritlm.converter.presets import PRESETS
     path = str(tmp_path_factory.mktemp("wide") / "checkpoint")
     synth.write_checkpoint(path, dict(PRESETS["2b-4t"], num_hidden_layers=2), "packed")
     ids = [128000] + np.random.default_rng(0).integers(0, 128256, 31).tolist()

@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from runtime import Model, ModelError
-from runtime.gguf import read_gguf
+from tritlm.runtime import Model, ModelError
+from tritlm.runtime.gguf import read_gguf
 
 
 def one_line_error(call, message):

@@ -6,10 +6,10 @@ import torch
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from converter import synth
-from converter.write import convert
-from runtime import Model
-from runtime.gguf import GGUFFile
+from tritlm.converter import synth
+from tritlm.converter.write import convert
+from tritlm.runtime import Model
+from tritlm.runtime.gguf import GGUFFile
 from tests import peer_files
 from tests.checkpoints import load_reference
 from tests.test_families import FAMILIES, PROMPT, assert_close
@@ -182,7 +182,7 @@ def test_llama_cpp_2b_4t_file_reads_the_exact_weights(tiny_checkpoints, tmp_path
     """2B-4T's packed form through llama.cpp's BitnetModel: every block's d is the checkpoint's bf16
     weight_scale exactly, and the file runs as llama.cpp's `bitnet` graph says: with SiLU (the file cannot
     say relu2, so 2B-4T runs with the wrong activation, in llama.cpp as here)."""
-    from runtime.weights import weight_scale
+    from tritlm.runtime.weights import weight_scale
     from tests import test_families
     path = peer_files.llama_cpp_gguf(tiny_checkpoints["packed"], str(tmp_path / "llama-cpp.gguf"), type_name)
     config, tensors = peer_files.read_checkpoint(tiny_checkpoints["packed"])

@@ -13,7 +13,7 @@ N_CTX = 64
 @pytest.fixture(scope="module")
 def tiny(tiny_checkpoints, tmp_path_factory):
     """(checkpoint dir, its tq2_0 GGUF, a text file of several windows)."""
-    from converter.write import convert
+    from tritlm.converter.write import convert
 
     out = tmp_path_factory.mktemp("ppl")
     gguf = str(out / "tiny-tq2_0.gguf")
@@ -45,8 +45,8 @@ def reference_nll(model_dir: str, text: str, n_ctx: int, dtype) -> np.ndarray:
 
 
 def test_perplexity_equals_transformers(tiny):
-    from runtime import Model
-    from runtime.perplexity import perplexity
+    from tritlm.runtime import Model
+    from tritlm.runtime.perplexity import perplexity
 
     model_dir, gguf, text_path = tiny
     text = open(text_path, encoding="utf-8").read()
@@ -70,7 +70,7 @@ def test_perplexity_equals_transformers(tiny):
 
 
 def test_error_estimate_is_llama_cpp_standard_error():
-    from runtime.perplexity import summarize
+    from tritlm.runtime.perplexity import summarize
 
     nll = np.array([1.0, 2.0, 4.0, 3.0])
     result = summarize(nll, 1)
@@ -79,7 +79,7 @@ def test_error_estimate_is_llama_cpp_standard_error():
 
 
 def test_cli_prints_final_estimate(tiny, capsys):
-    from runtime.cli import main
+    from tritlm.runtime.cli import main
 
     _, gguf, text_path = tiny
     assert main(["perplexity", "-m", gguf, "-f", text_path, "--ctx-size", str(N_CTX), "-t", "1"]) == 0
@@ -88,7 +88,7 @@ def test_cli_prints_final_estimate(tiny, capsys):
 
 
 def test_cli_text_shorter_than_a_window(tiny, tmp_path, capsys):
-    from runtime.cli import main
+    from tritlm.runtime.cli import main
 
     _, gguf, _ = tiny
     short = tmp_path / "short.txt"

@@ -33,10 +33,10 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(ray_cluster, tiny_gguf):
     """Two replicas of the app (0.5 CPU and 1 thread each) behind Ray's proxy on a free loopback port, built as
-    `serve run cluster.serve:build ...` and a RayService build it."""
+    `serve run tritlm.cluster.serve:build ...` and a RayService build it."""
     from ray import serve
 
-    from cluster.serve import build, deploy
+    from tritlm.cluster.serve import build, deploy
     app = build({"model": tiny_gguf, "threads": "1", "ctx_size": str(N_CTX), "parallel": "2", "replicas": "2",
                  "replica_cpus": "0.5"})
     url = deploy(app, port=free_port())
@@ -60,7 +60,7 @@ def replica_pids() -> dict:
 def test_killed_replica_fails_only_its_requests(server, model):
     from ray import serve
 
-    from cluster.serve import application
+    from tritlm.cluster.serve import application
     from tests.slow_replica import STEP_SECONDS, SlowReplica
     serve.run(application(model.path, threads=1, n_ctx=N_CTX, parallel=2, replicas=2, replica_cpus=0.5,
                           replica=SlowReplica), name="tritlm", route_prefix="/")
@@ -111,12 +111,12 @@ def test_killed_replica_fails_only_its_requests(server, model):
 
 
 def run_serve(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", "serve", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tritlm", "serve", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 
 def test_replica_that_cannot_start_is_one_line(ray_cluster, tiny_gguf, tmp_path):
-    from cluster.serve import application, deploy
+    from tritlm.cluster.serve import application, deploy
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(open(tiny_gguf, "rb").read()[:100_000])  # on every node (this one), but truncated
     with pytest.raises(ValueError) as error:  # after Ray Serve's three tries

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from runtime.cli import main
+from tritlm.runtime.cli import main
 
 PROMPT = "The weight of the model"
 
@@ -89,7 +89,7 @@ def test_prompt_beyond_context(tiny_gguf, capsys):
 def test_exit_code_of_the_command(tiny_gguf, tmp_path):
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(open(tiny_gguf, "rb").read()[:1000])
-    proc = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "-m", str(cut), "-p", "hi"],
+    proc = subprocess.run([sys.executable, "-m", "tritlm", "run", "-m", str(cut), "-p", "hi"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "truncated GGUF file" in proc.stderr

@@ -3,10 +3,10 @@ sequence alone, forward's logit rows, generation stops, and one-line ModelErrors
 import numpy as np
 import pytest
 
-from runtime import Model, ModelError
-from runtime.generate import StopText
-from runtime.gguf import read_gguf
-from runtime.model import physical_cores
+from tritlm.runtime import Model, ModelError
+from tritlm.runtime.generate import StopText
+from tritlm.runtime.gguf import read_gguf
+from tritlm.runtime.model import physical_cores
 
 PROMPT = "The weight of the model"
 

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-from runtime.sampler import Sampler, SamplingError
+from tritlm.runtime.sampler import Sampler, SamplingError
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 

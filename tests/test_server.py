@@ -15,12 +15,12 @@ import httpx
 import openai
 import pytest
 
-from runtime import Model
-from runtime.sampler import Sampler
-from runtime.server.app import create_app
-from runtime.server.cli import allowed_hosts, make_server, open_socket
-from runtime.server.scheduler import Scheduler
-from runtime.template import ChatTemplate
+from tritlm.runtime import Model
+from tritlm.runtime.sampler import Sampler
+from tritlm.runtime.server.app import create_app
+from tritlm.runtime.server.cli import allowed_hosts, make_server, open_socket
+from tritlm.runtime.server.scheduler import Scheduler
+from tritlm.runtime.template import ChatTemplate
 from tests.checkpoints import full_forward_greedy
 
 PROMPT = "The model cache is"

@@ -14,8 +14,8 @@ import openai
 import pytest
 import torch
 
-from runtime import Model
-from runtime.server.app import create_app
+from tritlm.runtime import Model
+from tritlm.runtime.server.app import create_app
 from tests.checkpoints import full_forward_greedy
 from tests.test_server import serving
 from tests.test_tools import PARAMETERS, TOOLS
@@ -244,7 +244,7 @@ def test_metrics(model):
 @pytest.mark.parametrize("path, body", [("/v1/completions", {"prompt": "x"}),
                                         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})])
 def test_a_failure_mid_stream_is_the_last_event(server, monkeypatch, path, body):
-    import runtime.server.app as app_module
+    import tritlm.runtime.server.app as app_module
     from tests.test_server import FailingSampler
 
     monkeypatch.setattr(app_module, "_sampler", lambda body, n_vocab: FailingSampler(3))

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from runtime import Model
-from runtime.server.app import create_app
+from tritlm.runtime import Model
+from tritlm.runtime.server.app import create_app
 from tests.test_server import serving, slow_decode
 
 
@@ -119,7 +119,7 @@ def test_model_output_is_text_not_html(embedded_page, monkeypatch):
     rendered monospace."""
     from selenium.webdriver.common.by import By
 
-    import runtime.server.app as app_module
+    import tritlm.runtime.server.app as app_module
     from tests.checkpoints import ScriptedSampler
 
     browser, url, model = embedded_page

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
-from converter.families import KNOWN_REPOS
-from converter.write import convert
+from tritlm.converter.families import KNOWN_REPOS
+from tritlm.converter.write import convert
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "setup_and_serve.py")
@@ -122,7 +122,7 @@ def test_tritlm_serve_hf_converts_once_into_the_cache(tiny_checkpoints, offline_
     $TRITLM_CACHE under the script's naming scheme, served; a second start reuses the file."""
     hub_cache_with(tiny_checkpoints["packed"], offline_env["HF_HUB_CACHE"], REPO)
     env = {**offline_env, "TRITLM_CACHE": str(tmp_path / "cache")}
-    command = (sys.executable, "-m", "runtime.cli", "serve", "-hf", REPO + ":tq2_0", "--parallel", "1")
+    command = (sys.executable, "-m", "tritlm", "serve", "-hf", REPO + ":tq2_0", "--parallel", "1")
     server = Serving(env=env, command=command)
     try:
         reply = httpx.post(server.url + "/v1/completions", json={"prompt": "the", "max_tokens": 2}, timeout=60)
@@ -138,6 +138,6 @@ def test_tritlm_serve_hf_converts_once_into_the_cache(tiny_checkpoints, offline_
     again = Serving(env=env, command=command)
     assert again.stop() == 0
     assert any("up to date" in line for line in again.lines) and gguf_path.stat().st_mtime == mtime
-    bad = subprocess.run([sys.executable, "-m", "runtime.cli", "serve", "-hf", REPO + ":q4_0"], env=env, cwd=ROOT,
+    bad = subprocess.run([sys.executable, "-m", "tritlm", "serve", "-hf", REPO + ":q4_0"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "unknown type 'q4_0'" in bad.stderr and bad.stderr.count("\n") == 1

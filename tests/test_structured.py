@@ -7,9 +7,9 @@ import jsonschema
 import numpy as np
 import pytest
 
-from runtime.generate import Generation, TokenLoop
-from runtime.sampler import Sampler
-from runtime.structured import StructuredOutputError, TokenMask
+from tritlm.runtime.generate import Generation, TokenLoop
+from tritlm.runtime.sampler import Sampler
+from tritlm.runtime.structured import StructuredOutputError, TokenMask
 
 PERSON = {
     "type": "object",

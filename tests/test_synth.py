@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from converter import hf_ternary, synth, synth_tokenizer
-from converter.errors import ConverterError
-from converter.presets import PRESETS
-from converter.safetensors_io import SafetensorsFile, bf16_to_f32, f32_to_bf16
+from tritlm.converter import hf_ternary, synth, synth_tokenizer
+from tritlm.converter.errors import ConverterError
+from tritlm.converter.presets import PRESETS
+from tritlm.converter.safetensors_io import SafetensorsFile, bf16_to_f32, f32_to_bf16
 from tests.checkpoints import load_reference
 
 
@@ -104,7 +104,7 @@ def test_reference_runs_ternary(tiny_checkpoints):
 
 
 def test_cli_synth_and_bad_preset(tmp_path):
-    from runtime.cli import main
+    from tritlm.runtime.cli import main
     assert main(["synth", "--preset", "tiny", "-o", str(tmp_path / "t"), "--form", "bf16", "--seed", "3"]) == 0
     assert sorted(os.listdir(tmp_path / "t")) == ["config.json", "generation_config.json", "model.safetensors",
                                                   "tokenizer.json", "tokenizer_config.json"]
@@ -114,7 +114,7 @@ def test_cli_synth_and_bad_preset(tmp_path):
 
 @pytest.mark.slow
 def test_2b_preset_streams_in_bounded_memory(tmp_path):
-    code = ("import sys; from converter.synth import synth; synth('2b-4t', sys.argv[1]);"
+    code = ("import sys; from tritlm.converter.synth import synth; synth('2b-4t', sys.argv[1]);"
             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")  # own peak, kB: ru_maxrss keeps pytest's across fork+exec
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(__file__)))

@@ -5,9 +5,9 @@ detokenize gives) and when an end-of-sequence token comes while the stop matcher
 import numpy as np
 import pytest
 
-from runtime.chat import Conversation
-from runtime.generate import Generation, TokenLoop
-from runtime.sampler import Sampler
+from tritlm.runtime.chat import Conversation
+from tritlm.runtime.generate import Generation, TokenLoop
+from tritlm.runtime.sampler import Sampler
 from tests.checkpoints import ScriptedSampler
 from tests.test_server import run_jobs
 

@@ -7,9 +7,9 @@ import os
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
-from runtime import ModelError
-from runtime.gguf import read_gguf
-from runtime.tokenizer import GGUFTokenizer, byte_decoder
+from tritlm.runtime import ModelError
+from tritlm.runtime.gguf import read_gguf
+from tritlm.runtime.tokenizer import GGUFTokenizer, byte_decoder
 from tests.checkpoints import EXTRA, training_text
 
 VOCAB = os.path.join(os.path.dirname(__file__), "..", ".cache", "ggml-vocab-llama-bpe.gguf")

@@ -6,10 +6,10 @@ import json
 import jsonschema
 import pytest
 
-from runtime.template import ChatTemplate
-from runtime.server.tools import (ToolChoiceError, answer_schema, functions, parse_answer, past_call_text,
+from tritlm.runtime.template import ChatTemplate
+from tritlm.runtime.server.tools import (ToolChoiceError, answer_schema, functions, parse_answer, past_call_text,
                                   system_note, with_system_note)
-from runtime.structured import TokenMask
+from tritlm.runtime.structured import TokenMask
 from tests.test_structured import constrained
 
 TOOLS = [

@@ -13,9 +13,9 @@ import numpy as np
 from ..errors import ConverterError
 
 FAMILIES = {
-    "BitNetForCausalLM": "converter.families.bitnet",
-    "BitnetForCausalLM": "converter.families.bitnet",  # 1bitLLM's spelling (config model_type llama)
-    "LlamaForCausalLM": "converter.families.llama",
+    "BitNetForCausalLM": "tritlm.converter.families.bitnet",
+    "BitnetForCausalLM": "tritlm.converter.families.bitnet",  # 1bitLLM's spelling (config model_type llama)
+    "LlamaForCausalLM": "tritlm.converter.families.llama",
 }
 
 # repo id -> what it holds

@@ -9,7 +9,7 @@ from functools import partial
 
 import numpy as np
 
-from formats import HParams
+from tritlm.formats import HParams
 
 from .. import hf_ternary
 from ..errors import ConverterError

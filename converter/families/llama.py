@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from formats import HParams
+from tritlm.formats import HParams
 
 from ..errors import ConverterError
 from . import Tensor, bitnet

@@ -16,11 +16,11 @@ import sys
 
 import numpy as np
 
-from runtime._native import ffi
-from runtime.errors import ModelError
-from runtime.gguf import GGUFFile, tensor_nbytes
-from runtime.model import Model
-from runtime.weights import check_tensors, native_weights, read_hparams
+from tritlm.runtime._native import ffi
+from tritlm.runtime.errors import ModelError
+from tritlm.runtime.gguf import GGUFFile, tensor_nbytes
+from tritlm.runtime.model import Model
+from tritlm.runtime.weights import check_tensors, native_weights, read_hparams
 
 MAGIC = b"TLFWD001"
 N_CTX = 64  # positions of the sequence, here and in run_forward.c

@@ -1,5 +1,5 @@
 /* blocks.h - the block of every weight type the engine reads, as ggml-common.h lays them out (i2_s: bitnet.cpp's),
- * and its values and bytes per block. The Python twin is formats.py (tests/test_formats.py checks they agree);
+ * and its values and bytes per block. The Python twin is tritlm/formats.py (tests/test_formats.py checks they agree);
  * docs/format.md describes the layouts. A new type is one struct, one _Static_assert and one enum row here. */
 #ifndef TL_BLOCKS_H
 #define TL_BLOCKS_H

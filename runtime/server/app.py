@@ -22,16 +22,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from runtime import logprobs as lp
-from runtime.sampler import Sampler, SamplingError
-from runtime.server import MAX_BODY_BYTES, tools
-from runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
-from runtime.server.metrics import Metrics, RequestLog
-from runtime.server.scheduler import ContextOverflowError, Job, QueueFullError, Scheduler
-from runtime.server.schemas import (ApplyTemplateRequest, ChatRequest, CompletionRequest, DetokenizeRequest,
+from tritlm.runtime import logprobs as lp
+from tritlm.runtime.sampler import Sampler, SamplingError
+from tritlm.runtime.server import MAX_BODY_BYTES, tools
+from tritlm.runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
+from tritlm.runtime.server.metrics import Metrics, RequestLog
+from tritlm.runtime.server.scheduler import ContextOverflowError, Job, QueueFullError, Scheduler
+from tritlm.runtime.server.schemas import (ApplyTemplateRequest, ChatRequest, CompletionRequest, DetokenizeRequest,
                                     Message, Sampling, TokenizeRequest)
-from runtime.structured import StructuredOutputError, TokenMask
-from runtime.template import ChatTemplate, ChatTemplateError
+from tritlm.runtime.structured import StructuredOutputError, TokenMask
+from tritlm.runtime.template import ChatTemplate, ChatTemplateError
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 log = logging.getLogger("tritlm.server")

@@ -4,7 +4,7 @@ import ipaddress
 import logging
 import socket
 
-from runtime.server import MAX_BODY_BYTES
+from tritlm.runtime.server import MAX_BODY_BYTES
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -51,7 +51,7 @@ def dispatch(a) -> int:
     if a.replicas is None and a.ray_address is None and a.max_replicas is None:
         return serve(path, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
                      a.allowed_hosts, cors)
-    from cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
+    from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
     return serve_replicas(path, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
                           a.ray_address, a.min_replicas, a.max_replicas, a.target_ongoing_requests, api_key=a.api_key,
                           max_body_bytes=a.max_body_bytes, allowed_hosts=allowed_hosts(a.host, a.allowed_hosts),
@@ -60,8 +60,8 @@ def dispatch(a) -> int:
 
 def hub_gguf(spec: str) -> str:
     """-hf REPO[:TYPE] -> the cached GGUF, converted on first use."""
-    from converter.cached import cached_gguf
-    from converter.pack import OUTPUT_TYPES
+    from tritlm.converter.cached import cached_gguf
+    from tritlm.converter.pack import OUTPUT_TYPES
 
     repo, _, qtype = spec.partition(":")
     qtype = qtype or "i2_s"
@@ -97,8 +97,8 @@ def make_server(app):
 
 def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None,
           max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None, cors_origins: list[str] | None = ("*",)) -> int:
-    from runtime import Model
-    from runtime.server.app import create_app
+    from tritlm.runtime import Model
+    from tritlm.runtime.server.app import create_app
 
     if max_body_bytes < 1:
         raise ValueError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")

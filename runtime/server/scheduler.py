@@ -9,8 +9,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from runtime import ModelError
-from runtime.generate import TokenLoop
+from tritlm.runtime import ModelError
+from tritlm.runtime.generate import TokenLoop
 
 log = logging.getLogger("tritlm.server")
 
