@@ -1,4 +1,4 @@
-"""A serve replica whose decode steps take 50 ms, so that tests/test_ray_serve.py can kill it mid-answer. A module
+"""A serve replica whose scheduler steps take 50 ms, so that tests/test_ray_serve.py can kill it mid-answer. A module
 of its own: Ray's workers import it by name (the test cluster puts this checkout on their path)."""
 import time
 
@@ -10,10 +10,10 @@ STEP_SECONDS = 0.05
 class SlowReplica(Replica):
     async def __init__(self, *args):
         await super().__init__(*args)
-        decode = self.model.decode
+        forward = self.model.forward
 
-        def slow_decode(seqs, tokens):
+        def slow_forward(seqs, tokens, logit_rows=None):
             time.sleep(STEP_SECONDS)
-            return decode(seqs, tokens)
+            return forward(seqs, tokens, logit_rows)
 
-        self.model.decode = slow_decode
+        self.model.forward = slow_forward

@@ -3,6 +3,7 @@ tiny converted model. Answers are checked against greedy decoding through `Model
 per step, no batching) and prompts against transformers' own chat template and tokenizer."""
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -139,15 +140,15 @@ def test_models_health_tokenize(client, model, server, tiny_checkpoints):
 def test_concurrent_streams_match_solo_and_are_batched(client, model):
     prompts = [PROMPT, "The weight of", "A vector and", "Layer one is"]
     solo = [client.completions.create(model=model.name, prompt=p, max_tokens=16, temperature=0).choices[0].text for p in prompts]
-    batch_sizes = []
-    decode = model.decode
+    batch_sizes = []  # sequences in each forward pass
+    forward = model.forward
 
-    def counting_decode(seqs, tokens):
-        batch_sizes.append(len(seqs))
+    def counting_forward(seqs, tokens, logit_rows=None):
+        batch_sizes.append(len({id(s) for s in seqs}))
         time.sleep(0.02)  # the tiny model finishes a request in ~3 ms: slow steps so the four overlap
-        return decode(seqs, tokens)
+        return forward(seqs, tokens, logit_rows)
 
-    model.decode = counting_decode
+    model.forward = counting_forward
     results = [None] * len(prompts)
     barrier = threading.Barrier(len(prompts))
 
@@ -163,25 +164,25 @@ def test_concurrent_streams_match_solo_and_are_batched(client, model):
         for t in threads:
             t.join(60)
     finally:
-        del model.decode
+        del model.forward
     assert results == solo
     assert max(batch_sizes) > 1, f"requests were never decoded together: {batch_sizes}"
 
 
 @contextlib.contextmanager
-def slow_decode(model, seconds_per_step):
-    """Slows every decode step so a request is still running when the test acts on it."""
-    decode = model.decode
+def slow_steps(model, seconds_per_step):
+    """Slows every scheduler step (one forward pass) so a request is still running when the test acts on it."""
+    forward = model.forward
 
-    def slow(seqs, tokens):
+    def slow(seqs, tokens, logit_rows=None):
         time.sleep(seconds_per_step)
-        return decode(seqs, tokens)
+        return forward(seqs, tokens, logit_rows)
 
-    model.decode = slow
+    model.forward = slow
     try:
         yield
     finally:
-        del model.decode
+        del model.forward
 
 
 def wait_for(condition, seconds=10.0):
@@ -195,7 +196,7 @@ def test_client_disconnect_frees_its_slot(client, model, server):
     url, app = server
     scheduler = app.state.server.scheduler
     body = {"prompt": PROMPT, "max_tokens": 200}
-    with slow_decode(model, 0.02):  # 200 steps would take >= 4 s
+    with slow_steps(model, 0.02):  # 200 steps would take >= 4 s
         with httpx.stream("POST", url + "/v1/completions", json={**body, "stream": True}, timeout=30) as response:
             lines = response.iter_lines()
             while not next(lines).startswith("data: {"):
@@ -269,7 +270,7 @@ def test_error_codes(server):
 def test_full_queue_is_refused_at_once(model):
     app = create_app(model, parallel=1, max_waiting=1)
     scheduler = app.state.server.scheduler
-    with serving(app) as url, slow_decode(model, 0.02):
+    with serving(app) as url, slow_steps(model, 0.02):
         body = {"prompt": PROMPT, "max_tokens": 100, "stream": True}
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=30) as first:
             lines = first.iter_lines()  # kept: a dropped iterator closes the stream
@@ -313,11 +314,11 @@ def test_seed_minus_one_is_random(client, model):
     assert len(texts(5, 2)) == 1
 
 
-def run_jobs(model, requests, parallel=4):
+def run_jobs(model, requests, parallel=4, batch_size=256):
     """Submits every (prompt ids, max_tokens, sampler, stop) to a fresh Scheduler before it starts (so they are
     admitted in one step); returns each job's (text, last event) once the scheduler has freed every slot."""
     async def main():
-        scheduler = Scheduler(model, parallel)
+        scheduler = Scheduler(model, parallel, batch_size=batch_size)
         jobs = [scheduler.submit(*request) for request in requests]
         scheduler.start()
         try:
@@ -371,22 +372,92 @@ def test_a_sampling_error_fails_only_its_own_request(model):
     assert results[1][1] == ("error", "generation failed: Probabilities contain NaN")
 
 
-def test_a_failing_prefill_fails_only_its_own_request(model):
+def test_a_failing_prompt_fails_only_its_own_request(model):
+    """A token id out of range fails the step's one forward pass; the scheduler reruns each request's part alone,
+    so only that request fails and the others still equal the greedy reference."""
     ids = [model.tokenize(p, add_bos=True, special=True) for p in PROMPTS]
-    prefill = model.prefill
-
-    def prefill_failing_on_the_first(seq, prompt):
-        if prompt == ids[0]:
-            raise RuntimeError("out of memory")
-        return prefill(seq, prompt)
-
-    model.prefill = prefill_failing_on_the_first
-    try:
-        results = run_jobs(model, [(i, 8, Sampler(temperature=0), None) for i in ids], parallel=3)
-    finally:
-        del model.prefill
-    assert results[0] == ("", ("error", "generation failed: out of memory"))
+    bad = ids[0] + [model.n_vocab + 5]
+    results = run_jobs(model, [(i, 8, Sampler(temperature=0), None) for i in [bad] + ids[1:]], parallel=3)
+    assert results[0] == ("", ("error", f"generation failed: token id {model.n_vocab + 5} is out of range "
+                                        f"[0, {model.n_vocab})"))
     assert results[1:] == greedy_results(model, 8)[1:]
+
+
+def test_a_long_prompt_is_read_in_chunks_while_other_streams_decode(model):
+    """llama-server's update_slots: two streams decode while a 60-token prompt arrives; with --batch-size 16 each
+    step is ONE forward pass of both streams' next tokens plus 14 prompt tokens, so the prompt is read over 5 passes
+    and the streams keep getting a token every pass. Every answer equals the greedy reference."""
+    short = [model.tokenize(p, add_bos=True, special=True) for p in (PROMPTS[0], PROMPTS[2])]
+    text = " ".join(PROMPTS * 20)
+    long = model.tokenize(text, add_bos=True, special=True)[:60]
+    assert len(long) == 60
+    n_short, n_long = 20, 4
+    reference = [full_forward_greedy(model, ids, n) for ids, n in ((short[0], n_short), (short[1], n_short),
+                                                                   (long, n_long))]
+    assert all(len(r) == n for r, n in zip(reference, (n_short, n_short, n_long))), "an end token came early"
+    passes = []  # per forward call: how many tokens each sequence had in it
+    forward = model.forward
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        scheduler = Scheduler(model, 3, batch_size=16)
+        jobs = [scheduler.submit(ids, n_short, Sampler(temperature=0)) for ids in short]
+
+        def recording_forward(seqs, tokens, logit_rows=None):
+            passes.append(collections.Counter(id(s) for s in seqs))
+            if len(passes) == 3:  # the long prompt arrives while both streams decode (admitted at the next step)
+                asyncio.run_coroutine_threadsafe(submit_long(), loop).result(10)
+            return forward(seqs, tokens, logit_rows)
+
+        async def submit_long():
+            jobs.append(scheduler.submit(long, n_long, Sampler(temperature=0)))
+
+        model.forward = recording_forward
+        scheduler.start()
+        try:
+            await asyncio.sleep(0)
+            while len(jobs) < 3:
+                await asyncio.sleep(0.01)
+            results = []
+            for job in jobs:
+                tokens = [value.token async for kind, value in job.events() if kind == "step"]
+                results.append(tokens)
+            return results
+        finally:
+            scheduler.stop()
+
+    try:
+        results = asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        del model.forward
+    assert results == reference
+    assert all(sum(p.values()) <= 16 for p in passes)
+    assert len(passes[0]) == 2  # the first pass reads both short prompts
+    chunks = [(i, max(p.values())) for i, p in enumerate(passes) if i > 0 and max(p.values()) > 1]
+    assert [n for _, n in chunks] == [14, 14, 14, 14, 4]  # the long prompt, a chunk per pass
+    assert all(len(passes[i]) == 3 for i, _ in chunks)  # both streams decoded in each of those passes
+
+
+def test_a_short_prompt_is_read_before_a_long_one(model):
+    """Prompt chunks go to the prompt with the fewest tokens left first: a short prompt admitted with a long one
+    gets its first token in the first pass, not after the long prompt's."""
+    long = model.tokenize(" ".join(PROMPTS * 20), add_bos=True, special=True)[:60]
+    short = model.tokenize(PROMPTS[0], add_bos=True, special=True)
+    passes = []
+    forward = model.forward
+
+    def recording_forward(seqs, tokens, logit_rows=None):
+        passes.append(list(tokens))
+        return forward(seqs, tokens, logit_rows)
+
+    model.forward = recording_forward
+    try:
+        results = run_jobs(model, [(long, 2, Sampler(temperature=0), None), (short, 2, Sampler(temperature=0), None)],
+                           parallel=2, batch_size=16)
+    finally:
+        del model.forward
+    assert passes[0] == short + long[:16 - len(short)]
+    assert results == [(model.detokenize(full_forward_greedy(model, ids, 2)), ("done", "length")) for ids in (long, short)]
 
 
 def test_body_size_limit(model):

@@ -8,7 +8,7 @@ import pytest
 
 from tritlm.runtime import Model
 from tritlm.runtime.server.app import create_app
-from tests.test_server import serving, slow_decode
+from tests.test_server import serving, slow_steps
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_page_streams_an_answer(browser, tiny_gguf):
 
     model = Model(tiny_gguf, threads=2, n_ctx=256)
     try:
-        with serving(create_app(model, parallel=1)) as url, slow_decode(model, 0.03):
+        with serving(create_app(model, parallel=1)) as url, slow_steps(model, 0.03):
             expected = httpx.post(url + "/v1/chat/completions", timeout=60, json={
                 "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20, "temperature": 0,
             }).json()["choices"][0]["message"]["content"]

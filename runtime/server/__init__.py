@@ -5,3 +5,4 @@ schemas.py (request bodies), errors.py (error bodies, API key, Host and body-siz
 cli.py (the subcommand)."""
 
 MAX_BODY_BYTES = 1 << 20  # default request body limit, 1 MiB: a full 4096-token context is ~20 KB of text
+DEFAULT_BATCH_SIZE = 256  # tokens per scheduler step (llama-server's --batch-size): a 2B model reads 256 in ~1 s

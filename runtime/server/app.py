@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 
 from tritlm.runtime import logprobs as lp
 from tritlm.runtime.sampler import Sampler, SamplingError
-from tritlm.runtime.server import MAX_BODY_BYTES, tools
+from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES, tools
 from tritlm.runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
 from tritlm.runtime.server.metrics import Metrics, RequestLog
 from tritlm.runtime.server.scheduler import ContextOverflowError, Job, QueueFullError, Scheduler
@@ -54,12 +54,14 @@ class ServerState:
 
 def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str | None = None,
                max_waiting: int | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-               allowed_hosts: list[str] | None = None, cors_origins: list[str] | None = None) -> FastAPI:
-    """An app serving `model` with `parallel` slots of `n_ctx` tokens each; the scheduler runs while the app does.
+               allowed_hosts: list[str] | None = None, cors_origins: list[str] | None = None,
+               batch_size: int = DEFAULT_BATCH_SIZE) -> FastAPI:
+    """An app serving `model` with `parallel` slots of `n_ctx` tokens each and steps of up to `batch_size` tokens;
+    the scheduler runs while the app does.
     `allowed_hosts` (None: any) are the Host header values accepted; `cors_origins` the origins whose browser
     pages may call the API (None: the same origin only; ["*"]: any, as llama-server's default)."""
     app = FastAPI(title="tritlm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    scheduler = Scheduler(model, parallel, n_ctx, max_waiting)
+    scheduler = Scheduler(model, parallel, n_ctx, max_waiting, batch_size)
     metrics = Metrics(scheduler)
     app.state.server = ServerState(model, scheduler, ChatTemplate(model), metrics)
     install_error_handlers(app)

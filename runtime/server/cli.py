@@ -4,7 +4,7 @@ import ipaddress
 import logging
 import socket
 
-from tritlm.runtime.server import MAX_BODY_BYTES
+from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -22,6 +22,9 @@ def register(subparsers):
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("-c", "--ctx-size", type=int, default=None, help="context of each slot in tokens")
     p.add_argument("--parallel", type=int, default=4, help="slots: requests decoded together (default 4)")
+    p.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="tokens per step: every slot's next token plus prompt chunks up to this many "
+                        f"(default {DEFAULT_BATCH_SIZE})")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)")
     p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                    help=f"refuse larger request bodies with 413 (default {MAX_BODY_BYTES})")
@@ -50,12 +53,12 @@ def dispatch(a) -> int:
     cors = [o.strip() for o in a.cors_origin.split(",") if o.strip()]
     if a.replicas is None and a.ray_address is None and a.max_replicas is None:
         return serve(path, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
-                     a.allowed_hosts, cors)
+                     a.allowed_hosts, cors, a.batch_size)
     from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
     return serve_replicas(path, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
                           a.ray_address, a.min_replicas, a.max_replicas, a.target_ongoing_requests, api_key=a.api_key,
                           max_body_bytes=a.max_body_bytes, allowed_hosts=allowed_hosts(a.host, a.allowed_hosts),
-                          cors_origins=cors)
+                          cors_origins=cors, batch_size=a.batch_size)
 
 
 def hub_gguf(spec: str) -> str:
@@ -96,7 +99,8 @@ def make_server(app):
 
 
 def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None,
-          max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None, cors_origins: list[str] | None = ("*",)) -> int:
+          max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None, cors_origins: list[str] | None = ("*",),
+          batch_size=DEFAULT_BATCH_SIZE) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
 
@@ -105,7 +109,8 @@ def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, par
     model = Model(model_path, threads=threads, n_ctx=n_ctx)
     try:
         app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key, max_body_bytes=max_body_bytes,
-                         allowed_hosts=allowed_hosts(host, hosts), cors_origins=list(cors_origins or []))
+                         allowed_hosts=allowed_hosts(host, hosts), cors_origins=list(cors_origins or []),
+                         batch_size=batch_size)
         sock = open_socket(host, port)
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{sock.getsockname()[1]}"

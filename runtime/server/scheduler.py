@@ -1,7 +1,8 @@
-"""Continuous batching. One thread owns the model: each step it admits waiting requests into free slots
-(prefilling each new prompt), then advances every active slot by one token with ONE `model.decode` call,
-steps each slot's TokenLoop (runtime/generate.py) and pushes the Step to the request's asyncio queue on the
-event loop's thread."""
+"""Continuous batching, as llama-server's update_slots. One thread owns the model: each step it admits waiting
+requests into free slots, then runs ONE `model.forward` over every generating slot's next token plus chunks of the
+prompts still being read, up to `batch_size` tokens in all, so a long prompt is read a chunk per step while the
+other streams go on decoding. Each slot whose last position was in the pass steps its TokenLoop
+(runtime/generate.py) and the Step goes to the request's asyncio queue on the event loop's thread."""
 import asyncio
 import collections
 import logging
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 from tritlm.runtime import ModelError
 from tritlm.runtime.generate import TokenLoop
+from tritlm.runtime.server import DEFAULT_BATCH_SIZE
 
 log = logging.getLogger("tritlm.server")
 
@@ -29,7 +31,8 @@ class Job:
 
     def __init__(self, prompt_ids, loop: TokenLoop):
         self.prompt_ids, self.loop = prompt_ids, loop
-        self.next_token = None  # the sampled token the next decode step feeds in
+        self.n_fed = 0  # prompt tokens in the slot's cache so far
+        self.next_token = None  # the sampled token the next step feeds in, once the prompt is in
         self.cancelled = False
         self._loop = asyncio.get_running_loop()
         self._events = asyncio.Queue()
@@ -48,10 +51,15 @@ class Job:
     def n_generated(self) -> int:
         return len(self.loop.tokens)
 
+    @property
+    def reading_prompt(self) -> bool:
+        return self.n_fed < len(self.prompt_ids)
+
 
 @dataclass
 class Stats:
-    """Work done since start (for /metrics): tokens and seconds of prefill passes and of decode passes."""
+    """Work done since start (for /metrics): prompt tokens and generated tokens fed to the model, and the seconds
+    spent on each (a pass mixing both splits its time by their share of its tokens)."""
     prompt_tokens: int = 0
     prompt_seconds: float = 0.0
     decoded_tokens: int = 0
@@ -59,16 +67,21 @@ class Stats:
 
 
 class Scheduler:
-    """`Scheduler(model, n_slots, n_ctx, max_waiting)`; `start()`, `submit(...)` from the event loop, `stop()`."""
+    """`Scheduler(model, n_slots, n_ctx, max_waiting, batch_size)`; `start()`, `submit(...)` from the event loop,
+    `stop()`. batch_size: the tokens of one step (every generating slot has one in it, however many that is;
+    prompt chunks fill the rest)."""
 
-    def __init__(self, model, n_slots: int, n_ctx: int | None = None, max_waiting: int | None = None):
+    def __init__(self, model, n_slots: int, n_ctx: int | None = None, max_waiting: int | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE):
         if n_slots < 1:
             raise ValueError(f"--parallel must be at least 1, got {n_slots}")
-        self.model, self.n_slots = model, n_slots
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        self.model, self.n_slots, self.batch_size = model, n_slots, batch_size
         self.n_ctx = n_ctx or model.n_ctx
         self.max_waiting = 4 * n_slots if max_waiting is None else max_waiting
         self._free = [model.new_sequence(self.n_ctx) for _ in range(n_slots)]
-        self._active = []  # (sequence, job); touched only by the scheduler thread
+        self._active = []  # (sequence, job) in order of admission; touched only by the scheduler thread
         self._waiting = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -138,14 +151,21 @@ class Scheduler:
                     admitted.append((self._free.pop(), self._waiting.popleft()))
             try:
                 for seq, job in admitted:  # each is active from here on, or finished by its own error
-                    self._start(seq, job)
+                    self._admit(seq, job)
                 for seq, job in [(seq, job) for seq, job in self._active if job.cancelled]:
                     self._finish(seq, job)
                 if self._active:
-                    self._decode_step()
+                    self._forward(self._batch())
             except Exception as e:  # a bug in the step itself: never leave a client waiting, keep serving
                 for seq, job in list(self._active):
                     self._fail(seq, job, e)
+
+    def _admit(self, seq, job):
+        self._active.append((seq, job))
+        try:
+            seq.reset()
+        except Exception as e:
+            self._fail(seq, job, e)
 
     def _finish(self, seq, job, event=("error", "cancelled")):
         """Frees the job's slot, sending it its last event (so nothing waits forever on a cancelled job)."""
@@ -153,37 +173,59 @@ class Scheduler:
         self._active.remove((seq, job))
         self._free.append(seq)
 
-    def _start(self, seq, job):
-        """Prefills the job's prompt and samples its first token; whatever fails fails only this job."""
-        self._active.append((seq, job))
-        try:
-            seq.reset()
-            start = time.perf_counter()
-            logits = self.model.prefill(seq, job.prompt_ids)
-            self.stats.prompt_tokens += len(job.prompt_ids)
-            self.stats.prompt_seconds += time.perf_counter() - start
-        except Exception as e:
-            self._fail(seq, job, e)
-            return
-        self._advance(seq, job, logits)
-
     def _fail(self, seq, job, error: Exception):
         if not isinstance(error, ModelError):  # a ModelError is this request's fault (a bad token id); else a bug
             log.error("request failed", exc_info=error)
         self._finish(seq, job, ("error", f"generation failed: {error}"))
 
-    def _decode_step(self):
-        active = list(self._active)
+    def _batch(self):
+        """This step's (sequence, job, tokens): each generating slot's next token, then prompt chunks up to the
+        budget, the prompt with the fewest tokens left first (a short prompt's first token does not wait behind a
+        long prompt; the long one gets what the short ones leave of each step)."""
+        generating = [(seq, job, [job.next_token]) for seq, job in self._active if not job.reading_prompt]
+        budget = self.batch_size - len(generating)
+        parts = []
+        for seq, job in sorted((slot for slot in self._active if slot[1].reading_prompt),
+                               key=lambda slot: len(slot[1].prompt_ids) - slot[1].n_fed):
+            if budget <= 0:
+                break
+            chunk = job.prompt_ids[job.n_fed:job.n_fed + budget]
+            parts.append((seq, job, chunk))
+            budget -= len(chunk)
+        return generating + parts
+
+    def _forward(self, parts):
+        """One pass over parts; logits only at each slot's last position when it needs a token (a generated token,
+        or a prompt's last). If the pass fails (it changed no sequence), each part runs alone, so only the
+        request at fault fails."""
+        seqs, tokens, rows, sampled = [], [], [], []
+        for seq, job, chunk in parts:
+            seqs += [seq] * len(chunk)
+            tokens += chunk
+            needs_token = not job.reading_prompt or job.n_fed + len(chunk) == len(job.prompt_ids)
+            rows += [-1] * (len(chunk) - 1) + [len(sampled) if needs_token else -1]
+            if needs_token:
+                sampled.append((seq, job))
         try:
             start = time.perf_counter()
-            logits = self.model.decode([seq for seq, _ in active], [job.next_token for _, job in active])
-            self.stats.decoded_tokens += len(active)
-            self.stats.decode_seconds += time.perf_counter() - start
-        except Exception as e:  # the pass itself failed: every request in it fails, the server keeps serving
-            for seq, job in active:
-                self._fail(seq, job, e)
+            logits = self.model.forward(seqs, tokens, rows)
+            seconds = time.perf_counter() - start
+        except Exception as e:
+            if len(parts) == 1:
+                self._fail(parts[0][0], parts[0][1], e)
+            else:
+                for part in parts:
+                    self._forward([part])
             return
-        for (seq, job), row in zip(active, logits):
+        n_prompt = sum(len(chunk) for _, job, chunk in parts if job.reading_prompt)
+        self.stats.prompt_tokens += n_prompt
+        self.stats.prompt_seconds += seconds * n_prompt / len(tokens)
+        self.stats.decoded_tokens += len(tokens) - n_prompt
+        self.stats.decode_seconds += seconds * (len(tokens) - n_prompt) / len(tokens)
+        for _, job, chunk in parts:
+            if job.reading_prompt:
+                job.n_fed += len(chunk)
+        for (seq, job), row in zip(sampled, logits):
             self._advance(seq, job, row)
 
     def _advance(self, seq, job, logits):
