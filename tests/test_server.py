@@ -440,7 +440,8 @@ def test_a_long_prompt_is_read_in_chunks_while_other_streams_decode(model):
 
 def test_a_short_prompt_is_read_before_a_long_one(model):
     """Prompt chunks go to the prompt with the fewest tokens left first: a short prompt admitted with a long one
-    gets its first token in the first pass, not after the long prompt's."""
+    gets its first token from the first pass, which carries no chunk of the long one (a short pass); the long
+    one's chunks follow beside the short one's decoding."""
     long = model.tokenize(" ".join(PROMPTS * 20), add_bos=True, special=True)[:60]
     short = model.tokenize(PROMPTS[0], add_bos=True, special=True)
     passes = []
@@ -456,7 +457,9 @@ def test_a_short_prompt_is_read_before_a_long_one(model):
                            parallel=2, batch_size=16)
     finally:
         del model.forward
-    assert passes[0] == short + long[:16 - len(short)]
+    assert passes[0] == short
+    assert passes[1][1:] == long[:15]  # the short one's second (and last) token, then a full chunk
+    assert passes[2] == long[15:31]
     assert results == [(model.detokenize(full_forward_greedy(model, ids, 2)), ("done", "length")) for ids in (long, short)]
 
 

@@ -180,18 +180,21 @@ class Scheduler:
 
     def _batch(self):
         """This step's (sequence, job, tokens): each generating slot's next token, then prompt chunks up to the
-        budget, the prompt with the fewest tokens left first (a short prompt's first token does not wait behind a
-        long prompt; the long one gets what the short ones leave of each step)."""
+        budget, the prompt with the fewest tokens left first, so a short prompt's first token does not wait behind
+        a long prompt. A pass that finishes a prompt carries no partial chunk of a longer one: that first token
+        comes out after a short pass, and the long prompt loses one step's budget per short prompt at most."""
         generating = [(seq, job, [job.next_token]) for seq, job in self._active if not job.reading_prompt]
         budget = self.batch_size - len(generating)
-        parts = []
+        parts, finishes_one = [], False
         for seq, job in sorted((slot for slot in self._active if slot[1].reading_prompt),
                                key=lambda slot: len(slot[1].prompt_ids) - slot[1].n_fed):
-            if budget <= 0:
+            rest = len(job.prompt_ids) - job.n_fed
+            if budget <= 0 or (finishes_one and rest > budget):
                 break
             chunk = job.prompt_ids[job.n_fed:job.n_fed + budget]
             parts.append((seq, job, chunk))
             budget -= len(chunk)
+            finishes_one = finishes_one or len(chunk) == rest
         return generating + parts
 
     def _forward(self, parts):
