@@ -1,7 +1,7 @@
 """Load tests of `tritlm serve` on this machine (loopback only, bounded, they stop by themselves).
 
     .venv/bin/python scripts/load_test.py stress -m model.gguf --clients 16 --duration 30   # `make load-test`
-    .venv/bin/python scripts/load_test.py scaling -m model.gguf --clients 1 2 4 --max-tokens 64
+    .venv/bin/python scripts/load_test.py scaling -m model.gguf --clients 1 2 4 8 --max-tokens 64
 
 stress: many concurrent clients send a mix of well-formed requests (greedy and seeded sampling, completions
 and chat, streaming or not, with and without stop strings) and hostile ones (garbage bodies and bytes, bad
@@ -12,8 +12,11 @@ its 4xx. Reports requests served, statuses by kind, p50/p99 latency, the worst /
 server's RSS before and after; exits 1 on any wrong answer, unexpected status, busy slot at the end or RSS
 not back near its baseline.
 
-scaling: rounds of 1, 2, 4... clients each sending --requests streaming completions; prints completion
-tokens per second over each round's wall time and the speed-up over one client.
+scaling: rounds of 1, 2, 4, 8 clients each sending --requests streaming completions; prints completion
+tokens per second over each round's wall time, the speed-up over one client and the median time to first token.
+Then the time to first token of a short prompt three ways (median of --ttft-samples): on an idle server; while
+the other slots stream; and while they stream and a --long-prompt token prompt (default 2000, cut to fit the
+context) has just arrived, which the scheduler reads a -b chunk per step.
 
 Both start `tritlm serve` on a free loopback port (or use --url, which must be loopback)."""
 import argparse
@@ -368,22 +371,27 @@ def stress(args, url, pid, server_log) -> int:
 
 # ---- scaling ----
 
-def one_request(client, prompt, max_tokens) -> int:
-    """Streams one greedy completion; returns its completion tokens (from the usage chunk)."""
+def one_request(client, prompt, max_tokens) -> tuple[int, float]:
+    """Streams one greedy completion; returns its completion tokens (from the usage chunk) and the seconds to its
+    first token."""
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
-    tokens = 0
+    tokens, first = 0, None
+    start = time.monotonic()
     with client.stream("POST", "/v1/completions", json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if line.startswith("data: {"):
-                tokens = (json.loads(line[6:]).get("usage") or {}).get("completion_tokens", tokens)
-    return tokens
+                chunk = json.loads(line[6:])
+                if first is None and chunk.get("choices"):
+                    first = time.monotonic() - start
+                tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
+    return tokens, first
 
 
-def run_round(url, n_clients, n_requests, max_tokens, time_limit) -> tuple[int, int, float]:
-    """-> (requests done, completion tokens, wall seconds) with n_clients clients at once."""
-    done, tokens, lock = [0], [0], threading.Lock()
+def run_round(url, n_clients, n_requests, max_tokens, time_limit) -> tuple[int, int, float, list[float]]:
+    """-> (requests done, completion tokens, wall seconds, times to first token) with n_clients clients at once."""
+    done, tokens, ttfts, lock = [0], [0], [], threading.Lock()
     deadline = time.monotonic() + time_limit
 
     def client_loop(index):
@@ -391,9 +399,10 @@ def run_round(url, n_clients, n_requests, max_tokens, time_limit) -> tuple[int, 
             for k in range(n_requests):
                 if time.monotonic() > deadline:
                     return
-                n = one_request(client, PROMPTS[(index + k) % len(PROMPTS)], max_tokens)
+                n, first = one_request(client, PROMPTS[(index + k) % len(PROMPTS)], max_tokens)
                 with lock:
                     done[0], tokens[0] = done[0] + 1, tokens[0] + n
+                    ttfts.append(first)
 
     start = time.monotonic()
     threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(n_clients)]
@@ -401,18 +410,69 @@ def run_round(url, n_clients, n_requests, max_tokens, time_limit) -> tuple[int, 
         t.start()
     for t in threads:
         t.join()
-    return done[0], tokens[0], time.monotonic() - start
+    return done[0], tokens[0], time.monotonic() - start, ttfts
+
+
+def long_prompt(client, n_tokens) -> list[int]:
+    """n_tokens token ids of varied text, cut to fit the server's context with room for a token."""
+    n_ctx = client.get("/v1/models").json()["data"][0]["meta"]["n_ctx"]
+    n_tokens = min(n_tokens, n_ctx - 2)
+    words = " ".join(random.Random(0).choices(PROMPTS + ["and", "of", "the", "a", "is", "with"], k=2 * n_tokens))
+    return client.post("/tokenize", json={"content": words}).json()["tokens"][:n_tokens]
+
+
+def ttft_under_load(url, n_streams, long_ids, samples, time_limit) -> dict[str, float]:
+    """Median seconds to the first token of a short prompt: idle, while n_streams others stream, and while they
+    stream and the long prompt has just arrived (sent 50 ms before the short one)."""
+    out = {}
+    with httpx.Client(base_url=url, timeout=time_limit + 60) as client, \
+            httpx.Client(base_url=url, timeout=time_limit + 60) as other:
+        out["idle"] = percentile([one_request(client, PROMPTS[0], 1)[1] for _ in range(samples)], 50)
+        stop = threading.Event()
+
+        def stream(i):
+            with httpx.Client(base_url=url, timeout=time_limit + 60) as own:
+                while not stop.is_set():
+                    one_request(own, PROMPTS[i % len(PROMPTS)], 64)
+
+        streams = [threading.Thread(target=stream, args=(i,)) for i in range(n_streams)]
+        for t in streams:
+            t.start()
+        time.sleep(1)  # the streams are decoding
+        out["streams"] = percentile([one_request(client, PROMPTS[0], 1)[1] for _ in range(samples)], 50)
+        with_long = []
+        for _ in range(samples):
+            long = threading.Thread(target=one_request, args=(other, long_ids, 1))
+            long.start()
+            time.sleep(0.05)
+            with_long.append(one_request(client, PROMPTS[0], 1)[1])
+            long.join()
+        out["streams+long"] = percentile(with_long, 50)
+        stop.set()
+        for t in streams:
+            t.join()
+    return out
 
 
 def scaling(args, url, pid, server_log) -> int:
     run_round(url, 1, 1, 4, args.time_limit)  # warm-up: page in the weights
     base = None
-    print(f"{'clients':>7} {'requests':>8} {'tokens':>7} {'seconds':>8} {'tok/s':>8} {'speed-up':>8}")
+    print(f"{'clients':>7} {'requests':>8} {'tokens':>7} {'seconds':>8} {'tok/s':>8} {'speed-up':>8} {'TTFT p50':>9}")
     for n in args.clients:
-        done, tokens, seconds = run_round(url, n, args.requests, args.max_tokens, args.time_limit)
+        done, tokens, seconds, ttfts = run_round(url, n, args.requests, args.max_tokens, args.time_limit)
         rate = tokens / seconds
         base = base or rate
-        print(f"{n:>7} {done:>8} {tokens:>7} {seconds:>8.2f} {rate:>8.1f} {rate / base:>7.2f}x", flush=True)
+        print(f"{n:>7} {done:>8} {tokens:>7} {seconds:>8.2f} {rate:>8.1f} {rate / base:>7.2f}x "
+              f"{percentile(ttfts, 50) * 1000:>7.0f}ms", flush=True)
+    if args.long_prompt:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            long_ids = long_prompt(client, args.long_prompt)
+        n_streams = max(1, max(args.clients) - 2)  # a slot each for the long prompt and the short one
+        t = ttft_under_load(url, n_streams, long_ids, args.ttft_samples, args.time_limit)
+        print(f"TTFT of a short prompt (p50 of {args.ttft_samples}): idle {t['idle'] * 1000:.0f} ms; "
+              f"{n_streams} streams decoding {t['streams'] * 1000:.0f} ms ({t['streams'] / t['idle']:.2f}x); "
+              f"+ a {len(long_ids)}-token prompt just arrived {t['streams+long'] * 1000:.0f} ms "
+              f"({t['streams+long'] / t['idle']:.2f}x idle)", flush=True)
     return 0
 
 
@@ -426,11 +486,14 @@ def main(argv=None) -> int:
     s.add_argument("--max-body-bytes", type=int, default=1 << 20, help="the server's limit (with --url: its own)")
     s.add_argument("--max-rss-growth", type=float, default=64, help="MiB the server's RSS may end above its baseline")
     s.add_argument("--seed", type=int, default=0)
-    c = sub.add_parser("scaling", help="decoding throughput with 1, 2, 4... concurrent clients")
-    c.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4])
+    c = sub.add_parser("scaling", help="decoding throughput and time to first token with 1, 2, 4, 8 clients")
+    c.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     c.add_argument("--requests", type=int, default=2, help="requests per client per round")
     c.add_argument("--max-tokens", type=int, default=64)
     c.add_argument("--time-limit", type=float, default=120, help="seconds per round before no new requests")
+    c.add_argument("--long-prompt", type=int, default=2000, help="tokens of the long prompt in the TTFT test (0: skip)")
+    c.add_argument("--ttft-samples", type=int, default=5, help="short prompts timed per TTFT setting")
+    c.add_argument("-b", "--batch-size", type=int, default=None, help="the server's tokens per step (with -m)")
     for q in (s, c):
         q.add_argument("-m", "--model", required=True, help="the .gguf (served, and stress's reference)")
         q.add_argument("--url", help="a running loopback server of that model instead, e.g. http://127.0.0.1:8080")
@@ -451,7 +514,8 @@ def main(argv=None) -> int:
         check_loopback(url)
     else:
         parallel = max(args.clients) if args.mode == "scaling" else args.parallel
-        extra = ["--max-body-bytes", str(args.max_body_bytes)] if args.mode == "stress" else []
+        extra = (["--max-body-bytes", str(args.max_body_bytes)] if args.mode == "stress" else
+                 ["-b", str(args.batch_size)] if args.batch_size else [])
         server_log = tempfile.TemporaryFile("w+")
         proc, url = start_server(args.model, parallel, args.threads, args.ctx_size, extra, server_log)
         pid = proc.pid
