@@ -35,3 +35,28 @@ def test_threads_decoding_at_once_get_the_logits_of_each_alone(tiny_gguf):
             t.join()
         for a, b in zip(alone, together):
             np.testing.assert_array_equal(b, a)
+
+
+def test_one_sequence_is_used_by_one_call_at_a_time(tiny_gguf):
+    """Two threads decoding into the same sequence: a call that finds it in use by the other fails with a ModelError
+    and changes nothing, so the sequence holds exactly the tokens of the calls that succeeded."""
+    from runtime import ModelError
+    with Model(tiny_gguf, threads=2) as model, model.new_sequence(512) as seq:
+        done, refused, start = [0, 0], [], threading.Barrier(2)
+
+        def run(i):
+            start.wait()
+            for _ in range(100):
+                try:
+                    model.decode([seq], [7])
+                    done[i] += 1
+                except ModelError as e:
+                    refused.append(str(e))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seq.pos == sum(done) > 0
+        assert all("in use by another call" in message for message in refused)
