@@ -133,9 +133,10 @@ SANITIZE_TESTS := tests/test_kernels.py tests/test_kquants.py tests/test_engine.
 SANITIZE_CFLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 SANITIZE_CFLAGS_tsan := -fsanitize=thread
 # numpy's OpenBLAS and the tokenizers library run single-threaded: their uninstrumented threads hand work over in
-# ways TSan cannot see (false reports).
+# ways TSan cannot see (false reports); tests/tsan.supp lists the reports inside glibc.
 SANITIZE_ENV := ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 OPENBLAS_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(abspath tests/tsan.supp) \
+	OPENBLAS_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
 sanitize: sanitize-asan sanitize-tsan
 
