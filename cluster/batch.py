@@ -3,6 +3,7 @@ Completer actors, each holding one Model and completing its batch with runtime.b
 Scheduler), the same code as without Ray; the driver writes the results in input order as they come back."""
 import json
 import logging
+import os
 import socket
 
 from tritlm.cluster import check_model_on_nodes, connect, first_line
@@ -32,6 +33,7 @@ class Completer:
 def complete_on_ray(address, model_path, todo, settings, parallel, threads, n_ctx, workers, on_result) -> None:
     """Completes rows [(index, row)] on the cluster with `workers` Completers of `threads` CPUs each (default: as
     many as the cluster's CPUs hold), calling on_result(index, result) as results arrive."""
+    model_path = os.path.abspath(model_path)  # workers do not share this process's working directory
     ray = connect(address)
     try:
         check_model_on_nodes(ray, model_path)

@@ -4,6 +4,7 @@ each node's page cache) and its own --parallel slots; Ray's proxy spreads reques
 replica that dies (its in-flight requests fail with a 5xx, the others go on) and, with --max-replicas,
 adds and removes replicas to keep about --target-ongoing-requests in flight at each."""
 import logging
+import os
 import signal
 import socket
 import threading
@@ -73,6 +74,7 @@ def serve_replicas(model_path, host, port, threads, n_ctx, parallel, replicas, r
                    max_replicas=None, target_ongoing_requests=None, **app_options) -> int:
     if port == 0:  # Ray's proxy binds on the head node, which may not be this one
         raise ValueError("--port 0 cannot be used with Ray: give the proxy's port")
+    model_path = os.path.abspath(model_path)  # replicas do not share this process's working directory
     ray = connect(ray_address)
     try:
         check_model_on_nodes(ray, model_path)
