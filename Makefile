@@ -130,8 +130,6 @@ bench-kernels:
 # pytest captures only Python's output (--capture=sys) so the report reaches the terminal.
 SANITIZE_TESTS := tests/test_kernels.py tests/test_kquants.py tests/test_engine.py tests/test_gguf_load.py \
 	tests/test_model_args.py $(wildcard tests/test_hostile*.py tests/test_concurrency.py)
-# Peak-RSS bounds would measure the sanitizer's allocator (redzones, quarantine), not the loader.
-SANITIZE_SKIP := --deselect tests/test_hostile_gguf.py::test_memory_and_time_bounded_by_the_file
 SANITIZE_CFLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 SANITIZE_CFLAGS_tsan := -fsanitize=thread
 # numpy's OpenBLAS and the tokenizers library run single-threaded: their uninstrumented threads hand work over in
@@ -150,7 +148,7 @@ sanitize-asan sanitize-tsan: sanitize-%: install-test
 	cd build/sanitize-$* && CFLAGS="-g -fno-omit-frame-pointer $(SANITIZE_CFLAGS_$*)" LDFLAGS="$(SANITIZE_CFLAGS_$*)" \
 		nice $(abspath $(VPY)) setup.py -q build_ext --inplace
 	cd build/sanitize-$* && $(SANITIZE_ENV) LD_PRELOAD=$$($(CC) -print-file-name=lib$*.so) \
-		$(abspath $(VPY)) -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_SKIP) $(SANITIZE_TESTS)
+		$(abspath $(VPY)) -m pytest -q -p no:cacheprovider --capture=sys $(SANITIZE_TESTS)
 
 # ARM64 without ARM hardware: the C core cross-compiled with Debian's gcc-aarch64-linux-gnu and run under qemu-aarch64
 # as three CPUs: max (i8mm), cortex-a76 (dotprod), cortex-a53 (NEON only). native/dev/check_kernels.c checks every
