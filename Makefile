@@ -6,7 +6,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install install-test native demo test test-slow load-test bench bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
+.PHONY: install install-test native demo test test-slow load-test bench bench-modes bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
 	sanitize sanitize-asan sanitize-tsan test-arm arm-toolchain
 
 $(VENV)/.installed: setup.py pyproject.toml
@@ -91,6 +91,22 @@ $(SYNTH_2B)-%.gguf: $(SYNTH_2B)/.complete
 
 bench: $(BENCH_GGUFS)
 	$(TRITLM) bench -t 2 $(foreach f,$(BENCH_GGUFS),-m $(f))
+
+# b1.58 against BitNet a4.8 and Q-Sparse (bench/modes.py, alternating runs): the embedded model and its trained
+# variants (+ the b1.58 file run with --act-topk 0.5), then the 2B-4T preset with each mode's quantization_config.
+MODE_TINY := $(foreach v,bitnet-tiny bitnet-tiny-a4.8 bitnet-tiny-qsparse,$(CACHE)/$(v)-i2_s.gguf)
+MODE_2B   := $(foreach m,a4.8 qsparse,$(SYNTH_2B)-$(m)-i2_s.gguf)
+
+$(CACHE)/bitnet-tiny-%-i2_s.gguf: models/bitnet-tiny-%/model.safetensors | $(VENV)/.installed
+	mkdir -p $(CACHE) && $(TRITLM) convert models/bitnet-tiny-$* -o $@ --type i2_s
+
+$(SYNTH_2B)-%-i2_s.gguf: $(SYNTH_2B)/.complete
+	$(VPY) bench/modes.py --checkpoint $* $(SYNTH_2B) $(SYNTH_2B)-$*
+	$(TRITLM) convert $(SYNTH_2B)-$* -o $@ --type i2_s
+
+bench-modes: $(MODE_TINY) $(SYNTH_2B)-i2_s.gguf $(MODE_2B)
+	$(VPY) bench/modes.py -t 2 -r 9 $(MODE_TINY) $(CACHE)/bitnet-tiny-i2_s.gguf:0.5
+	$(VPY) bench/modes.py -t 2 -r 5 $(SYNTH_2B)-i2_s.gguf $(MODE_2B)
 
 # llama.cpp built from source once (native CPU flags) into a cached wheel; nothing of it enters the repo.
 $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed

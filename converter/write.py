@@ -7,7 +7,7 @@ import gguf
 import numpy as np
 from tqdm import tqdm
 
-from tritlm.formats import TYPES, HParams
+from tritlm.formats import ACT_GROUPS, TYPES, HParams
 
 from . import pack, vocab
 from .checkpoint import Checkpoint
@@ -27,6 +27,7 @@ def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progres
     writer = gguf.GGUFWriter(tmp, family.gguf_arch(type_name))
     try:
         add_metadata(writer, hp, os.path.basename(os.path.normpath(checkpoint_dir)))
+        add_activation_mode(writer, ckpt.config)
         vocab.add_tokenizer(writer, checkpoint_dir, hp.n_vocab)
         for t in tensors:
             if t.kind == "ternary":
@@ -63,6 +64,33 @@ def add_metadata(writer: gguf.GGUFWriter, hp: HParams, name: str) -> None:
     writer.add_value_length(hp.head_dim)
     writer.add_vocab_size(hp.n_vocab)
     writer.add_string("tritlm.ffn_act", hp.ffn_act)
+
+
+def add_activation_mode(writer: gguf.GGUFWriter, config: dict) -> None:
+    """A4.8 / Q-Sparse checkpoints (models/train_variant.py): how each linear input and the KV cache must be
+    quantized, from quantization_config to tritlm.* keys (docs/format.md). b1.58 checkpoints write none."""
+    q = config.get("quantization_config") or {}
+    bits, topk = q.get("activation_bits"), q.get("activation_topk")
+    if bits is None and topk is None and q.get("kv_cache_bits") is None:
+        return
+    bits, topk = bits or {}, topk or {}
+    for key in set(bits) | set(topk):
+        if key not in ACT_GROUPS:
+            raise ConverterError(f"quantization_config: unknown linear input group {key!r} (known: {', '.join(ACT_GROUPS)})")
+    for group in ACT_GROUPS:
+        b, k = bits.get(group, 8), topk.get(group, 1.0)
+        if b not in (4, 8):
+            raise ConverterError(f"quantization_config.activation_bits.{group} = {b!r}: supported are 4 and 8")
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 1:
+            raise ConverterError(f"quantization_config.activation_topk.{group} = {k!r}: must be a fraction in (0, 1]")
+        writer.add_uint32(f"tritlm.activation_bits.{group}", b)
+        writer.add_float32(f"tritlm.activation_topk.{group}", float(k))
+    kv, first = q.get("kv_cache_bits"), q.get("kv_cache_bits_first", q.get("kv_cache_bits"))
+    if kv is not None:
+        if kv not in (3, 4) or first not in (3, 4):
+            raise ConverterError(f"quantization_config.kv_cache_bits {kv!r} / _first {first!r}: supported are 3 and 4")
+        writer.add_uint32("tritlm.kv_cache_bits", kv)
+        writer.add_uint32("tritlm.kv_cache_bits_first", first)
 
 
 def stored_type(t: Tensor, type_name: str) -> tuple[int, int]:

@@ -12,6 +12,7 @@ can be compared with transformers':
     .venv/bin/python models/eval_perplexity.py models/bitnet-tiny --text .cache/held-out.txt
     .venv/bin/tritlm perplexity -m .cache/bitnet-tiny-i2_s.gguf -f .cache/held-out.txt -c 512"""
 import argparse
+import json
 import math
 import os
 import sys
@@ -26,12 +27,22 @@ from tokenizers import Tokenizer
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
 from tests.checkpoints import load_reference  # noqa: E402  (transformers' own quantized BitNet, float32)
 from train_tiny import HELD_OUT, STDLIB, encode_files, mean_loss, read_text  # noqa: E402
+from train_variant import load_variant  # noqa: E402
 
 from tritlm.runtime.perplexity import negative_log_likelihoods, summarize, window_first_scored  # noqa: E402
 
 
+def load_model(checkpoint: Path):
+    """transformers' BitNet for a b1.58 checkpoint; models/train_variant.py's exact forward for an a4.8 or Q-Sparse
+    one (its quantization_config names activation bits, top-K fractions, KV cache bits)."""
+    quant = json.loads((checkpoint / "config.json").read_text()).get("quantization_config") or {}
+    if any(key in quant for key in ("activation_bits", "activation_topk", "kv_cache_bits")):
+        return load_variant(checkpoint)
+    return load_reference(str(checkpoint))
+
+
 def held_out_loss(checkpoint: Path) -> float:
-    model = load_reference(str(checkpoint))
+    model = load_model(checkpoint)
     tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
     stream = encode_files(tokenizer, [STDLIB / name for name in HELD_OUT])
     return mean_loss(model, stream, model.config.max_position_embeddings)
@@ -40,7 +51,7 @@ def held_out_loss(checkpoint: Path) -> float:
 @torch.no_grad()
 def llama_perplexity(checkpoint: Path, text: str, n_ctx: int):
     """transformers' logits scored with llama-perplexity's windows, exactly as `tritlm perplexity` scores ours."""
-    model = load_reference(str(checkpoint))
+    model = load_model(checkpoint)
     tokens = Tokenizer.from_file(str(checkpoint / "tokenizer.json")).encode(text).ids  # with BOS, as Model.tokenize
     first, nll = window_first_scored(n_ctx), []
     for i in range(len(tokens) // n_ctx):

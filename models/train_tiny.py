@@ -189,6 +189,15 @@ def save_checkpoint(model, tokenizer: Tokenizer, config: dict, out: Path) -> Non
     tmp.rename(out)
 
 
+def export(model, held: np.ndarray, tokenizer: Tokenizer, config: dict, out: Path) -> None:
+    """Rounds to the stored precision, prints the held-out loss of that exact forward, saves the checkpoint."""
+    snap_to_export_precision(model)
+    loss = mean_loss(model, held, config["max_position_embeddings"])
+    print(f"held-out loss of the trained model's quantized forward: {loss:.4f} (perplexity {math.exp(loss):.2f})")
+    save_checkpoint(model, tokenizer, config, out)
+    print(f"wrote {out}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "bitnet-tiny")
@@ -220,11 +229,7 @@ def main(argv=None) -> None:
         train(model, stream, args.steps, args.batch, args.length, args.lr, args.seed, args.log_every)
     if args.master:
         torch.save(model.state_dict(), args.master)
-    snap_to_export_precision(model)
-    loss = mean_loss(model, held, config["max_position_embeddings"])
-    print(f"held-out loss of the trained model's quantized forward: {loss:.4f} (perplexity {math.exp(loss):.2f})")
-    save_checkpoint(model, tokenizer, config, args.out)
-    print(f"wrote {args.out}")
+    export(model, held, tokenizer, config, args.out)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
  * Every linear layer is a lossless BitLinear: each token's input row is quantized to int8 exactly as torch
  * does (s = 127 / max|x|, round half to even), dotted with the ternary weights in integers, and scaled back
  * once per output: y = isum / s * weight_scale. The model is read-only after tl_model_new; each sequence owns
- * its KV cache, and each caller's context (tl_ctx) its scratch. */
+ * its KV cache, and each caller's context (tl_ctx) its scratch.
+ *
+ * A file may name an activation mode (tl_config.act_*, kv_*: BitNet a4.8, Q-Sparse): each linear input is then
+ * masked to its top-K |x| and quantized to INT8 absmax or INT4 absmean, and the KV cache holds 3/4-bit rows.
+ * A single token's masked input runs a sparse GEMV that reads only its kept inputs' weight columns. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -24,6 +28,7 @@ struct tl_model { /* read-only after tl_model_new */
     const tl_kernels *kern;
     tl_pool *pool;        /* shared by all contexts: their passes take turns step by step */
     float *rope_inv_freq; /* [head_dim / 2] */
+    const uint8_t **sparse; /* [n_layer][7]: column-tile copies (kernels/sparse_ref.c) of linears with top-K inputs */
 };
 
 struct tl_ctx {
@@ -37,14 +42,36 @@ struct tl_ctx {
     int32_t *xsum, *pos, *out_token;                        /* sum of xq; each token's position; tokens wanting logits */
     int32_t logits_cap;                                     /* rows of logits_tmp */
     float *logits_tmp; /* [logits_cap][n_vocab]: logits of scattered rows, before they go to their rows */
+    uint32_t *topk_work; /* [pool size][widest]: top-K selection scratch */
+    float *kv_rows;      /* [pool size][2][ATT_BLOCK][head_dim]: a block of dequantized keys and values */
+    int32_t *kept_idx;   /* one token's kept inputs (indices, int8 codes, count): the sparse GEMV's operand */
+    int8_t *kept_val;
+    int32_t n_kept;
 };
 
 struct tl_seq {
     const tl_model *m;
     int32_t n_ctx, len;         /* len: tokens held, at positions 0..len-1 */
     _Atomic(tl_ctx *) user;     /* the context whose tl_forward is using the sequence now, or NULL */
-    float *k, *v;               /* [n_layer][n_ctx][n_head_kv * head_dim] */
+    float *k, *v;               /* [n_layer][n_ctx][n_head_kv * head_dim], or with kv_bits: */
+    uint8_t *kq, *vq;           /* [n_layer][n_ctx][n_head_kv] rows of tl_kv_row_bytes(kv_bits, head_dim) (position 0 unused) */
+    uint8_t *k0, *v0;           /* [n_layer][n_head_kv] position 0's rows at kv_bits_first */
 };
+
+/* The linear input each weight of a layer reads (tl_config.act_bits / act_topk index), in tl_layer order. */
+enum { N_LINEARS = 7 };
+static const int LINEAR_INPUT[N_LINEARS] = {TL_IN_QKV, TL_IN_QKV, TL_IN_QKV, TL_IN_O, TL_IN_GATE_UP, TL_IN_GATE_UP, TL_IN_DOWN};
+static const tl_tensor *linear_of(const tl_layer *l, int i) {
+    const tl_tensor *w[N_LINEARS] = {&l->attn_q, &l->attn_k, &l->attn_v, &l->attn_output, &l->ffn_gate, &l->ffn_up, &l->ffn_down};
+    return w[i];
+}
+
+/* Values of a dim-long input kept by its top-K fraction: round(ratio * dim), at least 1; all when 0 or >= 1. */
+static int64_t topk_keep(float ratio, int64_t dim) {
+    if (!(ratio > 0) || ratio >= 1) return dim;
+    int64_t k = (int64_t)((double)ratio * (double)dim + 0.5);
+    return k < 1 ? 1 : k > dim ? dim : k;
+}
 
 /* Hot loops written to vectorize as they are get a clone per x86 ISA, picked at load time; they sum in a fixed
  * order, so every clone gives the same floats. */
@@ -159,6 +186,19 @@ static int check_config(const tl_config *c, char *err, size_t err_len) {
     // a BitLinear sums row length x 128 x 1 in an int32
     if (c->n_embd > MAX_ROW || c->n_ff > MAX_ROW || (int64_t)c->n_head * c->head_dim > MAX_ROW)
         return fail(err, err_len, "config: a row length above %d is not supported", MAX_ROW), 0;
+    for (int i = 0; i < 4; i++) {
+        if (c->act_bits[i] != 0 && c->act_bits[i] != 8 && c->act_bits[i] != 4)
+            return fail(err, err_len, "config: activation bits %d (supported: 8, 4)", c->act_bits[i]), 0;
+        if (!(c->act_topk[i] >= 0 && c->act_topk[i] <= 1))
+            return fail(err, err_len, "config: top-K fraction %g not in [0, 1]", (double)c->act_topk[i]), 0;
+        int64_t dim = i == TL_IN_O ? (int64_t)c->n_head * c->head_dim : i == TL_IN_DOWN ? c->n_ff : c->n_embd;
+        if (c->act_bits[i] == 4 && dim % 16)
+            return fail(err, err_len, "config: INT4 inputs need a multiple of 16 values, not %lld", (long long)dim), 0;
+    }
+    if ((c->kv_bits || c->kv_bits_first) &&
+        (c->kv_bits < 3 || c->kv_bits > 4 || c->kv_bits_first < 3 || c->kv_bits_first > 4 || c->head_dim % 8))
+        return fail(err, err_len, "config: KV cache bits %d / first %d (supported: 3, 4; head_dim a multiple of 8)",
+                    c->kv_bits, c->kv_bits_first), 0;
     return 1;
 }
 
@@ -190,6 +230,25 @@ static int check_weights(tl_pool *pool, const tl_config *c, const tl_tensor *tok
     return 1;
 }
 
+/* Column-tile copies (kernels/sparse_ref.c) of the ternary linears whose input keeps a top-K fraction, so one
+ * token reads only its kept inputs' weight columns. Returns 0 if out of memory. */
+static int make_sparse_copies(tl_model *m) {
+    const tl_config *c = &m->cfg;
+    m->sparse = calloc((size_t)c->n_layer * N_LINEARS, sizeof *m->sparse);
+    if (!m->sparse) return 0;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int i = 0; i < N_LINEARS; i++) {
+            const tl_tensor *w = linear_of(&m->layers[l], i);
+            float ratio = c->act_topk[LINEAR_INPUT[i]];
+            if (!(ratio > 0 && ratio < 1) || !ternary_kernel(m->kern, w->type)) continue;
+            uint8_t *copy = malloc((size_t)tl_sparse_bytes(w->rows, w->cols));
+            if (!copy) return 0;
+            tl_sparse_pack(w->type, w->data, w->rows, w->cols, copy);
+            m->sparse[l * N_LINEARS + i] = copy;
+        }
+    return 1;
+}
+
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len) {
     if (!cfg || !token_embd || !output_norm || !layers) return fail(err, err_len, "tl_model_new: NULL argument"), NULL;
@@ -211,6 +270,10 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
         return fail(err, err_len, "out of memory"), NULL;
     }
     memcpy(m->layers, layers, sizeof *layers * (size_t)cfg->n_layer);
+    if (!make_sparse_copies(m)) {
+        tl_model_free(m);
+        return fail(err, err_len, "out of memory for the sparse weight copies"), NULL;
+    }
     // RoPE frequencies as transformers computes them in float32: 1 / theta^(2i / head_dim)
     for (int i = 0; i < cfg->head_dim / 2; i++)
         m->rope_inv_freq[i] = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)cfg->head_dim);
@@ -220,6 +283,8 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
 void tl_model_free(tl_model *m) {
     if (!m) return;
     tl_pool_free(m->pool);
+    for (int i = 0; m->sparse && i < m->cfg.n_layer * N_LINEARS; i++) free((void *)m->sparse[i]);
+    free(m->sparse);
     free(m->layers);
     free(m->rope_inv_freq);
     free(m);
@@ -279,7 +344,13 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
     ctx->m = m;
     size_t att_bytes = sizeof(float) * 2 * ATT_LANES * (size_t)m->cfg.head_dim; /* a multiple of 64: vectors stay aligned */
     ctx->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
-    if (!ctx->att_acc || !grow_scratch(ctx, 1)) {
+    const tl_config *c = &m->cfg;
+    size_t threads = (size_t)tl_pool_size(m->pool), widest = (size_t)(c->n_ff > c->n_embd ? c->n_ff : c->n_embd);
+    widest = (widest > (size_t)c->n_head * c->head_dim ? widest : (size_t)c->n_head * c->head_dim) + 255;
+    ctx->topk_work = malloc(sizeof(uint32_t) * widest * threads);
+    ctx->kv_rows = malloc(sizeof(float) * 2 * ATT_BLOCK * (size_t)c->head_dim * threads);
+    ctx->kept_idx = malloc(sizeof(int32_t) * widest), ctx->kept_val = malloc(widest);
+    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !grow_scratch(ctx, 1)) {
         tl_ctx_free(ctx);
         return NULL;
     }
@@ -291,6 +362,7 @@ void tl_ctx_free(tl_ctx *ctx) {
     free_scratch(ctx);
     free(ctx->logits_tmp);
     free(ctx->att_acc);
+    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val);
     free(ctx);
 }
 
@@ -298,13 +370,23 @@ void tl_ctx_free(tl_ctx *ctx) {
 
 tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx) {
     if (!m || n_ctx <= 0) return NULL;
-    size_t per_position = (size_t)m->cfg.n_layer * (size_t)m->cfg.n_head_kv * (size_t)m->cfg.head_dim;
+    const tl_config *c = &m->cfg;
+    size_t per_position = (size_t)c->n_layer * (size_t)c->n_head_kv * (size_t)c->head_dim;
     if ((size_t)n_ctx > SIZE_MAX / sizeof(float) / per_position) return NULL;
     tl_seq *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     size_t cache = per_position * (size_t)n_ctx;
     s->m = m;
     s->n_ctx = n_ctx;
+    if (c->kv_bits) { /* one quantized row per position and KV head; position 0's apart, at its own bits */
+        size_t rows = (size_t)c->n_layer * (size_t)n_ctx * (size_t)c->n_head_kv, firsts = (size_t)c->n_layer * (size_t)c->n_head_kv;
+        s->kq = malloc(rows * (size_t)tl_kv_row_bytes(c->kv_bits, c->head_dim));
+        s->vq = malloc(rows * (size_t)tl_kv_row_bytes(c->kv_bits, c->head_dim));
+        s->k0 = malloc(firsts * (size_t)tl_kv_row_bytes(c->kv_bits_first, c->head_dim));
+        s->v0 = malloc(firsts * (size_t)tl_kv_row_bytes(c->kv_bits_first, c->head_dim));
+        if (!s->kq || !s->vq || !s->k0 || !s->v0) { tl_seq_free(s); return NULL; }
+        return s;
+    }
     s->k = malloc(cache * sizeof(float));
     s->v = malloc(cache * sizeof(float));
     if (!s->k || !s->v) { tl_seq_free(s); return NULL; }
@@ -315,6 +397,7 @@ void tl_seq_free(tl_seq *s) {
     if (!s) return;
     free(s->k);
     free(s->v);
+    free(s->kq), free(s->vq), free(s->k0), free(s->v0);
     free(s);
 }
 
@@ -343,10 +426,19 @@ static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_
 /* BitNet's per-token activation quantization: s = 127 / max(absmax, 1e-5), q = clamp(round(x * s)).
  * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. Both loops are
  * written to vectorize: |x| is maximized as integer bits (same order as the floats), and x * s, clamped first,
- * is rounded half to even (as torch.round) by adding and subtracting 1.5 * 2^23. */
-X86_CLONES static void quantize(tl_ctx *ctx, const float *in, int64_t t0, int64_t t1, int64_t dim, int64_t width) {
+ * is rounded half to even (as torch.round) by adding and subtracting 1.5 * 2^23. An activation mode first keeps
+ * the `keep` largest |x| of each row (zeroing the rest in place), and with bits = 4 quantizes INT4 absmean. */
+X86_CLONES static void quantize(tl_ctx *ctx, float *in, int64_t t0, int64_t t1, int64_t dim, int64_t width, int32_t bits,
+                                int64_t keep, uint32_t *work) {
     for (int64_t t = t0; t < t1; t++) {
-        const float *x = in + t * dim;
+        float *x = in + t * dim;
+        if (keep < dim) tl_topk_ref(x, dim, keep, work);
+        if (bits == 4) {
+            ctx->xsum[t] = ctx->m->kern->int4(x, dim, ctx->xq + t * width, &ctx->xscale[t]);
+            for (int64_t i = 0; i < dim; i++) ctx->xf[t * width + i] = (float)ctx->xq[t * width + i];
+            for (int64_t i = dim; i < width; i++) ctx->xq[t * width + i] = 0, ctx->xf[t * width + i] = 0;
+            continue;
+        }
         uint32_t top = 0;
         for (int64_t i = 0; i < dim; i++) {
             uint32_t bits;
@@ -375,32 +467,46 @@ X86_CLONES static void quantize(tl_ctx *ctx, const float *in, int64_t t0, int64_
 
 /* A BitLinear's input: RMSNorm (when a weight is given; in place if out == in) then quantization of n token
  * rows, the tokens split over the pool (each row is its own work, so results do not depend on the split). */
-typedef struct { tl_ctx *ctx; float *out; const float *in; const tl_tensor *norm; int32_t n, parts; int64_t dim, width; } prep_task;
+typedef struct {
+    tl_ctx *ctx;
+    float *out;
+    const float *in;
+    const tl_tensor *norm;
+    int32_t n, parts, bits;
+    int64_t dim, width, keep;
+} prep_task;
 
 enum { PREP_PARTS_PER_THREAD = 2 };
 
 static void prep_chunk(void *arg, int32_t chunk, int32_t thread) {
-    (void)thread;
     prep_task *p = arg;
     int64_t t0, t1;
     tl_split(p->n, 1, chunk, p->parts, &t0, &t1);
     if (t0 >= t1) return;
     if (p->norm) rmsnorm(p->out + t0 * p->dim, p->in + t0 * p->dim, p->norm, (int32_t)(t1 - t0), p->dim, p->ctx->m->cfg.rms_eps);
-    quantize(p->ctx, p->norm ? p->out : p->in, t0, t1, p->dim, p->width);
+    quantize(p->ctx, p->norm ? p->out : (float *)p->in, t0, t1, p->dim, p->width, p->bits, p->keep,
+             p->ctx->topk_work + (size_t)thread * (size_t)p->width);
 }
 
+/* input: which linear input (TL_IN_*) this is, for the mode's bits and top-K. A single token with a top-K input
+ * also lists its nonzero codes, the sparse GEMV's operand. */
 static void norm_quantize(tl_ctx *ctx, float *out, const float *in, const tl_tensor *norm, int32_t n, int64_t dim,
-                          int64_t width) {
+                          int64_t width, int input) {
+    const tl_config *c = &ctx->m->cfg;
     int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(ctx->m->pool);
-    prep_task p = {ctx, out, in, norm, n, n < parts ? 1 : parts, dim, width}; /* one token: no dispatch */
+    prep_task p = {ctx, out, in, norm, n, n < parts ? 1 : parts, c->act_bits[input] == 4 ? 4 : 8, dim, width,
+                   topk_keep(c->act_topk[input], dim)}; /* one token: no dispatch */
     tl_pool_run(ctx->m->pool, prep_chunk, &p, p.parts);
+    ctx->n_kept = 0;
+    for (int64_t i = 0; n == 1 && p.keep < dim && i < dim; i++)
+        if (ctx->xq[i]) ctx->kept_idx[ctx->n_kept] = (int32_t)i, ctx->kept_val[ctx->n_kept++] = ctx->xq[i];
 }
 
 /* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.
  * Each matrix's output rows (never tokens) are cut into PARTS_PER_THREAD chunks per thread, claimed by
  * whichever thread is free; a row's result does not depend on its chunk, so not on the thread count.
  * quantized: a BitLinear (input in ctx->xq); otherwise a float input in x. */
-typedef struct { const tl_tensor *w; float *y; } matmul_job;
+typedef struct { const tl_tensor *w; float *y; const uint8_t *sparse; /* column-tile copy: used for one token */ } matmul_job;
 typedef struct {
     tl_ctx *ctx;
     int32_t n, n_jobs, quantized;
@@ -419,9 +525,14 @@ static void matmul_chunk(void *arg, int32_t chunk, int32_t thread) {
     int32_t parts = PARTS_PER_THREAD * tl_pool_size(m->pool);
     const tl_tensor *w = task->jobs[chunk / parts].w;
     float *y = task->jobs[chunk / parts].y;
+    const uint8_t *sparse = task->n == 1 ? task->jobs[chunk / parts].sparse : NULL;
     int64_t r0, r1;
-    tl_split(w->rows, ROW_ALIGN, chunk % parts, parts, &r0, &r1);
+    tl_split(w->rows, sparse ? TL_SPARSE_TILE : ROW_ALIGN, chunk % parts, parts, &r0, &r1);
     if (r0 >= r1) return;
+    if (sparse) { /* one token, top-K input: only the kept inputs' weight columns are read */
+        m->kern->sparse(sparse, w->cols, r0, r1, ctx->kept_idx, ctx->kept_val, ctx->n_kept, ctx->xscale[0], w->scale, y);
+        return;
+    }
     tl_ternary_fn *tern = ternary_kernel(m->kern, w->type);
     if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); return; }
     if (!task->quantized) { tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); return; }
@@ -435,11 +546,13 @@ static void run_matmuls(tl_ctx *ctx, matmul_task *task) {
     tl_pool_run(ctx->m->pool, matmul_chunk, task, task->n_jobs * PARTS_PER_THREAD * tl_pool_size(ctx->m->pool));
 }
 
-/* BitLinear over the quantized input of n tokens: y_j = W_j x for each of the given weights. */
-static void bitlinear(tl_ctx *ctx, int32_t n, const tl_tensor *w0, float *y0, const tl_tensor *w1, float *y1,
-                      const tl_tensor *w2, float *y2) {
-    matmul_task task = {ctx, n, 1, 1, NULL, {{w0, y0}, {w1, y1}, {w2, y2}}};
-    task.n_jobs = w2 ? 3 : w1 ? 2 : 1;
+/* BitLinear over the quantized input of n tokens: y[j] = W x for linears first .. first + count - 1 of layer l
+ * (tl_layer order: q, k, v, o, gate, up, down). */
+static void bitlinear(tl_ctx *ctx, int32_t n, int l, int first, int count, float *const *y) {
+    const tl_model *m = ctx->m;
+    matmul_task task = {ctx, n, count, 1, NULL, {{0}}};
+    for (int j = 0; j < count; j++)
+        task.jobs[j] = (matmul_job){linear_of(&m->layers[l], first + j), y[j], m->sparse[l * N_LINEARS + first + j]};
     run_matmuls(ctx, &task);
 }
 
@@ -456,6 +569,47 @@ static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
             v[ib] = b * c + a * s;
         }
     }
+}
+
+/* Appends a token's keys and values (after RoPE) at position pos of layer l: f32 rows, or with kv_bits one quantized
+ * row per KV head (position 0 at kv_bits_first, kept apart so all other rows have one size). */
+static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const float *k, const float *v) {
+    const tl_config *c = &m->cfg;
+    int64_t hd = c->head_dim, kvd = (int64_t)c->n_head_kv * hd;
+    if (!c->kv_bits) {
+        size_t at = ((size_t)l * s->n_ctx + pos) * kvd;
+        memcpy(s->k + at, k, kvd * sizeof(float));
+        memcpy(s->v + at, v, kvd * sizeof(float));
+        return;
+    }
+    int32_t bits = pos ? c->kv_bits : c->kv_bits_first;
+    int64_t row = tl_kv_row_bytes(bits, hd);
+    for (int32_t h = 0; h < c->n_head_kv; h++) {
+        size_t at = pos ? (((size_t)l * s->n_ctx + pos) * c->n_head_kv + h) * row : ((size_t)l * c->n_head_kv + h) * row;
+        tl_kv_quantize_ref(k + h * hd, hd, bits, (pos ? s->kq : s->k0) + at);
+        tl_kv_quantize_ref(v + h * hd, hd, bits, (pos ? s->vq : s->v0) + at);
+    }
+}
+
+/* Keys and values of positions p0 .. p0 + len - 1 of KV head h in layer l as float rows `stride` apart: the cache's
+ * own rows (f32), or dequantized into buf ([2][ATT_BLOCK][head_dim]) from a quantized cache. */
+static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32_t p0, int32_t len, float *buf,
+                     const float **k, const float **v, int64_t *stride) {
+    const tl_config *c = &m->cfg;
+    int64_t hd = c->head_dim, kvd = (int64_t)c->n_head_kv * hd;
+    if (!c->kv_bits) {
+        size_t at = ((size_t)l * s->n_ctx + p0) * kvd + h * hd;
+        *k = s->k + at, *v = s->v + at, *stride = kvd;
+        return;
+    }
+    int64_t row = tl_kv_row_bytes(c->kv_bits, hd), row0 = tl_kv_row_bytes(c->kv_bits_first, hd);
+    for (int32_t j = 0; j < len; j++) {
+        int32_t pos = p0 + j, bits = pos ? c->kv_bits : c->kv_bits_first;
+        size_t at = pos ? (((size_t)l * s->n_ctx + pos) * c->n_head_kv + h) * row : ((size_t)l * c->n_head_kv + h) * row0;
+        tl_kv_dequantize_ref((pos ? s->kq : s->k0) + at, hd, bits, buf + j * hd);
+        tl_kv_dequantize_ref((pos ? s->vq : s->v0) + at, hd, bits, buf + (ATT_BLOCK + j) * hd);
+    }
+    *k = buf, *v = buf + ATT_BLOCK * hd, *stride = hd;
 }
 
 /* Causal grouped-query attention, one chunk per head: token t's query head h attends to positions 0..pos[t] of
@@ -506,18 +660,17 @@ static void attention_chunk(void *arg, int32_t head, int32_t thread) {
     attention_task *task = arg;
     tl_ctx *ctx = task->ctx;
     const tl_config *c = &ctx->m->cfg;
-    int32_t hd = c->head_dim, kvd = c->n_head_kv * hd, group = c->n_head / c->n_head_kv;
+    int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
     float scale = 1.0f / sqrtf((float)hd), scores[ATT_LANES][ATT_BLOCK], max[ATT_LANES], denom[ATT_LANES];
     float *acc = ctx->att_acc + (size_t)thread * 2 * ATT_LANES * hd; /* then the transposed queries */
     att_lanes *qt = (att_lanes *)(acc + ATT_LANES * hd);
-    int64_t off = (int64_t)(head / group) * hd; /* this head's kv head within a cache row */
+    float *kv_buf = ctx->kv_rows + (size_t)thread * 2 * ATT_BLOCK * hd;
     for (int32_t t = 0; t < task->n;) {
         // the tokens scored together: this one and the next of its sequence at the next positions
         const tl_seq *s = task->seqs[t];
         int32_t n = 1, last;
         while (n < ATT_LANES && t + n < task->n && task->seqs[t + n] == s && ctx->pos[t + n] == ctx->pos[t] + n) n++;
         last = ctx->pos[t + n - 1];
-        const float *k = s->k + (size_t)task->layer * s->n_ctx * kvd + off, *v = s->v + (size_t)task->layer * s->n_ctx * kvd + off;
         for (int32_t d = 0; d < hd; d++)
             for (int g = 0; g < ATT_LANES; g++) qt[d][g] = g < n ? ctx->q[((size_t)(t + g) * c->n_head + head) * hd + d] : 0;
         for (int g = 0; g < n; g++) {
@@ -527,10 +680,13 @@ static void attention_chunk(void *arg, int32_t head, int32_t thread) {
         // a block of key positions scored for all, then folded into each token's softmax up to its own position
         for (int32_t p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
             int32_t len = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
-            score_keys(qt, k + (int64_t)p0 * kvd, kvd, len, hd, scale, scores);
+            const float *k, *v;
+            int64_t stride;
+            kv_block(ctx->m, s, task->layer, head / group, p0, len, kv_buf, &k, &v, &stride);
+            score_keys(qt, k, stride, len, hd, scale, scores);
             for (int g = 0; g < n; g++) {
                 int32_t seen = ctx->pos[t + g] + 1 - p0; /* causal: this token's positions in the block */
-                if (seen > 0) attend_block(scores[g], seen < len ? seen : len, v + (int64_t)p0 * kvd, kvd, hd, &max[g], &denom[g], acc + g * hd);
+                if (seen > 0) attend_block(scores[g], seen < len ? seen : len, v, stride, hd, &max[g], &denom[g], acc + g * hd);
             }
         }
         for (int g = 0; g < n; g++) {
@@ -581,31 +737,29 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
     for (int32_t l = 0; l < c->n_layer; l++) {
         const tl_layer *L = &m->layers[l];
         // attention: RMSNorm, quantize, q/k/v projections
-        norm_quantize(ctx, ctx->xn, ctx->x, &L->attn_norm, n, e, L->attn_q.cols);
-        bitlinear(ctx, n, &L->attn_q, ctx->q, &L->attn_k, ctx->k, &L->attn_v, ctx->v);
+        norm_quantize(ctx, ctx->xn, ctx->x, &L->attn_norm, n, e, L->attn_q.cols, TL_IN_QKV);
+        bitlinear(ctx, n, l, 0, 3, (float *[]){ctx->q, ctx->k, ctx->v});
         // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
         for (int32_t i = 0; i < n; i++) {
             rope(m, ctx->q + i * qd, c->n_head, ctx->pos[i]);
             rope(m, ctx->k + i * kvd, c->n_head_kv, ctx->pos[i]);
-            size_t at = ((size_t)l * seqs[i]->n_ctx + ctx->pos[i]) * kvd;
-            memcpy(seqs[i]->k + at, ctx->k + i * kvd, kvd * sizeof(float));
-            memcpy(seqs[i]->v + at, ctx->v + i * kvd, kvd * sizeof(float));
+            kv_store(m, seqs[i], l, ctx->pos[i], ctx->k + i * kvd, ctx->v + i * kvd);
         }
         // causal grouped-query attention over each sequence's cache
         attention_task at = {ctx, seqs, n, l};
         tl_pool_run(m->pool, attention_chunk, &at, c->n_head);
         // attn_sub_norm, quantize, o_proj, residual
-        norm_quantize(ctx, ctx->att, ctx->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols);
-        bitlinear(ctx, n, &L->attn_output, ctx->tmp, NULL, NULL, NULL, NULL);
+        norm_quantize(ctx, ctx->att, ctx->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols, TL_IN_O);
+        bitlinear(ctx, n, l, 3, 1, (float *[]){ctx->tmp});
         for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
         // MLP: RMSNorm, quantize, gate and up projections
-        norm_quantize(ctx, ctx->xn, ctx->x, &L->ffn_norm, n, e, L->ffn_gate.cols);
-        bitlinear(ctx, n, &L->ffn_gate, ctx->gate, &L->ffn_up, ctx->up, NULL, NULL);
+        norm_quantize(ctx, ctx->xn, ctx->x, &L->ffn_norm, n, e, L->ffn_gate.cols, TL_IN_GATE_UP);
+        bitlinear(ctx, n, l, 4, 2, (float *[]){ctx->gate, ctx->up});
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
         gate_times_up(ctx->gate, ctx->up, n * f, c->act);
         // ffn_sub_norm, quantize, down projection, residual
-        norm_quantize(ctx, ctx->gate, ctx->gate, c->sub_norms ? &L->ffn_sub_norm : NULL, n, f, L->ffn_down.cols);
-        bitlinear(ctx, n, &L->ffn_down, ctx->tmp, NULL, NULL, NULL, NULL);
+        norm_quantize(ctx, ctx->gate, ctx->gate, c->sub_norms ? &L->ffn_sub_norm : NULL, n, f, L->ffn_down.cols, TL_IN_DOWN);
+        bitlinear(ctx, n, l, 6, 1, (float *[]){ctx->tmp});
         for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
     }
     // final RMSNorm of the tokens wanting logits, then the output projection (f32 activations) -> logits
@@ -614,7 +768,7 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         rmsnorm(ctx->xn, ctx->tmp, &m->output_norm, n_out, e, c->rms_eps);
         int32_t first = logit_rows ? logit_rows[ctx->out_token[0]] : ctx->out_token[0];
         float *dst = contiguous ? logits + (int64_t)first * c->n_vocab : ctx->logits_tmp;
-        matmul_task task = {ctx, n_out, 1, 0, ctx->xn, {{&m->output, dst}}};
+        matmul_task task = {ctx, n_out, 1, 0, ctx->xn, {{&m->output, dst, NULL}}};
         run_matmuls(ctx, &task);
         for (int32_t j = 0; !contiguous && j < n_out; j++)
             memcpy(logits + (int64_t)logit_rows[ctx->out_token[j]] * c->n_vocab, ctx->logits_tmp + (int64_t)j * c->n_vocab,

@@ -109,3 +109,42 @@ int64_t tl_pool_check(int32_t n_threads, int32_t n_tasks, int32_t max_chunks) {
     free(tasks);
     return violations;
 }
+int32_t tl_quantize_int4(const char *isa, const float *x, int64_t dim, int8_t *q, float *scale, int32_t *sum) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    if (!k || dim <= 0 || dim % 16) return -1;
+    *sum = k->int4(x, dim, q, scale);
+    return 0;
+}
+
+int64_t tl_topk_mask(float *x, int64_t dim, int64_t k) {
+    uint32_t *work = malloc(sizeof(uint32_t) * (size_t)(dim > 0 ? dim : 1));
+    if (!work || dim <= 0 || k <= 0) { free(work); return -1; }
+    int64_t kept = tl_topk_ref(x, dim, k, work);
+    free(work);
+    return kept;
+}
+
+int32_t tl_matmul_sparse(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int8_t *x,
+                         float x_scale, float w_scale, float *y) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    if (!k || rows <= 0 || !tl_row_bytes(type, cols)) return -1;
+    uint8_t *packed = malloc((size_t)tl_sparse_bytes(rows, cols));
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)cols);
+    int8_t *val = malloc((size_t)cols);
+    int32_t rc = -1, kept = 0;
+    if (packed && idx && val && tl_sparse_pack(type, w, rows, cols, packed) == 0) {
+        for (int64_t j = 0; j < cols; j++)
+            if (x[j]) idx[kept] = (int32_t)j, val[kept++] = x[j];
+        k->sparse(packed, cols, 0, rows, idx, val, kept, x_scale, w_scale, y);
+        rc = 0;
+    }
+    free(packed), free(idx), free(val);
+    return rc;
+}
+
+int32_t tl_kv_roundtrip(const float *x, int64_t dim, int32_t bits, uint8_t *packed, float *out) {
+    if ((bits != 3 && bits != 4) || dim <= 0 || dim % 8) return -1;
+    tl_kv_quantize_ref(x, dim, bits, packed);
+    tl_kv_dequantize_ref(packed, dim, bits, out);
+    return 0;
+}

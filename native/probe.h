@@ -24,4 +24,13 @@ double tl_read_bandwidth(size_t bytes, int32_t n_threads);
  * sound); -1 if out of memory. */
 int64_t tl_pool_check(int32_t n_threads, int32_t n_tasks, int32_t max_chunks);
 
+/* The a4.8 / Q-Sparse kernels under a named ISA (native/kernels/kernels.h says what each computes). Return 0
+ * (tl_topk_mask: the values kept), or -1 if the ISA is unknown or unsupported, or the shape has no kernel.
+ * tl_matmul_sparse packs W (a ternary type) into the sparse layout and multiplies the nonzero inputs of x. */
+int32_t tl_quantize_int4(const char *isa, const float *x, int64_t dim, int8_t *q, float *scale, int32_t *sum);
+int64_t tl_topk_mask(float *x, int64_t dim, int64_t k);
+int32_t tl_matmul_sparse(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int8_t *x,
+                         float x_scale, float w_scale, float *y);
+int32_t tl_kv_roundtrip(const float *x, int64_t dim, int32_t bits, uint8_t *packed, float *out);
+
 #endif

@@ -28,7 +28,16 @@ typedef struct {
     int32_t act;       /* TL_ACT_* */
     int32_t sub_norms; /* 1: attn_sub_norm before o_proj and ffn_sub_norm before down_proj */
     int32_t rope_interleaved; /* 1: RoPE rotates adjacent pairs (llama.cpp's `llama`, q/k rows permuted); 0: halves */
+    /* Activation mode (BitNet a4.8, Q-Sparse; all zero: b1.58). Per linear input TL_IN_*: act_bits 8 (INT8 absmax,
+     * 0 means 8) or 4 (INT4 absmean); act_topk the fraction of |x| kept per token (0 or 1: dense). kv_bits 3 or 4:
+     * KV cache rows quantized (kv_bits_first for position 0); 0: f32. */
+    int32_t act_bits[4];
+    float act_topk[4];
+    int32_t kv_bits, kv_bits_first;
 } tl_config;
+
+/* The linear inputs of a layer, in tl_config.act_bits / act_topk order. */
+enum { TL_IN_QKV = 0, TL_IN_O = 1, TL_IN_GATE_UP = 2, TL_IN_DOWN = 3 };
 
 typedef struct {
     tl_tensor attn_norm, attn_q, attn_k, attn_v, attn_sub_norm, attn_output;

@@ -76,28 +76,43 @@ def peak_rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
+def kv_bytes_per_token(model) -> int:
+    """K and V of one position, every layer and kv head: f32, or the mode's 3/4-bit rows (codes + an f32 scale)."""
+    hp, bits = model.hparams, model.mode.kv_bits
+    row = hp.head_dim * 4 if not bits else hp.head_dim * bits // 8 + 4
+    return 2 * hp.n_layer * hp.n_head_kv * row
+
+
 def kv_cache_bytes(model, n_ctx: int) -> int:
-    """f32 K and V for every layer and kv head over n_ctx positions."""
-    hp = model.hparams
-    return 2 * 4 * hp.n_layer * n_ctx * hp.n_head_kv * hp.head_dim
+    return kv_bytes_per_token(model) * n_ctx
 
 
-def weight_layout(path: str) -> tuple[str, int]:
+def weight_layout(path: str, mode=None) -> tuple[str, int]:
     """(ternary type name of the linear weights, bytes of weights read per decoded token).
     Decoding reads every tensor except the token embedding, of which it reads one row, unless the
-    embedding is tied and doubles as the output matrix."""
+    embedding is tied and doubles as the output matrix. A linear whose input keeps a top-K fraction is read
+    through its column-tile copy: 64 bytes per kept input and 256-row tile (native/kernels/sparse_ref.c)."""
+    from tritlm.formats import TERNARY
     from tritlm.runtime.gguf import read_gguf
 
     with read_gguf(path) as gguf:
         tensors = {t.name: t for t in gguf.tensors}
     ternary_type = tensors["blk.0.attn_q.weight"].type_name
     read = sum(t.nbytes for t in tensors.values())
+    input_of = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, "ffn_up": 2, "ffn_down": 3}
+    for name, t in tensors.items():
+        linear = name.split(".")[-2] if name.startswith("blk.") else None
+        if mode is None or linear not in input_of or mode.topk[input_of[linear]] >= 1 or t.type not in TERNARY:
+            continue
+        keep = max(1, int(mode.topk[input_of[linear]] * t.cols + 0.5))
+        read += -(-t.rows // 256) * keep * 64 - t.nbytes
     if "output.weight" in tensors:
         read -= tensors["token_embd.weight"].nbytes
     return ternary_type, read
 
 
-def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int) -> list[dict]:
+def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int,
+                act_topk: float | None = None) -> list[dict]:
     """Measures one model in this process; returns one record per test (pp, tg)."""
     from tritlm.runtime import Model
     from tritlm.runtime._native import ffi, lib
@@ -105,14 +120,15 @@ def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps:
     warm_page_cache(path)
     n_ctx = max(n_prompt, n_gen, 64)
     start = time.perf_counter()
-    model = Model(path, threads=threads, n_ctx=n_ctx)
+    model = Model(path, threads=threads, n_ctx=n_ctx, act_topk=act_topk)
     seq = model.new_sequence(n_ctx)
     int(np.argmax(model.prefill(seq, model.tokenize(TTFT_PROMPT))))
     ttft = time.perf_counter() - start
     try:
-        ternary_type, weight_bytes = weight_layout(path)
+        ternary_type, weight_bytes = weight_layout(path, model.mode)
         common = {
             "model": model.name, "model_path": path, "model_bytes": model.model_bytes, "type": ternary_type,
+            "mode": model.mode.name, "kv_bytes_per_token": kv_bytes_per_token(model),
             "n_threads": model.n_threads, "isa": ffi.string(lib.tl_isa()).decode(), "reps": reps,
         }
         records = []
@@ -138,11 +154,14 @@ def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps:
         model.close()
 
 
-def bench_in_child(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int) -> list[dict]:
+def bench_in_child(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int,
+                   act_topk: float | None = None) -> list[dict]:
     """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
     cmd = [sys.executable, "-m", "tritlm", "bench", "--json", "-m", path, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(reps)]
     if threads:
         cmd += ["-t", str(threads)]
+    if act_topk is not None:
+        cmd += ["--act-topk", str(act_topk)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"bench of {path} failed")
@@ -157,19 +176,28 @@ def markdown_table(header: list[str], rows: list[list[str]], right: set[int]) ->
     return "\n".join([line(header), rule] + [line(r) for r in rows])
 
 
+def size(n: int) -> str:
+    """Bytes in the largest binary unit that keeps the number >= 1."""
+    for unit, scale in (("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
 def format_report(records: list[dict]) -> str:
     speed = markdown_table(
-        ["model", "size", "type", "threads", "test", "t/s"],
-        [[r["model"], f"{r['model_bytes'] / GIB:.2f} GiB", r["type"], r["n_threads"], r["test"],
+        ["model", "size", "type", "mode", "threads", "test", "t/s"],
+        [[r["model"], f"{r['model_bytes'] / GIB:.2f} GiB", r["type"], r["mode"], r["n_threads"], r["test"],
           f"{r['tokens_per_s']:.2f} ± {r['stddev']:.2f}"] for r in records],
-        right={1, 3, 5})
+        right={1, 4, 6})
     decode = [r for r in records if "roofline_pct" in r]
     roofline = markdown_table(
-        ["model", "type", "weights/token", "tg weight reads", "machine reads", "of roofline", "peak RSS", "GGUF + KV", "TTFT"],
-        [[r["model"], r["type"], f"{r['weight_bytes_per_token'] / GIB:.2f} GiB", f"{r['weight_read_gbps']:.1f} GB/s",
+        ["model", "type", "weights/token", "KV/token", "tg weight reads", "machine reads", "of roofline", "peak RSS",
+         "GGUF + KV", "TTFT"],
+        [[r["model"], r["type"], size(r["weight_bytes_per_token"]), size(r["kv_bytes_per_token"]), f"{r['weight_read_gbps']:.1f} GB/s",
           f"{r['machine_read_gbps']:.1f} GB/s", f"{r['roofline_pct']:.0f}%", f"{r['peak_rss_bytes'] / GIB:.2f} GiB",
           f"{r['gguf_plus_kv_bytes'] / GIB:.2f} GiB", f"{r['ttft_ms']:.0f} ms"] for r in decode],
-        right={2, 3, 4, 5, 6, 7, 8})
+        right={2, 3, 4, 5, 6, 7, 8, 9})
     isa = records[0]["isa"] if records else "?"
     return f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"
 
@@ -183,7 +211,7 @@ def run(args) -> int:
     measure = bench_model if len(args.model) == 1 else bench_in_child
     records = []
     for path in args.model:
-        records += measure(path, args.threads, args.n_prompt, args.n_gen, args.reps)
+        records += measure(path, args.threads, args.n_prompt, args.n_gen, args.reps, args.act_topk)
     if args.json:
         for r in records:
             print(json.dumps(r))
@@ -200,4 +228,6 @@ def register(subparsers) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     p.add_argument("-r", "--reps", type=int, default=5, help="repetitions after one warm-up (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per test instead of tables")
+    p.add_argument("--act-topk", type=float, default=None, metavar="F",
+                   help="keep only the top F of every linear input (lossy on b1.58 files; default: the file's mode)")
     p.set_defaults(func=run)

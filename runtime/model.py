@@ -16,7 +16,7 @@ from tritlm.runtime._native import ffi, lib
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile
 from tritlm.runtime.tokenizer import GGUFTokenizer
-from tritlm.runtime.weights import check_tensors, native_weights, read_hparams
+from tritlm.runtime.weights import check_tensors, native_weights, read_hparams, read_mode
 
 DEFAULT_MAX_CTX = 4096
 PREFILL_BATCH = 256  # tokens per engine call; bounds the engine's per-token scratch memory
@@ -115,12 +115,14 @@ class Sequence:
 
 
 class Model:
-    def __init__(self, path: str, threads: int | None = None, n_ctx: int | None = None):
+    def __init__(self, path: str, threads: int | None = None, n_ctx: int | None = None, act_topk: float | None = None):
+        """act_topk: keep only that fraction of every linear input (largest |x|, per token), whatever the file says;
+        lossy on a b1.58 file (Q-Sparse without training). None: the file's own mode (docs/format.md)."""
         self.path = str(path)
         self._ptr = None
         self._file = GGUFFile(self.path)
         try:
-            self._load(threads, n_ctx)
+            self._load(threads, n_ctx, act_topk)
         except ModelError as e:
             self.close()
             raise ModelError(f"{self.path}: {e}") from None
@@ -128,10 +130,11 @@ class Model:
             self.close()
             raise
 
-    def _load(self, threads: int | None, n_ctx: int | None) -> None:
+    def _load(self, threads: int | None, n_ctx: int | None, act_topk: float | None) -> None:
         md = self.metadata = self._file.metadata
         self.arch = md.get("general.architecture")
         hp = self.hparams = read_hparams(md, {t.name for t in self._file.tensors})
+        self.mode = read_mode(md, act_topk)
         tensors = check_tensors(self._file, hp)
         self.tokenizer = GGUFTokenizer(md)
         if len(self.tokenizer.tokens) > hp.n_vocab:
@@ -147,7 +150,7 @@ class Model:
         self.model_bytes = sum(t.nbytes for t in self._file.tensors)
 
         self._base = ffi.from_buffer(self._file.buffer)  # the mmap's first byte, for the C side
-        self._structs = native_weights(self._file, hp, tensors, ffi.cast("const char *", self._base), ffi)
+        self._structs = native_weights(self._file, hp, tensors, ffi.cast("const char *", self._base), ffi, self.mode)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:

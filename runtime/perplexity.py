@@ -95,7 +95,7 @@ def run(args) -> int:
 
     with open(args.file, encoding="utf-8", errors="replace") as f:
         text = f.read()
-    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size)
+    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk)
     try:
         result = perplexity(model, text, args.ctx_size, args.batch_size)
     finally:
@@ -112,4 +112,6 @@ def register(subparsers) -> None:
     p.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX, help=f"window length in tokens (default {DEFAULT_CTX})")
     p.add_argument("-b", "--batch-size", type=int, default=None, help="tokens per forward pass (default: the whole window)")
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("--act-topk", type=float, default=None, metavar="F",
+                   help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)")
     p.set_defaults(func=run)

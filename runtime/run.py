@@ -36,6 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("-c", "--ctx-size", type=int, default=None,
                         help="context size in tokens (default: the model's, at most 4096)")
     parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
+    parser.add_argument("--act-topk", type=float, default=None, metavar="F",
+                        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)")
     parser.add_argument("--chat", "-cnv", "--conversation", dest="chat", action="store_true",
                         help="interactive chat with the model's chat template (Ctrl-C stops an answer, Ctrl-D exits)")
     parser.add_argument("-no-cnv", "--no-conversation", dest="chat", action="store_false",
@@ -54,7 +56,7 @@ def run(args) -> int:
     if args.prompt is None and not args.chat:
         raise ValueError("no prompt: give one with -p/--prompt or -f/--file")
     start = time.perf_counter()
-    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size)
+    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk)
     load_seconds = time.perf_counter() - start
     try:
         if args.chat:

@@ -3,10 +3,11 @@ checked in Python first so a bad file fails with a message naming the key or ten
 
 Tensor data is never copied: each tl_tensor points into the file's mmap."""
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from tritlm.formats import FFN_ACTS, MAX_SIZE, TERNARY, TYPES, HParams, type_of
+from tritlm.formats import ACT_GROUPS, ACT_MODES, FFN_ACTS, MAX_SIZE, TERNARY, TYPES, HParams, type_of
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile, TensorInfo, describe
 
@@ -65,6 +66,60 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
     if len(tokens) > hp.n_vocab:  # before the tokenizer is built from them
         raise ModelError(f"the tokenizer has {len(tokens)} tokens, more than the {hp.n_vocab} logits")
     return hp
+
+
+@dataclass(frozen=True)
+class ActMode:
+    """How linear inputs and the KV cache are quantized (BitNet a4.8, Q-Sparse); the default is b1.58's."""
+    bits: tuple[int, ...] = (8, 8, 8, 8)          # per ACT_GROUPS: 8 = INT8 absmax, 4 = INT4 absmean
+    topk: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # fraction of |x| kept per token (1: dense)
+    kv_bits: int = 0                              # 3 or 4: quantized KV cache; 0: f32
+    kv_bits_first: int = 0                        # position 0's (the BOS token's) bits
+
+    @property
+    def lossless(self) -> bool:
+        return self == ActMode()
+
+    @property
+    def name(self) -> str:
+        """b1.58, a4.8 (the paper's settings), or the settings spelled out."""
+        if self.lossless:
+            return "b1.58"
+        if self == mode_of(ACT_MODES["a4.8"]):
+            return "a4.8"
+        if self.bits == (8, 8, 8, 8) and len(set(self.topk)) == 1 and not self.kv_bits:
+            return f"qsparse-{self.topk[0]:g}"
+        return self.describe()
+
+    def describe(self) -> str:
+        parts = [f"{g} int{b}" + (f" top-{k:g}" if k < 1 else "") for g, b, k in zip(ACT_GROUPS, self.bits, self.topk)]
+        kv = f"kv {self.kv_bits}-bit (first {self.kv_bits_first})" if self.kv_bits else "kv f32"
+        return ", ".join(parts + [kv])
+
+
+def mode_of(q: dict) -> ActMode:
+    """The ActMode of a quantization_config's mode entries (formats.ACT_MODES)."""
+    return ActMode(tuple(q["activation_bits"][g] for g in ACT_GROUPS), tuple(q["activation_topk"][g] for g in ACT_GROUPS),
+                   q.get("kv_cache_bits", 0), q.get("kv_cache_bits_first", q.get("kv_cache_bits", 0)))
+
+
+def read_mode(metadata: dict, act_topk: float | None = None) -> ActMode:
+    """The file's tritlm.activation_* / tritlm.kv_cache_* keys (absent: b1.58); act_topk, when given, replaces every
+    input's top-K fraction (a training-free, lossy option)."""
+    def value(key, kinds, allowed, default):
+        v = metadata.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, kinds) or not allowed(v):
+            raise ModelError(f"metadata key {key} is {v!r}, not a supported value")
+        return v
+    bits = tuple(value(f"tritlm.activation_bits.{g}", int, lambda b: b in (4, 8), 8) for g in ACT_GROUPS)
+    topk = tuple(float(value(f"tritlm.activation_topk.{g}", (int, float), lambda k: 0 < k <= 1, 1.0)) for g in ACT_GROUPS)
+    kv = value("tritlm.kv_cache_bits", int, lambda b: b in (0, 3, 4), 0)
+    first = value("tritlm.kv_cache_bits_first", int, lambda b: b in (0, 3, 4), kv)
+    if act_topk is not None:
+        if not 0 < act_topk <= 1:
+            raise ModelError(f"--act-topk {act_topk}: must be a fraction in (0, 1]")
+        topk = (float(act_topk),) * len(ACT_GROUPS)
+    return ActMode(bits, topk, kv, first or kv)
 
 
 def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -129,7 +184,7 @@ def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
     return float(d[0])
 
 
-def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], base, ffi):
+def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], base, ffi, mode: ActMode = ActMode()):
     """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte."""
     def tensor(name: str):
         t = tensors.get(name)
@@ -141,7 +196,9 @@ def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], 
     cfg = ffi.new("tl_config *", {
         "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_ff": hp.n_ff, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
         "head_dim": hp.head_dim, "n_vocab": hp.n_vocab, "rms_eps": hp.rms_eps, "rope_theta": hp.rope_theta,
-        "act": FFN_ACTS.index(hp.ffn_act), "sub_norms": int(hp.sub_norms), "rope_interleaved": int(hp.rope_interleaved)})
+        "act": FFN_ACTS.index(hp.ffn_act), "sub_norms": int(hp.sub_norms), "rope_interleaved": int(hp.rope_interleaved),
+        "act_bits": list(mode.bits), "act_topk": list(mode.topk), "kv_bits": mode.kv_bits,
+        "kv_bits_first": mode.kv_bits_first})
     layers = ffi.new("tl_layer[]", hp.n_layer)
     for i in range(hp.n_layer):
         for name in LINEARS + (NORMS if hp.sub_norms else ("attn_norm", "ffn_norm")):

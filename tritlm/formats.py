@@ -114,6 +114,17 @@ class HParams:
             return f"activation {self.ffn_act!r} is not one of {', '.join(FFN_ACTS)}"
         return None
 
+# The linear inputs an activation mode (BitNet a4.8, Q-Sparse) quantizes separately: the <group> of the
+# tritlm.activation_bits.<group> / tritlm.activation_topk.<group> keys, in the engine's TL_IN_* order.
+ACT_GROUPS = ("attn_qkv", "attn_output", "ffn_gate_up", "ffn_down")
+# The papers' settings as quantization_config entries (docs/format.md): BitNet a4.8 (arXiv 2411.04965) and
+# Q-Sparse (arXiv 2407.10969) at 50% of every linear input.
+ACT_MODES = {
+    "a4.8": {"activation_bits": dict(zip(ACT_GROUPS, (4, 8, 4, 8))),
+             "activation_topk": dict(zip(ACT_GROUPS, (1.0, 0.5, 1.0, 1.0))),
+             "kv_cache_bits": 3, "kv_cache_bits_first": 4},
+    "qsparse": {"activation_bits": dict.fromkeys(ACT_GROUPS, 8), "activation_topk": dict.fromkeys(ACT_GROUPS, 0.5)},
+}
 
 # Llama 3's pre-tokenizer split (tiktoken's cl100k); tokenizer.ggml.pre names it `llama-bpe`, as llama.cpp does.
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"

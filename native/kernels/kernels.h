@@ -3,8 +3,9 @@
  * A kernel computes rows [r0, r1) of y = W x for n tokens at once: each weight block is decoded once and
  * dotted with every token (GEMV when n = 1, blocked GEMM otherwise). Each format has a plain C reference
  * (<type>_ref.c) and SIMD versions (<type>_<isa>.c) that must give bit-identical results: the ternary formats and
- * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, and every float type on ARM64's NEON levels; the rest
- * run their reference (the dispatch table in dispatch.c says which). */
+ * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, every float type on ARM64's NEON levels, and the
+ * a4.8 / Q-Sparse INT4 quantizer and sparse GEMV on AVX2 and AVX-512; the rest run their reference (the dispatch
+ * table in dispatch.c says which). */
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
 #include <stdint.h>
@@ -29,10 +30,16 @@ typedef void tl_ternary_fn(const uint8_t *w, int64_t cols, int64_t r0, int64_t r
 typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n,
                          float *y, int64_t ldy);
 
+typedef int32_t tl_int4_fn(const float *x, int64_t dim, int8_t *q, float *scale);
+typedef void tl_sparse_fn(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const int32_t *idx, const int8_t *val,
+                          int32_t k, float x_scale, float w_scale, float *y);
+
 typedef struct {
     const char *isa;
     tl_ternary_fn *tq1_0, *tq2_0, *i2_s;
     tl_float_fn *f32, *f16, *bf16, *q8_0, *q4_k, *q6_k;
+    tl_int4_fn *int4;
+    tl_sparse_fn *sparse;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -80,6 +87,27 @@ tl_dequant_block_fn tl_q4_k_dequant, tl_q6_k_dequant;
 void tl_q4_k_sub_block(const uint8_t *block, int j, float *dl, float *ml);
 void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
                    int64_t r1, const float *x, int32_t n, float *y, int64_t ldy);
+
+/* Each ternary format's block decoder (its reference's), for repacking weights at load. */
+tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
+
+/* ---- a4.8 / Q-Sparse activations and KV cache (int4_*.c, topk_ref.c, sparse_*.c, kv_ref.c) ---- */
+/* tl_int4_fn: INT4 absmean quantization of one row (dim % 16 == 0): codes in [-8, 7] as int8, *scale = s
+ * (x ~ q / s); returns sum q. */
+tl_int4_fn tl_int4_ref, tl_int4_avx2, tl_int4_avx512;
+/* Zeroes all but the k largest |x| of a row in place (ties: lower index kept); work: dim words. Returns k (or dim). */
+int64_t tl_topk_ref(float *x, int64_t dim, int64_t k, uint32_t *work);
+/* Column-tile layout of a ternary matrix for sparse inputs (sparse_ref.c): bytes it takes; built from a row format. */
+enum { TL_SPARSE_TILE = 256 };
+int64_t tl_sparse_bytes(int64_t rows, int64_t cols);
+int32_t tl_sparse_pack(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t *out);
+/* tl_sparse_fn: y[r] for rows [r0, r1) (r0 a multiple of TL_SPARSE_TILE) from the k kept inputs (indices idx,
+ * int8 values val), = (float)(integer dot) / x_scale * w_scale as the dense kernels round it. */
+tl_sparse_fn tl_sparse_ref, tl_sparse_avx2, tl_sparse_avx512;
+/* A KV cache row of dim values (dim % 8 == 0) at 3 or 4 bits: its bytes, and quantize / dequantize one row. */
+int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);
+void tl_kv_quantize_ref(const float *x, int64_t dim, int32_t bits, uint8_t *out);
+void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x);
 
 /* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
 tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;

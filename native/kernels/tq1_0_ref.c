@@ -10,7 +10,7 @@ static int8_t digit(uint8_t byte, int k) {
     return (int8_t)(((uint16_t)shifted * 3 >> 8) - 1);
 }
 
-static void decode_block(const uint8_t *block, int8_t *values) {
+void tl_tq1_0_decode(const uint8_t *block, int8_t *values) {
     for (int k = 0; k < 5; k++) {
         for (int m = 0; m < 32; m++) values[m + 32 * k] = digit(block[m], k);
         for (int m = 0; m < 16; m++) values[160 + m + 16 * k] = digit(block[32 + m], k);
@@ -21,5 +21,5 @@ static void decode_block(const uint8_t *block, int8_t *values) {
 
 void tl_tq1_0_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
                   float *y, int64_t ldy) {
-    tl_ternary_ref(decode_block, TL_TQ1_0_VALUES, TL_TQ1_0_BYTES, w, cols, r0, r1, x, w_scale, y, ldy);
+    tl_ternary_ref(tl_tq1_0_decode, TL_TQ1_0_VALUES, TL_TQ1_0_BYTES, w, cols, r0, r1, x, w_scale, y, ldy);
 }

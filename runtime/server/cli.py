@@ -36,6 +36,9 @@ def register(subparsers):
                         "llama-server; '': none)")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                    help="server log on stderr: 'info' logs one line per request (default info)")
+    p.add_argument("--act-topk", type=float, default=None, metavar="F",
+                   help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on "
+                        "b1.58 files; default: the file's own mode)")
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
     ray.add_argument("--replicas", type=int, default=None,
                      help="serve N copies of the app behind Ray Serve's proxy (-t: threads of each, default 1)")
@@ -53,7 +56,9 @@ def dispatch(a) -> int:
     cors = [o.strip() for o in a.cors_origin.split(",") if o.strip()]
     if a.replicas is None and a.ray_address is None and a.max_replicas is None:
         return serve(path, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
-                     a.allowed_hosts, cors, a.batch_size)
+                     a.allowed_hosts, cors, a.batch_size, a.act_topk)
+    if a.act_topk is not None:
+        raise ValueError("--act-topk is not supported with Ray replicas")
     from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
     return serve_replicas(path, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
                           a.ray_address, a.min_replicas, a.max_replicas, a.target_ongoing_requests, api_key=a.api_key,
@@ -100,13 +105,13 @@ def make_server(app):
 
 def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None,
           max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None, cors_origins: list[str] | None = ("*",),
-          batch_size=DEFAULT_BATCH_SIZE) -> int:
+          batch_size=DEFAULT_BATCH_SIZE, act_topk: float | None = None) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
 
     if max_body_bytes < 1:
         raise ValueError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
-    model = Model(model_path, threads=threads, n_ctx=n_ctx)
+    model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk)
     try:
         app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key, max_body_bytes=max_body_bytes,
                          allowed_hosts=allowed_hosts(host, hosts), cors_origins=list(cors_origins or []),
