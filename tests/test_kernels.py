@@ -2,6 +2,7 @@
 bit for bit. Ternary weights are packed by gguf-py (an independent packer), i2_s by a short numpy packer."""
 import numpy as np
 import pytest
+from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
@@ -47,8 +48,12 @@ def run_ternary(isa, name, packed, rows, cols, x, x_scale, w_scale=1.0):
 
 
 def run_float(isa, name, packed, rows, cols, x):
+    return run_typed(isa, FLOAT[name], packed, rows, cols, x)
+
+
+def run_typed(isa, type_id, packed, rows, cols, x):
     y = np.empty((x.shape[0], rows), np.float32)
-    rc = lib.tl_matmul_float(isa.encode(), FLOAT[name], ffi.from_buffer(packed), rows, cols,
+    rc = lib.tl_matmul_float(isa.encode(), type_id, ffi.from_buffer(packed), rows, cols,
                              ffi.from_buffer("float[]", x), x.shape[0], ffi.from_buffer("float[]", y))
     return y if rc == 0 else None
 
@@ -145,18 +150,37 @@ def test_float_simd_matches_reference(name, rows, cols, n):
         np.testing.assert_array_equal(run_float(isa, name, packed, rows, cols, x), expect, err_msg=isa)
 
 
-def test_bf16_output_matrix_shape_matches_reference():
-    """The tied 128256 x 2560 embedding: the largest matrix read per token."""
+OUTPUT_TYPES = {"bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0, "q6_k": lib.TL_Q6_K, "q4_k": lib.TL_Q4_K}
+
+
+def random_output_matrix(name, rows, cols, d_max=1e-3):
+    """Random bytes of a type, with finite fp16 block scales (no inf/nan: they would hide mismatches)."""
+    if name == "bf16":
+        packed = RNG.integers(0, 1 << 16, (rows, cols), dtype=np.uint16)
+        packed[(packed & 0x7f80) == 0x7f80] = 0
+        return packed
+    block, nbytes = GGML_QUANT_SIZES[getattr(QT, name.upper())]
+    blocks = RNG.integers(0, 256, (rows * cols // block, nbytes), dtype=np.uint8)
+    d = RNG.uniform(-d_max, d_max, (blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
+    at = {"q8_0": slice(0, 2), "q4_k": slice(0, 4), "q6_k": slice(nbytes - 2, nbytes)}[name]  # d (and dmin)
+    blocks[:, at] = d[:, :at.stop - at.start]
+    return blocks.reshape(rows, -1)
+
+
+@pytest.mark.parametrize("name", OUTPUT_TYPES)
+def test_output_matrix_shape_matches_reference(name):
+    """The tied 128256 x 2560 embedding: the largest matrix read per token, in every output type."""
     isas = simd_isas()
     if not isas:
         pytest.skip("no SIMD ISA on this CPU")
     rows, cols = 128256, 2560
-    packed = RNG.integers(0, 1 << 16, (rows, cols), dtype=np.uint16)
-    packed[(packed & 0x7f80) == 0x7f80] = 0  # no inf/nan: they would hide mismatches
-    x = RNG.standard_normal((1, cols)).astype(np.float32)
-    expect = run_float("ref", "bf16", packed, rows, cols, x)
-    for isa in isas:
-        np.testing.assert_array_equal(run_float(isa, "bf16", packed, rows, cols, x), expect, err_msg=isa)
+    packed = random_output_matrix(name, rows, cols)
+    x = RNG.standard_normal((2, cols)).astype(np.float32)
+    for n in (1, 2):
+        expect = run_typed("ref", OUTPUT_TYPES[name], packed, rows, cols, x[:n])
+        for isa in isas:
+            np.testing.assert_array_equal(run_typed(isa, OUTPUT_TYPES[name], packed, rows, cols, x[:n]), expect,
+                                          err_msg=f"{isa} n={n}")
 
 
 def test_unknown_isa_and_type_are_refused():

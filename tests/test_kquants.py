@@ -3,13 +3,12 @@ equals gguf-py's `quants.dequantize` bit for bit on random blocks, the dot produ
 dequantized rows (the canonical float order) and numpy, and the engine runs a model whose embedding is one."""
 import numpy as np
 import pytest
-from gguf import GGML_QUANT_SIZES
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
 from tritlm.runtime._native import ffi, lib
 from tests import test_engine
-from tests.test_kernels import run_float, simd_isas
+from tests.test_kernels import random_output_matrix, run_float, simd_isas
 
 KQUANTS = {"q4_k": (QT.Q4_K, lib.TL_Q4_K), "q6_k": (QT.Q6_K, lib.TL_Q6_K)}
 RNG = np.random.default_rng(0)
@@ -17,15 +16,7 @@ RNG = np.random.default_rng(0)
 
 def random_blocks(name: str, rows: int, cols: int, d_max: float = 1e-3) -> np.ndarray:
     """rows x cols values of random blocks: random bytes, with finite fp16 super-block scales (d, and dmin for Q4_K)."""
-    qtype = KQUANTS[name][0]
-    block, nbytes = GGML_QUANT_SIZES[qtype]
-    blocks = RNG.integers(0, 256, (rows * cols // block, nbytes), dtype=np.uint8)
-    d = RNG.uniform(-d_max, d_max, (blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
-    if qtype == QT.Q4_K:
-        blocks[:, 0:4] = d  # d, dmin
-    else:
-        blocks[:, -2:] = d[:, :2]  # d is last
-    return blocks.reshape(rows, -1)
+    return random_output_matrix(name, rows, cols, d_max)
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,7 @@ static const shape SHAPES[] = {
     {TL_TQ2_0, "tq2_0", 2560, 6912}, {TL_TQ1_0, "tq1_0", 2560, 2560}, {TL_TQ1_0, "tq1_0", 640, 2560},
     {TL_TQ1_0, "tq1_0", 6912, 2560}, {TL_TQ1_0, "tq1_0", 2560, 6912}, {TL_I2_S, "i2_s", 2560, 2560},
     {TL_I2_S, "i2_s", 6912, 2560}, {TL_I2_S, "i2_s", 2560, 6912}, {TL_BF16, "bf16", 128256, 2560},
+    {TL_Q8_0, "q8_0", 128256, 2560}, {TL_Q6_K, "q6_k", 128256, 2560}, {TL_Q4_K, "q4_k", 128256, 2560},
 };
 enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128 };
 
@@ -40,7 +41,8 @@ static void run_share(void *ctx, int32_t chunk, int32_t thread) {
     int64_t r0, r1;
     tl_split(j->rows, 16, chunk, CHUNKS, &r0, &r1);
     if (r0 >= r1) return;
-    if (j->s->type == TL_BF16) { j->k->bf16(j->w, j->s->cols, r0, r1, j->xf, j->n, j->y, j->s->rows); return; }
+    tl_float_fn *ff = tl_float_kernel(j->k, j->s->type);
+    if (ff) { ff(j->w, j->s->cols, r0, r1, j->xf, j->n, j->y, j->s->rows); return; }
     tl_ternary_fn *fn = j->s->type == TL_TQ2_0 ? j->k->tq2_0 : j->s->type == TL_TQ1_0 ? j->k->tq1_0 : j->k->i2_s;
     tl_qact qa = {j->xq, j->scale, j->sum, j->n};
     fn(j->w, j->s->cols, r0, r1, &qa, 1.0f, j->y, j->s->rows);
@@ -92,6 +94,8 @@ int main(int argc, char **argv) {
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = (uint8_t)rand();
         if (s->type == TL_BF16) /* finite bf16 values only */
             for (int64_t i = 1; i < matrix_bytes * n_copies; i += 2) copies[i] &= 0x3f;
+        if (s->type == TL_Q8_0 || s->type == TL_Q6_K || s->type == TL_Q4_K) /* finite fp16 block scales */
+            for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] &= 0x3b;
         for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
             const tl_kernels *k = tl_kernels_named(isas[ii]);
             if (!k) continue;

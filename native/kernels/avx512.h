@@ -2,7 +2,7 @@
  * includes this is compiled for that ISA while the library stays portable (chosen at run time). Every
  * kernel file is compiled on every CPU, so the files that include this are wrapped in #if defined(__x86_64__). */
 #include <immintrin.h>
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,f16c")
 
 #define VEC __m512i
 #define VEC_ACC __m512i

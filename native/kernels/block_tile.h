@@ -5,10 +5,10 @@
  *                              reference rounds them
  *   BT_BLOCK_VALUES, BT_BLOCK_BYTES, BT_KERNEL   values and bytes per block, and the tl_float_fn to define
  * and optionally block_dot(acc, values, x): acc after one block (default: the k-quants' canonical order, 16 FMAs
- * over the dequantized values, lane l taking k = l mod 16 across blocks).
- * Each block is unpacked once per row (and 16 tokens) into L1; every token then runs its FMAs over it. */
-
-enum { BT_TOKENS = 16 };
+ * over the dequantized values, lane l taking k = l mod 16 across blocks), and float_tile.h's FTILE_ROWS/TOKENS.
+ * A tile of rows x tokens (float_tile.h's driver) unpacks each row's block once into L1, then every token runs
+ * its FMAs over it: several rows keep several independent FMA chains in flight (one row and one token waited on
+ * the FMA latency at every step: x86 q8_0 ran at a quarter of the speed). */
 
 #ifndef BLOCK_DOT
 static inline ACC block_dot(ACC acc, const float *values, const float *x) {
@@ -17,20 +17,27 @@ static inline ACC block_dot(ACC acc, const float *values, const float *x) {
 }
 #endif
 
-void BT_KERNEL(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
-    float values[BT_BLOCK_VALUES + 16] __attribute__((aligned(64))); /* room for per-block scales */
-    int64_t blocks = cols / BT_BLOCK_VALUES;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * blocks * BT_BLOCK_BYTES;
-        for (int32_t t0 = 0; t0 < n; t0 += BT_TOKENS) {
-            int32_t nt = n - t0 < BT_TOKENS ? n - t0 : BT_TOKENS;
-            ACC acc[BT_TOKENS];
-            for (int32_t t = 0; t < nt; t++) acc[t] = acc_zero();
-            for (int64_t b = 0; b < blocks; b++) {
-                unpack(row + b * BT_BLOCK_BYTES, values);
-                for (int32_t t = 0; t < nt; t++) acc[t] = block_dot(acc[t], values, x + (int64_t)(t0 + t) * cols + b * BT_BLOCK_VALUES);
-            }
-            for (int32_t t = 0; t < nt; t++) y[(t0 + t) * ldy + r] = acc_sum(acc[t]);
+enum { BT_TILE = 4 }; /* float_tile.h's FTILE */
+
+static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
+                                                        int64_t cols, int T, float out[BT_TILE][BT_TILE]) {
+    ACC acc[BT_TILE][BT_TILE];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
+    float values[BT_TILE][BT_BLOCK_VALUES + 16] __attribute__((aligned(64))); /* room for per-block scales */
+    for (int64_t b = 0; b < cols / BT_BLOCK_VALUES; b++) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t *block = w + r * row_bytes + b * BT_BLOCK_BYTES;
+            for (int off = 0; off < BT_BLOCK_BYTES; off += 64) prefetch_l2(block + PREFETCH_TILES * R * row_bytes + off);
+            unpack(block, values[r]);
         }
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < R; r++) acc[r][t] = block_dot(acc[r][t], values[r], x + t * cols + b * BT_BLOCK_VALUES);
     }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) out[r][t] = acc_sum(acc[r][t]);
 }
+
+#define ROW_BYTES(cols) ((cols) / BT_BLOCK_VALUES * BT_BLOCK_BYTES)
+#define FLOAT_KERNEL BT_KERNEL
+#include "float_tile.h" /* its driver, over the tiles above */

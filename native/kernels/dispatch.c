@@ -13,10 +13,10 @@ static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_int4_ref, tl_sparse_ref};
 #if defined(__x86_64__)
 static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_avx2,
-                                tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref,
+                                tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2,
                                 tl_int4_avx2, tl_sparse_avx2};
 static const tl_kernels avx512 = {"avx512", tl_tq1_0_avx512, tl_tq2_0_avx512, tl_i2_s_avx512,
-                                  tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref,
+                                  tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512,
                                   tl_int4_avx512, tl_sparse_avx512};
 
 static int cpu_has(const tl_kernels *k) {

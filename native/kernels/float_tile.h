@@ -6,7 +6,8 @@
  *   load_x(p)                                            16 f32 activations
  *   load_w(row, k)                                       weights k .. k+15 of a row, as f32
  *   ELEM_BYTES, FLOAT_KERNEL                             bytes per weight, and the tl_float_fn to define
- * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4).
+ * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4). block_tile.h includes
+ * this driver over its own tile for the block-quantized types.
  * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. An ISA whose 16 lanes take
  * four registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. */
 
@@ -18,6 +19,8 @@ enum { FTILE = 4 };
 #define FTILE_TOKENS 4
 #endif
 
+#ifndef ROW_BYTES /* else block_tile.h defined a block-quantized type's tile */
+#define ROW_BYTES(cols) ((cols) * ELEM_BYTES)
 static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
                                                         int64_t cols, int T, float out[FTILE][FTILE]) {
     ACC acc[FTILE][FTILE];
@@ -39,8 +42,10 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
         for (int t = 0; t < T; t++) out[r][t] = acc_sum(acc[r][t]);
 }
 
+#endif
+
 void FLOAT_KERNEL(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
-    int64_t row_bytes = cols * ELEM_BYTES;
+    int64_t row_bytes = ROW_BYTES(cols);
     for (int64_t r = r0; r < r1;) {
         int R = r1 - r >= FTILE_ROWS ? FTILE_ROWS : 1;
         for (int32_t t = 0; t < n;) {

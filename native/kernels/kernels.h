@@ -3,9 +3,9 @@
  * A kernel computes rows [r0, r1) of y = W x for n tokens at once: each weight block is decoded once and
  * dotted with every token (GEMV when n = 1, blocked GEMM otherwise). Each format has a plain C reference
  * (<type>_ref.c) and SIMD versions (<type>_<isa>.c) that must give bit-identical results: the ternary formats and
- * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, every float type on ARM64's NEON levels, and the
- * a4.8 / Q-Sparse INT4 quantizer and sparse GEMV on AVX2 and AVX-512; the rest run their reference (the dispatch
- * table in dispatch.c says which). */
+ * bf16 (the tied output matrix of BitNet 2B-4T) on every ISA, q8_0, q4_k and q6_k (the output matrix types) on
+ * AVX2/AVX-512 too, every float type on ARM64's NEON levels, and the a4.8 / Q-Sparse INT4 quantizer and sparse
+ * GEMV on AVX2 and AVX-512; the rest run their reference (the dispatch table in dispatch.c says which). */
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
 #include <stdint.h>
@@ -67,6 +67,7 @@ static inline float tl_bf16_to_f32(uint16_t h) {
     union { uint32_t u; float f; } v = {(uint32_t)h << 16};
     return v.f;
 }
+static inline uint16_t load_u16(const uint8_t *p) { uint16_t h; __builtin_memcpy(&h, p, 2); return h; }
 /* The canonical 16-lane pairwise sum (see tl_float_fn). */
 static inline float tl_sum16(float *acc) {
     for (int half = 8; half > 0; half /= 2)
@@ -85,6 +86,17 @@ typedef void tl_dequant_block_fn(const uint8_t *block, float *values);
 tl_dequant_block_fn tl_q4_k_dequant, tl_q6_k_dequant;
 /* Q4_K sub-block j (0..7, 32 values): d * scale and dmin * min, rounded as the reference dequantizes with them. */
 void tl_q4_k_sub_block(const uint8_t *block, int j, float *dl, float *ml);
+/* Its 6-bit scale and min from the block's 12 packed bytes s: j < 4 in the low 6 bits of bytes j and j + 4; j >= 4
+ * split into a low nibble in byte j + 4 and the top 2 bits of bytes j - 4 (scale) and j (min). Inline for SIMD. */
+static inline void tl_q4_k_scale_min(const uint8_t *s, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = s[j] & 63;
+        *min = s[j + 4] & 63;
+    } else {
+        *scale = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+        *min = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
 void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void *w, int64_t cols, int64_t r0,
                    int64_t r1, const float *x, int32_t n, float *y, int64_t ldy);
 
@@ -114,7 +126,8 @@ tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
 tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
 tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
-tl_float_fn tl_bf16_avx2, tl_bf16_avx512;
+tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;
+tl_float_fn tl_q6_k_avx2, tl_q6_k_avx512;
 tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
 tl_ternary_fn tl_tq1_0_neon, tl_tq1_0_dotprod, tl_tq1_0_i8mm;
 tl_ternary_fn tl_i2_s_neon, tl_i2_s_dotprod, tl_i2_s_i8mm;

@@ -3,22 +3,10 @@
 #include <string.h>
 #include "kernels.h"
 
-/* The 6-bit scale and min of sub-block j: j < 4 in the low 6 bits of bytes j and j + 4; j >= 4 split into
- * a low nibble in byte j + 4 and the top 2 bits of bytes j - 4 (scale) and j (min). */
-static void scale_min(const uint8_t *s, int j, int *scale, int *min) {
-    if (j < 4) {
-        *scale = s[j] & 63;
-        *min = s[j + 4] & 63;
-    } else {
-        *scale = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-        *min = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
-}
-
 void tl_q4_k_sub_block(const uint8_t *block, int j, float *dl, float *ml) {
     uint16_t h;
     int scale, min;
-    scale_min(block + 4, j, &scale, &min);
+    tl_q4_k_scale_min(block + 4, j, &scale, &min);
     memcpy(&h, block, 2);
     *dl = tl_f16_to_f32(h) * (float)scale;
     memcpy(&h, block + 2, 2);
