@@ -116,8 +116,17 @@ $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
 llama-cpp: $(WHEELS)/.llama-cpp-python
 	$(VPY) -m pip install -q --only-binary llama-cpp-python --find-links $(WHEELS) $(LLAMA_CPP_PY)
 
-bench-peers: $(BENCH_GGUFS) llama-cpp
-	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
+# With IK_LLAMA_DIR=<an ik_llama.cpp build directory> (built by hand, outside this tree), ik_llama.cpp joins on its
+# own requantizations of the i2_s file (its llama-quantize; it reads i2_s, not tq1_0/tq2_0), output matrix in bf16.
+IK_TYPES := iq2_bn iq2_bn_r4 iq1_bn
+IK_GGUFS := $(foreach t,$(IK_TYPES),$(SYNTH_2B)-ik-$(t).gguf)
+
+$(SYNTH_2B)-ik-%.gguf: $(SYNTH_2B)-i2_s.gguf
+	$(IK_LLAMA_DIR)/bin/llama-quantize --allow-requantize --token-embedding-type bf16 $< $@.tmp $(shell echo $* | tr a-z A-Z) 2 \
+		&& mv $@.tmp $@
+
+bench-peers: $(BENCH_GGUFS) llama-cpp $(if $(IK_LLAMA_DIR),$(IK_GGUFS))
+	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS) $(if $(IK_LLAMA_DIR),--ik $(IK_GGUFS))
 
 # Ray Serve: per-request overhead over plain `tritlm serve`, aggregate tokens/s of 1 and 2 replicas at 1 thread each.
 .PHONY: bench-ray

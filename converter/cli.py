@@ -5,12 +5,17 @@ from .errors import ConverterError
 
 
 def register(sub) -> None:
+    from tritlm.quants import OUTPUT_MATRIX_TYPES
+
     from .pack import OUTPUT_TYPES
     from .presets import FORMS, PRESETS
     p = sub.add_parser("convert", help="convert a Hugging Face BitNet checkpoint (folder or Hub repo id) to GGUF")
     p.add_argument("src", nargs="?", help="checkpoint folder or Hub repo id (owner/name)")
     p.add_argument("-o", "--output", help="output .gguf path")
     p.add_argument("--type", choices=OUTPUT_TYPES, default="i2_s", help="storage of the ternary weights (default i2_s)")
+    p.add_argument("--output-type", choices=OUTPUT_MATRIX_TYPES,
+                   help="store the output matrix (logits) in this type, as a separate output.weight if the embedding "
+                        "is tied; default: the checkpoint's own (lossless)")
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--list", action="store_true", help="list the supported architectures and known repos")
     p.set_defaults(func=run_convert, errors=(ConverterError,))
@@ -38,7 +43,7 @@ def run_convert(args) -> int:
         raise ConverterError("convert needs SRC and -o OUT.gguf (or --list)")
     from .hub import resolve
     from .write import convert
-    convert(resolve(args.src, args.revision), args.output, args.type)
+    convert(resolve(args.src, args.revision), args.output, args.type, output_type=args.output_type)
     print(f"wrote {args.output}")
     return 0
 

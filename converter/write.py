@@ -7,21 +7,29 @@ import gguf
 import numpy as np
 from tqdm import tqdm
 
+from tritlm import quants
 from tritlm.formats import ACT_GROUPS, TYPES, HParams
 
 from . import pack, vocab
 from .checkpoint import Checkpoint
 from .errors import ConverterError
 from .families import Tensor, family_for
+from .safetensors_io import bf16_to_f32
 
 
-def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progress: bool = True) -> None:
+def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progress: bool = True,
+            output_type: str | None = None) -> None:
+    """output_type: store the output matrix in that type (quants.OUTPUT_MATRIX_TYPES); default: as the checkpoint."""
     if type_name not in pack.OUTPUT_TYPES:
         raise ConverterError(f"unknown type {type_name!r}: choose one of {', '.join(pack.OUTPUT_TYPES)}")
+    if output_type is not None and output_type not in quants.OUTPUT_MATRIX_TYPES:
+        raise ConverterError(f"unknown output type {output_type!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}")
     ckpt = Checkpoint(checkpoint_dir)
     family = family_for(ckpt.config)
     hp = family.hparams(ckpt.config)
     tensors = family.tensors(ckpt)
+    if output_type is not None:
+        tensors = with_output_matrix(tensors, output_type)
 
     tmp = out_path + ".tmp"
     writer = gguf.GGUFWriter(tmp, family.gguf_arch(type_name))
@@ -114,3 +122,22 @@ def payload(t: Tensor, type_name: str) -> np.ndarray:
     if t.kind == "norm":
         return np.ascontiguousarray(t.load(), dtype=np.float32)
     return np.ascontiguousarray(t.load())
+
+
+def with_output_matrix(tensors: list[Tensor], type_name: str) -> list[Tensor]:
+    """The tensors with the output projection stored as type_name: output.weight re-encoded, or, for a tied
+    embedding, a new output.weight encoded from it (the token embedding stays as it is: one row per token)."""
+    by_name = {t.name: t for t in tensors}
+    source = by_name.get("output.weight") or by_name["token_embd.weight"]
+    output = Tensor("output.weight", source.shape, "float", lambda: quants.encode(as_float32(source), type_name),
+                    dtype=type_name.upper())
+    if "output.weight" in by_name:
+        return [output if t.name == "output.weight" else t for t in tensors]
+    at = [t.name for t in tensors].index("output_norm.weight") + 1
+    return tensors[:at] + [output] + tensors[at:]
+
+
+def as_float32(t: Tensor) -> np.ndarray:
+    """A float tensor's values as f32 (bf16 is stored as uint16: the top half of an f32)."""
+    values = t.load()
+    return bf16_to_f32(values) if t.dtype == "BF16" else values.astype(np.float32)

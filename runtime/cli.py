@@ -18,6 +18,7 @@ SUBCOMMANDS = [
     "tritlm.runtime.batch",      # batch
     "tritlm.runtime.bench",      # bench
     "tritlm.runtime.perplexity", # perplexity
+    "tritlm.runtime.quantize",   # quantize
 ]
 LLAMA_CPP_TOOLS = ("run", "serve", "bench", "perplexity")  # llama-cli, llama-server, llama-bench, llama-perplexity
 
