@@ -1,17 +1,23 @@
-"""`make bench-peers`: tritlm against llama.cpp (llama-cpp-python's low-level API) on the very same GGUF files.
+"""`make bench-peers`: tritlm against llama.cpp (llama-cpp-python's low-level API) on the very same GGUF files,
+and against ik_llama.cpp (its llama-bench) on its own requantizations of the same model (`--ik FILE ...`) when
+IK_LLAMA_DIR names a build of it (it reads our i2_s and f16 files, not tq1_0/tq2_0, and runs fastest on its own
+IQ2_BN/IQ1_BN).
 
-In one process both engines load each file; their runs alternate (llama.cpp pp, ours pp, llama.cpp tg, ours tg,
-per repetition) so a noisy neighbour on the machine hurts both alike. pp = the prompt as one llama_decode /
-one prefill of a fresh context; tg = single-token decodes from an empty context, like llama-bench.
+In one process every engine loads each file; all runs alternate (each test, each repetition: every engine on
+every file in turn) so a noisy neighbour on the machine hurts all alike, with a pause before each run so one
+engine's spinning threads do not overlap the next one's. pp = the prompt as one llama_decode / one prefill of a
+fresh context; tg = single-token decodes from an empty context, like llama-bench.
 Files llama.cpp cannot read (i2_s) run ours only and are compared with llama.cpp's best file.
 Note: llama.cpp's `bitnet` graph always uses SiLU in the MLP; a relu2 model (2B-4T) computes a different
 function there, at the same cost, so speeds compare and outputs don't.
 
-usage: python bench/peers.py [-p 128] [-n 64] [-t 2] [-r 5] FILE.gguf ..."""
+usage: python bench/peers.py [-p 128] [-n 64] [-t 2] [-r 5] [--pause 1] FILE.gguf ... [--ik IK_FILE.gguf ...]"""
 import argparse
-import ctypes
+import json
 import os
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -71,77 +77,105 @@ class LlamaCpp:
         self.L.llama_model_free(self.model)
 
 
-def alternate(runs: dict, reps: int) -> dict:
-    """Seconds per run name, the named runs interleaved rep by rep after one warm-up each."""
-    import time
+class IkLlamaCpp:
+    """ik_llama.cpp's llama-bench on one of its files, one test per call (it loads the model and warms up each time,
+    so a call is timed by what llama-bench reports, not by the wall clock)."""
 
+    def __init__(self, build_dir: str, path: str, threads: int):
+        self.exe = os.path.join(build_dir, "bin", "llama-bench")
+        if not os.access(self.exe, os.X_OK):
+            raise OSError(f"IK_LLAMA_DIR: no llama-bench at {self.exe}")
+        self.path, self.threads = path, threads
+
+    def run(self, n_prompt: int, n_gen: int):
+        """A run returning the seconds llama-bench measured for the test."""
+        def run():
+            out = subprocess.run([self.exe, "-m", self.path, "-p", str(n_prompt), "-n", str(n_gen), "-t", str(self.threads),
+                                  "-r", "1", "-o", "json"], capture_output=True, text=True, check=True).stdout
+            (result,) = json.loads(out)
+            return (n_prompt + n_gen) / result["avg_ts"]
+        return run
+
+
+def alternate(runs: dict, reps: int, pause: float) -> dict:
+    """Seconds per run name, the named runs interleaved rep by rep after one warm-up each, `pause` seconds of
+    sleep before each. A run may return its own measured seconds (a subprocess's), else it is timed here."""
     for run in runs.values():
+        time.sleep(pause)
         run()
     seconds = {name: [] for name in runs}
     for _ in range(reps):
         for name, run in runs.items():
+            time.sleep(pause)
             start = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - start)
+            measured = run()
+            seconds[name].append(measured if measured is not None else time.perf_counter() - start)
     return seconds
 
 
-def bench_file(path: str, threads: int, n_prompt: int, n_gen: int, reps: int) -> dict:
-    """{(engine, test): (t/s mean, stddev)} for one GGUF file."""
-    ternary_type, _ = weight_layout(path)
-    n_ctx = max(n_prompt, n_gen) + 8
-    ours = Model(path, threads=threads, n_ctx=n_ctx)
-    seq = ours.new_sequence(n_ctx)
-    prompt, gen = random_tokens(ours.n_vocab, n_prompt), random_tokens(ours.n_vocab, n_gen, seed=1)
-    runs = {("tritlm", f"pp{n_prompt}"): prefill_run(ours, seq, prompt), ("tritlm", f"tg{n_gen}"): decode_run(ours, seq, gen)}
-    theirs = None
-    if ternary_type in LLAMA_READS:
-        theirs = LlamaCpp(path, threads, n_ctx, n_prompt)
-        runs = {("llama.cpp", f"pp{n_prompt}"): theirs.prefill_run(prompt), ("tritlm", f"pp{n_prompt}"): runs[("tritlm", f"pp{n_prompt}")],
-                ("llama.cpp", f"tg{n_gen}"): theirs.decode_run(gen), ("tritlm", f"tg{n_gen}"): runs[("tritlm", f"tg{n_gen}")]}
-    try:
-        seconds = alternate(runs, reps)
-    finally:
-        seq.close()
-        ours.close()
-        if theirs:
-            theirs.close()
-    n_tokens = {f"pp{n_prompt}": n_prompt, f"tg{n_gen}": n_gen}
-    return {key: rate(n_tokens[key[1]], s) for key, s in seconds.items()}, ternary_type
+def label(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+")
+    parser.add_argument("files", nargs="+", help="GGUF files tritlm runs (and llama.cpp where it reads them)")
+    parser.add_argument("--ik", nargs="*", default=[], help="ik_llama.cpp's own files (its llama-quantize of the same "
+                        "model), run with $IK_LLAMA_DIR/bin/llama-bench")
     parser.add_argument("-p", "--n-prompt", type=int, default=128)
     parser.add_argument("-n", "--n-gen", type=int, default=64)
     parser.add_argument("-t", "--threads", type=int, default=2)
     parser.add_argument("-r", "--reps", type=int, default=5)
+    parser.add_argument("--pause", type=float, default=1.0, help="seconds of sleep before each run (default 1)")
     args = parser.parse_args()
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:  # `make llama-cpp` installs it; without it tritlm (and ik_llama.cpp) run alone
+        llama_cpp = None
 
-    results = {}
-    for path in args.files:
-        print(f"benchmarking {path} ...", file=sys.stderr, flush=True)
-        rates, ternary_type = bench_file(path, args.threads, args.n_prompt, args.n_gen, args.reps)
-        results[ternary_type] = rates
-    tests = [f"pp{args.n_prompt}", f"tg{args.n_gen}"]
-    best_theirs = {t: max((r[("llama.cpp", t)][0] for r in results.values() if ("llama.cpp", t) in r), default=None) for t in tests}
+    if args.ik and not os.environ.get("IK_LLAMA_DIR"):
+        parser.error("--ik needs IK_LLAMA_DIR (a local ik_llama.cpp build directory)")
+    pp, tg = f"pp{args.n_prompt}", f"tg{args.n_gen}"
+    n_ctx = max(args.n_prompt, args.n_gen) + 8
+    prompt_runs, gen_runs, closers, types = {}, {}, [], {}
+    try:
+        for path in args.files:
+            name = label(path)
+            types[name], _ = weight_layout(path)
+            ours = Model(path, threads=args.threads, n_ctx=n_ctx)
+            seq = ours.new_sequence(n_ctx)
+            closers += [ours.close, seq.close]
+            prompt, gen = random_tokens(ours.n_vocab, args.n_prompt), random_tokens(ours.n_vocab, args.n_gen, seed=1)
+            if llama_cpp and types[name] in LLAMA_READS:
+                theirs = LlamaCpp(path, args.threads, n_ctx, args.n_prompt)
+                closers.append(theirs.close)
+                prompt_runs[("llama.cpp", name)], gen_runs[("llama.cpp", name)] = theirs.prefill_run(prompt), theirs.decode_run(gen)
+            prompt_runs[("tritlm", name)], gen_runs[("tritlm", name)] = prefill_run(ours, seq, prompt), decode_run(ours, seq, gen)
+        for path in args.ik:
+            ik = IkLlamaCpp(os.environ["IK_LLAMA_DIR"], path, args.threads)
+            prompt_runs[("ik_llama.cpp", label(path))], gen_runs[("ik_llama.cpp", label(path))] = ik.run(args.n_prompt, 0), ik.run(0, args.n_gen)
+        print(f"benchmarking {len(prompt_runs)} engine/file pairs, alternating ...", file=sys.stderr, flush=True)
+        runs = {(engine, name, pp): run for (engine, name), run in prompt_runs.items()}
+        runs.update({(engine, name, tg): run for (engine, name), run in gen_runs.items()})
+        seconds = alternate(runs, args.reps, args.pause)
+    finally:
+        for close in reversed(closers):
+            close()
+    n_tokens = {pp: args.n_prompt, tg: args.n_gen}
+    rates = {key: rate(n_tokens[key[2]], s) for key, s in seconds.items()}
+    best = {(engine, test): max((r[0] for (e, _, t), r in rates.items() if e == engine and t == test), default=None)
+            for engine in ("llama.cpp", "ik_llama.cpp") for test in (pp, tg)}
     rows = []
-    for ternary_type, rates in results.items():
-        for test in tests:
-            ours = rates[("tritlm", test)]
-            theirs = rates.get(("llama.cpp", test))
-            if theirs:
-                rows.append([ternary_type, test, f"{theirs[0]:.2f} ± {theirs[1]:.2f}", f"{ours[0]:.2f} ± {ours[1]:.2f}",
-                             f"{ours[0] / theirs[0]:.2f}x", ""])
-            else:
-                best = best_theirs[test]
-                rows.append([ternary_type, test, "cannot read", f"{ours[0]:.2f} ± {ours[1]:.2f}", "",
-                             f"{ours[0] / best:.2f}x" if best else ""])
-    print(f"llama.cpp via llama-cpp-python {llama_cpp.__version__}, {args.threads} threads, {args.reps} reps, t/s mean ± stddev")
-    print(markdown_table(["type", "test", "llama.cpp t/s", "tritlm t/s", "ours/theirs", "ours/llama.cpp's best"], rows,
-                         right={2, 3, 4, 5}))
+    for (engine, name, test), (mean, sd) in sorted(rates.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
+        same_file = rates.get(("llama.cpp", name, test)) if engine == "tritlm" else None
+        ratios = [f"{mean / best[(peer, test)]:.2f}x" if engine == "tritlm" and best[(peer, test)] else ""
+                  for peer in ("llama.cpp", "ik_llama.cpp")]
+        rows.append([engine, name, types.get(name, ""), test, f"{mean:.2f} ± {sd:.2f}",
+                     f"{mean / same_file[0]:.2f}x" if same_file else "", *ratios])
+    print(f"llama.cpp: {f'llama-cpp-python {llama_cpp.__version__}' if llama_cpp else 'not installed'}; ik_llama.cpp: {'yes' if args.ik else 'not run'}; "
+          f"{args.threads} threads, {args.reps} reps alternating, {args.pause} s pauses, t/s mean ± stddev")
+    print(markdown_table(["engine", "file", "type", "test", "t/s", "ours / llama.cpp same file", "ours / llama.cpp's best",
+                          "ours / ik_llama.cpp's best"], rows, right={4, 5, 6, 7}))
     return 0
 
 
