@@ -54,13 +54,14 @@ test-slow: install-test llama-cpp ray
 ray: install
 	$(VPY) -m pip install -q -e '.[ray]'
 
-# The embedded model (models/README.md), converted once and re-converted when it or the converter changes.
+# The embedded model (models/README.md), converted once and re-converted when it or the converter changes, to
+# models/<name>.<type>.gguf: the name scripts/setup_and_serve.py and `tritlm serve -hf` give it (converter/cached.py).
 TINY      := models/bitnet-tiny
-TINY_GGUF := $(CACHE)/bitnet-tiny-i2_s.gguf
+TINY_GGUF := models/bitnet-tiny.i2_s.gguf
 
-$(CACHE)/bitnet-tiny-%.gguf: $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.json \
+models/bitnet-tiny.%.gguf: $(TINY)/model.safetensors $(TINY)/config.json $(TINY)/tokenizer.json \
 		$(wildcard converter/*.py converter/families/*.py) | $(VENV)/.installed
-	mkdir -p $(CACHE) && $(TRITLM) convert $(TINY) -o $@ --type $*
+	$(TRITLM) convert $(TINY) -o $@ --type $*
 
 demo: install $(TINY_GGUF)
 	@echo "model: $(TINY_GGUF)"
@@ -72,7 +73,7 @@ load-test: install-test $(TINY_GGUF)
 	$(VPY) scripts/load_test.py stress -m $(TINY_GGUF) -c 256 --clients 16 --duration 30
 
 clean:
-	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out
+	rm -rf build *.egg-info runtime/_native* $(CACHE) bench-out models/*.gguf
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 # Speed (runtime/bench.py, bench/peers.py): the 2B-4T shape with random weights, converted to each ternary type.
@@ -94,18 +95,18 @@ bench: $(BENCH_GGUFS)
 
 # b1.58 against BitNet a4.8 and Q-Sparse (bench/modes.py, alternating runs): the embedded model and its trained
 # variants (+ the b1.58 file run with --act-topk 0.5), then the 2B-4T preset with each mode's quantization_config.
-MODE_TINY := $(foreach v,bitnet-tiny bitnet-tiny-a4.8 bitnet-tiny-qsparse,$(CACHE)/$(v)-i2_s.gguf)
+MODE_TINY := $(foreach v,bitnet-tiny bitnet-tiny-a4.8 bitnet-tiny-qsparse,models/$(v).i2_s.gguf)
 MODE_2B   := $(foreach m,a4.8 qsparse,$(SYNTH_2B)-$(m)-i2_s.gguf)
 
-$(CACHE)/bitnet-tiny-%-i2_s.gguf: models/bitnet-tiny-%/model.safetensors | $(VENV)/.installed
-	mkdir -p $(CACHE) && $(TRITLM) convert models/bitnet-tiny-$* -o $@ --type i2_s
+models/bitnet-tiny-%.i2_s.gguf: models/bitnet-tiny-%/model.safetensors | $(VENV)/.installed
+	$(TRITLM) convert models/bitnet-tiny-$* -o $@ --type i2_s
 
 $(SYNTH_2B)-%-i2_s.gguf: $(SYNTH_2B)/.complete
 	$(VPY) bench/modes.py --checkpoint $* $(SYNTH_2B) $(SYNTH_2B)-$*
 	$(TRITLM) convert $(SYNTH_2B)-$* -o $@ --type i2_s
 
 bench-modes: $(MODE_TINY) $(SYNTH_2B)-i2_s.gguf $(MODE_2B)
-	$(VPY) bench/modes.py -t 2 -r 9 $(MODE_TINY) $(CACHE)/bitnet-tiny-i2_s.gguf:0.5
+	$(VPY) bench/modes.py -t 2 -r 9 $(MODE_TINY) $(TINY_GGUF):0.5
 	$(VPY) bench/modes.py -t 2 -r 5 $(SYNTH_2B)-i2_s.gguf $(MODE_2B)
 
 # llama.cpp built from source once (native CPU flags) into a cached wheel; nothing of it enters the repo.
@@ -186,7 +187,7 @@ ARM_CFLAGS := -O3 -std=c11 -pthread -ffp-contract=off -Wall -Inative
 CORE_SRC   := $(wildcard native/*.c native/kernels/*.c)
 ARM_OBJS   := $(patsubst native/%.c,$(ARM_BUILD)/%.o,$(CORE_SRC))
 TINY_TYPES := i2_s tq1_0 tq2_0 f16 f32
-ARM_MODELS := $(foreach t,$(TINY_TYPES),$(CACHE)/bitnet-tiny-$(t).gguf) $(ARM_BUILD)/tiny-embed-q6_k.gguf \
+ARM_MODELS := $(foreach t,$(TINY_TYPES),models/bitnet-tiny.$(t).gguf) $(ARM_BUILD)/tiny-embed-q6_k.gguf \
 	$(ARM_BUILD)/tiny-embed-q8_0.gguf
 
 arm-toolchain:

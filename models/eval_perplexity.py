@@ -10,7 +10,7 @@ does (llama-perplexity's windows: runtime/perplexity.py's rule, transformers' lo
 can be compared with transformers':
 
     .venv/bin/python models/eval_perplexity.py models/bitnet-tiny --text .cache/held-out.txt
-    .venv/bin/tritlm perplexity -m .cache/bitnet-tiny-i2_s.gguf -f .cache/held-out.txt -c 512"""
+    .venv/bin/tritlm perplexity -m models/bitnet-tiny.i2_s.gguf -f .cache/held-out.txt -c 512"""
 import argparse
 import json
 import math

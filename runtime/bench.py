@@ -4,7 +4,7 @@ pp<p>: p random tokens as ONE prefill of a fresh sequence; tg<n>: n tokens decod
 sequence. Each test runs once to warm up, then `reps` times; t/s is the mean ± sample stddev over reps.
 Decoding reads every weight once per token, so tg t/s x the bytes the weights occupy is the weight-read
 bandwidth; it is compared with the machine's streaming read bandwidth (tl_read_bandwidth, same threads).
-Peak RSS (ru_maxrss) is compared with the GGUF tensors + the f32 KV cache, and time to first token is measured
+Peak RSS (VmHWM of a child process per model) is compared with the GGUF tensors + the f32 KV cache, and time to first token is measured
 from constructing Model() (file already in the page cache) to the first sampled token. With several models,
 each is measured in its own child process so peak RSS and the cold start are its own."""
 import json
