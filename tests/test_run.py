@@ -1,4 +1,4 @@
-"""`tritlm run`: the streamed greedy completion equals Model.generate, timings go to stderr, and bad input
+"""`tritlm run`: the streamed greedy completion equals a from-scratch greedy reference, timings go to stderr, and bad input
 (missing file, truncated GGUF, a prompt longer than the context) is one line on stderr and exit code 1."""
 import subprocess
 import sys
@@ -6,13 +6,15 @@ import sys
 import numpy as np
 import pytest
 
+from tests.checkpoints import full_forward_greedy
 from tritlm.runtime.cli import main
 
 PROMPT = "The weight of the model"
 
 
-def test_greedy_run_equals_generate(tiny_gguf, model, capsys):
-    want = "".join(model.generate(PROMPT, 24, temperature=0))
+def test_greedy_run_equals_the_full_forward_reference(tiny_gguf, model, capsys):
+    # argmax of a fresh full forward at every step: none of the token loop, KV cache reuse or text streaming
+    want = model.detokenize(full_forward_greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 24))
     assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "24", "--temp", "0", "-t", "1"]) == 0
     out, err = capsys.readouterr()
     assert want and out == want + "\n"
