@@ -104,7 +104,8 @@ def build(args: dict):
     if unknown or "model" not in args:
         raise ValueError(f"tritlm.cluster.serve:build takes model=PATH and optional replicas, threads, parallel, ctx_size, "
                          f"replica_cpus, api_key; got {sorted(args)}")
-    number = lambda key, kind, default: default if args.get(key) is None else kind(args[key])
+    def number(key, kind, default):
+        return default if args.get(key) is None else kind(args[key])
     return application(args["model"], threads=number("threads", int, 1), n_ctx=number("ctx_size", int, None),
                        parallel=number("parallel", int, 4), replicas=number("replicas", int, 1),
                        replica_cpus=number("replica_cpus", float, None), api_key=args.get("api_key"))

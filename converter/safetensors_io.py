@@ -45,7 +45,7 @@ def write_safetensors(path: str, specs: list[tuple[str, str, tuple[int, ...]]],
     try:
         with open(tmp, "wb") as f:
             f.write(struct.pack("<Q", len(header_bytes)) + header_bytes)
-            for name, dtype, shape in specs:
+            for name, dtype, _shape in specs:
                 written = 0
                 for chunk in produce(name):
                     chunk = np.ascontiguousarray(chunk, dtype=DTYPES[dtype])

@@ -168,7 +168,7 @@ def test_metadata_and_tokenizer(gguf_files, tiny_checkpoints):
 
 
 def test_both_forms_give_identical_ternary_values(gguf_files):
-    packed, master = TensorTable(gguf_files["packed", "i2_s"]), TensorTable(gguf_files["bf16", "i2_s"])
+    packed = TensorTable(gguf_files["packed", "i2_s"])
     for name in packed.table:
         if name.endswith(tuple(f"{n}.weight" for n in LINEARS)):
             a = read_tensor(gguf_files["packed", "i2_s"], name)[2]

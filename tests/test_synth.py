@@ -27,7 +27,7 @@ def test_bf16_rounding_matches_torch():
 
 def test_safetensors_package_reads_our_files(tiny_checkpoints):
     from safetensors.torch import load_file
-    for form, path in tiny_checkpoints.items():
+    for _form, path in tiny_checkpoints.items():
         ours = SafetensorsFile(os.path.join(path, "model.safetensors"))
         theirs = load_file(os.path.join(path, "model.safetensors"))
         assert sorted(theirs) == ours.names()
@@ -91,7 +91,7 @@ def test_reference_runs_ternary(tiny_checkpoints):
     ids = torch.tensor([[5, 300, 17, 900, 42, 7, 1000]])
     with torch.no_grad():
         before = packed(ids).logits
-        for (name, p), (_, m) in zip(packed.named_modules(), master.named_modules()):
+        for (_name, p), (_, m) in zip(packed.named_modules(), master.named_modules()):
             if isinstance(p, AutoBitLinear):
                 ternary, scale = hf_ternary.absmean_ternarize(m.weight.numpy())
                 np.testing.assert_array_equal(p.weight.numpy(), ternary)
