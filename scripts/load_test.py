@@ -100,7 +100,7 @@ class References:
     def expected(self, tokens_finish, max_tokens, stop):
         """(text, finish_reason) for a max_tokens cut of a reference and an optional stop string."""
         tokens, finish = tokens_finish
-        if max_tokens < len(tokens) or (max_tokens == len(tokens) and finish == "length"):
+        if max_tokens <= len(tokens):  # the server stops at max_tokens without looking at the next token (an EOS or not)
             tokens, finish = tokens[:max_tokens], "length"
         text = self.model.detokenize(tokens)
         if stop and stop in text:
