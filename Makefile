@@ -6,7 +6,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install install-test native demo test test-slow load-test bench bench-modes bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
+.PHONY: install install-test native demo test lint typecheck test-slow load-test bench bench-modes bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
 	sanitize sanitize-asan sanitize-tsan test-arm arm-toolchain
 
 $(VENV)/.installed: setup.py pyproject.toml
@@ -47,6 +47,14 @@ test: install-test chromium $(LLAMA_VOCAB)
 	$(MAKE) test-arm
 
 # The slow tests (2B-sized checks, llama.cpp reading our files, a local Ray cluster): pytest.ini deselects them by default.
+# Lint: ruff's rules and its formatter (settings in pyproject.toml); CI runs it. `make typecheck`: mypy (not in CI).
+lint: install-test
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+
+typecheck: install-test
+	$(VPY) -m mypy
+
 test-slow: install-test llama-cpp ray
 	$(VPY) -m pytest -q tests -m slow
 

@@ -8,6 +8,7 @@ input and 256-row tile) and KV cache bytes per position.
 
 usage: python bench/modes.py [-p 128] [-n 64] [-t 2] [-r 5] SPEC ...
        python bench/modes.py --checkpoint MODE SRC OUT   (SRC's checkpoint with MODE's quantization_config)"""
+
 import argparse
 import json
 import os
@@ -20,8 +21,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tritlm.formats import ACT_MODES  # noqa: E402
 from tritlm.runtime import Model  # noqa: E402
-from tritlm.runtime.bench import (decode_run, kv_bytes_per_token, markdown_table, prefill_run, random_tokens, size,  # noqa: E402
-                           weight_layout)
+from tritlm.runtime.bench import (
+    decode_run,
+    kv_bytes_per_token,
+    markdown_table,
+    prefill_run,
+    random_tokens,
+    size,  # noqa: E402
+    weight_layout,
+)
 
 
 def parse_spec(spec: str) -> tuple[str, float | None]:
@@ -48,8 +56,12 @@ def with_mode(mode: str, src: str, out: str) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", nargs=3, metavar=("MODE", "SRC", "OUT"),
-                        help=f"only write OUT: SRC with MODE's quantization_config ({', '.join(ACT_MODES)})")
+    parser.add_argument(
+        "--checkpoint",
+        nargs=3,
+        metavar=("MODE", "SRC", "OUT"),
+        help=f"only write OUT: SRC with MODE's quantization_config ({', '.join(ACT_MODES)})",
+    )
     parser.add_argument("specs", nargs="*", metavar="SPEC", help="FILE or FILE:F (FILE run with --act-topk F)")
     parser.add_argument("-p", "--n-prompt", type=int, default=128)
     parser.add_argument("-n", "--n-gen", type=int, default=64)
@@ -66,8 +78,10 @@ def main(argv=None) -> int:
     runs = {}
     for spec, m in models:
         seq = m.new_sequence(n_ctx)
-        runs[spec] = (prefill_run(m, seq, random_tokens(m.n_vocab, args.n_prompt)),
-                      decode_run(m, seq, random_tokens(m.n_vocab, args.n_gen, seed=1)))
+        runs[spec] = (
+            prefill_run(m, seq, random_tokens(m.n_vocab, args.n_prompt)),
+            decode_run(m, seq, random_tokens(m.n_vocab, args.n_gen, seed=1)),
+        )
         runs[spec][0](), runs[spec][1]()  # warm-up
     rates = {(spec, test): [] for spec, _ in models for test in (0, 1)}
     for _ in range(args.reps):
@@ -87,10 +101,26 @@ def main(argv=None) -> int:
             ratio = r / np.array(rates[first, test])
             row += [f"{np.median(r):.1f}", f"{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})"]
         rows.append(row + [size(weights), size(kv_bytes_per_token(m))])
-    print(markdown_table(["model", "mode", f"pp{args.n_prompt} t/s", "pp ratio", f"tg{args.n_gen} t/s", "tg ratio",
-                          "weights read/token", "KV/token"], rows, right={2, 3, 4, 5, 6, 7}))
-    print(f"\n{args.threads} threads, median of {args.reps} alternating repetitions; ratio: vs {os.path.basename(first)} "
-          "in the same repetition (min-max)")
+    print(
+        markdown_table(
+            [
+                "model",
+                "mode",
+                f"pp{args.n_prompt} t/s",
+                "pp ratio",
+                f"tg{args.n_gen} t/s",
+                "tg ratio",
+                "weights read/token",
+                "KV/token",
+            ],
+            rows,
+            right={2, 3, 4, 5, 6, 7},
+        )
+    )
+    print(
+        f"\n{args.threads} threads, median of {args.reps} alternating repetitions; ratio: vs {os.path.basename(first)} "
+        "in the same repetition (min-max)"
+    )
     for _, m in models:
         m.close()
     return 0

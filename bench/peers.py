@@ -12,6 +12,7 @@ Note: llama.cpp's `bitnet` graph always uses SiLU in the MLP; a relu2 model (2B-
 function there, at the same cost, so speeds compare and outputs don't.
 
 usage: python bench/peers.py [-p 128] [-n 64] [-t 2] [-r 5] [--pause 1] FILE.gguf ... [--ik IK_FILE.gguf ...]"""
+
 import argparse
 import json
 import os
@@ -63,6 +64,7 @@ class LlamaCpp:
         def run():
             self.reset()
             self.decode(tokens)
+
         return run
 
     def decode_run(self, tokens):
@@ -70,6 +72,7 @@ class LlamaCpp:
             self.reset()
             for token in tokens:
                 self.decode([token])
+
         return run
 
     def close(self):
@@ -89,11 +92,31 @@ class IkLlamaCpp:
 
     def run(self, n_prompt: int, n_gen: int):
         """A run returning the seconds llama-bench measured for the test."""
+
         def run():
-            out = subprocess.run([self.exe, "-m", self.path, "-p", str(n_prompt), "-n", str(n_gen), "-t", str(self.threads),
-                                  "-r", "1", "-o", "json"], capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [
+                    self.exe,
+                    "-m",
+                    self.path,
+                    "-p",
+                    str(n_prompt),
+                    "-n",
+                    str(n_gen),
+                    "-t",
+                    str(self.threads),
+                    "-r",
+                    "1",
+                    "-o",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             (result,) = json.loads(out)
             return (n_prompt + n_gen) / result["avg_ts"]
+
         return run
 
 
@@ -120,8 +143,12 @@ def label(path: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="GGUF files tritlm runs (and llama.cpp where it reads them)")
-    parser.add_argument("--ik", nargs="*", default=[], help="ik_llama.cpp's own files (its llama-quantize of the same "
-                        "model), run with $IK_LLAMA_DIR/bin/llama-bench")
+    parser.add_argument(
+        "--ik",
+        nargs="*",
+        default=[],
+        help="ik_llama.cpp's own files (its llama-quantize of the same model), run with $IK_LLAMA_DIR/bin/llama-bench",
+    )
     parser.add_argument("-p", "--n-prompt", type=int, default=128)
     parser.add_argument("-n", "--n-gen", type=int, default=64)
     parser.add_argument("-t", "--threads", type=int, default=2)
@@ -149,11 +176,20 @@ def main() -> int:
             if llama_cpp and types[name] in LLAMA_READS:
                 theirs = LlamaCpp(path, args.threads, n_ctx, args.n_prompt)
                 closers.append(theirs.close)
-                prompt_runs[("llama.cpp", name)], gen_runs[("llama.cpp", name)] = theirs.prefill_run(prompt), theirs.decode_run(gen)
-            prompt_runs[("tritlm", name)], gen_runs[("tritlm", name)] = prefill_run(ours, seq, prompt), decode_run(ours, seq, gen)
+                prompt_runs[("llama.cpp", name)], gen_runs[("llama.cpp", name)] = (
+                    theirs.prefill_run(prompt),
+                    theirs.decode_run(gen),
+                )
+            prompt_runs[("tritlm", name)], gen_runs[("tritlm", name)] = (
+                prefill_run(ours, seq, prompt),
+                decode_run(ours, seq, gen),
+            )
         for path in args.ik:
             ik = IkLlamaCpp(os.environ["IK_LLAMA_DIR"], path, args.threads)
-            prompt_runs[("ik_llama.cpp", label(path))], gen_runs[("ik_llama.cpp", label(path))] = ik.run(args.n_prompt, 0), ik.run(0, args.n_gen)
+            prompt_runs[("ik_llama.cpp", label(path))], gen_runs[("ik_llama.cpp", label(path))] = (
+                ik.run(args.n_prompt, 0),
+                ik.run(0, args.n_gen),
+            )
         print(f"benchmarking {len(prompt_runs)} engine/file pairs, alternating ...", file=sys.stderr, flush=True)
         runs = {(engine, name, pp): run for (engine, name), run in prompt_runs.items()}
         runs.update({(engine, name, tg): run for (engine, name), run in gen_runs.items()})
@@ -163,19 +199,49 @@ def main() -> int:
             close()
     n_tokens = {pp: args.n_prompt, tg: args.n_gen}
     rates = {key: rate(n_tokens[key[2]], s) for key, s in seconds.items()}
-    best = {(engine, test): max((r[0] for (e, _, t), r in rates.items() if e == engine and t == test), default=None)
-            for engine in ("llama.cpp", "ik_llama.cpp") for test in (pp, tg)}
+    best = {
+        (engine, test): max((r[0] for (e, _, t), r in rates.items() if e == engine and t == test), default=None)
+        for engine in ("llama.cpp", "ik_llama.cpp")
+        for test in (pp, tg)
+    }
     rows = []
     for (engine, name, test), (mean, sd) in sorted(rates.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
         same_file = rates.get(("llama.cpp", name, test)) if engine == "tritlm" else None
-        ratios = [f"{mean / best[(peer, test)]:.2f}x" if engine == "tritlm" and best[(peer, test)] else ""
-                  for peer in ("llama.cpp", "ik_llama.cpp")]
-        rows.append([engine, name, types.get(name, ""), test, f"{mean:.2f} ± {sd:.2f}",
-                     f"{mean / same_file[0]:.2f}x" if same_file else "", *ratios])
-    print(f"llama.cpp: {f'llama-cpp-python {llama_cpp.__version__}' if llama_cpp else 'not installed'}; ik_llama.cpp: {'yes' if args.ik else 'not run'}; "
-          f"{args.threads} threads, {args.reps} reps alternating, {args.pause} s pauses, t/s mean ± stddev")
-    print(markdown_table(["engine", "file", "type", "test", "t/s", "ours / llama.cpp same file", "ours / llama.cpp's best",
-                          "ours / ik_llama.cpp's best"], rows, right={4, 5, 6, 7}))
+        ratios = [
+            f"{mean / best[(peer, test)]:.2f}x" if engine == "tritlm" and best[(peer, test)] else ""
+            for peer in ("llama.cpp", "ik_llama.cpp")
+        ]
+        rows.append(
+            [
+                engine,
+                name,
+                types.get(name, ""),
+                test,
+                f"{mean:.2f} ± {sd:.2f}",
+                f"{mean / same_file[0]:.2f}x" if same_file else "",
+                *ratios,
+            ]
+        )
+    print(
+        f"llama.cpp: {f'llama-cpp-python {llama_cpp.__version__}' if llama_cpp else 'not installed'}; ik_llama.cpp: {'yes' if args.ik else 'not run'}; "
+        f"{args.threads} threads, {args.reps} reps alternating, {args.pause} s pauses, t/s mean ± stddev"
+    )
+    print(
+        markdown_table(
+            [
+                "engine",
+                "file",
+                "type",
+                "test",
+                "t/s",
+                "ours / llama.cpp same file",
+                "ours / llama.cpp's best",
+                "ours / ik_llama.cpp's best",
+            ],
+            rows,
+            right={4, 5, 6, 7},
+        )
+    )
     return 0
 
 

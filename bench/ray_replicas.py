@@ -12,6 +12,7 @@ Each figure is the median over --rounds rounds.
 
 usage: python bench/ray_replicas.py MODEL.gguf [--rounds 3] [--requests 16] [--clients 4] [--max-tokens 32]
        [--parallel 2] [--latency-requests 20]   (needs pip install 'tritlm[ray]')"""
+
 import argparse
 import concurrent.futures
 import logging
@@ -66,8 +67,10 @@ def latency_ms(url: str, n: int = 20) -> float:
 
 
 def tokens_per_second(url: str, requests: int, clients: int, max_tokens: int) -> float:
-    with httpx.Client(timeout=600, limits=httpx.Limits(max_connections=clients)) as client, \
-            concurrent.futures.ThreadPoolExecutor(clients) as pool:
+    with (
+        httpx.Client(timeout=600, limits=httpx.Limits(max_connections=clients)) as client,
+        concurrent.futures.ThreadPoolExecutor(clients) as pool,
+    ):
         start = time.perf_counter()
         tokens = sum(pool.map(lambda _: complete(client, url, max_tokens), range(requests)))
         return tokens / (time.perf_counter() - start)
@@ -90,18 +93,38 @@ def main() -> int:
     from tritlm.cluster.serve import application
 
     plain_port, ray_port = free_port(), free_port()
-    plain = subprocess.Popen([sys.executable, "-m", "tritlm", "serve", "-m", a.model, "-t", "1", "--port",
-                              str(plain_port), "--parallel", str(a.parallel)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    plain = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tritlm",
+            "serve",
+            "-m",
+            a.model,
+            "-t",
+            "1",
+            "--port",
+            str(plain_port),
+            "--parallel",
+            str(a.parallel),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     ray = connect(None)
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": ray_port})
         targets = {"plain tritlm serve, 1 thread": f"http://127.0.0.1:{plain_port}"}
         for name, replicas in (("one", 1), ("two", 2)):
-            serve.run(application(a.model, threads=1, parallel=a.parallel, replicas=replicas, replica_cpus=0.5),
-                      name=name, route_prefix=f"/{name}")
-            targets[f"Ray Serve, {replicas} replica{'s' if replicas > 1 else ''} x 1 thread"] = \
+            serve.run(
+                application(a.model, threads=1, parallel=a.parallel, replicas=replicas, replica_cpus=0.5),
+                name=name,
+                route_prefix=f"/{name}",
+            )
+            targets[f"Ray Serve, {replicas} replica{'s' if replicas > 1 else ''} x 1 thread"] = (
                 f"http://127.0.0.1:{ray_port}/{name}"
+            )
         for url in targets.values():
             wait_ready(url)
             tokens_per_second(url, a.clients, a.clients, 2)  # every replica warmed up
@@ -116,17 +139,21 @@ def main() -> int:
         plain.terminate()
         plain.wait(30)
 
-    print(f"\n{os.path.basename(a.model)}: {a.requests} requests x {a.max_tokens} tokens from {a.clients} clients, "
-          f"{a.parallel} slots per server/replica; 1-token latency: median of "
-          f"{a.latency_requests} one at a time; medians of "
-          f"{a.rounds} alternating rounds\n")
+    print(
+        f"\n{os.path.basename(a.model)}: {a.requests} requests x {a.max_tokens} tokens from {a.clients} clients, "
+        f"{a.parallel} slots per server/replica; 1-token latency: median of "
+        f"{a.latency_requests} one at a time; medians of "
+        f"{a.rounds} alternating rounds\n"
+    )
     print("| server | 1-token latency (ms) | aggregate tokens/s |\n|---|---:|---:|")
     med = {name: (statistics.median(ms), statistics.median(tps)) for name, (ms, tps) in figures.items()}
     for name, (ms, tps) in med.items():
         print(f"| {name} | {ms:.1f} | {tps:.1f} |")
     (plain_ms, plain_tps), (one_ms, one_tps), (two_ms, two_tps) = med.values()
-    print(f"\nRay adds {one_ms - plain_ms:.1f} ms per request; 2 replicas / 1 replica: {two_tps / one_tps:.2f}x "
-          f"aggregate tokens/s")
+    print(
+        f"\nRay adds {one_ms - plain_ms:.1f} ms per request; 2 replicas / 1 replica: {two_tps / one_tps:.2f}x "
+        f"aggregate tokens/s"
+    )
     return 0
 
 

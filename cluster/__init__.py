@@ -3,6 +3,7 @@ as a Ray Serve deployment of N replicas, batch.py runs `tritlm batch` over Ray D
 runtime, never copy it; nothing in runtime/ imports ray: its CLI imports these modules only when asked to.
 
 `connect` joins (or starts) the cluster and turns Ray's failures into the one-line errors the CLI prints."""
+
 import os
 import re
 import socket
@@ -22,8 +23,13 @@ def connect(address: str | None = None):
     except ImportError:
         raise ValueError(NOT_INSTALLED) from None
     try:
-        ray.init(address=address, log_to_driver=False, logging_level="warning", configure_logging=True,
-                 **({} if address else {"include_dashboard": False}))
+        ray.init(
+            address=address,
+            log_to_driver=False,
+            logging_level="warning",
+            configure_logging=True,
+            **({} if address else {"include_dashboard": False}),
+        )
     except ConnectionError as e:
         raise ValueError(f"Ray cluster at {address}: {first_line(e)}") from None
     return ray
@@ -36,8 +42,12 @@ def check_model_on_nodes(ray, path: str) -> None:
 
     nodes = [node for node in ray.nodes() if node["Alive"]]
     is_file = ray.remote(num_cpus=0)(os.path.isfile)
-    found = ray.get([is_file.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
-                     .remote(path) for node in nodes])
+    found = ray.get(
+        [
+            is_file.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(path)
+            for node in nodes
+        ]
+    )
     missing = [node["NodeManagerAddress"] for node, ok in zip(nodes, found) if not ok]
     if missing:
         raise ValueError(f"{path}: no such model file on Ray node {', '.join(missing)}")

@@ -1,6 +1,7 @@
 """`tritlm batch --ray`: the prompts go to a Ray Data dataset; `map_batches` hands batches of rows to a pool of
 Completer actors, each holding one Model and completing its batch with runtime.batch.complete (the server's
 Scheduler), the same code as without Ray; the driver writes the results in input order as they come back."""
+
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ class Completer:
 
     def __init__(self, model_path, threads, n_ctx, settings, parallel):
         from tritlm.runtime import Model
+
         try:
             self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
         except (OSError, ValueError) as e:
@@ -24,6 +26,7 @@ class Completer:
 
     def __call__(self, batch):
         from tritlm.runtime.batch import complete
+
         results = {}
         rows = [(int(index), json.loads(row)) for index, row in zip(batch["index"], batch["row"])]
         complete(self.model, rows, self.settings, self.parallel, results.__setitem__)
@@ -39,14 +42,20 @@ def complete_on_ray(address, model_path, todo, settings, parallel, threads, n_ct
         check_model_on_nodes(ray, model_path)
         import ray.data
         from ray.data import ActorPoolStrategy
+
         ray.data.DataContext.get_current().enable_progress_bars = False  # runtime.batch shows one bar
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its progress lines; failures are raised to us
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
         dataset = ray.data.from_items([{"index": i, "row": json.dumps(row)} for i, row in todo])
-        results = dataset.map_batches(Completer, fn_constructor_args=(model_path, threads, n_ctx, settings, parallel),
-                                      batch_size=ROWS_PER_CALL * parallel, compute=ActorPoolStrategy(size=workers),
-                                      num_cpus=threads, batch_format="numpy")
+        results = dataset.map_batches(
+            Completer,
+            fn_constructor_args=(model_path, threads, n_ctx, settings, parallel),
+            batch_size=ROWS_PER_CALL * parallel,
+            compute=ActorPoolStrategy(size=workers),
+            num_cpus=threads,
+            batch_format="numpy",
+        )
         for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
             for index, result in zip(batch["index"], batch["result"]):
                 on_result(int(index), json.loads(result))

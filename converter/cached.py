@@ -1,6 +1,7 @@
 """Download-and-convert once: the GGUF of a checkpoint (a folder or a Hub repo id) kept in a cache folder as
 <name>.<type>.gguf and reused while it is newer than every file of the checkpoint it came from. `tritlm serve
 -hf REPO` and scripts/setup_and_serve.py both go through here, so they share one naming scheme."""
+
 import os
 
 from tritlm.converter.hub import resolve
@@ -9,7 +10,8 @@ from tritlm.converter.hub import resolve
 def default_cache_dir() -> str:
     """$TRITLM_CACHE, else tritlm/ under $XDG_CACHE_HOME (~/.cache)."""
     return os.environ.get("TRITLM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tritlm")
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tritlm"
+    )
 
 
 def gguf_name(source: str, qtype: str) -> str:
@@ -25,8 +27,9 @@ def is_up_to_date(gguf_path: str, checkpoint: str) -> bool:
     return os.path.getmtime(gguf_path) >= newest
 
 
-def cached_gguf(source: str, qtype: str = "i2_s", cache_dir: str | None = None, revision: str | None = None,
-                progress: bool = True) -> str:
+def cached_gguf(
+    source: str, qtype: str = "i2_s", cache_dir: str | None = None, revision: str | None = None, progress: bool = True
+) -> str:
     """The path of source's GGUF in cache_dir, downloading (Hub repo) and converting only when needed."""
     from tritlm.converter.write import convert
 

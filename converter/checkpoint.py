@@ -1,5 +1,6 @@
 """A local Hugging Face checkpoint folder: config.json, safetensors weights (one file, or shards listed in
 model.safetensors.index.json) and tokenizer files. Tensors are read on demand, one at a time."""
+
 import json
 import os
 
@@ -28,7 +29,7 @@ class Checkpoint:
             raise ConverterError(f"{config_path}: not valid JSON ({e})") from None
         if not isinstance(self.config, dict):
             raise ConverterError(f"{config_path}: a JSON {type(self.config).__name__}, not an object")
-        self.files = {}     # shard file name -> SafetensorsFile
+        self.files = {}  # shard file name -> SafetensorsFile
         self.location = {}  # tensor name -> SafetensorsFile
         for shard in self.shard_names():
             st = self.files[shard] = SafetensorsFile(os.path.join(path, shard))

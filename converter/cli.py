@@ -1,6 +1,5 @@
 """`tritlm convert` and `tritlm synth`: thin wrappers over converter functions."""
 
-
 from .errors import ConverterError
 
 
@@ -9,13 +8,17 @@ def register(sub) -> None:
 
     from .pack import OUTPUT_TYPES
     from .presets import FORMS, PRESETS
+
     p = sub.add_parser("convert", help="convert a Hugging Face BitNet checkpoint (folder or Hub repo id) to GGUF")
     p.add_argument("src", nargs="?", help="checkpoint folder or Hub repo id (owner/name)")
     p.add_argument("-o", "--output", help="output .gguf path")
     p.add_argument("--type", choices=OUTPUT_TYPES, default="i2_s", help="storage of the ternary weights (default i2_s)")
-    p.add_argument("--output-type", choices=OUTPUT_MATRIX_TYPES,
-                   help="store the output matrix (logits) in this type, as a separate output.weight if the embedding "
-                        "is tied; default: the checkpoint's own (lossless)")
+    p.add_argument(
+        "--output-type",
+        choices=OUTPUT_MATRIX_TYPES,
+        help="store the output matrix (logits) in this type, as a separate output.weight if the embedding "
+        "is tied; default: the checkpoint's own (lossless)",
+    )
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--list", action="store_true", help="list the supported architectures and known repos")
     p.set_defaults(func=run_convert, errors=(ConverterError,))
@@ -23,8 +26,12 @@ def register(sub) -> None:
     p = sub.add_parser("synth", help="write a random-weight checkpoint in its family's published on-disk form")
     p.add_argument("--preset", required=True, choices=list(PRESETS))
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--form", choices=FORMS, help="packed: uint8 ternary + bf16 weight_scale; bf16: bf16 master "
-                   "weights; fp16: fp16 latent weights (1bitLLM); default: the preset family's first form")
+    p.add_argument(
+        "--form",
+        choices=FORMS,
+        help="packed: uint8 ternary + bf16 weight_scale; bf16: bf16 master "
+        "weights; fp16: fp16 latent weights (1bitLLM); default: the preset family's first form",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run_synth, errors=(ConverterError,))
 
@@ -32,6 +39,7 @@ def register(sub) -> None:
 def run_convert(args) -> int:
     if args.list:
         from .families import FAMILIES, KNOWN_REPOS, family_for
+
         print("architectures:")
         for arch in FAMILIES:
             print(f"  {arch:24} {family_for({'architectures': [arch]}).ARCH_NOTE}")
@@ -43,6 +51,7 @@ def run_convert(args) -> int:
         raise ConverterError("convert needs SRC and -o OUT.gguf (or --list)")
     from .hub import resolve
     from .write import convert
+
     convert(resolve(args.src, args.revision), args.output, args.type, output_type=args.output_type)
     print(f"wrote {args.output}")
     return 0
@@ -50,6 +59,7 @@ def run_convert(args) -> int:
 
 def run_synth(args) -> int:
     from .synth import synth
+
     synth(args.preset, args.output, args.form, args.seed)
     print(f"wrote {args.preset} ({args.form or 'default form'}) to {args.output}")
     return 0

@@ -3,6 +3,7 @@
 A ternary matrix [out, in] is stored as uint8 [out/4, in]: row r + k*out/4 sits in bits 2k..2k+1 of byte
 row r, as value + 1 (so codes 0, 1, 2; code 3 is invalid). This is transformers' `pack_weights` /
 `unpack_weights` layout (integrations/bitnet.py)."""
+
 import numpy as np
 
 from .errors import ConverterError
@@ -15,7 +16,11 @@ def pack(ternary: np.ndarray) -> np.ndarray:
     out_features = ternary.shape[0]
     if out_features % VALUES_PER_BYTE:
         raise ValueError(f"cannot pack {out_features} rows: not a multiple of {VALUES_PER_BYTE}")
-    codes = (ternary.astype(np.int16) + 1).astype(np.uint8).reshape(VALUES_PER_BYTE, out_features // VALUES_PER_BYTE, *ternary.shape[1:])
+    codes = (
+        (ternary.astype(np.int16) + 1)
+        .astype(np.uint8)
+        .reshape(VALUES_PER_BYTE, out_features // VALUES_PER_BYTE, *ternary.shape[1:])
+    )
     return codes[0] | (codes[1] << 2) | (codes[2] << 4) | (codes[3] << 6)
 
 

@@ -3,6 +3,7 @@ ggml's tq2_0 and tq1_0 (the scale as each block's fp16 d), bitnet.cpp's i2_s (on
 data), and plain f16/f32 holding ternary * scale. Rows whose length is not a whole number of blocks are
 padded with zero weights to the next block (zeros add nothing to a dot product; the runtime pads
 activations with zeros to match), so the stored row length may exceed the model's."""
+
 import numpy as np
 
 from tritlm.formats import TYPES
@@ -50,11 +51,14 @@ def pack_tq2_0(blocks: np.ndarray) -> np.ndarray:
 def pack_tq1_0(blocks: np.ndarray) -> np.ndarray:
     """[n, 256] codes -> [n, 52]: qs[32] (values 32k + j), qs[16] (160 + 16k + j), qh[4] (240 + 4k + j),
     each byte the base-3 number of its digits, scaled to ceil(x * 256 / 243) so a multiply extracts digits."""
+
     def base3(values, digits, width):
         groups = values.reshape(-1, digits, width).astype(np.uint16)
         return (groups * TQ1_POW3[:digits, None]).sum(axis=1)
-    number = np.concatenate([base3(blocks[:, :160], 5, 32), base3(blocks[:, 160:240], 5, 16),
-                             base3(blocks[:, 240:], 4, 4)], axis=1)
+
+    number = np.concatenate(
+        [base3(blocks[:, :160], 5, 32), base3(blocks[:, 160:240], 5, 16), base3(blocks[:, 240:], 4, 4)], axis=1
+    )
     return ((number * 256 + 242) // 243).astype(np.uint8)
 
 

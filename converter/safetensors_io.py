@@ -1,6 +1,7 @@
 """The safetensors format without torch: an 8-byte little-endian header length, a JSON header naming each
 tensor's dtype, shape and byte range, then the raw bytes. Written and read one tensor at a time so a
 multi-gigabyte checkpoint never has to fit in memory. bf16 is handled as the top 16 bits of an f32."""
+
 import json
 import math
 import os
@@ -12,8 +13,15 @@ import numpy as np
 from .errors import ConverterError
 
 # safetensors dtype name -> numpy dtype of the stored bytes (bf16 is kept as its raw uint16 bits).
-DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "U8": np.uint8, "I8": np.int8,
-          "I32": np.int32, "I64": np.int64}
+DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,
+    "U8": np.uint8,
+    "I8": np.int8,
+    "I32": np.int32,
+    "I64": np.int64,
+}
 
 
 def f32_to_bf16(x: np.ndarray) -> np.ndarray:
@@ -27,8 +35,12 @@ def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
-def write_safetensors(path: str, specs: list[tuple[str, str, tuple[int, ...]]],
-                      produce: Callable[[str], Iterable[np.ndarray]], metadata: dict | None = None) -> None:
+def write_safetensors(
+    path: str,
+    specs: list[tuple[str, str, tuple[int, ...]]],
+    produce: Callable[[str], Iterable[np.ndarray]],
+    metadata: dict | None = None,
+) -> None:
     """Writes tensors (name, dtype, shape) in the given order. produce(name) yields the tensor's data as
     row chunks in its stored dtype (bf16 as uint16 bits), so only one chunk is in memory at a time.
     The file appears at path only once complete."""
@@ -98,8 +110,9 @@ class SafetensorsFile:
         except (struct.error, ValueError, UnicodeDecodeError) as e:
             raise ConverterError(f"{path}: not a safetensors file ({e})") from None
         if not isinstance(header, dict):
-            raise ConverterError(f"{path}: not a safetensors file (its header is a JSON {type(header).__name__}, "
-                                 f"not an object)")
+            raise ConverterError(
+                f"{path}: not a safetensors file (its header is a JSON {type(header).__name__}, not an object)"
+            )
         header.pop("__metadata__", None)
         self.data_start = 8 + header_len
         self.entries = header
@@ -123,11 +136,12 @@ class SafetensorsFile:
         entry = self.entries[name]
         dtype = np.dtype(DTYPES[entry["dtype"]])
         begin, end = entry["data_offsets"]
-        data = np.fromfile(self.path, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=self.data_start + begin)
+        data = np.fromfile(
+            self.path, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=self.data_start + begin
+        )
         return data.reshape(entry["shape"])
 
     def float32(self, name: str) -> np.ndarray:
         """The tensor as f32 (bf16 widened exactly)."""
         raw = self.raw(name)
         return bf16_to_f32(raw) if self.dtype(name) == "BF16" else raw.astype(np.float32)
-

@@ -8,6 +8,7 @@ Both forms made from one seed hold the same model: the packed ternary values and
 ternarization of the bf16 masters (the scale then rounded to bf16, as the published checkpoint stores it).
 Tensors are generated and written one at a time (embeddings in row chunks), so the 2B preset needs well
 under 2 GB of RAM."""
+
 import json
 import os
 import zlib
@@ -21,32 +22,70 @@ from .safetensors_io import bf16_to_f32, f32_to_bf16, write_safetensors
 
 # microsoft/bitnet-b1.58-2B-4T's config.json, minus the shape fields the presets set.
 BASE_CONFIG = {
-    "architectures": ["BitNetForCausalLM"], "model_type": "bitnet", "hidden_act": "relu2",
-    "attention_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02, "rms_norm_eps": 1e-05,
-    "rope_theta": 500000.0, "max_position_embeddings": 4096, "tie_word_embeddings": True,
-    "torch_dtype": "bfloat16", "use_cache": True,
+    "architectures": ["BitNetForCausalLM"],
+    "model_type": "bitnet",
+    "hidden_act": "relu2",
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "initializer_range": 0.02,
+    "rms_norm_eps": 1e-05,
+    "rope_theta": 500000.0,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": True,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
 }
 # 1bitLLM/bitnet_b1_58-large's config.json, minus the shape fields
 ONEBIT_CONFIG = {
-    "architectures": ["BitnetForCausalLM"], "model_type": "llama", "hidden_act": "silu", "initializer_range": 0.02,
-    "input_bits": 8, "weight_bits": 1, "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 10000.0,
-    "max_position_embeddings": 2048, "tie_word_embeddings": False, "torch_dtype": "float16", "use_cache": True,
+    "architectures": ["BitnetForCausalLM"],
+    "model_type": "llama",
+    "hidden_act": "silu",
+    "initializer_range": 0.02,
+    "input_bits": 8,
+    "weight_bits": 1,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": None,
+    "rope_theta": 10000.0,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": False,
+    "torch_dtype": "float16",
+    "use_cache": True,
 }
 # tiiuae/Falcon3-*-1.58bit's config.json, minus the shape fields
 LLAMA_CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu", "attention_bias": False,
-    "attention_dropout": 0.0, "mlp_bias": False, "initializer_range": 0.02, "rms_norm_eps": 1e-05,
-    "rope_scaling": None, "rope_theta": 500000.0, "max_position_embeddings": 8192, "tie_word_embeddings": False,
-    "torch_dtype": "bfloat16", "use_cache": True,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_act": "silu",
+    "attention_bias": False,
+    "attention_dropout": 0.0,
+    "mlp_bias": False,
+    "initializer_range": 0.02,
+    "rms_norm_eps": 1e-05,
+    "rope_scaling": None,
+    "rope_theta": 500000.0,
+    "max_position_embeddings": 8192,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "use_cache": True,
     "quantization_config": {"modules_to_not_convert": None, "quant_method": "bitnet"},
 }
 FAMILY_CONFIGS = {"bitnet": BASE_CONFIG, "1bitllm": ONEBIT_CONFIG, "llama": LLAMA_CONFIG}
 # each family's sub-norm tensor names (attention, MLP)
-SUB_NORMS = {"bitnet": ("self_attn.attn_sub_norm", "mlp.ffn_sub_norm"),
-             "1bitllm": ("self_attn.inner_attn_ln", "mlp.ffn_layernorm"), "llama": ()}
+SUB_NORMS = {
+    "bitnet": ("self_attn.attn_sub_norm", "mlp.ffn_sub_norm"),
+    "1bitllm": ("self_attn.inner_attn_ln", "mlp.ffn_layernorm"),
+    "llama": (),
+}
 
-LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+LINEARS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+)
 EMBEDDING_CHUNK_ROWS = 8192
 
 
@@ -64,8 +103,11 @@ def make_config(preset: dict, form: str, tokenizer, family: str = "bitnet") -> d
         config["pad_token_id"] = tokenizer.token_to_id(synth_tokenizer.SPM_ADDED[0])
     if family == "bitnet":
         mode = "offline" if form == "packed" else "online"  # the -bf16 repo ternarizes its masters at load time
-        config["quantization_config"] = {"quant_method": "bitnet", "linear_class": "autobitlinear",
-                                         "quantization_mode": mode}
+        config["quantization_config"] = {
+            "quant_method": "bitnet",
+            "linear_class": "autobitlinear",
+            "quantization_mode": mode,
+        }
     return dict(sorted(config.items()))
 
 
@@ -74,9 +116,15 @@ def linear_shapes(config: dict) -> dict[str, tuple[int, int]]:
     hidden, ffn = config["hidden_size"], config["intermediate_size"]
     head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
     q, kv = config["num_attention_heads"] * head_dim, config["num_key_value_heads"] * head_dim
-    return {"self_attn.q_proj": (q, hidden), "self_attn.k_proj": (kv, hidden), "self_attn.v_proj": (kv, hidden),
-            "self_attn.o_proj": (hidden, q), "mlp.gate_proj": (ffn, hidden), "mlp.up_proj": (ffn, hidden),
-            "mlp.down_proj": (hidden, ffn)}
+    return {
+        "self_attn.q_proj": (q, hidden),
+        "self_attn.k_proj": (kv, hidden),
+        "self_attn.v_proj": (kv, hidden),
+        "self_attn.o_proj": (hidden, q),
+        "mlp.gate_proj": (ffn, hidden),
+        "mlp.up_proj": (ffn, hidden),
+        "mlp.down_proj": (hidden, ffn),
+    }
 
 
 def tensor_specs(config: dict, form: str) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -84,8 +132,11 @@ def tensor_specs(config: dict, form: str) -> list[tuple[str, str, tuple[int, ...
     hidden, vocab = config["hidden_size"], config["vocab_size"]
     head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
     sub_norm_sizes = (config["num_attention_heads"] * head_dim, config["intermediate_size"])
-    norm_sizes = {"input_layernorm": hidden, "post_attention_layernorm": hidden,
-                  **dict(zip(SUB_NORMS[family_of(config)], sub_norm_sizes))}
+    norm_sizes = {
+        "input_layernorm": hidden,
+        "post_attention_layernorm": hidden,
+        **dict(zip(SUB_NORMS[family_of(config)], sub_norm_sizes)),
+    }
     dtype = "F16" if form == "fp16" else "BF16"
     specs = [("model.embed_tokens.weight", dtype, (vocab, hidden)), ("model.norm.weight", dtype, (hidden,))]
     if not config["tie_word_embeddings"]:
@@ -95,8 +146,10 @@ def tensor_specs(config: dict, form: str) -> list[tuple[str, str, tuple[int, ...
         specs += [(prefix + n + ".weight", dtype, (size,)) for n, size in norm_sizes.items()]
         for n, (rows, cols) in linear_shapes(config).items():
             if form == "packed":
-                specs += [(prefix + n + ".weight", "U8", (rows // hf_ternary.VALUES_PER_BYTE, cols)),
-                          (prefix + n + ".weight_scale", "BF16", (1,))]
+                specs += [
+                    (prefix + n + ".weight", "U8", (rows // hf_ternary.VALUES_PER_BYTE, cols)),
+                    (prefix + n + ".weight_scale", "BF16", (1,)),
+                ]
             else:
                 specs.append((prefix + n + ".weight", dtype, (rows, cols)))
     return sorted(specs)
@@ -114,19 +167,24 @@ def master_linear(seed: int, name: str, shape: tuple[int, int]) -> np.ndarray:
     return f32_to_bf16(rng.standard_normal(shape, dtype=np.float32) * np.float32(spread))
 
 
-def write_checkpoint(out_dir: str, config: dict, form: str = "packed", seed: int = 0, tokenizer=None,
-                     family: str = "bitnet") -> str:
+def write_checkpoint(
+    out_dir: str, config: dict, form: str = "packed", seed: int = 0, tokenizer=None, family: str = "bitnet"
+) -> str:
     """Writes config.json, generation_config.json, model.safetensors and the tokenizer files to out_dir.
     config holds the shape fields (a PRESETS entry); vocab_size must cover the tokenizer (a synthetic
     tokenizer of exactly vocab_size entries is made when none is given). Returns out_dir."""
     if form not in FAMILY_FORMS[family]:
-        raise ConverterError(f"unknown {family} checkpoint form {form!r}: choose one of {', '.join(FAMILY_FORMS[family])}")
+        raise ConverterError(
+            f"unknown {family} checkpoint form {form!r}: choose one of {', '.join(FAMILY_FORMS[family])}"
+        )
     spm = family == "1bitllm"
     if tokenizer is None:
         make = synth_tokenizer.synthetic_sentencepiece if spm else synth_tokenizer.synthetic_tokenizer
         tokenizer = make(config["vocab_size"])
     if tokenizer.get_vocab_size() > config["vocab_size"]:
-        raise ConverterError(f"tokenizer has {tokenizer.get_vocab_size()} entries, more than vocab_size {config['vocab_size']}")
+        raise ConverterError(
+            f"tokenizer has {tokenizer.get_vocab_size()} entries, more than vocab_size {config['vocab_size']}"
+        )
     config = make_config(config, form, tokenizer, family)
     stored = f16_values if form == "fp16" else f32_to_bf16
     os.makedirs(out_dir, exist_ok=True)
@@ -162,17 +220,29 @@ def write_checkpoint(out_dir: str, config: dict, form: str = "packed", seed: int
         else:  # RMSNorm gains
             yield stored(tensor_rng(seed, name).uniform(0.5, 1.5, shapes[name]).astype(np.float32))
 
-    write_safetensors(os.path.join(out_dir, "model.safetensors"), tensor_specs(config, form), produce,
-                      metadata={"format": "pt"})
+    write_safetensors(
+        os.path.join(out_dir, "model.safetensors"), tensor_specs(config, form), produce, metadata={"format": "pt"}
+    )
     write_json(os.path.join(out_dir, "config.json"), config)
     eos = config["eos_token_id"] if spm else [config["eos_token_id"], tokenizer.token_to_id(synth_tokenizer.EOT)]
-    write_json(os.path.join(out_dir, "generation_config.json"), {
-        "_from_model_config": True, "bos_token_id": config["bos_token_id"], "eos_token_id": eos,
-        "do_sample": True, "temperature": 0.6, "top_p": 0.9, "max_length": config["max_position_embeddings"]})
+    write_json(
+        os.path.join(out_dir, "generation_config.json"),
+        {
+            "_from_model_config": True,
+            "bos_token_id": config["bos_token_id"],
+            "eos_token_id": eos,
+            "do_sample": True,
+            "temperature": 0.6,
+            "top_p": 0.9,
+            "max_length": config["max_position_embeddings"],
+        },
+    )
     tokenizer.save(os.path.join(out_dir, "tokenizer.json"))
     make_tokenizer_config = synth_tokenizer.sentencepiece_tokenizer_config if spm else synth_tokenizer.tokenizer_config
-    write_json(os.path.join(out_dir, "tokenizer_config.json"),
-               make_tokenizer_config(tokenizer, config["max_position_embeddings"]))
+    write_json(
+        os.path.join(out_dir, "tokenizer_config.json"),
+        make_tokenizer_config(tokenizer, config["max_position_embeddings"]),
+    )
     return out_dir
 
 

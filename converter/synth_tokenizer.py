@@ -3,6 +3,7 @@ special tokens and chat template as microsoft/bitnet-b1.58-2B-4T's tokenizer, wi
 
 `synthetic_tokenizer(n)` has exactly n entries and needs no training (merges are all byte pairs, then
 pair+byte triples, in a fixed order), so a 128256-entry tokenizer is built in seconds."""
+
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
 from tritlm.formats import LLAMA3_SPLIT
@@ -20,7 +21,9 @@ CHAT_TEMPLATE = (
 
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte -> printable character map used by byte-level BPE (printable bytes map to themselves)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     mapping, extra = {}, 0
     for b in range(256):
         if b in printable:
@@ -44,10 +47,12 @@ def new_llama3_bpe(vocab: dict[str, int] | None = None, merges: list[tuple[str, 
     """A byte-level BPE tokenizer with Llama 3's pre-tokenizer and decoder; empty if no vocab is given
     (ready for `tokenizers.trainers.BpeTrainer`)."""
     tok = Tokenizer(models.BPE(vocab, merges) if vocab is not None else models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     return tok
 
@@ -55,11 +60,14 @@ def new_llama3_bpe(vocab: dict[str, int] | None = None, merges: list[tuple[str, 
 def finish_llama3(tok: Tokenizer, n_special: int) -> Tokenizer:
     """Appends the special-token block after the BPE vocabulary and adds bos to every encoding, as Llama 3."""
     tok.add_special_tokens(special_tokens(n_special))
-    tok.post_processor = processors.Sequence([
-        processors.ByteLevel(trim_offsets=False),
-        processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B",
-                                      special_tokens=[(BOS, tok.token_to_id(BOS))]),
-    ])
+    tok.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+            ),
+        ]
+    )
     return tok
 
 
@@ -87,12 +95,27 @@ def synthetic_tokenizer(vocab_size: int) -> Tokenizer:
 
 def tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict:
     """tokenizer_config.json as transformers writes it for a Llama-3-style fast tokenizer."""
-    added = {str(t_id): {"content": t.content, "lstrip": False, "normalized": False, "rstrip": False,
-                         "single_word": False, "special": True}
-             for t_id, t in sorted(tok.get_added_tokens_decoder().items())}
-    return {"added_tokens_decoder": added, "bos_token": BOS, "eos_token": EOT, "chat_template": CHAT_TEMPLATE,
-            "clean_up_tokenization_spaces": True, "model_input_names": ["input_ids", "attention_mask"],
-            "model_max_length": model_max_length, "tokenizer_class": "PreTrainedTokenizerFast"}
+    added = {
+        str(t_id): {
+            "content": t.content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for t_id, t in sorted(tok.get_added_tokens_decoder().items())
+    }
+    return {
+        "added_tokens_decoder": added,
+        "bos_token": BOS,
+        "eos_token": EOT,
+        "chat_template": CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": True,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "model_max_length": model_max_length,
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
 
 
 # Llama 2's SentencePiece BPE as tokenizer.json holds it (1bitLLM's tokenizer): "▁" for spaces, a "▁" prefix,
@@ -105,13 +128,16 @@ SPM_ADDED = ("<pad>",)  # appended after the pieces, as 1bitLLM's vocab of 32000
 def sentencepiece_bpe(vocab: dict[str, int], merges: list[tuple[str, str]]) -> Tokenizer:
     """A Llama-2-style tokenizer over the given pieces (specials, bytes, characters, merged pieces)."""
     from tokenizers import normalizers
+
     tok = Tokenizer(models.BPE(vocab, merges, unk_token=SPM_UNK, byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend(SPM_SPACE), normalizers.Replace(" ", SPM_SPACE)])
-    tok.decoder = decoders.Sequence([decoders.Replace(SPM_SPACE, " "), decoders.ByteFallback(), decoders.Fuse(),
-                                     decoders.Strip(" ", 1, 0)])
+    tok.decoder = decoders.Sequence(
+        [decoders.Replace(SPM_SPACE, " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
+    )
     tok.add_special_tokens([SPM_UNK, SPM_BOS, SPM_EOS])
-    tok.post_processor = processors.TemplateProcessing(single=f"{SPM_BOS} $A", pair=f"{SPM_BOS} $A {SPM_BOS} $B",
-                                                       special_tokens=[(SPM_BOS, vocab[SPM_BOS])])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{SPM_BOS} $A", pair=f"{SPM_BOS} $A {SPM_BOS} $B", special_tokens=[(SPM_BOS, vocab[SPM_BOS])]
+    )
     return tok
 
 
@@ -122,11 +148,15 @@ def synthetic_sentencepiece(vocab_size: int) -> Tokenizer:
     n_pieces = vocab_size - len(SPM_ADDED)
     pieces = [SPM_UNK, SPM_BOS, SPM_EOS] + [f"<0x{b:02X}>" for b in range(256)] + list(chars)
     if n_pieces < len(pieces):
-        raise ValueError(f"vocab_size {vocab_size} is too small for a SentencePiece tokenizer (need >= {len(pieces) + 1})")
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small for a SentencePiece tokenizer (need >= {len(pieces) + 1})"
+        )
     vocab = {p: i for i, p in enumerate(pieces)}
     merges = []
     candidates = ((a, b) for a in chars for b in chars)
-    candidates = (c for source in (candidates, ((a + b, c) for a in chars for b in chars for c in chars)) for c in source)
+    candidates = (
+        c for source in (candidates, ((a + b, c) for a in chars for b in chars for c in chars)) for c in source
+    )
     for left, right in candidates:
         if len(vocab) == n_pieces:
             break
@@ -142,10 +172,27 @@ def synthetic_sentencepiece(vocab_size: int) -> Tokenizer:
 
 def sentencepiece_tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict:
     """tokenizer_config.json as transformers writes it for a Llama-2 tokenizer."""
-    added = {str(t_id): {"content": t.content, "lstrip": False, "normalized": not t.special, "rstrip": False,
-                         "single_word": False, "special": t.special}
-             for t_id, t in sorted(tok.get_added_tokens_decoder().items())}
-    return {"added_tokens_decoder": added, "add_bos_token": True, "add_eos_token": False, "bos_token": SPM_BOS,
-            "eos_token": SPM_EOS, "unk_token": SPM_UNK, "pad_token": SPM_ADDED[0], "legacy": False,
-            "clean_up_tokenization_spaces": False, "model_max_length": model_max_length,
-            "tokenizer_class": "LlamaTokenizer"}
+    added = {
+        str(t_id): {
+            "content": t.content,
+            "lstrip": False,
+            "normalized": not t.special,
+            "rstrip": False,
+            "single_word": False,
+            "special": t.special,
+        }
+        for t_id, t in sorted(tok.get_added_tokens_decoder().items())
+    }
+    return {
+        "added_tokens_decoder": added,
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "bos_token": SPM_BOS,
+        "eos_token": SPM_EOS,
+        "unk_token": SPM_UNK,
+        "pad_token": SPM_ADDED[0],
+        "legacy": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": model_max_length,
+        "tokenizer_class": "LlamaTokenizer",
+    }

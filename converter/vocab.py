@@ -2,6 +2,7 @@
 name from tokenizer.json via `tokenizers`; merges, special-token ids and chat template via gguf-py's
 SpecialVocab. Byte-level BPE (Llama 3) is written as llama.cpp's `gpt2` model; SentencePiece BPE with byte
 fallback (Llama 2, 1bitLLM) as its `llama` model, with scores."""
+
 import json
 import os
 import re
@@ -34,14 +35,21 @@ def sentencepiece_scores(tokens: list[str], types: list[int], merges: list) -> l
     rank = {}
     for r, merge in enumerate(merges):
         rank.setdefault("".join(merge.split(" ", 1) if isinstance(merge, str) else merge), r)
-    return [-1000.0 if kind == gguf.TokenType.USER_DEFINED else 0.0 if kind != gguf.TokenType.NORMAL
-            else -float(rank.get(token, len(merges))) for token, kind in zip(tokens, types)]
+    return [
+        -1000.0
+        if kind == gguf.TokenType.USER_DEFINED
+        else 0.0
+        if kind != gguf.TokenType.NORMAL
+        else -float(rank.get(token, len(merges)))
+        for token, kind in zip(tokens, types)
+    ]
 
 
 def add_tokenizer(writer: gguf.GGUFWriter, path: str, n_vocab: int) -> None:
     """Adds the tokenizer of checkpoint folder path; ids the tokenizer lacks up to n_vocab become unused
     padding tokens (the embedding may be larger than the vocabulary)."""
     from tokenizers import Tokenizer
+
     tokenizer_path = os.path.join(path, "tokenizer.json")
     if not os.path.isfile(tokenizer_path):
         raise ConverterError(f"{path}: no tokenizer.json (the converter needs the checkpoint's tokenizer)")
@@ -66,8 +74,13 @@ def add_tokenizer(writer: gguf.GGUFWriter, path: str, n_vocab: int) -> None:
             types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
         else:
             tokens.append(token)
-            types.append(gguf.TokenType.BYTE if sentencepiece and BYTE_TOKEN.match(token) else
-                         gguf.TokenType.UNKNOWN if token == model.get("unk_token") else gguf.TokenType.NORMAL)
+            types.append(
+                gguf.TokenType.BYTE
+                if sentencepiece and BYTE_TOKEN.match(token)
+                else gguf.TokenType.UNKNOWN
+                if token == model.get("unk_token")
+                else gguf.TokenType.NORMAL
+            )
     if sentencepiece:
         writer.add_tokenizer_model("llama")
         writer.add_tokenizer_pre("default")

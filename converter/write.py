@@ -1,6 +1,7 @@
 """A checkpoint -> one GGUF file (docs/format.md), streamed tensor by tensor: the header (metadata,
 tokenizer, every tensor's type and size, the exact weight scales) first, then each tensor's data loaded,
 packed and written in turn. The file is written under a temporary name and renamed when complete."""
+
 import os
 
 import gguf
@@ -17,13 +18,16 @@ from .families import Tensor, family_for
 from .safetensors_io import bf16_to_f32
 
 
-def convert(checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progress: bool = True,
-            output_type: str | None = None) -> None:
+def convert(
+    checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progress: bool = True, output_type: str | None = None
+) -> None:
     """output_type: store the output matrix in that type (quants.OUTPUT_MATRIX_TYPES); default: as the checkpoint."""
     if type_name not in pack.OUTPUT_TYPES:
         raise ConverterError(f"unknown type {type_name!r}: choose one of {', '.join(pack.OUTPUT_TYPES)}")
     if output_type is not None and output_type not in quants.OUTPUT_MATRIX_TYPES:
-        raise ConverterError(f"unknown output type {output_type!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}")
+        raise ConverterError(
+            f"unknown output type {output_type!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}"
+        )
     ckpt = Checkpoint(checkpoint_dir)
     family = family_for(ckpt.config)
     hp = family.hparams(ckpt.config)
@@ -84,7 +88,9 @@ def add_activation_mode(writer: gguf.GGUFWriter, config: dict) -> None:
     bits, topk = bits or {}, topk or {}
     for key in set(bits) | set(topk):
         if key not in ACT_GROUPS:
-            raise ConverterError(f"quantization_config: unknown linear input group {key!r} (known: {', '.join(ACT_GROUPS)})")
+            raise ConverterError(
+                f"quantization_config: unknown linear input group {key!r} (known: {', '.join(ACT_GROUPS)})"
+            )
     for group in ACT_GROUPS:
         b, k = bits.get(group, 8), topk.get(group, 1.0)
         if b not in (4, 8):
@@ -129,8 +135,13 @@ def with_output_matrix(tensors: list[Tensor], type_name: str) -> list[Tensor]:
     embedding, a new output.weight encoded from it (the token embedding stays as it is: one row per token)."""
     by_name = {t.name: t for t in tensors}
     source = by_name.get("output.weight") or by_name["token_embd.weight"]
-    output = Tensor("output.weight", source.shape, "float", lambda: quants.encode(as_float32(source), type_name),
-                    dtype=type_name.upper())
+    output = Tensor(
+        "output.weight",
+        source.shape,
+        "float",
+        lambda: quants.encode(as_float32(source), type_name),
+        dtype=type_name.upper(),
+    )
     if "output.weight" in by_name:
         return [output if t.name == "output.weight" else t for t in tensors]
     at = [t.name for t in tensors].index("output_norm.weight") + 1

@@ -11,6 +11,7 @@ can be compared with transformers':
 
     .venv/bin/python models/eval_perplexity.py models/bitnet-tiny --text .cache/held-out.txt
     .venv/bin/tritlm perplexity -m models/bitnet-tiny.i2_s.gguf -f .cache/held-out.txt -c 512"""
+
 import argparse
 import json
 import math
@@ -25,10 +26,10 @@ import torch
 from tokenizers import Tokenizer
 
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-from tests.checkpoints import load_reference  # noqa: E402  (transformers' own quantized BitNet, float32)
 from train_tiny import HELD_OUT, STDLIB, encode_files, mean_loss, read_text  # noqa: E402
 from train_variant import load_variant  # noqa: E402
 
+from tests.checkpoints import load_reference  # noqa: E402  (transformers' own quantized BitNet, float32)
 from tritlm.runtime.perplexity import negative_log_likelihoods, summarize, window_first_scored  # noqa: E402
 
 
@@ -55,17 +56,19 @@ def llama_perplexity(checkpoint: Path, text: str, n_ctx: int):
     tokens = Tokenizer.from_file(str(checkpoint / "tokenizer.json")).encode(text).ids  # with BOS, as Model.tokenize
     first, nll = window_first_scored(n_ctx), []
     for i in range(len(tokens) // n_ctx):
-        window = tokens[i * n_ctx:(i + 1) * n_ctx]
+        window = tokens[i * n_ctx : (i + 1) * n_ctx]
         window[0] = tokens[0]  # BOS
-        logits = model(input_ids=torch.tensor([window])).logits[0, first:n_ctx - 1].float().numpy()
-        nll.append(negative_log_likelihoods(logits, np.asarray(window[first + 1:])))
+        logits = model(input_ids=torch.tensor([window])).logits[0, first : n_ctx - 1].float().numpy()
+        nll.append(negative_log_likelihoods(logits, np.asarray(window[first + 1 :])))
     return summarize(np.concatenate(nll), len(nll))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?", default=Path(__file__).parent / "bitnet-tiny")
-    parser.add_argument("--text", type=Path, help="also write the held-out text here and score it as tritlm perplexity does")
+    parser.add_argument(
+        "--text", type=Path, help="also write the held-out text here and score it as tritlm perplexity does"
+    )
     parser.add_argument("-c", "--ctx", type=int, default=512, help="window length for --text (default 512)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -75,8 +78,10 @@ def main(argv=None) -> None:
         text = "\n".join(read_text(STDLIB / name) for name in HELD_OUT)
         args.text.write_text(text, encoding="utf-8")
         result = llama_perplexity(args.checkpoint, text, args.ctx)
-        print(f"{args.text}: transformers, llama-perplexity windows of {args.ctx}: {result.n_tokens} tokens scored, "
-              f"PPL = {result.ppl:.4f} +/- {result.ppl_err:.5f}")
+        print(
+            f"{args.text}: transformers, llama-perplexity windows of {args.ctx}: {result.n_tokens} tokens scored, "
+            f"PPL = {result.ppl:.4f} +/- {result.ppl_err:.5f}"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ The result is saved in microsoft/bitnet-b1.58-2B-4T's on-disk form (packed uint8
     nohup nice .venv/bin/python models/train_tiny.py --out models/bitnet-tiny > .cache/train.log 2>&1 &
 
 torch is a training/test dependency only; the runtime never imports it."""
+
 import argparse
 import math
 import os
@@ -33,15 +34,30 @@ from tritlm.converter.hf_ternary import absmean_ternarize, pack  # noqa: E402
 STDLIB = Path("/root/.pyenv/versions/3.11.7/lib/python3.11")
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
 # Held out from tokenizer and model training; models/eval_perplexity.py reports perplexity on them.
-HELD_OUT = ["bisect.py", "heapq.py", "shlex.py", "textwrap.py", "json/decoder.py", "csv.py", "graphlib.py",
-            "colorsys.py"]
+HELD_OUT = [
+    "bisect.py",
+    "heapq.py",
+    "shlex.py",
+    "textwrap.py",
+    "json/decoder.py",
+    "csv.py",
+    "graphlib.py",
+    "colorsys.py",
+]
 
 SPECIAL_TOKENS = 16  # Llama 3's block (bos, eos, headers, eot, reserved), after the BPE vocabulary
 VOCAB_SIZE = 4096
 
 # The shape: every ternary row length (256, 768) is a multiple of 256, so tq1_0, tq2_0 and i2_s all fit.
-ARCH = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=512, vocab_size=VOCAB_SIZE)
+ARCH = dict(
+    hidden_size=256,
+    intermediate_size=768,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    vocab_size=VOCAB_SIZE,
+)
 
 
 def corpus_files(root: Path = STDLIB) -> tuple[list[Path], list[Path]]:
@@ -61,8 +77,11 @@ def read_text(path: Path) -> str:
 def train_tokenizer(files: list[Path]) -> Tokenizer:
     """Byte-level BPE with Llama 3's pre-tokenizer, decoder and special-token block, trained on the files."""
     tokenizer = synth_tokenizer.new_llama3_bpe()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB_SIZE - SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE - SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tokenizer.train_from_iterator((read_text(p) for p in files), trainer=trainer)
     return synth_tokenizer.finish_llama3(tokenizer, SPECIAL_TOKENS)
 
@@ -89,12 +108,12 @@ def batches(stream: np.ndarray, batch: int, length: int, generator: torch.Genera
     """Endless random windows of length+1 tokens from the stream (input and shifted target)."""
     while True:
         starts = torch.randint(0, len(stream) - length - 1, (batch,), generator=generator).numpy()
-        yield torch.from_numpy(np.stack([stream[s:s + length + 1] for s in starts]))
+        yield torch.from_numpy(np.stack([stream[s : s + length + 1] for s in starts]))
 
 
 def windows(stream: np.ndarray, length: int) -> list[torch.Tensor]:
     """The stream cut into consecutive non-overlapping windows (the last one shorter)."""
-    return [torch.from_numpy(stream[i:i + length]) for i in range(0, len(stream) - 1, length)]
+    return [torch.from_numpy(stream[i : i + length]) for i in range(0, len(stream) - 1, length)]
 
 
 @torch.no_grad()
@@ -120,8 +139,9 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 def train(model, stream: np.ndarray, steps: int, batch: int, length: int, lr: float, seed: int, log_every: int):
     decay = [p for n, p in model.named_parameters() if p.dim() == 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=lr, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95)
+    )
     data = batches(stream, batch, length, torch.Generator().manual_seed(seed))
     model.train()
     start, smoothed = time.time(), None
@@ -139,8 +159,11 @@ def train(model, stream: np.ndarray, steps: int, batch: int, length: int, lr: fl
         if step % log_every == 0 or step == steps - 1:
             elapsed = time.time() - start
             rate = (step + 1) * batch * length / elapsed
-            print(f"step {step:5d}/{steps}  loss {loss.item():.3f}  avg {smoothed:.3f}  "
-                  f"lr {optimizer.param_groups[0]['lr']:.2e}  {rate:.0f} tok/s  {elapsed / 60:.1f} min", flush=True)
+            print(
+                f"step {step:5d}/{steps}  loss {loss.item():.3f}  avg {smoothed:.3f}  "
+                f"lr {optimizer.param_groups[0]['lr']:.2e}  {rate:.0f} tok/s  {elapsed / 60:.1f} min",
+                flush=True,
+            )
     model.eval()
 
 
@@ -180,11 +203,17 @@ def save_checkpoint(model, tokenizer: Tokenizer, config: dict, out: Path) -> Non
     save_file(checkpoint_tensors(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
     synth.write_json(str(tmp / "config.json"), config)
     tokenizer.save(str(tmp / "tokenizer.json"))
-    synth.write_json(str(tmp / "tokenizer_config.json"),
-                     synth_tokenizer.tokenizer_config(tokenizer, config["max_position_embeddings"]))
-    synth.write_json(str(tmp / "generation_config.json"), {
-        "bos_token_id": config["bos_token_id"],
-        "eos_token_id": [config["eos_token_id"], tokenizer.token_to_id(synth_tokenizer.EOT)]})
+    synth.write_json(
+        str(tmp / "tokenizer_config.json"),
+        synth_tokenizer.tokenizer_config(tokenizer, config["max_position_embeddings"]),
+    )
+    synth.write_json(
+        str(tmp / "generation_config.json"),
+        {
+            "bos_token_id": config["bos_token_id"],
+            "eos_token_id": [config["eos_token_id"], tokenizer.token_to_id(synth_tokenizer.EOT)],
+        },
+    )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 
@@ -209,8 +238,9 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--master", type=Path, help="also save the fp32 master weights here (torch.save)")
-    parser.add_argument("--export-from", type=Path, metavar="MASTER",
-                        help="skip training: export master weights saved by --master")
+    parser.add_argument(
+        "--export-from", type=Path, metavar="MASTER", help="skip training: export master weights saved by --master"
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -218,8 +248,10 @@ def main(argv=None) -> None:
     tokenizer = train_tokenizer(train_files)
     stream = encode_files(tokenizer, train_files)
     held = encode_files(tokenizer, held_files)
-    print(f"{len(train_files)} training files, {len(stream)} tokens; {len(held_files)} held out, {len(held)} tokens",
-          flush=True)
+    print(
+        f"{len(train_files)} training files, {len(stream)} tokens; {len(held_files)} held out, {len(held)} tokens",
+        flush=True,
+    )
     config = synth.make_config(ARCH, "packed", tokenizer)  # 2B-4T's config.json with our sizes
     model = build_model(config)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters", flush=True)

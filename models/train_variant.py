@@ -14,6 +14,7 @@ config.json's `quantization_config` (docs/format.md), which `tritlm convert` wri
 
     nohup nice -n 10 .venv/bin/python models/train_variant.py --mode a4.8 --out models/bitnet-tiny-a4.8 > .cache/a48.log 2>&1 &
 """
+
 import argparse
 import json
 import math
@@ -34,11 +35,16 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from train_tiny import corpus_files, encode_files, export, mean_loss, train  # noqa: E402
 
 from tritlm.converter.hf_ternary import unpack  # noqa: E402
-from tritlm.formats import ACT_GROUPS, ACT_MODES as MODES  # noqa: E402
+from tritlm.formats import ACT_GROUPS  # noqa: E402
+from tritlm.formats import ACT_MODES as MODES  # noqa: E402
 
 # Which linear inputs each quantization_config group (formats.ACT_GROUPS) names.
-GROUPS = {"attn_qkv": ("q_proj", "k_proj", "v_proj"), "attn_output": ("o_proj",),
-          "ffn_gate_up": ("gate_proj", "up_proj"), "ffn_down": ("down_proj",)}
+GROUPS = {
+    "attn_qkv": ("q_proj", "k_proj", "v_proj"),
+    "attn_output": ("o_proj",),
+    "ffn_gate_up": ("gate_proj", "up_proj"),
+    "ffn_down": ("down_proj",),
+}
 assert tuple(GROUPS) == ACT_GROUPS
 
 
@@ -89,8 +95,9 @@ def kv_quantized_attention(module, query, key, value, attention_mask, **kwargs):
     bits, first = module.config.kv_cache_bits, module.config.kv_cache_bits_first
     kq = torch.cat([quantize_kv(key[:, :, :1], first), quantize_kv(key[:, :, 1:], bits)], dim=2)
     vq = torch.cat([quantize_kv(value[:, :, :1], first), quantize_kv(value[:, :, 1:], bits)], dim=2)
-    return sdpa_attention_forward(module, query, key + (kq - key).detach(), value + (vq - value).detach(),
-                                  attention_mask, **kwargs)
+    return sdpa_attention_forward(
+        module, query, key + (kq - key).detach(), value + (vq - value).detach(), attention_mask, **kwargs
+    )
 
 
 AttentionInterface.register("tritlm_kv", kv_quantized_attention)
@@ -99,8 +106,11 @@ AttentionInterface.register("tritlm_kv", kv_quantized_attention)
 def build_variant(config: dict, fixed: bool = False) -> BitNetForCausalLM:
     """A float BitNet whose decoder linears quantize their inputs as config's quantization_config says (b1.58's
     INT8, dense, float KV where it says nothing)."""
-    q = {"activation_bits": dict.fromkeys(GROUPS, 8), "activation_topk": dict.fromkeys(GROUPS, 1.0),
-         **config["quantization_config"]}
+    q = {
+        "activation_bits": dict.fromkeys(GROUPS, 8),
+        "activation_topk": dict.fromkeys(GROUPS, 1.0),
+        **config["quantization_config"],
+    }
     float_config = {k: v for k, v in config.items() if k != "quantization_config"}
     model = BitNetForCausalLM(BitNetConfig(**float_config))
     if q.get("kv_cache_bits"):
@@ -109,8 +119,9 @@ def build_variant(config: dict, fixed: bool = False) -> BitNetForCausalLM:
     for name, module in list(model.model.named_modules()):
         if isinstance(module, torch.nn.Linear):
             group = next(g for g, names in GROUPS.items() if name.split(".")[-1] in names)
-            bit = VariantBitLinear(module.in_features, module.out_features, q["activation_bits"][group],
-                                   q["activation_topk"][group], fixed)
+            bit = VariantBitLinear(
+                module.in_features, module.out_features, q["activation_bits"][group], q["activation_topk"][group], fixed
+            )
             model.model.set_submodule(name, bit)
     return model
 
@@ -145,8 +156,12 @@ def load_variant(checkpoint: Path) -> BitNetForCausalLM:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=sorted(MODES) + ["b1.58"], required=True,
-                        help="b1.58: the same continued training without a mode change (the control)")
+    parser.add_argument(
+        "--mode",
+        choices=sorted(MODES) + ["b1.58"],
+        required=True,
+        help="b1.58: the same continued training without a mode change (the control)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--init", type=Path, default=Path(__file__).parent / "bitnet-tiny")
     parser.add_argument("--steps", type=int, default=300)
@@ -166,8 +181,10 @@ def main(argv=None) -> None:
     config["quantization_config"] = {**config["quantization_config"], **MODES.get(args.mode, {})}
     model = build_variant(config)
     load_shipped(model, args.init, masters=True)
-    print(f"start: held-out loss {mean_loss(model, held, config['max_position_embeddings']):.4f} in {args.mode} mode",
-          flush=True)
+    print(
+        f"start: held-out loss {mean_loss(model, held, config['max_position_embeddings']):.4f} in {args.mode} mode",
+        flush=True,
+    )
     train(model, stream, args.steps, args.batch, args.length, args.lr, args.seed, args.log_every)
     export(model, held, tokenizer, config, args.out)
 

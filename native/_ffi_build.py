@@ -2,6 +2,7 @@
 
 Python sees exactly what native/tritlm.h (the engine) and native/probe.h (test and benchmark entry points)
 declare: the cdef is read from those headers."""
+
 import glob
 import os
 

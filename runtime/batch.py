@@ -11,6 +11,7 @@ The output is append-only, one whole line per write, in input order: a rerun kee
 (dropping a torn last line) and completes only the rest. Without --ray, one process completes the prompts
 with the server's Scheduler (continuous batching over --parallel sequences); with --ray, cluster.batch
 spreads them over Ray Data workers, each running `complete` below."""
+
 import asyncio
 import json
 import os
@@ -20,8 +21,11 @@ from tritlm.runtime.sampler import Sampler
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("batch", help="complete every prompt of a JSONL file (resumable; --ray: on a Ray cluster)",
-                              description="Complete every prompt of a JSONL file into a JSONL of results, in order.")
+    p = subparsers.add_parser(
+        "batch",
+        help="complete every prompt of a JSONL file (resumable; --ray: on a Ray cluster)",
+        description="Complete every prompt of a JSONL file into a JSONL of results, in order.",
+    )
     p.add_argument("-m", "--model", required=True, help="the .gguf file (on every worker, with --ray)")
     p.add_argument("-i", "--input", required=True, help='JSONL, one {"prompt": ..., "id": ...} per line')
     p.add_argument("-o", "--output", required=True, help="JSONL of results; if it exists, the job resumes")
@@ -31,14 +35,26 @@ def register(subparsers) -> None:
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling probability (default 0.95; 1: off)")
     p.add_argument("--seed", type=int, default=None, help="row i samples with seed + i (default: fresh seeds)")
     p.add_argument("--parallel", type=int, default=4, help="sequences decoded together per process (default 4)")
-    p.add_argument("-t", "--threads", type=int, default=None,
-                   help="CPU threads per process (default: physical cores; with --ray: 1)")
+    p.add_argument(
+        "-t",
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per process (default: physical cores; with --ray: 1)",
+    )
     p.add_argument("-c", "--ctx-size", type=int, default=None, help="context of each sequence in tokens")
-    p.add_argument("--ray", action="store_true",
-                   help="run on a Ray cluster (pip install 'tritlm[ray]'); implied by --ray-address and --workers")
+    p.add_argument(
+        "--ray",
+        action="store_true",
+        help="run on a Ray cluster (pip install 'tritlm[ray]'); implied by --ray-address and --workers",
+    )
     p.add_argument("--ray-address", default=None, help="the cluster's address (default: start Ray on this machine)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="with --ray: model replicas, one per Ray actor (default: the cluster's CPUs / threads)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --ray: model replicas, one per Ray actor (default: the cluster's CPUs / threads)",
+    )
     p.set_defaults(func=batch)
 
 
@@ -67,14 +83,30 @@ def batch(args) -> int:
         return 0
     if args.ray or args.ray_address is not None or args.workers is not None:
         from tritlm.cluster.batch import complete_on_ray  # Ray is an optional extra: imported only here
-        write_in_order(args.output, len(rows), done, lambda on_result: complete_on_ray(
-            args.ray_address, args.model, todo, settings, args.parallel, args.threads or 1, args.ctx_size,
-            args.workers, on_result))
+
+        write_in_order(
+            args.output,
+            len(rows),
+            done,
+            lambda on_result: complete_on_ray(
+                args.ray_address,
+                args.model,
+                todo,
+                settings,
+                args.parallel,
+                args.threads or 1,
+                args.ctx_size,
+                args.workers,
+                on_result,
+            ),
+        )
         return 0
     from tritlm.runtime import Model
+
     with Model(args.model, threads=args.threads, n_ctx=args.ctx_size) as model:
-        write_in_order(args.output, len(rows), done,
-                       lambda on_result: complete(model, todo, settings, args.parallel, on_result))
+        write_in_order(
+            args.output, len(rows), done, lambda on_result: complete(model, todo, settings, args.parallel, on_result)
+        )
     return 0
 
 
@@ -111,8 +143,10 @@ def count_done(out_path: str, in_path: str, rows: list) -> int:
                 raise ValueError(f"{out_path} line {n + 1}: not a result line of tritlm batch") from None
             if n >= len(rows) or got != rows[n]["id"]:
                 want = f"id {rows[n]['id']!r}" if n < len(rows) else "no row"
-                raise ValueError(f"{out_path} line {n + 1}: id {got!r} where {in_path} has {want}: "
-                                 f"these are not its results (use another -o)")
+                raise ValueError(
+                    f"{out_path} line {n + 1}: id {got!r} where {in_path} has {want}: "
+                    f"these are not its results (use another -o)"
+                )
             n, end = n + 1, end + len(line)
         f.truncate(end)
     return n
@@ -174,14 +208,23 @@ async def _complete_row(scheduler, model, index, row, settings, on_result):
     result = {"id": row["id"], "prompt": row.get("prompt", row.get("row"))}
     prompt = row.get("prompt")
     if not isinstance(prompt, str):
-        on_result(index, {**result, "error": "the row has no prompt string" if "row" not in row else
-                          "the row is not a JSON object with a prompt"})
+        on_result(
+            index,
+            {
+                **result,
+                "error": "the row has no prompt string"
+                if "row" not in row
+                else "the row is not a JSON object with a prompt",
+            },
+        )
         return
     ids = model.tokenize(prompt, add_bos=True, special=True)
     room = scheduler.n_ctx - len(ids)
     if room <= 0:
-        on_result(index, {**result, "error": f"the prompt has {len(ids)} tokens: no room left in the context "
-                                             f"of {scheduler.n_ctx}"})
+        on_result(
+            index,
+            {**result, "error": f"the prompt has {len(ids)} tokens: no room left in the context of {scheduler.n_ctx}"},
+        )
         return
     job = scheduler.submit(ids, min(settings.max_tokens, room), settings.sampler(index), None)
     parts = []
@@ -192,5 +235,13 @@ async def _complete_row(scheduler, model, index, row, settings, on_result):
             on_result(index, {**result, "error": value})
             return
         else:
-            on_result(index, {**result, "text": "".join(parts), "finish_reason": value,
-                              "prompt_tokens": len(ids), "completion_tokens": job.n_generated})
+            on_result(
+                index,
+                {
+                    **result,
+                    "text": "".join(parts),
+                    "finish_reason": value,
+                    "prompt_tokens": len(ids),
+                    "completion_tokens": job.n_generated,
+                },
+            )

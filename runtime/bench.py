@@ -7,6 +7,7 @@ bandwidth; it is compared with the machine's streaming read bandwidth (tl_read_b
 Peak RSS (VmHWM of a child process per model) is compared with the GGUF tensors + the f32 KV cache, and time to first token is measured
 from constructing Model() (file already in the page cache) to the first sampled token. With several models,
 each is measured in its own child process so peak RSS and the cold start are its own."""
+
 import json
 import os
 import resource
@@ -17,7 +18,7 @@ import time
 
 import numpy as np
 
-BANDWIDTH_PROBE_BYTES = 512 << 20   # far beyond any L3, so it measures DRAM
+BANDWIDTH_PROBE_BYTES = 512 << 20  # far beyond any L3, so it measures DRAM
 TTFT_PROMPT = "The capital of France is"
 GIB = 1 << 30
 
@@ -48,6 +49,7 @@ def prefill_run(model, seq, tokens):
     def run():
         seq.reset()
         model.prefill(seq, tokens)
+
     return run
 
 
@@ -56,6 +58,7 @@ def decode_run(model, seq, tokens):
         seq.reset()
         for token in tokens:
             model.decode([seq], [token])
+
     return run
 
 
@@ -111,8 +114,9 @@ def weight_layout(path: str, mode=None) -> tuple[str, int]:
     return ternary_type, read
 
 
-def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int,
-                act_topk: float | None = None) -> list[dict]:
+def bench_model(
+    path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int, act_topk: float | None = None
+) -> list[dict]:
     """Measures one model in this process; returns one record per test (pp, tg)."""
     from tritlm.runtime import Model
     from tritlm.runtime._native import ffi, lib
@@ -127,9 +131,15 @@ def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps:
     try:
         ternary_type, weight_bytes = weight_layout(path, model.mode)
         common = {
-            "model": model.name, "model_path": path, "model_bytes": model.model_bytes, "type": ternary_type,
-            "mode": model.mode.name, "kv_bytes_per_token": kv_bytes_per_token(model),
-            "n_threads": model.n_threads, "isa": ffi.string(lib.tl_isa()).decode(), "reps": reps,
+            "model": model.name,
+            "model_path": path,
+            "model_bytes": model.model_bytes,
+            "type": ternary_type,
+            "mode": model.mode.name,
+            "kv_bytes_per_token": kv_bytes_per_token(model),
+            "n_threads": model.n_threads,
+            "isa": ffi.string(lib.tl_isa()).decode(),
+            "reps": reps,
         }
         records = []
         if n_prompt > 0:
@@ -141,23 +151,45 @@ def bench_model(path: str, threads: int | None, n_prompt: int, n_gen: int, reps:
             mean, std = rate(n_gen, seconds)
             records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std))
         # Before the bandwidth probe, whose buffer would count as the model's memory.
-        resident = {"peak_rss_bytes": peak_rss_bytes(), "gguf_plus_kv_bytes": os.path.getsize(path) + kv_cache_bytes(model, n_ctx),
-                    "ttft_ms": 1000 * ttft}
+        resident = {
+            "peak_rss_bytes": peak_rss_bytes(),
+            "gguf_plus_kv_bytes": os.path.getsize(path) + kv_cache_bytes(model, n_ctx),
+            "ttft_ms": 1000 * ttft,
+        }
         if n_gen > 0:
             machine = lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)
             achieved = weight_bytes * records[-1]["tokens_per_s"] / 1e9
-            records[-1].update(weight_bytes_per_token=weight_bytes, weight_read_gbps=achieved,
-                               machine_read_gbps=machine, roofline_pct=100 * achieved / machine)
+            records[-1].update(
+                weight_bytes_per_token=weight_bytes,
+                weight_read_gbps=achieved,
+                machine_read_gbps=machine,
+                roofline_pct=100 * achieved / machine,
+            )
         return [dict(r, **resident) for r in records]
     finally:
         seq.close()
         model.close()
 
 
-def bench_in_child(path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int,
-                   act_topk: float | None = None) -> list[dict]:
+def bench_in_child(
+    path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int, act_topk: float | None = None
+) -> list[dict]:
     """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
-    cmd = [sys.executable, "-m", "tritlm", "bench", "--json", "-m", path, "-p", str(n_prompt), "-n", str(n_gen), "-r", str(reps)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tritlm",
+        "bench",
+        "--json",
+        "-m",
+        path,
+        "-p",
+        str(n_prompt),
+        "-n",
+        str(n_gen),
+        "-r",
+        str(reps),
+    ]
     if threads:
         cmd += ["-t", str(threads)]
     if act_topk is not None:
@@ -170,8 +202,16 @@ def bench_in_child(path: str, threads: int | None, n_prompt: int, n_gen: int, re
 
 def markdown_table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
     def line(cells):
-        return "| " + " | ".join(str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                str(c).rjust(w) if i in right else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            )
+            + " |"
+        )
+
     rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2)) for i, w in enumerate(widths)) + "|"
     return "\n".join([line(header), rule] + [line(r) for r in rows])
 
@@ -187,17 +227,51 @@ def size(n: int) -> str:
 def format_report(records: list[dict]) -> str:
     speed = markdown_table(
         ["model", "size", "type", "mode", "threads", "test", "t/s"],
-        [[r["model"], f"{r['model_bytes'] / GIB:.2f} GiB", r["type"], r["mode"], r["n_threads"], r["test"],
-          f"{r['tokens_per_s']:.2f} ± {r['stddev']:.2f}"] for r in records],
-        right={1, 4, 6})
+        [
+            [
+                r["model"],
+                f"{r['model_bytes'] / GIB:.2f} GiB",
+                r["type"],
+                r["mode"],
+                r["n_threads"],
+                r["test"],
+                f"{r['tokens_per_s']:.2f} ± {r['stddev']:.2f}",
+            ]
+            for r in records
+        ],
+        right={1, 4, 6},
+    )
     decode = [r for r in records if "roofline_pct" in r]
     roofline = markdown_table(
-        ["model", "type", "weights/token", "KV/token", "tg weight reads", "machine reads", "of roofline", "peak RSS",
-         "GGUF + KV", "TTFT"],
-        [[r["model"], r["type"], size(r["weight_bytes_per_token"]), size(r["kv_bytes_per_token"]), f"{r['weight_read_gbps']:.1f} GB/s",
-          f"{r['machine_read_gbps']:.1f} GB/s", f"{r['roofline_pct']:.0f}%", f"{r['peak_rss_bytes'] / GIB:.2f} GiB",
-          f"{r['gguf_plus_kv_bytes'] / GIB:.2f} GiB", f"{r['ttft_ms']:.0f} ms"] for r in decode],
-        right={2, 3, 4, 5, 6, 7, 8, 9})
+        [
+            "model",
+            "type",
+            "weights/token",
+            "KV/token",
+            "tg weight reads",
+            "machine reads",
+            "of roofline",
+            "peak RSS",
+            "GGUF + KV",
+            "TTFT",
+        ],
+        [
+            [
+                r["model"],
+                r["type"],
+                size(r["weight_bytes_per_token"]),
+                size(r["kv_bytes_per_token"]),
+                f"{r['weight_read_gbps']:.1f} GB/s",
+                f"{r['machine_read_gbps']:.1f} GB/s",
+                f"{r['roofline_pct']:.0f}%",
+                f"{r['peak_rss_bytes'] / GIB:.2f} GiB",
+                f"{r['gguf_plus_kv_bytes'] / GIB:.2f} GiB",
+                f"{r['ttft_ms']:.0f} ms",
+            ]
+            for r in decode
+        ],
+        right={2, 3, 4, 5, 6, 7, 8, 9},
+    )
     isa = records[0]["isa"] if records else "?"
     return f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"
 
@@ -228,6 +302,11 @@ def register(subparsers) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     p.add_argument("-r", "--reps", type=int, default=5, help="repetitions after one warm-up (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per test instead of tables")
-    p.add_argument("--act-topk", type=float, default=None, metavar="F",
-                   help="keep only the top F of every linear input (lossy on b1.58 files; default: the file's mode)")
+    p.add_argument(
+        "--act-topk",
+        type=float,
+        default=None,
+        metavar="F",
+        help="keep only the top F of every linear input (lossy on b1.58 files; default: the file's mode)",
+    )
     p.set_defaults(func=run)

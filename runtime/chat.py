@@ -1,6 +1,7 @@
 """`tritlm run --chat`: an interactive terminal chat. The conversation is rendered with the model's chat
 template each turn; only the tokens past what the KV cache already holds are prefilled. The oldest turns
 are dropped when the conversation outgrows the context. Ctrl-C stops an answer, Ctrl-D (end of input) exits."""
+
 import sys
 
 from tritlm.runtime.generate import Generation, TokenLoop
@@ -31,7 +32,7 @@ class Conversation:
                 answer["content"] += piece
                 yield piece
         finally:  # also on Ctrl-C: the cache holds the first seq.pos tokens of the prompt and the answer
-            self.cached = (ids + loop.tokens)[:self.seq.pos]
+            self.cached = (ids + loop.tokens)[: self.seq.pos]
 
     def _fit(self) -> list[int]:
         """The prompt ids, dropping the oldest turns (never the system message) until the answer has room."""
@@ -42,9 +43,11 @@ class Conversation:
                 return ids
             if len(self.messages) - first <= 1:
                 self.messages.pop()
-                raise ValueError(f"message too long: {len(ids)} tokens leave no room in a context of "
-                                 f"{self.seq.n_ctx} (answer room {self.answer_room})")
-            del self.messages[first:first + 2]  # the oldest question and its answer
+                raise ValueError(
+                    f"message too long: {len(ids)} tokens leave no room in a context of "
+                    f"{self.seq.n_ctx} (answer room {self.answer_room})"
+                )
+            del self.messages[first : first + 2]  # the oldest question and its answer
 
     def _uncached(self, ids) -> list[int]:
         """The ids the cache does not hold yet: the cache keeps its longest common prefix with the prompt (all
@@ -58,8 +61,14 @@ class Conversation:
         return ids[same:]
 
 
-def chat(model, sampler: Sampler, max_tokens: int | None = None, system: str | None = None,
-         stdin=sys.stdin, stdout=sys.stdout) -> int:
+def chat(
+    model,
+    sampler: Sampler,
+    max_tokens: int | None = None,
+    system: str | None = None,
+    stdin=sys.stdin,
+    stdout=sys.stdout,
+) -> int:
     """The read-answer loop on a terminal or a pipe."""
     conversation = Conversation(model, system, answer_room=max_tokens)
     if not conversation.template.has_own_template:

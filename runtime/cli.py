@@ -6,25 +6,27 @@ bug and keeps its traceback.
 Heavy imports happen inside the handlers so `tritlm --help` stays fast. Options are matched whole (no argparse
 prefix matching: `--ctx` is not `--ctx-size`), and the commands that mirror llama.cpp's tools accept its
 `-ngl/--n-gpu-layers` so habitual command lines run (tritlm runs on the CPU, so it is ignored with a note)."""
+
 import argparse
 import functools
 import importlib
 import sys
 
 SUBCOMMANDS = [
-    "tritlm.converter.cli",      # convert, synth
-    "tritlm.runtime.run",        # run
-    "tritlm.runtime.server.cli", # serve
-    "tritlm.runtime.batch",      # batch
-    "tritlm.runtime.bench",      # bench
-    "tritlm.runtime.perplexity", # perplexity
-    "tritlm.runtime.quantize",   # quantize
+    "tritlm.converter.cli",  # convert, synth
+    "tritlm.runtime.run",  # run
+    "tritlm.runtime.server.cli",  # serve
+    "tritlm.runtime.batch",  # batch
+    "tritlm.runtime.bench",  # bench
+    "tritlm.runtime.perplexity",  # perplexity
+    "tritlm.runtime.quantize",  # quantize
 ]
 LLAMA_CPP_TOOLS = ("run", "serve", "bench", "perplexity")  # llama-cli, llama-server, llama-bench, llama-perplexity
 
 
 def version() -> str:
     from importlib.metadata import PackageNotFoundError, version
+
     try:
         return f"tritlm {version('tritlm')}"
     except PackageNotFoundError:
@@ -32,16 +34,24 @@ def version() -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tritlm", description="Ternary (BitNet b1.58) LLM toolkit for CPUs",
-                                     allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="tritlm", description="Ternary (BitNet b1.58) LLM toolkit for CPUs", allow_abbrev=False
+    )
     parser.add_argument("--version", action="version", version=version())
-    sub = parser.add_subparsers(dest="command", required=True,
-                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+    )
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
     for name in LLAMA_CPP_TOOLS:
-        sub.choices[name].add_argument("-ngl", "--n-gpu-layers", "--gpu-layers", metavar="N", default=None,
-                                       help="accepted for llama.cpp habit and ignored: tritlm runs on the CPU")
+        sub.choices[name].add_argument(
+            "-ngl",
+            "--n-gpu-layers",
+            "--gpu-layers",
+            metavar="N",
+            default=None,
+            help="accepted for llama.cpp habit and ignored: tritlm runs on the CPU",
+        )
     args = parser.parse_args(argv)
     if getattr(args, "n_gpu_layers", None) is not None:
         print(f"tritlm {args.command}: note: -ngl/--n-gpu-layers ignored: tritlm runs on the CPU", file=sys.stderr)

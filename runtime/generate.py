@@ -2,6 +2,7 @@
 samples, ends at an end-of-sequence token, decodes the UTF-8 text stream, holds back what may begin a stop
 string and flushes both at every end. Generation drives one TokenLoop over one sequence (Model.generate,
 `tritlm run`, the terminal chat); the server's Scheduler drives one per slot, its decode passes batched."""
+
 import time
 from dataclasses import dataclass
 
@@ -22,11 +23,18 @@ class StopText:
         self.pending += text
         hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
         if hits:
-            out, self.pending = self.pending[:min(hits)], ""
+            out, self.pending = self.pending[: min(hits)], ""
             return out, True
-        keep = max((k for s in self.stops for k in range(min(len(s) - 1, len(self.pending)), 0, -1)
-                    if self.pending.endswith(s[:k])), default=0)
-        out, self.pending = self.pending[:len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        keep = max(
+            (
+                k
+                for s in self.stops
+                for k in range(min(len(s) - 1, len(self.pending)), 0, -1)
+                if self.pending.endswith(s[:k])
+            ),
+            default=0,
+        )
+        out, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
         return out, False
 
     def flush(self) -> str:
@@ -37,9 +45,10 @@ class StopText:
 @dataclass
 class Step:
     """What one position's logits gave."""
-    token: int | None             # the sampled token (None when the loop was ended from outside)
-    text: str                     # text now safe to show ('' while a character or a possible stop string is open)
-    finish: str | None            # None: go on; "stop" (end-of-sequence token or stop string) or "length"
+
+    token: int | None  # the sampled token (None when the loop was ended from outside)
+    text: str  # text now safe to show ('' while a character or a possible stop string is open)
+    finish: str | None  # None: go on; "stop" (end-of-sequence token or stop string) or "length"
     logprob: TokenLogprob | None = None  # the token's log-probability and the top alternatives (when asked for)
 
 
@@ -98,8 +107,8 @@ class Generation:
         if len(ids) > room:
             raise ModelError(f"the prompt has {len(ids)} tokens, more than the context of {room} has room for")
         self.model, self.ids, self.loop, self.seq = model, ids, loop, seq
-        self.finish = None           # why it ended: "stop" or "length"
-        self.prompt_seconds = 0.0    # the prefill pass
+        self.finish = None  # why it ended: "stop" or "length"
+        self.prompt_seconds = 0.0  # the prefill pass
         self.n_decoded, self.decode_seconds = 0, 0.0
         self._pieces = self._run()
 

@@ -6,6 +6,7 @@ against the buffer before it is used, so a truncated or corrupt file is a ModelE
 allocation or a hang; numeric arrays stay numpy arrays (as many bytes as in the file, not a Python object
 per number), and the metadata keys the runtime reads are checked to have their types (KEY_KINDS).
 `read_gguf(path)` maps a file and parses it."""
+
 import math
 import mmap
 import os
@@ -18,13 +19,21 @@ from gguf import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFV
 from tritlm.formats import type_of
 from tritlm.runtime.errors import ModelError
 
-MAX_DIMS = 4         # ggml's GGML_MAX_DIMS
+MAX_DIMS = 4  # ggml's GGML_MAX_DIMS
 MAX_ARRAY_DEPTH = 8  # arrays of arrays: bounded so a corrupt file cannot exhaust the stack
 
 SCALAR_FORMATS = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H", GGUFValueType.INT16: "<h",
-    GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?",
-    GGUFValueType.UINT64: "<Q", GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
 }
 # What the metadata keys the runtime reads must hold; a file whose keys hold anything else is refused when parsed.
 KINDS = {
@@ -36,29 +45,42 @@ KINDS = {
     "array of numbers": lambda v: isinstance(v, np.ndarray) and v.dtype.kind in "iuf",
 }
 KEY_KINDS = {
-    "general.architecture": "string", "general.name": "string", "general.alignment": "integer",
-    "tokenizer.ggml.model": "string", "tokenizer.ggml.pre": "string", "tokenizer.chat_template": "string",
-    "tokenizer.ggml.tokens": "array of strings", "tokenizer.ggml.merges": "array of strings",
-    "tokenizer.ggml.token_type": "array of integers", "tokenizer.ggml.scores": "array of numbers",
-    "tokenizer.ggml.bos_token_id": "integer", "tokenizer.ggml.eos_token_id": "integer",
-    "tokenizer.ggml.eot_token_id": "integer", "tokenizer.ggml.add_bos_token": "bool", "tritlm.ffn_act": "string",
+    "general.architecture": "string",
+    "general.name": "string",
+    "general.alignment": "integer",
+    "tokenizer.ggml.model": "string",
+    "tokenizer.ggml.pre": "string",
+    "tokenizer.chat_template": "string",
+    "tokenizer.ggml.tokens": "array of strings",
+    "tokenizer.ggml.merges": "array of strings",
+    "tokenizer.ggml.token_type": "array of integers",
+    "tokenizer.ggml.scores": "array of numbers",
+    "tokenizer.ggml.bos_token_id": "integer",
+    "tokenizer.ggml.eos_token_id": "integer",
+    "tokenizer.ggml.eot_token_id": "integer",
+    "tokenizer.ggml.add_bos_token": "bool",
+    "tritlm.ffn_act": "string",
 }
 
 # Element types of tensors that get a typed numpy view (bf16 as its raw uint16 bits); others are raw bytes.
 NUMPY_TYPES = {
-    GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16,
-    GGMLQuantizationType.BF16: np.uint16, GGMLQuantizationType.F64: np.float64,
-    GGMLQuantizationType.I8: np.int8, GGMLQuantizationType.I16: np.int16,
-    GGMLQuantizationType.I32: np.int32, GGMLQuantizationType.I64: np.int64,
+    GGMLQuantizationType.F32: np.float32,
+    GGMLQuantizationType.F16: np.float16,
+    GGMLQuantizationType.BF16: np.uint16,
+    GGMLQuantizationType.F64: np.float64,
+    GGMLQuantizationType.I8: np.int8,
+    GGMLQuantizationType.I16: np.int16,
+    GGMLQuantizationType.I32: np.int32,
+    GGMLQuantizationType.I64: np.int64,
 }
 
 
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
-    type: int                # ggml type id
-    dims: tuple[int, ...]    # ggml order: dims[0] is the row length
-    offset: int              # absolute offset of the first byte in the file
+    type: int  # ggml type id
+    dims: tuple[int, ...]  # ggml order: dims[0] is the row length
+    offset: int  # absolute offset of the first byte in the file
     nbytes: int
 
     @property
@@ -77,10 +99,10 @@ class TensorInfo:
 @dataclass(frozen=True)
 class GGUFHeader:
     version: int
-    metadata: dict           # key -> str | int | float | bool | list
+    metadata: dict  # key -> str | int | float | bool | list
     tensors: list[TensorInfo]
     alignment: int
-    data_offset: int         # where the tensor data section starts
+    data_offset: int  # where the tensor data section starts
 
 
 def tensor_nbytes(type_id: int, dims: tuple[int, ...]) -> int:
@@ -115,7 +137,7 @@ class _Cursor:
         n = self.scalar("<Q", what)
         self.need(n, what)
         try:
-            text = str(self.buf[self.pos:self.pos + n], "utf-8")
+            text = str(self.buf[self.pos : self.pos + n], "utf-8")
         except UnicodeDecodeError:
             raise ModelError(f"corrupt GGUF file: {what} at byte {self.pos} is not UTF-8") from None
         self.pos += n
@@ -160,7 +182,7 @@ class _Cursor:
                 end = pos + 8 + length(buf, pos)[0]
                 if end > size:
                     break
-                out.append(str(buf[pos + 8:end], "utf-8"))
+                out.append(str(buf[pos + 8 : end], "utf-8"))
                 pos = end
         except UnicodeDecodeError:
             raise ModelError(f"corrupt GGUF file: {what} has a string at byte {pos} that is not UTF-8") from None
@@ -185,7 +207,7 @@ def _parse(cur: _Cursor) -> GGUFHeader:
         raise ModelError(f"unsupported GGUF version {version} (supported: 2, 3; little-endian)")
     n_tensors = cur.scalar("<Q", "tensor count")
     n_kv = cur.scalar("<Q", "metadata count")
-    cur.need(n_kv * 12, "metadata")          # key length + value type at least
+    cur.need(n_kv * 12, "metadata")  # key length + value type at least
     metadata = {}
     for _ in range(n_kv):
         key = cur.string("metadata key")
@@ -223,8 +245,10 @@ def _parse(cur: _Cursor) -> GGUFHeader:
         if offset % alignment:
             raise ModelError(f"corrupt GGUF file: tensor {name!r} offset {offset} is not aligned to {alignment}")
         if data_offset + offset + nbytes > cur.size:
-            raise ModelError(f"truncated GGUF file: tensor {name!r} ends at byte {data_offset + offset + nbytes}, "
-                             f"past the end of the file ({cur.size} bytes)")
+            raise ModelError(
+                f"truncated GGUF file: tensor {name!r} ends at byte {data_offset + offset + nbytes}, "
+                f"past the end of the file ({cur.size} bytes)"
+            )
         tensors.append(TensorInfo(name, type_id, dims, data_offset + offset, nbytes))
     by_offset = sorted(tensors, key=lambda t: t.offset)
     for a, b in zip(by_offset, by_offset[1:]):

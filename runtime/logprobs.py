@@ -1,6 +1,7 @@
 """Log-probabilities of tokens under the model's own logits (before any sampling setting or token mask, as
 OpenAI and llama-server report them): a generated token's, with the most likely alternatives, and every
 prompt token's (what `echo` returns and lm-evaluation-harness scores)."""
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,8 +10,8 @@ import numpy as np
 @dataclass
 class TokenLogprob:
     token: int
-    logprob: float | None                  # None for a prompt's first token: nothing predicts it
-    top: list[tuple[int, float]] | None    # the most likely tokens at that position, best first
+    logprob: float | None  # None for a prompt's first token: nothing predicts it
+    top: list[tuple[int, float]] | None  # the most likely tokens at that position, best first
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -39,4 +40,5 @@ def of_prompt(model, ids: list[int], n_top: int) -> list[TokenLogprob]:
     """Every prompt token's logprob given the tokens before it (one forward pass over the prompt)."""
     logprobs = log_softmax(model.logits(ids)) if len(ids) > 1 else np.empty((0, model.n_vocab))
     return [TokenLogprob(int(ids[0]), None, None)] + [
-        TokenLogprob(int(token), float(row[token]), most_likely(row, n_top)) for token, row in zip(ids[1:], logprobs)]
+        TokenLogprob(int(token), float(row[token]), most_likely(row, n_top)) for token, row in zip(ids[1:], logprobs)
+    ]

@@ -5,6 +5,7 @@ Python does no work per token beyond the sampler: a prompt goes through the engi
 PREFILL_BATCH tokens, and decode() advances any number of sequences by one token in one pass. The engine's model is
 read-only, so threads may call a Model at the same time (on different sequences): each call borrows an engine
 context (the scratch of one pass) from a small pool."""
+
 import os
 import threading
 import weakref
@@ -138,7 +139,9 @@ class Model:
         tensors = check_tensors(self._file, hp)
         self.tokenizer = GGUFTokenizer(md)
         if len(self.tokenizer.tokens) > hp.n_vocab:
-            raise ModelError(f"the tokenizer has {len(self.tokenizer.tokens)} tokens, more than the {hp.n_vocab} logits")
+            raise ModelError(
+                f"the tokenizer has {len(self.tokenizer.tokens)} tokens, more than the {hp.n_vocab} logits"
+            )
         self.n_vocab = hp.n_vocab
         self.context_length = hp.context_length
         self.n_ctx = self.check_context_size(n_ctx if n_ctx is not None else min(hp.context_length, DEFAULT_MAX_CTX))
@@ -180,8 +183,11 @@ class Model:
         [len(tokens), n_vocab], or with logit_rows [max row + 1, n_vocab] (row -1: no logits for that token)."""
         tokens = token_array(tokens, self.n_vocab)
         if len(seqs) != len(tokens) or (logit_rows is not None and len(logit_rows) != len(tokens)):
-            raise ModelError(f"forward: {len(seqs)} sequences, {len(tokens)} tokens"
-                             + ("" if logit_rows is None else f", {len(logit_rows)} logit rows") + ": lengths differ")
+            raise ModelError(
+                f"forward: {len(seqs)} sequences, {len(tokens)} tokens"
+                + ("" if logit_rows is None else f", {len(logit_rows)} logit rows")
+                + ": lengths differ"
+            )
         if logit_rows is not None:
             logit_rows = [whole_number(r, "a logit row") for r in logit_rows]
             wanted = [r for r in logit_rows if r != -1]
@@ -200,7 +206,7 @@ class Model:
         self._check_room(seq, len(ids))
         out = np.empty((1, self.n_vocab), dtype=np.float32)
         for start in range(0, len(ids), PREFILL_BATCH):
-            batch = ids[start:start + PREFILL_BATCH]
+            batch = ids[start : start + PREFILL_BATCH]
             last = start + len(batch) == len(ids)
             self._forward_into([seq] * len(batch), batch, [-1] * (len(batch) - 1) + [0 if last else -1], out)
         return out[0]
@@ -217,17 +223,27 @@ class Model:
         out = np.empty((len(ids), self.n_vocab), dtype=np.float32)
         with self.new_sequence(max(len(ids), 1)) as seq:
             for start in range(0, len(ids), PREFILL_BATCH):
-                batch = ids[start:start + PREFILL_BATCH]
-                self._forward_into([seq] * len(batch), batch, None, out[start:start + len(batch)])
+                batch = ids[start : start + PREFILL_BATCH]
+                self._forward_into([seq] * len(batch), batch, None, out[start : start + len(batch)])
         return out
 
-    def generate(self, prompt, max_tokens: int, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95,
-                 seed: int | None = None, stop=None, **penalties):
+    def generate(
+        self,
+        prompt,
+        max_tokens: int,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        seed: int | None = None,
+        stop=None,
+        **penalties,
+    ):
         """The completion of prompt (text, or token ids), piece by piece; stops at max_tokens, an end-of-sequence
         token, a stop string (not included) or a full context. The returned Generation also counts and times.
         penalties: Sampler's min_p, repeat_penalty, repeat_last_n, presence/frequency_penalty, logit_bias."""
         from tritlm.runtime.generate import Generation, TokenLoop
         from tritlm.runtime.sampler import Sampler
+
         ids = self.tokenize(prompt, add_bos=True, special=True) if isinstance(prompt, str) else list(prompt)
         sampler = Sampler(temperature, top_k, top_p, seed, **penalties)
         sampler.accept(ids)  # the prompt counts for the repetition penalties, as in llama-server
@@ -268,8 +284,10 @@ class Model:
         """A sequence's size: a whole number in [1, the model's context length] (the positions it was trained on)."""
         n_ctx = whole_number(n_ctx, "the context size")
         if not 0 < n_ctx <= min(self.context_length, INT32_MAX):
-            raise ModelError(f"context size {n_ctx} is outside [1, {min(self.context_length, INT32_MAX)}], "
-                             f"the model's context length")
+            raise ModelError(
+                f"context size {n_ctx} is outside [1, {min(self.context_length, INT32_MAX)}], "
+                f"the model's context length"
+            )
         return n_ctx
 
     def _handle(self):
@@ -279,8 +297,7 @@ class Model:
 
     def _check_room(self, seq: Sequence, n: int) -> None:
         if seq.pos + n > seq.n_ctx:
-            raise ModelError(f"context full: {n} more tokens do not fit in a context of {seq.n_ctx} "
-                             f"({seq.pos} in use)")
+            raise ModelError(f"context full: {n} more tokens do not fit in a context of {seq.n_ctx} ({seq.pos} in use)")
 
     def _forward_into(self, seqs, tokens, logit_rows, out: np.ndarray) -> None:
         """tl_forward writing logits into out (a C-contiguous float32 array with enough rows)."""
@@ -291,7 +308,9 @@ class Model:
         rows = ffi.NULL if logit_rows is None else ffi.from_buffer("int32_t[]", np.asarray(logit_rows, dtype=np.int32))
         err = ffi.new("char[]", ERR_LEN)
         with self._context(model) as ctx:
-            rc = lib.tl_forward(ctx, seq_ptrs, c_tokens, len(tokens), rows, ffi.from_buffer("float[]", out), err, ERR_LEN)
+            rc = lib.tl_forward(
+                ctx, seq_ptrs, c_tokens, len(tokens), rows, ffi.from_buffer("float[]", out), err, ERR_LEN
+            )
         if rc != 0:
             raise ModelError(ffi.string(err).decode(errors="replace"))
 

@@ -5,6 +5,7 @@ tokens (a trailing partial window is dropped). Each window starts a fresh sequen
 replaced by BOS, and only the second half is scored: the logits at positions n_ctx/2 .. n_ctx-2 predict the
 tokens after them, so every scored token has at least n_ctx/2 tokens of context. The ± is the standard error
 of the mean negative log-likelihood carried through exp(), as llama.cpp prints it."""
+
 import math
 from dataclasses import dataclass
 
@@ -18,8 +19,8 @@ DEFAULT_CTX = 512
 @dataclass
 class Perplexity:
     ppl: float
-    ppl_err: float      # one standard error
-    n_tokens: int       # tokens scored
+    ppl_err: float  # one standard error
+    n_tokens: int  # tokens scored
     n_windows: int
 
 
@@ -50,17 +51,19 @@ def window_nll(model, seq, window: list[int], n_batch: int) -> np.ndarray:
     logits = np.empty((n_scored, model.n_vocab), dtype=np.float32)
     seq.reset()
     for start in range(0, n_ctx, n_batch):
-        tokens = window[start:start + n_batch]
+        tokens = window[start : start + n_batch]
         scored = [first <= p < n_ctx - 1 for p in range(start, start + len(tokens))]
         rows = np.cumsum(scored) - 1  # the batch's scored tokens fill output rows 0, 1, ...
         out = model.forward([seq] * len(tokens), tokens, logit_rows=np.where(scored, rows, -1).tolist())
         if any(scored):
             begin = max(start, first) - first
-            logits[begin:begin + sum(scored)] = out[:sum(scored)]
-    return negative_log_likelihoods(logits, np.asarray(window[first + 1:], dtype=np.int64))
+            logits[begin : begin + sum(scored)] = out[: sum(scored)]
+    return negative_log_likelihoods(logits, np.asarray(window[first + 1 :], dtype=np.int64))
 
 
-def perplexity(model, text: str, n_ctx: int = DEFAULT_CTX, n_batch: int | None = None, progress: bool = True) -> Perplexity:
+def perplexity(
+    model, text: str, n_ctx: int = DEFAULT_CTX, n_batch: int | None = None, progress: bool = True
+) -> Perplexity:
     """Perplexity of `model` (a runtime.Model whose n_ctx >= n_ctx) over `text`."""
     from tqdm import tqdm
 
@@ -80,7 +83,7 @@ def perplexity(model, text: str, n_ctx: int = DEFAULT_CTX, n_batch: int | None =
     try:
         bar = tqdm(range(n_windows), desc="perplexity", unit="window", disable=not progress)
         for i in bar:
-            window = tokens[i * n_ctx:(i + 1) * n_ctx]
+            window = tokens[i * n_ctx : (i + 1) * n_ctx]
             if model.bos_id is not None:
                 window[0] = model.bos_id
             nll.append(window_nll(model, seq, window, n_batch))
@@ -100,18 +103,31 @@ def run(args) -> int:
         result = perplexity(model, text, args.ctx_size, args.batch_size)
     finally:
         model.close()
-    print(f"{result.n_windows} windows of {args.ctx_size} tokens, {result.n_tokens} tokens scored (second half of each window)")
+    print(
+        f"{result.n_windows} windows of {args.ctx_size} tokens, {result.n_tokens} tokens scored (second half of each window)"
+    )
     print(f"Final estimate: PPL = {result.ppl:.4f} +/- {result.ppl_err:.5f}")
     return 0
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("perplexity", help="perplexity of a GGUF model over a text file (llama-perplexity's windows)")
+    p = subparsers.add_parser(
+        "perplexity", help="perplexity of a GGUF model over a text file (llama-perplexity's windows)"
+    )
     p.add_argument("-m", "--model", required=True, help="GGUF file")
     p.add_argument("-f", "--file", required=True, help="UTF-8 text file")
-    p.add_argument("-c", "--ctx-size", type=int, default=DEFAULT_CTX, help=f"window length in tokens (default {DEFAULT_CTX})")
-    p.add_argument("-b", "--batch-size", type=int, default=None, help="tokens per forward pass (default: the whole window)")
+    p.add_argument(
+        "-c", "--ctx-size", type=int, default=DEFAULT_CTX, help=f"window length in tokens (default {DEFAULT_CTX})"
+    )
+    p.add_argument(
+        "-b", "--batch-size", type=int, default=None, help="tokens per forward pass (default: the whole window)"
+    )
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
-    p.add_argument("--act-topk", type=float, default=None, metavar="F",
-                   help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)")
+    p.add_argument(
+        "--act-topk",
+        type=float,
+        default=None,
+        metavar="F",
+        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)",
+    )
     p.set_defaults(func=run)

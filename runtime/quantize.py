@@ -3,11 +3,13 @@
 The output projection (output.weight, or the token embedding when tied: then a separate output.weight is
 added and the embedding stays as it is, one row per token) is dequantized with gguf-py and re-encoded
 (quants.encode); every other byte (metadata, tokenizer, the other tensors) is copied as it is."""
+
 import os
 import struct
 
 import numpy as np
-from gguf import GGMLQuantizationType, quants as gguf_quants
+from gguf import GGMLQuantizationType
+from gguf import quants as gguf_quants
 
 from tritlm import quants
 
@@ -21,8 +23,9 @@ def register(sub) -> None:
     p = sub.add_parser("quantize", help="rewrite a GGUF file with its output matrix in another type")
     p.add_argument("input", help="input .gguf")
     p.add_argument("output", help="output .gguf")
-    p.add_argument("--output-type", required=True, choices=quants.OUTPUT_MATRIX_TYPES,
-                   help="type of the output matrix (logits)")
+    p.add_argument(
+        "--output-type", required=True, choices=quants.OUTPUT_MATRIX_TYPES, help="type of the output matrix (logits)"
+    )
     p.set_defaults(func=run_quantize)
 
 
@@ -61,14 +64,23 @@ def encode_matrix(f: GGUFFile, t: TensorInfo, output_type: str) -> np.ndarray:
     """The matrix of tensor t (rows = vocabulary) dequantized by gguf-py and encoded as output_type, in chunks of rows."""
     qtype = GGMLQuantizationType(t.type)
     raw = np.frombuffer(f.buffer, np.uint8, t.nbytes, t.offset).reshape(t.rows, -1)
-    return np.concatenate([quants.encode(gguf_quants.dequantize(raw[r:r + ROWS_PER_CHUNK], qtype).reshape(-1, t.cols),
-                                         output_type) for r in range(0, t.rows, ROWS_PER_CHUNK)])
+    return np.concatenate(
+        [
+            quants.encode(gguf_quants.dequantize(raw[r : r + ROWS_PER_CHUNK], qtype).reshape(-1, t.cols), output_type)
+            for r in range(0, t.rows, ROWS_PER_CHUNK)
+        ]
+    )
 
 
 def tensor_info_bytes(t: TensorInfo, offset: int) -> bytes:
     name = t.name.encode()
-    return (struct.pack("<Q", len(name)) + name + struct.pack("<I", len(t.dims)) +
-            struct.pack(f"<{len(t.dims)}Q", *t.dims) + struct.pack("<IQ", t.type, offset))
+    return (
+        struct.pack("<Q", len(name))
+        + name
+        + struct.pack("<I", len(t.dims))
+        + struct.pack(f"<{len(t.dims)}Q", *t.dims)
+        + struct.pack("<IQ", t.type, offset)
+    )
 
 
 def metadata_end(f: GGUFFile) -> int:
@@ -77,7 +89,7 @@ def metadata_end(f: GGUFFile) -> int:
     infos = b"".join(tensor_info_bytes(t, t.offset - f.data_offset) for t in f.tensors)
     buf = f.buffer
     for end in range(f.data_offset, max(f.data_offset - f.alignment, 0), -1):
-        if buf[end - len(infos):end] == infos and not any(buf[end:f.data_offset]):
+        if buf[end - len(infos) : end] == infos and not any(buf[end : f.data_offset]):
             return end - len(infos)
     raise ModelError(f"{f.path}: tensor infos not found where the header says they end")
 
@@ -89,7 +101,7 @@ def write(f: GGUFFile, tensors: list[TensorInfo], encoded: np.ndarray, dst: str)
     for t in tensors:
         offsets.append(pos)
         pos = align(pos + t.nbytes)
-    head = bytearray(f.buffer[:metadata_end(f)])
+    head = bytearray(f.buffer[: metadata_end(f)])
     struct.pack_into("<Q", head, 8, len(tensors))  # magic, version, then the tensor count
     head += b"".join(tensor_info_bytes(t, o) for t, o in zip(tensors, offsets))
     head += bytes(align(len(head)) - len(head))
@@ -99,7 +111,7 @@ def write(f: GGUFFile, tensors: list[TensorInfo], encoded: np.ndarray, dst: str)
             out.write(head)
             for t, o in zip(tensors, offsets):
                 out.seek(len(head) + o)
-                out.write(encoded.data if t.offset < 0 else f.buffer[t.offset:t.offset + t.nbytes])
+                out.write(encoded.data if t.offset < 0 else f.buffer[t.offset : t.offset + t.nbytes])
             out.truncate(len(head) + pos)
         os.replace(tmp, dst)
     finally:

@@ -2,13 +2,17 @@
 reports load time and prompt and generation speed on stderr, as llama.cpp does.
 
 Other modes (e.g. an interactive chat) add their arguments in `add_arguments` and branch in `run`."""
+
 import sys
 import time
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="complete a prompt with a ternary GGUF model",
-                                   description="Complete a prompt, streaming the text as it is generated.")
+    parser = subparsers.add_parser(
+        "run",
+        help="complete a prompt with a ternary GGUF model",
+        description="Complete a prompt, streaming the text as it is generated.",
+    )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -17,31 +21,66 @@ def add_arguments(parser) -> None:
     parser.add_argument("-m", "--model", required=True, help="GGUF model file")
     parser.add_argument("-p", "--prompt", help="the text to complete")
     parser.add_argument("-f", "--file", help="read the text to complete from this file (UTF-8)")
-    parser.add_argument("-n", "--n-predict", type=int, default=128,
-                        help="tokens to generate at most (default 128; -1: until end of text or a full context)")
+    parser.add_argument(
+        "-n",
+        "--n-predict",
+        type=int,
+        default=128,
+        help="tokens to generate at most (default 128; -1: until end of text or a full context)",
+    )
     parser.add_argument("--temp", type=float, default=0.8, help="temperature (default 0.8; 0: greedy)")
-    parser.add_argument("--top-k", type=int, default=40, help="sample among the k most likely tokens (default 40; 0: all)")
+    parser.add_argument(
+        "--top-k", type=int, default=40, help="sample among the k most likely tokens (default 40; 0: all)"
+    )
     parser.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling probability (default 0.95; 1: off)")
-    parser.add_argument("--min-p", type=float, default=0.0,
-                        help="keep tokens at least this likely relative to the top one (default 0: off)")
-    parser.add_argument("--repeat-penalty", type=float, default=1.0,
-                        help="divide the logits of recent tokens by this (default 1: off)")
-    parser.add_argument("--repeat-last-n", type=int, default=64,
-                        help="recent tokens the penalties look at (default 64; 0: off, -1: all)")
-    parser.add_argument("--presence-penalty", type=float, default=0.0, help="subtract from recent tokens' logits (default 0)")
-    parser.add_argument("--frequency-penalty", type=float, default=0.0,
-                        help="subtract this times a recent token's count from its logit (default 0)")
+    parser.add_argument(
+        "--min-p",
+        type=float,
+        default=0.0,
+        help="keep tokens at least this likely relative to the top one (default 0: off)",
+    )
+    parser.add_argument(
+        "--repeat-penalty", type=float, default=1.0, help="divide the logits of recent tokens by this (default 1: off)"
+    )
+    parser.add_argument(
+        "--repeat-last-n",
+        type=int,
+        default=64,
+        help="recent tokens the penalties look at (default 64; 0: off, -1: all)",
+    )
+    parser.add_argument(
+        "--presence-penalty", type=float, default=0.0, help="subtract from recent tokens' logits (default 0)"
+    )
+    parser.add_argument(
+        "--frequency-penalty",
+        type=float,
+        default=0.0,
+        help="subtract this times a recent token's count from its logit (default 0)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one)")
     parser.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
-    parser.add_argument("-c", "--ctx-size", type=int, default=None,
-                        help="context size in tokens (default: the model's, at most 4096)")
+    parser.add_argument(
+        "-c", "--ctx-size", type=int, default=None, help="context size in tokens (default: the model's, at most 4096)"
+    )
     parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
-    parser.add_argument("--act-topk", type=float, default=None, metavar="F",
-                        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)")
-    parser.add_argument("--chat", "-cnv", "--conversation", dest="chat", action="store_true",
-                        help="interactive chat with the model's chat template (Ctrl-C stops an answer, Ctrl-D exits)")
-    parser.add_argument("-no-cnv", "--no-conversation", dest="chat", action="store_false",
-                        help="complete the prompt (the default)")
+    parser.add_argument(
+        "--act-topk",
+        type=float,
+        default=None,
+        metavar="F",
+        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)",
+    )
+    parser.add_argument(
+        "--chat",
+        "-cnv",
+        "--conversation",
+        dest="chat",
+        action="store_true",
+        help="interactive chat with the model's chat template (Ctrl-C stops an answer, Ctrl-D exits)",
+    )
+    parser.add_argument(
+        "-no-cnv", "--no-conversation", dest="chat", action="store_false", help="complete the prompt (the default)"
+    )
     parser.add_argument("--system", help="system prompt of --chat")
 
 
@@ -62,6 +101,7 @@ def run(args) -> int:
         if args.chat:
             from tritlm.runtime.chat import chat
             from tritlm.runtime.sampler import Sampler
+
             sampler = Sampler(args.temp, args.top_k, args.top_p, args.seed, **penalties(args))
             return chat(model, sampler, args.n_predict if args.n_predict >= 0 else None, args.system)
         return complete(model, args, load_seconds)
@@ -71,15 +111,27 @@ def run(args) -> int:
 
 def penalties(args) -> dict:
     """The Sampler settings beyond temperature, top-k, top-p and seed."""
-    return {"min_p": args.min_p, "repeat_penalty": args.repeat_penalty, "repeat_last_n": args.repeat_last_n,
-            "presence_penalty": args.presence_penalty, "frequency_penalty": args.frequency_penalty}
+    return {
+        "min_p": args.min_p,
+        "repeat_penalty": args.repeat_penalty,
+        "repeat_last_n": args.repeat_last_n,
+        "presence_penalty": args.presence_penalty,
+        "frequency_penalty": args.frequency_penalty,
+    }
 
 
 def complete(model, args, load_seconds: float) -> int:
     out, err = sys.stdout, sys.stderr
     max_tokens = args.n_predict if args.n_predict >= 0 else model.n_ctx
-    generation = model.generate(args.prompt, max_tokens, temperature=args.temp, top_k=args.top_k,
-                                top_p=args.top_p, seed=args.seed, **penalties(args))
+    generation = model.generate(
+        args.prompt,
+        max_tokens,
+        temperature=args.temp,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        **penalties(args),
+    )
     if args.echo:
         print(args.prompt, end="", file=out, flush=True)
     try:

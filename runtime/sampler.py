@@ -4,6 +4,7 @@ sampled ones). Then temperature, top-k and top-p, as transformers orders them, a
 llama.cpp) keeps the tokens whose probability before temperature is at least min_p times the top one's.
 Temperature 0 is greedy (argmax of the adjusted logits). A seed makes the choices reproducible; seed -1 (or
 None) is a fresh random one, as in llama.cpp."""
+
 import collections
 import math
 import sys
@@ -20,13 +21,25 @@ class SamplingError(ValueError):
 
 
 class Sampler:
-    def __init__(self, temperature: float = 0.8, top_k: int = 40, top_p: float = 0.95, seed: int | None = None, *,
-                 min_p: float = 0.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64,
-                 frequency_penalty: float = 0.0, presence_penalty: float = 0.0, logit_bias: dict | None = None):
+    def __init__(
+        self,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        seed: int | None = None,
+        *,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        logit_bias: dict | None = None,
+    ):
         # Subnormal temperatures overflow logits / T to inf (then NaN); they are refused, not clamped.
         if not (temperature == 0 or (math.isfinite(temperature) and temperature >= sys.float_info.min)):
-            raise SamplingError("temperature", f"must be 0 (greedy) or a finite number >= {sys.float_info.min:g}, "
-                                               f"got {temperature}")
+            raise SamplingError(
+                "temperature", f"must be 0 (greedy) or a finite number >= {sys.float_info.min:g}, got {temperature}"
+            )
         if top_k < 0:
             raise SamplingError("top_k", f"must be >= 0 (0 = all tokens), got {top_k}")
         if not 0 < top_p <= 1:  # also refuses NaN
@@ -47,11 +60,17 @@ class Sampler:
             raise SamplingError("logit_bias", "values must be finite numbers")
         self.temperature, self.top_k, self.top_p, self.min_p = temperature, top_k, top_p, min_p
         self.repeat_penalty, self.frequency_penalty, self.presence_penalty = (
-            repeat_penalty, frequency_penalty, presence_penalty)
+            repeat_penalty,
+            frequency_penalty,
+            presence_penalty,
+        )
         penalized = repeat_penalty != 1 or frequency_penalty != 0 or presence_penalty != 0
         # The tokens the penalties look at (llama.cpp's ring buffer); None when no penalty is on.
-        self.recent = (collections.deque(maxlen=None if repeat_last_n == -1 else repeat_last_n)
-                       if penalized and repeat_last_n != 0 else None)
+        self.recent = (
+            collections.deque(maxlen=None if repeat_last_n == -1 else repeat_last_n)
+            if penalized and repeat_last_n != 0
+            else None
+        )
         self.rng = np.random.default_rng(None if seed == -1 else seed)
 
     def accept(self, tokens) -> None:
@@ -71,8 +90,9 @@ class Sampler:
             seen = logits[ids]
             # Dividing a negative logit would raise it: those are multiplied instead (llama.cpp's fix of CTRL).
             seen = np.where(seen <= 0, seen * np.float32(self.repeat_penalty), seen / np.float32(self.repeat_penalty))
-            logits[ids] = seen - (counts.astype(np.float32) * np.float32(self.frequency_penalty)
-                                  + np.float32(self.presence_penalty))
+            logits[ids] = seen - (
+                counts.astype(np.float32) * np.float32(self.frequency_penalty) + np.float32(self.presence_penalty)
+            )
         return logits
 
     def sample(self, logits) -> int:
@@ -85,7 +105,11 @@ class Sampler:
         if self.temperature == 0:
             return int(np.argmax(logits))
         # The candidates: the top_k highest logits (all when top_k is 0), best first.
-        ids = np.argpartition(logits, -self.top_k)[-self.top_k:] if 0 < self.top_k < logits.size else np.arange(logits.size)
+        ids = (
+            np.argpartition(logits, -self.top_k)[-self.top_k :]
+            if 0 < self.top_k < logits.size
+            else np.arange(logits.size)
+        )
         ids = ids[np.argsort(-logits[ids], kind="stable")]
         # The best logit subtracted before dividing: each term is <= 0, so a tiny temperature gives -inf
         # (probability 0), never inf - inf.

@@ -6,6 +6,7 @@ cannot continue a valid document. A finished document leaves only the end-of-seq
 
 A TokenMask is one of TokenLoop's logits processors (runtime/generate.py): called with the completion so far,
 it takes in the tokens chosen since its last call, then masks a copy of the logits."""
+
 import weakref
 
 import numpy as np
@@ -26,8 +27,9 @@ def grammar_from_schema(schema: dict | None = None) -> str:
     import llguidance
 
     try:
-        return llguidance.LLMatcher.grammar_from_json_schema(ANY_JSON_OBJECT if schema is None else schema,
-                                                             overrides=JSON_OPTIONS)
+        return llguidance.LLMatcher.grammar_from_json_schema(
+            ANY_JSON_OBJECT if schema is None else schema, overrides=JSON_OPTIONS
+        )
     except (ValueError, TypeError) as e:
         raise StructuredOutputError(f"bad JSON schema: {e}") from None
 
@@ -51,11 +53,13 @@ def lltokenizer(model):
             special_token_ids = special
 
             def __call__(self, text):
-                return model.tokenize(text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text,
-                                      add_bos=False)
+                return model.tokenize(
+                    text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text, add_bos=False
+                )
 
-        _tokenizers[model] = llguidance.LLTokenizer(llguidance.TokenizerWrapper(Vocabulary()), n_vocab=model.n_vocab,
-                                                    eos_token=sorted(model.eos_ids))
+        _tokenizers[model] = llguidance.LLTokenizer(
+            llguidance.TokenizerWrapper(Vocabulary()), n_vocab=model.n_vocab, eos_token=sorted(model.eos_ids)
+        )
     return _tokenizers[model]
 
 
@@ -86,11 +90,11 @@ class TokenMask:
         self.matcher.unsafe_compute_mask_ptr(self._bits.ctypes.data, self._bits.nbytes)
         if self.matcher.is_error():
             raise StructuredOutputError(f"grammar: {self.matcher.get_error()}")
-        return np.unpackbits(self._bits.view(np.uint8), bitorder="little")[:self.n_vocab].astype(bool)
+        return np.unpackbits(self._bits.view(np.uint8), bitorder="little")[: self.n_vocab].astype(bool)
 
     def __call__(self, tokens: list[int], logits) -> np.ndarray:
         """The logits (a copy) with every token the grammar forbids next at -inf."""
-        for token in tokens[self.n_accepted:]:
+        for token in tokens[self.n_accepted :]:
             self.accept(token)
         logits = np.array(logits, dtype=np.float32)
         logits[~self.allowed()] = -np.inf

@@ -1,6 +1,7 @@
 """Chat templates: render a conversation into prompt text with the GGUF's `tokenizer.chat_template`, the way
 transformers' `apply_chat_template` does (sandboxed Jinja2, trim_blocks/lstrip_blocks, `raise_exception`,
 `strftime_now`, a `tojson` that keeps non-ASCII), so the model sees exactly the text it was trained on."""
+
 import json
 from datetime import datetime
 
@@ -54,12 +55,15 @@ class ChatTemplate:
     def render(self, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None) -> str:
         """The prompt text; `tools` (OpenAI's tool definitions) go to templates that render them, as in transformers."""
         try:
-            return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, tools=tools,
-                                         **self._special)
+            return self._template.render(
+                messages=messages, add_generation_prompt=add_generation_prompt, tools=tools, **self._special
+            )
         except jinja2.exceptions.TemplateError as e:
             raise ChatTemplateError(f"chat template: {e}") from None
 
-    def tokenize(self, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None) -> list[int]:
+    def tokenize(
+        self, messages: list[dict], add_generation_prompt: bool = True, tools: list[dict] | None = None
+    ) -> list[int]:
         """The rendered prompt as ids, control tokens parsed; BOS added only when the template did not write it."""
         return self.encode(self.render(messages, add_generation_prompt, tools))
 

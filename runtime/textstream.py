@@ -2,6 +2,7 @@
 middle of a UTF-8 character (byte-level BPE splits emoji and CJK into byte tokens); those bytes are held back
 until the character is whole, so no piece ever carries half a character. At the end, flush() gives what is
 still held (an incomplete character as U+FFFD, as detokenize does)."""
+
 import codecs
 
 

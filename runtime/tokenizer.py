@@ -5,6 +5,7 @@ control tokens as special tokens.
 
 Decoding goes through each token's bytes (byte-level BPE tokens are bytes spelled as printable characters;
 SentencePiece pieces are text with "▁" for a space, or <0xNN> bytes), so a stream can hold back half a UTF-8 character (runtime/textstream.py)."""
+
 import threading
 
 import numpy as np
@@ -18,8 +19,15 @@ from tritlm.runtime.errors import ModelError
 SUPPORTED_PRE = ("llama-bpe", "gpt2", "default")
 # Control tokens that end a generation wherever a vocabulary has them (found by text, as llama.cpp does):
 # Llama 3's generation_config stops at <|end_of_text|> and <|eot_id|> while GGUF names one eos.
-END_OF_GENERATION = {"<|end_of_text|>", "<|eot_id|>", "<|eom_id|>", "</s>", "<|endoftext|>", "<|im_end|>",
-                     "<end_of_turn>"}
+END_OF_GENERATION = {
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "</s>",
+    "<|endoftext|>",
+    "<|im_end|>",
+    "<end_of_turn>",
+}
 
 
 def pre_tokenizer(pre: str):
@@ -68,8 +76,10 @@ class GGUFTokenizer:
     def __init__(self, metadata: dict):
         model = metadata.get("tokenizer.ggml.model")
         if model not in ("gpt2", "llama"):
-            raise ModelError(f"unsupported tokenizer.ggml.model {model!r} (supported: gpt2, byte-level BPE; "
-                             f"llama, SentencePiece BPE)")
+            raise ModelError(
+                f"unsupported tokenizer.ggml.model {model!r} (supported: gpt2, byte-level BPE; "
+                f"llama, SentencePiece BPE)"
+            )
         self.sentencepiece = model == "llama"  # runtime/sentencepiece.py
         tokens = metadata.get("tokenizer.ggml.tokens")
         if not tokens:
@@ -83,21 +93,26 @@ class GGUFTokenizer:
         if self.sentencepiece:
             scores = metadata.get("tokenizer.ggml.scores")
             if scores is None or len(scores) != len(tokens):
-                raise ModelError(f"tokenizer.ggml.scores has {0 if scores is None else len(scores)} entries for "
-                                 f"{len(tokens)} tokens")
+                raise ModelError(
+                    f"tokenizer.ggml.scores has {0 if scores is None else len(scores)} entries for {len(tokens)} tokens"
+                )
             self._tok = sentencepiece.build(tokens, types, np.asarray(scores).tolist())
         else:
             self._tok = byte_level_bpe(metadata, tokens, types)
         self.special = {i for i, kind in enumerate(types) if kind == TokenType.CONTROL}
         self._added = {i for i, kind in enumerate(types) if kind in (TokenType.CONTROL, TokenType.USER_DEFINED)}
-        self._tok.add_special_tokens([AddedToken(tokens[i], special=True, normalized=False) for i in sorted(self.special)])
-        self._tok.add_tokens([AddedToken(tokens[i], special=False, normalized=False)
-                              for i in sorted(self._added - self.special)])
+        self._tok.add_special_tokens(
+            [AddedToken(tokens[i], special=True, normalized=False) for i in sorted(self.special)]
+        )
+        self._tok.add_tokens(
+            [AddedToken(tokens[i], special=False, normalized=False) for i in sorted(self._added - self.special)]
+        )
         self.bos_id = self._token_id(metadata, "bos")
         self.eos_id = self._token_id(metadata, "eos")
         self.eot_id = self._token_id(metadata, "eot")
-        self.end_ids = {i for i in (self.eos_id, self.eot_id) if i is not None} | \
-            {i for i in self.special if tokens[i] in END_OF_GENERATION}
+        self.end_ids = {i for i in (self.eos_id, self.eot_id) if i is not None} | {
+            i for i in self.special if tokens[i] in END_OF_GENERATION
+        }
         self.add_bos = bool(metadata.get("tokenizer.ggml.add_bos_token", self.bos_id is not None))
         self._bytes_of = byte_decoder()
         self._lock = threading.Lock()  # encode_special_tokens is a setting of the shared Tokenizer
@@ -105,7 +120,9 @@ class GGUFTokenizer:
     def _token_id(self, metadata: dict, name: str) -> int | None:
         token_id = metadata.get(f"tokenizer.ggml.{name}_token_id")
         if token_id is not None and not 0 <= token_id < len(self.tokens):
-            raise ModelError(f"tokenizer.ggml.{name}_token_id {token_id} is not a token id (vocabulary of {len(self.tokens)})")
+            raise ModelError(
+                f"tokenizer.ggml.{name}_token_id {token_id} is not a token id (vocabulary of {len(self.tokens)})"
+            )
         return token_id
 
     def tokenize(self, text: str, add_bos: bool = True, special: bool = False) -> list[int]:

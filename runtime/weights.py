@@ -2,6 +2,7 @@
 checked in Python first so a bad file fails with a message naming the key or tensor, before any token.
 
 Tensor data is never copied: each tl_tensor points into the file's mmap."""
+
 import math
 from dataclasses import dataclass
 
@@ -32,7 +33,11 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
         value = metadata.get(f"{arch}.{key}", default)
         if value is None:
             raise ModelError(f"missing metadata key {arch}.{key}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (kind is int and not isinstance(value, int))
+        ):
             wanted = "an integer" if kind is int else "a number"
             raise ModelError(f"metadata key {arch}.{key} holds {describe(value)}, not {wanted}")
         if kind is int and not 0 < value <= MAX_SIZE:
@@ -49,17 +54,25 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
     head_dim = number("attention.key_length", int, n_embd // n_head or None)
     for key in ("attention.value_length", "rope.dimension_count"):
         if number(key, int, head_dim) != head_dim:
-            raise ModelError(f"metadata key {arch}.{key} is {metadata[f'{arch}.{key}']}, not the head size {head_dim} "
-                             f"(partial rotary embeddings and value heads of another size are not supported)")
+            raise ModelError(
+                f"metadata key {arch}.{key} is {metadata[f'{arch}.{key}']}, not the head size {head_dim} "
+                f"(partial rotary embeddings and value heads of another size are not supported)"
+            )
     tokens = metadata.get("tokenizer.ggml.tokens") or []
     hp = HParams(
-        n_layer=number("block_count", int), n_embd=n_embd, n_ff=number("feed_forward_length", int), n_head=n_head,
-        n_head_kv=number("attention.head_count_kv", int, n_head), head_dim=head_dim,
+        n_layer=number("block_count", int),
+        n_embd=n_embd,
+        n_ff=number("feed_forward_length", int),
+        n_head=n_head,
+        n_head_kv=number("attention.head_count_kv", int, n_head),
+        head_dim=head_dim,
         n_vocab=number("vocab_size", int, len(tokens) or None),
         context_length=number("context_length", int),
         rms_eps=number("attention.layer_norm_rms_epsilon", float),
         rope_theta=number("rope.freq_base", float, 10000.0),
-        ffn_act=act, sub_norms="blk.0.attn_sub_norm.weight" in tensor_names, rope_interleaved=arch in ROPE_INTERLEAVED,
+        ffn_act=act,
+        sub_norms="blk.0.attn_sub_norm.weight" in tensor_names,
+        rope_interleaved=arch in ROPE_INTERLEAVED,
     )
     if hp.problem():
         raise ModelError(hp.problem())
@@ -71,10 +84,11 @@ def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
 @dataclass(frozen=True)
 class ActMode:
     """How linear inputs and the KV cache are quantized (BitNet a4.8, Q-Sparse); the default is b1.58's."""
-    bits: tuple[int, ...] = (8, 8, 8, 8)          # per ACT_GROUPS: 8 = INT8 absmax, 4 = INT4 absmean
+
+    bits: tuple[int, ...] = (8, 8, 8, 8)  # per ACT_GROUPS: 8 = INT8 absmax, 4 = INT4 absmean
     topk: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # fraction of |x| kept per token (1: dense)
-    kv_bits: int = 0                              # 3 or 4: quantized KV cache; 0: f32
-    kv_bits_first: int = 0                        # position 0's (the BOS token's) bits
+    kv_bits: int = 0  # 3 or 4: quantized KV cache; 0: f32
+    kv_bits_first: int = 0  # position 0's (the BOS token's) bits
 
     @property
     def lossless(self) -> bool:
@@ -99,20 +113,28 @@ class ActMode:
 
 def mode_of(q: dict) -> ActMode:
     """The ActMode of a quantization_config's mode entries (formats.ACT_MODES)."""
-    return ActMode(tuple(q["activation_bits"][g] for g in ACT_GROUPS), tuple(q["activation_topk"][g] for g in ACT_GROUPS),
-                   q.get("kv_cache_bits", 0), q.get("kv_cache_bits_first", q.get("kv_cache_bits", 0)))
+    return ActMode(
+        tuple(q["activation_bits"][g] for g in ACT_GROUPS),
+        tuple(q["activation_topk"][g] for g in ACT_GROUPS),
+        q.get("kv_cache_bits", 0),
+        q.get("kv_cache_bits_first", q.get("kv_cache_bits", 0)),
+    )
 
 
 def read_mode(metadata: dict, act_topk: float | None = None) -> ActMode:
     """The file's tritlm.activation_* / tritlm.kv_cache_* keys (absent: b1.58); act_topk, when given, replaces every
     input's top-K fraction (a training-free, lossy option)."""
+
     def value(key, kinds, allowed, default):
         v = metadata.get(key, default)
         if isinstance(v, bool) or not isinstance(v, kinds) or not allowed(v):
             raise ModelError(f"metadata key {key} is {v!r}, not a supported value")
         return v
+
     bits = tuple(value(f"tritlm.activation_bits.{g}", int, lambda b: b in (4, 8), 8) for g in ACT_GROUPS)
-    topk = tuple(float(value(f"tritlm.activation_topk.{g}", (int, float), lambda k: 0 < k <= 1, 1.0)) for g in ACT_GROUPS)
+    topk = tuple(
+        float(value(f"tritlm.activation_topk.{g}", (int, float), lambda k: 0 < k <= 1, 1.0)) for g in ACT_GROUPS
+    )
     kv = value("tritlm.kv_cache_bits", int, lambda b: b in (0, 3, 4), 0)
     first = value("tritlm.kv_cache_bits_first", int, lambda b: b in (0, 3, 4), kv)
     if act_topk is not None:
@@ -128,9 +150,18 @@ def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int,
     out = {"token_embd.weight": ("embedding", (e, hp.n_vocab)), "output_norm.weight": ("norm", (e,))}
     if not tied:
         out["output.weight"] = ("embedding", (e, hp.n_vocab))
-    linear = {"attn_q": (e, qd), "attn_k": (e, kvd), "attn_v": (e, kvd), "attn_output": (qd, e),
-              "ffn_gate": (e, f), "ffn_up": (e, f), "ffn_down": (f, e)}
-    norms = {"attn_norm": (e,), "ffn_norm": (e,)} | ({"attn_sub_norm": (qd,), "ffn_sub_norm": (f,)} if hp.sub_norms else {})
+    linear = {
+        "attn_q": (e, qd),
+        "attn_k": (e, kvd),
+        "attn_v": (e, kvd),
+        "attn_output": (qd, e),
+        "ffn_gate": (e, f),
+        "ffn_up": (e, f),
+        "ffn_down": (f, e),
+    }
+    norms = {"attn_norm": (e,), "ffn_norm": (e,)} | (
+        {"attn_sub_norm": (qd,), "ffn_sub_norm": (f,)} if hp.sub_norms else {}
+    )
     for i in range(hp.n_layer):
         out |= {f"blk.{i}.{name}.weight": ("linear", dims) for name, dims in linear.items()}
         out |= {f"blk.{i}.{name}.weight": ("norm", dims) for name, dims in norms.items()}
@@ -142,16 +173,20 @@ def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
     tensors = {t.name: t for t in file.tensors}
     per_layer = len(LINEARS) + (len(NORMS) if hp.sub_norms else 2)
     if hp.n_layer * per_layer > len(tensors):  # before anything is made per layer: block_count may be anything
-        raise ModelError(f"block_count {hp.n_layer} needs {hp.n_layer * per_layer} layer tensors; the file has "
-                         f"{len(tensors)} tensors")
+        raise ModelError(
+            f"block_count {hp.n_layer} needs {hp.n_layer * per_layer} layer tensors; the file has "
+            f"{len(tensors)} tensors"
+        )
     expected = expected_tensors(hp, tied="output.weight" not in tensors)
     for name, (use, dims) in expected.items():
         t = tensors.get(name)
         if t is None:
             raise ModelError(f"missing tensor {name}")
         if t.type not in ALLOWED[use]:
-            raise ModelError(f"tensor {name} has type {t.type_name}, not one the engine runs as {use} "
-                             f"({', '.join(sorted(type_of(i).name for i in ALLOWED[use]))})")
+            raise ModelError(
+                f"tensor {name} has type {t.type_name}, not one the engine runs as {use} "
+                f"({', '.join(sorted(type_of(i).name for i in ALLOWED[use]))})"
+            )
         padded = type_of(t.type).padded_cols(dims[0]) if use == "linear" else dims[0]  # docs/format.md
         if t.dims != dims and t.dims != (padded, *dims[1:]):
             raise ModelError(f"tensor {name} has shape {list(t.dims)}, expected {list(dims)} from the metadata")
@@ -173,32 +208,52 @@ def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
         return exact
     data, kind = file.view(t), type_of(t.type)
     if kind.scale == "trailer":
-        return float(data[t.nbytes - kind.trailer:][:4].view(np.float32)[0])
+        return float(data[t.nbytes - kind.trailer :][:4].view(np.float32)[0])
     d = data.reshape(-1, kind.block_bytes)[:, -2:].copy().view(np.float16).ravel()  # each block ends with d
     d = d[d != 0]  # llama.cpp gives an all-zero block d = 0
     if d.size == 0:
         return 0.0
     if (d != d[0]).any():
-        raise ModelError(f"tensor {t.name}: its blocks have different scales d and the file has no "
-                         f"tritlm.weight_scale.{t.name} (per-block scales are not supported yet)")
+        raise ModelError(
+            f"tensor {t.name}: its blocks have different scales d and the file has no "
+            f"tritlm.weight_scale.{t.name} (per-block scales are not supported yet)"
+        )
     return float(d[0])
 
 
 def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], base, ffi, mode: ActMode = ActMode()):
     """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte."""
+
     def tensor(name: str):
         t = tensors.get(name)
         if t is None:  # only output.weight may be absent (tied to the embedding)
             return ffi.new("tl_tensor *")
-        return ffi.new("tl_tensor *", {"data": base + t.offset, "type": t.type, "rows": t.rows, "cols": t.cols,
-                                       "scale": weight_scale(file, t)})
+        return ffi.new(
+            "tl_tensor *",
+            {"data": base + t.offset, "type": t.type, "rows": t.rows, "cols": t.cols, "scale": weight_scale(file, t)},
+        )
 
-    cfg = ffi.new("tl_config *", {
-        "n_layer": hp.n_layer, "n_embd": hp.n_embd, "n_ff": hp.n_ff, "n_head": hp.n_head, "n_head_kv": hp.n_head_kv,
-        "head_dim": hp.head_dim, "n_vocab": hp.n_vocab, "rms_eps": hp.rms_eps, "rope_theta": hp.rope_theta,
-        "act": FFN_ACTS.index(hp.ffn_act), "sub_norms": int(hp.sub_norms), "rope_interleaved": int(hp.rope_interleaved),
-        "act_bits": list(mode.bits), "act_topk": list(mode.topk), "kv_bits": mode.kv_bits,
-        "kv_bits_first": mode.kv_bits_first})
+    cfg = ffi.new(
+        "tl_config *",
+        {
+            "n_layer": hp.n_layer,
+            "n_embd": hp.n_embd,
+            "n_ff": hp.n_ff,
+            "n_head": hp.n_head,
+            "n_head_kv": hp.n_head_kv,
+            "head_dim": hp.head_dim,
+            "n_vocab": hp.n_vocab,
+            "rms_eps": hp.rms_eps,
+            "rope_theta": hp.rope_theta,
+            "act": FFN_ACTS.index(hp.ffn_act),
+            "sub_norms": int(hp.sub_norms),
+            "rope_interleaved": int(hp.rope_interleaved),
+            "act_bits": list(mode.bits),
+            "act_topk": list(mode.topk),
+            "kv_bits": mode.kv_bits,
+            "kv_bits_first": mode.kv_bits_first,
+        },
+    )
     layers = ffi.new("tl_layer[]", hp.n_layer)
     for i in range(hp.n_layer):
         for name in LINEARS + (NORMS if hp.sub_norms else ("attn_norm", "ffn_norm")):

@@ -12,6 +12,7 @@ libFuzzer finds interesting accumulate in CACHE/fuzz-gguf, so each run starts wh
 
     python scripts/fuzz_gguf.py [--seconds 60] [--cache .cache]
 """
+
 import argparse
 import json
 import os
@@ -25,16 +26,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 # family -> (form, converted types): small shapes, so a load takes ~10 ms
-MICRO = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
-             num_key_value_heads=1, vocab_size=384, max_position_embeddings=64)
-SEEDS = {"bitnet": ("packed", ("i2_s", "tq1_0", "tq2_0", "f16")), "1bitllm": ("fp16", ("tq2_0",)),
-         "llama": ("packed", ("tq1_0",))}
+MICRO = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    vocab_size=384,
+    max_position_embeddings=64,
+)
+SEEDS = {
+    "bitnet": ("packed", ("i2_s", "tq1_0", "tq2_0", "f16")),
+    "1bitllm": ("fp16", ("tq2_0",)),
+    "llama": ("packed", ("tq1_0",)),
+}
 
 
 def make_seeds(folder: str) -> list[str]:
     """Our own GGUF files of the micro checkpoints, made once."""
     from tritlm.converter import synth
     from tritlm.converter.write import convert
+
     paths = []
     for family, (form, types) in SEEDS.items():
         for type_name in types:
@@ -50,6 +62,7 @@ def make_seeds(folder: str) -> list[str]:
 def fuzz(corpus: str, work: str, libfuzzer_args: list[str]) -> None:
     """The fuzzing process (libFuzzer ends it with _exit): counts go to work/counts.json after every input."""
     import atheris
+
     with atheris.instrument_imports(include=["runtime", "formats"]):
         from tritlm.runtime import Model, ModelError
     path, counts_path = os.path.join(work, "input.gguf"), os.path.join(work, "counts.json")
@@ -94,15 +107,28 @@ def main() -> int:
     max_len = 2 * max(os.path.getsize(s) for s in seeds)
     with tempfile.TemporaryDirectory(prefix="tritlm-fuzz-") as work:
         started = time.monotonic()
-        done = subprocess.run([sys.executable, __file__, "--child", corpus, work, f"-max_total_time={args.seconds}",
-                               f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_mb}", f"-max_len={max_len}",
-                               "-print_final_stats=1"])
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                corpus,
+                work,
+                f"-max_total_time={args.seconds}",
+                f"-timeout={args.timeout}",
+                f"-rss_limit_mb={args.rss_mb}",
+                f"-max_len={max_len}",
+                "-print_final_stats=1",
+            ]
+        )
         counts_path = os.path.join(work, "counts.json")
         counts = json.load(open(counts_path)) if os.path.exists(counts_path) else {"loaded": 0, "refused": 0}
     n = counts["loaded"] + counts["refused"]
-    print(f"fuzz: {n} executions in {time.monotonic() - started:.0f} s ({counts['loaded']} loaded, {counts['refused']} "
-          f"refused with a one-line ModelError), {'no findings' if done.returncode == 0 else 'a FINDING (see above)'}; "
-          f"corpus {corpus}: {len(os.listdir(corpus))} files")
+    print(
+        f"fuzz: {n} executions in {time.monotonic() - started:.0f} s ({counts['loaded']} loaded, {counts['refused']} "
+        f"refused with a one-line ModelError), {'no findings' if done.returncode == 0 else 'a FINDING (see above)'}; "
+        f"corpus {corpus}: {len(os.listdir(corpus))} files"
+    )
     return done.returncode
 
 

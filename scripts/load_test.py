@@ -19,6 +19,7 @@ the other slots stream; and while they stream and a --long-prompt token prompt (
 context) has just arrived, which the scheduler reads a -b chunk per step.
 
 Both start `tritlm serve` on a free loopback port (or use --url, which must be loopback)."""
+
 import argparse
 import collections
 import ipaddress
@@ -40,8 +41,16 @@ import httpx
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-PROMPTS = ["The history of", "def main():", "Once upon a time", "import numpy as np", "The weather today",
-           "In mathematics, a", "Dear colleagues,", "class Node:"]
+PROMPTS = [
+    "The history of",
+    "def main():",
+    "Once upon a time",
+    "import numpy as np",
+    "The weather today",
+    "In mathematics, a",
+    "Dear colleagues,",
+    "class Node:",
+]
 
 
 def start_server(model, parallel, threads, ctx_size, extra=(), stderr=None):
@@ -73,14 +82,17 @@ def memory_mib(pid, key="VmRSS") -> float:
 
 # ---- stress ----
 
+
 class References:
     """The model's own answers, computed here on one sequence: greedy token lists (cut to any max_tokens) and
     seeded samples."""
+
     MAX_TOKENS = 32
 
     def __init__(self, model_path, n_ctx, samples):
         from tritlm.runtime import Model
         from tritlm.runtime.template import ChatTemplate
+
         self.model = Model(model_path, threads=1, n_ctx=256)
         self.n_ctx, self.samples = n_ctx, samples  # n_ctx: the server's slot context
         template = ChatTemplate(self.model)
@@ -89,8 +101,11 @@ class References:
             self.prompt_ids["completion", p] = self.model.tokenize(p, add_bos=True, special=True)
             self.prompt_ids["chat", p] = template.tokenize([{"role": "user", "content": p}])
         self.greedy = {key: self._tokens(ids, self.MAX_TOKENS, 0, 1) for key, ids in self.prompt_ids.items()}
-        self.sampled = {(key, seed): self._tokens(ids, 16, *samples, seed=seed)
-                        for key, ids in self.prompt_ids.items() for seed in range(4)}
+        self.sampled = {
+            (key, seed): self._tokens(ids, 16, *samples, seed=seed)
+            for key, ids in self.prompt_ids.items()
+            for seed in range(4)
+        }
 
     def _tokens(self, ids, n, temperature, top_k, top_p=1.0, seed=None):
         generation = self.model.generate(ids, n, temperature, top_k, top_p, seed=seed)
@@ -100,19 +115,38 @@ class References:
     def expected(self, tokens_finish, max_tokens, stop):
         """(text, finish_reason) for a max_tokens cut of a reference and an optional stop string."""
         tokens, finish = tokens_finish
-        if max_tokens <= len(tokens):  # the server stops at max_tokens without looking at the next token (an EOS or not)
+        if max_tokens <= len(
+            tokens
+        ):  # the server stops at max_tokens without looking at the next token (an EOS or not)
             tokens, finish = tokens[:max_tokens], "length"
         text = self.model.detokenize(tokens)
         if stop and stop in text:
-            return text[:text.index(stop)], "stop"
+            return text[: text.index(stop)], "stop"
         return text, finish
 
 
 class Stress:
-    WEIGHTS = {"greedy": 40, "sampled": 10, "garbage": 14, "bad-host": 3, "oversized": 6, "chunked-oversized": 3,
-               "over-context": 6, "disconnect": 10, "raw-bytes": 4, "health": 4, "tokenize-long": 1}
-    EXPECTED = {"garbage": {400, 404, 405}, "bad-host": {400}, "oversized": {413}, "chunked-oversized": {413},
-                "over-context": {400}, "health": {200}}
+    WEIGHTS = {
+        "greedy": 40,
+        "sampled": 10,
+        "garbage": 14,
+        "bad-host": 3,
+        "oversized": 6,
+        "chunked-oversized": 3,
+        "over-context": 6,
+        "disconnect": 10,
+        "raw-bytes": 4,
+        "health": 4,
+        "tokenize-long": 1,
+    }
+    EXPECTED = {
+        "garbage": {400, 404, 405},
+        "bad-host": {400},
+        "oversized": {413},
+        "chunked-oversized": {413},
+        "over-context": {400},
+        "health": {200},
+    }
 
     def __init__(self, url, refs: References, max_body_bytes, seed):
         self.url, self.refs, self.max_body = url, refs, max_body_bytes
@@ -152,11 +186,19 @@ class Stress:
         key = (endpoint, prompt)
         if sampled:
             seed, max_tokens, stop = rng.randrange(4), 16, None
-            body = {"temperature": self.refs.samples[0], "top_k": self.refs.samples[1], "top_p": self.refs.samples[2],
-                    "seed": seed}
+            body = {
+                "temperature": self.refs.samples[0],
+                "top_k": self.refs.samples[1],
+                "top_p": self.refs.samples[2],
+                "seed": seed,
+            }
             reference = self.refs.sampled[key, seed]
         else:
-            max_tokens, body, reference = rng.randint(1, References.MAX_TOKENS), {"temperature": 0}, self.refs.greedy[key]
+            max_tokens, body, reference = (
+                rng.randint(1, References.MAX_TOKENS),
+                {"temperature": 0},
+                self.refs.greedy[key],
+            )
             full = self.refs.model.detokenize(reference[0])
             stop = full[4:7] if len(full) > 8 and rng.random() < 0.3 else None
             if stop:
@@ -172,8 +214,13 @@ class Stress:
         seconds = time.monotonic() - started
         want = self.refs.expected(reference, max_tokens, stop)
         wrong = status == 200 and (text, finish) != want
-        failure = (f"status {status}" if status not in (200, 429) else
-                   f"{path} {body} stream={stream}: got {(text, finish)!r}, want {want!r}" if wrong else None)
+        failure = (
+            f"status {status}"
+            if status not in (200, 429)
+            else f"{path} {body} stream={stream}: got {(text, finish)!r}, want {want!r}"
+            if wrong
+            else None
+        )
         self.record(kind, status, seconds if status == 200 else None, failure)
 
     def send(self, http, path, body, chat):
@@ -197,11 +244,20 @@ class Stress:
 
     # hostile requests: each must get its 4xx, and leave the server serving
     def garbage(self, http, rng, kind):
-        bodies = [b"{not json", os.urandom(rng.randint(1, 2000)), b'{"prompt": 42}', b'["a list"]',
-                  b'{"prompt": "x", "temperature": NaN}', b'{"prompt": "x", "top_p": Infinity}',
-                  b'{"prompt": "x", "temperature": 1e-320}', b'{"prompt": "x", "seed": -7}',
-                  b'{"prompt": [1, 99999999]}', b'{"messages": [{"role": "wizard", "content": "hi"}]}',
-                  json.dumps({"prompt": "x", "max_tokens": -5}).encode(), b"\x00" * 64]
+        bodies = [
+            b"{not json",
+            os.urandom(rng.randint(1, 2000)),
+            b'{"prompt": 42}',
+            b'["a list"]',
+            b'{"prompt": "x", "temperature": NaN}',
+            b'{"prompt": "x", "top_p": Infinity}',
+            b'{"prompt": "x", "temperature": 1e-320}',
+            b'{"prompt": "x", "seed": -7}',
+            b'{"prompt": [1, 99999999]}',
+            b'{"messages": [{"role": "wizard", "content": "hi"}]}',
+            json.dumps({"prompt": "x", "max_tokens": -5}).encode(),
+            b"\x00" * 64,
+        ]
         choice = rng.randrange(len(bodies) + 2)
         if choice == len(bodies):
             response = http.get("/v1/" + "".join(rng.choices("abcxyz/._%", k=12)))
@@ -244,9 +300,19 @@ class Stress:
         started = time.monotonic()
         response = http.post("/tokenize", json={"content": text})
         seconds = time.monotonic() - started
-        wrong = response.status_code == 200 and response.json()["tokens"] != self.refs.model.tokenize(text, add_bos=False)
-        self.record(kind, response.status_code, seconds, failure=f"status {response.status_code}"
-                    if response.status_code != 200 else "ids differ from the model's" if wrong else None)
+        wrong = response.status_code == 200 and response.json()["tokens"] != self.refs.model.tokenize(
+            text, add_bos=False
+        )
+        self.record(
+            kind,
+            response.status_code,
+            seconds,
+            failure=f"status {response.status_code}"
+            if response.status_code != 200
+            else "ids differ from the model's"
+            if wrong
+            else None,
+        )
 
     def health(self, http, rng, kind):
         self.expect(kind, http.get("/health"))
@@ -269,15 +335,25 @@ class Stress:
             lines = response.iter_lines()
             for _ in range(rng.randint(1, 6)):
                 next(lines, None)
-            self.record(kind, response.status_code,
-                        failure=None if response.status_code == 200 else f"status {response.status_code}")
+            self.record(
+                kind,
+                response.status_code,
+                failure=None if response.status_code == 200 else f"status {response.status_code}",
+            )
 
     def raw_bytes(self, http, rng, kind):
         """Not HTTP at all: the server may answer 400 or close; it must not hang or fall over."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=30) as raw:
-            raw.sendall(rng.choice([os.urandom(300), b"GET / HTTP/9.9\r\n\r\n",
-                                    b"POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-                                    b"\r\n" * 50 + b"HELLO\r\n\r\n"]))
+            raw.sendall(
+                rng.choice(
+                    [
+                        os.urandom(300),
+                        b"GET / HTTP/9.9\r\n\r\n",
+                        b"POST /v1/completions HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+                        b"\r\n" * 50 + b"HELLO\r\n\r\n",
+                    ]
+                )
+            )
             raw.shutdown(socket.SHUT_WR)
             answer = raw.recv(64)
         status = int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else "closed"
@@ -313,7 +389,7 @@ def stress(args, url, pid, server_log) -> int:
     refs = References(args.model, n_ctx, (0.8, 40, 0.95))
     run = Stress(url, refs, args.max_body_bytes, args.seed)
     with httpx.Client(base_url=url, timeout=60) as http:  # one request of each kind first: the baseline
-        for kind in Stress.WEIGHTS:                       # includes what any request loads once
+        for kind in Stress.WEIGHTS:  # includes what any request loads once
             getattr(run, kind.replace("-", "_"))(http, random.Random(0), kind)
     settle(url)
     time.sleep(1)
@@ -344,17 +420,21 @@ def stress(args, url, pid, server_log) -> int:
         counts = run.statuses.get(kind, {})
         print(f"{kind:<18} " + ", ".join(f"{s}: {n}" for s, n in sorted(counts.items(), key=str)))
     ms = [1000 * s for s in run.latencies]
-    print(f"latency of {len(ms)} answered generations and long tokenizations: p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms"
-          f"; worst /health {1000 * worst[0]:.0f} ms")
+    print(
+        f"latency of {len(ms)} answered generations and long tokenizations: p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms"
+        f"; worst /health {1000 * worst[0]:.0f} ms"
+    )
     print(f"server RSS: {before:.0f} MiB before, {after:.0f} MiB after (peak {peak:.0f} MiB)")
     problems = list(run.failures)
     if server_log is not None:  # uvicorn warns of each invalid request (expected here); a traceback is a bug
         server_log.seek(0)
         log = server_log.read()
-        print(f"server log: {log.count('Invalid HTTP request received')} invalid-request warnings, "
-              f"{log.count('Traceback')} tracebacks")
+        print(
+            f"server log: {log.count('Invalid HTTP request received')} invalid-request warnings, "
+            f"{log.count('Traceback')} tracebacks"
+        )
         if "Traceback" in log:
-            problems.append("the server logged a traceback:\n" + log[log.index("Traceback"):][:3000])
+            problems.append("the server logged a traceback:\n" + log[log.index("Traceback") :][:3000])
     if hung:
         problems.append(f"{hung} clients still waiting after the deadline")
     if (health["slots_processing"], health["requests_waiting"]) != (0, 0):
@@ -363,19 +443,31 @@ def stress(args, url, pid, server_log) -> int:
         problems.append(f"RSS grew by {after - before:.0f} MiB (more than --max-rss-growth {args.max_rss_growth})")
     for problem in problems[:20]:
         print("FAIL", problem)
-    print(f"{len(run.failures)} wrong answers or statuses; " + ("FAILED" if problems else "all well-formed requests "
-          "answered as the model answers alone, every hostile one refused"))
+    print(
+        f"{len(run.failures)} wrong answers or statuses; "
+        + (
+            "FAILED"
+            if problems
+            else "all well-formed requests answered as the model answers alone, every hostile one refused"
+        )
+    )
     refs.model.close()
     return 1 if problems else 0
 
 
 # ---- scaling ----
 
+
 def one_request(client, prompt, max_tokens) -> tuple[int, float]:
     """Streams one greedy completion; returns its completion tokens (from the usage chunk) and the seconds to its
     first token."""
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     tokens, first = 0, None
     start = time.monotonic()
     with client.stream("POST", "/v1/completions", json=body) as response:
@@ -425,8 +517,10 @@ def ttft_under_load(url, n_streams, long_ids, samples, time_limit) -> dict[str, 
     """Median seconds to the first token of a short prompt: idle, while n_streams others stream, and while they
     stream and the long prompt has just arrived (sent 50 ms before the short one)."""
     out = {}
-    with httpx.Client(base_url=url, timeout=time_limit + 60) as client, \
-            httpx.Client(base_url=url, timeout=time_limit + 60) as other:
+    with (
+        httpx.Client(base_url=url, timeout=time_limit + 60) as client,
+        httpx.Client(base_url=url, timeout=time_limit + 60) as other,
+    ):
         out["idle"] = percentile([one_request(client, PROMPTS[0], 1)[1] for _ in range(samples)], 50)
         stop = threading.Event()
 
@@ -462,17 +556,23 @@ def scaling(args, url, pid, server_log) -> int:
         done, tokens, seconds, ttfts = run_round(url, n, args.requests, args.max_tokens, args.time_limit)
         rate = tokens / seconds
         base = base or rate
-        print(f"{n:>7} {done:>8} {tokens:>7} {seconds:>8.2f} {rate:>8.1f} {rate / base:>7.2f}x "
-              f"{percentile(ttfts, 50) * 1000:>7.0f}ms", flush=True)
+        print(
+            f"{n:>7} {done:>8} {tokens:>7} {seconds:>8.2f} {rate:>8.1f} {rate / base:>7.2f}x "
+            f"{percentile(ttfts, 50) * 1000:>7.0f}ms",
+            flush=True,
+        )
     if args.long_prompt:
         with httpx.Client(base_url=url, timeout=60) as client:
             long_ids = long_prompt(client, args.long_prompt)
         n_streams = max(1, max(args.clients) - 2)  # a slot each for the long prompt and the short one
         t = ttft_under_load(url, n_streams, long_ids, args.ttft_samples, args.time_limit)
-        print(f"TTFT of a short prompt (p50 of {args.ttft_samples}): idle {t['idle'] * 1000:.0f} ms; "
-              f"{n_streams} streams decoding {t['streams'] * 1000:.0f} ms ({t['streams'] / t['idle']:.2f}x); "
-              f"+ a {len(long_ids)}-token prompt just arrived {t['streams+long'] * 1000:.0f} ms "
-              f"({t['streams+long'] / t['idle']:.2f}x idle)", flush=True)
+        print(
+            f"TTFT of a short prompt (p50 of {args.ttft_samples}): idle {t['idle'] * 1000:.0f} ms; "
+            f"{n_streams} streams decoding {t['streams'] * 1000:.0f} ms ({t['streams'] / t['idle']:.2f}x); "
+            f"+ a {len(long_ids)}-token prompt just arrived {t['streams+long'] * 1000:.0f} ms "
+            f"({t['streams+long'] / t['idle']:.2f}x idle)",
+            flush=True,
+        )
     return 0
 
 
@@ -514,8 +614,13 @@ def main(argv=None) -> int:
         check_loopback(url)
     else:
         parallel = max(args.clients) if args.mode == "scaling" else args.parallel
-        extra = (["--max-body-bytes", str(args.max_body_bytes)] if args.mode == "stress" else
-                 ["-b", str(args.batch_size)] if args.batch_size else [])
+        extra = (
+            ["--max-body-bytes", str(args.max_body_bytes)]
+            if args.mode == "stress"
+            else ["-b", str(args.batch_size)]
+            if args.batch_size
+            else []
+        )
         server_log = tempfile.TemporaryFile("w+")
         proc, url = start_server(args.model, parallel, args.threads, args.ctx_size, extra, server_log)
         pid = proc.pid

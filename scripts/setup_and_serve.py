@@ -10,6 +10,7 @@ models/<name>.<type>.gguf unless an up-to-date one is there (converter/cached.py
 into its cache), then runs `tritlm serve`, which prints the URL and
 a ready-to-paste curl command. Only repos the converter knows are accepted; a local checkpoint folder works too.
 --models-dir moves models/ (downloads, GGUFs, and where the embedded model is looked for)."""
+
 import argparse
 import os
 import subprocess
@@ -24,6 +25,7 @@ def ensure_native():
     """Imports the C core, building it in place first if it is missing."""
     try:
         import tritlm.runtime._native  # noqa: F401
+
         return
     except ImportError:
         print("setup: building the C core ...", flush=True)
@@ -35,11 +37,14 @@ def ensure_native():
 def source_of(repo: str | None, models_dir: str) -> str:
     """The checkpoint to convert: a folder, or a repo id the converter knows (default: the embedded model)."""
     from tritlm.converter.families import KNOWN_REPOS
+
     if repo is None:
         embedded = os.path.join(models_dir, EMBEDDED)
         if not os.path.isdir(embedded):
-            raise FileNotFoundError(f"the embedded model is not at {embedded}: train it with "
-                                    f"models/train_tiny.py, or name a Hub repo (--list shows them)")
+            raise FileNotFoundError(
+                f"the embedded model is not at {embedded}: train it with "
+                f"models/train_tiny.py, or name a Hub repo (--list shows them)"
+            )
         return embedded
     if not os.path.isdir(repo) and repo not in KNOWN_REPOS:
         raise ValueError(f"unsupported repo {repo!r}: supported are {', '.join(KNOWN_REPOS)} (see --list)")
@@ -49,6 +54,7 @@ def source_of(repo: str | None, models_dir: str) -> str:
 def main(argv=None) -> int:
     from tritlm.converter.errors import ConverterError
     from tritlm.converter.pack import OUTPUT_TYPES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("repo", nargs="?", help="Hub repo id (see --list) or checkpoint folder; default: embedded model")
     p.add_argument("--type", choices=OUTPUT_TYPES, default="i2_s", help="storage of the ternary weights")
@@ -64,14 +70,17 @@ def main(argv=None) -> int:
     try:
         if args.list:
             from tritlm.converter.families import KNOWN_REPOS
+
             for repo, note in KNOWN_REPOS.items():
                 print(f"{repo:40} {note}")
             return 0
         os.environ.setdefault("HF_HUB_CACHE", os.path.join(args.models_dir, "hub"))  # read when huggingface_hub loads
         ensure_native()
         from tritlm.converter.cached import cached_gguf
+
         gguf_path = cached_gguf(source_of(args.repo, args.models_dir), args.type, args.models_dir)
         from tritlm.runtime.server.cli import serve
+
         return serve(gguf_path, args.host, args.port, args.threads, args.ctx_size, args.parallel, args.api_key)
     except KeyboardInterrupt:
         return 130

@@ -1,6 +1,7 @@
 """Tiny test checkpoints in both published forms, and the independent reference that runs them:
 transformers' BitNetForCausalLM with its BitNet quantizer, so it really computes ternary weights times
 int8 activations."""
+
 import json
 import os
 
@@ -10,11 +11,13 @@ from tritlm.converter import synth, synth_tokenizer
 from tritlm.converter.presets import PRESETS
 
 N_SPECIAL = 16
-WORDS = ("the a of to and in is it that was for on are with as his they be at one have this from or had by "
-         "word but what some we can out other were all there when up use your how said an each she which do "
-         "their time if will way about many then them write would like so these her long make thing see him "
-         "two has look more day could go come did number sound no most people my over know water than call "
-         "first who may down side been now find ternary weight model token cache layer matrix vector scale").split()
+WORDS = (
+    "the a of to and in is it that was for on are with as his they be at one have this from or had by "
+    "word but what some we can out other were all there when up use your how said an each she which do "
+    "their time if will way about many then them write would like so these her long make thing see him "
+    "two has look more day could go come did number sound no most people my over know water than call "
+    "first who may down side been now find ternary weight model token cache layer matrix vector scale"
+).split()
 EXTRA = ["naïve", "café", "Zürich", "日本語", "emoji 🙂", "x = 3.14;", "if (a != b) { return -1; }", "\n\n", "\t"]
 
 
@@ -35,9 +38,11 @@ def training_text(n_lines: int = 3000, seed: int = 1) -> list[str]:
 def tiny_tokenizer(vocab_size: int = PRESETS["tiny"]["vocab_size"]):
     """A trained Llama-3-style byte-level BPE of exactly vocab_size entries (specials at the end)."""
     from tokenizers import pre_tokenizers, trainers
+
     tok = synth_tokenizer.new_llama3_bpe()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size - N_SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - N_SPECIAL, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(training_text(), trainer)
     tok = synth_tokenizer.finish_llama3(tok, N_SPECIAL)
     assert tok.get_vocab_size() == vocab_size, tok.get_vocab_size()
@@ -54,11 +59,15 @@ def load_reference(model_dir: str):
     weight_scale that multiplies) or online (absmean-ternarizes the bf16 masters in every forward)."""
     import torch
     from transformers import AutoConfig, BitNetForCausalLM
+
     with open(os.path.join(model_dir, "config.json")) as f:
         packed = json.load(f).get("quantization_config", {}).get("quantization_mode") == "offline"
     config = AutoConfig.from_pretrained(model_dir)
-    config.quantization_config = {"quant_method": "bitnet", "linear_class": "autobitlinear",
-                                  "quantization_mode": "offline" if packed else "online"}
+    config.quantization_config = {
+        "quant_method": "bitnet",
+        "linear_class": "autobitlinear",
+        "quantization_mode": "offline" if packed else "online",
+    }
     model = BitNetForCausalLM.from_pretrained(model_dir, config=config, dtype=torch.float32)
     # The quantizer leaves the unconverted modules (embeddings, norms) in the checkpoint's bf16 and
     # forbids model.float(); the plain nn.Module cast is what we need.

@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_checkpoints(tmp_path_factory):
     """{"packed": dir, "bf16": dir}: one tiny model in both published on-disk forms."""
     from tests.checkpoints import make_tiny
+
     root = tmp_path_factory.mktemp("tiny")
     return {form: make_tiny(str(root / form), form) for form in ("packed", "bf16")}
 
@@ -22,6 +23,7 @@ def tiny_checkpoints(tmp_path_factory):
 def tiny_gguf(tiny_checkpoints, tmp_path_factory):
     """The packed tiny checkpoint converted to an i2_s GGUF."""
     from tritlm.converter.write import convert
+
     path = str(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
     convert(tiny_checkpoints["packed"], path, "i2_s", progress=False)
     return path
@@ -32,6 +34,7 @@ def model(tiny_gguf):
     """tiny_gguf loaded on one thread, one per test module (tests may patch its methods); modules that need
     another thread count or context define their own."""
     from tritlm.runtime import Model
+
     with Model(tiny_gguf, threads=1) as m:
         yield m
 
@@ -42,6 +45,7 @@ def embedded_gguf(tmp_path_factory):
     from pathlib import Path
 
     from tritlm.converter.write import convert
+
     path = str(tmp_path_factory.mktemp("embedded") / "bitnet-tiny-i2_s.gguf")
     convert(str(Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"), path, "i2_s", progress=False)
     return path
@@ -51,6 +55,7 @@ def embedded_gguf(tmp_path_factory):
 def embedded(embedded_gguf):
     """The embedded model loaded on one thread, one per test module."""
     from tritlm.runtime import Model
+
     with Model(embedded_gguf, threads=1) as m:
         yield m
 
@@ -63,6 +68,7 @@ def ray_cluster(tmp_path_factory):
     patch.setenv("RAY_TMPDIR", str(tmp_path_factory.mktemp("ray")))
     patch.setenv("PYTHONPATH", os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p))
     from tritlm.cluster import connect
+
     ray = connect(None)
     try:
         yield ray.get_runtime_context().gcs_address

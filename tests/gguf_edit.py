@@ -1,5 +1,6 @@
 """Copies of GGUF files with one thing changed, written with gguf-py (an independent reader and writer), for the
 tests that check what the loader refuses."""
+
 import gguf
 
 

@@ -7,6 +7,7 @@ changes what later positions read, so quantizing every position's k and v is the
 input is quantized per token: top-K of |x| (ties: lower index), then INT8 absmax or INT4 absmean; the dot is an
 integer sum scaled once, y = isum / s * weight_scale, as the engine computes it. The quantizers sum in the
 engine's canonical order, so the integer codes are the engine's exactly; floats elsewhere may differ in rounding."""
+
 import json
 from pathlib import Path
 
@@ -16,8 +17,12 @@ from safetensors.torch import load_file
 from tritlm.converter.hf_ternary import unpack
 
 GROUPS = ("attn_qkv", "attn_output", "ffn_gate_up", "ffn_down")
-B158 = {"activation_bits": dict.fromkeys(GROUPS, 8), "activation_topk": dict.fromkeys(GROUPS, 1.0),
-        "kv_cache_bits": None, "kv_cache_bits_first": None}
+B158 = {
+    "activation_bits": dict.fromkeys(GROUPS, 8),
+    "activation_topk": dict.fromkeys(GROUPS, 1.0),
+    "kv_cache_bits": None,
+    "kv_cache_bits_first": None,
+}
 
 
 def mode_of(config: dict) -> dict:
@@ -42,7 +47,7 @@ def canonical_sum(v: np.ndarray) -> np.float32:
     for row in v.reshape(-1, 16):
         lanes = lanes + row
     for half in (8, 4, 2, 1):
-        lanes = lanes[:half] + lanes[half:2 * half]
+        lanes = lanes[:half] + lanes[half : 2 * half]
     return lanes[0]
 
 
@@ -87,8 +92,10 @@ class Checkpoint:
     def __init__(self, folder):
         folder = Path(folder)
         self.config = json.loads((folder / "config.json").read_text())
-        raw = {name: value.float().numpy() if value.is_floating_point() else value.numpy()
-               for name, value in load_file(str(folder / "model.safetensors")).items()}  # bf16 -> f32 exactly
+        raw = {
+            name: value.float().numpy() if value.is_floating_point() else value.numpy()
+            for name, value in load_file(str(folder / "model.safetensors")).items()
+        }  # bf16 -> f32 exactly
         self.t = {}
         for name, value in raw.items():
             if name.endswith(".weight_scale"):
@@ -124,11 +131,11 @@ def rope(x: np.ndarray, theta: float) -> np.ndarray:
     transformers computes them, their cos/sin correctly rounded (computed in float64)."""
     hd = x.shape[-1]
     exponent = np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)
-    inv = (np.float32(1) / (np.float64(np.float32(theta)) ** exponent.astype(np.float64)).astype(np.float32))
+    inv = np.float32(1) / (np.float64(np.float32(theta)) ** exponent.astype(np.float64)).astype(np.float32)
     angle = np.arange(x.shape[0], dtype=np.float32)[:, None] * inv[None]
     cos = np.cos(angle.astype(np.float64)).astype(np.float32)[:, None]
     sin = np.sin(angle.astype(np.float64)).astype(np.float32)[:, None]
-    a, b = x[..., :hd // 2], x[..., hd // 2:]
+    a, b = x[..., : hd // 2], x[..., hd // 2 :]
     return np.concatenate([a * cos - b * sin, b * cos + a * sin], -1).astype(np.float32)
 
 
@@ -144,8 +151,10 @@ def forward(ckpt: Checkpoint, ids: list[int], mode: dict | None = None) -> np.nd
         p = f"model.layers.{i}."
         # attention: RMSNorm, q/k/v BitLinears on one quantized input, RoPE
         h = rmsnorm(x, ckpt[p + "input_layernorm.weight"], eps)
-        q, k, v = (bitlinear(h, ckpt[p + f"self_attn.{name}.weight"], bits["attn_qkv"], topk["attn_qkv"])
-                   for name in ("q_proj", "k_proj", "v_proj"))
+        q, k, v = (
+            bitlinear(h, ckpt[p + f"self_attn.{name}.weight"], bits["attn_qkv"], topk["attn_qkv"])
+            for name in ("q_proj", "k_proj", "v_proj")
+        )
         q = rope(q.reshape(n, n_head, hd), c["rope_theta"])
         k, v = rope(k.reshape(n, n_kv, hd), c["rope_theta"]), v.reshape(n, n_kv, hd)
         # the KV cache at its bits, per token and KV head (position 0 at kv_cache_bits_first)

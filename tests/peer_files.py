@@ -18,6 +18,7 @@ The rules come from their sources (not their code):
   token_embd), so an untied checkpoint does not convert.
 
 The tokenizer is written with our converter's vocab module: both projects write gguf-py's standard keys."""
+
 import json
 import os
 
@@ -32,12 +33,24 @@ from tritlm.formats import TYPES
 
 I2_S = TYPES["i2_s"]
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-         "lm_head.weight": "output.weight", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-         "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-         "self_attn.o_proj": "attn_output", "self_attn.attn_sub_norm": "attn_sub_norm",
-         "self_attn.inner_attn_ln": "attn_sub_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-         "mlp.down_proj": "ffn_down", "mlp.ffn_sub_norm": "ffn_sub_norm", "mlp.ffn_layernorm": "ffn_sub_norm"}
+NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "self_attn.attn_sub_norm": "attn_sub_norm",
+    "self_attn.inner_attn_ln": "attn_sub_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "mlp.ffn_sub_norm": "ffn_sub_norm",
+    "mlp.ffn_layernorm": "ffn_sub_norm",
+}
 
 
 def gguf_name(hf_name: str) -> str:
@@ -103,6 +116,7 @@ def write(path: str, writer: gguf.GGUFWriter, tensors: list[tuple[str, np.ndarra
 
 # ---- bitnet.cpp ----
 
+
 def pack_i2_s(values: np.ndarray, scale: np.float32) -> np.ndarray:
     """convert-hf-to-gguf-bitnet.py's quantize_i2_s: codes 0/1/2 for -1/0/+1 of the flattened tensor, 128
     values a block of 32 bytes (value 32g + p at bits 6 - 2g of byte p), then 32 bytes: the f32 scale, zeros."""
@@ -142,8 +156,9 @@ def quantize_q6_k(x: np.ndarray) -> np.ndarray:
     return out.reshape(x.shape[0], -1)
 
 
-def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str = "bitnet-b1.58",
-                    output_copy: bool = False) -> str:
+def bitnet_cpp_gguf(
+    checkpoint: str, out: str, embedding: str = "f16", arch: str = "bitnet-b1.58", output_copy: bool = False
+) -> str:
     """output_copy: also an output.weight equal to the embedding, as the re-uploaded official 2B-4T file has."""
     config, tensors = read_checkpoint(checkpoint)
     writer = gguf.GGUFWriter(out, arch)
@@ -173,6 +188,7 @@ def bitnet_cpp_gguf(checkpoint: str, out: str, embedding: str = "f16", arch: str
 
 # ---- llama.cpp ----
 
+
 def llama_permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """LlamaModel.permute: each head's two rotated halves interleaved as pairs."""
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
@@ -186,7 +202,9 @@ def llama_cpp_gguf(checkpoint: str, out: str, type_name: str) -> str:
     add_hparams(writer, config, os.path.basename(checkpoint), file_type={"tq1_0": 36, "tq2_0": 37}[type_name])
     if llama:
         writer.add_vocab_size(config["vocab_size"])
-        writer.add_rope_dimension_count(config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"])
+        writer.add_rope_dimension_count(
+            config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        )
     else:
         writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
         writer.add_rope_scaling_factor(1.0)

@@ -1,5 +1,6 @@
 """A serve replica whose scheduler steps take 50 ms, so that tests/test_ray_serve.py can kill it mid-answer. A module
 of its own: Ray's workers import it by name (the test cluster puts this checkout on their path)."""
+
 import time
 
 from tritlm.cluster.serve import Replica

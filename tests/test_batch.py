@@ -2,6 +2,7 @@
 batching), rows come out in input order with bad rows as error lines, a rerun resumes after the rows already
 written (a torn last line is redone), and bad input is one line on stderr with no output file. With --ray
 (a local Ray cluster): the same bytes as without, greedy and seeded."""
+
 import json
 import socket
 import subprocess
@@ -9,16 +10,26 @@ import sys
 
 import pytest
 
-from tritlm.runtime import batch as batch_module
-from tritlm.runtime.cli import main
 from tests.checkpoints import full_forward_greedy
 from tests.conftest import REPO
+from tritlm.runtime import batch as batch_module
+from tritlm.runtime.cli import main
 
-PROMPTS = ["The weight of the model", "Hello", "x = 3.14;", "naïve café", "if (a != b) { return -1; }",
-           "the a of to and in is it that was", "Zürich 日本語", "one"]
-ROWS = ([{"id": f"p{i}", "prompt": p} for i, p in enumerate(PROMPTS[:3])]
-        + [{"prompt": 42}, ["not", "an", "object"]]  # bad rows: they get an error field
-        + [{"id": i, "prompt": p} for i, p in enumerate(PROMPTS[3:], 3)])
+PROMPTS = [
+    "The weight of the model",
+    "Hello",
+    "x = 3.14;",
+    "naïve café",
+    "if (a != b) { return -1; }",
+    "the a of to and in is it that was",
+    "Zürich 日本語",
+    "one",
+]
+ROWS = (
+    [{"id": f"p{i}", "prompt": p} for i, p in enumerate(PROMPTS[:3])]
+    + [{"prompt": 42}, ["not", "an", "object"]]  # bad rows: they get an error field
+    + [{"id": i, "prompt": p} for i, p in enumerate(PROMPTS[3:], 3)]
+)
 MAX_TOKENS = 12
 
 
@@ -30,8 +41,22 @@ def prompts(tmp_path):
 
 
 def batch_args(tiny_gguf, prompts, out, *more):
-    return ["batch", "-m", tiny_gguf, "-i", prompts, "-o", str(out), "--max-tokens", str(MAX_TOKENS), "-t", "1",
-            "--parallel", "3", *more]
+    return [
+        "batch",
+        "-m",
+        tiny_gguf,
+        "-i",
+        prompts,
+        "-o",
+        str(out),
+        "--max-tokens",
+        str(MAX_TOKENS),
+        "-t",
+        "1",
+        "--parallel",
+        "3",
+        *more,
+    ]
 
 
 def read(path):
@@ -43,8 +68,9 @@ def test_greedy_results_in_order(tiny_gguf, model, prompts, tmp_path, capsys):
     out = tmp_path / "results.jsonl"
     assert main(batch_args(tiny_gguf, prompts, out, "--temp", "0")) == 0
     results = read(out)
-    assert [r["id"] for r in results] == [row["id"] if isinstance(row, dict) and "id" in row else n
-                                          for n, row in enumerate(ROWS, 1)]
+    assert [r["id"] for r in results] == [
+        row["id"] if isinstance(row, dict) and "id" in row else n for n, row in enumerate(ROWS, 1)
+    ]
     for row, result in zip(ROWS, results):
         if not (isinstance(row, dict) and isinstance(row.get("prompt"), str)):
             assert "error" in result and "text" not in result
@@ -66,7 +92,9 @@ def test_rerun_resumes_after_the_rows_written(tiny_gguf, prompts, tmp_path, monk
 
     started = []
     complete = batch_module.complete
-    monkeypatch.setattr(batch_module, "complete", lambda model, todo, *a: started.extend(todo) or complete(model, todo, *a))
+    monkeypatch.setattr(
+        batch_module, "complete", lambda model, todo, *a: started.extend(todo) or complete(model, todo, *a)
+    )
     assert main(batch_args(tiny_gguf, prompts, out, "--temp", "0.9", "--seed", "3")) == 0
     assert [index for index, _ in started] == list(range(4, len(ROWS)))  # seeds by row: the same samples
     assert out.read_bytes() == full
@@ -99,15 +127,17 @@ def test_without_ray_installed(tiny_gguf, prompts, tmp_path, capsys, monkeypatch
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     monkeypatch.delitem(sys.modules, "tritlm.cluster.serve", raising=False)
     out = tmp_path / "results.jsonl"
-    assert "Ray is not installed: pip install 'tritlm[ray]'" in one_line_error(capsys, batch_args(
-        tiny_gguf, prompts, out, "--ray"))
+    assert "Ray is not installed: pip install 'tritlm[ray]'" in one_line_error(
+        capsys, batch_args(tiny_gguf, prompts, out, "--ray")
+    )
     assert not out.exists()
     assert "Ray is not installed" in one_line_error(capsys, ["serve", "-m", tiny_gguf, "--replicas", "2"], "serve")
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tritlm", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tritlm", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.slow  # a Ray cluster, four jobs on it
@@ -115,8 +145,9 @@ def test_ray_results_equal_local(ray_cluster, tiny_gguf, prompts, tmp_path):
     for sampling in (["--temp", "0"], ["--temp", "0.9", "--seed", "5"]):
         local, on_ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
         assert main(batch_args(tiny_gguf, prompts, local, *sampling)) == 0
-        done = run_cli(*batch_args(tiny_gguf, prompts, on_ray, *sampling, "--ray", "--ray-address", ray_cluster,
-                                   "--workers", "2"))
+        done = run_cli(
+            *batch_args(tiny_gguf, prompts, on_ray, *sampling, "--ray", "--ray-address", ray_cluster, "--workers", "2")
+        )
         assert done.returncode == 0, done.stderr
         assert on_ray.read_bytes() == local.read_bytes()
         local.unlink()
@@ -128,7 +159,8 @@ def test_ray_bad_input(ray_cluster, tiny_gguf, prompts, tmp_path):
     out = tmp_path / "results.jsonl"
     missing = run_cli(*batch_args(str(tmp_path / "no-such.gguf"), prompts, out, "--ray", "--ray-address", ray_cluster))
     assert missing.returncode == 1 and missing.stderr.splitlines()[-1] == (
-        f"tritlm batch: error: {tmp_path / 'no-such.gguf'}: no such model file on Ray node 127.0.0.1")
+        f"tritlm batch: error: {tmp_path / 'no-such.gguf'}: no such model file on Ray node 127.0.0.1"
+    )
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"

@@ -1,5 +1,6 @@
 """tritlm bench on the tiny checkpoint: the JSON records carry the fields with real, positive numbers, and the
 byte counts agree with gguf-py's reading of the same file."""
+
 import json
 import os
 

@@ -5,10 +5,10 @@ import io
 
 import pytest
 
+from tests.checkpoints import full_forward_greedy
 from tritlm.runtime import Model
 from tritlm.runtime.chat import Conversation, chat
 from tritlm.runtime.sampler import Sampler
-from tests.checkpoints import full_forward_greedy
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,7 @@ def model(tiny_gguf):
 @pytest.fixture(scope="module")
 def hf_tokenizer(tiny_checkpoints):
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(tiny_checkpoints["packed"])
 
 
@@ -47,8 +48,10 @@ def test_turns_match_reference(model, hf_tokenizer):
     questions = ["What is a layer?", "And a token?", "Thanks."]
     expected = reference_turns(model, hf_tokenizer, questions, 8)
     out = io.StringIO()
-    assert chat(model, Sampler(temperature=0), max_tokens=8, stdin=io.StringIO("\n".join(questions) + "\n"),
-                stdout=out) == 0
+    assert (
+        chat(model, Sampler(temperature=0), max_tokens=8, stdin=io.StringIO("\n".join(questions) + "\n"), stdout=out)
+        == 0
+    )
     assert answers_of(out) == expected
 
 
@@ -59,7 +62,7 @@ def test_prompt_extending_the_cache_prefills_only_the_new_tokens(model):
     assert conversation._uncached(first) == first
     model.prefill(conversation.seq, first)
     conversation.cached = first  # as a turn leaves it
-    assert conversation._uncached(longer) == longer[len(first):] and conversation.seq.pos == len(first)
+    assert conversation._uncached(longer) == longer[len(first) :] and conversation.seq.pos == len(first)
     # not an extension: the cache keeps the common prefix (all but the last id, which runs for its logits)
     assert conversation._uncached(first) == first[-1:] and conversation.seq.pos == len(first) - 1
     other = first[:3] + model.tokenize(" weight", add_bos=False)
@@ -102,8 +105,15 @@ def test_ctrl_c_stops_only_the_answer(model, hf_tokenizer):
     assert first.endswith(" [stopped]")
     partial = first.removesuffix(" [stopped]")
     ids = hf_tokenizer.apply_chat_template(
-        [{"role": "user", "content": "first?"}, {"role": "assistant", "content": partial},
-         {"role": "user", "content": "second?"}], add_generation_prompt=True, tokenize=True, return_dict=False)
+        [
+            {"role": "user", "content": "first?"},
+            {"role": "assistant", "content": partial},
+            {"role": "user", "content": "second?"},
+        ],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
     assert second == greedy_text(model, list(ids), 8)
 
 
@@ -111,9 +121,30 @@ def test_ctrl_c_stops_only_the_answer(model, hf_tokenizer):
 def test_tritlm_run_chat_through_a_pipe(model, hf_tokenizer, tiny_gguf, flag):
     import subprocess
     import sys
+
     expected = reference_turns(model, hf_tokenizer, ["What is a layer?"], 8)
-    done = subprocess.run([sys.executable, "-m", "tritlm", "run", "-m", tiny_gguf, flag, "--temp", "0",
-                           "-n", "8", "-c", "256", "-t", "2"], input="What is a layer?\n", capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritlm",
+            "run",
+            "-m",
+            tiny_gguf,
+            flag,
+            "--temp",
+            "0",
+            "-n",
+            "8",
+            "-c",
+            "256",
+            "-t",
+            "2",
+        ],
+        input="What is a layer?\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n> ")[1:-1] == expected

@@ -1,5 +1,6 @@
 """Threads calling one Model at the same time, each on its own sequence, get exactly the logits each gets alone:
 the engine's model is read-only after load, and each call borrows its own context (scratch)."""
+
 import threading
 
 import numpy as np
@@ -41,6 +42,7 @@ def test_one_sequence_is_used_by_one_call_at_a_time(tiny_gguf):
     """Two threads decoding into the same sequence: a call that finds it in use by the other fails with a ModelError
     and changes nothing, so the sequence holds exactly the tokens of the calls that succeeded."""
     from runtime import ModelError
+
     with Model(tiny_gguf, threads=2) as model, model.new_sequence(512) as seq:
         done, refused, start = [0, 0], [], threading.Barrier(2)
 

@@ -1,5 +1,6 @@
 """tritlm convert: tiny checkpoints in both published forms -> every GGUF type, checked against gguf-py
 (GGUFReader, gguf.quants), transformers' BitNet reference and hand-computed layouts."""
+
 import json
 import os
 import re
@@ -13,16 +14,22 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
+from tests.checkpoints import load_reference
 from tritlm.converter import hf_ternary, pack
-from tritlm.converter.safetensors_io import SafetensorsFile, bf16_to_f32
+from tritlm.converter.safetensors_io import SafetensorsFile
 from tritlm.converter.write import convert
 from tritlm.runtime.cli import main
-from tests.checkpoints import load_reference
 
 TYPES = ["i2_s", "tq1_0", "tq2_0", "f16", "f32"]
-LINEARS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-           "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-           "ffn_down": "mlp.down_proj"}
+LINEARS = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -34,7 +41,11 @@ class TensorTable(gguf.GGUFReader):
         self.table = {}
         for field in fields:
             _, name, _, dims, dtype, offset = field.parts
-            self.table[bytes(name).decode()] = (int(dtype[0]), tuple(reversed(dims.tolist())), start_offs + int(offset[0]))
+            self.table[bytes(name).decode()] = (
+                int(dtype[0]),
+                tuple(reversed(dims.tolist())),
+                start_offs + int(offset[0]),
+            )
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +69,7 @@ def effective_weights(model) -> dict[str, tuple[np.ndarray, float | None]]:
     """GGUF name -> (ternary values, scale) as transformers' layers hold them: offline layers have the
     unpacked ternary weight and a weight_scale that multiplies; online layers ternarize their masters."""
     from transformers.integrations.bitnet import WeightQuant
+
     out = {}
     for i, layer in enumerate(model.model.layers):
         for gguf_name, hf_name in LINEARS.items():
@@ -73,8 +85,10 @@ def read_tensor(path: str, name: str) -> tuple[int, tuple, np.ndarray]:
     """(type id, shape, raw bytes) of one tensor, sized by docs/format.md."""
     table = TensorTable(path)
     type_id, shape, offset = table.table[name]
-    size = {36: pack.nbytes("i2_s", *shape)}.get(type_id) or gguf.quants.quant_shape_to_byte_shape(shape, Q(type_id))[-1] * int(np.prod(shape[:-1]))
-    return type_id, shape, np.asarray(table.data[offset:offset + size])
+    size = {36: pack.nbytes("i2_s", *shape)}.get(type_id) or gguf.quants.quant_shape_to_byte_shape(shape, Q(type_id))[
+        -1
+    ] * int(np.prod(shape[:-1]))
+    return type_id, shape, np.asarray(table.data[offset : offset + size])
 
 
 def dequantize_i2_s(raw: np.ndarray, shape) -> tuple[np.ndarray, float]:
@@ -86,7 +100,7 @@ def dequantize_i2_s(raw: np.ndarray, shape) -> tuple[np.ndarray, float]:
             byte = int(raw[block * 32 + p])
             for g in range(4):
                 codes[block * 128 + g * 32 + p] = (byte >> (6 - 2 * g)) & 3
-    scale = raw[n // 4:n // 4 + 4].view("<f4")[0]
+    scale = raw[n // 4 : n // 4 + 4].view("<f4")[0]
     return (codes - 1).reshape(shape), float(scale)
 
 
@@ -130,8 +144,9 @@ def test_gguf_py_reads_every_file(gguf_files, tiny_checkpoints, type_name):
     embd = tensors["token_embd.weight"]
     assert embd.tensor_type == Q.BF16 and tuple(embd.shape) == (256, 1024)
     st = SafetensorsFile(os.path.join(tiny_checkpoints["packed"], "model.safetensors"))
-    np.testing.assert_array_equal(np.asarray(embd.data).view(np.uint16).reshape(1024, 256),
-                                  st.raw("model.embed_tokens.weight"))
+    np.testing.assert_array_equal(
+        np.asarray(embd.data).view(np.uint16).reshape(1024, 256), st.raw("model.embed_tokens.weight")
+    )
     norm = tensors["blk.1.ffn_sub_norm.weight"]
     assert norm.tensor_type == Q.F32
     np.testing.assert_array_equal(norm.data, st.float32("model.layers.1.mlp.ffn_sub_norm.weight"))
@@ -139,21 +154,32 @@ def test_gguf_py_reads_every_file(gguf_files, tiny_checkpoints, type_name):
     if type_name.startswith("tq"):  # gguf-py's own dequantizer on its own reading of our bytes
         scale = reader.fields["tritlm.weight_scale.blk.0.attn_q.weight"].contents()
         ternary = hf_ternary.unpack(st.raw("model.layers.0.self_attn.q_proj.weight"))
-        np.testing.assert_array_equal(gguf.quants.dequantize(q.data, q.tensor_type),
-                                      ternary * np.float32(np.float16(scale)))
+        np.testing.assert_array_equal(
+            gguf.quants.dequantize(q.data, q.tensor_type), ternary * np.float32(np.float16(scale))
+        )
 
 
 def test_metadata_and_tokenizer(gguf_files, tiny_checkpoints):
     from tokenizers import Tokenizer
+
     tok = Tokenizer.from_file(os.path.join(tiny_checkpoints["packed"], "tokenizer.json"))
     with open(os.path.join(tiny_checkpoints["packed"], "config.json")) as f:
         config = json.load(f)
     fields = {k: f.contents() for k, f in gguf.GGUFReader(gguf_files["packed", "tq2_0"]).fields.items()}
     assert fields["general.architecture"] == "bitnet"
     assert TensorTable(gguf_files["packed", "i2_s"]).fields["general.architecture"].contents() == "bitnet-b1.58"
-    assert [fields[f"bitnet.{k}"] for k in ("block_count", "embedding_length", "feed_forward_length",
-                                             "attention.head_count", "attention.head_count_kv",
-                                             "rope.dimension_count", "vocab_size")] == [2, 256, 768, 4, 2, 64, 1024]
+    assert [
+        fields[f"bitnet.{k}"]
+        for k in (
+            "block_count",
+            "embedding_length",
+            "feed_forward_length",
+            "attention.head_count",
+            "attention.head_count_kv",
+            "rope.dimension_count",
+            "vocab_size",
+        )
+    ] == [2, 256, 768, 4, 2, 64, 1024]
     assert fields["bitnet.rope.freq_base"] == 500000.0 and fields["tritlm.ffn_act"] == "relu2"
     assert np.float32(fields["bitnet.attention.layer_norm_rms_epsilon"]) == np.float32(1e-5)
     assert fields["tokenizer.ggml.model"] == "gpt2" and fields["tokenizer.ggml.pre"] == "llama-bpe"
@@ -181,7 +207,7 @@ def test_i2_s_layout_on_a_known_matrix():
     ternary[0, 0], ternary[0, 32], ternary[0, 127], ternary[1, 64] = 1, -1, 1, -1
     raw = pack.pack(ternary, 0.75, "i2_s")
     expected = np.full(2 * 32, 0x55, dtype=np.uint8)  # code 1 (zero) in all four 2-bit fields
-    expected[0] = 0b10_00_01_01   # row 0: value 0 = +1 (bits 7-6), value 32 = -1 (bits 5-4)
+    expected[0] = 0b10_00_01_01  # row 0: value 0 = +1 (bits 7-6), value 32 = -1 (bits 5-4)
     expected[31] = 0b01_01_01_10  # row 0: value 127 = 96 + 31 -> bits 1-0 of byte 31
     expected[32] = 0b01_01_00_01  # row 1: value 64 = -1 -> bits 3-2 of byte 0 of the second block
     assert raw.shape == (64 + 32,)
@@ -193,10 +219,13 @@ def test_tq_packing_matches_gguf_quants():
     ternary = np.random.default_rng(1).integers(-1, 2, (4, 512)).astype(np.int8)
     for type_name, q in (("tq1_0", Q.TQ1_0), ("tq2_0", Q.TQ2_0)):
         # gguf-py quantizes each block with d = max|x| = the scale, so its bytes must equal ours
-        np.testing.assert_array_equal(pack.pack(ternary, 0.5, type_name), gguf.quants.quantize(ternary * np.float32(0.5), q))
+        np.testing.assert_array_equal(
+            pack.pack(ternary, 0.5, type_name), gguf.quants.quantize(ternary * np.float32(0.5), q)
+        )
 
 
 # ---- errors: a one-line message, exit 1, and no output file ----
+
 
 def run_cli(args, capsys):
     code = main(args)
@@ -219,6 +248,7 @@ def copy_checkpoint(src, dst):
 def rewrite_tensor(ckpt_dir, name, array):
     """Replaces one tensor in model.safetensors (with the safetensors package, an independent writer)."""
     from safetensors.torch import load_file, save_file
+
     path = os.path.join(ckpt_dir, "model.safetensors")
     tensors = load_file(path)
     tensors[name] = array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
@@ -259,8 +289,8 @@ def rewrite_header(ckpt_dir, change):
     path = os.path.join(ckpt_dir, "model.safetensors")
     data = open(path, "rb").read()
     n = int.from_bytes(data[:8], "little")
-    header = json.dumps(change(json.loads(data[8:8 + n]))).encode()
-    open(path, "wb").write(len(header).to_bytes(8, "little") + header + data[8 + n:])
+    header = json.dumps(change(json.loads(data[8 : 8 + n]))).encode()
+    open(path, "wb").write(len(header).to_bytes(8, "little") + header + data[8 + n :])
 
 
 NORM = "model.layers.0.input_layernorm.weight"
@@ -271,35 +301,48 @@ def reverse_offsets(header):
     return header
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda h: list(h), re.escape("not a safetensors file (its header is a JSON list, not an object)")),
-    (lambda h: {**h, NORM: 5}, re.escape(f"tensor {NORM}: its header entry is 5, not an object")),
-    (lambda h: {**h, NORM: {**h[NORM], "data_offsets": "0,512"}},
-     re.escape(f"tensor {NORM}: data_offsets '0,512' is not a [begin, end] pair")),
-    (reverse_offsets, rf"tensor {NORM}: data_offsets \[\d+, \d+\] hold -512 bytes, but BF16 \[256\] takes 512"),
-    (lambda h: {**h, NORM: {**h[NORM], "shape": "256"}}, re.escape(f"tensor {NORM}: shape '256' is not a list of sizes")),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda h: list(h), re.escape("not a safetensors file (its header is a JSON list, not an object)")),
+        (lambda h: {**h, NORM: 5}, re.escape(f"tensor {NORM}: its header entry is 5, not an object")),
+        (
+            lambda h: {**h, NORM: {**h[NORM], "data_offsets": "0,512"}},
+            re.escape(f"tensor {NORM}: data_offsets '0,512' is not a [begin, end] pair"),
+        ),
+        (reverse_offsets, rf"tensor {NORM}: data_offsets \[\d+, \d+\] hold -512 bytes, but BF16 \[256\] takes 512"),
+        (
+            lambda h: {**h, NORM: {**h[NORM], "shape": "256"}},
+            re.escape(f"tensor {NORM}: shape '256' is not a list of sizes"),
+        ),
+    ],
+)
 def test_error_hostile_safetensors_header(capsys, tmp_path, tiny_checkpoints, change, message):
     """Each is one line naming the file and the tensor."""
     ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
     rewrite_header(ckpt, change)
     code, err = run_cli(["convert", str(ckpt), "-o", str(tmp_path / "out.gguf")], capsys)
-    assert code == 1 and re.fullmatch(rf"tritlm convert: error: {re.escape(str(ckpt))}/model.safetensors: .*{message}.*", err), err
+    assert code == 1 and re.fullmatch(
+        rf"tritlm convert: error: {re.escape(str(ckpt))}/model.safetensors: .*{message}.*", err
+    ), err
     assert not (tmp_path / "out.gguf").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"num_attention_heads": 0}, "config.json: num_attention_heads is 0, not a positive integer"),
-    ({"rms_norm_eps": "nan"}, "config.json: rms_norm_eps is 'nan', not a finite number >= 0"),
-    ({"rms_norm_eps": float("nan")}, "config.json: rms_norm_eps is nan, not a finite number >= 0"),
-    ({"max_position_embeddings": -1}, "config.json: max_position_embeddings is -1, not a positive integer"),
-    ({"hidden_size": 256.0}, "config.json: hidden_size is 256.0, not a positive integer"),
-    ({"num_key_value_heads": 3}, "config.json: 4 attention heads do not share 3 key/value heads evenly"),
-    ({"head_dim": 63}, "config.json: head_dim 63 is odd (RoPE rotates pairs)"),
-    ({"architectures": "BitNetForCausalLM"}, "config.json: architectures is 'BitNetForCausalLM', not a list"),
-    ({"quantization_config": "bitnet"}, "config.json: quantization_config is 'bitnet', not an object"),
-    ({"rope_parameters": [1], "rope_theta": None}, "config.json: rope_parameters is [1], not an object"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"num_attention_heads": 0}, "config.json: num_attention_heads is 0, not a positive integer"),
+        ({"rms_norm_eps": "nan"}, "config.json: rms_norm_eps is 'nan', not a finite number >= 0"),
+        ({"rms_norm_eps": float("nan")}, "config.json: rms_norm_eps is nan, not a finite number >= 0"),
+        ({"max_position_embeddings": -1}, "config.json: max_position_embeddings is -1, not a positive integer"),
+        ({"hidden_size": 256.0}, "config.json: hidden_size is 256.0, not a positive integer"),
+        ({"num_key_value_heads": 3}, "config.json: 4 attention heads do not share 3 key/value heads evenly"),
+        ({"head_dim": 63}, "config.json: head_dim 63 is odd (RoPE rotates pairs)"),
+        ({"architectures": "BitNetForCausalLM"}, "config.json: architectures is 'BitNetForCausalLM', not a list"),
+        ({"quantization_config": "bitnet"}, "config.json: quantization_config is 'bitnet', not an object"),
+        ({"rope_parameters": [1], "rope_theta": None}, "config.json: rope_parameters is [1], not an object"),
+    ],
+)
 def test_error_hostile_config(capsys, tmp_path, tiny_checkpoints, change, message):
     ckpt = copy_checkpoint(tiny_checkpoints["packed"], tmp_path / "ckpt")
     config = json.load(open(ckpt / "config.json"))
@@ -333,7 +376,9 @@ def test_error_not_ternary(capsys, tmp_path, tiny_checkpoints):
     weight[5, 7] = 0xFF  # code 3 in every field
     del st
     rewrite_tensor(ckpt, "model.layers.0.self_attn.k_proj.weight", weight)
-    assert_fails(capsys, tmp_path, ckpt, "model.layers.0.self_attn.k_proj.weight: packed ternary weight holds the invalid code 3")
+    assert_fails(
+        capsys, tmp_path, ckpt, "model.layers.0.self_attn.k_proj.weight: packed ternary weight holds the invalid code 3"
+    )
 
 
 def test_unwritable_output_is_one_line(capsys, tmp_path, tiny_checkpoints):
@@ -345,8 +390,10 @@ def test_unwritable_output_is_one_line(capsys, tmp_path, tiny_checkpoints):
 def test_a_bug_keeps_its_traceback(tmp_path, tiny_checkpoints, monkeypatch):
     """Only ConverterError is bad input: any other exception while converting is a bug, so the CLI lets it
     through (a traceback) instead of printing it as a one-line error, and still leaves no file."""
+
     def broken(*args):
         raise ValueError("an internal bug")
+
     monkeypatch.setattr(pack, "pack", broken)
     with pytest.raises(ValueError, match="an internal bug"):
         main(["convert", tiny_checkpoints["packed"], "-o", str(tmp_path / "out.gguf"), "--type", "tq2_0"])
@@ -361,6 +408,7 @@ def test_interrupt_leaves_no_file(tmp_path, tiny_checkpoints, monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return real_pack(*args)
+
     real_pack = pack.pack
     monkeypatch.setattr(pack, "pack", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -369,6 +417,7 @@ def test_interrupt_leaves_no_file(tmp_path, tiny_checkpoints, monkeypatch):
 
 
 # ---- the Hub path, offline over a cache this test lays out ----
+
 
 def hub_cache(root, repo_id, files_from):
     """The huggingface_hub cache layout: refs/main -> commit, snapshots/<commit>/<files> -> blobs."""
@@ -391,15 +440,23 @@ def test_convert_hub_repo_id_offline(tmp_path, tiny_checkpoints):
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": ROOT}
     out = tmp_path / "hub.gguf"
     cmd = [sys.executable, "-m", "tritlm", "convert"]
-    done = subprocess.run(cmd + ["tiny-org/tiny-bitnet", "-o", str(out), "--type", "tq2_0"], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        cmd + ["tiny-org/tiny-bitnet", "-o", str(out), "--type", "tq2_0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert gguf.GGUFReader(str(out)).fields["general.architecture"].contents() == "bitnet"
-    missing = subprocess.run(cmd + ["tiny-org/absent", "-o", str(tmp_path / "x.gguf")], env=env, cwd=ROOT,
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        cmd + ["tiny-org/absent", "-o", str(tmp_path / "x.gguf")], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     assert missing.returncode == 1
-    assert missing.stderr.strip() == ("tritlm convert: error: tiny-org/absent: not in the Hugging Face cache and the "
-                                      "Hub is unreachable (offline or HF_HUB_OFFLINE=1)")
+    assert missing.stderr.strip() == (
+        "tritlm convert: error: tiny-org/absent: not in the Hugging Face cache and the "
+        "Hub is unreachable (offline or HF_HUB_OFFLINE=1)"
+    )
     assert not (tmp_path / "x.gguf").exists()
 
 
@@ -414,10 +471,16 @@ def test_list(capsys):
 def test_2b_converts_in_bounded_memory(tmp_path, form):
     """The 2.4B model streams: converting it (the bf16 masters are the heavier form) stays under 4 GB."""
     ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "2b.gguf")
-    subprocess.run([sys.executable, "-m", "tritlm", "synth", "--preset", "2b-4t", "-o", ckpt, "--form", form],
-                   check=True, cwd=ROOT, capture_output=True)
-    code = ("import sys; from tritlm.converter.write import convert; convert(sys.argv[1], sys.argv[2], 'i2_s', False);"
-            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")  # own peak, kB: ru_maxrss keeps pytest's across fork+exec
+    subprocess.run(
+        [sys.executable, "-m", "tritlm", "synth", "--preset", "2b-4t", "-o", ckpt, "--form", form],
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    code = (
+        "import sys; from tritlm.converter.write import convert; convert(sys.argv[1], sys.argv[2], 'i2_s', False);"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )  # own peak, kB: ru_maxrss keeps pytest's across fork+exec
     done = subprocess.run([sys.executable, "-c", code, ckpt, out], check=True, cwd=ROOT, capture_output=True, text=True)
     peak_mb = int(done.stdout.split()[-1]) / 1024
     print(f"2b-4t {form} -> i2_s peak RSS {peak_mb:.0f} MB, {os.path.getsize(out) / 2**30:.2f} GiB")

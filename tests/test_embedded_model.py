@@ -1,6 +1,7 @@
 """The embedded model (models/bitnet-tiny): it is in microsoft/bitnet-b1.58-2B-4T's on-disk form, transformers
 runs it with its own BitNet quantizer, and after `tritlm convert` our engine continues a prompt greedily with
 exactly transformers' tokens."""
+
 import json
 import os
 from pathlib import Path
@@ -10,8 +11,8 @@ import pytest
 
 os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 
-from tritlm.converter.hf_ternary import unpack
 from tests.checkpoints import load_reference
+from tritlm.converter.hf_ternary import unpack
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"
 PROMPT = "def fibonacci(n):"
@@ -26,6 +27,7 @@ def reference():
 @pytest.fixture(scope="module")
 def prompt_ids():
     from tokenizers import Tokenizer
+
     return Tokenizer.from_file(str(CHECKPOINT / "tokenizer.json")).encode(PROMPT).ids
 
 
@@ -36,10 +38,14 @@ def expected_continuation(reference, prompt_ids):
 
 def test_checkpoint_is_in_2b4t_packed_form():
     from safetensors import safe_open
+
     config = json.loads((CHECKPOINT / "config.json").read_text())
     assert config["architectures"] == ["BitNetForCausalLM"]
-    assert config["quantization_config"] == {"quant_method": "bitnet", "linear_class": "autobitlinear",
-                                             "quantization_mode": "offline"}
+    assert config["quantization_config"] == {
+        "quant_method": "bitnet",
+        "linear_class": "autobitlinear",
+        "quantization_mode": "offline",
+    }
     with safe_open(str(CHECKPOINT / "model.safetensors"), "pt") as f:
         names = set(f.keys())
         q = f.get_tensor("model.layers.0.self_attn.q_proj.weight")
@@ -56,6 +62,7 @@ def test_checkpoint_is_in_2b4t_packed_form():
 
 def test_transformers_runs_it_as_bitnet(reference):
     from transformers.integrations.bitnet import AutoBitLinear
+
     q_proj = reference.model.layers[0].self_attn.q_proj
     assert isinstance(q_proj, AutoBitLinear) and not q_proj.online_quant
     assert set(np.unique(q_proj.weight.detach().numpy()).tolist()) == {-1.0, 0.0, 1.0}
@@ -63,6 +70,7 @@ def test_transformers_runs_it_as_bitnet(reference):
 
 def transformers_greedy(model, ids: list[int], n: int) -> list[int]:
     import torch
+
     ids = list(ids)
     with torch.no_grad():
         for _ in range(n):
@@ -72,6 +80,7 @@ def transformers_greedy(model, ids: list[int], n: int) -> list[int]:
 
 def engine_greedy(path: str, ids: list[int], n: int) -> list[int]:
     from tritlm.runtime import Model
+
     with Model(path, threads=2) as model, model.new_sequence() as seq:
         out = [int(np.argmax(model.prefill(seq, ids)))]
         while len(out) < n:
@@ -83,6 +92,7 @@ def engine_greedy(path: str, ids: list[int], n: int) -> list[int]:
 @pytest.mark.parametrize("qtype", ["i2_s", "tq2_0"])
 def test_greedy_continuation_matches_transformers(qtype, expected_continuation, prompt_ids, tmp_path):
     from tritlm.converter.write import convert
+
     gguf = str(tmp_path / f"bitnet-tiny-{qtype}.gguf")
     convert(str(CHECKPOINT), gguf, qtype, progress=False)
     assert engine_greedy(gguf, prompt_ids, N_TOKENS) == expected_continuation

@@ -1,16 +1,18 @@
 """The C forward pass (tl_forward) against a numpy reference written from the model description (BitNet b1.58:
 Llama + attn/ffn sub-norms, lossless int8 x ternary BitLinear, NEOX RoPE, GQA), plus the batching contracts:
 prefill = token-by-token decode, batched decode = each sequence alone, any thread count, clear errors."""
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from tritlm.runtime._native import ffi, lib
 from tests.test_kernels import pack_i2_s
+from tritlm.runtime._native import ffi, lib
 
-CFG = dict(n_layer=2, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, head_dim=64, n_vocab=301, rms_eps=1e-5,
-           rope_theta=10000.0)
+CFG = dict(
+    n_layer=2, n_embd=256, n_ff=512, n_head=4, n_head_kv=2, head_dim=64, n_vocab=301, rms_eps=1e-5, rope_theta=10000.0
+)
 LINEARS = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
 NORMS = ["attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"]
 
@@ -18,20 +20,33 @@ NORMS = ["attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm"]
 def random_weights(seed=0, cfg=CFG):
     rng = np.random.default_rng(seed)
     e, f, qd, kvd = cfg["n_embd"], cfg["n_ff"], cfg["n_head"] * cfg["head_dim"], cfg["n_head_kv"] * cfg["head_dim"]
-    shapes = {"attn_q": (qd, e), "attn_k": (kvd, e), "attn_v": (kvd, e), "attn_output": (e, qd),
-              "ffn_gate": (f, e), "ffn_up": (f, e), "ffn_down": (e, f)}
+    shapes = {
+        "attn_q": (qd, e),
+        "attn_k": (kvd, e),
+        "attn_v": (kvd, e),
+        "attn_output": (e, qd),
+        "ffn_gate": (f, e),
+        "ffn_up": (f, e),
+        "ffn_down": (e, f),
+    }
     norm_dims = {"attn_norm": e, "attn_sub_norm": qd, "ffn_norm": e, "ffn_sub_norm": f}
     layers = []
     for _ in range(cfg["n_layer"]):
-        layer = {name: (rng.integers(-1, 2, shape, dtype=np.int8), np.float32(rng.uniform(0.5, 2.0) / np.sqrt(shape[1])))
-                 for name, shape in shapes.items()}
+        layer = {
+            name: (rng.integers(-1, 2, shape, dtype=np.int8), np.float32(rng.uniform(0.5, 2.0) / np.sqrt(shape[1])))
+            for name, shape in shapes.items()
+        }
         layer.update({name: (1 + 0.2 * rng.standard_normal(dim)).astype(np.float32) for name, dim in norm_dims.items()})
         layers.append(layer)
-    return {"token_embd": rng.standard_normal((cfg["n_vocab"], e)).astype(np.float32),
-            "output_norm": (1 + 0.2 * rng.standard_normal(e)).astype(np.float32), "layers": layers}
+    return {
+        "token_embd": rng.standard_normal((cfg["n_vocab"], e)).astype(np.float32),
+        "output_norm": (1 + 0.2 * rng.standard_normal(e)).astype(np.float32),
+        "layers": layers,
+    }
 
 
 # ---- the numpy reference ----
+
 
 def rmsnorm(x, w, eps):
     return w * (x * (1 / np.sqrt((x * x).mean(-1, keepdims=True) + np.float32(eps))))
@@ -57,7 +72,7 @@ def rope(x, positions, theta):
     inv_freq = np.float32(1) / (np.float32(theta) ** (np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)))
     angle = positions[:, None].astype(np.float32) * inv_freq
     cos, sin = np.concatenate([np.cos(angle)] * 2, -1)[:, None], np.concatenate([np.sin(angle)] * 2, -1)[:, None]
-    rotated = np.concatenate([-x[..., hd // 2:], x[..., :hd // 2]], -1)
+    rotated = np.concatenate([-x[..., hd // 2 :], x[..., : hd // 2]], -1)
     return x * cos + rotated * sin
 
 
@@ -87,6 +102,7 @@ def reference_logits(w, tokens, act="relu2", cfg=CFG, linears=None):
 
 # ---- the engine through cffi ----
 
+
 def pack_linear(kind, ternary, scale):
     """(bytes, dequantized weight as the reference sees it) for one linear weight in a GGUF type."""
     if kind == "i2_s":
@@ -107,8 +123,15 @@ def pack_embedding(kind, emb):
     return packed, quants.dequantize(packed, getattr(QT, kind.upper())).astype(np.float32)
 
 
-TYPE_IDS = {"f32": lib.TL_F32, "f16": lib.TL_F16, "bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0,
-            "tq1_0": lib.TL_TQ1_0, "tq2_0": lib.TL_TQ2_0, "i2_s": lib.TL_I2_S}
+TYPE_IDS = {
+    "f32": lib.TL_F32,
+    "f16": lib.TL_F16,
+    "bf16": lib.TL_BF16,
+    "q8_0": lib.TL_Q8_0,
+    "tq1_0": lib.TL_TQ1_0,
+    "tq2_0": lib.TL_TQ2_0,
+    "i2_s": lib.TL_I2_S,
+}
 
 
 class Engine:
@@ -147,8 +170,10 @@ class Engine:
     def tensor(self, arr, kind, rows, cols, scale=0.0):
         arr = np.ascontiguousarray(arr)
         self.keep.append(arr)
-        return ffi.new("tl_tensor *", dict(data=ffi.from_buffer(arr), type=TYPE_IDS[kind], rows=rows, cols=cols,
-                                           scale=float(scale)))
+        return ffi.new(
+            "tl_tensor *",
+            dict(data=ffi.from_buffer(arr), type=TYPE_IDS[kind], rows=rows, cols=cols, scale=float(scale)),
+        )
 
     def seq(self, n_ctx=64):
         return ffi.gc(lib.tl_seq_new(self.model, n_ctx), lib.tl_seq_free)
@@ -159,8 +184,16 @@ class Engine:
         logits = np.full((n_rows or n, self.cfg["n_vocab"]), np.nan, np.float32)
         err = ffi.new("char[256]")
         rows = ffi.NULL if logit_rows is None else ffi.new("int32_t[]", list(logit_rows))
-        rc = lib.tl_forward(ctx or self.ctx, ffi.new("tl_seq *[]", list(seqs)), ffi.new("int32_t[]", list(tokens)), n,
-                            rows, ffi.from_buffer("float[]", logits), err, 256)
+        rc = lib.tl_forward(
+            ctx or self.ctx,
+            ffi.new("tl_seq *[]", list(seqs)),
+            ffi.new("int32_t[]", list(tokens)),
+            n,
+            rows,
+            ffi.from_buffer("float[]", logits),
+            err,
+            256,
+        )
         return rc, logits, ffi.string(err).decode()
 
 
@@ -176,9 +209,17 @@ def assert_close_to_reference(logits, expect):
 
 # ---- tests ----
 
-@pytest.mark.parametrize("linear,embd,act", [("tq2_0", "f32", "relu2"), ("tq1_0", "bf16", "relu2"),
-                                             ("i2_s", "f16", "silu"), ("f16", "q8_0", "relu2"),
-                                             ("f32", "f32", "silu")])
+
+@pytest.mark.parametrize(
+    "linear,embd,act",
+    [
+        ("tq2_0", "f32", "relu2"),
+        ("tq1_0", "bf16", "relu2"),
+        ("i2_s", "f16", "silu"),
+        ("f16", "q8_0", "relu2"),
+        ("f32", "f32", "silu"),
+    ],
+)
 def test_forward_matches_numpy_reference(linear, embd, act):
     w = random_weights()
     eng = Engine(w, linear=linear, embd=embd, act=act)
@@ -290,12 +331,18 @@ def test_contexts_are_interchangeable():
     np.testing.assert_array_equal(np.concatenate([a, b]), expect)
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda layers: setattr(layers[1].attn_k, "rows", 64), "blk.1.attn_k.weight: shape 64 x 256, expected 128 x 256"),
-    (lambda layers: setattr(layers[0].ffn_norm, "type", lib.TL_BF16), "blk.0.ffn_norm.weight: type 30 not allowed"),
-    (lambda layers: setattr(layers[0].ffn_up, "type", lib.TL_Q8_0), "blk.0.ffn_up.weight: type 8 not allowed"),
-    (lambda layers: setattr(layers[1].ffn_down, "data", ffi.NULL), "blk.1.ffn_down.weight: missing"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (
+            lambda layers: setattr(layers[1].attn_k, "rows", 64),
+            "blk.1.attn_k.weight: shape 64 x 256, expected 128 x 256",
+        ),
+        (lambda layers: setattr(layers[0].ffn_norm, "type", lib.TL_BF16), "blk.0.ffn_norm.weight: type 30 not allowed"),
+        (lambda layers: setattr(layers[0].ffn_up, "type", lib.TL_Q8_0), "blk.0.ffn_up.weight: type 8 not allowed"),
+        (lambda layers: setattr(layers[1].ffn_down, "data", ffi.NULL), "blk.1.ffn_down.weight: missing"),
+    ],
+)
 def test_bad_tensors_are_reported(mutate, message):
     eng = Engine(random_weights(), mutate=mutate)
     assert eng.model == ffi.NULL
@@ -344,4 +391,3 @@ def test_overflowing_activations_are_well_defined():
 def test_row_lengths_beyond_int32_sums_are_refused():
     eng = Engine(random_weights(), cfg=dict(CFG, n_ff=(1 << 22) + 16))
     assert eng.model == ffi.NULL and "row length above 4194304" in eng.error
-

@@ -5,6 +5,7 @@ References: transformers' LlamaForCausalLM with its BitNet quantizer for the Lla
 Falcon-E, Llama3-8B-1.58: packed weights whose weight_scale divides); for 1bitLLM, which transformers has no
 class for, `model_card_logits` below, a numpy forward written from the model card (checked against
 transformers on the Llama family, where both apply)."""
+
 import json
 import os
 
@@ -20,37 +21,98 @@ from tritlm.runtime.cli import main
 
 # name -> (synth family, form, shape fields)
 FAMILIES = {
-    "1bitllm-large": ("1bitllm", "fp16", dict(hidden_size=256, intermediate_size=768, num_hidden_layers=2,
-                                                num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
-                                                max_position_embeddings=128)),
+    "1bitllm-large": (
+        "1bitllm",
+        "fp16",
+        dict(
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=512,
+            max_position_embeddings=128,
+        ),
+    ),
     # the 3B's awkward sizes: head_dim 100 and rows (400, 1072) that are whole blocks of no ternary type
-    "1bitllm-3b": ("1bitllm", "fp16", dict(hidden_size=400, intermediate_size=1072, num_hidden_layers=2,
-                                             num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
-                                             max_position_embeddings=128)),
+    "1bitllm-3b": (
+        "1bitllm",
+        "fp16",
+        dict(
+            hidden_size=400,
+            intermediate_size=1072,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=512,
+            max_position_embeddings=128,
+        ),
+    ),
     # an intermediate size that is a multiple of no block and not of 16 (the float kernels' row)
-    "1bitllm-1080": ("1bitllm", "fp16", dict(hidden_size=256, intermediate_size=1080, num_hidden_layers=2,
-                                               num_attention_heads=4, num_key_value_heads=4, vocab_size=512,
-                                               max_position_embeddings=128)),
+    "1bitllm-1080": (
+        "1bitllm",
+        "fp16",
+        dict(
+            hidden_size=256,
+            intermediate_size=1080,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            vocab_size=512,
+            max_position_embeddings=128,
+        ),
+    ),
     # Falcon3's head_dim 256 (q is wider than the hidden size) and rope theta
-    "falcon3": ("llama", "packed", dict(hidden_size=256, intermediate_size=768, num_hidden_layers=2,
-                                        num_attention_heads=2, num_key_value_heads=1, head_dim=256, vocab_size=1024,
-                                        rope_theta=1000042.0, rms_norm_eps=1e-06, max_position_embeddings=128)),
-    "llama3-8b": ("llama", "packed", dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-                                          num_attention_heads=4, num_key_value_heads=2, vocab_size=1024,
-                                          max_position_embeddings=128)),
+    "falcon3": (
+        "llama",
+        "packed",
+        dict(
+            hidden_size=256,
+            intermediate_size=768,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=256,
+            vocab_size=1024,
+            rope_theta=1000042.0,
+            rms_norm_eps=1e-06,
+            max_position_embeddings=128,
+        ),
+    ),
+    "llama3-8b": (
+        "llama",
+        "packed",
+        dict(
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=1024,
+            max_position_embeddings=128,
+        ),
+    ),
 }
 TERNARY_TYPES = ["i2_s", "tq1_0", "tq2_0"]
-LINEARS = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-           "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-           "ffn_down": "mlp.down_proj"}
+LINEARS = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 PROMPT = [1, 17, 300, 42, 7, 99, 250, 3, 64, 128, 5, 200]
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("families")
-    return {name: synth.write_checkpoint(str(root / name), shape, form, seed=5, family=family)
-            for name, (family, form, shape) in FAMILIES.items()}
+    return {
+        name: synth.write_checkpoint(str(root / name), shape, form, seed=5, family=family)
+        for name, (family, form, shape) in FAMILIES.items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +128,7 @@ def ggufs(checkpoints, tmp_path_factory):
 
 # ---- the references ----
 
+
 def checkpoint_weights(path: str) -> tuple[dict, dict]:
     """(config, tensor name -> float32 numpy) read with the safetensors library, linears as the effective
     dequantized weights: packed ternary / weight_scale (transformers' BitLinear), or absmean-ternarized
@@ -73,6 +136,7 @@ def checkpoint_weights(path: str) -> tuple[dict, dict]:
     import torch
     from safetensors.torch import load_file
     from transformers.integrations.bitnet import unpack_weights
+
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
     raw = load_file(os.path.join(path, "model.safetensors"))
@@ -117,7 +181,7 @@ def model_card_logits(path: str, ids: list[int]) -> np.ndarray:
         inv = 1.0 / theta ** (np.arange(0, hd, 2) / hd)
         ang = pos[:, None] * inv[None, :]
         cos, sin = np.cos(np.concatenate([ang, ang], -1))[:, None], np.sin(np.concatenate([ang, ang], -1))[:, None]
-        rotated = np.concatenate([-x[..., hd // 2:], x[..., :hd // 2]], -1)
+        rotated = np.concatenate([-x[..., hd // 2 :], x[..., : hd // 2]], -1)
         return x * cos + rotated * sin
 
     n = len(ids)
@@ -155,11 +219,13 @@ def transformers_logits(path: str, ids: list[int]) -> np.ndarray:
     import torch
     from transformers import LlamaForCausalLM
     from transformers.integrations.bitnet import BitLinear
+
     as_trained = BitLinear.activation_quant
 
     def float32_activation_quant(self, x, num_bits=8):
         q, scale = as_trained(self, x.float(), num_bits)
         return q, scale.to(x.dtype)
+
     model = LlamaForCausalLM.from_pretrained(path, dtype=torch.float32)
     model = torch.nn.Module.to(model, torch.float64).eval()
     with torch.no_grad(), mock.patch.object(BitLinear, "activation_quant", float32_activation_quant):
@@ -180,6 +246,7 @@ def assert_close(logits, expect):
 
 # ---- tests ----
 
+
 @pytest.mark.parametrize("name", ["falcon3", "llama3-8b"])
 def test_model_card_forward_equals_transformers(checkpoints, name):
     """The numpy reference agrees with transformers where both apply, so it can stand in for 1bitLLM."""
@@ -191,14 +258,18 @@ def test_checkpoint_has_the_family_form(checkpoints, name):
     with open(os.path.join(checkpoints[name], "config.json")) as f:
         config = json.load(f)
     from safetensors import safe_open
+
     with safe_open(os.path.join(checkpoints[name], "model.safetensors"), "np") as st:
         keys = set(st.keys())
         dtype = st.get_slice("model.layers.0.self_attn.q_proj.weight").get_dtype()
     if FAMILIES[name][0] == "1bitllm":
         assert config["architectures"] == ["BitnetForCausalLM"] and config["model_type"] == "llama"
         assert "auto_map" not in config and "quantization_config" not in config and dtype == "F16"
-        assert {"model.layers.1.self_attn.inner_attn_ln.weight", "model.layers.1.mlp.ffn_layernorm.weight",
-                "lm_head.weight"} <= keys
+        assert {
+            "model.layers.1.self_attn.inner_attn_ln.weight",
+            "model.layers.1.mlp.ffn_layernorm.weight",
+            "lm_head.weight",
+        } <= keys
     else:
         assert config["architectures"] == ["LlamaForCausalLM"] and dtype == "U8"
         assert config["quantization_config"]["quant_method"] == "bitnet"
@@ -221,28 +292,30 @@ def test_gguf_tensors_hold_the_reference_weights(checkpoints, ggufs, name, type_
             gname = f"blk.{i}.{gguf_name}.weight"
             expect = ref[f"model.layers.{i}.{hf_name}.weight"]
             if arch == "llama" and gguf_name in ("attn_q", "attn_k"):  # llama.cpp's q/k row order (normal RoPE)
-                expect = llama_cpp_row_order(expect, config["num_attention_heads" if gguf_name == "attn_q"
-                                                            else "num_key_value_heads"])
+                expect = llama_cpp_row_order(
+                    expect, config["num_attention_heads" if gguf_name == "attn_q" else "num_key_value_heads"]
+                )
             scale = np.float32(table.fields[f"tritlm.weight_scale.{gname}"].contents())
             type_id, shape, raw = table.tensor(gname)
             block = 128 if type_name == "i2_s" else 256
             assert shape == (expect.shape[0], -(-expect.shape[1] // block) * block)
             if type_name == "i2_s":
                 values = decode_i2_s(raw, shape)
-                assert raw[raw.size - 32:raw.size - 28].view("<f4")[0] == scale
+                assert raw[raw.size - 32 : raw.size - 28].view("<f4")[0] == scale
             else:
                 values = gguf.quants.dequantize(raw.reshape(shape[0], -1), Q(type_id))
                 values = np.rint(values / np.float32(np.float16(scale)))
-            assert not values[:, expect.shape[1]:].any()
-            np.testing.assert_allclose(values[:, :expect.shape[1]] * scale, expect, rtol=2e-7, atol=0)
+            assert not values[:, expect.shape[1] :].any()
+            np.testing.assert_allclose(values[:, : expect.shape[1]] * scale, expect, rtol=2e-7, atol=0)
 
 
 def llama_cpp_row_order(w, n_heads):
     """llama.cpp's convert_hf_to_gguf permutation for `llama`: row i of a head's second half moves next
     to row i of its first half."""
     head_dim = w.shape[0] // n_heads
-    order = [h * head_dim + half * head_dim // 2 + i for h in range(n_heads) for i in range(head_dim // 2)
-             for half in (0, 1)]
+    order = [
+        h * head_dim + half * head_dim // 2 + i for h in range(n_heads) for i in range(head_dim // 2) for half in (0, 1)
+    ]
     return w[order]
 
 
@@ -253,19 +326,23 @@ class RawTensors(gguf.GGUFReader):
         self.table = {}
         for field in fields:
             _, name, _, dims, dtype, offset = field.parts
-            self.table[bytes(name).decode()] = (int(dtype[0]), tuple(reversed(dims.tolist())), start_offs + int(offset[0]))
+            self.table[bytes(name).decode()] = (
+                int(dtype[0]),
+                tuple(reversed(dims.tolist())),
+                start_offs + int(offset[0]),
+            )
 
     def tensor(self, name):
         type_id, shape, offset = self.table[name]
         n = int(np.prod(shape))
         size = n // 4 + 32 if type_id == 36 else gguf.quants.quant_shape_to_byte_shape(shape, Q(type_id))[-1] * shape[0]
-        return type_id, shape, np.asarray(self.data[offset:offset + size])
+        return type_id, shape, np.asarray(self.data[offset : offset + size])
 
 
 def decode_i2_s(raw, shape):
     """bitnet.cpp's I2_S: 128-value blocks of 32 bytes, byte j holding values j, j+32, j+64, j+96 from the
     top bits down, code 0/1/2 = -1/0/+1."""
-    blocks = raw[:int(np.prod(shape)) // 4].reshape(-1, 1, 32)
+    blocks = raw[: int(np.prod(shape)) // 4].reshape(-1, 1, 32)
     codes = (blocks >> np.array([6, 4, 2, 0], dtype=np.uint8)[None, :, None]) & 3
     return (codes.reshape(shape).astype(np.int8) - 1).astype(np.float32)
 
@@ -273,8 +350,10 @@ def decode_i2_s(raw, shape):
 @pytest.fixture(scope="module")
 def references(checkpoints):
     """name -> the reference logits of PROMPT: transformers for the Llama family, the model card otherwise."""
-    return {name: (transformers_logits if FAMILIES[name][0] == "llama" else model_card_logits)(path, PROMPT)
-            for name, path in checkpoints.items()}
+    return {
+        name: (transformers_logits if FAMILIES[name][0] == "llama" else model_card_logits)(path, PROMPT)
+        for name, path in checkpoints.items()
+    }
 
 
 @pytest.mark.parametrize("type_name", TERNARY_TYPES)
@@ -304,13 +383,20 @@ def test_float_files_of_awkward_widths_load(checkpoints, references, tmp_path, t
 def test_list_shows_every_family(capsys):
     assert main(["convert", "--list"]) == 0
     out = capsys.readouterr().out
-    for needle in ("BitnetForCausalLM", "LlamaForCausalLM", "1bitLLM/bitnet_b1_58-3B", "tiiuae/Falcon3-7B-Instruct-1.58bit",
-                   "tiiuae/Falcon-E-3B-Base", "HF1BitLLM/Llama3-8B-1.58-100B-tokens"):
+    for needle in (
+        "BitnetForCausalLM",
+        "LlamaForCausalLM",
+        "1bitLLM/bitnet_b1_58-3B",
+        "tiiuae/Falcon3-7B-Instruct-1.58bit",
+        "tiiuae/Falcon-E-3B-Base",
+        "HF1BitLLM/Llama3-8B-1.58-100B-tokens",
+    ):
         assert needle in out
 
 
 def test_plain_llama_is_refused(tmp_path, checkpoints):
     import shutil
+
     ckpt = shutil.copytree(checkpoints["llama3-8b"], tmp_path / "plain")
     config = json.loads((ckpt / "config.json").read_text())
     del config["quantization_config"]
@@ -327,6 +413,7 @@ def test_sentencepiece_tokenizer_round_trips(checkpoints, ggufs):
 
     from tritlm.runtime.gguf import GGUFFile
     from tritlm.runtime.tokenizer import GGUFTokenizer
+
     original = Tokenizer.from_file(os.path.join(checkpoints["1bitllm-large"], "tokenizer.json"))
     with GGUFFile(ggufs["1bitllm-large", "tq2_0"]) as f:
         assert f.metadata["tokenizer.ggml.model"] == "llama" and "tokenizer.ggml.merges" not in f.metadata

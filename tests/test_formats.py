@@ -1,6 +1,7 @@
 """tritlm/formats.py is the one table of tensor types: its block sizes against native/kernels/blocks.h (compiled, so
 its _Static_asserts on the block structs hold) and the engine's type ids, and the import rule it exists for:
 converter -> formats <- runtime, the converter never importing the runtime."""
+
 import os
 import re
 import subprocess
@@ -17,11 +18,26 @@ def test_c_block_constants_match_the_table(tmp_path):
     names = [f"TL_{name.upper()}_{what}" for name in BLOCK_TYPES for what in ("VALUES", "BYTES")]
     names += ["TL_I2_S_TRAILER", "TL_ROW_ALIGN"]
     source = tmp_path / "blocks.c"
-    source.write_text('#include <stdio.h>\n#include "kernels/blocks.h"\nint main(void) {\n'
-                      + "".join(f'    printf("{n} %d\\n", (int){n});\n' for n in names) + "    return 0;\n}\n")
+    source.write_text(
+        '#include <stdio.h>\n#include "kernels/blocks.h"\nint main(void) {\n'
+        + "".join(f'    printf("{n} %d\\n", (int){n});\n' for n in names)
+        + "    return 0;\n}\n"
+    )
     exe = tmp_path / "blocks"
-    subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-Wall", "-Werror", "-I", os.path.join(ROOT, "native"),
-                    str(source), "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            os.environ.get("CC", "cc"),
+            "-std=c11",
+            "-Wall",
+            "-Werror",
+            "-I",
+            os.path.join(ROOT, "native"),
+            str(source),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     printed = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
     got = {name: int(value) for name, value in (line.split() for line in printed.splitlines())}
     for name in BLOCK_TYPES:
@@ -49,10 +65,13 @@ def test_sizes_as_docs_format_md_gives_them():
 
 
 def test_the_converter_never_imports_the_runtime():
-    code = ("import sys, tritlm.converter.cli, tritlm.converter.write, tritlm.converter.synth, tritlm.converter.hub; "
-            "print(sorted(m for m in sys.modules if m.startswith('tritlm.runtime')))")
+    code = (
+        "import sys, tritlm.converter.cli, tritlm.converter.write, tritlm.converter.synth, tritlm.converter.hub; "
+        "print(sorted(m for m in sys.modules if m.startswith('tritlm.runtime')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    formats_imports = re.findall(r"^(?:from|import) ([\w.]+)", open(os.path.join(ROOT, "tritlm", "formats.py")).read(),
-                                 re.M)
+    formats_imports = re.findall(
+        r"^(?:from|import) ([\w.]+)", open(os.path.join(ROOT, "tritlm", "formats.py")).read(), re.M
+    )
     assert not {"tritlm.converter", "tritlm.runtime"} & {".".join(m.split(".")[:2]) for m in formats_imports}

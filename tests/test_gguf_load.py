@@ -1,6 +1,7 @@
 """runtime/gguf.py against gguf-py's GGUFReader on files gguf-py can read, i2_s sizes and trailer scale as
 docs/format.md defines them, and a strict parser: every truncation and random corruption of a file is a
 ModelError (never another exception or a hang); Model refuses files that do not describe a BitNet model."""
+
 import struct
 import time
 
@@ -8,11 +9,11 @@ import gguf
 import numpy as np
 import pytest
 
-from tritlm.converter.write import convert
-from tritlm.runtime import Model, ModelError
-from tritlm.formats import TYPES
-from tritlm.runtime.gguf import SCALAR_FORMATS, parse_gguf, read_gguf
 from tests.gguf_edit import rewrite
+from tritlm.converter.write import convert
+from tritlm.formats import TYPES
+from tritlm.runtime import Model, ModelError
+from tritlm.runtime.gguf import SCALAR_FORMATS, parse_gguf, read_gguf
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,20 @@ def every_value_type(tmp_path_factory):
     w = gguf.GGUFWriter(path, "test")
     w.add_custom_alignment(64)
     V = gguf.GGUFValueType
-    for key, value, vtype in [("u8", 200, V.UINT8), ("i8", -100, V.INT8), ("u16", 60000, V.UINT16),
-                              ("i16", -30000, V.INT16), ("u32", 4000000000, V.UINT32), ("i32", -2000000000, V.INT32),
-                              ("f32", 0.5, V.FLOAT32), ("bool", True, V.BOOL), ("str", "héllo 🦙", V.STRING),
-                              ("u64", 2**63 + 5, V.UINT64), ("i64", -2**62, V.INT64), ("f64", 1 / 3, V.FLOAT64)]:
+    for key, value, vtype in [
+        ("u8", 200, V.UINT8),
+        ("i8", -100, V.INT8),
+        ("u16", 60000, V.UINT16),
+        ("i16", -30000, V.INT16),
+        ("u32", 4000000000, V.UINT32),
+        ("i32", -2000000000, V.INT32),
+        ("f32", 0.5, V.FLOAT32),
+        ("bool", True, V.BOOL),
+        ("str", "héllo 🦙", V.STRING),
+        ("u64", 2**63 + 5, V.UINT64),
+        ("i64", -(2**62), V.INT64),
+        ("f64", 1 / 3, V.FLOAT64),
+    ]:
         w.add_key_value(f"t.{key}", value, vtype)
     w.add_array("t.ints", [1, -2, 3])
     w.add_array("t.floats", [0.25, -1.5])
@@ -69,11 +80,17 @@ def test_same_as_gguf_py(which, request):
                 continue
             if isinstance(want, float):
                 want = float(np.float32(want)) if field.types[0] == gguf.GGUFValueType.FLOAT32 else want
-            assert ours.metadata[key] == pytest.approx(want) if isinstance(want, float) else ours.metadata[key] == want, key
+            assert (
+                ours.metadata[key] == pytest.approx(want) if isinstance(want, float) else ours.metadata[key] == want
+            ), key
         assert [t.name for t in ours.tensors] == [t.name for t in reader.tensors]
         for t, want in zip(ours.tensors, reader.tensors):
-            assert (t.type, t.dims, t.nbytes, t.offset) == (want.tensor_type, tuple(int(d) for d in want.shape),
-                                                            int(want.n_bytes), int(want.data_offset))
+            assert (t.type, t.dims, t.nbytes, t.offset) == (
+                want.tensor_type,
+                tuple(int(d) for d in want.shape),
+                int(want.n_bytes),
+                int(want.data_offset),
+            )
             view = ours.view(t)
             assert view.tobytes() == want.data.tobytes()
             assert not view.flags.writeable and not view.flags.owndata  # a view of the read-only map, no copy
@@ -94,8 +111,11 @@ def test_i2_s_size_and_trailer_scale(tiny_gguf):
 def test_every_truncation_is_a_model_error(tq2_0_gguf):
     data = open(tq2_0_gguf, "rb").read()
     header_end = parse_gguf(data).data_offset
-    cuts = sorted(set(range(0, 200)) | set(np.linspace(0, len(data) - 1, 600, dtype=int).tolist())
-                  | {header_end - 1, header_end, len(data) - 1})
+    cuts = sorted(
+        set(range(0, 200))
+        | set(np.linspace(0, len(data) - 1, 600, dtype=int).tolist())
+        | {header_end - 1, header_end, len(data) - 1}
+    )
     for cut in cuts:
         with pytest.raises(ModelError):
             parse_gguf(data[:cut])
@@ -126,43 +146,67 @@ def kv(key: str, vtype: int, payload: bytes) -> bytes:
 
 
 def tensor_info(name: str, dims, type_id: int, offset: int) -> bytes:
-    return (struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", len(dims))
-            + struct.pack(f"<{len(dims)}Q", *dims) + struct.pack("<IQ", type_id, offset))
+    return (
+        struct.pack("<Q", len(name))
+        + name.encode()
+        + struct.pack("<I", len(dims))
+        + struct.pack(f"<{len(dims)}Q", *dims)
+        + struct.pack("<IQ", type_id, offset)
+    )
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"GGML" + bytes(20), "bad magic"),
-    (header(version=1), "version 1"),
-    (header(kvs=kv("a", 9, struct.pack("<IQ", 4, 2**60))), "runs past the end"),
-    (header(kvs=kv("a", 9, struct.pack("<IQ", 8, 2**60))), "runs past the end"),
-    (header(kvs=kv("a", 8, struct.pack("<Q", 2**63))), "runs past the end"),
-    (header(kvs=kv("a", 13, b"\0" * 8)), "unknown value type"),
-    (header(kvs=kv("a", 9, struct.pack("<IQ", 9, 1) * 5000)), "nests arrays"),
-    (header(kvs=kv("a", 8, struct.pack("<Q", 2) + b"\xff\xfe")), "not UTF-8"),
-    (header(kvs=kv("a", 4, bytes(4)) + kv("a", 4, bytes(4)), n_kv=2), "appears twice"),
-    (header(kvs=kv("general.alignment", 4, struct.pack("<I", 3))), "power of two"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [4], 99, 0) + bytes(64)), "unknown tensor type"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [5, 1], 35, 0) + bytes(200)), "not a whole number of tq2_0 blocks of 256 values"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [4], 0, 3) + bytes(64)), "not aligned"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [0], 0, 0) + bytes(64)), "empty dimension"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [1, 1, 1, 1, 1], 0, 0) + bytes(64)), "5 dimensions"),
-    (header(2, n_kv=0, kvs=tensor_info("a", [16], 0, 0) + tensor_info("b", [16], 0, 32) + bytes(128)), "overlap"),
-    (header(1, n_kv=0, kvs=tensor_info("w", [2**40], 0, 0) + bytes(64)), "past the end of the file"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"GGML" + bytes(20), "bad magic"),
+        (header(version=1), "version 1"),
+        (header(kvs=kv("a", 9, struct.pack("<IQ", 4, 2**60))), "runs past the end"),
+        (header(kvs=kv("a", 9, struct.pack("<IQ", 8, 2**60))), "runs past the end"),
+        (header(kvs=kv("a", 8, struct.pack("<Q", 2**63))), "runs past the end"),
+        (header(kvs=kv("a", 13, b"\0" * 8)), "unknown value type"),
+        (header(kvs=kv("a", 9, struct.pack("<IQ", 9, 1) * 5000)), "nests arrays"),
+        (header(kvs=kv("a", 8, struct.pack("<Q", 2) + b"\xff\xfe")), "not UTF-8"),
+        (header(kvs=kv("a", 4, bytes(4)) + kv("a", 4, bytes(4)), n_kv=2), "appears twice"),
+        (header(kvs=kv("general.alignment", 4, struct.pack("<I", 3))), "power of two"),
+        (header(1, n_kv=0, kvs=tensor_info("w", [4], 99, 0) + bytes(64)), "unknown tensor type"),
+        (
+            header(1, n_kv=0, kvs=tensor_info("w", [5, 1], 35, 0) + bytes(200)),
+            "not a whole number of tq2_0 blocks of 256 values",
+        ),
+        (header(1, n_kv=0, kvs=tensor_info("w", [4], 0, 3) + bytes(64)), "not aligned"),
+        (header(1, n_kv=0, kvs=tensor_info("w", [0], 0, 0) + bytes(64)), "empty dimension"),
+        (header(1, n_kv=0, kvs=tensor_info("w", [1, 1, 1, 1, 1], 0, 0) + bytes(64)), "5 dimensions"),
+        (header(2, n_kv=0, kvs=tensor_info("a", [16], 0, 0) + tensor_info("b", [16], 0, 32) + bytes(128)), "overlap"),
+        (header(1, n_kv=0, kvs=tensor_info("w", [2**40], 0, 0) + bytes(64)), "past the end of the file"),
+    ],
+)
 def test_corrupt_headers(data, message):
     with pytest.raises(ModelError, match=message):
         parse_gguf(data)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"arch": "gpt2"}, "unsupported architecture 'gpt2'"),
-    ({"drop": ["blk.1.ffn_up.weight"]}, "missing tensor blk.1.ffn_up.weight"),
-    ({"reshape": ("blk.0.attn_k.weight", (64, 512))}, r"blk.0.attn_k.weight has shape \[512, 64\], expected \[256, 128\]"),
-    # head_dim is attention.key_length (as llama.cpp reads it); RoPE over part of a head is not supported
-    ({"values": {f"bitnet.{key}": 32 for key in ("attention.key_length", "attention.value_length", "rope.dimension_count")}},
-     r"blk.0.attn_q.weight has shape \[256, 256\], expected \[256, 128\]"),
-    ({"values": {"bitnet.rope.dimension_count": 32}}, "rope.dimension_count is 32, not the head size 64"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"arch": "gpt2"}, "unsupported architecture 'gpt2'"),
+        ({"drop": ["blk.1.ffn_up.weight"]}, "missing tensor blk.1.ffn_up.weight"),
+        (
+            {"reshape": ("blk.0.attn_k.weight", (64, 512))},
+            r"blk.0.attn_k.weight has shape \[512, 64\], expected \[256, 128\]",
+        ),
+        # head_dim is attention.key_length (as llama.cpp reads it); RoPE over part of a head is not supported
+        (
+            {
+                "values": {
+                    f"bitnet.{key}": 32
+                    for key in ("attention.key_length", "attention.value_length", "rope.dimension_count")
+                }
+            },
+            r"blk.0.attn_q.weight has shape \[256, 256\], expected \[256, 128\]",
+        ),
+        ({"values": {"bitnet.rope.dimension_count": 32}}, "rope.dimension_count is 32, not the head size 64"),
+    ],
+)
 def test_model_refuses_what_is_not_a_bitnet_model(tq2_0_gguf, tmp_path, change, message):
     bad = rewrite(tq2_0_gguf, str(tmp_path / "bad.gguf"), **change)
     with pytest.raises(ModelError, match=message) as error:
@@ -188,6 +232,7 @@ def without_scale_keys(src: str, dst) -> str:
 
 def test_scales_of_files_made_by_others(tq2_0_gguf, tiny_gguf, tmp_path):
     from tritlm.runtime.weights import weight_scale
+
     for path, exact_type in [(tq2_0_gguf, np.float16), (tiny_gguf, np.float32)]:  # d in fp16; i2_s trailer f32
         keyless = without_scale_keys(path, tmp_path / "keyless.gguf")
         with read_gguf(path) as f, read_gguf(keyless) as g:
@@ -203,13 +248,13 @@ def test_tq2_0_blocks_with_two_scales_are_refused(tq2_0_gguf, tmp_path):
         t = next(t for t in f.tensors if t.name == "blk.0.ffn_up.weight")
         first_d, second_d = t.offset + 64, t.offset + 66 + 64
     data = bytearray(open(keyless, "rb").read())
-    data[first_d:first_d + 2] = bytes(2)                                  # an all-zero block's d = 0: allowed
-    data[second_d:second_d + 2] = np.float16(0.123).tobytes()            # a second nonzero d: refused
+    data[first_d : first_d + 2] = bytes(2)  # an all-zero block's d = 0: allowed
+    data[second_d : second_d + 2] = np.float16(0.123).tobytes()  # a second nonzero d: refused
     bad = tmp_path / "two-scales.gguf"
     bad.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="blk.0.ffn_up.weight: its blocks have different scales"):
         Model(str(bad), threads=1)
-    data[second_d:second_d + 2] = bytes(2)
+    data[second_d : second_d + 2] = bytes(2)
     bad.write_bytes(bytes(data))
     Model(str(bad), threads=1).close()
 

@@ -5,6 +5,7 @@ Classes: counts that do not match the file (block_count 2^31 + 5, a vocabulary l
 metadata keys of the wrong type, hyperparameters out of range, tensors of the wrong type or shape, non-finite
 norms and scales, and the file truncated at every section boundary gguf-py finds. One module, so a sanitizer
 build can run exactly these."""
+
 import json
 import math
 import os
@@ -16,10 +17,10 @@ import gguf
 import numpy as np
 import pytest
 
+from tests.gguf_edit import rewrite
 from tritlm.converter.write import convert
 from tritlm.runtime import Model, ModelError
 from tritlm.runtime.gguf import read_gguf
-from tests.gguf_edit import rewrite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V = gguf.GGUFValueType
@@ -48,22 +49,37 @@ def refused(path: str, match: str) -> str:
 
 ARRAY_OF_INTS = ([1, 2, 3], V.ARRAY, V.INT32)
 HOSTILE_METADATA = {
-    "block_count 2^31+5": ({"bitnet.block_count": 2**31 + 5}, "block_count is 2147483653, not a size from 1 to 2147483647"),
-    "block_count 2^31-1": ({"bitnet.block_count": 2**31 - 1}, "block_count 2147483647 needs 23622320117 layer tensors; the file has 24 tensors"),
+    "block_count 2^31+5": (
+        {"bitnet.block_count": 2**31 + 5},
+        "block_count is 2147483653, not a size from 1 to 2147483647",
+    ),
+    "block_count 2^31-1": (
+        {"bitnet.block_count": 2**31 - 1},
+        "block_count 2147483647 needs 23622320117 layer tensors; the file has 24 tensors",
+    ),
     "block_count 2^63": ({"bitnet.block_count": (2**63, V.UINT64)}, "not a size from 1 to 2147483647"),
     "block_count 0": ({"bitnet.block_count": 0}, "block_count is 0, not a size"),
     "embedding_length negative": ({"bitnet.embedding_length": (-256, V.INT32)}, "embedding_length is -256"),
-    "embedding_length string": ({"bitnet.embedding_length": ("256", V.STRING)}, "holds a string .'256'., not an integer"),
+    "embedding_length string": (
+        {"bitnet.embedding_length": ("256", V.STRING)},
+        "holds a string .'256'., not an integer",
+    ),
     "embedding_length float": ({"bitnet.embedding_length": (256.0, V.FLOAT32)}, "holds a float"),
     "head_count array": ({"bitnet.attention.head_count": ARRAY_OF_INTS}, "holds an array of 3 int32, not an integer"),
-    "head_count_kv not a divisor": ({"bitnet.attention.head_count_kv": 3}, "4 attention heads do not share 3 key/value heads"),
+    "head_count_kv not a divisor": (
+        {"bitnet.attention.head_count_kv": 3},
+        "4 attention heads do not share 3 key/value heads",
+    ),
     "rms_eps nan": ({"bitnet.attention.layer_norm_rms_epsilon": math.nan}, "is nan, not a finite number"),
     "rms_eps -inf": ({"bitnet.attention.layer_norm_rms_epsilon": -math.inf}, "is -inf, not a finite number"),
     "rope_theta inf": ({"bitnet.rope.freq_base": math.inf}, "is inf, not a finite number"),
     "context_length 0": ({"bitnet.context_length": 0}, "context_length is 0"),
     "vocab_size 2^31": ({"bitnet.vocab_size": (2**31, V.UINT64)}, "vocab_size is 2147483648"),
     "vocab_size smaller than the tokens": ({"bitnet.vocab_size": 1000}, "1024 tokens, more than the 1000 logits"),
-    "architecture int": ({"general.architecture": (7, V.UINT32)}, r"general.architecture holds an integer \(7\), not a string"),
+    "architecture int": (
+        {"general.architecture": (7, V.UINT32)},
+        r"general.architecture holds an integer \(7\), not a string",
+    ),
     "architecture unknown": ({"general.architecture": ("gpt2", V.STRING)}, "unsupported architecture 'gpt2'"),
     "ffn_act int": ({"tritlm.ffn_act": (1, V.UINT32)}, "tritlm.ffn_act holds an integer"),
     "ffn_act unknown": ({"tritlm.ffn_act": "gelu"}, "unsupported tritlm.ffn_act 'gelu'"),
@@ -73,13 +89,22 @@ HOSTILE_METADATA = {
     "bos_token_id out of range": ({"tokenizer.ggml.bos_token_id": 5000}, "bos_token_id 5000 is not a token id"),
     "eos_token_id float": ({"tokenizer.ggml.eos_token_id": (1.0, V.FLOAT32)}, "eos_token_id holds a float"),
     "add_bos_token string": ({"tokenizer.ggml.add_bos_token": ("yes", V.STRING)}, "add_bos_token holds a string"),
-    "merges as ints": ({"tokenizer.ggml.merges": ARRAY_OF_INTS}, "merges holds an array of 3 int32, not an array of strings"),
+    "merges as ints": (
+        {"tokenizer.ggml.merges": ARRAY_OF_INTS},
+        "merges holds an array of 3 int32, not an array of strings",
+    ),
     "merges not pairs": ({"tokenizer.ggml.merges": (["a b c"], V.ARRAY, V.STRING)}, "bad tokenizer.ggml.merges entry"),
     "merges of unknown tokens": ({"tokenizer.ggml.merges": (["zzz qqq"], V.ARRAY, V.STRING)}, "bad tokenizer"),
-    "tokens as ints": ({"tokenizer.ggml.tokens": ARRAY_OF_INTS}, "tokens holds an array of 3 int32, not an array of strings"),
+    "tokens as ints": (
+        {"tokenizer.ggml.tokens": ARRAY_OF_INTS},
+        "tokens holds an array of 3 int32, not an array of strings",
+    ),
     "tokens as arrays": ({"tokenizer.ggml.tokens": ([[1], [2]], V.ARRAY, V.ARRAY)}, "holds an array of 2 arrays"),
     "tokens missing": ({"tokenizer.ggml.tokens": None}, "has no tokenizer.ggml.tokens"),
-    "token_type as strings": ({"tokenizer.ggml.token_type": (["1"], V.ARRAY, V.STRING)}, "token_type holds an array of 1 strings"),
+    "token_type as strings": (
+        {"tokenizer.ggml.token_type": (["1"], V.ARRAY, V.STRING)},
+        "token_type holds an array of 1 strings",
+    ),
     "token_type too short": ({"tokenizer.ggml.token_type": ARRAY_OF_INTS}, "token_type has 3 entries for 1024 tokens"),
     "scores as strings": ({"tokenizer.ggml.scores": (["0"], V.ARRAY, V.STRING)}, "scores holds an array of 1 strings"),
     "tokenizer model int": ({"tokenizer.ggml.model": (2, V.UINT32)}, "tokenizer.ggml.model holds an integer"),
@@ -99,31 +124,44 @@ def test_hostile_metadata(tq2_0_gguf, tmp_path, name):
 
 # ---- tensors ----
 
+
 def patched(src: str, dst, name: str, at: int, raw: bytes) -> str:
     """src with bytes at offset `at` of tensor `name`'s data replaced by raw."""
     with read_gguf(src) as f:
         offset = next(t.offset for t in f.tensors if t.name == name)
     data = bytearray(open(src, "rb").read())
-    data[offset + at:offset + at + len(raw)] = raw
+    data[offset + at : offset + at + len(raw)] = raw
     open(dst, "wb").write(data)
     return str(dst)
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"drop": ["blk.1.ffn_down.weight"]}, "missing tensor blk.1.ffn_down.weight"),
-    ({"reshape": ("blk.0.ffn_up.weight", (384, 512))}, r"ffn_up.weight has shape \[512, 384\], expected \[256, 768\]"),
-    ({"types": {"blk.0.attn_norm.weight": gguf.GGMLQuantizationType.I32}}, "attn_norm.weight has type i32"),
-    ({"types": {"blk.1.attn_q.weight": gguf.GGMLQuantizationType.IQ2_XXS}}, "attn_q.weight has type iq2_xxs, not one"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"drop": ["blk.1.ffn_down.weight"]}, "missing tensor blk.1.ffn_down.weight"),
+        (
+            {"reshape": ("blk.0.ffn_up.weight", (384, 512))},
+            r"ffn_up.weight has shape \[512, 384\], expected \[256, 768\]",
+        ),
+        ({"types": {"blk.0.attn_norm.weight": gguf.GGMLQuantizationType.I32}}, "attn_norm.weight has type i32"),
+        (
+            {"types": {"blk.1.attn_q.weight": gguf.GGMLQuantizationType.IQ2_XXS}},
+            "attn_q.weight has type iq2_xxs, not one",
+        ),
+    ],
+)
 def test_hostile_tensors(tq2_0_gguf, tmp_path, change, match):
     refused(rewrite(tq2_0_gguf, str(tmp_path / "bad.gguf"), **change), match)
 
 
-@pytest.mark.parametrize("name, at, raw", [
-    ("blk.1.ffn_norm.weight", 4 * 7, np.float32(np.nan).tobytes()),
-    ("output_norm.weight", 0, np.float32(-np.inf).tobytes()),
-    ("token_embd.weight", 2 * 256 * 5 + 2 * 9, np.uint16(0x7F80).tobytes()),  # bf16 +Inf in row 5
-])
+@pytest.mark.parametrize(
+    "name, at, raw",
+    [
+        ("blk.1.ffn_norm.weight", 4 * 7, np.float32(np.nan).tobytes()),
+        ("output_norm.weight", 0, np.float32(-np.inf).tobytes()),
+        ("token_embd.weight", 2 * 256 * 5 + 2 * 9, np.uint16(0x7F80).tobytes()),  # bf16 +Inf in row 5
+    ],
+)
 def test_non_finite_float_weights_are_refused_at_load(tq2_0_gguf, tmp_path, name, at, raw):
     """A float weight feeds the int8 quantizer (norms directly, the embedding through the residual stream)."""
     path = patched(tq2_0_gguf, tmp_path / "bad.gguf", name, at, raw)
@@ -133,21 +171,28 @@ def test_non_finite_float_weights_are_refused_at_load(tq2_0_gguf, tmp_path, name
 def test_non_finite_scales_are_refused(tiny_gguf, tq2_0_gguf, tmp_path):
     """Files made by others carry the scale in the data: an i2_s trailer (checked by the C engine) or tq2_0's
     per-block fp16 d (checked in Python)."""
+
     def keyless(src, dst):
         data = open(src, "rb").read().replace(b"tritlm.weight_scale.", b"others.weight_scale.")
         open(dst, "wb").write(data)
         return str(dst)
+
     i2_s = keyless(tiny_gguf, tmp_path / "i2_s.gguf")
     with read_gguf(i2_s) as f:
         t = next(t for t in f.tensors if t.name == "blk.0.attn_v.weight")
-    refused(patched(i2_s, tmp_path / "i2_s-nan.gguf", t.name, t.nbytes - 32, np.float32(np.nan).tobytes()),
-            "blk.0.attn_v.weight: weight scale is not finite")
+    refused(
+        patched(i2_s, tmp_path / "i2_s-nan.gguf", t.name, t.nbytes - 32, np.float32(np.nan).tobytes()),
+        "blk.0.attn_v.weight: weight scale is not finite",
+    )
     tq2_0 = keyless(tq2_0_gguf, tmp_path / "tq2_0.gguf")
-    refused(patched(tq2_0, tmp_path / "tq2_0-nan.gguf", "blk.0.attn_v.weight", 64, np.float16(np.nan).tobytes()),
-            "blk.0.attn_v.weight: its blocks have different scales")
+    refused(
+        patched(tq2_0, tmp_path / "tq2_0-nan.gguf", "blk.0.attn_v.weight", 64, np.float16(np.nan).tobytes()),
+        "blk.0.attn_v.weight: its blocks have different scales",
+    )
 
 
 # ---- truncation at every section boundary ----
+
 
 def section_boundaries(path: str) -> list[int]:
     """Byte offsets where a part of the file ends, as gguf-py reads it: the header's fields, each metadata
@@ -169,8 +214,9 @@ def section_boundaries(path: str) -> list[int]:
 
 def test_truncation_at_every_section_boundary(tq2_0_gguf, tmp_path):
     size = os.path.getsize(tq2_0_gguf)
-    cuts = sorted({c + d for c in section_boundaries(tq2_0_gguf) for d in (-1, 0, 1) if 0 <= c + d < size},
-                  reverse=True)
+    cuts = sorted(
+        {c + d for c in section_boundaries(tq2_0_gguf) for d in (-1, 0, 1) if 0 <= c + d < size}, reverse=True
+    )
     assert len(cuts) > 300 and cuts[0] == size - 1
     path = str(tmp_path / "cut.gguf")
     with open(tq2_0_gguf, "rb") as src, open(path, "wb") as dst:
@@ -201,8 +247,7 @@ print(json.dumps({"growth": status("VmHWM") - before, "seconds": time.monotonic(
 
 def load_in_child(path: str) -> dict:
     """Loads path in a fresh interpreter (its own peak RSS, VmHWM: not the test runner's)."""
-    done = subprocess.run([sys.executable, "-c", MEASURE, path], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", MEASURE, path], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)
 
@@ -212,8 +257,14 @@ def with_array(src: str, dst: str, elem_type: int, count: int, payload: bytes) -
     alignment long (payload is padded with zero bytes, which the caller's count must account for), so the
     tensor data moves by whole alignment units and stays valid."""
     data = open(src, "rb").read()
-    record = (len(b"hostile.array")).to_bytes(8, "little") + b"hostile.array" + int(V.ARRAY).to_bytes(4, "little") \
-        + int(elem_type).to_bytes(4, "little") + count.to_bytes(8, "little") + payload
+    record = (
+        (len(b"hostile.array")).to_bytes(8, "little")
+        + b"hostile.array"
+        + int(V.ARRAY).to_bytes(4, "little")
+        + int(elem_type).to_bytes(4, "little")
+        + count.to_bytes(8, "little")
+        + payload
+    )
     assert len(record) % 32 == 0, len(record) % 32
     n_kv = int.from_bytes(data[16:24], "little")
     open(dst, "wb").write(data[:16] + (n_kv + 1).to_bytes(8, "little") + record + data[24:])
@@ -234,10 +285,14 @@ def test_memory_and_time_bounded_by_the_file(tq2_0_gguf, tmp_path, kind):
         path = with_array(path, str(tmp_path / "big.gguf"), V.INT8, count, np.full(count, -100, np.int8).tobytes())
     elif kind == "short strings":  # n strings of 10 bytes, then one of 8 + 19
         strings = b"".join((2).to_bytes(8, "little") + b"%02x" % (i % 256) for i in range(n))
-        path = with_array(path, str(tmp_path / "big.gguf"), V.STRING, n + 1, strings + (19).to_bytes(8, "little") + b"x" * 19)
+        path = with_array(
+            path, str(tmp_path / "big.gguf"), V.STRING, n + 1, strings + (19).to_bytes(8, "little") + b"x" * 19
+        )
     size = os.path.getsize(path)
     got = load_in_child(path)
-    print(f"{kind}: {size / 2**20:.1f} MB file, peak RSS growth {got['growth'] / 2**20:.1f} MB, "
-          f"{got['seconds']:.2f} s: {got['outcome']}")
+    print(
+        f"{kind}: {size / 2**20:.1f} MB file, peak RSS growth {got['growth'] / 2**20:.1f} MB, "
+        f"{got['seconds']:.2f} s: {got['outcome']}"
+    )
     assert "block_count 2147483647 needs" in got["outcome"]
     assert got["seconds"] < SECONDS and got["growth"] < 8 * size + 64 * 2**20

@@ -2,6 +2,7 @@
 `from tritlm import Model` loads a model even from a folder holding a user's own runtime/ and converter/
 packages, and the installed `tritlm serve` serves the chat page. Installed with --target (no dependencies:
 those of this environment are used), so nothing outside the test's folder changes."""
+
 import os
 import re
 import subprocess
@@ -16,8 +17,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.slow
 def test_pip_install_gives_one_namespace_and_the_chat_page(tiny_gguf, tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(target), ROOT], check=True, capture_output=True, text=True, timeout=900)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            ROOT,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert (target / "tritlm" / "runtime" / "server" / "static" / "index.html").exists()
     assert list((target / "tritlm" / "runtime").glob("_native*.so"))
     work = tmp_path / "work"  # a user's project with folders named like ours
@@ -25,15 +42,24 @@ def test_pip_install_gives_one_namespace_and_the_chat_page(tiny_gguf, tmp_path):
         (work / name).mkdir(parents=True)
         (work / name / "__init__.py").write_text("raise ImportError('the user\\'s own package')\n")
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = ("import sys; sys.path.insert(0, ''); from tritlm import Model; import tritlm.runtime.model as m; "
-            "print(m.__file__); print(Model(sys.argv[1]).n_vocab)")
-    out = subprocess.run([sys.executable, "-c", code, tiny_gguf], cwd=work, env=env, capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys; sys.path.insert(0, ''); from tritlm import Model; import tritlm.runtime.model as m; "
+        "print(m.__file__); print(Model(sys.argv[1]).n_vocab)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, tiny_gguf], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     where, n_vocab = out.stdout.split()
     assert where.startswith(str(target)) and int(n_vocab) > 0
-    server = subprocess.Popen([str(target / "bin" / "tritlm"), "serve", "-m", tiny_gguf, "--port", "0"], cwd=work,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [str(target / "bin" / "tritlm"), "serve", "-m", tiny_gguf, "--port", "0"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for line in server.stdout:
             if match := re.search(r"chat page: (http://\S+?)/?$", line.strip()):

@@ -1,10 +1,10 @@
 """The C matmul kernels: references agree with numpy, every SIMD variant this CPU has matches its reference
 bit for bit. Ternary weights are packed by gguf-py (an independent packer), i2_s by a short numpy packer."""
+
 import numpy as np
 import pytest
-from gguf import GGML_QUANT_SIZES
+from gguf import GGML_QUANT_SIZES, quants
 from gguf import GGMLQuantizationType as QT
-from gguf import quants
 
 from tritlm.runtime._native import ffi, lib
 
@@ -41,9 +41,18 @@ def pack_float(name: str, w: np.ndarray) -> np.ndarray:
 
 def run_ternary(isa, name, packed, rows, cols, x, x_scale, w_scale=1.0):
     y = np.empty((x.shape[0], rows), np.float32)
-    rc = lib.tl_matmul_ternary(isa.encode(), TERNARY[name], ffi.from_buffer(packed), rows, cols,
-                               ffi.from_buffer("int8_t[]", x), ffi.from_buffer("float[]", x_scale), x.shape[0],
-                               w_scale, ffi.from_buffer("float[]", y))
+    rc = lib.tl_matmul_ternary(
+        isa.encode(),
+        TERNARY[name],
+        ffi.from_buffer(packed),
+        rows,
+        cols,
+        ffi.from_buffer("int8_t[]", x),
+        ffi.from_buffer("float[]", x_scale),
+        x.shape[0],
+        w_scale,
+        ffi.from_buffer("float[]", y),
+    )
     return y if rc == 0 else None
 
 
@@ -53,8 +62,16 @@ def run_float(isa, name, packed, rows, cols, x):
 
 def run_typed(isa, type_id, packed, rows, cols, x):
     y = np.empty((x.shape[0], rows), np.float32)
-    rc = lib.tl_matmul_float(isa.encode(), type_id, ffi.from_buffer(packed), rows, cols,
-                             ffi.from_buffer("float[]", x), x.shape[0], ffi.from_buffer("float[]", y))
+    rc = lib.tl_matmul_float(
+        isa.encode(),
+        type_id,
+        ffi.from_buffer(packed),
+        rows,
+        cols,
+        ffi.from_buffer("float[]", x),
+        x.shape[0],
+        ffi.from_buffer("float[]", y),
+    )
     return y if rc == 0 else None
 
 
@@ -89,9 +106,22 @@ def test_ternary_reference_applies_scales_once():
 
 
 @pytest.mark.parametrize("name", TERNARY)
-@pytest.mark.parametrize("rows,cols,n", [(1, 256, 1), (37, 512, 1), (37, 512, 2), (37, 512, 3), (45, 1280, 5),
-                                         (70, 768, 8), (29, 512, 13), (640, 2560, 1), (640, 2560, 4), (2560, 6912, 1),
-                                         (6, 33024, 2)])
+@pytest.mark.parametrize(
+    "rows,cols,n",
+    [
+        (1, 256, 1),
+        (37, 512, 1),
+        (37, 512, 2),
+        (37, 512, 3),
+        (45, 1280, 5),
+        (70, 768, 8),
+        (29, 512, 13),
+        (640, 2560, 1),
+        (640, 2560, 4),
+        (2560, 6912, 1),
+        (6, 33024, 2),
+    ],
+)
 def test_ternary_simd_matches_reference(name, rows, cols, n):
     isas = simd_isas()
     if not isas:
@@ -128,8 +158,13 @@ def test_float_reference_agrees_with_numpy(name):
     w = RNG.standard_normal((rows, cols)).astype(np.float32)
     x = RNG.standard_normal((n, cols)).astype(np.float32)
     packed = pack_float(name, w)
-    dequant = w if name == "f32" else w.astype(np.float16).astype(np.float32) if name == "f16" else \
-        quants.dequantize(packed, getattr(QT, name.upper()))
+    dequant = (
+        w
+        if name == "f32"
+        else w.astype(np.float16).astype(np.float32)
+        if name == "f16"
+        else quants.dequantize(packed, getattr(QT, name.upper()))
+    )
     y = run_float("ref", name, packed, rows, cols, x)
     np.testing.assert_allclose(y, x.astype(np.float64) @ dequant.T.astype(np.float64), rtol=1e-5, atol=1e-4)
 
@@ -157,13 +192,13 @@ def random_output_matrix(name, rows, cols, d_max=1e-3):
     """Random bytes of a type, with finite fp16 block scales (no inf/nan: they would hide mismatches)."""
     if name == "bf16":
         packed = RNG.integers(0, 1 << 16, (rows, cols), dtype=np.uint16)
-        packed[(packed & 0x7f80) == 0x7f80] = 0
+        packed[(packed & 0x7F80) == 0x7F80] = 0
         return packed
     block, nbytes = GGML_QUANT_SIZES[getattr(QT, name.upper())]
     blocks = RNG.integers(0, 256, (rows * cols // block, nbytes), dtype=np.uint8)
     d = RNG.uniform(-d_max, d_max, (blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
     at = {"q8_0": slice(0, 2), "q4_k": slice(0, 4), "q6_k": slice(nbytes - 2, nbytes)}[name]  # d (and dmin)
-    blocks[:, at] = d[:, :at.stop - at.start]
+    blocks[:, at] = d[:, : at.stop - at.start]
     return blocks.reshape(rows, -1)
 
 
@@ -179,8 +214,9 @@ def test_output_matrix_shape_matches_reference(name):
     for n in (1, 2):
         expect = run_typed("ref", OUTPUT_TYPES[name], packed, rows, cols, x[:n])
         for isa in isas:
-            np.testing.assert_array_equal(run_typed(isa, OUTPUT_TYPES[name], packed, rows, cols, x[:n]), expect,
-                                          err_msg=f"{isa} n={n}")
+            np.testing.assert_array_equal(
+                run_typed(isa, OUTPUT_TYPES[name], packed, rows, cols, x[:n]), expect, err_msg=f"{isa} n={n}"
+            )
 
 
 def test_unknown_isa_and_type_are_refused():

@@ -1,14 +1,15 @@
 """ggml's k-quants Q4_K and Q6_K (token_embd/output of llama.cpp's and bitnet.cpp's files): the C dequantization
 equals gguf-py's `quants.dequantize` bit for bit on random blocks, the dot product equals the F32 kernel on those
 dequantized rows (the canonical float order) and numpy, and the engine runs a model whose embedding is one."""
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
-from tritlm.runtime._native import ffi, lib
 from tests import test_engine
 from tests.test_kernels import random_output_matrix, run_float, simd_isas
+from tritlm.runtime._native import ffi, lib
 
 KQUANTS = {"q4_k": (QT.Q4_K, lib.TL_Q4_K), "q6_k": (QT.Q6_K, lib.TL_Q6_K)}
 RNG = np.random.default_rng(0)
@@ -52,8 +53,19 @@ def test_dot_equals_f32_kernel_on_dequantized_rows(name, rows, cols, n):
 def test_rows_that_are_not_whole_blocks_are_refused():
     packed = random_blocks("q6_k", 1, 256)
     x = np.zeros((1, 240), np.float32)
-    assert lib.tl_matmul_float(b"ref", lib.TL_Q6_K, ffi.from_buffer(packed), 1, 240, ffi.from_buffer("float[]", x), 1,
-                               ffi.from_buffer("float[]", np.empty(1, np.float32))) == -1
+    assert (
+        lib.tl_matmul_float(
+            b"ref",
+            lib.TL_Q6_K,
+            ffi.from_buffer(packed),
+            1,
+            240,
+            ffi.from_buffer("float[]", x),
+            1,
+            ffi.from_buffer("float[]", np.empty(1, np.float32)),
+        )
+        == -1
+    )
 
 
 @pytest.mark.parametrize("name", KQUANTS)
@@ -75,7 +87,15 @@ def test_engine_with_a_kquant_embedding_matches_numpy(name, monkeypatch):
 
 def run_float_kquant(isa, name, packed, rows, cols, x):
     y = np.empty((x.shape[0], rows), np.float32)
-    rc = lib.tl_matmul_float(isa.encode(), KQUANTS[name][1], ffi.from_buffer(packed), rows, cols,
-                             ffi.from_buffer("float[]", x), x.shape[0], ffi.from_buffer("float[]", y))
+    rc = lib.tl_matmul_float(
+        isa.encode(),
+        KQUANTS[name][1],
+        ffi.from_buffer(packed),
+        rows,
+        cols,
+        ffi.from_buffer("float[]", x),
+        x.shape[0],
+        ffi.from_buffer("float[]", y),
+    )
     assert rc == 0
     return y

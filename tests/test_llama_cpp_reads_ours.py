@@ -4,13 +4,14 @@ every family it has a graph for and predicts the tokens we do. llama.cpp quantiz
 activations, so the two are close, not equal (each of its matmuls, checked on one-block rows, is BitNet's to
 1e-7; on these random tiny models small differences grow): the test reports how often its greedy next token
 equals ours along its own greedy continuation. Its `bitnet` graph is SiLU, so a relu2 model (2B-4T) only has to load and run."""
+
 import numpy as np
 import pytest
 
+from tests.test_families import FAMILIES
 from tritlm.converter import synth
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
-from tests.test_families import FAMILIES
 
 pytestmark = pytest.mark.slow
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -27,17 +28,28 @@ def checkpoints(tiny_checkpoints, tmp_path_factory):
     out = {"2b-4t": tiny_checkpoints["packed"]}
     for name in SAME_GRAPH:
         family, form, shape = FAMILIES[name]
-        out[name] = synth.write_checkpoint(str(root / name), dict(shape, tie_word_embeddings=True) if family == "1bitllm"
-                                           else shape, form, seed=5, family=family)
+        out[name] = synth.write_checkpoint(
+            str(root / name),
+            dict(shape, tie_word_embeddings=True) if family == "1bitllm" else shape,
+            form,
+            seed=5,
+            family=family,
+        )
     return out
 
 
 def llama_cpp_greedy(path: str, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
     """llama.cpp's n greedy tokens after the prompt, and the logits it chose each from. Its attention in float32
     (its defaults, an f16 KV cache and flash attention, round each head's output to f16)."""
-    engine = LlamaCpp(path, threads=2, n_ctx=len(prompt) + n + 8, n_batch=len(prompt) + n + 8,
-                      type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
-                      flash_attn_type=llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    engine = LlamaCpp(
+        path,
+        threads=2,
+        n_ctx=len(prompt) + n + 8,
+        n_batch=len(prompt) + n + 8,
+        type_k=llama_cpp.GGML_TYPE_F32,
+        type_v=llama_cpp.GGML_TYPE_F32,
+        flash_attn_type=llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    )
     L = engine.L
     try:
         n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(engine.model))
@@ -61,12 +73,14 @@ def test_llama_cpp_predicts_our_tokens(checkpoints, tmp_path, name, type_name):
         prompt = [model.bos_id] + np.random.default_rng(3).integers(0, model.n_vocab, 7).tolist()
         theirs, their_logits = llama_cpp_greedy(path, prompt, N_GREEDY)
         # ours, teacher-forced on llama.cpp's continuation: every one of the 32 steps is compared
-        our_logits = model.logits(prompt + theirs)[len(prompt) - 1:-1]
+        our_logits = model.logits(prompt + theirs)[len(prompt) - 1 : -1]
     ours = our_logits.argmax(axis=1)
     agree = float((ours == np.array(theirs)).mean())
     first = next((i for i in range(N_GREEDY) if ours[i] != theirs[i]), N_GREEDY)
-    print(f"{name} {type_name}: llama.cpp's greedy token is ours at {agree:.0%} of {N_GREEDY} steps "
-          f"(first difference at {first})")
+    print(
+        f"{name} {type_name}: llama.cpp's greedy token is ours at {agree:.0%} of {N_GREEDY} steps "
+        f"(first difference at {first})"
+    )
     # measured: 91-97% (the graph that differs only in the MLP activation, below: 25%)
     assert agree >= 0.75 and np.isfinite(their_logits).all()
 
@@ -78,19 +92,22 @@ def test_llama_cpp_runs_our_2b_4t_file(checkpoints, tmp_path, type_name):
     with Model(path, threads=2) as model:
         prompt = [model.bos_id] + np.random.default_rng(3).integers(0, model.n_vocab, 7).tolist()
         tokens, logits = llama_cpp_greedy(path, prompt, N_GREEDY)
-        ours = model.logits(prompt + tokens)[len(prompt) - 1:-1].argmax(axis=1)
+        ours = model.logits(prompt + tokens)[len(prompt) - 1 : -1].argmax(axis=1)
     assert np.isfinite(logits).all() and logits.std() > 0
     # for the record: the SiLU graph computes another function than the relu2 model
-    print(f"2b-4t {type_name}: llama.cpp's SiLU graph picks our relu2 model's token at "
-          f"{float((ours == np.array(tokens)).mean()):.0%} of {N_GREEDY} steps")
+    print(
+        f"2b-4t {type_name}: llama.cpp's SiLU graph picks our relu2 model's token at "
+        f"{float((ours == np.array(tokens)).mean()):.0%} of {N_GREEDY} steps"
+    )
 
 
 def test_llama_cpp_refuses_our_zero_padded_rows(tmp_path):
     """1bitLLM-3B's rows (hidden 3200) are zero-padded to whole blocks in our files; llama.cpp checks tensor
     shapes against the hyperparameters and refuses them (its own converter stores such tensors in F16)."""
     family, form, shape = FAMILIES["1bitllm-3b"]
-    checkpoint = synth.write_checkpoint(str(tmp_path / "3b"), dict(shape, tie_word_embeddings=True), form, seed=5,
-                                        family=family)
+    checkpoint = synth.write_checkpoint(
+        str(tmp_path / "3b"), dict(shape, tie_word_embeddings=True), form, seed=5, family=family
+    )
     path = str(tmp_path / "3b.gguf")
     convert(checkpoint, path, "tq2_0", progress=False)
     with pytest.raises(OSError, match="cannot load"):

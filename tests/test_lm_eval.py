@@ -1,15 +1,16 @@
 """lm-evaluation-harness (PyPI lm_eval, its `local-completions` model) scores a small multiple-choice task
 defined over a local JSONL file against a tritlm server on the embedded model, through echo + logprobs; every
 loglikelihood it reports equals the sum of log_softmax(Model.logits) over the continuation's tokens."""
+
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.test_server import serving
 from tritlm.runtime import Model
 from tritlm.runtime.server.app import create_app
-from tests.test_server import serving
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "bitnet-tiny"
 DOCS = [
@@ -41,9 +42,9 @@ def continuation_loglikelihood(model, context: str, continuation: str) -> float:
     context's own tokens, then the whole text's tokens past as many), scored by a full forward: the sum over the
     continuation of log_softmax(logits of the token before)."""
     stripped = context.rstrip()
-    context, continuation = stripped, context[len(stripped):] + continuation
+    context, continuation = stripped, context[len(stripped) :] + continuation
     context_ids = model.tokenize(context, add_bos=False)
-    whole = context_ids + model.tokenize(context + continuation, add_bos=False)[len(context_ids):]
+    whole = context_ids + model.tokenize(context + continuation, add_bos=False)[len(context_ids) :]
     n_ctx = len(context_ids)
     logits = model.logits(whole).astype(np.float64)
     logprobs = logits - logits.max(-1, keepdims=True)
@@ -65,9 +66,12 @@ def test_lm_eval_local_completions_equals_model_logits(embedded_gguf, tmp_path, 
             results = lm_eval.simple_evaluate(
                 model="local-completions",
                 model_args=f"model=bitnet-tiny,base_url={url}/v1/completions,tokenizer_backend=huggingface,"
-                           f"tokenizer={CHECKPOINT},tokenized_requests=True,num_concurrent=1,max_retries=1",
-                tasks=["tritlm_python"], task_manager=TaskManager(include_path=str(tmp_path)), log_samples=True,
-                batch_size=4)
+                f"tokenizer={CHECKPOINT},tokenized_requests=True,num_concurrent=1,max_retries=1",
+                tasks=["tritlm_python"],
+                task_manager=TaskManager(include_path=str(tmp_path)),
+                log_samples=True,
+                batch_size=4,
+            )
         table = make_table(results)
         with capsys.disabled():
             print("\n" + table)

@@ -1,12 +1,31 @@
 """scripts/load_test.py itself: a few seconds of its hostile mixed load against the tiny model's server find
 every answer right (it exits 1 on any wrong answer or status, a busy slot, a server traceback or RSS growth)."""
+
 import subprocess
 import sys
 
 
 def test_stress_passes_briefly(tiny_gguf):
-    done = subprocess.run([sys.executable, "scripts/load_test.py", "stress", "-m", tiny_gguf, "-c", "256",
-                           "--clients", "6", "--duration", "3", "-t", "1"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/load_test.py",
+            "stress",
+            "-m",
+            tiny_gguf,
+            "-c",
+            "256",
+            "--clients",
+            "6",
+            "--duration",
+            "3",
+            "-t",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "0 wrong answers or statuses" in done.stdout
     served = int(done.stdout.split(" requests in ")[0].split()[-1])
@@ -14,9 +33,35 @@ def test_stress_passes_briefly(tiny_gguf):
 
 
 def test_scaling_reports_throughput_and_time_to_first_token(tiny_gguf):
-    done = subprocess.run([sys.executable, "scripts/load_test.py", "scaling", "-m", tiny_gguf, "-c", "256", "-t", "1",
-                           "--clients", "1", "3", "--requests", "1", "--max-tokens", "4", "--long-prompt", "100",
-                           "--ttft-samples", "1", "-b", "32"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "scripts/load_test.py",
+            "scaling",
+            "-m",
+            tiny_gguf,
+            "-c",
+            "256",
+            "-t",
+            "1",
+            "--clients",
+            "1",
+            "3",
+            "--requests",
+            "1",
+            "--max-tokens",
+            "4",
+            "--long-prompt",
+            "100",
+            "--ttft-samples",
+            "1",
+            "-b",
+            "32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] in (["1"], ["3"])]
     assert [(int(r[0]), int(r[1])) for r in rows] == [(1, 1), (3, 3)]  # clients, requests done

@@ -2,13 +2,14 @@
 converted to every ternary type, our logits equal transformers' BitNet reference (which really runs ternary
 weights x int8 activations; in float64, see `references`), greedy decoding picks the same tokens (up to near
 ties that float32 rounding decides), and prefill + decode equals decoding one token at a time, bit for bit."""
+
 import numpy as np
 import pytest
 import torch
 
+from tests.checkpoints import load_reference
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
-from tests.checkpoints import load_reference
 
 N_TOKENS, N_GREEDY = 64, 48
 FORMS, TYPES = ("packed", "bf16"), ("tq1_0", "tq2_0", "i2_s")
@@ -64,11 +65,13 @@ def test_greedy_tokens_match_transformers(case):
         got.append(int(np.argmax(model.decode([seq], [got[-1]])[0])))
     seq.close()
     with torch.no_grad():
-        ref = reference(torch.tensor([prompt + got])).logits[0, len(prompt) - 1:-1].float().numpy()
+        ref = reference(torch.tensor([prompt + got])).logits[0, len(prompt) - 1 : -1].float().numpy()
     top2 = np.sort(ref, axis=-1)[:, -2:]
     near_tie = top2[:, 1] - top2[:, 0] < 0.01 * float(ref.max() - ref.min())
     mismatches = [i for i in range(N_GREEDY) if got[i] != int(np.argmax(ref[i]))]
-    print(f"greedy: {N_GREEDY - len(mismatches)}/{N_GREEDY} tokens are the reference's argmax; near ties swapped at {mismatches}")
+    print(
+        f"greedy: {N_GREEDY - len(mismatches)}/{N_GREEDY} tokens are the reference's argmax; near ties swapped at {mismatches}"
+    )
     assert all(near_tie[i] for i in mismatches) and len(mismatches) <= 2
 
 
@@ -78,6 +81,7 @@ def wide(tmp_path_factory):
     packed form: (checkpoint, ids, transformers' logits in float64 and in float32)."""
     from tritlm.converter import synth
     from tritlm.converter.presets import PRESETS
+
     path = str(tmp_path_factory.mktemp("wide") / "checkpoint")
     synth.write_checkpoint(path, dict(PRESETS["2b-4t"], num_hidden_layers=2), "packed")
     ids = [128000] + np.random.default_rng(0).integers(0, 128256, 31).tolist()
@@ -103,8 +107,10 @@ def test_2b4t_widths_match_transformers(wide, type_name, tmp_path):
     span = float(want64.max() - want64.min())
     agree_ours = int((got.argmax(1) == want64.argmax(1)).sum())
     agree_theirs = int((want32.argmax(1) == want64.argmax(1)).sum())
-    print(f"2B-4T widths, {type_name}: vs float64, mean max-diff per position ours {ours.mean():.3g}, transformers-f32 "
-          f"{theirs.mean():.3g} (range {span:.3g}); argmax agreement ours {agree_ours}/{len(ids)}, f32 {agree_theirs}")
+    print(
+        f"2B-4T widths, {type_name}: vs float64, mean max-diff per position ours {ours.mean():.3g}, transformers-f32 "
+        f"{theirs.mean():.3g} (range {span:.3g}); argmax agreement ours {agree_ours}/{len(ids)}, f32 {agree_theirs}"
+    )
     assert ours.mean() <= 2 * theirs.mean() + 1e-3 * span
     assert agree_ours >= agree_theirs - 1
 

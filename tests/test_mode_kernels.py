@@ -1,10 +1,11 @@
 """The a4.8 / Q-Sparse kernels (native/kernels/int4_*, topk_ref, sparse_*, kv_ref): each reference equals a numpy
 reference written from the papers' formulas, and every SIMD variant this CPU has equals its reference bit for bit."""
+
 import numpy as np
 import pytest
 
-from tritlm.runtime._native import ffi, lib
 from tests.test_kernels import TERNARY, pack_ternary, run_ternary, simd_isas
+from tritlm.runtime._native import ffi, lib
 
 RNG = np.random.default_rng(7)
 
@@ -16,7 +17,7 @@ def np_int4(x: np.ndarray):
     for row in np.abs(x).reshape(-1, 16):
         lanes = lanes + row
     for half in (8, 4, 2, 1):
-        lanes = lanes[:half] + lanes[half:2 * half]
+        lanes = lanes[:half] + lanes[half : 2 * half]
     s = np.float32(np.sqrt(np.float32(7))) / max(lanes[0] / np.float32(x.size), np.float32(1e-5))
     q = np.clip(np.rint(x * s), -8, 7).astype(np.int8)
     return q, np.float32(s)
@@ -24,8 +25,12 @@ def np_int4(x: np.ndarray):
 
 def run_int4(isa, x):
     q, scale, total = np.empty(x.size, np.int8), ffi.new("float *"), ffi.new("int32_t *")
-    if lib.tl_quantize_int4(isa.encode(), ffi.from_buffer("float[]", x), x.size, ffi.from_buffer("int8_t[]", q),
-                            scale, total) != 0:
+    if (
+        lib.tl_quantize_int4(
+            isa.encode(), ffi.from_buffer("float[]", x), x.size, ffi.from_buffer("int8_t[]", q), scale, total
+        )
+        != 0
+    ):
         return None
     return q, np.float32(scale[0]), total[0]
 
@@ -78,14 +83,24 @@ def test_topk_keeps_the_stable_argsort_top_k(dim, k):
 
 def run_sparse(isa, name, packed, rows, cols, x, x_scale, w_scale):
     y = np.empty(rows, np.float32)
-    rc = lib.tl_matmul_sparse(isa.encode(), TERNARY[name], ffi.from_buffer(packed), rows, cols,
-                              ffi.from_buffer("int8_t[]", x), x_scale, w_scale, ffi.from_buffer("float[]", y))
+    rc = lib.tl_matmul_sparse(
+        isa.encode(),
+        TERNARY[name],
+        ffi.from_buffer(packed),
+        rows,
+        cols,
+        ffi.from_buffer("int8_t[]", x),
+        x_scale,
+        w_scale,
+        ffi.from_buffer("float[]", y),
+    )
     return y if rc == 0 else None
 
 
 @pytest.mark.parametrize("name", TERNARY)
-@pytest.mark.parametrize("rows,cols,kept", [(256, 256, 128), (128, 256, 40), (768, 512, 256), (300, 768, 700),
-                                            (2560, 1024, 1000)])
+@pytest.mark.parametrize(
+    "rows,cols,kept", [(256, 256, 128), (128, 256, 40), (768, 512, 256), (300, 768, 700), (2560, 1024, 1000)]
+)
 def test_sparse_gemv_equals_dense_kernel_on_masked_input(name, rows, cols, kept):
     """The column-tile kernel reads only kept columns yet gives the dense kernel's floats exactly (and numpy's sums)."""
     ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
@@ -95,8 +110,10 @@ def test_sparse_gemv_equals_dense_kernel_on_masked_input(name, rows, cols, kept)
     x[idx[:3]] = -128  # the int16 sums' worst case
     packed = pack_ternary(name, ternary)
     dense = run_ternary("ref", name, packed, rows, cols, x[None], np.float32([0.37]), 0.0123)[0]
-    np.testing.assert_array_equal(dense, (ternary.astype(np.int64) @ x.astype(np.int64)).astype(np.float32)
-                                  / np.float32(0.37) * np.float32(0.0123))
+    np.testing.assert_array_equal(
+        dense,
+        (ternary.astype(np.int64) @ x.astype(np.int64)).astype(np.float32) / np.float32(0.37) * np.float32(0.0123),
+    )
     for isa in ["ref"] + simd_isas():
         np.testing.assert_array_equal(run_sparse(isa, name, packed, rows, cols, x, 0.37, 0.0123), dense, err_msg=isa)
 
@@ -107,8 +124,9 @@ def test_sparse_int16_sums_flush_before_overflow():
     packed = pack_ternary("i2_s", np.ones((rows, cols), np.int8))
     x = np.full(cols, -128, np.int8)
     for isa in ["ref"] + simd_isas():
-        np.testing.assert_array_equal(run_sparse(isa, "i2_s", packed, rows, cols, x, 1.0, 1.0),
-                                      np.full(rows, -131072, np.float32), err_msg=isa)
+        np.testing.assert_array_equal(
+            run_sparse(isa, "i2_s", packed, rows, cols, x, 1.0, 1.0), np.full(rows, -131072, np.float32), err_msg=isa
+        )
 
 
 def np_kv(x: np.ndarray, bits: int) -> np.ndarray:
@@ -123,13 +141,25 @@ def np_kv(x: np.ndarray, bits: int) -> np.ndarray:
 def test_kv_rows_round_trip_as_the_formula(bits, dim):
     for x in (activations(dim), np.zeros(dim, np.float32)):
         packed, out = np.empty(dim * bits // 8 + 4, np.uint8), np.empty(dim, np.float32)
-        assert lib.tl_kv_roundtrip(ffi.from_buffer("float[]", x), dim, bits, ffi.from_buffer(packed),
-                                   ffi.from_buffer("float[]", out)) == 0
+        assert (
+            lib.tl_kv_roundtrip(
+                ffi.from_buffer("float[]", x), dim, bits, ffi.from_buffer(packed), ffi.from_buffer("float[]", out)
+            )
+            == 0
+        )
         np.testing.assert_array_equal(out, np_kv(x, bits))
-    assert len(np.unique(np_kv(activations(dim), bits))) <= 2 ** bits - 1
+    assert len(np.unique(np_kv(activations(dim), bits))) <= 2**bits - 1
 
 
 def test_kv_rejects_other_bits():
     x, out = np.zeros(64, np.float32), np.zeros(64, np.float32)
-    assert lib.tl_kv_roundtrip(ffi.from_buffer("float[]", x), 64, 5, ffi.from_buffer(np.zeros(64, np.uint8)),
-                               ffi.from_buffer("float[]", out)) == -1
+    assert (
+        lib.tl_kv_roundtrip(
+            ffi.from_buffer("float[]", x),
+            64,
+            5,
+            ffi.from_buffer(np.zeros(64, np.uint8)),
+            ffi.from_buffer("float[]", out),
+        )
+        == -1
+    )

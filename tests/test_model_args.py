@@ -1,5 +1,6 @@
 """Bad arguments to Model give one-line ModelErrors (never cffi's OverflowError, a huge allocation or a silently
 converted token), and a GGUF whose float weights hold NaN/Inf is refused at load."""
+
 import os
 import shutil
 
@@ -16,8 +17,10 @@ def one_line_error(call, message):
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("n_ctx,message", [(2**31, "outside"), (2**64, "outside"), (-1, "outside"),
-                                           (513, "outside"), (8.0, "integer"), ("64", "integer")])
+@pytest.mark.parametrize(
+    "n_ctx,message",
+    [(2**31, "outside"), (2**64, "outside"), (-1, "outside"), (513, "outside"), (8.0, "integer"), ("64", "integer")],
+)
 def test_context_sizes(tiny_gguf, model, n_ctx, message):
     assert model.context_length == 512  # the tiny preset's max_position_embeddings
     one_line_error(lambda: Model(tiny_gguf, threads=1, n_ctx=n_ctx), message)
@@ -29,8 +32,9 @@ def test_largest_context_is_the_models(model):
         assert seq.n_ctx == 512
 
 
-@pytest.mark.parametrize("threads,message", [(4 * os.cpu_count() + 1, "more than 4 per CPU"), (2.5, "integer"),
-                                             ("2", "integer")])
+@pytest.mark.parametrize(
+    "threads,message", [(4 * os.cpu_count() + 1, "more than 4 per CPU"), (2.5, "integer"), ("2", "integer")]
+)
 def test_thread_counts(tiny_gguf, threads, message):
     one_line_error(lambda: Model(tiny_gguf, threads=threads), message)
 
@@ -40,9 +44,18 @@ def test_thread_count_at_the_limit_loads(tiny_gguf):
         assert m.n_threads == 4 * os.cpu_count()
 
 
-@pytest.mark.parametrize("tokens,message", [(["5"], "integer"), ([5.0], "integer"), ([True], "integer"),
-                                            (np.array([1.0]), "integers"), ("ab", "list of integers"),
-                                            ([2**70], "out of range"), ([-1], "out of range")])
+@pytest.mark.parametrize(
+    "tokens,message",
+    [
+        (["5"], "integer"),
+        ([5.0], "integer"),
+        ([True], "integer"),
+        (np.array([1.0]), "integers"),
+        ("ab", "list of integers"),
+        ([2**70], "out of range"),
+        ([-1], "out of range"),
+    ],
+)
 def test_token_ids_must_be_integers(model, tokens, message):
     with model.new_sequence(16) as seq:
         one_line_error(lambda: model.decode([seq], tokens), message)
@@ -62,8 +75,9 @@ def test_prefill_checks_every_batch_first(model):
         assert seq.pos == 0  # the first batch of 256 did not go in
 
 
-@pytest.mark.parametrize("rows,message", [([0, 2**40], "logit rows"), ([0, 0], "logit rows"), ([0, -2], "logit rows"),
-                                          ([0, 1.0], "integer")])
+@pytest.mark.parametrize(
+    "rows,message", [([0, 2**40], "logit rows"), ([0, 0], "logit rows"), ([0, -2], "logit rows"), ([0, 1.0], "integer")]
+)
 def test_logit_rows(model, rows, message):
     with model.new_sequence(16) as seq:
         one_line_error(lambda: model.forward([seq, seq], [1, 2], logit_rows=rows), message)
@@ -84,8 +98,9 @@ def poisoned_copy(src, dst, name, row):
     return dst
 
 
-@pytest.mark.parametrize("name,row", [("token_embd.weight", 700), ("blk.1.ffn_norm.weight", 0),
-                                      ("output_norm.weight", 0)])
+@pytest.mark.parametrize(
+    "name,row", [("token_embd.weight", 700), ("blk.1.ffn_norm.weight", 0), ("output_norm.weight", 0)]
+)
 def test_nonfinite_float_weights_are_refused_at_load(tiny_gguf, tmp_path, name, row):
     path = poisoned_copy(tiny_gguf, str(tmp_path / "nan.gguf"), name, row)
     one_line_error(lambda: Model(path, threads=2), f"{name}: row {row} holds a NaN or Inf")

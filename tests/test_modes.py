@@ -1,6 +1,7 @@
 """BitNet a4.8 and Q-Sparse files: the converter writes the checkpoint's mode into the GGUF, the runtime runs it
 without flags, and the engine's logits match the numpy reference of the papers' math (tests/modes_reference.py),
 which in turn matches the torch forward the variants were trained with (models/train_variant.py)."""
+
 import json
 import os
 import shutil
@@ -10,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from tritlm.converter.write import convert
-from tritlm.runtime import Model
 from tests import modes_reference as ref
 from tests.test_convert import TensorTable
+from tritlm.converter.write import convert
+from tritlm.runtime import Model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
@@ -63,6 +64,7 @@ def test_converter_writes_the_mode(files):
     def value(name, key):
         field = fields[name][key]
         return field.parts[field.data[0]][0].item()
+
     assert [value("a4.8", f"tritlm.activation_bits.{g}") for g in ref.GROUPS] == [4, 8, 4, 8]
     assert [value("a4.8", f"tritlm.activation_topk.{g}") for g in ref.GROUPS] == [1.0, 0.5, 1.0, 1.0]
     assert (value("a4.8", "tritlm.kv_cache_bits"), value("a4.8", "tritlm.kv_cache_bits_first")) == (3, 4)
@@ -70,10 +72,15 @@ def test_converter_writes_the_mode(files):
     assert "tritlm.kv_cache_bits" not in fields["qsparse"]
 
 
-@pytest.mark.parametrize("bad,message", [({"activation_bits": {"attn_qkv": 2}}, "activation_bits.attn_qkv = 2"),
-                                         ({"activation_topk": {"ffn_down": 1.5}}, "activation_topk.ffn_down = 1.5"),
-                                         ({"activation_bits": {"lm_head": 4}}, "unknown linear input group 'lm_head'"),
-                                         ({"kv_cache_bits": 2}, "kv_cache_bits 2")])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ({"activation_bits": {"attn_qkv": 2}}, "activation_bits.attn_qkv = 2"),
+        ({"activation_topk": {"ffn_down": 1.5}}, "activation_topk.ffn_down = 1.5"),
+        ({"activation_bits": {"lm_head": 4}}, "unknown linear input group 'lm_head'"),
+        ({"kv_cache_bits": 2}, "kv_cache_bits 2"),
+    ],
+)
 def test_convert_refuses_a_bad_mode_in_one_line(bad, message, tmp_path):
     src = tmp_path / "ckpt"
     shutil.copytree(os.path.join(MODELS, "bitnet-tiny"), src)
@@ -81,8 +88,9 @@ def test_convert_refuses_a_bad_mode_in_one_line(bad, message, tmp_path):
     config["quantization_config"].update(bad)
     (src / "config.json").write_text(json.dumps(config))
     out = tmp_path / "out.gguf"
-    run = subprocess.run([sys.executable, "-m", "tritlm", "convert", str(src), "-o", str(out)], cwd=ROOT,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "tritlm", "convert", str(src), "-o", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
     assert run.returncode == 1 and message in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert not out.exists() and not os.path.exists(str(out) + ".tmp")
 
@@ -135,8 +143,12 @@ def test_act_topk_runs_a_b158_file_as_qsparse_only_when_asked(files, ids, refere
         lossy = m.logits(ids)
     assert abs(nll(lossy, ids) - nll(want, ids)) < 0.005 * nll(want, ids)
     assert np.median(np.abs(lossy - want).max(-1)) * 3 < np.median(np.abs(lossy - references["b1.58"]).max(-1))
-    run = subprocess.run([sys.executable, "-m", "tritlm", "run", "-m", files["b1.58"], "-p", "x", "-n", "1",
-                          "--act-topk", "1.5"], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "tritlm", "run", "-m", files["b1.58"], "-p", "x", "-n", "1", "--act-topk", "1.5"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1 and "--act-topk 1.5" in run.stderr and len(run.stderr.strip().splitlines()) == 1
 
 
@@ -145,8 +157,10 @@ def test_act_topk_runs_a_b158_file_as_qsparse_only_when_asked(files, ids, refere
 def test_reference_is_the_trained_forward(name, ids, references):
     """The numpy reference and models/train_variant.py's torch forward (what was trained and evaluated) agree."""
     import torch
+
     sys.path.insert(0, MODELS)
     from train_variant import load_variant
+
     with torch.no_grad():
         trained = load_variant(os.path.join(MODELS, VARIANTS[name]))(input_ids=torch.tensor([ids])).logits[0].numpy()
     want = references[name]

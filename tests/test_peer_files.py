@@ -1,19 +1,24 @@
 """Files made by bitnet.cpp's and llama.cpp's converters (written as they write them: tests/peer_files.py) run
 in our runtime and give the reference's logits; our i2_s tensors hold what bitnet.cpp writes."""
+
 import numpy as np
 import pytest
 import torch
 from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
+from tests import peer_files
+from tests.checkpoints import load_reference
+from tests.test_families import (
+    FAMILIES,
+    PROMPT,
+    assert_close,
+    checkpoints,  # noqa: F401 (a fixture)
+)
 from tritlm.converter import synth
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
 from tritlm.runtime.gguf import GGUFFile
-from tests import peer_files
-from tests.checkpoints import load_reference
-from tests.test_families import FAMILIES, PROMPT, assert_close
-from tests.test_families import checkpoints  # noqa: F401 (a fixture)
 
 N_TOKENS = 48
 
@@ -38,18 +43,27 @@ def reference_models(tiny_checkpoints):
     return {form: torch.nn.Module.to(load_reference(path), torch.float64) for form, path in tiny_checkpoints.items()}
 
 
-@pytest.mark.parametrize("form,embedding,arch,output_copy", [
-    ("packed", "f16", "bitnet-b1.58", False), ("packed", "f16", "bitnet-b1.58", True),
-    ("packed", "q6_k", "bitnet-b1.58", False), ("packed", "q8_0", "bitnet-b1.58", False),
-    ("bf16", "f16", "bitnet-b1.58", False),
-    ("packed", "f16", "bitnet-25", False)])
-def test_bitnet_cpp_file_matches_transformers(tiny_checkpoints, reference_models, tmp_path, form, embedding, arch, output_copy):
+@pytest.mark.parametrize(
+    "form,embedding,arch,output_copy",
+    [
+        ("packed", "f16", "bitnet-b1.58", False),
+        ("packed", "f16", "bitnet-b1.58", True),
+        ("packed", "q6_k", "bitnet-b1.58", False),
+        ("packed", "q8_0", "bitnet-b1.58", False),
+        ("bf16", "f16", "bitnet-b1.58", False),
+        ("packed", "f16", "bitnet-25", False),
+    ],
+)
+def test_bitnet_cpp_file_matches_transformers(
+    tiny_checkpoints, reference_models, tmp_path, form, embedding, arch, output_copy
+):
     """bitnet.cpp's i2_s file (no tritlm.* keys: the scale is the I2_S trailer's, relu2 implied by the
     architecture; with or without an output.weight copy of the embedding) gives transformers' logits (with an
     F16 embedding, losslessly), with the
     reference's tied embedding set to what the file holds (F16, Q8_0 or Q6_K instead of the checkpoint's bf16)."""
-    path = peer_files.bitnet_cpp_gguf(tiny_checkpoints[form], str(tmp_path / "bitnet-cpp.gguf"), embedding, arch,
-                                      output_copy)
+    path = peer_files.bitnet_cpp_gguf(
+        tiny_checkpoints[form], str(tmp_path / "bitnet-cpp.gguf"), embedding, arch, output_copy
+    )
     with GGUFFile(path) as f:
         assert f.metadata["general.architecture"] == arch
         assert not [key for key in f.metadata if key.startswith("tritlm.")]
@@ -70,8 +84,10 @@ def test_bitnet_cpp_file_matches_transformers(tiny_checkpoints, reference_models
     exact = diff < 1e-3 * span
     first_off = int(np.argmin(exact)) if not exact.all() else N_TOKENS
     agree = float((got.argmax(1) == want.argmax(1)).mean())
-    print(f"{arch} {form} {embedding} output copy {output_copy}: {int(exact.sum())}/{N_TOKENS} positions within "
-          f"1e-3 of the logit range {span:.3g} (all up to {first_off}); argmax agreement {agree:.0%}")
+    print(
+        f"{arch} {form} {embedding} output copy {output_copy}: {int(exact.sum())}/{N_TOKENS} positions within "
+        f"1e-3 of the logit range {span:.3g} (all up to {first_off}); argmax agreement {agree:.0%}"
+    )
     if embedding == "f16":  # lossless, as tests/test_lossless.py
         assert exact.all()
     else:
@@ -107,17 +123,28 @@ def test_our_i2_s_tensors_are_bitnet_cpps_bytes(tiny_checkpoints, tmp_path, form
 
 LLAMA_CPP_FAMILIES = ["1bitllm-large", "1bitllm-3b", "falcon3", "llama3-8b"]
 # GGUF -> HF names as test_families.model_card_logits knows them (1bitLLM's sub-norm names)
-HF_NAMES = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-            "output.weight": "lm_head.weight", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-            "attn_sub_norm": "self_attn.inner_attn_ln", "ffn_sub_norm": "mlp.ffn_layernorm",
-            "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-            "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-            "ffn_down": "mlp.down_proj"}
+HF_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_sub_norm": "self_attn.inner_attn_ln",
+    "ffn_sub_norm": "mlp.ffn_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 
 
 def file_weights(path: str, config: dict) -> dict:
     """HF name -> float32 weights as gguf-py reads and dequantizes the file (q/k of `llama` back in HF order)."""
     import gguf
+
     reader = gguf.GGUFReader(path)
     llama = bytes(reader.fields["general.architecture"].parts[-1]).decode() == "llama"
     out = {}
@@ -141,8 +168,13 @@ def llama_cpp_checkpoints(checkpoints, tmp_path_factory):  # noqa: F811
     out = {}
     for name in LLAMA_CPP_FAMILIES:
         family, form, shape = FAMILIES[name]
-        out[name] = checkpoints[name] if family != "1bitllm" else synth.write_checkpoint(
-            str(root / name), dict(shape, tie_word_embeddings=True), form, seed=5, family=family)
+        out[name] = (
+            checkpoints[name]
+            if family != "1bitllm"
+            else synth.write_checkpoint(
+                str(root / name), dict(shape, tie_word_embeddings=True), form, seed=5, family=family
+            )
+        )
     return out
 
 
@@ -159,21 +191,25 @@ def test_llama_cpp_file_runs_as_its_weights_say(llama_cpp_checkpoints, tmp_path,
     for our own files, tests/test_families.py). Against the checkpoint's own reference the fp16 scales
     alone move these random tiny models' logits by 1-10% of their range (printed)."""
     from tests import test_families
+
     checkpoint = llama_cpp_checkpoints[name]
     path = peer_files.llama_cpp_gguf(checkpoint, str(tmp_path / "llama-cpp.gguf"), type_name)
     with GGUFFile(path) as f:
         assert not [key for key in f.metadata if key.startswith("tritlm.")]
         types = {t.type for t in f.tensors if t.name.endswith(("attn_q.weight", "ffn_down.weight"))}
     assert types == ({QT.F16} if name == "1bitllm-3b" else {QT[type_name.upper()]})  # 3B: rows not whole blocks
-    reference = (test_families.transformers_logits if FAMILIES[name][0] == "llama" else
-                 test_families.model_card_logits)(checkpoint, PROMPT)
+    reference = (
+        test_families.transformers_logits if FAMILIES[name][0] == "llama" else test_families.model_card_logits
+    )(checkpoint, PROMPT)
     config, _ = test_families.checkpoint_weights(checkpoint)
     monkeypatch.setattr(test_families, "checkpoint_weights", lambda path_: (config, file_weights(path, config)))
     want = test_families.model_card_logits(checkpoint, PROMPT)
     with Model(path, threads=2) as model:
         got = model.logits(PROMPT)
-    print(f"vs the checkpoint's reference: max |diff| {np.abs(got - reference).max():.3g} "
-          f"(logit range {float(reference.max() - reference.min()):.3g})")
+    print(
+        f"vs the checkpoint's reference: max |diff| {np.abs(got - reference).max():.3g} "
+        f"(logit range {float(reference.max() - reference.min()):.3g})"
+    )
     assert_close(got, want)
 
 
@@ -182,14 +218,17 @@ def test_llama_cpp_2b_4t_file_reads_the_exact_weights(tiny_checkpoints, tmp_path
     """2B-4T's packed form through llama.cpp's BitnetModel: every block's d is the checkpoint's bf16
     weight_scale exactly, and the file runs as llama.cpp's `bitnet` graph says: with SiLU (the file cannot
     say relu2, so 2B-4T runs with the wrong activation, in llama.cpp as here)."""
-    from tritlm.runtime.weights import weight_scale
     from tests import test_families
+    from tritlm.runtime.weights import weight_scale
+
     path = peer_files.llama_cpp_gguf(tiny_checkpoints["packed"], str(tmp_path / "llama-cpp.gguf"), type_name)
     config, tensors = peer_files.read_checkpoint(tiny_checkpoints["packed"])
     with GGUFFile(path) as f:
         assert f.metadata["general.architecture"] == "bitnet"
         scales = {t.name: weight_scale(f, t) for t in f.tensors if t.type == QT[type_name.upper()]}
-    want = {peer_files.gguf_name(n[:-len("_scale")]): float(t.float()) for n, t in tensors.items() if n.endswith("_scale")}
+    want = {
+        peer_files.gguf_name(n[: -len("_scale")]): float(t.float()) for n, t in tensors.items() if n.endswith("_scale")
+    }
     assert scales == want and len(want) == 14
     silu = dict(config, hidden_act="silu")
     monkeypatch.setattr(test_families, "checkpoint_weights", lambda path_: (silu, file_weights(path, silu)))

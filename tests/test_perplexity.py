@@ -1,4 +1,5 @@
 """tritlm perplexity against transformers' own computation on the same windows of the tiny checkpoint."""
+
 import math
 import os
 
@@ -36,11 +37,11 @@ def reference_nll(model_dir: str, text: str, n_ctx: int, dtype) -> np.ndarray:
     first = n_ctx // 2
     nll = []
     for start in range(0, len(ids) - n_ctx + 1, n_ctx):
-        window = [bos] + ids[start + 1:start + n_ctx]
+        window = [bos] + ids[start + 1 : start + n_ctx]
         with torch.no_grad():
             logits = model(torch.tensor([window])).logits[0].double()
-        log_probs = torch.log_softmax(logits[first:n_ctx - 1], dim=-1)
-        nll += (-log_probs[torch.arange(n_ctx - 1 - first), torch.tensor(window[first + 1:])]).tolist()
+        log_probs = torch.log_softmax(logits[first : n_ctx - 1], dim=-1)
+        nll += (-log_probs[torch.arange(n_ctx - 1 - first), torch.tensor(window[first + 1 :])]).tolist()
     return np.array(nll)
 
 
@@ -51,6 +52,7 @@ def test_perplexity_equals_transformers(tiny):
     model_dir, gguf, text_path = tiny
     text = open(text_path, encoding="utf-8").read()
     import torch
+
     nll = reference_nll(model_dir, text, N_CTX, torch.float32)
     expected, n_scored = math.exp(nll.mean()), len(nll)
     model = Model(gguf, threads=2, n_ctx=N_CTX)

@@ -1,6 +1,7 @@
 """The output matrix in another type: quants.encode (Q6_K/Q4_K: ports of ggml's quantizers) read back by gguf-py,
 `tritlm convert --output-type` and `tritlm quantize` on the tiny checkpoint (tied embedding), and the engine on
 those files."""
+
 import os
 
 import numpy as np
@@ -8,12 +9,12 @@ import pytest
 from gguf import GGMLQuantizationType as QT
 from gguf import quants as gguf_quants
 
+from tests.peer_files import quantize_q6_k
 from tritlm import quants
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
 from tritlm.runtime.cli import main
 from tritlm.runtime.gguf import GGUFFile
-from tests.peer_files import quantize_q6_k
 
 RNG = np.random.default_rng(0)
 # relative RMS error of each type on Gaussian rows (ggml's quantizers measure about 0.5%, 1.8% and 7% for the
@@ -22,7 +23,7 @@ MAX_REL_RMSE = {"bf16": 0.002, "f16": 0.0003, "q8_0": 0.007, "q6_k": 0.022, "q4_
 
 
 def rel_rmse(got, want):
-    return float(np.sqrt(((got - want) ** 2).mean() / (want ** 2).mean()))
+    return float(np.sqrt(((got - want) ** 2).mean() / (want**2).mean()))
 
 
 def decode(encoded, type_name, shape):
@@ -32,11 +33,17 @@ def decode(encoded, type_name, shape):
 @pytest.mark.parametrize("type_name", quants.OUTPUT_MATRIX_TYPES)
 def test_encode_is_read_back_by_gguf_py(type_name):
     x = (RNG.standard_normal((40, 512)) * 0.02).astype(np.float32)
-    x[3] = 0          # an all-zero row: exact zeros, no nan
+    x[3] = 0  # an all-zero row: exact zeros, no nan
     x[5, :256] = 0.5  # a constant block
     encoded = quants.encode(x, type_name)
-    assert encoded.dtype == np.uint8 and encoded.nbytes == 40 * 512 // {"q6_k": 256, "q4_k": 256}.get(type_name, 32) * \
-        {"bf16": 64, "f16": 64, "q8_0": 34, "q6_k": 210, "q4_k": 144}[type_name]
+    assert (
+        encoded.dtype == np.uint8
+        and encoded.nbytes
+        == 40
+        * 512
+        // {"q6_k": 256, "q4_k": 256}.get(type_name, 32)
+        * {"bf16": 64, "f16": 64, "q8_0": 34, "q6_k": 210, "q4_k": 144}[type_name]
+    )
     y = decode(encoded, type_name, x.shape)
     assert np.all(y[3] == 0)
     np.testing.assert_allclose(y[5, :256], 0.5, rtol=0.01)
@@ -64,7 +71,9 @@ def same_metadata(a: dict, b: dict) -> bool:
 def tensors(path):
     f = GGUFFile(path)
     try:
-        return {t.name: (t.type, t.dims, bytes(f.buffer[t.offset:t.offset + t.nbytes])) for t in f.tensors}, f.metadata
+        return {
+            t.name: (t.type, t.dims, bytes(f.buffer[t.offset : t.offset + t.nbytes])) for t in f.tensors
+        }, f.metadata
     finally:
         f.close()
 

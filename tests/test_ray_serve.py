@@ -2,6 +2,7 @@
 here too) pass against two Ray Serve replicas of the app; killing one replica's process fails only the requests
 it was answering, with an HTTP error, while the other replica's answers complete, and Ray starts a new one.
 Bad input (a missing GGUF, an unreachable cluster) is one line on stderr."""
+
 import os
 import signal
 import socket
@@ -15,9 +16,10 @@ import pytest
 
 from tests.checkpoints import full_forward_greedy
 from tests.conftest import REPO
-from tests.test_server import (PROMPT, chat_ids, client, model, test_bad_requests_get_openai_errors,  # noqa: F401
-                               test_chat_matches_greedy, test_completion_matches_greedy, test_error_codes,
-                               test_models_health_tokenize, test_stop_sequence)
+from tests.test_server import (
+    PROMPT,
+    test_bad_requests_get_openai_errors,  # noqa: F401
+)
 
 pytestmark = pytest.mark.slow  # a Ray cluster and two deployments: about a minute
 
@@ -37,8 +39,17 @@ def server(ray_cluster, tiny_gguf):
     from ray import serve
 
     from tritlm.cluster.serve import build, deploy
-    app = build({"model": tiny_gguf, "threads": "1", "ctx_size": str(N_CTX), "parallel": "2", "replicas": "2",
-                 "replica_cpus": "0.5"})
+
+    app = build(
+        {
+            "model": tiny_gguf,
+            "threads": "1",
+            "ctx_size": str(N_CTX),
+            "parallel": "2",
+            "replicas": "2",
+            "replica_cpus": "0.5",
+        }
+    )
     url = deploy(app, port=free_port())
     try:
         yield url, None
@@ -49,6 +60,7 @@ def server(ray_cluster, tiny_gguf):
 def replica_pids() -> dict:
     """{replica actor name: its process id} of the running replicas."""
     import ray
+
     pids = {}
     for actor in ray.util.list_named_actors(all_namespaces=True):
         if actor["name"].startswith("SERVE_REPLICA::"):
@@ -60,10 +72,14 @@ def replica_pids() -> dict:
 def test_killed_replica_fails_only_its_requests(server, model):
     from ray import serve
 
-    from tritlm.cluster.serve import application
     from tests.slow_replica import STEP_SECONDS, SlowReplica
-    serve.run(application(model.path, threads=1, n_ctx=N_CTX, parallel=2, replicas=2, replica_cpus=0.5,
-                          replica=SlowReplica), name="tritlm", route_prefix="/")
+    from tritlm.cluster.serve import application
+
+    serve.run(
+        application(model.path, threads=1, n_ctx=N_CTX, parallel=2, replicas=2, replica_cpus=0.5, replica=SlowReplica),
+        name="tritlm",
+        route_prefix="/",
+    )
     url = server[0]
     before = replica_pids()
     assert len(before) == 2
@@ -76,8 +92,9 @@ def test_killed_replica_fails_only_its_requests(server, model):
     def ask(i):
         started = time.monotonic()
         try:
-            r = httpx.post(url + "/v1/completions", timeout=60,
-                           json={"prompt": PROMPT, "max_tokens": n_tokens, "temperature": 0})
+            r = httpx.post(
+                url + "/v1/completions", timeout=60, json={"prompt": PROMPT, "max_tokens": n_tokens, "temperature": 0}
+            )
             outcomes[i] = (r.status_code, r.json()["choices"][0]["text"] if r.status_code == 200 else r.text)
         except httpx.HTTPError as e:
             outcomes[i] = ("broken", repr(e))
@@ -107,16 +124,20 @@ def test_killed_replica_fails_only_its_requests(server, model):
     assert len(after) == 2 and victim not in after.values(), after
     for _ in range(4):  # both replicas answer again
         r = httpx.post(url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 8, "temperature": 0}, timeout=60)
-        assert r.status_code == 200 and r.json()["choices"][0]["text"] == model.detokenize(full_forward_greedy(model, ids, 8))
+        assert r.status_code == 200 and r.json()["choices"][0]["text"] == model.detokenize(
+            full_forward_greedy(model, ids, 8)
+        )
 
 
 def run_serve(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "tritlm", "serve", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tritlm", "serve", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_replica_that_cannot_start_is_one_line(ray_cluster, tiny_gguf, tmp_path):
     from tritlm.cluster.serve import application, deploy
+
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(open(tiny_gguf, "rb").read()[:100_000])  # on every node (this one), but truncated
     with pytest.raises(ValueError) as error:  # after Ray Serve's three tries
@@ -128,7 +149,8 @@ def test_replica_that_cannot_start_is_one_line(ray_cluster, tiny_gguf, tmp_path)
 def test_bad_input(ray_cluster, tiny_gguf, tmp_path):
     missing = run_serve("-m", str(tmp_path / "no-such.gguf"), "--replicas", "2", "--ray-address", ray_cluster)
     assert missing.returncode == 1 and missing.stderr.splitlines()[-1] == (
-        f"tritlm serve: error: {tmp_path / 'no-such.gguf'}: no such model file on Ray node 127.0.0.1")
+        f"tritlm serve: error: {tmp_path / 'no-such.gguf'}: no such model file on Ray node 127.0.0.1"
+    )
     closed = f"127.0.0.1:{free_port()}"
     unreachable = run_serve("-m", tiny_gguf, "--replicas", "2", "--ray-address", closed)
     assert unreachable.returncode == 1

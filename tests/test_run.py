@@ -1,5 +1,6 @@
 """`tritlm run`: the streamed greedy completion equals a from-scratch greedy reference, timings go to stderr, and bad input
 (missing file, truncated GGUF, a prompt longer than the context) is one line on stderr and exit code 1."""
+
 import subprocess
 import sys
 
@@ -58,7 +59,7 @@ def test_pieces_are_flushed_as_generated(tiny_gguf, model, monkeypatch):
     assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "12", "--temp", "0", "-t", "1"]) == 0
     pieces = list(model.generate(PROMPT, 12, temperature=0))
     writes = [text for kind, text in recorder.events if kind == "write" and text]
-    assert writes[:len(pieces)] == pieces
+    assert writes[: len(pieces)] == pieces
     for i, event in enumerate(recorder.events[:-1]):  # every piece is followed by a flush
         if event[0] == "write" and event[1]:
             assert recorder.events[i + 1] == ("flush", None)
@@ -79,7 +80,7 @@ def test_missing_file(tmp_path, capsys):
 def test_truncated_gguf(tiny_gguf, tmp_path, capsys, keep):
     data = open(tiny_gguf, "rb").read()
     cut = tmp_path / "cut.gguf"
-    cut.write_bytes(data[:int(len(data) * keep)])
+    cut.write_bytes(data[: int(len(data) * keep)])
     assert "truncated GGUF file" in one_line_error(capsys, ["run", "-m", str(cut), "-p", "hi"])
 
 
@@ -91,8 +92,9 @@ def test_prompt_beyond_context(tiny_gguf, capsys):
 def test_exit_code_of_the_command(tiny_gguf, tmp_path):
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(open(tiny_gguf, "rb").read()[:1000])
-    proc = subprocess.run([sys.executable, "-m", "tritlm", "run", "-m", str(cut), "-p", "hi"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tritlm", "run", "-m", str(cut), "-p", "hi"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "truncated GGUF file" in proc.stderr
 
@@ -100,12 +102,17 @@ def test_exit_code_of_the_command(tiny_gguf, tmp_path):
 def test_llama_cpp_habits(tiny_gguf, model, capsys):
     """-ngl is accepted and ignored with a note; -no-cnv completes; options are never prefix-matched."""
     want = "".join(model.generate(PROMPT, 8, temperature=0))
-    assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "8", "--temp", "0", "-t", "1", "-ngl", "99", "-no-cnv"]) == 0
+    assert (
+        main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "8", "--temp", "0", "-t", "1", "-ngl", "99", "-no-cnv"]) == 0
+    )
     out, err = capsys.readouterr()
     assert out == want + "\n"
     assert "note: -ngl/--n-gpu-layers ignored" in err
-    for argv in (["run", "-m", tiny_gguf, "-p", PROMPT, "--ctx", "64"], ["run", "-m", tiny_gguf, "--prom", PROMPT],
-                 ["perplexity", "-m", tiny_gguf, "-f", "x", "--ctx", "64"]):
+    for argv in (
+        ["run", "-m", tiny_gguf, "-p", PROMPT, "--ctx", "64"],
+        ["run", "-m", tiny_gguf, "--prom", PROMPT],
+        ["perplexity", "-m", tiny_gguf, "-f", "x", "--ctx", "64"],
+    ):
         with pytest.raises(SystemExit) as exit:
             main(argv)
         assert exit.value.code == 2
@@ -114,6 +121,7 @@ def test_llama_cpp_habits(tiny_gguf, model, capsys):
 
 def test_version(capsys):
     from importlib.metadata import version
+
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and capsys.readouterr().out == f"tritlm {version('tritlm')}\n"
@@ -131,6 +139,30 @@ def test_penalties_follow_llama_cpp(tiny_gguf, model, capsys):
         want.append(int(np.argmax(llama_cpp_penalties(logits, ids + want, 16, 1.5, 0.0, 0.3, {}))))
     plain = model.tokenize("".join(model.generate(PROMPT, 20, temperature=0)), add_bos=False)
     assert want != plain, "the penalties changed nothing: the test proves nothing"
-    assert main(["run", "-m", tiny_gguf, "-p", PROMPT, "-n", "20", "--temp", "0", "-t", "1", "--repeat-penalty", "1.5",
-                 "--repeat-last-n", "16", "--presence-penalty", "0.3", "--min-p", "0.05"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "-m",
+                tiny_gguf,
+                "-p",
+                PROMPT,
+                "-n",
+                "20",
+                "--temp",
+                "0",
+                "-t",
+                "1",
+                "--repeat-penalty",
+                "1.5",
+                "--repeat-last-n",
+                "16",
+                "--presence-penalty",
+                "0.3",
+                "--min-p",
+                "0.05",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out == model.detokenize(want) + "\n"

@@ -1,5 +1,6 @@
 """The Model API contract (runtime/model.py): attributes, sequences as values, batched decode equal to each
 sequence alone, forward's logit rows, generation stops, and one-line ModelErrors instead of crashes."""
+
 import numpy as np
 import pytest
 
@@ -54,7 +55,7 @@ def test_forward_logit_rows(model):
 def test_generation_stops(model):
     text = "".join(model.generate(PROMPT, 24, temperature=0))
     stop = text[6:9]
-    assert "".join(model.generate(PROMPT, 24, temperature=0, stop=[stop, "never"])) == text[:text.index(stop)]
+    assert "".join(model.generate(PROMPT, 24, temperature=0, stop=[stop, "never"])) == text[: text.index(stop)]
     small = Model(model.path, threads=1, n_ctx=12)
     try:
         ids = small.tokenize(PROMPT)

@@ -1,5 +1,6 @@
 """The sampler: temperature 0 is argmax; sampling follows softmax(logits / T) restricted to top-k, then top-p;
 a seed makes it reproducible, -1 is a random seed; settings it cannot sample with are refused."""
+
 import warnings
 
 import numpy as np
@@ -60,11 +61,20 @@ def test_tiny_temperature_is_argmax_without_overflow(temperature):
         assert Sampler(temperature, top_k=0, top_p=1.0, seed=0).sample(logits) == int(np.argmax(logits))
 
 
-@pytest.mark.parametrize("kwargs, param", [
-    ({"temperature": -1}, "temperature"), ({"temperature": 1e-320}, "temperature"),
-    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
-    ({"top_k": -1}, "top_k"), ({"top_p": 0}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"top_p": float("nan")}, "top_p"),
-    ({"seed": -2}, "seed")])
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": 1e-320}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"temperature": float("inf")}, "temperature"),
+        ({"top_k": -1}, "top_k"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"top_p": float("nan")}, "top_p"),
+        ({"seed": -2}, "seed"),
+    ],
+)
 def test_bad_settings(kwargs, param):
     with pytest.raises(SamplingError) as e:
         Sampler(**kwargs)
@@ -83,7 +93,9 @@ def llama_cpp_penalties(logits, history, last_n, repeat, freq, present, bias):
     for token, count in counts.items():
         x = out[token]
         x = x * np.float32(repeat) if x <= 0 else x / np.float32(repeat)
-        out[token] = np.float32(x - (np.float32(count) * np.float32(freq) + np.float32(float(count > 0)) * np.float32(present)))
+        out[token] = np.float32(
+            x - (np.float32(count) * np.float32(freq) + np.float32(float(count > 0)) * np.float32(present))
+        )
     return np.array(out, dtype=np.float32)
 
 
@@ -139,14 +151,25 @@ def test_masked_tokens_are_never_drawn():
     got = frequencies(Sampler(temperature=1.0, top_k=0, top_p=1.0, seed=0), logits, 2000)
     np.testing.assert_allclose(got, [0, 0.3 / 0.35, 0, 0.05 / 0.35], atol=0.03)
     assert Sampler(temperature=0).sample(logits) == 1
-    assert frequencies(Sampler(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05, seed=0), logits, 500)[[0, 2]].sum() == 0
+    assert (
+        frequencies(Sampler(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05, seed=0), logits, 500)[[0, 2]].sum() == 0
+    )
 
 
-@pytest.mark.parametrize("kwargs, param", [
-    ({"min_p": -0.1}, "min_p"), ({"min_p": 1.5}, "min_p"), ({"min_p": float("nan")}, "min_p"),
-    ({"repeat_penalty": 0}, "repeat_penalty"), ({"repeat_penalty": float("inf")}, "repeat_penalty"),
-    ({"repeat_last_n": -2}, "repeat_last_n"), ({"presence_penalty": float("nan")}, "presence_penalty"),
-    ({"frequency_penalty": float("-inf")}, "frequency_penalty"), ({"logit_bias": {3: float("nan")}}, "logit_bias")])
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        ({"min_p": -0.1}, "min_p"),
+        ({"min_p": 1.5}, "min_p"),
+        ({"min_p": float("nan")}, "min_p"),
+        ({"repeat_penalty": 0}, "repeat_penalty"),
+        ({"repeat_penalty": float("inf")}, "repeat_penalty"),
+        ({"repeat_last_n": -2}, "repeat_last_n"),
+        ({"presence_penalty": float("nan")}, "presence_penalty"),
+        ({"frequency_penalty": float("-inf")}, "frequency_penalty"),
+        ({"logit_bias": {3: float("nan")}}, "logit_bias"),
+    ],
+)
 def test_bad_penalty_settings(kwargs, param):
     with pytest.raises(SamplingError) as e:
         Sampler(**kwargs)

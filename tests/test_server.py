@@ -16,13 +16,13 @@ import httpx
 import openai
 import pytest
 
+from tests.checkpoints import full_forward_greedy
 from tritlm.runtime import Model
 from tritlm.runtime.sampler import Sampler
 from tritlm.runtime.server.app import create_app
 from tritlm.runtime.server.cli import allowed_hosts, make_server, open_socket
 from tritlm.runtime.server.scheduler import Scheduler
 from tritlm.runtime.template import ChatTemplate
-from tests.checkpoints import full_forward_greedy
 
 PROMPT = "The model cache is"
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a layer."}]
@@ -69,17 +69,20 @@ def client(server):
 def chat_ids(tiny_checkpoints):
     """The chat prompt as transformers renders and tokenizes it from the original checkpoint."""
     from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["packed"])
     return tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False)
 
 
 def test_chat_template_matches_transformers(model, tiny_checkpoints, chat_ids):
     from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoints["packed"])
     template = ChatTemplate(model)
     assert template.has_own_template
-    assert template.render(MESSAGES) == tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True,
-                                                                      tokenize=False)
+    assert template.render(MESSAGES) == tokenizer.apply_chat_template(
+        MESSAGES, add_generation_prompt=True, tokenize=False
+    )
     assert template.tokenize(MESSAGES) == list(chat_ids)
 
 
@@ -104,7 +107,9 @@ def test_chat_matches_greedy(client, model, chat_ids):
     assert reply.choices[0].message.content == expected
     assert reply.usage.prompt_tokens == len(chat_ids)
 
-    chunks = list(client.chat.completions.create(model=model.name, messages=MESSAGES, max_tokens=10, temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(model=model.name, messages=MESSAGES, max_tokens=10, temperature=0, stream=True)
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
     assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
@@ -115,9 +120,13 @@ def test_stop_sequence(client, model):
     assert len(full) >= 10, f"greedy text too short for a stop test: {full!r}"
     stop = full[6:9]
     expected = full[: full.index(stop)]
-    reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=24, temperature=0, stop=[stop, "\x00never"])
+    reply = client.completions.create(
+        model=model.name, prompt=PROMPT, max_tokens=24, temperature=0, stop=[stop, "\x00never"]
+    )
     assert (reply.choices[0].text, reply.choices[0].finish_reason) == (expected, "stop")
-    chunks = list(client.completions.create(model=model.name, prompt=PROMPT, max_tokens=24, temperature=0, stop=stop, stream=True))
+    chunks = list(
+        client.completions.create(model=model.name, prompt=PROMPT, max_tokens=24, temperature=0, stop=stop, stream=True)
+    )
     assert "".join(c.choices[0].text for c in chunks) == expected
     assert chunks[-1].choices[0].finish_reason == "stop"
 
@@ -128,6 +137,7 @@ def test_models_health_tokenize(client, model, server, tiny_checkpoints):
     url = server[0]
     assert httpx.get(url + "/health").json()["status"] == "ok"
     from tokenizers import Tokenizer
+
     text = "naïve café 🙂 tokens"
     ids = httpx.post(url + "/tokenize", json={"content": text}).json()["tokens"]
     reference = Tokenizer.from_file(os.path.join(tiny_checkpoints["packed"], "tokenizer.json"))
@@ -139,7 +149,10 @@ def test_models_health_tokenize(client, model, server, tiny_checkpoints):
 
 def test_concurrent_streams_match_solo_and_are_batched(client, model):
     prompts = [PROMPT, "The weight of", "A vector and", "Layer one is"]
-    solo = [client.completions.create(model=model.name, prompt=p, max_tokens=16, temperature=0).choices[0].text for p in prompts]
+    solo = [
+        client.completions.create(model=model.name, prompt=p, max_tokens=16, temperature=0).choices[0].text
+        for p in prompts
+    ]
     batch_sizes = []  # sequences in each forward pass
     forward = model.forward
 
@@ -154,7 +167,9 @@ def test_concurrent_streams_match_solo_and_are_batched(client, model):
 
     def stream(i):
         barrier.wait()
-        chunks = client.completions.create(model=model.name, prompt=prompts[i], max_tokens=16, temperature=0, stream=True)
+        chunks = client.completions.create(
+            model=model.name, prompt=prompts[i], max_tokens=16, temperature=0, stream=True
+        )
         results[i] = "".join(c.choices[0].text for c in chunks)
 
     try:
@@ -207,8 +222,10 @@ def test_client_disconnect_frees_its_slot(client, model, server):
         # Not streaming: the client hangs up while waiting for the whole answer.
         with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as raw:
             payload = json.dumps(body).encode()
-            raw.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            raw.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload)
+            )
             wait_for(lambda: scheduler.n_busy == 1)
         wait_for(lambda: scheduler.n_busy == 0, seconds=1.5)
     reply = client.completions.create(model=model.name, prompt=PROMPT, max_tokens=4, temperature=0)
@@ -222,35 +239,42 @@ def error_of(response):
     return body["error"]
 
 
-@pytest.mark.parametrize("path, body, param", [
-    ("/v1/completions", b"{not json", None),
-    ("/v1/completions", b'["a list"]', "body"),
-    ("/v1/completions", {"prompt": PROMPT, "max_tokens": -1}, "max_tokens"),
-    ("/v1/completions", {"prompt": PROMPT, "max_tokens": "ten"}, "max_tokens"),
-    ("/v1/completions", {"prompt": PROMPT, "temperature": "hot"}, "temperature"),
-    ("/v1/completions", {"prompt": PROMPT, "temperature": 1e-320}, "temperature"),  # subnormal: logits / T overflow
-    ("/v1/completions", {"prompt": PROMPT, "temperature": -0.5}, "temperature"),
-    ("/v1/completions", b'{"prompt": "x", "temperature": NaN}', "temperature"),  # Python's JSON reader takes NaN
-    ("/v1/completions", b'{"prompt": "x", "temperature": Infinity}', "temperature"),
-    ("/v1/completions", b'{"prompt": "x", "top_p": NaN}', "top_p"),
-    ("/v1/completions", {"prompt": PROMPT, "top_p": 0}, "top_p"),
-    ("/v1/completions", {"prompt": PROMPT, "top_k": -3}, "top_k"),
-    ("/v1/completions", {"prompt": PROMPT, "seed": -2}, "seed"),
-    ("/v1/completions", {"prompt": 42}, "prompt"),
-    ("/v1/completions", {"prompt": [1, 10 ** 9]}, "prompt"),
-    ("/v1/completions", {"prompt": []}, "prompt"),
-    ("/v1/completions", {"prompt": [[]], "max_tokens": 0, "echo": True, "logprobs": 1}, "prompt"),
-    ("/v1/completions", {"prompt": PROMPT, "n": 2}, "n"),
-    ("/v1/completions", {"prompt": PROMPT, "stop": 7}, "stop"),
-    ("/v1/completions", {"prompt": PROMPT, "max_tokens": 1000}, "max_tokens"),
-    ("/v1/chat/completions", {"messages": []}, "messages"),
-    ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
-    ("/v1/chat/completions", {"messages": [{"role": "user"}]}, "messages.0.content"),
-    ("/tokenize", {"content": 5}, "content"),
-    ("/detokenize", {"tokens": [-1]}, "tokens"),
-])
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/v1/completions", b"{not json", None),
+        ("/v1/completions", b'["a list"]', "body"),
+        ("/v1/completions", {"prompt": PROMPT, "max_tokens": -1}, "max_tokens"),
+        ("/v1/completions", {"prompt": PROMPT, "max_tokens": "ten"}, "max_tokens"),
+        ("/v1/completions", {"prompt": PROMPT, "temperature": "hot"}, "temperature"),
+        ("/v1/completions", {"prompt": PROMPT, "temperature": 1e-320}, "temperature"),  # subnormal: logits / T overflow
+        ("/v1/completions", {"prompt": PROMPT, "temperature": -0.5}, "temperature"),
+        ("/v1/completions", b'{"prompt": "x", "temperature": NaN}', "temperature"),  # Python's JSON reader takes NaN
+        ("/v1/completions", b'{"prompt": "x", "temperature": Infinity}', "temperature"),
+        ("/v1/completions", b'{"prompt": "x", "top_p": NaN}', "top_p"),
+        ("/v1/completions", {"prompt": PROMPT, "top_p": 0}, "top_p"),
+        ("/v1/completions", {"prompt": PROMPT, "top_k": -3}, "top_k"),
+        ("/v1/completions", {"prompt": PROMPT, "seed": -2}, "seed"),
+        ("/v1/completions", {"prompt": 42}, "prompt"),
+        ("/v1/completions", {"prompt": [1, 10**9]}, "prompt"),
+        ("/v1/completions", {"prompt": []}, "prompt"),
+        ("/v1/completions", {"prompt": [[]], "max_tokens": 0, "echo": True, "logprobs": 1}, "prompt"),
+        ("/v1/completions", {"prompt": PROMPT, "n": 2}, "n"),
+        ("/v1/completions", {"prompt": PROMPT, "stop": 7}, "stop"),
+        ("/v1/completions", {"prompt": PROMPT, "max_tokens": 1000}, "max_tokens"),
+        ("/v1/chat/completions", {"messages": []}, "messages"),
+        ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+        ("/v1/chat/completions", {"messages": [{"role": "user"}]}, "messages.0.content"),
+        ("/tokenize", {"content": 5}, "content"),
+        ("/detokenize", {"tokens": [-1]}, "tokens"),
+    ],
+)
 def test_bad_requests_get_openai_errors(server, path, body, param):
-    send = {"content": body, "headers": {"Content-Type": "application/json"}} if isinstance(body, bytes) else {"json": body}
+    send = (
+        {"content": body, "headers": {"Content-Type": "application/json"}}
+        if isinstance(body, bytes)
+        else {"json": body}
+    )
     response = httpx.post(server[0] + path, timeout=30, **send)
     assert response.status_code == 400
     error = error_of(response)
@@ -259,8 +283,12 @@ def test_bad_requests_get_openai_errors(server, path, body, param):
 
 def test_error_codes(server):
     url = server[0]
-    assert error_of(httpx.post(url + "/v1/completions", content=b"{", headers={"Content-Type": "application/json"})
-                    )["code"] == "invalid_json"
+    assert (
+        error_of(httpx.post(url + "/v1/completions", content=b"{", headers={"Content-Type": "application/json"}))[
+            "code"
+        ]
+        == "invalid_json"
+    )
     overflow = httpx.post(url + "/v1/completions", json={"prompt": "x " * 300})
     assert overflow.status_code == 400 and error_of(overflow)["code"] == "context_length_exceeded"
     missing = httpx.get(url + "/v1/nothing")
@@ -275,8 +303,11 @@ def test_full_queue_is_refused_at_once(model):
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=30) as first:
             lines = first.iter_lines()  # kept: a dropped iterator closes the stream
             next(lines)
-            waiting = threading.Thread(target=httpx.post, args=(url + "/v1/completions",),
-                                       kwargs={"json": {"prompt": PROMPT, "max_tokens": 2}, "timeout": 30})
+            waiting = threading.Thread(
+                target=httpx.post,
+                args=(url + "/v1/completions",),
+                kwargs={"json": {"prompt": PROMPT, "max_tokens": 2}, "timeout": 30},
+            )
             waiting.start()
             wait_for(lambda: scheduler.n_waiting == 1)
             started = time.monotonic()
@@ -291,8 +322,13 @@ def test_api_key(model):
     with serving(create_app(model, parallel=1, api_key="sesame")) as url:
         assert httpx.get(url + "/health").status_code == 200
         assert httpx.get(url + "/").status_code == 200  # the page itself; its API calls carry the key
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sesame"},
-                        {"Authorization": "Basic sesame"}, {"Authorization": "Bearersesame"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"Authorization": "sesame"},
+            {"Authorization": "Basic sesame"},
+            {"Authorization": "Bearersesame"},
+        ):
             for method, path in (("GET", "/v1/models"), ("POST", "/v1/completions"), ("POST", "/tokenize")):
                 response = httpx.request(method, url + path, headers=headers, json={"prompt": "x"})
                 assert response.status_code == 401, (path, headers)
@@ -300,15 +336,32 @@ def test_api_key(model):
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0).models.list()
         good = openai.OpenAI(base_url=url + "/v1", api_key="sesame", max_retries=0)
-        assert good.completions.create(model=model.name, prompt=PROMPT, max_tokens=2, temperature=0).usage.completion_tokens >= 1
+        assert (
+            good.completions.create(
+                model=model.name, prompt=PROMPT, max_tokens=2, temperature=0
+            ).usage.completion_tokens
+            >= 1
+        )
         for scheme in ("bearer", "BEARER"):  # the scheme is case-insensitive (RFC 7235)
             assert httpx.get(url + "/v1/models", headers={"Authorization": f"{scheme} sesame"}).status_code == 200
 
 
 def test_seed_minus_one_is_random(client, model):
     def texts(seed, n):
-        return {client.completions.create(model=model.name, prompt=PROMPT, max_tokens=12, temperature=1.5, top_p=1.0,
-                                          seed=seed, extra_body={"top_k": 0}).choices[0].text for _ in range(n)}
+        return {
+            client.completions.create(
+                model=model.name,
+                prompt=PROMPT,
+                max_tokens=12,
+                temperature=1.5,
+                top_p=1.0,
+                seed=seed,
+                extra_body={"top_k": 0},
+            )
+            .choices[0]
+            .text
+            for _ in range(n)
+        }
 
     assert len(texts(-1, 3)) > 1  # three equal 12-token samples at temperature 1.5 over the whole vocabulary: ~never
     assert len(texts(5, 2)) == 1
@@ -317,6 +370,7 @@ def test_seed_minus_one_is_random(client, model):
 def run_jobs(model, requests, parallel=4, batch_size=256):
     """Submits every (prompt ids, max_tokens, sampler, stop) to a fresh Scheduler before it starts (so they are
     admitted in one step); returns each job's (text, last event) once the scheduler has freed every slot."""
+
     async def main():
         scheduler = Scheduler(model, parallel, batch_size=batch_size)
         jobs = [scheduler.submit(*request) for request in requests]
@@ -365,8 +419,14 @@ class FailingSampler(Sampler):
 
 def test_a_sampling_error_fails_only_its_own_request(model):
     ids = [model.tokenize(p, add_bos=True, special=True) for p in PROMPTS]
-    results = run_jobs(model, [(ids[0], 8, Sampler(temperature=0), None), (ids[1], 8, FailingSampler(3), None),
-                               (ids[2], 8, Sampler(temperature=0), None)])
+    results = run_jobs(
+        model,
+        [
+            (ids[0], 8, Sampler(temperature=0), None),
+            (ids[1], 8, FailingSampler(3), None),
+            (ids[2], 8, Sampler(temperature=0), None),
+        ],
+    )
     expected = greedy_results(model, 8)
     assert results[0] == expected[0] and results[2] == expected[2]
     assert results[1][1] == ("error", "generation failed: Probabilities contain NaN")
@@ -378,8 +438,10 @@ def test_a_failing_prompt_fails_only_its_own_request(model):
     ids = [model.tokenize(p, add_bos=True, special=True) for p in PROMPTS]
     bad = ids[0] + [model.n_vocab + 5]
     results = run_jobs(model, [(i, 8, Sampler(temperature=0), None) for i in [bad] + ids[1:]], parallel=3)
-    assert results[0] == ("", ("error", f"generation failed: token id {model.n_vocab + 5} is out of range "
-                                        f"[0, {model.n_vocab})"))
+    assert results[0] == (
+        "",
+        ("error", f"generation failed: token id {model.n_vocab + 5} is out of range [0, {model.n_vocab})"),
+    )
     assert results[1:] == greedy_results(model, 8)[1:]
 
 
@@ -392,8 +454,9 @@ def test_a_long_prompt_is_read_in_chunks_while_other_streams_decode(model):
     long = model.tokenize(text, add_bos=True, special=True)[:60]
     assert len(long) == 60
     n_short, n_long = 20, 4
-    reference = [full_forward_greedy(model, ids, n) for ids, n in ((short[0], n_short), (short[1], n_short),
-                                                                   (long, n_long))]
+    reference = [
+        full_forward_greedy(model, ids, n) for ids, n in ((short[0], n_short), (short[1], n_short), (long, n_long))
+    ]
     assert all(len(r) == n for r, n in zip(reference, (n_short, n_short, n_long))), "an end token came early"
     passes = []  # per forward call: how many tokens each sequence had in it
     forward = model.forward
@@ -453,14 +516,20 @@ def test_a_short_prompt_is_read_before_a_long_one(model):
 
     model.forward = recording_forward
     try:
-        results = run_jobs(model, [(long, 2, Sampler(temperature=0), None), (short, 2, Sampler(temperature=0), None)],
-                           parallel=2, batch_size=16)
+        results = run_jobs(
+            model,
+            [(long, 2, Sampler(temperature=0), None), (short, 2, Sampler(temperature=0), None)],
+            parallel=2,
+            batch_size=16,
+        )
     finally:
         del model.forward
     assert passes[0] == short
     assert passes[1][1:] == long[:15]  # the short one's second (and last) token, then a full chunk
     assert passes[2] == long[15:31]
-    assert results == [(model.detokenize(full_forward_greedy(model, ids, 2)), ("done", "length")) for ids in (long, short)]
+    assert results == [
+        (model.detokenize(full_forward_greedy(model, ids, 2)), ("done", "length")) for ids in (long, short)
+    ]
 
 
 def test_body_size_limit(model):
@@ -471,8 +540,9 @@ def test_body_size_limit(model):
         assert ok.status_code == 200, ok.text
         big = json.dumps({"prompt": "word " * 400}).encode()
         declared = httpx.post(url + "/v1/completions", content=big, headers={"Content-Type": "application/json"})
-        chunked = httpx.post(url + "/v1/completions", content=iter([big[:600], big[600:]]),
-                             headers={"Content-Type": "application/json"})  # no Content-Length: counted as read
+        chunked = httpx.post(
+            url + "/v1/completions", content=iter([big[:600], big[600:]]), headers={"Content-Type": "application/json"}
+        )  # no Content-Length: counted as read
         for response in (declared, chunked):
             assert response.status_code == 413 and error_of(response)["code"] == "request_too_large"
         assert httpx.get(url + "/health").status_code == 200
@@ -488,8 +558,11 @@ def test_tokenizing_does_not_stall_the_server(model, server):
 
     model.tokenize = slow_tokenize
     try:
-        busy = threading.Thread(target=httpx.post, args=(url + "/v1/completions",),
-                                kwargs={"json": {"prompt": PROMPT, "max_tokens": 1}, "timeout": 30})
+        busy = threading.Thread(
+            target=httpx.post,
+            args=(url + "/v1/completions",),
+            kwargs={"json": {"prompt": PROMPT, "max_tokens": 1}, "timeout": 30},
+        )
         busy.start()
         time.sleep(0.3)
         started = time.monotonic()
@@ -522,8 +595,10 @@ def test_prompt_too_long_for_any_slot_is_refused_before_tokenizing(model, server
     text = "x" * (model.n_ctx * longest + 1)  # cannot be fewer tokens than the context holds
     model.tokenize = lambda *args, **kwargs: pytest.fail("tokenized")  # fails the request with a 500
     try:
-        for path, body, param in (("/v1/completions", {"prompt": text}, "prompt"),
-                                  ("/v1/chat/completions", {"messages": [{"role": "user", "content": text}]}, "messages")):
+        for path, body, param in (
+            ("/v1/completions", {"prompt": text}, "prompt"),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": text}]}, "messages"),
+        ):
             response = httpx.post(url + path, json=body)
             assert response.status_code == 400, response.text
             assert (error_of(response)["code"], error_of(response)["param"]) == ("context_length_exceeded", param)

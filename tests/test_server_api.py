@@ -4,6 +4,7 @@ token ids; logprobs equal to log_softmax of Model.logits (torch as the reference
 prompt's with echo + max_tokens 0; response_format and tools whose answers always validate (jsonschema);
 documented-but-unsupported fields refused by name, unknown ones ignored with a log line; CORS, the request log
 line and /metrics."""
+
 import json
 import logging
 
@@ -14,16 +15,22 @@ import openai
 import pytest
 import torch
 
-from tritlm.runtime import Model
-from tritlm.runtime.server.app import create_app
 from tests.checkpoints import full_forward_greedy
 from tests.test_server import serving
 from tests.test_tools import PARAMETERS, TOOLS
+from tritlm.runtime import Model
+from tritlm.runtime.server.app import create_app
 
 PROMPT = "def read(path):\n    "
-PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10},
-                                           "age": {"type": "integer", "minimum": 0, "maximum": 99}},
-          "required": ["name", "age"], "additionalProperties": False}
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 10},
+        "age": {"type": "integer", "minimum": 0, "maximum": 99},
+    },
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -95,16 +102,18 @@ def test_echo_with_max_tokens_zero_scores_the_prompt(client, model):
     ref = reference_logprobs(model, ids)
     assert choice.text == model.detokenize(ids) and out.usage.completion_tokens == 0
     assert choice.logprobs.token_logprobs[0] is None and len(choice.logprobs.token_logprobs) == len(ids)
-    np.testing.assert_allclose(choice.logprobs.token_logprobs[1:],
-                               [ref[i, t].item() for i, t in enumerate(ids[1:])], atol=1e-9)
+    np.testing.assert_allclose(
+        choice.logprobs.token_logprobs[1:], [ref[i, t].item() for i, t in enumerate(ids[1:])], atol=1e-9
+    )
     text = client.completions.create(model="x", prompt=PROMPT, max_tokens=0, echo=True).choices[0].text
     assert text == PROMPT
 
 
 def test_chat_logprobs_stream_and_not(client, model):
     messages = [{"role": "user", "content": "Write a function."}]
-    out = client.chat.completions.create(model="x", messages=messages, max_tokens=6, temperature=0, logprobs=True,
-                                         top_logprobs=2)
+    out = client.chat.completions.create(
+        model="x", messages=messages, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2
+    )
     entries = out.choices[0].logprobs.content
     ids = httpx.post(str(client.base_url).replace("/v1/", "/apply-template"), json={"messages": messages}).json()
     prompt = model.tokenize(ids["prompt"], add_bos=False, special=True)
@@ -114,9 +123,11 @@ def test_chat_logprobs_stream_and_not(client, model):
     for k, (entry, token) in enumerate(zip(entries, generated)):
         assert entry.logprob == pytest.approx(ref[len(prompt) - 1 + k, token].item(), abs=1e-6)
         assert [t.logprob for t in entry.top_logprobs] == pytest.approx(
-            torch.topk(ref[len(prompt) - 1 + k], 2).values.tolist(), abs=1e-6)
-    stream = client.chat.completions.create(model="x", messages=messages, max_tokens=6, temperature=0, logprobs=True,
-                                            top_logprobs=2, stream=True)
+            torch.topk(ref[len(prompt) - 1 + k], 2).values.tolist(), abs=1e-6
+        )
+    stream = client.chat.completions.create(
+        model="x", messages=messages, max_tokens=6, temperature=0, logprobs=True, top_logprobs=2, stream=True
+    )
     streamed = [e.logprob for c in stream if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
     assert streamed == [e.logprob for e in entries]
 
@@ -127,35 +138,63 @@ def test_response_format_json_schema_always_validates(client, endpoint):
     for seed in range(8):  # sampled from the whole distribution (top_k 0): only the mask keeps it valid
         kwargs = dict(model="x", max_tokens=60, temperature=1.0, seed=seed)
         if endpoint == "chat":
-            text = client.chat.completions.create(messages=[{"role": "user", "content": "A person as JSON"}],
-                                                  response_format=fmt, extra_body={"top_k": 0},
-                                                  **kwargs).choices[0].message.content
+            text = (
+                client.chat.completions.create(
+                    messages=[{"role": "user", "content": "A person as JSON"}],
+                    response_format=fmt,
+                    extra_body={"top_k": 0},
+                    **kwargs,
+                )
+                .choices[0]
+                .message.content
+            )
         else:
-            text = client.completions.create(prompt="person = ", extra_body={"response_format": fmt, "top_k": 0},
-                                             **kwargs).choices[0].text
+            text = (
+                client.completions.create(prompt="person = ", extra_body={"response_format": fmt, "top_k": 0}, **kwargs)
+                .choices[0]
+                .text
+            )
         jsonschema.validate(json.loads(text), PERSON)
 
 
 def test_json_object_mode_streams_a_json_object(client):
-    chunks = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "JSON please"}],
-                                            response_format={"type": "json_object"}, max_tokens=120, temperature=0,
-                                            stream=True)
+    chunks = client.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "JSON please"}],
+        response_format={"type": "json_object"},
+        max_tokens=120,
+        temperature=0,
+        stream=True,
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert isinstance(json.loads(text), dict)
 
 
 def test_tool_calls(client):
     for seed in range(6):
-        out = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "Weather in Paris?"}],
-                                             tools=TOOLS, tool_choice="required", max_tokens=100, seed=seed,
-                                             temperature=1.0)
+        out = client.chat.completions.create(
+            model="x",
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=TOOLS,
+            tool_choice="required",
+            max_tokens=100,
+            seed=seed,
+            temperature=1.0,
+        )
         choice = out.choices[0]
         assert choice.finish_reason == "tool_calls" and choice.message.content is None
         call = choice.message.tool_calls[0]
         jsonschema.validate(json.loads(call.function.arguments), PARAMETERS[call.function.name])
     named = {"type": "function", "function": {"name": "add"}}
-    chunks = client.chat.completions.create(model="x", messages=[{"role": "user", "content": "1 + 2?"}], tools=TOOLS,
-                                            tool_choice=named, max_tokens=100, temperature=0, stream=True)
+    chunks = client.chat.completions.create(
+        model="x",
+        messages=[{"role": "user", "content": "1 + 2?"}],
+        tools=TOOLS,
+        tool_choice=named,
+        max_tokens=100,
+        temperature=0,
+        stream=True,
+    )
     calls, finish = [], None
     for chunk in chunks:
         if chunk.choices and chunk.choices[0].delta.tool_calls:
@@ -164,10 +203,21 @@ def test_tool_calls(client):
     assert finish == "tool_calls" and calls[0].function.name == "add"
     jsonschema.validate(json.loads(calls[0].function.arguments), PARAMETERS["add"])
     # The call and its result go back into the conversation.
-    history = [{"role": "user", "content": "1 + 2?"},
-               {"role": "assistant", "content": None, "tool_calls": [
-                   {"id": calls[0].id, "type": "function", "function": {"name": "add", "arguments": calls[0].function.arguments}}]},
-               {"role": "tool", "tool_call_id": calls[0].id, "content": "3"}]
+    history = [
+        {"role": "user", "content": "1 + 2?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": calls[0].id,
+                    "type": "function",
+                    "function": {"name": "add", "arguments": calls[0].function.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "3"},
+    ]
     reply = client.chat.completions.create(model="x", messages=history, tools=TOOLS, max_tokens=40, temperature=0)
     assert reply.choices[0].finish_reason in ("stop", "tool_calls", "length")
 
@@ -179,16 +229,27 @@ def test_langchain(server, model):
     assert isinstance(chat.invoke("Hello").content, str)
     schema = PERSON | {"title": "Person", "description": "a person"}
     for method in ("function_calling", "json_schema"):  # through tools, and through response_format
-        structured = langchain_openai.ChatOpenAI(base_url=url, api_key="none", model="bitnet-tiny", temperature=0,
-                                                 max_tokens=60)
+        structured = langchain_openai.ChatOpenAI(
+            base_url=url, api_key="none", model="bitnet-tiny", temperature=0, max_tokens=60
+        )
         jsonschema.validate(structured.with_structured_output(schema, method=method).invoke("A person"), PERSON)
     llm = langchain_openai.OpenAI(base_url=url, api_key="none", temperature=0, max_tokens=8)
     texts = llm.batch([PROMPT, "import os\n"])  # one request, a list of prompts
-    assert texts[0] == model.detokenize(full_forward_greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 8))
+    assert texts[0] == model.detokenize(
+        full_forward_greedy(model, model.tokenize(PROMPT, add_bos=True, special=True), 8)
+    )
 
 
-@pytest.mark.parametrize("field, value", [("suffix", "end"), ("best_of", 3), ("audio", {"voice": "alloy"}),
-                                          ("modalities", ["text", "audio"]), ("functions", [])])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("suffix", "end"),
+        ("best_of", 3),
+        ("audio", {"voice": "alloy"}),
+        ("modalities", ["text", "audio"]),
+        ("functions", []),
+    ],
+)
 def test_unsupported_fields_are_refused_by_name(server, field, value):
     path = "/v1/chat/completions" if field in ("audio", "modalities", "functions") else "/v1/completions"
     body = {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"prompt": "hi"}
@@ -200,26 +261,38 @@ def test_unsupported_fields_are_refused_by_name(server, field, value):
 
 def test_unknown_fields_are_ignored_with_a_log_line(server, caplog):
     with caplog.at_level(logging.INFO, logger="tritlm.server"):
-        response = httpx.post(server[0] + "/v1/completions", timeout=60,
-                              json={"prompt": "hi", "max_tokens": 2, "cache_prompt": True, "mirostat": 0, "user": "u"})
+        response = httpx.post(
+            server[0] + "/v1/completions",
+            timeout=60,
+            json={"prompt": "hi", "max_tokens": 2, "cache_prompt": True, "mirostat": 0, "user": "u"},
+        )
     assert response.status_code == 200
-    assert any("ignoring fields outside the OpenAI API: cache_prompt, mirostat" in r.getMessage() for r in caplog.records)
+    assert any(
+        "ignoring fields outside the OpenAI API: cache_prompt, mirostat" in r.getMessage() for r in caplog.records
+    )
     assert any(r.getMessage().startswith("POST /v1/completions 200 ") for r in caplog.records)
 
 
 def test_cors(model):
     app = create_app(model, parallel=1, cors_origins=["*"], api_key="secret")
     with serving(app) as url:
-        preflight = httpx.options(url + "/v1/chat/completions", headers={
-            "Origin": "http://other.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type"})
+        preflight = httpx.options(
+            url + "/v1/chat/completions",
+            headers={
+                "Origin": "http://other.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
         assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "*"
-        answer = httpx.get(url + "/v1/models", headers={"Origin": "http://other.example",
-                                                        "Authorization": "Bearer secret"})
+        answer = httpx.get(
+            url + "/v1/models", headers={"Origin": "http://other.example", "Authorization": "Bearer secret"}
+        )
         assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "*"
     with serving(create_app(model, parallel=1, cors_origins=None)) as url:
-        refused = httpx.options(url + "/v1/models", headers={"Origin": "http://other.example",
-                                                             "Access-Control-Request-Method": "GET"})
+        refused = httpx.options(
+            url + "/v1/models", headers={"Origin": "http://other.example", "Access-Control-Request-Method": "GET"}
+        )
         assert "access-control-allow-origin" not in refused.headers
 
 
@@ -227,22 +300,34 @@ def test_metrics(model):
     from prometheus_client.parser import text_string_to_metric_families
 
     with serving(create_app(model, parallel=2)) as url:
-        answers = [httpx.post(url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": n, "temperature": 0},
-                              timeout=60).json() for n in (3, 5)]
+        answers = [
+            httpx.post(
+                url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": n, "temperature": 0}, timeout=60
+            ).json()
+            for n in (3, 5)
+        ]
         httpx.post(url + "/v1/completions", json={"prompt": 7})
         text = httpx.get(url + "/metrics").text
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     assert samples[("tritlm_requests_total", (("endpoint", "/v1/completions"), ("status", "200")))] == 2
     assert samples[("tritlm_requests_total", (("endpoint", "/v1/completions"), ("status", "400")))] == 1
     assert samples[("tritlm_generated_tokens_total", ())] == sum(a["usage"]["completion_tokens"] for a in answers)
     assert samples[("tritlm_prompt_tokens_total", ())] == sum(a["usage"]["prompt_tokens"] for a in answers)
     assert samples[("tritlm_slots", ())] == 2 and samples[("tritlm_requests_waiting", ())] == 0
-    assert samples[("tritlm_prompt_tokens_per_second", ())] > 0 and samples[("tritlm_generation_tokens_per_second", ())] > 0
+    assert (
+        samples[("tritlm_prompt_tokens_per_second", ())] > 0
+        and samples[("tritlm_generation_tokens_per_second", ())] > 0
+    )
 
 
-@pytest.mark.parametrize("path, body", [("/v1/completions", {"prompt": "x"}),
-                                        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})])
+@pytest.mark.parametrize(
+    "path, body",
+    [("/v1/completions", {"prompt": "x"}), ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}]})],
+)
 def test_a_failure_mid_stream_is_the_last_event(server, monkeypatch, path, body):
     import tritlm.runtime.server.app as app_module
     from tests.test_server import FailingSampler

@@ -6,15 +6,16 @@ import shutil
 
 import pytest
 
+from tests.test_server import serving, slow_steps
 from tritlm.runtime import Model
 from tritlm.runtime.server.app import create_app
-from tests.test_server import serving, slow_steps
 
 
 @pytest.fixture(scope="module")
 def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     assert chromium and driver, "chromium and chromium-driver are not installed: run `make chromium`"
     options = webdriver.ChromeOptions()
@@ -28,16 +29,22 @@ def browser():
 
 
 def test_page_streams_an_answer(browser, tiny_gguf):
+    import httpx
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    import httpx
 
     model = Model(tiny_gguf, threads=2, n_ctx=256)
     try:
         with serving(create_app(model, parallel=1)) as url, slow_steps(model, 0.03):
-            expected = httpx.post(url + "/v1/chat/completions", timeout=60, json={
-                "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 20, "temperature": 0,
-            }).json()["choices"][0]["message"]["content"]
+            expected = httpx.post(
+                url + "/v1/chat/completions",
+                timeout=60,
+                json={
+                    "messages": [{"role": "user", "content": "Hello there"}],
+                    "max_tokens": 20,
+                    "temperature": 0,
+                },
+            ).json()["choices"][0]["message"]["content"]
             browser.get(url + "/")
             WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "model-name").text == model.name)
             browser.find_element(By.CSS_SELECTOR, "#settings summary").click()
@@ -71,8 +78,11 @@ def send_and_wait(browser, text, n_done, timeout=120):
 
     browser.find_element(By.ID, "input").send_keys(text + "\n")
     WebDriverWait(browser, timeout, poll_frequency=0.05).until(
-        lambda b: len(b.find_elements(By.CSS_SELECTOR, ".msg.assistant")) >= n_done
-        and b.find_element(By.ID, "stop").get_attribute("hidden") is not None)
+        lambda b: (
+            len(b.find_elements(By.CSS_SELECTOR, ".msg.assistant")) >= n_done
+            and b.find_element(By.ID, "stop").get_attribute("hidden") is not None
+        )
+    )
 
 
 @pytest.fixture
@@ -101,8 +111,9 @@ def test_ten_turns_fit_the_context_and_survive_a_reload(embedded_page):
         browser.find_element(By.ID, field).send_keys(value)
     for turn in range(10):
         send_and_wait(browser, f"Question {turn}: write a class for a stack of plates, with push and pop.", turn + 1)
-        assert not browser.find_elements(By.CSS_SELECTOR, ".msg.error"), \
-            browser.find_element(By.CSS_SELECTOR, ".msg.error").text
+        assert not browser.find_elements(By.CSS_SELECTOR, ".msg.error"), browser.find_element(
+            By.CSS_SELECTOR, ".msg.error"
+        ).text
     answers = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant")
     assert len(answers) == 10 and all(a.get_attribute("data-text") for a in answers)
     assert "left out" in browser.find_element(By.ID, "notice").text  # the context did overflow: turns were trimmed

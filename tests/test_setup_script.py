@@ -41,8 +41,14 @@ class Serving:
     banner, `.lines` all it printed."""
 
     def __init__(self, *args, env, command=(sys.executable, SCRIPT)):
-        self.proc = subprocess.Popen([*command, *args, "--port", "0"], env=env, cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [*command, *args, "--port", "0"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.lines = []
         for line in self.proc.stdout:
             self.lines.append(line)
@@ -87,8 +93,11 @@ def test_hub_repo_from_cache_converts_serves_and_is_reused(tiny_checkpoints, off
     server = Serving(REPO, "--type", "tq2_0", "--models-dir", models, "--parallel", "1", env=offline_env)
     try:
         assert any("curl " + server.url + "/v1/chat/completions" in line for line in server.lines)
-        reply = httpx.post(server.url + "/v1/chat/completions", timeout=60,
-                           json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}).json()
+        reply = httpx.post(
+            server.url + "/v1/chat/completions",
+            timeout=60,
+            json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3},
+        ).json()
         assert reply["usage"]["completion_tokens"] >= 1
     finally:
         assert server.stop() == 0
@@ -138,6 +147,12 @@ def test_tritlm_serve_hf_converts_once_into_the_cache(tiny_checkpoints, offline_
     again = Serving(env=env, command=command)
     assert again.stop() == 0
     assert any("up to date" in line for line in again.lines) and gguf_path.stat().st_mtime == mtime
-    bad = subprocess.run([sys.executable, "-m", "tritlm", "serve", "-hf", REPO + ":q4_0"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tritlm", "serve", "-hf", REPO + ":q4_0"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 1 and "unknown type 'q4_0'" in bad.stderr and bad.stderr.count("\n") == 1

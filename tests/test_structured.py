@@ -1,6 +1,7 @@
 """Structured output (runtime/structured.py): generations under a JSON-schema token mask always parse and
 validate with `jsonschema`, over many seeds of the embedded model sampled hot; the mask itself allows exactly
 the tokens whose bytes continue a valid document."""
+
 import json
 
 import jsonschema
@@ -18,9 +19,12 @@ PERSON = {
         "age": {"type": "integer", "minimum": 0, "maximum": 130},
         "role": {"enum": ["admin", "user", "guest"]},
         "tags": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 3},
-        "address": {"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"},
-                                                     "verified": {"type": "boolean"}},
-                    "required": ["zip", "verified"], "additionalProperties": False},
+        "address": {
+            "type": "object",
+            "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}, "verified": {"type": "boolean"}},
+            "required": ["zip", "verified"],
+            "additionalProperties": False,
+        },
         "score": {"type": ["integer", "null"], "minimum": -5, "maximum": 5},
     },
     "required": ["name", "age", "role", "tags", "address", "score"],
@@ -54,8 +58,9 @@ def test_json_object_mode_always_parses(embedded):
     finished = []
     for seed in range(N_SEEDS // 2):
         mask = TokenMask.json(embedded)
-        text, ended = constrained(embedded, "        self.options = ", mask, seed, max_tokens=200, temperature=0.8, top_k=40,
-                                  top_p=0.95)
+        text, ended = constrained(
+            embedded, "        self.options = ", mask, seed, max_tokens=200, temperature=0.8, top_k=40, top_p=0.95
+        )
         if ended:  # an unbounded object may outgrow the budget; a finished one must parse
             assert isinstance(json.loads(text), dict), text
             finished.append(text)
@@ -73,8 +78,7 @@ def test_mask_is_exactly_the_valid_continuations(embedded):
     tok = embedded.tokenizer
     for i in range(len(tok.tokens)):
         piece = tok.token_bytes(i)
-        want = i not in tok.special and bool(piece) and any(
-            word.startswith(piece) for word in (b'"yes"', b'"no"'))
+        want = i not in tok.special and bool(piece) and any(word.startswith(piece) for word in (b'"yes"', b'"no"'))
         assert allowed[i] == want, (i, piece)
     for token in embedded.tokenize('"no"', add_bos=False):
         mask.accept(token)

@@ -2,14 +2,15 @@
 for Model.generate and `tritlm run`, the terminal chat, the server's scheduler): the text streamed equals the
 detokenized completion, also when it ends inside a UTF-8 character (the decoder is flushed: U+FFFD, as
 detokenize gives) and when an end-of-sequence token comes while the stop matcher holds text back."""
+
 import numpy as np
 import pytest
 
+from tests.checkpoints import ScriptedSampler
+from tests.test_server import run_jobs
 from tritlm.runtime.chat import Conversation
 from tritlm.runtime.generate import Generation, TokenLoop
 from tritlm.runtime.sampler import Sampler
-from tests.checkpoints import ScriptedSampler
-from tests.test_server import run_jobs
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_stop_string_cuts_and_ends(model):
 
 def test_logits_processors_and_logprobs(model):
     import torch
+
     logits = np.random.default_rng(3).standard_normal(model.n_vocab).astype(np.float32)
     banned = int(np.argmax(logits))
     seen = []
@@ -107,6 +109,8 @@ def test_server_flushes_the_decoder_and_the_stop_matcher(model, script):
     prompt = model.tokenize("The", add_bos=True)
     abc = model.tokenize("abc", add_bos=False)
     cut = script["cut"]
-    results = run_jobs(model, [(prompt, len(cut), ScriptedSampler(cut), None),
-                               (prompt, 10, ScriptedSampler(abc + [script["eos"]]), ["cd"])])
+    results = run_jobs(
+        model,
+        [(prompt, len(cut), ScriptedSampler(cut), None), (prompt, 10, ScriptedSampler(abc + [script["eos"]]), ["cd"])],
+    )
     assert results == [(model.detokenize(cut), ("done", "length")), ("abc", ("done", "stop"))]

@@ -1,25 +1,41 @@
 """The tokenizer rebuilt from GGUF metadata splits text exactly as the source's Hugging Face tokenizer: on the
 real Llama 3 vocabulary with llama.cpp's own test vectors, and on the tiny checkpoint against its
 tokenizer.json, special tokens and non-ASCII text included; detokenizing gives the text back."""
+
 import json
 import os
 
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
+from tests.checkpoints import EXTRA, training_text
 from tritlm.runtime import ModelError
 from tritlm.runtime.gguf import read_gguf
 from tritlm.runtime.tokenizer import GGUFTokenizer, byte_decoder
-from tests.checkpoints import EXTRA, training_text
 
 VOCAB = os.path.join(os.path.dirname(__file__), "..", ".cache", "ggml-vocab-llama-bpe.gguf")
-TEXTS = training_text(200, seed=3) + EXTRA + [
-    "", " ", "  leading and trailing  ", "tabs\tand\r\nwindows\nnewlines\n\n\n", "don't I'LL we've 'S",
-    "1234567890 3.14159 1e-5 0x1F", "naïve façade Ærøskøbing ß", "Ελληνικά Русский עברית العربية",
-    "日本語のテキスト 中文 한국어", "emoji 🦙🚀 👩‍👩‍👧 ✅ flags 🇫🇷", "e\u0301 combining and \u200b zero width",
-    "<|eot_id|> inside text <|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
-    "<|reserved_special_token_3|>x", "code: if (a != b) { return -1; } // ok", "    indented\n        more",
-]
+TEXTS = (
+    training_text(200, seed=3)
+    + EXTRA
+    + [
+        "",
+        " ",
+        "  leading and trailing  ",
+        "tabs\tand\r\nwindows\nnewlines\n\n\n",
+        "don't I'LL we've 'S",
+        "1234567890 3.14159 1e-5 0x1F",
+        "naïve façade Ærøskøbing ß",
+        "Ελληνικά Русский עברית العربية",
+        "日本語のテキスト 中文 한국어",
+        "emoji 🦙🚀 👩‍👩‍👧 ✅ flags 🇫🇷",
+        "e\u0301 combining and \u200b zero width",
+        "<|eot_id|> inside text <|begin_of_text|>",
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
+        "<|reserved_special_token_3|>x",
+        "code: if (a != b) { return -1; } // ok",
+        "    indented\n        more",
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -105,19 +121,32 @@ def gguf_metadata(tok: Tokenizer, pre: str) -> dict:
     tokens = [tok.id_to_token(i) for i in range(tok.get_vocab_size())]
     added = tok.get_added_tokens_decoder()
     types = [3 if i in added else 1 for i in range(len(tokens))]  # CONTROL, NORMAL
-    return {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
-            "tokenizer.ggml.token_type": types, "tokenizer.ggml.merges": merges,
-            "tokenizer.ggml.bos_token_id": tok.token_to_id("<|endoftext|>"), "tokenizer.ggml.add_bos_token": False}
+    return {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": pre,
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.merges": merges,
+        "tokenizer.ggml.bos_token_id": tok.token_to_id("<|endoftext|>"),
+        "tokenizer.ggml.add_bos_token": False,
+    }
 
 
 def test_gpt2_pre_tokenizer_equals_a_gpt2_style_tokenizer():
     from tokenizers import decoders, models, trainers
+
     hf = Tokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # GPT-2's regex
     hf.decoder = decoders.ByteLevel()
-    hf.train_from_iterator(training_text(2000, seed=5), trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    hf.train_from_iterator(
+        training_text(2000, seed=5),
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     for pre in ("gpt2", "default"):
         ours = GGUFTokenizer(gguf_metadata(hf, pre))
         for text in TEXTS + ["<|endoftext|>next"]:

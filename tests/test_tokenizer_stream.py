@@ -1,5 +1,6 @@
 """TextStream: pushing tokens one at a time gives the detokenized text, and no piece ever ends inside a
 UTF-8 character (byte-level BPE splits emoji and CJK characters across tokens)."""
+
 from tritlm.runtime.textstream import TextStream
 
 TEXT = "Zürich 日本語 emoji 🙂🦙 👩‍👩‍👧 naïve café ✅ done"

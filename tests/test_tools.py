@@ -1,29 +1,58 @@
 """Tool calls in llama.cpp's generic format (runtime/server/tools.py): the embedded model's answers, generated
 under the answer schema, always parse into calls of a listed tool whose arguments validate against that tool's
 parameters (or, with tool_choice "auto", into a text response)."""
+
 import json
 
 import jsonschema
 import pytest
 
-from tritlm.runtime.template import ChatTemplate
-from tritlm.runtime.server.tools import (ToolChoiceError, answer_schema, functions, parse_answer, past_call_text,
-                                  system_note, with_system_note)
-from tritlm.runtime.structured import TokenMask
 from tests.test_structured import constrained
+from tritlm.runtime.server.tools import (
+    ToolChoiceError,
+    answer_schema,
+    functions,
+    parse_answer,
+    past_call_text,
+    system_note,
+    with_system_note,
+)
+from tritlm.runtime.structured import TokenMask
+from tritlm.runtime.template import ChatTemplate
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather in a city",
-        "parameters": {"type": "object", "properties": {
-            "city": {"type": "string", "maxLength": 16}, "unit": {"enum": ["celsius", "fahrenheit"]}},
-            "required": ["city", "unit"], "additionalProperties": False}}},
-    {"type": "function", "function": {
-        "name": "add", "description": "Add two integers",
-        "parameters": {"type": "object", "properties": {
-            "a": {"type": "integer", "minimum": -1000, "maximum": 1000},
-            "b": {"type": "integer", "minimum": -1000, "maximum": 1000}},
-            "required": ["a", "b"], "additionalProperties": False}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "maxLength": 16},
+                    "unit": {"enum": ["celsius", "fahrenheit"]},
+                },
+                "required": ["city", "unit"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "description": "Add two integers",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                    "b": {"type": "integer", "minimum": -1000, "maximum": 1000},
+                },
+                "required": ["a", "b"],
+                "additionalProperties": False,
+            },
+        },
+    },
 ]
 PARAMETERS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in TOOLS}
 N_SEEDS = 20
@@ -34,8 +63,10 @@ def prompt_ids(model, defs) -> list[int]:
     return ChatTemplate(model).tokenize(messages)
 
 
-@pytest.mark.parametrize("choice, parallel", [("required", False), ("required", True),
-                                              ({"type": "function", "function": {"name": "add"}}, False)])
+@pytest.mark.parametrize(
+    "choice, parallel",
+    [("required", False), ("required", True), ({"type": "function", "function": {"name": "add"}}, False)],
+)
 def test_calls_always_validate(embedded, choice, parallel):
     defs = functions(TOOLS, choice)
     schema = answer_schema(defs, choice, parallel)

@@ -5,6 +5,7 @@ One import namespace: the repository keeps converter/, runtime/ and cluster/ at 
 package's subpackages. An install maps them there (setup.py's package_dir); in a source checkout this package's
 path also covers the folder above it, so `tritlm.runtime` is runtime/ without installing. Nothing is importable
 as a bare `runtime` or `converter`, so a user's own folders of those names cannot shadow ours."""
+
 import os
 
 _here = os.path.dirname(os.path.abspath(__file__))
@@ -16,9 +17,11 @@ def __getattr__(name):
     # Imported on first use: `tritlm --help` does not load the engine, and the converter never loads the runtime.
     if name == "Model":
         from tritlm.runtime.model import Model
+
         return Model
     if name == "ModelError":
         from tritlm.runtime.errors import ModelError
+
         return ModelError
     raise AttributeError(f"module 'tritlm' has no attribute {name!r}")
 

@@ -1,4 +1,5 @@
 """`python -m tritlm ...`: the tritlm command."""
+
 import sys
 
 from tritlm.runtime.cli import main

@@ -2,6 +2,7 @@
 model's hyperparameters, and the pre-tokenizer names. Both import this module; it imports neither, so the
 data path stays one-way (converter -> formats <- runtime). native/kernels/blocks.h holds the same block
 constants for C; tests/test_formats.py checks the two agree. A new type is one row here and one there."""
+
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -15,13 +16,14 @@ MAX_ROW = 2**22  # the longest row a BitLinear multiplies (native/model.c): int3
 
 class GGMLType(NamedTuple):
     """A ggml tensor type: how a row of values is stored."""
+
     name: str
-    id: int                # ggml type id (the GGUF tensor info's type field)
-    block_values: int      # values per block: a row is a whole number of blocks
-    block_bytes: int       # bytes per block
+    id: int  # ggml type id (the GGUF tensor info's type field)
+    block_values: int  # values per block: a row is a whole number of blocks
+    block_bytes: int  # bytes per block
     scale: str | None = None  # ternary types: where the weight scale is stored ("block": an fp16 d ending
-                              # every block; "trailer": an f32 starting the bytes after the last block)
-    trailer: int = 0       # bytes after a tensor's blocks
+    # every block; "trailer": an f32 starting the bytes after the last block)
+    trailer: int = 0  # bytes after a tensor's blocks
 
     @property
     def ternary(self) -> bool:
@@ -36,8 +38,9 @@ class GGMLType(NamedTuple):
     def nbytes(self, dims) -> int:
         """Bytes of a tensor of ggml dims (row length first), which must be a whole number of blocks a row."""
         if dims[0] % self.block_values:
-            raise ValueError(f"row length {dims[0]} is not a whole number of {self.name} blocks of "
-                             f"{self.block_values} values")
+            raise ValueError(
+                f"row length {dims[0]} is not a whole number of {self.name} blocks of {self.block_values} values"
+            )
         return math.prod(dims) // self.block_values * self.block_bytes + self.trailer
 
 
@@ -48,12 +51,20 @@ def ggml_type(name: str, scale: str | None = None) -> GGMLType:
 
 
 # Every type tritlm reads or writes.
-TYPES = {t.name: t for t in (
-    ggml_type("f32"), ggml_type("f16"), ggml_type("bf16"),
-    ggml_type("q8_0"), ggml_type("q4_k"), ggml_type("q6_k"),
-    ggml_type("tq1_0", scale="block"), ggml_type("tq2_0", scale="block"),
-    GGMLType("i2_s", 36, 128, 32, scale="trailer", trailer=32),  # bitnet.cpp's; gguf-py does not know it
-)}
+TYPES = {
+    t.name: t
+    for t in (
+        ggml_type("f32"),
+        ggml_type("f16"),
+        ggml_type("bf16"),
+        ggml_type("q8_0"),
+        ggml_type("q4_k"),
+        ggml_type("q6_k"),
+        ggml_type("tq1_0", scale="block"),
+        ggml_type("tq2_0", scale="block"),
+        GGMLType("i2_s", 36, 128, 32, scale="trailer", trailer=32),  # bitnet.cpp's; gguf-py does not know it
+    )
+}
 BY_ID = {t.id: t for t in TYPES.values()}
 TERNARY = {t.id for t in TYPES.values() if t.ternary}
 
@@ -75,6 +86,7 @@ FFN_ACTS = ("silu", "relu2")  # the engine's TL_ACT_* order
 @dataclass(frozen=True)
 class HParams:
     """A model's hyperparameters, as the converter writes them and the runtime reads them back."""
+
     n_layer: int
     n_embd: int
     n_ff: int
@@ -82,19 +94,26 @@ class HParams:
     n_head_kv: int
     head_dim: int
     n_vocab: int
-    context_length: int    # the context the model was trained for
+    context_length: int  # the context the model was trained for
     rms_eps: float
     rope_theta: float
-    ffn_act: str           # "relu2" or "silu" (tritlm.ffn_act)
-    sub_norms: bool        # attn_sub_norm before o_proj, ffn_sub_norm before down_proj (BitNet; not Llama)
+    ffn_act: str  # "relu2" or "silu" (tritlm.ffn_act)
+    sub_norms: bool  # attn_sub_norm before o_proj, ffn_sub_norm before down_proj (BitNet; not Llama)
     rope_interleaved: bool  # q/k rows in llama.cpp's order: RoPE on adjacent pairs, not halves
 
     def problem(self) -> str | None:
         """Why the engine cannot run a model of these hyperparameters, or None. The converter refuses such a
         checkpoint and the runtime such a file, each with its own error type."""
-        sizes = {"n_layer": self.n_layer, "n_embd": self.n_embd, "n_ff": self.n_ff, "n_head": self.n_head,
-                 "n_head_kv": self.n_head_kv, "head_dim": self.head_dim, "n_vocab": self.n_vocab,
-                 "context_length": self.context_length}
+        sizes = {
+            "n_layer": self.n_layer,
+            "n_embd": self.n_embd,
+            "n_ff": self.n_ff,
+            "n_head": self.n_head,
+            "n_head_kv": self.n_head_kv,
+            "head_dim": self.head_dim,
+            "n_vocab": self.n_vocab,
+            "context_length": self.context_length,
+        }
         for name, value in sizes.items():
             if type(value) is not int or not 0 < value <= MAX_SIZE:
                 return f"{name} {value!r} is not a size from 1 to {MAX_SIZE}"
@@ -114,19 +133,25 @@ class HParams:
             return f"activation {self.ffn_act!r} is not one of {', '.join(FFN_ACTS)}"
         return None
 
+
 # The linear inputs an activation mode (BitNet a4.8, Q-Sparse) quantizes separately: the <group> of the
 # tritlm.activation_bits.<group> / tritlm.activation_topk.<group> keys, in the engine's TL_IN_* order.
 ACT_GROUPS = ("attn_qkv", "attn_output", "ffn_gate_up", "ffn_down")
 # The papers' settings as quantization_config entries (docs/format.md): BitNet a4.8 (arXiv 2411.04965) and
 # Q-Sparse (arXiv 2407.10969) at 50% of every linear input.
 ACT_MODES = {
-    "a4.8": {"activation_bits": dict(zip(ACT_GROUPS, (4, 8, 4, 8))),
-             "activation_topk": dict(zip(ACT_GROUPS, (1.0, 0.5, 1.0, 1.0))),
-             "kv_cache_bits": 3, "kv_cache_bits_first": 4},
+    "a4.8": {
+        "activation_bits": dict(zip(ACT_GROUPS, (4, 8, 4, 8))),
+        "activation_topk": dict(zip(ACT_GROUPS, (1.0, 0.5, 1.0, 1.0))),
+        "kv_cache_bits": 3,
+        "kv_cache_bits_first": 4,
+    },
     "qsparse": {"activation_bits": dict.fromkeys(ACT_GROUPS, 8), "activation_topk": dict.fromkeys(ACT_GROUPS, 0.5)},
 }
 
 # Llama 3's pre-tokenizer split (tiktoken's cl100k); tokenizer.ggml.pre names it `llama-bpe`, as llama.cpp does.
-LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 PRE_TOKENIZER_SPLITS = {"llama-bpe": LLAMA3_SPLIT}  # tokenizer.ggml.pre -> its split regex

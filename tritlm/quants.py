@@ -4,10 +4,10 @@ Q6_K and Q4_K, which gguf-py reads but cannot write, as numpy ports of ggml's re
 sub-blocks. Imported by converter/ (convert --output-type) and runtime/ (quantize); imports neither.
 Float sums run in numpy's order, not ggml's one-by-one loop, so a scale may differ from llama-quantize's in
 its last bits; gguf-py's dequantize is the reference for what the bytes mean."""
+
 import numpy as np
-from gguf import GGML_QUANT_SIZES
+from gguf import GGML_QUANT_SIZES, quants
 from gguf import GGMLQuantizationType as QT
-from gguf import quants
 
 OUTPUT_MATRIX_TYPES = ("bf16", "f16", "q8_0", "q6_k", "q4_k")
 ROWS_PER_CHUNK = 1024  # rows encoded at a time: bounds the temporaries of the 128256-row output matrix
@@ -24,14 +24,14 @@ def encode(values: np.ndarray, type_name: str) -> np.ndarray:
         raise ValueError(f"{type_name} needs rows of whole {block_values}-value blocks, not {cols}")
     out = np.empty((rows, cols // block_values * block_bytes), np.uint8)
     for r in range(0, rows, ROWS_PER_CHUNK):
-        chunk = np.ascontiguousarray(values[r:r + ROWS_PER_CHUNK], dtype=np.float32)
+        chunk = np.ascontiguousarray(values[r : r + ROWS_PER_CHUNK], dtype=np.float32)
         if type_name == "q6_k":
             encoded = quantize_q6_k_blocks(chunk.reshape(-1, 256))
         elif type_name == "q4_k":
             encoded = quantize_q4_k_blocks(chunk.reshape(-1, 256))
         else:
             encoded = quants.quantize(chunk, getattr(QT, type_name.upper()))
-        out[r:r + len(chunk)] = encoded.view(np.uint8).reshape(len(chunk), -1)
+        out[r : r + len(chunk)] = encoded.view(np.uint8).reshape(len(chunk), -1)
     return out
 
 
@@ -55,11 +55,15 @@ def make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     wx = w * x
 
     def fit(iscale):  # in place, float32: this loop is most of a 128256-row matrix's encoding time
-        l = np.multiply(iscale[:, None], x)
-        np.clip(np.rint(l, out=l), -nmax, nmax - 1, out=l)
-        return l, (wx * l).sum(1, dtype=np.float32), np.multiply(w, l).__imul__(l).sum(1, dtype=np.float32)
+        levels = np.multiply(iscale[:, None], x)
+        np.clip(np.rint(levels, out=levels), -nmax, nmax - 1, out=levels)
+        return (
+            levels,
+            (wx * levels).sum(1, dtype=np.float32),
+            np.multiply(w, levels).__imul__(levels).sum(1, dtype=np.float32),
+        )
 
-    l, sumlx, suml2 = fit(np.float32(-nmax) / vmax)
+    levels, sumlx, suml2 = fit(np.float32(-nmax) / vmax)
     scale = np.where(suml2 > 0, sumlx / np.where(suml2 > 0, suml2, 1), np.float32(0)).astype(np.float32)
     best = scale * sumlx
     for step in range(-9, 10):
@@ -67,10 +71,10 @@ def make_qx_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
             continue
         cand, sumlx, suml2 = fit(-(np.float32(nmax) + np.float32(0.1) * np.float32(step)) / vmax)
         better = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-        np.copyto(l, cand, where=better[:, None])
+        np.copyto(levels, cand, where=better[:, None])
         scale = np.where(better, sumlx / np.where(suml2 > 0, suml2, 1), scale).astype(np.float32)
         best = np.where(better, scale * sumlx, best)
-    return np.where(zero, np.float32(0), scale), np.where(zero[:, None], 0, l.astype(np.int32) + nmax)
+    return np.where(zero, np.float32(0), scale), np.where(zero[:, None], 0, levels.astype(np.int32) + nmax)
 
 
 def quantize_q6_k_blocks(x: np.ndarray) -> np.ndarray:
@@ -91,11 +95,19 @@ def quantize_q6_k_blocks(x: np.ndarray) -> np.ndarray:
     L = np.where(step[:, :, None] == 0, L, q).astype(np.uint8)  # ggml keeps make_qx_quants' L where d == 0
     L[zero] = 0
     L = L.reshape(nb, 2, 128)  # halves of 128 values
-    ql = np.concatenate([(L[:, :, 0:32] & 15) | ((L[:, :, 64:96] & 15) << 4),
-                         (L[:, :, 32:64] & 15) | ((L[:, :, 96:128] & 15) << 4)], axis=2)
-    qh = (L[:, :, 0:32] >> 4) | ((L[:, :, 32:64] >> 4) << 2) | ((L[:, :, 64:96] >> 4) << 4) | ((L[:, :, 96:128] >> 4) << 6)
-    return np.concatenate([ql.reshape(nb, 128), qh.reshape(nb, 64), sc.view(np.uint8), d.reshape(nb, 1).view(np.uint8)],
-                          axis=1)
+    ql = np.concatenate(
+        [(L[:, :, 0:32] & 15) | ((L[:, :, 64:96] & 15) << 4), (L[:, :, 32:64] & 15) | ((L[:, :, 96:128] & 15) << 4)],
+        axis=2,
+    )
+    qh = (
+        (L[:, :, 0:32] >> 4)
+        | ((L[:, :, 32:64] >> 4) << 2)
+        | ((L[:, :, 64:96] >> 4) << 4)
+        | ((L[:, :, 96:128] >> 4) << 6)
+    )
+    return np.concatenate(
+        [ql.reshape(nb, 128), qh.reshape(nb, 64), sc.view(np.uint8), d.reshape(nb, 1).view(np.uint8)], axis=1
+    )
 
 
 def make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
@@ -116,7 +128,11 @@ def make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelt
         iscale = (f32(rmin) + f32(rdelta) * f32(step) + f32(nmax)) / rng
         laux = np.clip(nearest_int(iscale[:, None] * (x - vmin[:, None])), 0, nmax)
         lf = laux.astype(f32)
-        sum_l, sum_l2, sum_xl = (w * lf).sum(1, dtype=f32), (w * lf * lf).sum(1, dtype=f32), (w * lf * x).sum(1, dtype=f32)
+        sum_l, sum_l2, sum_xl = (
+            (w * lf).sum(1, dtype=f32),
+            (w * lf * lf).sum(1, dtype=f32),
+            (w * lf * x).sum(1, dtype=f32),
+        )
         D = sum_w * sum_l2 - sum_l * sum_l
         ok = D > 0
         Ds = np.where(ok, D, f32(1))
@@ -129,9 +145,16 @@ def make_qkx2_quants(x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelt
         err = (w * diff * diff).sum(1, dtype=f32)
         better = ok & (err < best)
         L = np.where(better[:, None], laux, L)
-        best, scale, vmin = np.where(better, err, best), np.where(better, this_scale, scale), np.where(better, this_min, vmin)
-    return np.where(flat, f32(0), scale).astype(f32), np.where(flat, -x.min(1).clip(max=0), -vmin).astype(f32), \
-        np.where(flat[:, None], 0, L)
+        best, scale, vmin = (
+            np.where(better, err, best),
+            np.where(better, this_scale, scale),
+            np.where(better, this_min, vmin),
+        )
+    return (
+        np.where(flat, f32(0), scale).astype(f32),
+        np.where(flat, -x.min(1).clip(max=0), -vmin).astype(f32),
+        np.where(flat[:, None], 0, L),
+    )
 
 
 def quantize_q4_k_blocks(x: np.ndarray) -> np.ndarray:
@@ -158,5 +181,6 @@ def quantize_q4_k_blocks(x: np.ndarray) -> np.ndarray:
     q = np.clip(nearest_int((x.reshape(nb, 8, 32) + ml[:, :, None]) / np.where(dl == 0, 1, dl)[:, :, None]), 0, 15)
     q = np.where(dl[:, :, None] == 0, 0, q).astype(np.uint8).reshape(nb, 4, 2, 32)  # pairs of sub-blocks
     qs = q[:, :, 0] | (q[:, :, 1] << 4)
-    return np.concatenate([d.reshape(nb, 1).view(np.uint8), dmin.reshape(nb, 1).view(np.uint8), packed,
-                           qs.reshape(nb, 128)], axis=1)
+    return np.concatenate(
+        [d.reshape(nb, 1).view(np.uint8), dmin.reshape(nb, 1).view(np.uint8), packed, qs.reshape(nb, 128)], axis=1
+    )

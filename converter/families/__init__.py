@@ -4,6 +4,7 @@ that maps its tensors to GGUF, and the Hub repos known to convert. Add a family 
 A family module has `ARCH_NOTE` (one line for --list), `hparams(config) -> formats.HParams`,
 `tensors(checkpoint) -> list[Tensor]` (in GGUF order; data is loaded only when `load()` is called) and
 `gguf_arch(type_name) -> str` (the file's general.architecture)."""
+
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,21 +26,27 @@ KNOWN_REPOS = {
     "1bitLLM/bitnet_b1_58-large": "BitnetForCausalLM, fp16 latent weights (absmean), silu, Llama-2 tokenizer",
     "1bitLLM/bitnet_b1_58-3B": "BitnetForCausalLM, fp16 latent weights (absmean), head_dim 100, rows padded",
     "HF1BitLLM/Llama3-8B-1.58-100B-tokens": "LlamaForCausalLM, packed ternary (uint8 + weight_scale that divides)",
-    **{f"tiiuae/Falcon3-{size}{kind}-1.58bit": "LlamaForCausalLM, packed ternary (uint8 + weight_scale that divides)"
-       for size in ("1B", "3B", "7B", "10B") for kind in ("", "-Instruct")},
-    **{f"tiiuae/Falcon-E-{size}-{kind}": "LlamaForCausalLM, packed ternary (uint8 + weight_scale that divides)"
-       for size in ("1B", "3B") for kind in ("Base", "Instruct")},
+    **{
+        f"tiiuae/Falcon3-{size}{kind}-1.58bit": "LlamaForCausalLM, packed ternary (uint8 + weight_scale that divides)"
+        for size in ("1B", "3B", "7B", "10B")
+        for kind in ("", "-Instruct")
+    },
+    **{
+        f"tiiuae/Falcon-E-{size}-{kind}": "LlamaForCausalLM, packed ternary (uint8 + weight_scale that divides)"
+        for size in ("1B", "3B")
+        for kind in ("Base", "Instruct")
+    },
 }
 
 
 @dataclass
 class Tensor:
-    name: str                       # GGUF tensor name
-    shape: tuple[int, ...]          # numpy order: (rows, cols) or (n,)
-    kind: str                       # "ternary", "norm" (stored f32) or "float" (keeps its stored precision)
+    name: str  # GGUF tensor name
+    shape: tuple[int, ...]  # numpy order: (rows, cols) or (n,)
+    kind: str  # "ternary", "norm" (stored f32) or "float" (keeps its stored precision)
     load: Callable[[], np.ndarray]  # ternary: int8 values; norm: f32; float: stored values (bf16 as uint16)
-    dtype: str = "F32"              # float: the stored safetensors dtype (BF16, F16 or F32)
-    scale: float | None = None      # ternary: the f32 weight scale that multiplies
+    dtype: str = "F32"  # float: the stored safetensors dtype (BF16, F16 or F32)
+    scale: float | None = None  # ternary: the f32 weight scale that multiplies
 
 
 def family_for(config: dict):
@@ -50,5 +57,6 @@ def family_for(config: dict):
     for arch in archs:
         if arch in FAMILIES:
             return importlib.import_module(FAMILIES[arch])
-    raise ConverterError(f"unsupported architecture {', '.join(archs) or '(none in config.json)'}; "
-                     f"supported: {', '.join(FAMILIES)}")
+    raise ConverterError(
+        f"unsupported architecture {', '.join(archs) or '(none in config.json)'}; supported: {', '.join(FAMILIES)}"
+    )

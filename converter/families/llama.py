@@ -5,6 +5,7 @@ the embedding and lm_head stay in the checkpoint's float precision. Written as l
 architecture with ternary tensors, which bitnet.cpp also uses for these models: its q and k rows are
 permuted as llama.cpp's converter does, so the two rotated halves of each head become interleaved pairs
 (llama.cpp's normal RoPE instead of Hugging Face's rotate-half)."""
+
 from dataclasses import replace
 
 import numpy as np
@@ -20,8 +21,10 @@ ARCH_NOTE = "Llama with BitNet quantization_config (packed uint8 + weight_scale)
 def check_quantization(config: dict) -> None:
     quant = bitnet.quantization_config(config)
     if quant.get("quant_method") != "bitnet":
-        raise ConverterError("LlamaForCausalLM without quantization_config.quant_method 'bitnet' is not a ternary "
-                         "model (only BitNet b1.58 checkpoints convert)")
+        raise ConverterError(
+            "LlamaForCausalLM without quantization_config.quant_method 'bitnet' is not a ternary "
+            "model (only BitNet b1.58 checkpoints convert)"
+        )
     if quant.get("use_rms_norm"):
         raise ConverterError("quantization_config.use_rms_norm (an RMSNorm inside every BitLinear) is not supported")
     if config.get("rope_scaling"):
@@ -46,10 +49,12 @@ def tensors(ckpt) -> list[Tensor]:
 
 def interleave_halves(load, n_heads: int):
     """Rows of each head reordered from (first half, second half) to pairs (i, i + head_dim/2)."""
+
     def permuted() -> np.ndarray:
         w = load()
         rows = w.shape[0]
         return w.reshape(n_heads, 2, rows // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
     return permuted
 
 

@@ -9,6 +9,7 @@ Layout (little-endian): b"TLFWD001", tl_config, int32 tensor count, then per ten
 output, each layer's tl_layer fields in order) int32 type, int32 present, int64 rows, int64 cols, float32 scale,
 int32 0, int64 nbytes, the bytes; int32 pass count, per pass int32 n and n int32 tokens; float32 logits
 [tokens of all passes][n_vocab]."""
+
 import argparse
 import os
 import struct
@@ -24,8 +25,19 @@ from tritlm.runtime.weights import check_tensors, native_weights, read_hparams
 
 MAGIC = b"TLFWD001"
 N_CTX = 64  # positions of the sequence, here and in run_forward.c
-LAYER_FIELDS = ("attn_norm", "attn_q", "attn_k", "attn_v", "attn_sub_norm", "attn_output",
-                "ffn_norm", "ffn_gate", "ffn_up", "ffn_sub_norm", "ffn_down")
+LAYER_FIELDS = (
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_sub_norm",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_sub_norm",
+    "ffn_down",
+)
 
 
 def tensor_record(t) -> bytes:
@@ -52,8 +64,9 @@ def dump(model_path: str, out_path: str, prompt: str, steps: int) -> None:
     base = ffi.from_buffer(file.buffer)
     try:
         hp = read_hparams(file.metadata, {t.name for t in file.tensors})
-        cfg, token_embd, output_norm, output, layers = native_weights(file, hp, check_tensors(file, hp),
-                                                                      ffi.cast("const char *", base), ffi)
+        cfg, token_embd, output_norm, output, layers = native_weights(
+            file, hp, check_tensors(file, hp), ffi.cast("const char *", base), ffi
+        )
         tensors = [token_embd[0], output_norm[0], output[0]]
         tensors += [getattr(layers[i], f) for i in range(hp.n_layer) for f in LAYER_FIELDS]
         tmp = out_path + ".tmp"

@@ -7,6 +7,7 @@ create_app builds one.
 Structured output (response_format json_object / json_schema) and tool calls (runtime/server/tools.py) put a
 TokenMask (runtime/structured.py) among the job's logits processors; logprobs come from the model's own logits
 (runtime/logprobs.py), for generated tokens and, with `echo`, for the prompt's."""
+
 import asyncio
 import json
 import logging
@@ -28,8 +29,15 @@ from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES, tools
 from tritlm.runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
 from tritlm.runtime.server.metrics import Metrics, RequestLog
 from tritlm.runtime.server.scheduler import ContextOverflowError, Job, QueueFullError, Scheduler
-from tritlm.runtime.server.schemas import (ApplyTemplateRequest, ChatRequest, CompletionRequest, DetokenizeRequest,
-                                    Message, Sampling, TokenizeRequest)
+from tritlm.runtime.server.schemas import (
+    ApplyTemplateRequest,
+    ChatRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    Message,
+    Sampling,
+    TokenizeRequest,
+)
 from tritlm.runtime.structured import StructuredOutputError, TokenMask
 from tritlm.runtime.template import ChatTemplate, ChatTemplateError
 
@@ -42,6 +50,7 @@ router = APIRouter()
 @dataclass
 class ServerState:
     """What the handlers share: the model, its scheduler and chat template, and the metrics."""
+
     model: object
     scheduler: Scheduler
     template: ChatTemplate
@@ -52,10 +61,17 @@ class ServerState:
         self.max_token_bytes = max(len(self.model.tokenizer.token_bytes(i)) for i in range(self.model.n_vocab))
 
 
-def create_app(model, parallel: int = 4, n_ctx: int | None = None, api_key: str | None = None,
-               max_waiting: int | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-               allowed_hosts: list[str] | None = None, cors_origins: list[str] | None = None,
-               batch_size: int = DEFAULT_BATCH_SIZE) -> FastAPI:
+def create_app(
+    model,
+    parallel: int = 4,
+    n_ctx: int | None = None,
+    api_key: str | None = None,
+    max_waiting: int | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    allowed_hosts: list[str] | None = None,
+    cors_origins: list[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> FastAPI:
     """An app serving `model` with `parallel` slots of `n_ctx` tokens each and steps of up to `batch_size` tokens;
     the scheduler runs while the app does.
     `allowed_hosts` (None: any) are the Host header values accepted; `cors_origins` the origins whose browser
@@ -93,6 +109,7 @@ def _state(request: Request) -> ServerState:
 
 # ---- helpers of the generating endpoints ----
 
+
 def _check_fields(body: Sampling, request: Request):
     """A documented field we cannot honour is a 400 naming it; fields outside the spec are logged and ignored."""
     if (refused := body.refused_field()) is not None:
@@ -108,10 +125,18 @@ def _sampler(body: Sampling, n_vocab: int) -> Sampler:
             raise APIError(400, f"logit_bias: '{key}' is not a token id in [0, {n_vocab})", param="logit_bias")
         bias[int(key)] = value
     try:
-        return Sampler(body.temperature, body.top_k, body.top_p, body.seed, min_p=body.min_p,
-                       repeat_penalty=body.repeat_penalty, repeat_last_n=body.repeat_last_n,
-                       frequency_penalty=body.frequency_penalty, presence_penalty=body.presence_penalty,
-                       logit_bias=bias)
+        return Sampler(
+            body.temperature,
+            body.top_k,
+            body.top_p,
+            body.seed,
+            min_p=body.min_p,
+            repeat_penalty=body.repeat_penalty,
+            repeat_last_n=body.repeat_last_n,
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=body.presence_penalty,
+            logit_bias=bias,
+        )
     except SamplingError as e:
         raise APIError(400, str(e), param=e.param) from None
 
@@ -133,8 +158,9 @@ def _format_schema(body: Sampling) -> tuple[bool, dict | None]:
     if fmt.type == "json_object":
         return True, None
     if fmt.json_schema is None or fmt.json_schema.schema_ is None:
-        raise APIError(400, "response_format.json_schema.schema is required for type json_schema",
-                       param="response_format")
+        raise APIError(
+            400, "response_format.json_schema.schema is required for type json_schema", param="response_format"
+        )
     return True, fmt.json_schema.schema_
 
 
@@ -142,13 +168,18 @@ async def _prompt_ids(state: ServerState, text: str, encode, param: str) -> list
     """encode(text) in a worker thread, so a long prompt does not stall the event loop; a text with more
     characters than a slot's tokens can spell is refused without tokenizing it."""
     if len(text) > state.scheduler.n_ctx * state.max_token_bytes:
-        raise APIError(400, f"{param}: {len(text)} characters are more than the context of {state.scheduler.n_ctx} "
-                            f"tokens can hold", param=param, code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"{param}: {len(text)} characters are more than the context of {state.scheduler.n_ctx} tokens can hold",
+            param=param,
+            code="context_length_exceeded",
+        )
     return await asyncio.to_thread(encode, text)
 
 
-def _submit(state: ServerState, ids: list[int], body: Sampling, max_tokens: int | None, processors=(),
-            n_top: int | None = None) -> Job:
+def _submit(
+    state: ServerState, ids: list[int], body: Sampling, max_tokens: int | None, processors=(), n_top: int | None = None
+) -> Job:
     if not ids:
         raise APIError(400, "prompt: no tokens to complete", param="prompt")
     sampler = _sampler(body, state.model.n_vocab)
@@ -164,6 +195,7 @@ def _submit(state: ServerState, ids: list[int], body: Sampling, max_tokens: int 
 @dataclass
 class Answer:
     """One job's result so far (job None: max_tokens 0)."""
+
     prompt_tokens: int
     job: Job | None
     text: str = ""
@@ -197,8 +229,13 @@ async def _events(state: ServerState, jobs: list[Job | None]):
         if job is None:
             return await queue.put((i, None, "length", None))
         async for kind, value in job.events():
-            await queue.put((i, value, None, None) if kind == "step" else
-                            (i, None, value, None) if kind == "done" else (i, None, None, value))
+            await queue.put(
+                (i, value, None, None)
+                if kind == "step"
+                else (i, None, value, None)
+                if kind == "done"
+                else (i, None, None, value)
+            )
 
     tasks = [asyncio.create_task(pump(i, job)) for i, job in enumerate(jobs)]
     try:
@@ -220,6 +257,7 @@ async def _events(state: ServerState, jobs: list[Job | None]):
 
 async def _collect(state: ServerState, jobs: list[Job | None], answers: list[Answer], request: Request):
     """Waits for every job to finish, filling `answers`; a client that hangs up cancels them."""
+
     async def cancel_on_disconnect():
         while (await request.receive())["type"] != "http.disconnect":
             pass
@@ -259,6 +297,7 @@ def _piece(model, token: int) -> str:
 
 # ---- /v1/completions ----
 
+
 def _legacy_logprobs(model, entries: list, offset: int) -> dict:
     """The completions API's logprobs object: tokens, token_logprobs, top_logprobs, text_offset."""
     tokens = [_piece(model, e.token) for e in entries]
@@ -266,9 +305,12 @@ def _legacy_logprobs(model, entries: list, offset: int) -> dict:
     for token in tokens:
         offsets.append(offset)
         offset += len(token)
-    return {"tokens": tokens, "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": [None if e.top is None else {_piece(model, t): p for t, p in e.top} for e in entries],
-            "text_offset": offsets}
+    return {
+        "tokens": tokens,
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [None if e.top is None else {_piece(model, t): p for t, p in e.top} for e in entries],
+        "text_offset": offsets,
+    }
 
 
 async def _prompts(state: ServerState, prompt) -> list[tuple[str | None, list[int]]]:
@@ -300,28 +342,37 @@ async def completions(body: CompletionRequest, request: Request):
     prompts = await _prompts(state, body.prompt)
     as_json, schema = _format_schema(body)
     echoed = [(text if text is not None else model.detokenize(ids)) if body.echo else "" for text, ids in prompts]
-    prompt_logprobs = ([await asyncio.to_thread(lp.of_prompt, model, ids, body.logprobs) for _, ids in prompts]
-                       if body.echo and body.logprobs is not None else [[] for _ in prompts])
+    prompt_logprobs = (
+        [await asyncio.to_thread(lp.of_prompt, model, ids, body.logprobs) for _, ids in prompts]
+        if body.echo and body.logprobs is not None
+        else [[] for _ in prompts]
+    )
     jobs = []
     try:
         for _, ids in prompts:
             processors = [await _mask(model, schema, "response_format")] if as_json else []
-            jobs.append(None if body.max_tokens == 0 else
-                        _submit(state, ids, body, body.max_tokens, processors, body.logprobs))
+            jobs.append(
+                None if body.max_tokens == 0 else _submit(state, ids, body, body.max_tokens, processors, body.logprobs)
+            )
     except APIError:
         for job in jobs:
             if job is not None:
                 state.scheduler.cancel(job)
         raise
     answers = [Answer(len(ids), job) for (_, ids), job in zip(prompts, jobs)]
-    base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": model.name}
+    base = {
+        "id": f"cmpl-{uuid.uuid4().hex}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model.name,
+    }
 
     def choice(i, text, entries, offset, finish=None):
         logprobs = None if body.logprobs is None else _legacy_logprobs(model, entries, offset)
         return {"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish}
 
     if body.stream:
+
         async def events():
             offsets = [len(e) for e in echoed]
             for i, text in enumerate(echoed):
@@ -333,8 +384,12 @@ async def completions(body: CompletionRequest, request: Request):
                 if step is not None and step.logprob is not None:
                     pending[i].append(step.logprob)
                 if finish is not None or step.text:
-                    yield _sse({**base, "choices": [choice(i, "" if step is None else step.text, pending[i],
-                                                           offsets[i], finish)]})
+                    yield _sse(
+                        {
+                            **base,
+                            "choices": [choice(i, "" if step is None else step.text, pending[i], offsets[i], finish)],
+                        }
+                    )
                     offsets[i] += sum(len(_piece(model, e.token)) for e in pending[i])
                     pending[i] = []
             for answer in answers:
@@ -345,11 +400,17 @@ async def completions(body: CompletionRequest, request: Request):
 
         return _sse_response(events())
     await _collect(state, jobs, answers, request)
-    return {**base, "usage": _usage(answers), "choices": [
-        choice(i, echoed[i] + a.text, prompt_logprobs[i] + a.logprobs, 0, a.finish) for i, a in enumerate(answers)]}
+    return {
+        **base,
+        "usage": _usage(answers),
+        "choices": [
+            choice(i, echoed[i] + a.text, prompt_logprobs[i] + a.logprobs, 0, a.finish) for i, a in enumerate(answers)
+        ],
+    }
 
 
 # ---- /v1/chat/completions ----
+
 
 def _template_messages(messages: list[Message]) -> list[dict]:
     """The conversation as the chat template reads it; earlier tool calls written back in the answer format."""
@@ -360,7 +421,9 @@ def _template_messages(messages: list[Message]) -> list[dict]:
         elif m.content is None:
             raise APIError(400, f"messages.{i}.content: Field required", param=f"messages.{i}.content")
         else:
-            out.append({"role": m.role, "content": m.text} | ({"tool_call_id": m.tool_call_id} if m.tool_call_id else {}))
+            out.append(
+                {"role": m.role, "content": m.text} | ({"tool_call_id": m.tool_call_id} if m.tool_call_id else {})
+            )
     return out
 
 
@@ -369,8 +432,13 @@ def _chat_logprobs(model, entries: list) -> dict:
         piece = model.tokenizer.token_bytes(token)
         return {"token": piece.decode("utf-8", errors="replace"), "logprob": logprob, "bytes": list(piece)}
 
-    return {"content": [item(e.token, e.logprob) | {"top_logprobs": [item(t, p) for t, p in e.top]}
-                        for e in entries if e.token not in model.eos_ids]}
+    return {
+        "content": [
+            item(e.token, e.logprob) | {"top_logprobs": [item(t, p) for t, p in e.top]}
+            for e in entries
+            if e.token not in model.eos_ids
+        ]
+    }
 
 
 @router.post("/v1/chat/completions")
@@ -395,16 +463,21 @@ async def chat_completions(body: ChatRequest, request: Request):
     ids = await _prompt_ids(state, text, state.template.encode, "messages")
     as_json, schema = _format_schema(body)
     if defs:
-        answer_schema = tools.answer_schema(defs, choice, body.parallel_tool_calls,
-                                            (schema or {"type": "object"}) if as_json else None)
+        answer_schema = tools.answer_schema(
+            defs, choice, body.parallel_tool_calls, (schema or {"type": "object"}) if as_json else None
+        )
         processors = [await _mask(model, answer_schema, "tools")]
     else:
         processors = [await _mask(model, schema, "response_format")] if as_json else []
     n_top = (body.top_logprobs or 0) if body.logprobs else None
     job = _submit(state, ids, body, body.max_completion_tokens or body.max_tokens, processors, n_top)
     answer = Answer(len(ids), job)
-    base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": model.name}
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model.name,
+    }
 
     def message():
         """(content, tool_calls, finish) of the finished answer."""
@@ -418,6 +491,7 @@ async def chat_completions(body: ChatRequest, request: Request):
         return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]}
 
     if body.stream:
+
         async def events():
             yield _sse(chunk({"role": "assistant", "content": ""}))
             pending = []
@@ -432,7 +506,9 @@ async def chat_completions(body: ChatRequest, request: Request):
                     pending = []
             content, calls, finish = message()
             if defs:
-                delta = {"tool_calls": [c | {"index": k} for k, c in enumerate(calls)]} if calls else {"content": content}
+                delta = (
+                    {"tool_calls": [c | {"index": k} for k, c in enumerate(calls)]} if calls else {"content": content}
+                )
                 yield _sse(chunk(delta, entries=pending if n_top is not None else None))
                 pending = []
             yield _sse(chunk({}, finish, entries=pending if n_top is not None and pending else None))
@@ -445,34 +521,63 @@ async def chat_completions(body: ChatRequest, request: Request):
     await _collect(state, [job], [answer], request)
     content, calls, finish = message()
     reply = {"role": "assistant", "content": content} | ({"tool_calls": calls} if calls else {})
-    return {**base, "object": "chat.completion", "usage": _usage([answer]),
-            "choices": [{"index": 0, "message": reply, "finish_reason": finish,
-                         "logprobs": None if n_top is None else _chat_logprobs(model, answer.logprobs)}]}
+    return {
+        **base,
+        "object": "chat.completion",
+        "usage": _usage([answer]),
+        "choices": [
+            {
+                "index": 0,
+                "message": reply,
+                "finish_reason": finish,
+                "logprobs": None if n_top is None else _chat_logprobs(model, answer.logprobs),
+            }
+        ],
+    }
 
 
 # ---- the rest ----
+
 
 @router.get("/v1/models")
 async def models(request: Request):
     state = _state(request)
     model = state.model
-    return {"object": "list", "data": [{
-        "id": model.name, "object": "model", "created": state.created, "owned_by": "tritlm",
-        "meta": {"n_ctx": state.scheduler.n_ctx, "n_vocab": model.n_vocab, "size": model.model_bytes,
-                 "chat_template": state.template.has_own_template}}]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": model.name,
+                "object": "model",
+                "created": state.created,
+                "owned_by": "tritlm",
+                "meta": {
+                    "n_ctx": state.scheduler.n_ctx,
+                    "n_vocab": model.n_vocab,
+                    "size": model.model_bytes,
+                    "chat_template": state.template.has_own_template,
+                },
+            }
+        ],
+    }
 
 
 @router.get("/health")
 async def health(request: Request):
     scheduler = _state(request).scheduler
     busy = scheduler.n_busy
-    return {"status": "ok", "slots_processing": busy, "slots_idle": scheduler.n_slots - busy,
-            "requests_waiting": scheduler.n_waiting}
+    return {
+        "status": "ok",
+        "slots_processing": busy,
+        "slots_idle": scheduler.n_slots - busy,
+        "requests_waiting": scheduler.n_waiting,
+    }
 
 
 @router.get("/metrics")
 async def metrics(request: Request):
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
     return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

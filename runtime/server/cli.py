@@ -1,5 +1,6 @@
 """`tritlm serve`: load a GGUF model (or fetch and convert one from the Hub with -hf) and serve it over HTTP until
 Ctrl-C."""
+
 import ipaddress
 import logging
 import socket
@@ -14,39 +15,75 @@ def register(subparsers):
     p = subparsers.add_parser("serve", help="serve a model: OpenAI-compatible HTTP API and a chat page")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("-m", "--model", help="the .gguf file")
-    source.add_argument("-hf", "--hf-repo", metavar="REPO[:TYPE]",
-                        help="a Hub repo id (or checkpoint folder): downloaded, converted once into the cache "
-                             "($TRITLM_CACHE, default ~/.cache/tritlm) as TYPE (default i2_s), then served")
+    source.add_argument(
+        "-hf",
+        "--hf-repo",
+        metavar="REPO[:TYPE]",
+        help="a Hub repo id (or checkpoint folder): downloaded, converted once into the cache "
+        "($TRITLM_CACHE, default ~/.cache/tritlm) as TYPE (default i2_s), then served",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: physical cores)")
     p.add_argument("-c", "--ctx-size", type=int, default=None, help="context of each slot in tokens")
     p.add_argument("--parallel", type=int, default=4, help="slots: requests decoded together (default 4)")
-    p.add_argument("-b", "--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help="tokens per step: every slot's next token plus prompt chunks up to this many "
-                        f"(default {DEFAULT_BATCH_SIZE})")
+    p.add_argument(
+        "-b",
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="tokens per step: every slot's next token plus prompt chunks up to this many "
+        f"(default {DEFAULT_BATCH_SIZE})",
+    )
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)")
-    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
-                   help=f"refuse larger request bodies with 413 (default {MAX_BODY_BYTES})")
-    p.add_argument("--allowed-hosts", default=None,
-                   help="comma-separated Host header names to accept ('*': any; '*.example.com'); default: "
-                        "localhost, 127.0.0.1 and ::1 on a loopback bind, any otherwise")
-    p.add_argument("--cors-origin", default="*",
-                   help="comma-separated origins whose web pages may call the API ('*': any, the default, as "
-                        "llama-server; '': none)")
-    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
-                   help="server log on stderr: 'info' logs one line per request (default info)")
-    p.add_argument("--act-topk", type=float, default=None, metavar="F",
-                   help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on "
-                        "b1.58 files; default: the file's own mode)")
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=MAX_BODY_BYTES,
+        help=f"refuse larger request bodies with 413 (default {MAX_BODY_BYTES})",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated Host header names to accept ('*': any; '*.example.com'); default: "
+        "localhost, 127.0.0.1 and ::1 on a loopback bind, any otherwise",
+    )
+    p.add_argument(
+        "--cors-origin",
+        default="*",
+        help="comma-separated origins whose web pages may call the API ('*': any, the default, as "
+        "llama-server; '': none)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="server log on stderr: 'info' logs one line per request (default info)",
+    )
+    p.add_argument(
+        "--act-topk",
+        type=float,
+        default=None,
+        metavar="F",
+        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on "
+        "b1.58 files; default: the file's own mode)",
+    )
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
-    ray.add_argument("--replicas", type=int, default=None,
-                     help="serve N copies of the app behind Ray Serve's proxy (-t: threads of each, default 1)")
+    ray.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="serve N copies of the app behind Ray Serve's proxy (-t: threads of each, default 1)",
+    )
     ray.add_argument("--ray-address", default=None, help="the cluster's address (default: start Ray on this machine)")
     ray.add_argument("--min-replicas", type=int, default=None, help="autoscaling: fewest replicas (default 1)")
     ray.add_argument("--max-replicas", type=int, default=None, help="autoscaling: most replicas (turns it on)")
-    ray.add_argument("--target-ongoing-requests", type=int, default=None,
-                     help="autoscaling: requests in flight per replica to aim for (default: --parallel)")
+    ray.add_argument(
+        "--target-ongoing-requests",
+        type=int,
+        default=None,
+        help="autoscaling: requests in flight per replica to aim for (default: --parallel)",
+    )
     p.set_defaults(func=dispatch)
 
 
@@ -55,15 +92,42 @@ def dispatch(a) -> int:
     path = a.model if a.model is not None else hub_gguf(a.hf_repo)
     cors = [o.strip() for o in a.cors_origin.split(",") if o.strip()]
     if a.replicas is None and a.ray_address is None and a.max_replicas is None:
-        return serve(path, a.host, a.port, a.threads, a.ctx_size, a.parallel, a.api_key, a.max_body_bytes,
-                     a.allowed_hosts, cors, a.batch_size, a.act_topk)
+        return serve(
+            path,
+            a.host,
+            a.port,
+            a.threads,
+            a.ctx_size,
+            a.parallel,
+            a.api_key,
+            a.max_body_bytes,
+            a.allowed_hosts,
+            cors,
+            a.batch_size,
+            a.act_topk,
+        )
     if a.act_topk is not None:
         raise ValueError("--act-topk is not supported with Ray replicas")
     from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
-    return serve_replicas(path, a.host, a.port, a.threads or 1, a.ctx_size, a.parallel, a.replicas or 1,
-                          a.ray_address, a.min_replicas, a.max_replicas, a.target_ongoing_requests, api_key=a.api_key,
-                          max_body_bytes=a.max_body_bytes, allowed_hosts=allowed_hosts(a.host, a.allowed_hosts),
-                          cors_origins=cors, batch_size=a.batch_size)
+
+    return serve_replicas(
+        path,
+        a.host,
+        a.port,
+        a.threads or 1,
+        a.ctx_size,
+        a.parallel,
+        a.replicas or 1,
+        a.ray_address,
+        a.min_replicas,
+        a.max_replicas,
+        a.target_ongoing_requests,
+        api_key=a.api_key,
+        max_body_bytes=a.max_body_bytes,
+        allowed_hosts=allowed_hosts(a.host, a.allowed_hosts),
+        cors_origins=cors,
+        batch_size=a.batch_size,
+    )
 
 
 def hub_gguf(spec: str) -> str:
@@ -103,9 +167,20 @@ def make_server(app):
     return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3))
 
 
-def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, parallel=4, api_key=None,
-          max_body_bytes=MAX_BODY_BYTES, hosts: str | None = None, cors_origins: list[str] | None = ("*",),
-          batch_size=DEFAULT_BATCH_SIZE, act_topk: float | None = None) -> int:
+def serve(
+    model_path,
+    host="127.0.0.1",
+    port=8080,
+    threads=None,
+    n_ctx=None,
+    parallel=4,
+    api_key=None,
+    max_body_bytes=MAX_BODY_BYTES,
+    hosts: str | None = None,
+    cors_origins: list[str] | None = ("*",),
+    batch_size=DEFAULT_BATCH_SIZE,
+    act_topk: float | None = None,
+) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
 
@@ -113,18 +188,28 @@ def serve(model_path, host="127.0.0.1", port=8080, threads=None, n_ctx=None, par
         raise ValueError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
     model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk)
     try:
-        app = create_app(model, parallel=parallel, n_ctx=n_ctx, api_key=api_key, max_body_bytes=max_body_bytes,
-                         allowed_hosts=allowed_hosts(host, hosts), cors_origins=list(cors_origins or []),
-                         batch_size=batch_size)
+        app = create_app(
+            model,
+            parallel=parallel,
+            n_ctx=n_ctx,
+            api_key=api_key,
+            max_body_bytes=max_body_bytes,
+            allowed_hosts=allowed_hosts(host, hosts),
+            cors_origins=list(cors_origins or []),
+            batch_size=batch_size,
+        )
         sock = open_socket(host, port)
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{sock.getsockname()[1]}"
         auth = f" -H 'Authorization: Bearer {api_key}'" if api_key else ""
-        print(f"tritlm serve: {model.name}, {parallel} slots of {app.state.server.scheduler.n_ctx} tokens\n"
-              f"  chat page: {url}/\n"
-              f"  try:       curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
-              f"               -d '{{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}], \"max_tokens\": 64}}'\n"
-              f"  Ctrl-C stops the server.", flush=True)
+        print(
+            f"tritlm serve: {model.name}, {parallel} slots of {app.state.server.scheduler.n_ctx} tokens\n"
+            f"  chat page: {url}/\n"
+            f"  try:       curl {url}/v1/chat/completions -H 'Content-Type: application/json'{auth} \\\n"
+            f'               -d \'{{"messages": [{{"role": "user", "content": "Hello!"}}], "max_tokens": 64}}\'\n'
+            f"  Ctrl-C stops the server.",
+            flush=True,
+        )
         try:
             make_server(app).run(sockets=[sock])
         except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way to stop

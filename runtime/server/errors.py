@@ -1,5 +1,6 @@
 """OpenAI-shaped errors: every failure answers `{"error": {"message", "type", "param", "code"}}` with a 4xx/5xx
 status, and the bearer-key check that guards every endpoint but /health and the chat page."""
+
 import asyncio
 import ctypes
 import ctypes.util
@@ -19,8 +20,14 @@ except (AttributeError, OSError, TypeError):
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
 
@@ -37,10 +44,16 @@ _UNION_TAGS = {"str", "int", "float", "bool"}  # pydantic names the union branch
 def _validation_error(exc: RequestValidationError) -> APIError:
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
-        return APIError(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "),
-                        code="invalid_json")
-    loc = [str(part) for part in first.get("loc", ())[1:]
-           if not (part in _UNION_TAGS or "[" in str(part) or str(part)[:1].isupper())]
+        return APIError(
+            400,
+            f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "),
+            code="invalid_json",
+        )
+    loc = [
+        str(part)
+        for part in first.get("loc", ())[1:]
+        if not (part in _UNION_TAGS or "[" in str(part) or str(part)[:1].isupper())
+    ]
     where = ".".join(loc) or "body"
     return APIError(400, f"{where}: {first.get('msg')}", param=where)
 
@@ -82,9 +95,17 @@ class BearerAuth:
         if scope["type"] == "http" and path not in self.open_paths and not path.startswith(self.open_prefix):
             scheme, _, key = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
             if not (hmac.compare_digest(key.strip(), self.expected) and scheme.lower() == b"bearer"):
-                return await _refuse(APIError(401, "invalid or missing API key: send 'Authorization: Bearer <key>'",
-                                              type="authentication_error", code="invalid_api_key"),
-                                     scope, receive, send)
+                return await _refuse(
+                    APIError(
+                        401,
+                        "invalid or missing API key: send 'Authorization: Bearer <key>'",
+                        type="authentication_error",
+                        code="invalid_api_key",
+                    ),
+                    scope,
+                    receive,
+                    send,
+                )
         await self.app(scope, receive, send)
 
 
@@ -108,9 +129,16 @@ class AllowedHosts:
         if scope["type"] == "http":
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             if not self.allows(host):
-                return await _refuse(APIError(400, f"Host '{host}' is not allowed: start the server with "
-                                                   f"--allowed-hosts to accept it", code="host_not_allowed"),
-                                     scope, receive, send)
+                return await _refuse(
+                    APIError(
+                        400,
+                        f"Host '{host}' is not allowed: start the server with --allowed-hosts to accept it",
+                        code="host_not_allowed",
+                    ),
+                    scope,
+                    receive,
+                    send,
+                )
         await self.app(scope, receive, send)
 
 
@@ -126,8 +154,11 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = APIError(413, f"request body larger than {self.max_bytes} bytes (the server's --max-body-bytes)",
-                             code="request_too_large")
+        too_large = APIError(
+            413,
+            f"request body larger than {self.max_bytes} bytes (the server's --max-body-bytes)",
+            code="request_too_large",
+        )
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.max_bytes:
             return await _refuse(too_large, scope, receive, send)

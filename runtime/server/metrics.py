@@ -1,6 +1,7 @@
 """Observability: one log line per request (method, path, status, milliseconds; `tritlm serve --log-level`) and
 Prometheus metrics at /metrics (prometheus-client, a registry per app): requests by endpoint and status, prompt
 and generated tokens, queue depth, slot use, and prompt and generation tokens/s measured by the scheduler."""
+
 import logging
 import time
 
@@ -8,27 +9,45 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 log = logging.getLogger("tritlm.server")
 
-ENDPOINTS = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/tokenize", "/detokenize",
-             "/apply-template", "/metrics", "/"}
+ENDPOINTS = {
+    "/v1/completions",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/health",
+    "/tokenize",
+    "/detokenize",
+    "/apply-template",
+    "/metrics",
+    "/",
+}
 
 
 class Metrics:
     def __init__(self, scheduler):
         self.registry = registry = CollectorRegistry()
-        self.requests = Counter("tritlm_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
-                                registry=registry)
+        self.requests = Counter(
+            "tritlm_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=registry
+        )
         self.prompt_tokens = Counter("tritlm_prompt_tokens", "prompt tokens of finished requests", registry=registry)
-        self.generated_tokens = Counter("tritlm_generated_tokens", "tokens generated for finished requests",
-                                        registry=registry)
+        self.generated_tokens = Counter(
+            "tritlm_generated_tokens", "tokens generated for finished requests", registry=registry
+        )
         stats = scheduler.stats
         for name, doc, value in (
-                ("tritlm_requests_waiting", "requests queued for a slot", lambda: scheduler.n_waiting),
-                ("tritlm_slots_busy", "slots holding a request", lambda: scheduler.n_busy),
-                ("tritlm_slots", "slots (--parallel)", lambda: scheduler.n_slots),
-                ("tritlm_prompt_tokens_per_second", "prompt tokens prefilled per second of prefill, since start",
-                 lambda: stats.prompt_tokens / stats.prompt_seconds if stats.prompt_seconds else 0.0),
-                ("tritlm_generation_tokens_per_second", "tokens decoded per second of decode passes, since start",
-                 lambda: stats.decoded_tokens / stats.decode_seconds if stats.decode_seconds else 0.0)):
+            ("tritlm_requests_waiting", "requests queued for a slot", lambda: scheduler.n_waiting),
+            ("tritlm_slots_busy", "slots holding a request", lambda: scheduler.n_busy),
+            ("tritlm_slots", "slots (--parallel)", lambda: scheduler.n_slots),
+            (
+                "tritlm_prompt_tokens_per_second",
+                "prompt tokens prefilled per second of prefill, since start",
+                lambda: stats.prompt_tokens / stats.prompt_seconds if stats.prompt_seconds else 0.0,
+            ),
+            (
+                "tritlm_generation_tokens_per_second",
+                "tokens decoded per second of decode passes, since start",
+                lambda: stats.decoded_tokens / stats.decode_seconds if stats.decode_seconds else 0.0,
+            ),
+        ):
             Gauge(name, doc, registry=registry).set_function(value)
 
     def finished(self, prompt_tokens: int, generated_tokens: int) -> None:

@@ -3,6 +3,7 @@ requests into free slots, then runs ONE `model.forward` over every generating sl
 prompts still being read, up to `batch_size` tokens in all, so a long prompt is read a chunk per step while the
 other streams go on decoding. Each slot whose last position was in the pass steps its TokenLoop
 (runtime/generate.py) and the Step goes to the request's asyncio queue on the event loop's thread."""
+
 import asyncio
 import collections
 import logging
@@ -60,6 +61,7 @@ class Job:
 class Stats:
     """Work done since start (for /metrics): prompt tokens and generated tokens fed to the model, and the seconds
     spent on each (a pass mixing both splits its time by their share of its tokens)."""
+
     prompt_tokens: int = 0
     prompt_seconds: float = 0.0
     decoded_tokens: int = 0
@@ -71,8 +73,14 @@ class Scheduler:
     `stop()`. batch_size: the tokens of one step (every generating slot has one in it, however many that is;
     prompt chunks fill the rest)."""
 
-    def __init__(self, model, n_slots: int, n_ctx: int | None = None, max_waiting: int | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(
+        self,
+        model,
+        n_slots: int,
+        n_ctx: int | None = None,
+        max_waiting: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ):
         if n_slots < 1:
             raise ValueError(f"--parallel must be at least 1, got {n_slots}")
         if batch_size < 1:
@@ -121,7 +129,8 @@ class Scheduler:
             max_tokens = room
         if room <= 0 or max_tokens > room:
             raise ContextOverflowError(
-                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the context of {self.n_ctx} tokens")
+                f"prompt ({len(prompt_ids)} tokens) + max_tokens ({max_tokens}) exceeds the context of {self.n_ctx} tokens"
+            )
         job = Job(prompt_ids, TokenLoop(self.model, sampler, max_tokens, stop, logits_processors, logprobs))
         with self._cond:
             if len(self._waiting) >= self.max_waiting:
@@ -186,12 +195,14 @@ class Scheduler:
         generating = [(seq, job, [job.next_token]) for seq, job in self._active if not job.reading_prompt]
         budget = self.batch_size - len(generating)
         parts, finishes_one = [], False
-        for seq, job in sorted((slot for slot in self._active if slot[1].reading_prompt),
-                               key=lambda slot: len(slot[1].prompt_ids) - slot[1].n_fed):
+        for seq, job in sorted(
+            (slot for slot in self._active if slot[1].reading_prompt),
+            key=lambda slot: len(slot[1].prompt_ids) - slot[1].n_fed,
+        ):
             rest = len(job.prompt_ids) - job.n_fed
             if budget <= 0 or (finishes_one and rest > budget):
                 break
-            chunk = job.prompt_ids[job.n_fed:job.n_fed + budget]
+            chunk = job.prompt_ids[job.n_fed : job.n_fed + budget]
             parts.append((seq, job, chunk))
             budget -= len(chunk)
             finishes_one = finishes_one or len(chunk) == rest

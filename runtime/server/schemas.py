@@ -1,6 +1,7 @@
 """Request bodies of the OpenAI-compatible and llama-server endpoints. Strict: wrong types are rejected, not
 coerced. Fields outside the spec land in `model_extra`: the handler logs and ignores them (clients send many we
 do not use); a documented OpenAI field set to something this server cannot do is refused (`refused_field`)."""
+
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -11,8 +12,8 @@ UNSUPPORTED = {
     "modalities": lambda v: v not in (None, ["text"]),
     "prediction": lambda v: v is not None,
     "web_search_options": lambda v: v is not None,
-    "functions": lambda v: v is not None,        # the deprecated form of tools
-    "function_call": lambda v: v is not None,    # the deprecated form of tool_choice
+    "functions": lambda v: v is not None,  # the deprecated form of tools
+    "function_call": lambda v: v is not None,  # the deprecated form of tool_choice
     "best_of": lambda v: v not in (None, 1),
     "suffix": lambda v: v not in (None, ""),
     "store": lambda v: bool(v),

@@ -8,11 +8,14 @@ format; the answer is then generated under a JSON schema (runtime/structured.py)
 
 and becomes OpenAI's `tool_calls` or `content`. tool_choice "required" or a named function leaves only calls;
 "none" leaves the tools out altogether."""
+
 import json
 import uuid
 
-FORMAT_NOTE = ("Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` "
-               "reply to the user's request")
+FORMAT_NOTE = (
+    "Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` "
+    "reply to the user's request"
+)
 
 
 class ToolChoiceError(ValueError):
@@ -35,21 +38,41 @@ def functions(tools: list[dict], tool_choice) -> list[dict]:
 def answer_schema(defs: list[dict], tool_choice, parallel: bool, response_schema: dict | None = None) -> dict:
     """The JSON schema of the whole answer (llama.cpp's common_chat_params_init_generic, with no keys beyond
     the format's, so a small model cannot wander off into extra ones)."""
-    calls = [{"type": "object",
-              "properties": {"name": {"type": "string", "const": f["name"]},
-                             "arguments": f.get("parameters") or {"type": "object", "properties": {}}},
-              "required": ["name", "arguments"], "additionalProperties": False} for f in defs]
+    calls = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "const": f["name"]},
+                "arguments": f.get("parameters") or {"type": "object", "properties": {}},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for f in defs
+    ]
     call = calls[0] if len(calls) == 1 else {"anyOf": calls}
     if parallel:
-        calling = {"type": "object", "properties": {"tool_calls": {"type": "array", "items": call, "minItems": 1}},
-                   "required": ["tool_calls"], "additionalProperties": False}
+        calling = {
+            "type": "object",
+            "properties": {"tool_calls": {"type": "array", "items": call, "minItems": 1}},
+            "required": ["tool_calls"],
+            "additionalProperties": False,
+        }
     else:
-        calling = {"type": "object", "properties": {"tool_call": call}, "required": ["tool_call"],
-                   "additionalProperties": False}
+        calling = {
+            "type": "object",
+            "properties": {"tool_call": call},
+            "required": ["tool_call"],
+            "additionalProperties": False,
+        }
     if tool_choice == "required" or isinstance(tool_choice, dict):
         return calling
-    response = {"type": "object", "properties": {"response": response_schema or {"type": "string"}},
-                "required": ["response"], "additionalProperties": False}
+    response = {
+        "type": "object",
+        "properties": {"response": response_schema or {"type": "string"}},
+        "required": ["response"],
+        "additionalProperties": False,
+    }
     return {"anyOf": [calling, response]}
 
 
@@ -69,8 +92,9 @@ def with_system_note(messages: list[dict], note: str) -> list[dict]:
 
 def past_call_text(tool_calls: list[dict]) -> str:
     """An earlier assistant turn's tool calls, written back in the format the model answers in."""
-    calls = [{"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")}
-             for c in tool_calls]
+    calls = [
+        {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"] or "{}")} for c in tool_calls
+    ]
     return json.dumps({"tool_call": calls[0]} if len(calls) == 1 else {"tool_calls": calls}, ensure_ascii=False)
 
 
@@ -81,6 +105,11 @@ def parse_answer(text: str, response_is_json: bool = False) -> tuple[str | None,
         response = answer["response"]
         return (json.dumps(response, ensure_ascii=False) if response_is_json else response), []
     calls = answer["tool_calls"] if "tool_calls" in answer else [answer["tool_call"]]
-    return None, [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                   "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)}}
-                  for c in calls]
+    return None, [
+        {
+            "id": f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"], ensure_ascii=False)},
+        }
+        for c in calls
+    ]
