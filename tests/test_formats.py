@@ -7,8 +7,8 @@ import re
 import subprocess
 import sys
 
-from tritlm.formats import BY_ID, ROW_ALIGN, TYPES
-from tritlm.runtime._native import lib
+from tritlm.formats import BY_ID, LAYER_TENSORS, ROW_ALIGN, TYPES
+from tritlm.runtime._native import ffi, lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK_TYPES = ("q8_0", "q4_k", "q6_k", "tq1_0", "tq2_0", "i2_s")
@@ -51,6 +51,10 @@ def test_engine_type_ids_are_the_tables():
     for name, t in TYPES.items():
         assert getattr(lib, f"TL_{name.upper()}") == t.id, name
     assert len(BY_ID) == len(TYPES)
+
+
+def test_layer_tensors_are_tl_layers_fields():
+    assert [name for name, _ in ffi.typeof("tl_layer").fields] == list(LAYER_TENSORS)
 
 
 def test_sizes_as_docs_format_md_gives_them():

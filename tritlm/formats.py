@@ -82,6 +82,21 @@ def type_of(type_id: int) -> GGMLType | None:
 
 FFN_ACTS = ("silu", "relu2")  # the engine's TL_ACT_* order
 
+# A layer's tensors, blk.N.<name>.weight, in the order of the engine's tl_layer fields (native/tritlm.h).
+LAYER_TENSORS = (
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_sub_norm",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_sub_norm",
+    "ffn_down",
+)
+
 
 @dataclass(frozen=True)
 class HParams:

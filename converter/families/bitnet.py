@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from tritlm.formats import HParams
+from tritlm.formats import LAYER_TENSORS, HParams
 
 from .. import hf_ternary
 from ..errors import ConverterError
@@ -103,19 +103,7 @@ def tensors(ckpt, sub_norms: bool = True) -> list[Tensor]:
         out.append(float_tensor(ckpt, "output.weight", "lm_head.weight", (hp.n_vocab, hp.n_embd)))
     for i in range(hp.n_layer):
         hf = f"model.layers.{i}."
-        for gguf_name in (
-            "attn_norm",
-            "attn_q",
-            "attn_k",
-            "attn_v",
-            "attn_sub_norm",
-            "attn_output",
-            "ffn_norm",
-            "ffn_gate",
-            "ffn_up",
-            "ffn_sub_norm",
-            "ffn_down",
-        ):
+        for gguf_name in LAYER_TENSORS:
             name = f"blk.{i}.{gguf_name}.weight"
             if gguf_name.endswith("_sub_norm") and not sub_norms:
                 continue

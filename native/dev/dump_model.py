@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+from tritlm.formats import LAYER_TENSORS
 from tritlm.runtime._native import ffi
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile, tensor_nbytes
@@ -25,19 +26,6 @@ from tritlm.runtime.weights import check_tensors, native_weights, read_hparams
 
 MAGIC = b"TLFWD001"
 N_CTX = 64  # positions of the sequence, here and in run_forward.c
-LAYER_FIELDS = (
-    "attn_norm",
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_sub_norm",
-    "attn_output",
-    "ffn_norm",
-    "ffn_gate",
-    "ffn_up",
-    "ffn_sub_norm",
-    "ffn_down",
-)
 
 
 def tensor_record(t) -> bytes:
@@ -68,7 +56,7 @@ def dump(model_path: str, out_path: str, prompt: str, steps: int) -> None:
             file, hp, check_tensors(file, hp), ffi.cast("const char *", base), ffi
         )
         tensors = [token_embd[0], output_norm[0], output[0]]
-        tensors += [getattr(layers[i], f) for i in range(hp.n_layer) for f in LAYER_FIELDS]
+        tensors += [getattr(layers[i], f) for i in range(hp.n_layer) for f in LAYER_TENSORS]
         tmp = out_path + ".tmp"
         with open(tmp, "wb") as f:
             f.write(MAGIC + bytes(ffi.buffer(cfg)) + struct.pack("<i", len(tensors)))
