@@ -173,8 +173,6 @@ static int check_tensor(char *err, size_t err_len, tl_pool *pool, const char *na
     return 1;
 }
 
-enum { MAX_ROW = 1 << 22 };
-
 static int check_config(const tl_config *c, char *err, size_t err_len) {
     if (c->n_layer <= 0 || c->n_embd <= 0 || c->n_ff <= 0 || c->n_head <= 0 || c->n_head_kv <= 0 ||
         c->head_dim <= 0 || c->n_vocab <= 0)
@@ -184,8 +182,8 @@ static int check_config(const tl_config *c, char *err, size_t err_len) {
     if (c->act != TL_ACT_SILU && c->act != TL_ACT_RELU2) return fail(err, err_len, "config: unknown activation %d", c->act), 0;
     if (!(c->rope_theta > 0) || !(c->rms_eps >= 0)) return fail(err, err_len, "config: bad rope_theta or rms_eps"), 0;
     // a BitLinear sums row length x 128 x 1 in an int32
-    if (c->n_embd > MAX_ROW || c->n_ff > MAX_ROW || (int64_t)c->n_head * c->head_dim > MAX_ROW)
-        return fail(err, err_len, "config: a row length above %d is not supported", MAX_ROW), 0;
+    if (c->n_embd > TL_MAX_ROW || c->n_ff > TL_MAX_ROW || (int64_t)c->n_head * c->head_dim > TL_MAX_ROW)
+        return fail(err, err_len, "config: a row length above %d is not supported", TL_MAX_ROW), 0;
     for (int i = 0; i < 4; i++) {
         if (c->act_bits[i] != 0 && c->act_bits[i] != 8 && c->act_bits[i] != 4)
             return fail(err, err_len, "config: activation bits %d (supported: 8, 4)", c->act_bits[i]), 0;

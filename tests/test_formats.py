@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from tritlm.formats import BY_ID, LAYER_TENSORS, ROW_ALIGN, TYPES
+from tritlm.formats import BY_ID, LAYER_TENSORS, MAX_ROW, ROW_ALIGN, TYPES
 from tritlm.runtime._native import ffi, lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +16,7 @@ BLOCK_TYPES = ("q8_0", "q4_k", "q6_k", "tq1_0", "tq2_0", "i2_s")
 
 def test_c_block_constants_match_the_table(tmp_path):
     names = [f"TL_{name.upper()}_{what}" for name in BLOCK_TYPES for what in ("VALUES", "BYTES")]
-    names += ["TL_I2_S_TRAILER", "TL_ROW_ALIGN"]
+    names += ["TL_I2_S_TRAILER", "TL_ROW_ALIGN", "TL_MAX_ROW"]
     source = tmp_path / "blocks.c"
     source.write_text(
         '#include <stdio.h>\n#include "kernels/blocks.h"\nint main(void) {\n'
@@ -45,6 +45,7 @@ def test_c_block_constants_match_the_table(tmp_path):
         assert (got[f"TL_{name.upper()}_VALUES"], got[f"TL_{name.upper()}_BYTES"]) == (t.block_values, t.block_bytes)
     assert got["TL_I2_S_TRAILER"] == TYPES["i2_s"].trailer == 32
     assert got["TL_ROW_ALIGN"] == ROW_ALIGN == 16
+    assert got["TL_MAX_ROW"] == MAX_ROW
 
 
 def test_engine_type_ids_are_the_tables():

@@ -11,7 +11,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 ROW_ALIGN = 16  # the engine's float kernels sum 16 lanes: every row it multiplies holds a multiple of 16 values
 MAX_SIZE = 2**31 - 1  # the engine's sizes are int32
-MAX_ROW = 2**22  # the longest row a BitLinear multiplies (native/model.c): int32 sums of row length x 128 x 1
+MAX_ROW = 2**22  # the longest row a BitLinear multiplies (blocks.h TL_MAX_ROW): int32 sums of row length x 128 x 1
 
 
 class GGMLType(NamedTuple):

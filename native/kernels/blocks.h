@@ -64,4 +64,7 @@ enum {
 /* The float kernels sum 16 lanes: every weight row the engine multiplies holds a multiple of this many values. */
 enum { TL_ROW_ALIGN = 16 };
 
+/* The longest row a BitLinear multiplies: its int32 sums of row length x 128 x 1 cannot overflow. */
+enum { TL_MAX_ROW = 1 << 22 };
+
 #endif
