@@ -10,6 +10,17 @@ import numpy as np
 from tritlm.converter import synth, synth_tokenizer
 from tritlm.converter.presets import PRESETS
 
+# GGUF name -> Hugging Face module of each BitLinear, written out here (not the converter's table) so tests check it
+LINEARS = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+
 N_SPECIAL = 16
 WORDS = (
     "the a of to and in is it that was for on are with as his they be at one have this from or had by "

@@ -14,22 +14,13 @@ import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
 
-from tests.checkpoints import load_reference
+from tests.checkpoints import LINEARS, load_reference
 from tritlm.converter import hf_ternary, pack
 from tritlm.converter.safetensors_io import SafetensorsFile
 from tritlm.converter.write import convert
 from tritlm.runtime.cli import main
 
 TYPES = ["i2_s", "tq1_0", "tq2_0", "f16", "f32"]
-LINEARS = {
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

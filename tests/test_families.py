@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as Q
 
+from tests.checkpoints import LINEARS
 from tritlm.converter import synth
 from tritlm.converter.errors import ConverterError
 from tritlm.converter.write import convert
@@ -94,15 +95,6 @@ FAMILIES = {
     ),
 }
 TERNARY_TYPES = ["i2_s", "tq1_0", "tq2_0"]
-LINEARS = {
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
 PROMPT = [1, 17, 300, 42, 7, 99, 250, 3, 64, 128, 5, 200]
 
 
