@@ -8,7 +8,7 @@ from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
 from tests import test_engine
-from tests.test_kernels import random_output_matrix, run_float, simd_isas
+from tests.test_kernels import random_output_matrix, run_float, run_typed, simd_isas
 from tritlm.runtime._native import ffi, lib
 
 KQUANTS = {"q4_k": (QT.Q4_K, lib.TL_Q4_K), "q6_k": (QT.Q6_K, lib.TL_Q6_K)}
@@ -86,16 +86,6 @@ def test_engine_with_a_kquant_embedding_matches_numpy(name, monkeypatch):
 
 
 def run_float_kquant(isa, name, packed, rows, cols, x):
-    y = np.empty((x.shape[0], rows), np.float32)
-    rc = lib.tl_matmul_float(
-        isa.encode(),
-        KQUANTS[name][1],
-        ffi.from_buffer(packed),
-        rows,
-        cols,
-        ffi.from_buffer("float[]", x),
-        x.shape[0],
-        ffi.from_buffer("float[]", y),
-    )
-    assert rc == 0
+    y = run_typed(isa, KQUANTS[name][1], packed, rows, cols, x)
+    assert y is not None  # the kernel refused the type or shape
     return y
