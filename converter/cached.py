@@ -4,7 +4,7 @@
 
 import os
 
-from tritlm.converter.hub import resolve
+from tritlm.converter.hub import model_name, resolve
 
 
 def default_cache_dir() -> str:
@@ -43,5 +43,5 @@ def cached_gguf(
     os.makedirs(cache_dir, exist_ok=True)
     if progress:
         print(f"converting {checkpoint} -> {path}", flush=True)
-    convert(checkpoint, path, qtype, progress=progress)
+    convert(checkpoint, path, qtype, progress=progress, name=model_name(source))
     return path

@@ -49,10 +49,11 @@ def run_convert(args) -> int:
         return 0
     if not args.src or not args.output:
         raise ConverterError("convert needs SRC and -o OUT.gguf (or --list)")
-    from .hub import resolve
+    from .hub import model_name, resolve
     from .write import convert
 
-    convert(resolve(args.src, args.revision), args.output, args.type, output_type=args.output_type)
+    checkpoint = resolve(args.src, args.revision)
+    convert(checkpoint, args.output, args.type, output_type=args.output_type, name=model_name(args.src))
     print(f"wrote {args.output}")
     return 0
 

@@ -21,6 +21,12 @@ ALLOW_PATTERNS = [
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def model_name(src: str) -> str:
+    """general.name of the GGUF made from src: a repo id's name, else the folder's (a Hub snapshot folder is
+    named by its commit hash, which names nothing)."""
+    return os.path.basename(os.path.normpath(src))
+
+
 def resolve(src: str, revision: str | None = None) -> str:
     """A local folder holding the checkpoint of src."""
     if os.path.isdir(src):

@@ -19,9 +19,15 @@ from .safetensors_io import bf16_to_f32
 
 
 def convert(
-    checkpoint_dir: str, out_path: str, type_name: str = "i2_s", progress: bool = True, output_type: str | None = None
+    checkpoint_dir: str,
+    out_path: str,
+    type_name: str = "i2_s",
+    progress: bool = True,
+    output_type: str | None = None,
+    name: str | None = None,
 ) -> None:
-    """output_type: store the output matrix in that type (quants.OUTPUT_MATRIX_TYPES); default: as the checkpoint."""
+    """output_type: store the output matrix in that type (quants.OUTPUT_MATRIX_TYPES); default: as the checkpoint.
+    name: general.name (default: the checkpoint folder's name)."""
     if type_name not in pack.OUTPUT_TYPES:
         raise ConverterError(f"unknown type {type_name!r}: choose one of {', '.join(pack.OUTPUT_TYPES)}")
     if output_type is not None and output_type not in quants.OUTPUT_MATRIX_TYPES:
@@ -38,7 +44,7 @@ def convert(
     tmp = out_path + ".tmp"
     writer = gguf.GGUFWriter(tmp, family.gguf_arch(type_name))
     try:
-        add_metadata(writer, hp, os.path.basename(os.path.normpath(checkpoint_dir)))
+        add_metadata(writer, hp, name or os.path.basename(os.path.normpath(checkpoint_dir)))
         add_activation_mode(writer, ckpt.config)
         vocab.add_tokenizer(writer, checkpoint_dir, hp.n_vocab)
         for t in tensors:

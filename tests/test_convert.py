@@ -439,7 +439,9 @@ def test_convert_hub_repo_id_offline(tmp_path, tiny_checkpoints):
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert gguf.GGUFReader(str(out)).fields["general.architecture"].contents() == "bitnet"
+    fields = gguf.GGUFReader(str(out)).fields
+    assert fields["general.architecture"].contents() == "bitnet"
+    assert fields["general.name"].contents() == "tiny-bitnet"  # the repo's name, not the snapshot's hash
     missing = subprocess.run(
         cmd + ["tiny-org/absent", "-o", str(tmp_path / "x.gguf")], env=env, cwd=ROOT, capture_output=True, text=True
     )

@@ -107,6 +107,7 @@ def test_hub_repo_from_cache_converts_serves_and_is_reused(tiny_checkpoints, off
     expected, got = tensors(direct), tensors(gguf_path)
     assert expected.keys() == got.keys()
     assert all(np.array_equal(expected[name], got[name]) for name in expected)
+    assert GGUFReader(gguf_path).fields["general.name"].contents() == "bitnet-b1.58-2B-4T"
 
     mtime = os.path.getmtime(gguf_path)
     again = Serving(REPO, "--type", "tq2_0", "--models-dir", models, "--parallel", "1", env=offline_env)
