@@ -29,8 +29,8 @@ class Checkpoint:
             raise ConverterError(f"{config_path}: not valid JSON ({e})") from None
         if not isinstance(self.config, dict):
             raise ConverterError(f"{config_path}: a JSON {type(self.config).__name__}, not an object")
-        self.files = {}  # shard file name -> SafetensorsFile
-        self.location = {}  # tensor name -> SafetensorsFile
+        self.files: dict[str, SafetensorsFile] = {}  # shard file name -> its file
+        self.location: dict[str, SafetensorsFile] = {}  # tensor name -> the shard holding it
         for shard in self.shard_names():
             st = self.files[shard] = SafetensorsFile(os.path.join(path, shard))
             self.location.update((name, st) for name in st.names())

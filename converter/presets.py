@@ -2,7 +2,7 @@
 
 # Real shapes, each written in its family's on-disk form (PRESET_FAMILY). tiny is for tests: every row length a
 # multiple of 256 so it fits every ternary type; tests give it a trained tokenizer's vocab_size.
-PRESETS = {
+PRESETS: dict[str, dict] = {
     "tiny": dict(
         hidden_size=256,
         intermediate_size=768,

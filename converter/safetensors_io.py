@@ -44,7 +44,8 @@ def write_safetensors(
     """Writes tensors (name, dtype, shape) in the given order. produce(name) yields the tensor's data as
     row chunks in its stored dtype (bf16 as uint16 bits), so only one chunk is in memory at a time.
     The file appears at path only once complete."""
-    header, offset = {}, 0
+    header: dict[str, dict] = {}  # safetensors' JSON header: tensor name -> dtype, shape, data_offsets
+    offset = 0
     for name, dtype, shape in specs:
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(DTYPES[dtype]).itemsize
         header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}

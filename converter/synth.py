@@ -9,6 +9,7 @@ ternarization of the bf16 masters (the scale then rounded to bf16, as the publis
 Tensors are generated and written one at a time (embeddings in row chunks), so the 2B preset needs well
 under 2 GB of RAM."""
 
+import functools
 import json
 import os
 import zlib
@@ -160,7 +161,7 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def master_linear(seed: int, name: str, shape: tuple[int, int]) -> np.ndarray:
+def master_linear(seed: int, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """bf16 master weight (as uint16 bits); a random spread per tensor so scales differ between tensors."""
     rng = tensor_rng(seed, name)
     spread = rng.uniform(0.5, 2.0)
@@ -190,13 +191,11 @@ def write_checkpoint(
     os.makedirs(out_dir, exist_ok=True)
 
     shapes = {n: shape for n, _, shape in tensor_specs(config, "bf16")}
-    last = {}  # the packed form needs each ternarization twice: for the weight and for its scale
 
-    def ternarized(weight_name):
-        if last.get("name") != weight_name:
-            master = bf16_to_f32(master_linear(seed, weight_name, shapes[weight_name]))
-            last.update(name=weight_name, result=hf_ternary.absmean_ternarize(master))
-        return last["result"]
+    @functools.lru_cache(maxsize=1)  # the packed form needs each ternarization twice: for the weight and its scale
+    def ternarized(weight_name: str) -> tuple[np.ndarray, np.float32]:
+        master = bf16_to_f32(master_linear(seed, weight_name, shapes[weight_name]))
+        return hf_ternary.absmean_ternarize(master)
 
     def produce(name):
         if name.endswith(".weight_scale"):

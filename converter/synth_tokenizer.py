@@ -82,7 +82,7 @@ def synthetic_tokenizer(vocab_size: int) -> Tokenizer:
     frequent = b" etaoinshrdlucmfwypvbgkjqxzETAOINSHRDLUCMFWYPVBGKJQXZ0123456789.,'\"-\n!?:;()"
     order = [chars[b] for b in frequent] + [c for b, c in chars.items() if b not in frequent]
     vocab = {c: i for i, c in enumerate(chars.values())}
-    merges = []
+    merges: list[tuple[str, str]] = []
     pairs = ((a, b) for a in order for b in order)
     triples = ((a + b, c) for a in order for b in order for c in order)
     for left, right in (p for source in (pairs, triples) for p in source):

@@ -6,6 +6,7 @@ fallback (Llama 2, 1bitLLM) as its `llama` model, with scores."""
 import json
 import os
 import re
+from collections.abc import Sequence
 
 import gguf
 
@@ -28,11 +29,11 @@ def pre_tokenizer_name(tokenizer_json: dict) -> str:
     raise ConverterError("tokenizer.json: unsupported pre-tokenizer (supported: Llama 3's byte-level BPE split)")
 
 
-def sentencepiece_scores(tokens: list[str], types: list[int], merges: list) -> list[float]:
+def sentencepiece_scores(tokens: list[str], types: Sequence[int], merges: list) -> list[float]:
     """llama.cpp's SentencePiece tokenizer merges the adjacent pair whose joined piece scores highest; a
     piece's score is minus the rank of the first merge that makes it, so the priorities are the merges'.
     Pieces no merge makes (characters, bytes) come last; user-defined tokens get llama.cpp's -1000."""
-    rank = {}
+    rank: dict[str, int] = {}  # piece -> rank of the first merge that makes it
     for r, merge in enumerate(merges):
         rank.setdefault("".join(merge.split(" ", 1) if isinstance(merge, str) else merge), r)
     return [

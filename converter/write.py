@@ -51,7 +51,9 @@ def convert(
             if t.kind == "ternary":
                 writer.add_float32(f"tritlm.weight_scale.{t.name}", t.scale)
             gguf_type, size = stored_type(t, type_name)
-            writer.add_tensor_info(t.name, stored_shape(t, type_name), np.float32, size, raw_dtype=gguf_type)
+            shape = stored_shape(t, type_name)
+            # gguf-py annotates raw_dtype as its GGMLQuantizationType, which lacks i2_s (36); it writes any int id.
+            writer.add_tensor_info(t.name, shape, np.dtype(np.float32), size, raw_dtype=gguf_type)  # type: ignore[arg-type]
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
@@ -130,6 +132,7 @@ def stored_shape(t: Tensor, type_name: str) -> tuple[int, ...]:
 
 def payload(t: Tensor, type_name: str) -> np.ndarray:
     if t.kind == "ternary":
+        assert t.scale is not None  # the families give every ternary tensor its scale
         return pack.pack(t.load(), t.scale, type_name)
     if t.kind == "norm":
         return np.ascontiguousarray(t.load(), dtype=np.float32)
