@@ -4,6 +4,7 @@ runtime, never copy it; nothing in runtime/ imports ray: its CLI imports these m
 
 `connect` joins (or starts) the cluster and turns Ray's failures into the one-line errors the CLI prints."""
 
+import logging
 import os
 import re
 import socket
@@ -26,9 +27,9 @@ def connect(address: str | None = None):
         ray.init(
             address=address,
             log_to_driver=False,
-            logging_level="warning",
+            logging_level=logging.WARNING,
             configure_logging=True,
-            **({} if address else {"include_dashboard": False}),
+            include_dashboard=None if address else False,  # None: the cluster's own setting
         )
     except ConnectionError as e:
         raise ValueError(f"Ray cluster at {address}: {first_line(e)}") from None
@@ -66,10 +67,11 @@ def check_reachable(address: str) -> None:
 def first_line(error: BaseException) -> str:
     """The root cause of a Ray failure in one line. Ray re-raises a worker's exception (RayTaskError,
     ActorDiedError) as text holding the remote traceback, whose last "XError: message" line is the cause."""
-    seen = []
-    while error is not None and error not in seen:
-        seen.append(error)
-        error = error.__cause__ or error.__context__
+    seen: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and link not in seen:
+        seen.append(link)
+        link = link.__cause__ or link.__context__
     for e in seen:
         cause = raised_in(str(e))
         if cause:
