@@ -17,7 +17,7 @@ class Conversation:
         self.seq = model.new_sequence()
         self.answer_room = answer_room or self.seq.n_ctx // 4  # tokens kept free for the answer
         self.messages = [{"role": "system", "content": system}] if system else []
-        self.cached = []
+        self.cached: list[int] = []
 
     def reply(self, text: str, sampler: Sampler, max_tokens: int | None = None):
         """Adds the user's message and yields the answer's text as it is generated. The answer so far is kept

@@ -22,7 +22,7 @@ from tritlm.runtime.errors import ModelError
 MAX_DIMS = 4  # ggml's GGML_MAX_DIMS
 MAX_ARRAY_DEPTH = 8  # arrays of arrays: bounded so a corrupt file cannot exhaust the stack
 
-SCALAR_FORMATS = {
+SCALAR_FORMATS: dict[int, str] = {  # GGUFValueType -> struct format
     GGUFValueType.UINT8: "<B",
     GGUFValueType.INT8: "<b",
     GGUFValueType.UINT16: "<H",
@@ -63,7 +63,7 @@ KEY_KINDS = {
 }
 
 # Element types of tensors that get a typed numpy view (bf16 as its raw uint16 bits); others are raw bytes.
-NUMPY_TYPES = {
+NUMPY_TYPES: dict[int, type[np.generic]] = {
     GGMLQuantizationType.F32: np.float32,
     GGMLQuantizationType.F16: np.float16,
     GGMLQuantizationType.BF16: np.uint16,
@@ -85,7 +85,9 @@ class TensorInfo:
 
     @property
     def type_name(self) -> str:
-        return type_of(self.type).name  # the parser accepts only types it knows
+        t = type_of(self.type)
+        assert t is not None  # the parser accepts only types it knows (tensor_nbytes)
+        return t.name
 
     @property
     def cols(self) -> int:

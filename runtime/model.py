@@ -121,9 +121,10 @@ class Model:
         lossy on a b1.58 file (Q-Sparse without training). None: the file's own mode (docs/format.md)."""
         self.path = str(path)
         self._ptr = None
-        self._file = GGUFFile(self.path)
+        file = GGUFFile(self.path)
+        self._file: GGUFFile | None = file  # None once closed
         try:
-            self._load(threads, n_ctx, act_topk)
+            self._load(file, threads, n_ctx, act_topk)
         except ModelError as e:
             self.close()
             raise ModelError(f"{self.path}: {e}") from None
@@ -131,12 +132,12 @@ class Model:
             self.close()
             raise
 
-    def _load(self, threads: int | None, n_ctx: int | None, act_topk: float | None) -> None:
-        md = self.metadata = self._file.metadata
+    def _load(self, file: GGUFFile, threads: int | None, n_ctx: int | None, act_topk: float | None) -> None:
+        md = self.metadata = file.metadata
         self.arch = md.get("general.architecture")
-        hp = self.hparams = read_hparams(md, {t.name for t in self._file.tensors})
+        hp = self.hparams = read_hparams(md, {t.name for t in file.tensors})
         self.mode = read_mode(md, act_topk)
-        tensors = check_tensors(self._file, hp)
+        tensors = check_tensors(file, hp)
         self.tokenizer = GGUFTokenizer(md)
         if len(self.tokenizer.tokens) > hp.n_vocab:
             raise ModelError(
@@ -150,18 +151,19 @@ class Model:
         self.chat_template = md.get("tokenizer.chat_template")
         self.bos_id = self.tokenizer.bos_id
         self.eos_ids = self.tokenizer.end_ids
-        self.model_bytes = sum(t.nbytes for t in self._file.tensors)
+        self.model_bytes = sum(t.nbytes for t in file.tensors)
 
-        self._base = ffi.from_buffer(self._file.buffer)  # the mmap's first byte, for the C side
-        self._structs = native_weights(self._file, hp, tensors, ffi.cast("const char *", self._base), ffi, self.mode)
+        self._base = ffi.from_buffer(file.buffer)  # the mmap's first byte, for the C side
+        self._structs = native_weights(file, hp, tensors, ffi.cast("const char *", self._base), ffi, self.mode)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:
             raise ModelError(ffi.string(err).decode(errors="replace"))
         self._ptr = ffi.gc(ptr, lib.tl_model_free)
-        self._contexts = []  # idle engine contexts; a call borrows one, so there are as many as concurrent calls
+        # Idle engine contexts (cffi pointers); a call borrows one, so there are as many as concurrent calls.
+        self._contexts: list[object] = []
         self._contexts_lock = threading.Lock()
-        self._sequences = weakref.WeakSet()
+        self._sequences: weakref.WeakSet[Sequence] = weakref.WeakSet()
 
     # ---- text ----
 

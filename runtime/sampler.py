@@ -66,7 +66,7 @@ class Sampler:
         )
         penalized = repeat_penalty != 1 or frequency_penalty != 0 or presence_penalty != 0
         # The tokens the penalties look at (llama.cpp's ring buffer); None when no penalty is on.
-        self.recent = (
+        self.recent: collections.deque[int] | None = (
             collections.deque(maxlen=None if repeat_last_n == -1 else repeat_last_n)
             if penalized and repeat_last_n != 0
             else None

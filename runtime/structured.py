@@ -8,14 +8,18 @@ A TokenMask is one of TokenLoop's logits processors (runtime/generate.py): calle
 it takes in the tokens chosen since its last call, then masks a copy of the logits."""
 
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-# Compact JSON (`{"a": 1, "b": [2, 3]}`): with free whitespace a small model can spend its tokens on newlines.
-JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+if TYPE_CHECKING:  # imported when first used, like llguidance itself below
+    import llguidance
+
+    from tritlm.runtime.model import Model
+
 ANY_JSON_OBJECT = {"type": "object"}
 
-_tokenizers = weakref.WeakKeyDictionary()  # model -> llguidance.LLTokenizer, built once per model
+_tokenizers: "weakref.WeakKeyDictionary[Model, llguidance.LLTokenizer]" = weakref.WeakKeyDictionary()  # once per model
 
 
 class StructuredOutputError(ValueError):
@@ -28,7 +32,9 @@ def grammar_from_schema(schema: dict | None = None) -> str:
 
     try:
         return llguidance.LLMatcher.grammar_from_json_schema(
-            ANY_JSON_OBJECT if schema is None else schema, overrides=JSON_OPTIONS
+            ANY_JSON_OBJECT if schema is None else schema,
+            # Compact JSON (`{"a": 1, "b": [2, 3]}`): with free whitespace a small model can spend its tokens on newlines.
+            overrides={"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "},
         )
     except (ValueError, TypeError) as e:
         raise StructuredOutputError(f"bad JSON schema: {e}") from None

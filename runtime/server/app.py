@@ -17,6 +17,7 @@ import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -24,6 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 
 from tritlm.runtime import logprobs as lp
+from tritlm.runtime.generate import Step
 from tritlm.runtime.sampler import Sampler, SamplingError
 from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES, tools
 from tritlm.runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
@@ -41,6 +43,9 @@ from tritlm.runtime.server.schemas import (
 from tritlm.runtime.structured import StructuredOutputError, TokenMask
 from tritlm.runtime.template import ChatTemplate, ChatTemplateError
 
+if TYPE_CHECKING:  # the app is handed a loaded model
+    from tritlm.runtime.model import Model
+
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 log = logging.getLogger("tritlm.server")
 
@@ -51,7 +56,7 @@ router = APIRouter()
 class ServerState:
     """What the handlers share: the model, its scheduler and chat template, and the metrics."""
 
-    model: object
+    model: "Model"
     scheduler: Scheduler
     template: ChatTemplate
     metrics: Metrics
@@ -223,7 +228,7 @@ def _usage(answers: list[Answer]) -> dict:
 async def _events(state: ServerState, jobs: list[Job | None]):
     """(index, Step | None, finish | None) of every job as they come; a job that is None (max_tokens 0) finishes
     at once with "length". Jobs still running when the consumer stops (a client that hung up) are cancelled."""
-    queue = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, Step | None, str | None, str | None]] = asyncio.Queue()  # (i, step, finish, error)
 
     async def pump(i, job):
         if job is None:
@@ -321,7 +326,8 @@ async def _prompts(state: ServerState, prompt) -> list[tuple[str | None, list[in
         raise APIError(400, "prompt: must not be empty", param="prompt")
     elif isinstance(prompt[0], int):
         prompt = [prompt]
-    model, out = state.model, []
+    model = state.model
+    out: list[tuple[str | None, list[int]]] = []
     for p in prompt:
         if isinstance(p, str):
             out.append((p, await _prompt_ids(state, p, partial(model.tokenize, add_bos=True, special=True), "prompt")))
@@ -414,7 +420,7 @@ async def completions(body: CompletionRequest, request: Request):
 
 def _template_messages(messages: list[Message]) -> list[dict]:
     """The conversation as the chat template reads it; earlier tool calls written back in the answer format."""
-    out = []
+    out: list[dict] = []
     for i, m in enumerate(messages):
         if m.role == "assistant" and m.tool_calls:
             out.append({"role": "assistant", "content": tools.past_call_text([c.model_dump() for c in m.tool_calls])})
@@ -446,8 +452,8 @@ async def chat_completions(body: ChatRequest, request: Request):
     state = _state(request)
     model = state.model
     _check_fields(body, request)
-    choice = body.tool_choice if body.tool_choice is not None else ("auto" if body.tools else "none")
-    choice = choice if isinstance(choice, str) else choice.model_dump()
+    tool_choice = body.tool_choice if body.tool_choice is not None else ("auto" if body.tools else "none")
+    choice = tool_choice if isinstance(tool_choice, str) else tool_choice.model_dump()
     tool_list = [t.model_dump(exclude_none=True) for t in body.tools or []]
     try:
         defs = tools.functions(tool_list, choice)

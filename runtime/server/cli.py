@@ -4,6 +4,7 @@ Ctrl-C."""
 import ipaddress
 import logging
 import socket
+from collections.abc import Sequence
 
 from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES
 
@@ -177,7 +178,7 @@ def serve(
     api_key=None,
     max_body_bytes=MAX_BODY_BYTES,
     hosts: str | None = None,
-    cors_origins: list[str] | None = ("*",),
+    cors_origins: Sequence[str] | None = ("*",),
     batch_size=DEFAULT_BATCH_SIZE,
     act_topk: float | None = None,
 ) -> int:

@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import gc
 import hmac
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 TRIM_AFTER_BYTES = 1 << 16
+_malloc_trim: Callable[[int], int] | None
 try:  # glibc's; elsewhere memory is left to the allocator
     _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
 except (AttributeError, OSError, TypeError):

@@ -10,10 +10,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tritlm.runtime import ModelError
 from tritlm.runtime.generate import TokenLoop
 from tritlm.runtime.server import DEFAULT_BATCH_SIZE
+
+if TYPE_CHECKING:  # the scheduler is handed a model; it never loads one
+    from tritlm.runtime.model import Sequence
 
 log = logging.getLogger("tritlm.server")
 
@@ -36,7 +40,7 @@ class Job:
         self.next_token = None  # the sampled token the next step feeds in, once the prompt is in
         self.cancelled = False
         self._loop = asyncio.get_running_loop()
-        self._events = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
 
     def send(self, kind, value):  # called on the scheduler thread
         self._loop.call_soon_threadsafe(self._events.put_nowait, (kind, value))
@@ -89,8 +93,8 @@ class Scheduler:
         self.n_ctx = n_ctx or model.n_ctx
         self.max_waiting = 4 * n_slots if max_waiting is None else max_waiting
         self._free = [model.new_sequence(self.n_ctx) for _ in range(n_slots)]
-        self._active = []  # (sequence, job) in order of admission; touched only by the scheduler thread
-        self._waiting = collections.deque()
+        self._active: list[tuple[Sequence, Job]] = []  # in order of admission; touched only by the scheduler thread
+        self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
         self.stats = Stats()
