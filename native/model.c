@@ -89,9 +89,13 @@ static void fail(char *err, size_t err_len, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* ---- building a model: check every tensor against the config ---- */
+/* ---- building a model: check every tensor against the config ----
+ * The engine's rules for its tensors live here only: the types each use may have, the shapes the config gives,
+ * and the zero padding of a linear weight's rows. The runtime hands tensors over as the file has them and
+ * reports the message. */
 
 enum { NORM, LINEAR, EMBED }; /* what a tensor is used as decides which types it may have */
+static const char *const USE_NAMES[] = {"a norm", "a linear weight", "an embedding"};
 
 static int type_allowed(int use, int32_t type) {
     switch (use) {
@@ -101,14 +105,24 @@ static int type_allowed(int use, int32_t type) {
     }
 }
 
-static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
-    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+/* The names of the types a use allows, comma-separated, in id order. */
+static void allowed_names(int use, char *out, size_t len) {
+    size_t at = 0;
+    out[0] = 0;
+    for (int32_t type = 0; type < TL_TYPE_ID_END; type++)
+        if (tl_type_name(type) && type_allowed(use, type) && at < len)
+            at += (size_t)snprintf(out + at, len - at, "%s%s", at ? ", " : "", tl_type_name(type));
 }
 
-/* A linear weight's rows may be zero-padded to a multiple of this (docs/format.md): a ternary type's block,
- * else the float kernels' TL_ROW_ALIGN. */
-static int64_t pad_block(int32_t type) {
-    return type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : TL_ROW_ALIGN;
+/* The row length a linear weight's rows may be zero-padded to (docs/format.md; tritlm/formats.py's padded_cols
+ * writes them): whole blocks of a ternary type (each a multiple of TL_ROW_ALIGN), else a multiple of TL_ROW_ALIGN. */
+static int64_t padded_cols(int32_t type, int64_t cols) {
+    int64_t align = type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : TL_ROW_ALIGN;
+    return (cols + align - 1) / align * align;
+}
+
+static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
+    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
 }
 
 /* Whether n floats are all finite, testing the exponent bits (vectorizes). */
@@ -152,20 +166,35 @@ static int64_t first_nonfinite_row(tl_pool *pool, const tl_tensor *t) {
     return task.first_bad < t->rows ? task.first_bad : -1;
 }
 
+/* A shape as ggml writes it, row length first: [cols] for a vector, [cols, rows] for a matrix. */
+static const char *dims(char *out, size_t len, int64_t rows, int64_t cols) {
+    if (rows == 1) snprintf(out, len, "[%lld]", (long long)cols);
+    else snprintf(out, len, "[%lld, %lld]", (long long)cols, (long long)rows);
+    return out;
+}
+
 static int check_tensor(char *err, size_t err_len, tl_pool *pool, const char *name, int layer, const tl_tensor *t,
                         int use, int64_t rows, int64_t cols) {
-    char full[64];
+    char full[64], got[48], want[48], allowed[128], type_id[16];
     if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s.weight", layer, name);
     else snprintf(full, sizeof full, "%s.weight", name);
-    if (!t->data) return fail(err, err_len, "%s: missing", full), 0;
-    if (!type_allowed(use, t->type)) return fail(err, err_len, "%s: type %d not allowed here", full, t->type), 0;
-    int64_t padded = use == LINEAR ? (cols + pad_block(t->type) - 1) / pad_block(t->type) * pad_block(t->type) : cols;
-    if (t->rows != rows || (t->cols != cols && t->cols != padded))
-        return fail(err, err_len, "%s: shape %lld x %lld, expected %lld x %lld", full, (long long)t->rows,
-                    (long long)t->cols, (long long)rows, (long long)cols), 0;
-    if (!tl_row_bytes(t->type, t->cols) || (use != NORM && t->cols % TL_ROW_ALIGN)) /* norms: any length */
-        return fail(err, err_len, "%s: row length %lld is not a whole number of type %d blocks", full,
-                    (long long)cols, t->type), 0;
+    if (!t->data) return fail(err, err_len, "missing tensor %s", full), 0;
+    if (!type_allowed(use, t->type)) {
+        const char *type = tl_type_name(t->type);
+        if (!type) snprintf(type_id, sizeof type_id, "id %d", t->type), type = type_id;
+        allowed_names(use, allowed, sizeof allowed);
+        return fail(err, err_len, "tensor %s has type %s, not one the engine runs as %s (%s)", full, type, USE_NAMES[use],
+                    allowed), 0;
+    }
+    if (t->rows != rows || (t->cols != cols && !(use == LINEAR && t->cols == padded_cols(t->type, cols))))
+        return fail(err, err_len, "tensor %s has shape %s, expected %s", full, dims(got, sizeof got, t->rows, t->cols),
+                    dims(want, sizeof want, rows, cols)), 0;
+    if (!tl_row_bytes(t->type, t->cols))
+        return fail(err, err_len, "tensor %s: row length %lld is not a whole number of %s blocks", full,
+                    (long long)t->cols, tl_type_name(t->type)), 0;
+    if (use != NORM && t->cols % TL_ROW_ALIGN) /* norms: any length */
+        return fail(err, err_len, "tensor %s: row length %lld is not a multiple of %d (pad its rows with zeros)", full,
+                    (long long)t->cols, TL_ROW_ALIGN), 0;
     if (!isfinite(t->scale)) return fail(err, err_len, "%s: weight scale is not finite", full), 0;
     int64_t bad = ternary_kernel(tl_kernels_best(), t->type) ? -1 : first_nonfinite_row(pool, t);
     if (bad == -2) return fail(err, err_len, "out of memory"), 0;

@@ -49,8 +49,8 @@ typedef struct tl_ctx tl_ctx;
 typedef struct tl_seq tl_seq;
 
 /* Builds a model over the given tensors (not copied: they must outlive the model). Checks every
- * tensor's type and shape against cfg (a ternary weight's rows may be zero-padded to whole blocks: its
- * cols is then the padded length); on failure returns NULL with a one-line message in err. */
+ * tensor's type and shape against cfg (a linear weight's rows may be zero-padded as docs/format.md says: its
+ * cols is then the padded length); on failure returns NULL with a one-line message in err naming the tensor. */
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output /* data NULL: tied to token_embd */, const tl_layer *layers,
                        int32_t n_threads, char *err, size_t err_len);

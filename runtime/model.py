@@ -17,7 +17,7 @@ from tritlm.runtime._native import ffi, lib
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile
 from tritlm.runtime.tokenizer import GGUFTokenizer
-from tritlm.runtime.weights import check_tensors, native_weights, read_hparams, read_mode
+from tritlm.runtime.weights import native_weights, read_hparams, read_mode
 
 DEFAULT_MAX_CTX = 4096
 PREFILL_BATCH = 256  # tokens per engine call; bounds the engine's per-token scratch memory
@@ -137,7 +137,6 @@ class Model:
         self.arch = md.get("general.architecture")
         hp = self.hparams = read_hparams(md, {t.name for t in file.tensors})
         self.mode = read_mode(md, act_topk)
-        tensors = check_tensors(file, hp)
         self.tokenizer = GGUFTokenizer(md)
         if len(self.tokenizer.tokens) > hp.n_vocab:
             raise ModelError(
@@ -154,7 +153,7 @@ class Model:
         self.model_bytes = sum(t.nbytes for t in file.tensors)
 
         self._base = ffi.from_buffer(file.buffer)  # the mmap's first byte, for the C side
-        self._structs = native_weights(file, hp, tensors, ffi.cast("const char *", self._base), ffi, self.mode)
+        self._structs = native_weights(file, hp, ffi.cast("const char *", self._base), ffi, self.mode)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:

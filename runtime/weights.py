@@ -1,5 +1,7 @@
-"""A GGUF file's metadata and tensors -> the C engine's tl_config, tl_tensor and tl_layer (docs/format.md),
-checked in Python first so a bad file fails with a message naming the key or tensor, before any token.
+"""A GGUF file's metadata and tensors -> the C engine's tl_config, tl_tensor and tl_layer (docs/format.md).
+The metadata is checked here, so a bad key fails with a message naming it. Which types and shapes each tensor may
+have is the engine's rule (tl_model_new, which must refuse a bad tensor from any caller): its one-line message
+names the tensor, and Model raises it as a ModelError.
 
 Tensor data is never copied: each tl_tensor points into the file's mmap."""
 
@@ -8,20 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tritlm.formats import ACT_GROUPS, ACT_MODES, FFN_ACTS, MAX_SIZE, TERNARY, TYPES, HParams, type_of
+from tritlm.formats import ACT_GROUPS, ACT_MODES, BY_ID, FFN_ACTS, LAYER_TENSORS, MAX_SIZE, TERNARY, TYPES, HParams
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile, TensorInfo, describe
 
 # architecture -> feed-forward activation when tritlm.ffn_act is absent
 ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}
 ROPE_INTERLEAVED = {"llama"}  # llama.cpp's q/k row order: RoPE on adjacent pairs (docs/format.md)
-ALLOWED = {  # what a tensor is used as -> the types the engine has kernels for
-    "norm": {TYPES["f32"].id},
-    "linear": TERNARY | {TYPES["f16"].id, TYPES["f32"].id},
-    "embedding": {TYPES[name].id for name in ("f32", "f16", "bf16", "q8_0", "q4_k", "q6_k")},
-}
-LINEARS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
-NORMS = ("attn_norm", "attn_sub_norm", "ffn_norm", "ffn_sub_norm")
 
 
 def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
@@ -144,58 +139,6 @@ def read_mode(metadata: dict, act_topk: float | None = None) -> ActMode:
     return ActMode(bits, topk, kv, first or kv)
 
 
-def expected_tensors(hp: HParams, tied: bool) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """name -> (use, ggml dims (row length first)) of every tensor the model needs."""
-    e, f, qd, kvd = hp.n_embd, hp.n_ff, hp.n_head * hp.head_dim, hp.n_head_kv * hp.head_dim
-    out = {"token_embd.weight": ("embedding", (e, hp.n_vocab)), "output_norm.weight": ("norm", (e,))}
-    if not tied:
-        out["output.weight"] = ("embedding", (e, hp.n_vocab))
-    linear = {
-        "attn_q": (e, qd),
-        "attn_k": (e, kvd),
-        "attn_v": (e, kvd),
-        "attn_output": (qd, e),
-        "ffn_gate": (e, f),
-        "ffn_up": (e, f),
-        "ffn_down": (f, e),
-    }
-    norms = {"attn_norm": (e,), "ffn_norm": (e,)} | (
-        {"attn_sub_norm": (qd,), "ffn_sub_norm": (f,)} if hp.sub_norms else {}
-    )
-    for i in range(hp.n_layer):
-        out |= {f"blk.{i}.{name}.weight": ("linear", dims) for name, dims in linear.items()}
-        out |= {f"blk.{i}.{name}.weight": ("norm", dims) for name, dims in norms.items()}
-    return out
-
-
-def check_tensors(file: GGUFFile, hp: HParams) -> dict[str, TensorInfo]:
-    """The file's tensors by name, after checking there are exactly the expected ones, of allowed types and shapes."""
-    tensors = {t.name: t for t in file.tensors}
-    per_layer = len(LINEARS) + (len(NORMS) if hp.sub_norms else 2)
-    if hp.n_layer * per_layer > len(tensors):  # before anything is made per layer: block_count may be anything
-        raise ModelError(
-            f"block_count {hp.n_layer} needs {hp.n_layer * per_layer} layer tensors; the file has "
-            f"{len(tensors)} tensors"
-        )
-    expected = expected_tensors(hp, tied="output.weight" not in tensors)
-    for name, (use, dims) in expected.items():
-        t = tensors.get(name)
-        if t is None:
-            raise ModelError(f"missing tensor {name}")
-        if t.type not in ALLOWED[use]:
-            raise ModelError(
-                f"tensor {name} has type {t.type_name}, not one the engine runs as {use} "
-                f"({', '.join(sorted(type_of(i).name for i in ALLOWED[use]))})"
-            )
-        padded = type_of(t.type).padded_cols(dims[0]) if use == "linear" else dims[0]  # docs/format.md
-        if t.dims != dims and t.dims != (padded, *dims[1:]):
-            raise ModelError(f"tensor {name} has shape {list(t.dims)}, expected {list(dims)} from the metadata")
-    unexpected = sorted(set(tensors) - set(expected))
-    if unexpected:
-        raise ModelError(f"unexpected tensor {unexpected[0]} (not part of a {hp.n_layer}-layer BitNet model)")
-    return tensors
-
-
 def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
     """The exact scale of a ternary tensor: tritlm.weight_scale.<name> when written; else the type's own
     (i2_s: the f32 after the data; tq1_0/tq2_0: the blocks' fp16 d, which must all agree)."""
@@ -206,7 +149,7 @@ def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
         if not isinstance(exact, float) or not np.isfinite(exact):
             raise ModelError(f"tritlm.weight_scale.{t.name} is {exact!r}, not a finite number")
         return exact
-    data, kind = file.view(t), type_of(t.type)
+    data, kind = file.view(t), BY_ID[t.type]
     if kind.scale == "trailer":
         return float(data[t.nbytes - kind.trailer :][:4].view(np.float32)[0])
     d = data.reshape(-1, kind.block_bytes)[:, -2:].copy().view(np.float16).ravel()  # each block ends with d
@@ -221,13 +164,38 @@ def weight_scale(file: GGUFFile, t: TensorInfo) -> float:
     return float(d[0])
 
 
-def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], base, ffi, mode: ActMode = ActMode()):
-    """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte."""
+def layer_tensors(hp: HParams) -> tuple[str, ...]:
+    """The tl_layer fields a layer of this model fills (its blk.N.<name>.weight tensors)."""
+    return tuple(name for name in LAYER_TENSORS if hp.sub_norms or not name.endswith("_sub_norm"))
+
+
+def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMode()):
+    """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte. A
+    tensor the model needs but the file lacks is left empty (data NULL) for the engine to name; a tensor the
+    model does not use is refused here."""
+    tensors = {t.name: t for t in file.tensors}
+    fields = layer_tensors(hp)
+    if hp.n_layer * len(fields) > len(tensors):  # before anything is made per layer: block_count may be anything
+        raise ModelError(
+            f"block_count {hp.n_layer} needs {hp.n_layer * len(fields)} layer tensors; the file has "
+            f"{len(tensors)} tensors"
+        )
+    names = ["token_embd.weight", "output_norm.weight", "output.weight"]
+    names += [f"blk.{i}.{name}.weight" for i in range(hp.n_layer) for name in fields]
+    unexpected = sorted(set(tensors) - set(names))
+    if unexpected:
+        raise ModelError(f"unexpected tensor {unexpected[0]} (not part of a {hp.n_layer}-layer BitNet model)")
 
     def tensor(name: str):
         t = tensors.get(name)
-        if t is None:  # only output.weight may be absent (tied to the embedding)
+        if t is None:  # the engine names it missing (output.weight may be: it is then tied to the embedding)
             return ffi.new("tl_tensor *")
+        if t.type not in BY_ID:
+            raise ModelError(
+                f"tensor {name} has type {t.type_name}, which the engine does not read (it reads {', '.join(TYPES)})"
+            )
+        if len(t.dims) > 2:  # a tl_tensor is a vector or a matrix
+            raise ModelError(f"tensor {name} has shape {list(t.dims)}, more than 2 dimensions")
         return ffi.new(
             "tl_tensor *",
             {"data": base + t.offset, "type": t.type, "rows": t.rows, "cols": t.cols, "scale": weight_scale(file, t)},
@@ -256,6 +224,6 @@ def native_weights(file: GGUFFile, hp: HParams, tensors: dict[str, TensorInfo], 
     )
     layers = ffi.new("tl_layer[]", hp.n_layer)
     for i in range(hp.n_layer):
-        for name in LINEARS + (NORMS if hp.sub_norms else ("attn_norm", "ffn_norm")):
+        for name in fields:
             setattr(layers[i], name, tensor(f"blk.{i}.{name}.weight")[0])
     return cfg, tensor("token_embd.weight"), tensor("output_norm.weight"), tensor("output.weight"), layers

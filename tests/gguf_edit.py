@@ -5,9 +5,10 @@ import gguf
 
 
 def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None, values=None, types=None):
-    """src copied with another architecture, tensors dropped, one reshaped (reshape: (name, (rows, cols))),
-    metadata values changed (values: key -> a value of the key's type; (value, type[, element type]) for another
-    type; None to remove the key; keys that src lacks are added) or tensor types relabelled (types: name -> id)."""
+    """src copied with another architecture, tensors dropped, one reshaped (reshape: (name, numpy shape such as
+    (rows, cols))), metadata values changed (values: key -> a value of the key's type; (value, type[, element type])
+    for another type; None to remove the key; keys that src lacks are added) or tensor types relabelled (types:
+    name -> id)."""
     reader = gguf.GGUFReader(src)
     old_arch = reader.fields["general.architecture"].contents()
     arch = arch or old_arch
@@ -31,9 +32,9 @@ def rewrite(src: str, dst: str, arch=None, drop=(), reshape=None, values=None, t
             continue
         data = t.data  # gguf-py's numpy shape: quantized types in bytes [rows, row bytes]
         if reshape and t.name == reshape[0]:
-            rows, cols = reshape[1]
+            *outer, cols = reshape[1]
             block, block_bytes = gguf.GGML_QUANT_SIZES[t.tensor_type]
-            data = data.reshape(rows, cols // block * block_bytes)
+            data = data.reshape(*outer, cols // block * block_bytes)
         w.add_tensor(t.name, data, raw_dtype=(types or {}).get(t.name, t.tensor_type))
     w.write_header_to_file()
     w.write_kv_data_to_file()

@@ -8,6 +8,7 @@ from gguf import GGMLQuantizationType as QT
 from gguf import quants
 
 from tests.test_kernels import pack_i2_s
+from tritlm.formats import TYPES
 from tritlm.runtime._native import ffi, lib
 
 CFG = dict(
@@ -159,8 +160,8 @@ class Engine:
         err = ffi.new("char[256]")
         self.model = lib.tl_model_new(c, token_embd, output_norm, ffi.NULL, layers, n_threads, err, 256)
         self.error = ffi.string(err).decode()
+        self.inputs = (c, token_embd, output_norm, layers)  # tl_model_new's, to call it again changed
         if self.model != ffi.NULL:
-            self.keep.append(layers)
             self.model = ffi.gc(self.model, lib.tl_model_free)
             self.ctx = self.context()
 
@@ -336,17 +337,95 @@ def test_contexts_are_interchangeable():
     [
         (
             lambda layers: setattr(layers[1].attn_k, "rows", 64),
-            "blk.1.attn_k.weight: shape 64 x 256, expected 128 x 256",
+            "tensor blk.1.attn_k.weight has shape [256, 64], expected [256, 128]",
         ),
-        (lambda layers: setattr(layers[0].ffn_norm, "type", lib.TL_BF16), "blk.0.ffn_norm.weight: type 30 not allowed"),
-        (lambda layers: setattr(layers[0].ffn_up, "type", lib.TL_Q8_0), "blk.0.ffn_up.weight: type 8 not allowed"),
-        (lambda layers: setattr(layers[1].ffn_down, "data", ffi.NULL), "blk.1.ffn_down.weight: missing"),
+        (
+            lambda layers: setattr(layers[0].ffn_norm, "type", lib.TL_BF16),
+            "tensor blk.0.ffn_norm.weight has type bf16, not one the engine runs as a norm (f32)",
+        ),
+        (
+            lambda layers: setattr(layers[0].ffn_up, "type", lib.TL_Q8_0),
+            "tensor blk.0.ffn_up.weight has type q8_0, not one the engine runs as a linear weight (f32, f16, tq1_0, tq2_0, i2_s)",
+        ),
+        (lambda layers: setattr(layers[1].ffn_down, "data", ffi.NULL), "missing tensor blk.1.ffn_down.weight"),
     ],
 )
 def test_bad_tensors_are_reported(mutate, message):
     eng = Engine(random_weights(), mutate=mutate)
     assert eng.model == ffi.NULL
     assert message in eng.error
+
+
+def with_padded_ffn_down(w, cols):
+    """w with every layer's ffn_down rows zero-padded to cols values."""
+    layers = []
+    for layer in w["layers"]:
+        ternary, scale = layer["ffn_down"]
+        layers.append(dict(layer, ffn_down=(np.pad(ternary, ((0, 0), (0, cols - ternary.shape[1]))), scale)))
+    return dict(w, layers=layers)
+
+
+@pytest.mark.parametrize("linear", ["f32", "f16", "tq1_0", "tq2_0", "i2_s"])
+def test_linear_rows_padded_as_the_converter_pads_them(linear):
+    """The engine runs a linear weight whose rows are zero-padded to tritlm/formats.py's padded_cols (what the
+    converter writes) as the unpadded weight, and refuses rows padded further or not to whole blocks, naming the
+    tensor. n_ff 264 is a whole number of no block and not a multiple of 16."""
+    cfg, f = dict(CFG, n_ff=264), 264
+    w = random_weights(cfg=cfg)
+    padded = TYPES[linear].padded_cols(f)
+    eng = Engine(with_padded_ffn_down(w, padded), linear=linear, cfg=cfg)
+    assert eng.model != ffi.NULL, eng.error
+    tokens = prompt(6)
+    rc, logits, err = eng.forward([eng.seq()] * len(tokens), tokens)
+    assert rc == 0, err
+    seen = []  # the reference multiplies the unpadded weights
+    for layer in eng.linears:
+        down = layer["ffn_down"]
+        seen.append(dict(layer, ffn_down=(down[0][:, :f], down[1]) if isinstance(down, tuple) else down[:, :f]))
+    assert_close_to_reference(
+        logits, reference_logits(dict(w, token_embd=eng.embedding), tokens, cfg=cfg, linears=seen)
+    )
+
+    align = TYPES[linear].padded_cols(1)  # one more block of 16 values or of the ternary type's
+    eng = Engine(with_padded_ffn_down(w, padded + align), linear=linear, cfg=cfg)
+    assert eng.error == f"tensor blk.0.ffn_down.weight has shape [{padded + align}, 256], expected [{f}, 256]"
+    eng = Engine(with_padded_ffn_down(w, padded), linear=linear, cfg=cfg, mutate=unpadded)
+    reason = (
+        "not a multiple of 16 (pad its rows with zeros)" if align == 16 else f"not a whole number of {linear} blocks"
+    )
+    assert eng.error == f"tensor blk.0.ffn_down.weight: row length {f} is {reason}"
+
+
+def unpadded(layers):
+    """Each ffn_down said to be 264 values a row: the C engine's view of a file that did not pad them."""
+    for i in range(len(layers)):
+        layers[i].ffn_down.cols = 264
+
+
+def test_type_errors_name_the_types_a_use_allows():
+    """A tensor of a type its use does not allow is refused with the type's name and the allowed ones (the engine's
+    kernels: every float type for the embedding), or its id when the engine reads no such type."""
+    cases = [
+        (
+            lambda layers: setattr(layers[0].attn_norm, "type", lib.TL_F16),
+            "has type f16, not one the engine runs as a norm (f32)",
+        ),
+        (
+            lambda layers: setattr(layers[1].attn_v, "type", 16),
+            "has type id 16, not one the engine runs as a linear weight",
+        ),
+    ]
+    for mutate, message in cases:
+        eng = Engine(random_weights(), mutate=mutate)
+        assert eng.model == ffi.NULL and message in eng.error, eng.error
+    eng = Engine(random_weights())
+    c, token_embd, output_norm, layers = eng.inputs
+    token_embd.type, err = lib.TL_TQ2_0, ffi.new("char[256]")
+    assert lib.tl_model_new(c, token_embd, output_norm, ffi.NULL, layers, 1, err, 256) == ffi.NULL
+    assert ffi.string(err).decode() == (
+        "tensor token_embd.weight has type tq2_0, not one the engine runs as an embedding "
+        "(f32, f16, q8_0, q4_k, q6_k, bf16)"
+    )
 
 
 def test_bad_config_is_reported():

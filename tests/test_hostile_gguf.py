@@ -143,10 +143,18 @@ def patched(src: str, dst, name: str, at: int, raw: bytes) -> str:
             {"reshape": ("blk.0.ffn_up.weight", (384, 512))},
             r"ffn_up.weight has shape \[512, 384\], expected \[256, 768\]",
         ),
-        ({"types": {"blk.0.attn_norm.weight": gguf.GGMLQuantizationType.I32}}, "attn_norm.weight has type i32"),
+        (
+            {"reshape": ("blk.0.ffn_up.weight", (3, 256, 256))},
+            r"ffn_up.weight has shape \[256, 256, 3\], more than 2 dimensions",
+        ),
+        ({"types": {"blk.0.attn_norm.weight": gguf.GGMLQuantizationType.I32}}, "attn_norm.weight has type i32, which"),
+        (
+            {"types": {"blk.0.attn_norm.weight": gguf.GGMLQuantizationType.F16}},
+            r"attn_norm.weight has type f16, not one the engine runs as a norm \(f32\)",
+        ),
         (
             {"types": {"blk.1.attn_q.weight": gguf.GGMLQuantizationType.IQ2_XXS}},
-            "attn_q.weight has type iq2_xxs, not one",
+            r"attn_q.weight has type iq2_xxs, which the engine does not read \(it reads f32, f16, bf16, q8_0",
         ),
     ],
 )

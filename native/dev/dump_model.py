@@ -22,7 +22,7 @@ from tritlm.runtime._native import ffi
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile, tensor_nbytes
 from tritlm.runtime.model import Model
-from tritlm.runtime.weights import check_tensors, native_weights, read_hparams
+from tritlm.runtime.weights import native_weights, read_hparams
 
 MAGIC = b"TLFWD001"
 N_CTX = 64  # positions of the sequence, here and in run_forward.c
@@ -52,9 +52,7 @@ def dump(model_path: str, out_path: str, prompt: str, steps: int) -> None:
     base = ffi.from_buffer(file.buffer)
     try:
         hp = read_hparams(file.metadata, {t.name for t in file.tensors})
-        cfg, token_embd, output_norm, output, layers = native_weights(
-            file, hp, check_tensors(file, hp), ffi.cast("const char *", base), ffi
-        )
+        cfg, token_embd, output_norm, output, layers = native_weights(file, hp, ffi.cast("const char *", base), ffi)
         tensors = [token_embd[0], output_norm[0], output[0]]
         tensors += [getattr(layers[i], f) for i in range(hp.n_layer) for f in LAYER_TENSORS]
         tmp = out_path + ".tmp"

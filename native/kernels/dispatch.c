@@ -108,6 +108,13 @@ tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type) {
     }
 }
 
+static const char *const TYPE_NAMES[TL_TYPE_ID_END] = {
+    [TL_F32] = "f32", [TL_F16] = "f16", [TL_Q8_0] = "q8_0", [TL_Q4_K] = "q4_k", [TL_Q6_K] = "q6_k",
+    [TL_BF16] = "bf16", [TL_TQ1_0] = "tq1_0", [TL_TQ2_0] = "tq2_0", [TL_I2_S] = "i2_s",
+};
+
+const char *tl_type_name(int32_t type) { return type >= 0 && type < TL_TYPE_ID_END ? TYPE_NAMES[type] : NULL; }
+
 /* Bytes of cols values in blocks of block_values (0 unless a whole number of blocks). */
 static int64_t blocks_bytes(int64_t cols, int64_t block_values, int64_t block_bytes) {
     return cols % block_values ? 0 : cols / block_values * block_bytes;
