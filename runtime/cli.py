@@ -8,7 +8,6 @@ prefix matching: `--ctx` is not `--ctx-size`), and the commands that mirror llam
 `-ngl/--n-gpu-layers` so habitual command lines run (tritlm runs on the CPU, so it is ignored with a note)."""
 
 import argparse
-import functools
 import importlib
 import sys
 
@@ -33,14 +32,20 @@ def version() -> str:
         return "tritlm (not installed: run `make install` or `pip install .`)"
 
 
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: options matched whole, as in the main parser (argparse's parser_class is a class)."""
+
+    def __init__(self, **kwargs):  # add_parser passes keywords only
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(**kwargs)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="tritlm", description="Ternary (BitNet b1.58) LLM toolkit for CPUs", allow_abbrev=False
     )
     parser.add_argument("--version", action="version", version=version())
-    sub = parser.add_subparsers(
-        dest="command", required=True, parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False)
-    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
     for name in LLAMA_CPP_TOOLS:
