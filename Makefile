@@ -47,7 +47,7 @@ test: install-test chromium $(LLAMA_VOCAB)
 	$(MAKE) test-arm
 
 # The slow tests (2B-sized checks, llama.cpp reading our files, a local Ray cluster): pytest.ini deselects them by default.
-# Lint: ruff's rules and its formatter (settings in pyproject.toml); CI runs it. `make typecheck`: mypy (not in CI).
+# Lint: ruff's rules and its formatter; typecheck: mypy (settings for both in pyproject.toml). CI runs both.
 lint: install-test
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
