@@ -9,6 +9,8 @@ import os
 import re
 import socket
 
+from tritlm.runtime.errors import InputError
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # read when ray is imported: no usage reports
 NOT_INSTALLED = "Ray is not installed: pip install 'tritlm[ray]'"
 
@@ -22,7 +24,7 @@ def connect(address: str | None = None):
     try:
         import ray
     except ImportError:
-        raise ValueError(NOT_INSTALLED) from None
+        raise InputError(NOT_INSTALLED) from None
     try:
         ray.init(
             address=address,
@@ -32,7 +34,7 @@ def connect(address: str | None = None):
             include_dashboard=None if address else False,  # None: the cluster's own setting
         )
     except ConnectionError as e:
-        raise ValueError(f"Ray cluster at {address}: {first_line(e)}") from None
+        raise InputError(f"Ray cluster at {address}: {first_line(e)}") from None
     return ray
 
 
@@ -51,17 +53,17 @@ def check_model_on_nodes(ray, path: str) -> None:
     )
     missing = [node["NodeManagerAddress"] for node, ok in zip(nodes, found) if not ok]
     if missing:
-        raise ValueError(f"{path}: no such model file on Ray node {', '.join(missing)}")
+        raise InputError(f"{path}: no such model file on Ray node {', '.join(missing)}")
 
 
 def check_reachable(address: str) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"Ray address '{address}': expected host:port (e.g. 10.0.0.1:6379) or 'auto'")
+        raise InputError(f"Ray address '{address}': expected host:port (e.g. 10.0.0.1:6379) or 'auto'")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as e:
-        raise ValueError(f"Ray cluster at {address} is not reachable: {e.strerror or e}") from None
+        raise InputError(f"Ray cluster at {address} is not reachable: {e.strerror or e}") from None
 
 
 def first_line(error: BaseException) -> str:

@@ -8,6 +8,7 @@ import os
 import socket
 
 from tritlm.cluster import check_model_on_nodes, connect, first_line
+from tritlm.runtime.errors import InputError
 
 ROWS_PER_CALL = 8  # x --parallel: rows per map_batches call (bigger: fuller slots; smaller: finer resume)
 
@@ -20,8 +21,8 @@ class Completer:
 
         try:
             self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"worker on {socket.gethostname()}: {e}") from None
+        except InputError as e:  # the model file on this node
+            raise InputError(f"worker on {socket.gethostname()}: {e}") from None
         self.settings, self.parallel = settings, parallel
 
     def __call__(self, batch):
@@ -60,6 +61,6 @@ def complete_on_ray(address, model_path, todo, settings, parallel, threads, n_ct
             for index, result in zip(batch["index"], batch["result"]):
                 on_result(int(index), json.loads(result))
     except ray.exceptions.RayError as e:
-        raise ValueError(f"Ray: {first_line(e)}") from None
+        raise InputError(f"Ray: {first_line(e)}") from None
     finally:
         ray.shutdown()

@@ -11,11 +11,12 @@ import socket
 import threading
 
 from tritlm.cluster import NOT_INSTALLED, check_model_on_nodes, connect, first_line, raised_in
+from tritlm.runtime.errors import InputError
 
 try:
     from ray import serve
 except ImportError:
-    raise ValueError(NOT_INSTALLED) from None
+    raise InputError(NOT_INSTALLED) from None
 
 APP_NAME = "tritlm"
 
@@ -27,8 +28,8 @@ class Replica:
 
         try:
             self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"replica on {socket.gethostname()}: {e}") from None
+        except InputError as e:  # the model file on this node
+            raise InputError(f"replica on {socket.gethostname()}: {e}") from None
         self.app_options = {"n_ctx": n_ctx, **app_options}
 
     def __serve_build_asgi_app__(self):
@@ -54,7 +55,7 @@ def application(
     CPUs; autoscaled between min_replicas (default 1) and max_replicas when max_replicas is given. app_options
     (api_key, max_body_bytes, allowed_hosts) go to create_app."""
     if replicas < 1 or (max_replicas is not None and max_replicas < max(replicas, min_replicas or 1)):
-        raise ValueError(
+        raise InputError(
             f"replicas: need 1 <= --min-replicas, --replicas <= --max-replicas; got {replicas} replicas"
             + (f", {min_replicas or 1}-{max_replicas}" if max_replicas is not None else "")
         )
@@ -88,7 +89,7 @@ def deploy(app, host="127.0.0.1", port=8000) -> str:
     except RuntimeError as e:  # "Deploying application tritlm failed": the replica's traceback is in its status
         status = serve.status().applications.get(APP_NAME)
         causes = [raised_in(d.message) for d in (status.deployments.values() if status else ()) if d.message]
-        raise ValueError(f"Ray Serve: {next((c for c in causes if c), first_line(e))}") from None
+        raise InputError(f"Ray Serve: {next((c for c in causes if c), first_line(e))}") from None
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 
@@ -108,7 +109,7 @@ def serve_replicas(
     **app_options,
 ) -> int:
     if port == 0:  # Ray's proxy binds on the head node, which may not be this one
-        raise ValueError("--port 0 cannot be used with Ray: give the proxy's port")
+        raise InputError("--port 0 cannot be used with Ray: give the proxy's port")
     model_path = os.path.abspath(model_path)  # replicas do not share this process's working directory
     ray = connect(ray_address)
     try:
@@ -149,7 +150,7 @@ def build(args: dict):
     and a KubeRay RayService's import_path (values arrive as strings)."""
     unknown = set(args) - {"model", "replicas", "threads", "parallel", "ctx_size", "replica_cpus", "api_key"}
     if unknown or "model" not in args:
-        raise ValueError(
+        raise InputError(
             f"tritlm.cluster.serve:build takes model=PATH and optional replicas, threads, parallel, ctx_size, "
             f"replica_cpus, api_key; got {sorted(args)}"
         )

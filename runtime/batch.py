@@ -17,6 +17,8 @@ import json
 import os
 from dataclasses import dataclass
 
+from tritlm.runtime.cli import open_file, read_text
+from tritlm.runtime.errors import InputError
 from tritlm.runtime.sampler import Sampler
 
 
@@ -55,7 +57,7 @@ def register(subparsers) -> None:
         default=None,
         help="with --ray: model replicas, one per Ray actor (default: the cluster's CPUs / threads)",
     )
-    p.set_defaults(func=batch)
+    p.set_defaults(func=batch, errors=(InputError,))
 
 
 @dataclass
@@ -72,7 +74,7 @@ class Settings:
 
 def batch(args) -> int:
     if args.max_tokens < 1:
-        raise ValueError(f"--max-tokens must be at least 1, got {args.max_tokens}")
+        raise InputError(f"--max-tokens must be at least 1, got {args.max_tokens}")
     settings = Settings(args.max_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     settings.sampler(0)  # checks the sampling settings before any work
     rows = read_prompts(args.input)
@@ -113,17 +115,16 @@ def batch(args) -> int:
 def read_prompts(path: str) -> list:
     """The JSON value of every non-blank line; a line that is not JSON stops here, before any work."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {line_no}: not JSON ({e.msg} at column {e.colno})") from None
-            if not (isinstance(value, dict) and "id" in value):  # a row's id: its own, or its line number
-                value = {"id": line_no, "row": value} if not isinstance(value, dict) else {"id": line_no, **value}
-            rows.append(value)
+    for line_no, line in enumerate(read_text(path).split("\n"), 1):  # as a file iterates: not at U+2028
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path} line {line_no}: not JSON ({e.msg} at column {e.colno})") from None
+        if not (isinstance(value, dict) and "id" in value):  # a row's id: its own, or its line number
+            value = {"id": line_no, "row": value} if not isinstance(value, dict) else {"id": line_no, **value}
+        rows.append(value)
     return rows
 
 
@@ -132,7 +133,7 @@ def count_done(out_path: str, in_path: str, rows: list) -> int:
     if not os.path.exists(out_path):
         return 0
     n = 0
-    with open(out_path, "rb+") as f:
+    with open_file(out_path, "rb+") as f:
         end = 0
         for line in f:
             if not line.endswith(b"\n"):  # a write cut short by a crash: redone
@@ -140,10 +141,10 @@ def count_done(out_path: str, in_path: str, rows: list) -> int:
             try:
                 got = json.loads(line)["id"]
             except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{out_path} line {n + 1}: not a result line of tritlm batch") from None
+                raise InputError(f"{out_path} line {n + 1}: not a result line of tritlm batch") from None
             if n >= len(rows) or got != rows[n]["id"]:
                 want = f"id {rows[n]['id']!r}" if n < len(rows) else "no row"
-                raise ValueError(
+                raise InputError(
                     f"{out_path} line {n + 1}: id {got!r} where {in_path} has {want}: "
                     f"these are not its results (use another -o)"
                 )
@@ -164,7 +165,9 @@ def write_in_order(out_path: str, total: int, done: int, run) -> None:
         def on_result(index, result):
             nonlocal out
             held[index] = result
-            out = out or open(out_path, "a", encoding="utf-8")  # on the first result: a failed start leaves no file
+            out = out or open_file(
+                out_path, "a", encoding="utf-8"
+            )  # on the first result: a failed start leaves no file
             while next_index[0] in held:
                 out.write(json.dumps(held.pop(next_index[0]), ensure_ascii=False) + "\n")
                 next_index[0] += 1
@@ -177,7 +180,7 @@ def write_in_order(out_path: str, total: int, done: int, run) -> None:
             if out is not None:
                 out.close()
     if next_index[0] != total:
-        raise ValueError(f"{out_path}: {total - next_index[0]} results missing")
+        raise InputError(f"{out_path}: {total - next_index[0]} results missing")
 
 
 def complete(model, todo, settings: Settings, parallel: int, on_result) -> None:

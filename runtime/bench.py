@@ -18,6 +18,9 @@ import time
 
 import numpy as np
 
+from tritlm.runtime.cli import open_file
+from tritlm.runtime.errors import InputError
+
 BANDWIDTH_PROBE_BYTES = 512 << 20  # far beyond any L3, so it measures DRAM
 TTFT_PROMPT = "The capital of France is"
 GIB = 1 << 30
@@ -64,7 +67,7 @@ def decode_run(model, seq, tokens):
 
 def warm_page_cache(path: str) -> None:
     """Reads the file once so a cold Model() start measures our loading, not the disk."""
-    with open(path, "rb") as f:
+    with open_file(path, "rb") as f:
         while f.read(64 << 20):
             pass
 
@@ -195,8 +198,11 @@ def bench_in_child(
     if act_topk is not None:
         cmd += ["--act-topk", str(act_topk)]
     done = subprocess.run(cmd, capture_output=True, text=True)
+    error = done.stderr.strip().splitlines()[-1:]
+    if done.returncode == 1 and error and error[0].startswith("tritlm bench: error: "):  # bad input, as here
+        raise InputError(error[0].removeprefix("tritlm bench: error: "))
     if done.returncode:
-        raise OSError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"bench of {path} failed")
+        raise RuntimeError(f"bench of {path} failed (exit {done.returncode}):\n{done.stderr}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
@@ -278,10 +284,10 @@ def format_report(records: list[dict]) -> str:
 
 def run(args) -> int:
     if args.reps < 1 or args.n_prompt < 0 or args.n_gen < 0 or (args.n_prompt == 0 and args.n_gen == 0):
-        raise ValueError("need -r >= 1 and at least one of -p, -n positive")
+        raise InputError("need -r >= 1 and at least one of -p, -n positive")
     for path in args.model:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"no such model file: {path}")
+            raise InputError(f"no such model file: {path}")
     measure = bench_model if len(args.model) == 1 else bench_in_child
     records = []
     for path in args.model:
@@ -309,4 +315,4 @@ def register(subparsers) -> None:
         metavar="F",
         help="keep only the top F of every linear input (lossy on b1.58 files; default: the file's mode)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, errors=(InputError,))

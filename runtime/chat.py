@@ -4,6 +4,7 @@ are dropped when the conversation outgrows the context. Ctrl-C stops an answer, 
 
 import sys
 
+from tritlm.runtime.errors import InputError
 from tritlm.runtime.generate import Generation, TokenLoop
 from tritlm.runtime.sampler import Sampler
 from tritlm.runtime.template import ChatTemplate
@@ -43,7 +44,7 @@ class Conversation:
                 return ids
             if len(self.messages) - first <= 1:
                 self.messages.pop()
-                raise ValueError(
+                raise InputError(
                     f"message too long: {len(ids)} tokens leave no room in a context of "
                     f"{self.seq.n_ctx} (answer room {self.answer_room})"
                 )
@@ -91,6 +92,6 @@ def chat(
                 print(piece, end="", file=stdout, flush=True)
         except KeyboardInterrupt:
             print(" [stopped]", end="", file=stdout)
-        except ValueError as e:
+        except InputError as e:  # this message's fault (too long, refused by the template): the chat goes on
             print(f"error: {e}", end="", file=stdout)
         print(file=stdout, flush=True)

@@ -1,8 +1,8 @@
 """The `tritlm` command: one subcommand per module, each a thin wrapper over a Python function.
 
 Each module in SUBCOMMANDS has `register(subparsers)`, which adds its parser and sets `func(args) -> int` and
-optionally `errors`: the exception types that mean bad input (printed as one line, exit 1); anything else is a
-bug and keeps its traceback.
+`errors`: the exception types that mean bad input (printed as one line, exit 1: runtime.errors.InputError, the
+converter's ConverterError); anything else is a bug and keeps its traceback.
 Heavy imports happen inside the handlers so `tritlm --help` stays fast. Options are matched whole (no argparse
 prefix matching: `--ctx` is not `--ctx-size`), and the commands that mirror llama.cpp's tools accept its
 `-ngl/--n-gpu-layers` so habitual command lines run (tritlm runs on the CPU, so it is ignored with a note)."""
@@ -10,6 +10,8 @@ prefix matching: `--ctx` is not `--ctx-size`), and the commands that mirror llam
 import argparse
 import importlib
 import sys
+
+from tritlm.runtime.errors import InputError
 
 SUBCOMMANDS = [
     "tritlm.converter.cli",  # convert, synth
@@ -65,9 +67,27 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("tritlm: interrupted", file=sys.stderr)
         return 130
-    except getattr(args, "errors", (OSError, ValueError)) as e:  # ModelError is a ValueError
+    except args.errors as e:
         print(f"tritlm {args.command}: error: {e}", file=sys.stderr)
         return 1
+
+
+def open_file(path: str, mode: str = "r", **kwargs):
+    """open(path, mode), or InputError naming the file: a path given on the command line that cannot be opened
+    (missing, a folder, not allowed) is bad input, not a bug."""
+    try:
+        return open(path, mode, **kwargs)
+    except OSError as e:
+        raise InputError(f"cannot open {path}: {e.strerror or e}") from None
+
+
+def read_text(path: str, errors: str = "strict") -> str:
+    """A UTF-8 text file named on the command line; InputError if it cannot be read."""
+    with open_file(path, encoding="utf-8", errors=errors) as f:
+        try:
+            return f.read()
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 if __name__ == "__main__":

@@ -1,5 +1,11 @@
-"""The runtime's one error type: bad model files, a full context, a bad token id."""
+"""The runtime's error types for bad input. The `tritlm` commands print them as one line and exit 1; any other
+exception out of a command is a bug and keeps its traceback."""
 
 
-class ModelError(ValueError):
-    """A one-line message that `tritlm` prints as is (it is a ValueError, so the CLI exits 1)."""
+class InputError(ValueError):
+    """Input the runtime cannot use (an argument, a file it cannot read, a prompt), as a one-line message. A
+    ValueError, so library callers may catch either."""
+
+
+class ModelError(InputError):
+    """A bad model file, a full context, a bad token id."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tritlm.runtime.cli import read_text
+from tritlm.runtime.errors import InputError
 from tritlm.runtime.logprobs import log_softmax
 
 DEFAULT_CTX = 512
@@ -68,16 +70,16 @@ def perplexity(
     from tqdm import tqdm
 
     if n_ctx < 4:
-        raise ValueError(f"context {n_ctx} is too small for perplexity (need at least 4 tokens)")
+        raise InputError(f"context {n_ctx} is too small for perplexity (need at least 4 tokens)")
     if n_ctx > model.n_ctx:
-        raise ValueError(f"context {n_ctx} exceeds the model's context of {model.n_ctx} tokens")
+        raise InputError(f"context {n_ctx} exceeds the model's context of {model.n_ctx} tokens")
     n_batch = min(n_batch or n_ctx, n_ctx)
     if n_batch < 1:
-        raise ValueError(f"batch size must be positive, got {n_batch}")
+        raise InputError(f"batch size must be positive, got {n_batch}")
     tokens = model.tokenize(text, add_bos=True)
     n_windows = len(tokens) // n_ctx
     if n_windows == 0:
-        raise ValueError(f"the text has {len(tokens)} tokens: fewer than one window of {n_ctx} (use a smaller -c)")
+        raise InputError(f"the text has {len(tokens)} tokens: fewer than one window of {n_ctx} (use a smaller -c)")
     seq = model.new_sequence(n_ctx)
     nll = []
     try:
@@ -96,8 +98,7 @@ def perplexity(
 def run(args) -> int:
     from tritlm.runtime import Model
 
-    with open(args.file, encoding="utf-8", errors="replace") as f:
-        text = f.read()
+    text = read_text(args.file, errors="replace")
     model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk)
     try:
         result = perplexity(model, text, args.ctx_size, args.batch_size)
@@ -130,4 +131,4 @@ def register(subparsers) -> None:
         metavar="F",
         help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, errors=(InputError,))

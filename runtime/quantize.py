@@ -13,7 +13,8 @@ from gguf import quants as gguf_quants
 
 from tritlm import quants
 
-from .errors import ModelError
+from .cli import open_file
+from .errors import InputError, ModelError
 from .gguf import GGUFFile, TensorInfo
 
 ROWS_PER_CHUNK = quants.ROWS_PER_CHUNK
@@ -26,7 +27,7 @@ def register(sub) -> None:
     p.add_argument(
         "--output-type", required=True, choices=quants.OUTPUT_MATRIX_TYPES, help="type of the output matrix (logits)"
     )
-    p.set_defaults(func=run_quantize)
+    p.set_defaults(func=run_quantize, errors=(InputError,))
 
 
 def run_quantize(args) -> int:
@@ -37,15 +38,17 @@ def run_quantize(args) -> int:
 
 def quantize(src: str, dst: str, output_type: str) -> None:
     if output_type not in quants.OUTPUT_MATRIX_TYPES:
-        raise ValueError(f"unknown output type {output_type!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}")
+        raise InputError(f"unknown output type {output_type!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}")
     if os.path.abspath(src) == os.path.abspath(dst):
-        raise ValueError("quantize writes a new file: OUT must differ from IN")
+        raise InputError("quantize writes a new file: OUT must differ from IN")
     f = GGUFFile(src)
     try:
         by_name = {t.name: t for t in f.tensors}
         if "token_embd.weight" not in by_name:
             raise ModelError(f"{src}: no token_embd.weight tensor")
         source = by_name.get("output.weight", by_name["token_embd.weight"])
+        if quants.unfit(output_type, source.cols):
+            raise ModelError(f"{src}: {source.name}: {quants.unfit(output_type, source.cols)}")
         encoded = encode_matrix(f, source, output_type)
         qtype = int(GGMLQuantizationType[output_type.upper()])
         output = TensorInfo("output.weight", qtype, source.dims, -1, encoded.nbytes)
@@ -107,7 +110,7 @@ def write(f: GGUFFile, tensors: list[TensorInfo], encoded: np.ndarray, dst: str)
     head += bytes(align(len(head)) - len(head))
     tmp = dst + ".tmp"
     try:
-        with open(tmp, "wb") as out:
+        with open_file(tmp, "wb") as out:
             out.write(head)
             for t, o in zip(tensors, offsets):
                 out.seek(len(head) + o)

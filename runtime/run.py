@@ -6,6 +6,9 @@ Other modes (e.g. an interactive chat) add their arguments in `add_arguments` an
 import sys
 import time
 
+from tritlm.runtime.cli import read_text
+from tritlm.runtime.errors import InputError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,7 +17,7 @@ def register(subparsers) -> None:
         description="Complete a prompt, streaming the text as it is generated.",
     )
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, errors=(InputError,))
 
 
 def add_arguments(parser) -> None:
@@ -89,11 +92,10 @@ def run(args) -> int:
 
     if args.file is not None:
         if args.prompt is not None:
-            raise ValueError("give the prompt with -p or -f, not both")
-        with open(args.file, encoding="utf-8") as f:
-            args.prompt = f.read()
+            raise InputError("give the prompt with -p or -f, not both")
+        args.prompt = read_text(args.file)
     if args.prompt is None and not args.chat:
-        raise ValueError("no prompt: give one with -p/--prompt or -f/--file")
+        raise InputError("no prompt: give one with -p/--prompt or -f/--file")
     start = time.perf_counter()
     model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk)
     load_seconds = time.perf_counter() - start

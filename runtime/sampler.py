@@ -11,8 +11,10 @@ import sys
 
 import numpy as np
 
+from tritlm.runtime.errors import InputError
 
-class SamplingError(ValueError):
+
+class SamplingError(InputError):
     """A setting the sampler cannot work with; `param` names it (the server answers 400 with it)."""
 
     def __init__(self, param: str, message: str):

@@ -9,6 +9,8 @@ import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from tritlm.runtime.errors import InputError
+
 # Used when a model carries no template (base models, tiny test models): plain "role: content" lines.
 FALLBACK_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
@@ -16,7 +18,7 @@ FALLBACK_TEMPLATE = (
 )
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(InputError):
     """The template refused the conversation (raise_exception) or failed to render."""
 
 

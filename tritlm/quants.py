@@ -20,8 +20,8 @@ def encode(values: np.ndarray, type_name: str) -> np.ndarray:
         raise ValueError(f"unknown output type {type_name!r}: choose one of {', '.join(OUTPUT_MATRIX_TYPES)}")
     rows, cols = values.shape
     block_values, block_bytes = GGML_QUANT_SIZES[getattr(QT, type_name.upper())]
-    if cols % block_values:
-        raise ValueError(f"{type_name} needs rows of whole {block_values}-value blocks, not {cols}")
+    if unfit(type_name, cols):
+        raise ValueError(unfit(type_name, cols))
     out = np.empty((rows, cols // block_values * block_bytes), np.uint8)
     for r in range(0, rows, ROWS_PER_CHUNK):
         chunk = np.ascontiguousarray(values[r : r + ROWS_PER_CHUNK], dtype=np.float32)
@@ -33,6 +33,12 @@ def encode(values: np.ndarray, type_name: str) -> np.ndarray:
             encoded = quants.quantize(chunk, getattr(QT, type_name.upper()))
         out[r : r + len(chunk)] = encoded.view(np.uint8).reshape(len(chunk), -1)
     return out
+
+
+def unfit(type_name: str, cols: int) -> str | None:
+    """Why rows of cols values cannot be stored as an output-matrix type, or None."""
+    block_values = GGML_QUANT_SIZES[getattr(QT, type_name.upper())][0]
+    return f"{type_name} needs rows of whole {block_values}-value blocks, not {cols}" if cols % block_values else None
 
 
 def nearest_int(x: np.ndarray) -> np.ndarray:

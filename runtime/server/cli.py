@@ -6,6 +6,8 @@ import logging
 import socket
 from collections.abc import Sequence
 
+from tritlm.converter.errors import ConverterError
+from tritlm.runtime.errors import InputError
 from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
@@ -85,7 +87,7 @@ def register(subparsers):
         default=None,
         help="autoscaling: requests in flight per replica to aim for (default: --parallel)",
     )
-    p.set_defaults(func=dispatch)
+    p.set_defaults(func=dispatch, errors=(InputError, ConverterError))  # ConverterError: -hf's conversion
 
 
 def dispatch(a) -> int:
@@ -108,7 +110,7 @@ def dispatch(a) -> int:
             a.act_topk,
         )
     if a.act_topk is not None:
-        raise ValueError("--act-topk is not supported with Ray replicas")
+        raise InputError("--act-topk is not supported with Ray replicas")
     from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
 
     return serve_replicas(
@@ -139,7 +141,7 @@ def hub_gguf(spec: str) -> str:
     repo, _, qtype = spec.partition(":")
     qtype = qtype or "i2_s"
     if qtype not in OUTPUT_TYPES:
-        raise ValueError(f"-hf {spec}: unknown type {qtype!r} (choose one of {', '.join(OUTPUT_TYPES)})")
+        raise InputError(f"-hf {spec}: unknown type {qtype!r} (choose one of {', '.join(OUTPUT_TYPES)})")
     return cached_gguf(repo, qtype)
 
 
@@ -158,7 +160,10 @@ def allowed_hosts(bind: str, option: str | None) -> list[str] | None:
 def open_socket(host: str, port: int) -> socket.socket:
     """Binds before the banner is printed, so the URL works as soon as it is shown (and port 0 gets a real port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family)
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as e:  # the port in use, a privileged port, an address not of this machine
+        raise InputError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
 
 
 def make_server(app):
@@ -186,7 +191,7 @@ def serve(
     from tritlm.runtime.server.app import create_app
 
     if max_body_bytes < 1:
-        raise ValueError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
+        raise InputError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
     model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk)
     try:
         app = create_app(

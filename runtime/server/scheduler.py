@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tritlm.runtime import ModelError
+from tritlm.runtime.errors import InputError, ModelError
 from tritlm.runtime.generate import TokenLoop
 from tritlm.runtime.server import DEFAULT_BATCH_SIZE
 
@@ -86,9 +86,9 @@ class Scheduler:
         batch_size: int = DEFAULT_BATCH_SIZE,
     ):
         if n_slots < 1:
-            raise ValueError(f"--parallel must be at least 1, got {n_slots}")
+            raise InputError(f"--parallel must be at least 1, got {n_slots}")
         if batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+            raise InputError(f"--batch-size must be at least 1, got {batch_size}")
         self.model, self.n_slots, self.batch_size = model, n_slots, batch_size
         self.n_ctx = n_ctx or model.n_ctx
         self.max_waiting = 4 * n_slots if max_waiting is None else max_waiting
