@@ -403,26 +403,32 @@ def unpadded(layers):
 
 
 def test_type_errors_name_the_types_a_use_allows():
-    """A tensor of a type its use does not allow is refused with the type's name and the allowed ones (the engine's
-    kernels: every float type for the embedding), or its id when the engine reads no such type."""
-    cases = [
-        (
-            lambda layers: setattr(layers[0].attn_norm, "type", lib.TL_F16),
-            "has type f16, not one the engine runs as a norm (f32)",
-        ),
-        (
-            lambda layers: setattr(layers[1].attn_v, "type", 16),
-            "has type id 16, not one the engine runs as a linear weight",
-        ),
-    ]
-    for mutate, message in cases:
-        eng = Engine(random_weights(), mutate=mutate)
-        assert eng.model == ffi.NULL and message in eng.error, eng.error
+    """A tensor of a type its use does not allow is refused with the type's name (tritlm/formats.py's, for every
+    type it has) and the allowed ones (the engine's kernels: every float type for the embedding), or its id when
+    the engine reads no such type."""
     eng = Engine(random_weights())
     c, token_embd, output_norm, layers = eng.inputs
-    token_embd.type, err = lib.TL_TQ2_0, ffi.new("char[256]")
-    assert lib.tl_model_new(c, token_embd, output_norm, ffi.NULL, layers, 1, err, 256) == ffi.NULL
-    assert ffi.string(err).decode() == (
+
+    def refusal() -> str:
+        err = ffi.new("char[256]")
+        assert lib.tl_model_new(c, token_embd, output_norm, ffi.NULL, layers, 1, err, 256) == ffi.NULL
+        return ffi.string(err).decode()
+
+    for name, t in TYPES.items():
+        if name != "f32":
+            layers[0].attn_norm.type = t.id
+            assert (
+                refusal() == f"tensor blk.0.attn_norm.weight has type {name}, not one the engine runs as a norm (f32)"
+            )
+    layers[0].attn_norm.type = lib.TL_F32
+    layers[1].attn_v.type = 16
+    assert refusal() == (
+        "tensor blk.1.attn_v.weight has type id 16, not one the engine runs as a linear weight "
+        "(f32, f16, tq1_0, tq2_0, i2_s)"
+    )
+    layers[1].attn_v.type = lib.TL_TQ2_0
+    token_embd.type = lib.TL_TQ2_0
+    assert refusal() == (
         "tensor token_embd.weight has type tq2_0, not one the engine runs as an embedding "
         "(f32, f16, q8_0, q4_k, q6_k, bf16)"
     )
