@@ -67,10 +67,11 @@ def chat(
     sampler: Sampler,
     max_tokens: int | None = None,
     system: str | None = None,
-    stdin=sys.stdin,
-    stdout=sys.stdout,
+    stdin=None,
+    stdout=None,
 ) -> int:
-    """The read-answer loop on a terminal or a pipe."""
+    """The read-answer loop on a terminal or a pipe (default: sys.stdin and sys.stdout as they are when called)."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     conversation = Conversation(model, system, answer_room=max_tokens)
     if not conversation.template.has_own_template:
         print(f"note: {model.name} has no chat template; using plain 'role: text' lines", file=sys.stderr)
