@@ -7,7 +7,11 @@
  *
  * A file may name an activation mode (tl_config.act_*, kv_*: BitNet a4.8, Q-Sparse): each linear input is then
  * masked to its top-K |x| and quantized to INT8 absmax or INT4 absmean, and the KV cache holds 3/4-bit rows.
- * A single token's masked input runs a sparse GEMV that reads only its kept inputs' weight columns. */
+ * A single token's masked input runs a sparse GEMV that reads only its kept inputs' weight columns.
+ *
+ * relu² models (BitNet b1.58 2B-4T) decode sparsely and exactly: relu(gate)² is 0 wherever gate <= 0, and most of
+ * the down_proj input quantizes to int8 zeros, which the integer dot skips exactly. So a single decoded token runs
+ * down_proj as the same sparse GEMV over its nonzero codes (tl_config.no_sparse turns it off). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,6 +24,7 @@
 #include "tritlm.h"
 
 enum { ATT_BLOCK = 128, ATT_LANES = 16 }; /* attention: key positions scored at once; queries scored together */
+enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* matmul chunks: start on 16-row boundaries (SIMD row tiles); per thread */
 
 struct tl_model { /* read-only after tl_model_new */
     tl_config cfg;
@@ -28,7 +33,9 @@ struct tl_model { /* read-only after tl_model_new */
     const tl_kernels *kern;
     tl_pool *pool;        /* shared by all contexts: their passes take turns step by step */
     float *rope_inv_freq; /* [head_dim / 2] */
-    const uint8_t **sparse; /* [n_layer][7]: column-tile copies (kernels/sparse_ref.c) of linears with top-K inputs */
+    const uint8_t **sparse; /* [n_layer][7]: by-input-channel copies (kernels/sparse_ref.c) of linears with sparse inputs */
+    uint8_t sparse_input[4]; /* per linear input TL_IN_*: 1 if its linears have sparse copies */
+    int64_t sparse_rows;     /* the most rows of a linear with a sparse copy, rounded up to TL_SPARSE_TILE */
 };
 
 struct tl_ctx {
@@ -47,6 +54,8 @@ struct tl_ctx {
     int32_t *kept_idx;   /* one token's kept inputs (indices, int8 codes, count): the sparse GEMV's operand */
     int8_t *kept_val;
     int32_t n_kept;
+    int32_t *sparse_sums; /* [3][chunks][sparse_rows]: the sparse GEMV's int32 row sums per job and chunk */
+    int64_t sparse_counts[2]; /* relu² sparse decode so far: down_proj inputs, nonzero ones */
 };
 
 struct tl_seq {
@@ -257,8 +266,17 @@ static int check_weights(tl_pool *pool, const tl_config *c, const tl_tensor *tok
     return 1;
 }
 
-/* Column-tile copies (kernels/sparse_ref.c) of the ternary linears whose input keeps a top-K fraction, so one
- * token reads only its kept inputs' weight columns. Returns 0 if out of memory. */
+/* By-input-channel copies (kernels/sparse_ref.c) of the ternary linears whose input is mostly zeros (a top-K
+ * fraction; a relu² model's down_proj), so one token reads only its nonzero inputs' weight columns. Allocated in
+ * order, then packed one weight per chunk over the pool. Returns 0 if out of memory. */
+static void pack_chunk(void *arg, int32_t chunk, int32_t thread) {
+    (void)thread;
+    tl_model *m = arg;
+    int l = chunk / N_LINEARS, i = chunk % N_LINEARS;
+    const tl_tensor *w = linear_of(&m->layers[l], i);
+    if (m->sparse[chunk]) tl_sparse_pack(w->type, w->data, w->rows, w->cols, (uint8_t *)m->sparse[chunk]);
+}
+
 static int make_sparse_copies(tl_model *m) {
     const tl_config *c = &m->cfg;
     m->sparse = calloc((size_t)c->n_layer * N_LINEARS, sizeof *m->sparse);
@@ -267,12 +285,14 @@ static int make_sparse_copies(tl_model *m) {
         for (int i = 0; i < N_LINEARS; i++) {
             const tl_tensor *w = linear_of(&m->layers[l], i);
             float ratio = c->act_topk[LINEAR_INPUT[i]];
-            if (!(ratio > 0 && ratio < 1) || !ternary_kernel(m->kern, w->type)) continue;
-            uint8_t *copy = malloc((size_t)tl_sparse_bytes(w->rows, w->cols));
-            if (!copy) return 0;
-            tl_sparse_pack(w->type, w->data, w->rows, w->cols, copy);
-            m->sparse[l * N_LINEARS + i] = copy;
+            int relu2_down = c->act == TL_ACT_RELU2 && !c->no_sparse && LINEAR_INPUT[i] == TL_IN_DOWN;
+            if (!(relu2_down || (ratio > 0 && ratio < 1)) || !ternary_kernel(m->kern, w->type)) continue;
+            if (!(m->sparse[l * N_LINEARS + i] = malloc((size_t)tl_sparse_bytes(w->rows, w->cols)))) return 0;
+            m->sparse_input[LINEAR_INPUT[i]] = 1;
+            int64_t rows = (w->rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE * TL_SPARSE_TILE;
+            m->sparse_rows = rows > m->sparse_rows ? rows : m->sparse_rows;
         }
+    tl_pool_run(m->pool, pack_chunk, m, c->n_layer * N_LINEARS);
     return 1;
 }
 
@@ -377,19 +397,23 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
     ctx->topk_work = malloc(sizeof(uint32_t) * widest * threads);
     ctx->kv_rows = malloc(sizeof(float) * 2 * ATT_BLOCK * (size_t)c->head_dim * threads);
     ctx->kept_idx = malloc(sizeof(int32_t) * widest), ctx->kept_val = malloc(widest);
-    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !grow_scratch(ctx, 1)) {
+    ctx->sparse_sums = malloc(sizeof(int32_t) * 3 * (size_t)(PARTS_PER_THREAD * tl_pool_size(m->pool)) * (size_t)m->sparse_rows + 1);
+    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->sparse_sums ||
+        !grow_scratch(ctx, 1)) {
         tl_ctx_free(ctx);
         return NULL;
     }
     return ctx;
 }
 
+void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[2]) { memcpy(counts, ctx->sparse_counts, sizeof ctx->sparse_counts); }
+
 void tl_ctx_free(tl_ctx *ctx) {
     if (!ctx) return;
     free_scratch(ctx);
     free(ctx->logits_tmp);
     free(ctx->att_acc);
-    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val);
+    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val), free(ctx->sparse_sums);
     free(ctx);
 }
 
@@ -515,8 +539,19 @@ static void prep_chunk(void *arg, int32_t chunk, int32_t thread) {
              p->ctx->topk_work + (size_t)thread * (size_t)p->width);
 }
 
-/* input: which linear input (TL_IN_*) this is, for the mode's bits and top-K. A single token with a top-K input
- * also lists its nonzero codes, the sparse GEMV's operand. */
+/* The nonzero codes of q[0..dim): their indices and values, in order; returns how many. Branch-free, since zeros
+ * and nonzeros alternate unpredictably. */
+static int32_t list_nonzeros(const int8_t *q, int64_t dim, int32_t *idx, int8_t *val) {
+    int32_t n = 0;
+    for (int64_t i = 0; i < dim; i++) {
+        idx[n] = (int32_t)i, val[n] = q[i];
+        n += q[i] != 0;
+    }
+    return n;
+}
+
+/* input: which linear input (TL_IN_*) this is, for the mode's bits and top-K. A single token whose input feeds
+ * sparse copies also lists its nonzero codes, the sparse GEMV's operand. */
 static void norm_quantize(tl_ctx *ctx, float *out, const float *in, const tl_tensor *norm, int32_t n, int64_t dim,
                           int64_t width, int input) {
     const tl_config *c = &ctx->m->cfg;
@@ -525,15 +560,16 @@ static void norm_quantize(tl_ctx *ctx, float *out, const float *in, const tl_ten
                    topk_keep(c->act_topk[input], dim)}; /* one token: no dispatch */
     tl_pool_run(ctx->m->pool, prep_chunk, &p, p.parts);
     ctx->n_kept = 0;
-    for (int64_t i = 0; n == 1 && p.keep < dim && i < dim; i++)
-        if (ctx->xq[i]) ctx->kept_idx[ctx->n_kept] = (int32_t)i, ctx->kept_val[ctx->n_kept++] = ctx->xq[i];
+    if (n == 1 && ctx->m->sparse_input[input]) ctx->n_kept = list_nonzeros(ctx->xq, dim, ctx->kept_idx, ctx->kept_val);
+    if (n == 1 && ctx->m->sparse_input[input] && input == TL_IN_DOWN && c->act == TL_ACT_RELU2)
+        ctx->sparse_counts[0] += dim, ctx->sparse_counts[1] += ctx->n_kept;
 }
 
 /* Up to three matmuls over the same input, run together so one pool dispatch covers q/k/v or gate/up.
  * Each matrix's output rows (never tokens) are cut into PARTS_PER_THREAD chunks per thread, claimed by
  * whichever thread is free; a row's result does not depend on its chunk, so not on the thread count.
  * quantized: a BitLinear (input in ctx->xq); otherwise a float input in x. */
-typedef struct { const tl_tensor *w; float *y; const uint8_t *sparse; /* column-tile copy: used for one token */ } matmul_job;
+typedef struct { const tl_tensor *w; float *y; const uint8_t *sparse; /* by-input-channel copy: used for one token */ } matmul_job;
 typedef struct {
     tl_ctx *ctx;
     int32_t n, n_jobs, quantized;
@@ -541,7 +577,6 @@ typedef struct {
     matmul_job jobs[3];
 } matmul_task;
 
-enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* chunks start on 16-row boundaries, good for SIMD row tiles */
 
 static void matmul_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
@@ -554,12 +589,15 @@ static void matmul_chunk(void *arg, int32_t chunk, int32_t thread) {
     float *y = task->jobs[chunk / parts].y;
     const uint8_t *sparse = task->n == 1 ? task->jobs[chunk / parts].sparse : NULL;
     int64_t r0, r1;
-    tl_split(w->rows, sparse ? TL_SPARSE_TILE : ROW_ALIGN, chunk % parts, parts, &r0, &r1);
-    if (r0 >= r1) return;
-    if (sparse) { /* one token, top-K input: only the kept inputs' weight columns are read */
-        m->kern->sparse(sparse, w->cols, r0, r1, ctx->kept_idx, ctx->kept_val, ctx->n_kept, ctx->xscale[0], w->scale, y);
+    if (sparse) { /* one token, sparse input: the chunk's share of the kept inputs, all rows, into its own sums */
+        int32_t *sum = ctx->sparse_sums + (size_t)chunk * (size_t)m->sparse_rows;
+        memset(sum, 0, sizeof(int32_t) * (size_t)m->sparse_rows);
+        tl_split(ctx->n_kept, 1, chunk % parts, parts, &r0, &r1);
+        m->kern->sparse(sparse, w->rows, ctx->kept_idx + r0, ctx->kept_val + r0, (int32_t)(r1 - r0), sum);
         return;
     }
+    tl_split(w->rows, ROW_ALIGN, chunk % parts, parts, &r0, &r1);
+    if (r0 >= r1) return;
     tl_ternary_fn *tern = ternary_kernel(m->kern, w->type);
     if (tern) { tern(w->data, w->cols, r0, r1, &qa, w->scale, y, w->rows); return; }
     if (!task->quantized) { tl_float_kernel(m->kern, w->type)(w->data, w->cols, r0, r1, task->x, task->n, y, w->rows); return; }
@@ -570,7 +608,18 @@ static void matmul_chunk(void *arg, int32_t chunk, int32_t thread) {
 }
 
 static void run_matmuls(tl_ctx *ctx, matmul_task *task) {
-    tl_pool_run(ctx->m->pool, matmul_chunk, task, task->n_jobs * PARTS_PER_THREAD * tl_pool_size(ctx->m->pool));
+    const tl_model *m = ctx->m;
+    int32_t parts = PARTS_PER_THREAD * tl_pool_size(m->pool);
+    tl_pool_run(m->pool, matmul_chunk, task, task->n_jobs * parts);
+    // a sparse job's chunks summed disjoint inputs: add their integer sums (in any order: exact), scale as the dense kernels
+    for (int32_t j = 0; task->n == 1 && j < task->n_jobs; j++) {
+        const tl_tensor *w = task->jobs[j].w;
+        int32_t *sums = ctx->sparse_sums + (size_t)j * (size_t)parts * (size_t)m->sparse_rows;
+        if (!task->jobs[j].sparse) continue;
+        for (int32_t c = 1; c < parts; c++)
+            for (int64_t r = 0; r < w->rows; r++) sums[r] += sums[(size_t)c * (size_t)m->sparse_rows + r];
+        for (int64_t r = 0; r < w->rows; r++) task->jobs[j].y[r] = (float)sums[r] / ctx->xscale[0] * w->scale;
+    }
 }
 
 /* BitLinear over the quantized input of n tokens: y[j] = W x for linears first .. first + count - 1 of layer l

@@ -135,8 +135,13 @@ int32_t tl_matmul_sparse(const char *isa, int32_t type, const void *w, int64_t r
     if (packed && idx && val && tl_sparse_pack(type, w, rows, cols, packed) == 0) {
         for (int64_t j = 0; j < cols; j++)
             if (x[j]) idx[kept] = (int32_t)j, val[kept++] = x[j];
-        k->sparse(packed, cols, 0, rows, idx, val, kept, x_scale, w_scale, y);
-        rc = 0;
+        int32_t *sum = calloc((size_t)tl_sparse_bytes(rows, 1) / 64 * TL_SPARSE_TILE, sizeof(int32_t));
+        if (sum) {
+            k->sparse(packed, rows, idx, val, kept, sum);
+            for (int64_t r = 0; r < rows; r++) y[r] = (float)sum[r] / x_scale * w_scale;
+            rc = 0;
+        }
+        free(sum);
     }
     free(packed), free(idx), free(val);
     return rc;

@@ -93,11 +93,12 @@ def kv_cache_bytes(model, n_ctx: int) -> int:
     return kv_bytes_per_token(model) * n_ctx
 
 
-def weight_layout(path: str, mode=None) -> tuple[str, int]:
+def weight_layout(path: str, mode=None, down_nonzero: float | None = None) -> tuple[str, int]:
     """(ternary type name of the linear weights, bytes of weights read per decoded token).
     Decoding reads every tensor except the token embedding, of which it reads one row, unless the
-    embedding is tied and doubles as the output matrix. A linear whose input keeps a top-K fraction is read
-    through its column-tile copy: 64 bytes per kept input and 256-row tile (native/kernels/sparse_ref.c)."""
+    embedding is tied and doubles as the output matrix. A linear whose input keeps a top-K fraction, and a relu²
+    model's down_proj when down_nonzero (the measured fraction of nonzero int8 inputs) is given, is read through
+    its by-input-channel copy: 64 bytes per kept input and 256 output rows (native/kernels/sparse_ref.c)."""
     from tritlm.formats import TERNARY
     from tritlm.runtime.gguf import read_gguf
 
@@ -108,17 +109,28 @@ def weight_layout(path: str, mode=None) -> tuple[str, int]:
     input_of = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, "ffn_up": 2, "ffn_down": 3}
     for name, t in tensors.items():
         linear = name.split(".")[-2] if name.startswith("blk.") else None
-        if mode is None or linear not in input_of or mode.topk[input_of[linear]] >= 1 or t.type not in TERNARY:
+        if linear not in input_of or t.type not in TERNARY:
             continue
-        keep = max(1, int(mode.topk[input_of[linear]] * t.cols + 0.5))
-        read += -(-t.rows // 256) * keep * 64 - t.nbytes
+        if mode is not None and mode.topk[input_of[linear]] < 1:
+            keep = max(1, int(mode.topk[input_of[linear]] * t.cols + 0.5))
+        elif linear == "ffn_down" and down_nonzero is not None:
+            keep = down_nonzero * t.cols
+        else:
+            continue
+        read += round(-(-t.rows // 256) * keep * 64) - t.nbytes
     if "output.weight" in tensors:
         read -= tensors["token_embd.weight"].nbytes
     return ternary_type, read
 
 
 def bench_model(
-    path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int, act_topk: float | None = None
+    path: str,
+    threads: int | None,
+    n_prompt: int,
+    n_gen: int,
+    reps: int,
+    act_topk: float | None = None,
+    sparse: bool = True,
 ) -> list[dict]:
     """Measures one model in this process; returns one record per test (pp, tg)."""
     from tritlm.runtime import Model
@@ -127,17 +139,15 @@ def bench_model(
     warm_page_cache(path)
     n_ctx = max(n_prompt, n_gen, 64)
     start = time.perf_counter()
-    model = Model(path, threads=threads, n_ctx=n_ctx, act_topk=act_topk)
+    model = Model(path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse)
     seq = model.new_sequence(n_ctx)
     int(np.argmax(model.prefill(seq, model.tokenize(TTFT_PROMPT))))
     ttft = time.perf_counter() - start
     try:
-        ternary_type, weight_bytes = weight_layout(path, model.mode)
         common = {
             "model": model.name,
             "model_path": path,
             "model_bytes": model.model_bytes,
-            "type": ternary_type,
             "mode": model.mode.name,
             "kv_bytes_per_token": kv_bytes_per_token(model),
             "n_threads": model.n_threads,
@@ -153,6 +163,13 @@ def bench_model(
             seconds = timed_reps(decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1)), reps)
             mean, std = rate(n_gen, seconds)
             records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std))
+        inputs, nonzero = model.sparse_counts()  # what the relu² sparse decode saw (0, 0: it did not run)
+        down_nonzero = nonzero / inputs if inputs else None
+        if inputs:
+            records[-1].update(down_zero_pct=100 * (1 - down_nonzero))
+        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero)
+        for r in records:
+            r["type"] = ternary_type
         # Before the bandwidth probe, whose buffer would count as the model's memory.
         resident = {
             "peak_rss_bytes": peak_rss_bytes(),
@@ -175,7 +192,13 @@ def bench_model(
 
 
 def bench_in_child(
-    path: str, threads: int | None, n_prompt: int, n_gen: int, reps: int, act_topk: float | None = None
+    path: str,
+    threads: int | None,
+    n_prompt: int,
+    n_gen: int,
+    reps: int,
+    act_topk: float | None = None,
+    sparse: bool = True,
 ) -> list[dict]:
     """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
     cmd = [
@@ -197,6 +220,8 @@ def bench_in_child(
         cmd += ["-t", str(threads)]
     if act_topk is not None:
         cmd += ["--act-topk", str(act_topk)]
+    if not sparse:
+        cmd += ["--no-sparse"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     error = done.stderr.strip().splitlines()[-1:]
     if done.returncode == 1 and error and error[0].startswith("tritlm bench: error: "):  # bad input, as here
@@ -253,6 +278,7 @@ def format_report(records: list[dict]) -> str:
             "model",
             "type",
             "weights/token",
+            "down inputs 0",
             "KV/token",
             "tg weight reads",
             "machine reads",
@@ -266,6 +292,7 @@ def format_report(records: list[dict]) -> str:
                 r["model"],
                 r["type"],
                 size(r["weight_bytes_per_token"]),
+                f"{r['down_zero_pct']:.1f}%" if "down_zero_pct" in r else "dense",
                 size(r["kv_bytes_per_token"]),
                 f"{r['weight_read_gbps']:.1f} GB/s",
                 f"{r['machine_read_gbps']:.1f} GB/s",
@@ -276,7 +303,7 @@ def format_report(records: list[dict]) -> str:
             ]
             for r in decode
         ],
-        right={2, 3, 4, 5, 6, 7, 8, 9},
+        right={2, 3, 4, 5, 6, 7, 8, 9, 10},
     )
     isa = records[0]["isa"] if records else "?"
     return f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"
@@ -291,7 +318,7 @@ def run(args) -> int:
     measure = bench_model if len(args.model) == 1 else bench_in_child
     records = []
     for path in args.model:
-        records += measure(path, args.threads, args.n_prompt, args.n_gen, args.reps, args.act_topk)
+        records += measure(path, args.threads, args.n_prompt, args.n_gen, args.reps, args.act_topk, not args.no_sparse)
     if args.json:
         for r in records:
             print(json.dumps(r))
@@ -314,5 +341,10 @@ def register(subparsers) -> None:
         default=None,
         metavar="F",
         help="keep only the top F of every linear input (lossy on b1.58 files; default: the file's mode)",
+    )
+    p.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="decode a relu² model densely (default: only the down_proj columns of nonzero inputs are read; exact)",
     )
     p.set_defaults(func=run, errors=(InputError,))

@@ -116,15 +116,24 @@ class Sequence:
 
 
 class Model:
-    def __init__(self, path: str, threads: int | None = None, n_ctx: int | None = None, act_topk: float | None = None):
+    def __init__(
+        self,
+        path: str,
+        threads: int | None = None,
+        n_ctx: int | None = None,
+        act_topk: float | None = None,
+        sparse: bool = True,
+    ):
         """act_topk: keep only that fraction of every linear input (largest |x|, per token), whatever the file says;
-        lossy on a b1.58 file (Q-Sparse without training). None: the file's own mode (docs/format.md)."""
+        lossy on a b1.58 file (Q-Sparse without training). None: the file's own mode (docs/format.md).
+        sparse: a relu² model decodes single tokens reading only the down_proj weight columns of nonzero inputs
+        (exact: the same logits); False runs it dense, for comparison."""
         self.path = str(path)
         self._ptr = None
         file = GGUFFile(self.path)
         self._file: GGUFFile | None = file  # None once closed
         try:
-            self._load(file, threads, n_ctx, act_topk)
+            self._load(file, threads, n_ctx, act_topk, sparse)
         except ModelError as e:
             self.close()
             raise ModelError(f"{self.path}: {e}") from None
@@ -132,7 +141,9 @@ class Model:
             self.close()
             raise
 
-    def _load(self, file: GGUFFile, threads: int | None, n_ctx: int | None, act_topk: float | None) -> None:
+    def _load(
+        self, file: GGUFFile, threads: int | None, n_ctx: int | None, act_topk: float | None, sparse: bool
+    ) -> None:
         md = self.metadata = file.metadata
         self.arch = md.get("general.architecture")
         hp = self.hparams = read_hparams(md, {t.name for t in file.tensors})
@@ -153,7 +164,7 @@ class Model:
         self.model_bytes = sum(t.nbytes for t in file.tensors)
 
         self._base = ffi.from_buffer(file.buffer)  # the mmap's first byte, for the C side
-        self._structs = native_weights(file, hp, ffi.cast("const char *", self._base), ffi, self.mode)
+        self._structs = native_weights(file, hp, ffi.cast("const char *", self._base), ffi, self.mode, sparse)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:
@@ -254,6 +265,17 @@ class Model:
         """Empties every sequence of this model."""
         for seq in list(self._sequences):
             seq.reset()
+
+    def sparse_counts(self) -> tuple[int, int]:
+        """(down_proj inputs, nonzero ones) of the single tokens decoded so far by the relu² sparse path
+        (tl_ctx_sparse_counts summed over this model's contexts; call it between calls)."""
+        counts = ffi.new("int64_t[2]")
+        total = [0, 0]
+        with self._contexts_lock:
+            for ctx in self._contexts:
+                lib.tl_ctx_sparse_counts(ctx, counts)
+                total = [a + b for a, b in zip(total, counts)]
+        return total[0], total[1]
 
     def close(self) -> None:
         """Frees the engine, the sequences and the file mapping; the model cannot be used after."""

@@ -74,6 +74,11 @@ def add_arguments(parser) -> None:
         help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)",
     )
     parser.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="decode a relu² model densely (default: down_proj reads only nonzero inputs' columns; exact)",
+    )
+    parser.add_argument(
         "--chat",
         "-cnv",
         "--conversation",
@@ -97,7 +102,9 @@ def run(args) -> int:
     if args.prompt is None and not args.chat:
         raise InputError("no prompt: give one with -p/--prompt or -f/--file")
     start = time.perf_counter()
-    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk)
+    model = Model(
+        args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk, sparse=not args.no_sparse
+    )
     load_seconds = time.perf_counter() - start
     try:
         if args.chat:

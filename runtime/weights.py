@@ -169,10 +169,10 @@ def layer_tensors(hp: HParams) -> tuple[str, ...]:
     return tuple(name for name in LAYER_TENSORS if hp.sub_norms or not name.endswith("_sub_norm"))
 
 
-def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMode()):
+def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMode(), sparse: bool = True):
     """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte. A
     tensor the model needs but the file lacks is left empty (data NULL) for the engine to name; a tensor the
-    model does not use is refused here."""
+    model does not use is refused here. sparse=False: decode a relu² model's MLP densely (tl_config.no_sparse)."""
     tensors = {t.name: t for t in file.tensors}
     fields = layer_tensors(hp)
     if hp.n_layer * len(fields) > len(tensors):  # before anything is made per layer: block_count may be anything
@@ -220,6 +220,7 @@ def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMo
             "act_topk": list(mode.topk),
             "kv_bits": mode.kv_bits,
             "kv_bits_first": mode.kv_bits_first,
+            "no_sparse": int(not sparse),
         },
     )
     layers = ffi.new("tl_layer[]", hp.n_layer)

@@ -102,7 +102,7 @@ def run_sparse(isa, name, packed, rows, cols, x, x_scale, w_scale):
     "rows,cols,kept", [(256, 256, 128), (128, 256, 40), (768, 512, 256), (300, 768, 700), (2560, 1024, 1000)]
 )
 def test_sparse_gemv_equals_dense_kernel_on_masked_input(name, rows, cols, kept):
-    """The column-tile kernel reads only kept columns yet gives the dense kernel's floats exactly (and numpy's sums)."""
+    """The by-input-channel kernel reads only kept columns yet gives the dense kernel's floats exactly (and numpy's sums)."""
     ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
     x = np.zeros(cols, np.int8)
     idx = RNG.choice(cols, kept, replace=False)

@@ -124,7 +124,7 @@ def test_engine_matches_the_numpy_reference(name, files, ids, references):
 
 @pytest.mark.parametrize("name", ["a4.8", "qsparse"])
 def test_decode_with_sparse_gemv_equals_prefill_bit_for_bit(name, files, ids):
-    """One token at a time, top-K inputs go through the column-tile sparse GEMV and the quantized KV cache;
+    """One token at a time, top-K inputs go through the by-input-channel sparse GEMV and the quantized KV cache;
     a prefill runs the dense kernels on the same masked codes: identical logits."""
     with Model(files[name], threads=2) as m:
         whole = m.logits(ids)

@@ -31,8 +31,7 @@ typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, co
                          float *y, int64_t ldy);
 
 typedef int32_t tl_int4_fn(const float *x, int64_t dim, int8_t *q, float *scale);
-typedef void tl_sparse_fn(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const int32_t *idx, const int8_t *val,
-                          int32_t k, float x_scale, float w_scale, float *y);
+typedef void tl_sparse_fn(const uint8_t *w, int64_t rows, const int32_t *idx, const int8_t *val, int32_t k, int32_t *sum);
 
 typedef struct {
     const char *isa;
@@ -113,12 +112,12 @@ tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
 tl_int4_fn tl_int4_ref, tl_int4_avx2, tl_int4_avx512;
 /* Zeroes all but the k largest |x| of a row in place (ties: lower index kept); work: dim words. Returns k (or dim). */
 int64_t tl_topk_ref(float *x, int64_t dim, int64_t k, uint32_t *work);
-/* Column-tile layout of a ternary matrix for sparse inputs (sparse_ref.c): bytes it takes; built from a row format. */
+/* By-input-channel layout of a ternary matrix for sparse inputs (sparse_ref.c): bytes it takes; built from a row format. */
 enum { TL_SPARSE_TILE = 256 };
 int64_t tl_sparse_bytes(int64_t rows, int64_t cols);
 int32_t tl_sparse_pack(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t *out);
-/* tl_sparse_fn: y[r] for rows [r0, r1) (r0 a multiple of TL_SPARSE_TILE) from the k kept inputs (indices idx,
- * int8 values val), = (float)(integer dot) / x_scale * w_scale as the dense kernels round it. */
+/* tl_sparse_fn: adds sum_i W[r][idx[i]] * val[i] over the k kept inputs (indices idx, int8 codes val) to sum[r] for
+ * every r < rows rounded up to TL_SPARSE_TILE (the padding rows get 0). */
 tl_sparse_fn tl_sparse_ref, tl_sparse_avx2, tl_sparse_avx512;
 /* A KV cache row of dim values (dim % 8 == 0) at 3 or 4 bits: its bytes, and quantize / dequantize one row. */
 int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);

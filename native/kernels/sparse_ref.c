@@ -1,13 +1,18 @@
-/* Sparse-input GEMV (Q-Sparse, top-K activations): only the weight columns of kept inputs are read.
+/* Sparse-input GEMV: only the weight columns of nonzero inputs are read. It serves Q-Sparse's top-K inputs and
+ * relu² models' down_proj input, whose int8 codes are mostly exact zeros (a zero input contributes nothing, so
+ * skipping it is lossless).
  *
- * That needs a column-major layout, built once at load from any ternary row format: rows are cut into tiles of
- * TL_SPARSE_TILE = 256, and tile t holds, for each input column j in order, 64 bytes (one cache line): a bit
- * per row set where W[256t + r][j] = +1 (bytes 0-31, bit r % 8 of byte r / 8), then where it is -1 (bytes
- * 32-63). 2 bits per weight as i2_s; rows past the matrix are zero. A token's dot then reads k lines per tile
- * (k = kept inputs) instead of all: at 50% top-K, half the weight bytes.
+ * That needs the weights stored by input channel, built once at load from any ternary row format: column j is
+ * ceil(rows / 256) consecutive 64-byte lines (one cache line each), line t covering rows 256t .. 256t + 255: a bit
+ * per row set where W[256t + r][j] = +1 (bytes 0-31, bit r % 8 of byte r / 8), then where it is -1 (bytes 32-63).
+ * 2 bits per weight as i2_s; rows past the matrix are zero. A kept input then reads one contiguous run of
+ * rows / 4 bytes (640 B for 2560 rows), which the hardware prefetchers stream like a dense row; a layout cut into
+ * row tiles first would scatter each input over single lines, far apart, and run at memory latency instead.
  *
- * Sums are exact integers, so the result equals the dense kernels' on the masked input bit for bit:
- * y[r] = (float)(sum_i W[r][idx[i]] val[i]) / x_scale * w_scale. */
+ * The kernel adds the kept inputs' integer contributions to int32 row sums, so a caller can split the kept inputs
+ * over threads and add the partial sums in any order: the result equals the dense kernels' on the same codes bit
+ * for bit once scaled as they do, y[r] = (float)sum[r] / x_scale * w_scale. */
+#include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
 
@@ -19,36 +24,39 @@ int32_t tl_sparse_pack(int32_t type, const void *w, int64_t rows, int64_t cols, 
     tl_decode_block_fn *decode = type == TL_TQ2_0 ? tl_tq2_0_decode : type == TL_TQ1_0 ? tl_tq1_0_decode
                                : type == TL_I2_S ? tl_i2_s_decode : NULL;
     int64_t block = type == TL_I2_S ? TL_I2_S_VALUES : TL_QK_K, row_bytes = tl_row_bytes(type, cols);
-    if (!decode || !row_bytes) return -1;
-    memset(out, 0, (size_t)tl_sparse_bytes(rows, cols));
-    int8_t values[256];
-    for (int64_t r = 0; r < rows; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
+    int64_t tiles = (rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE;
+    int8_t(*values)[TL_QK_K] = calloc(TL_SPARSE_TILE, sizeof *values); /* a tile's rows of one block, decoded */
+    if (!decode || !row_bytes || block > TL_QK_K || !values) return free(values), -1;
+    // a tile of rows and a block of columns at a time: decoded once, then each column's line written whole
+    for (int64_t t = 0; t < tiles; t++)
         for (int64_t b = 0; b < cols / block; b++) {
-            decode(row + b * (row_bytes / (cols / block)), values);
+            int64_t n = rows - t * TL_SPARSE_TILE < TL_SPARSE_TILE ? rows - t * TL_SPARSE_TILE : TL_SPARSE_TILE;
+            for (int64_t r = 0; r < TL_SPARSE_TILE; r++)
+                if (r < n) decode((const uint8_t *)w + (t * TL_SPARSE_TILE + r) * row_bytes + b * (row_bytes / (cols / block)), values[r]);
+                else memset(values[r], 0, TL_QK_K); /* rows past the matrix */
             for (int64_t i = 0; i < block; i++) {
-                int64_t j = b * block + i, rr = r % TL_SPARSE_TILE;
-                uint8_t *line = out + ((r / TL_SPARSE_TILE) * cols + j) * 64;
-                if (values[i] > 0) line[rr / 8] |= (uint8_t)(1u << (rr % 8));
-                if (values[i] < 0) line[32 + rr / 8] |= (uint8_t)(1u << (rr % 8));
+                uint8_t *line = out + ((b * block + i) * tiles + t) * 64;
+                for (int g = 0; g < TL_SPARSE_TILE / 8; g++) {
+                    uint8_t plus = 0, minus = 0;
+                    for (int k = 0; k < 8; k++) {
+                        plus |= (uint8_t)((values[8 * g + k][i] > 0) << k);
+                        minus |= (uint8_t)((values[8 * g + k][i] < 0) << k);
+                    }
+                    line[g] = plus, line[32 + g] = minus;
+                }
             }
         }
-    }
+    free(values);
     return 0;
 }
 
-void tl_sparse_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const int32_t *idx, const int8_t *val,
-                   int32_t k, float x_scale, float w_scale, float *y) {
-    for (int64_t t0 = r0; t0 < r1; t0 += TL_SPARSE_TILE) {
-        int32_t sum[TL_SPARSE_TILE] = {0};
-        const uint8_t *tile = w + (t0 / TL_SPARSE_TILE) * cols * 64;
-        for (int32_t i = 0; i < k; i++) {
-            const uint8_t *line = tile + (int64_t)idx[i] * 64;
-            for (int r = 0; r < TL_SPARSE_TILE; r++) {
-                if (line[r / 8] >> (r % 8) & 1) sum[r] += val[i];
-                if (line[32 + r / 8] >> (r % 8) & 1) sum[r] -= val[i];
-            }
+void tl_sparse_ref(const uint8_t *w, int64_t rows, const int32_t *idx, const int8_t *val, int32_t k, int32_t *sum) {
+    int64_t tiles = (rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE;
+    for (int32_t i = 0; i < k; i++) {
+        const uint8_t *column = w + (int64_t)idx[i] * tiles * 64;
+        for (int64_t r = 0; r < tiles * TL_SPARSE_TILE; r++) {
+            const uint8_t *line = column + r / TL_SPARSE_TILE * 64 + r % TL_SPARSE_TILE / 8;
+            sum[r] += (line[0] >> (r % 8) & 1) * val[i] - (line[32] >> (r % 8) & 1) * val[i];
         }
-        for (int64_t r = t0; r < r1 && r < t0 + TL_SPARSE_TILE; r++) y[r] = (float)sum[r - t0] / x_scale * w_scale;
     }
 }

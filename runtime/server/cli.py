@@ -71,6 +71,11 @@ def register(subparsers):
         help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on "
         "b1.58 files; default: the file's own mode)",
     )
+    p.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="decode a relu² model densely (default: down_proj reads only nonzero inputs' columns; exact)",
+    )
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
     ray.add_argument(
         "--replicas",
@@ -108,9 +113,10 @@ def dispatch(a) -> int:
             cors,
             a.batch_size,
             a.act_topk,
+            not a.no_sparse,
         )
-    if a.act_topk is not None:
-        raise InputError("--act-topk is not supported with Ray replicas")
+    if a.act_topk is not None or a.no_sparse:
+        raise InputError("--act-topk and --no-sparse are not supported with Ray replicas")
     from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
 
     return serve_replicas(
@@ -186,13 +192,14 @@ def serve(
     cors_origins: Sequence[str] | None = ("*",),
     batch_size=DEFAULT_BATCH_SIZE,
     act_topk: float | None = None,
+    sparse: bool = True,
 ) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
 
     if max_body_bytes < 1:
         raise InputError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
-    model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk)
+    model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse)
     try:
         app = create_app(
             model,
