@@ -1,17 +1,22 @@
-"""`make bench-modes`: b1.58 against its a4.8 / Q-Sparse runs, speed side by side on a noisy machine.
+"""`make bench-modes`: b1.58 against its a4.8 / Q-Sparse runs (and `make bench-sparse`: a relu² file's exact sparse
+decode against its dense decode), speed side by side on a noisy machine.
 
-Every spec (FILE, or FILE:F to run FILE with --act-topk F) is loaded in this one process; repetitions alternate
+Every spec (FILE; FILE:F to run FILE with --act-topk F; FILE:dense to run it with --no-sparse) is loaded in this one
+process; repetitions alternate
 between them (each model's pp, then each model's tg) so a noisy neighbour hurts all alike, and each repetition's
 t/s is divided by the first spec's in the same repetition: the ratio's median and range are what to quote.
-Also prints what a decoded token reads: weight bytes (top-K inputs through the sparse copies: 64 bytes per kept
-input and 256-row tile) and KV cache bytes per position.
+Also prints what a decoded token reads: weight bytes (top-K inputs, and a relu² down_proj's nonzero inputs, through
+the sparse copies: 64 bytes per kept input and 256 rows), the fraction of zero down_proj inputs the sparse decode saw,
+and KV cache bytes per position.
 
 usage: python bench/modes.py [-p 128] [-n 64] [-t 2] [-r 5] SPEC ...
-       python bench/modes.py --checkpoint MODE SRC OUT   (SRC's checkpoint with MODE's quantization_config)"""
+       python bench/modes.py --checkpoint MODE SRC OUT   (SRC's checkpoint with MODE's quantization_config)
+       python bench/modes.py --sparsity-of REF SRC OUT   (SRC.gguf with REF.gguf's fraction of zero down inputs)"""
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -32,12 +37,57 @@ from tritlm.runtime.bench import (
 )
 
 
-def parse_spec(spec: str) -> tuple[str, float | None]:
-    """FILE -> (FILE, None); FILE:F -> (FILE, F)."""
-    path, _, topk = spec.rpartition(":")
-    if path and topk.replace(".", "", 1).isdigit():
-        return path, float(topk)
-    return spec, None
+def parse_spec(spec: str) -> tuple[str, float | None, bool]:
+    """FILE -> (FILE, None, sparse); FILE:F -> (FILE, F, sparse); FILE:dense -> (FILE, None, not sparse)."""
+    path, _, option = spec.rpartition(":")
+    if path and option.replace(".", "", 1).isdigit():
+        return path, float(option), True
+    if path and option == "dense":
+        return path, None, False
+    return spec, None, True
+
+
+def down_zero_fraction(m, n_tokens: int = 32) -> float:
+    """The fraction of zero int8 down_proj inputs while m (a relu² model, sparse) decodes random tokens."""
+    before = m.sparse_counts()
+    with m.new_sequence(n_tokens) as seq:
+        for token in random_tokens(m.n_vocab, n_tokens, seed=2):
+            m.decode([seq], [token])
+    inputs, nonzero, _, _ = (a - b for a, b in zip(m.sparse_counts(), before))
+    return 1 - nonzero / inputs
+
+
+def with_sparsity_of(ref: str, src: str, out: str, threads: int) -> None:
+    """OUT: a copy of the relu² GGUF src whose down_proj inputs are as often int8 zeros as ref's (the embedded model:
+    random weights give far fewer). Each ffn_sub_norm weight gets a few heavy channels (1 in 16, weight H, the rest
+    1): their values set the int8 scale, so more of the others round to 0; H is bisected (one H for all layers)
+    until random-token decodes see ref's fraction. Weights, shapes and the forward pass are unchanged: a speed
+    stand-in for a trained model's sparsity, not a model."""
+    from tritlm.runtime.gguf import read_gguf
+
+    with Model(ref, threads=threads) as m:
+        target = down_zero_fraction(m)
+    with read_gguf(src) as gguf:
+        norms = [t for t in gguf.tensors if t.name.endswith("ffn_sub_norm.weight")]
+    shutil.copyfile(src, out + ".tmp")
+    data = np.memmap(out + ".tmp", mode="r+")
+    heavy = np.random.default_rng(0).random(norms[0].nbytes // 4) < 1 / 16
+
+    def set_heavy(weight: float) -> None:
+        for t in norms:
+            data[t.offset : t.offset + t.nbytes] = np.where(heavy, np.float32(weight), np.float32(1)).view(np.uint8)
+        data.flush()
+
+    lo, hi = 1.0, 1e4
+    with Model(out + ".tmp", threads=threads) as m:  # it maps the file: the norms change under it
+        for _ in range(20):
+            set_heavy(np.sqrt(lo * hi))
+            seen = down_zero_fraction(m)
+            lo, hi = (np.sqrt(lo * hi), hi) if seen < target else (lo, np.sqrt(lo * hi))
+            if abs(seen - target) < 0.005:
+                break
+    os.replace(out + ".tmp", out)
+    print(f"{out}: heavy ffn_sub_norm weight {np.sqrt(lo * hi):.3g}; zero down inputs {seen:.1%} (target {target:.1%})")
 
 
 def with_mode(mode: str, src: str, out: str) -> None:
@@ -62,6 +112,12 @@ def main(argv=None) -> int:
         metavar=("MODE", "SRC", "OUT"),
         help=f"only write OUT: SRC with MODE's quantization_config ({', '.join(ACT_MODES)})",
     )
+    parser.add_argument(
+        "--sparsity-of",
+        nargs=3,
+        metavar=("REF", "SRC", "OUT"),
+        help="only write OUT: the GGUF SRC with REF's fraction of zero down_proj inputs (see with_sparsity_of)",
+    )
     parser.add_argument("specs", nargs="*", metavar="SPEC", help="FILE or FILE:F (FILE run with --act-topk F)")
     parser.add_argument("-p", "--n-prompt", type=int, default=128)
     parser.add_argument("-n", "--n-gen", type=int, default=64)
@@ -70,11 +126,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.checkpoint:
         return with_mode(*args.checkpoint) or 0
+    if args.sparsity_of:
+        return with_sparsity_of(*args.sparsity_of, threads=args.threads) or 0
     n_ctx = max(args.n_prompt, args.n_gen) + 1
     models = []
     for spec in args.specs:
-        path, topk = parse_spec(spec)
-        models.append((spec, Model(path, threads=args.threads, n_ctx=n_ctx, act_topk=topk)))
+        path, topk, sparse = parse_spec(spec)
+        models.append((spec, Model(path, threads=args.threads, n_ctx=n_ctx, act_topk=topk, sparse=sparse)))
     runs = {}
     for spec, m in models:
         seq = m.new_sequence(n_ctx)
@@ -93,14 +151,19 @@ def main(argv=None) -> int:
     first = models[0][0]
     rows = []
     for spec, m in models:
-        path, _ = parse_spec(spec)
-        _, weights = weight_layout(path, m.mode)
+        path, _, _ = parse_spec(spec)
+        inputs, nonzero, up_rows, computed = m.sparse_counts()
+        _, weights = weight_layout(
+            path, m.mode, nonzero / inputs if inputs else None, computed / up_rows if up_rows else None
+        )
         row = [os.path.basename(spec), m.mode.name]
         for test in (0, 1):
             r = np.array(rates[spec, test])
             ratio = r / np.array(rates[first, test])
             row += [f"{np.median(r):.1f}", f"{np.median(ratio):.2f} ({ratio.min():.2f}-{ratio.max():.2f})"]
-        rows.append(row + [size(weights), size(kv_bytes_per_token(m))])
+        zeros = f"{1 - nonzero / inputs:.1%}" if inputs else "dense"
+        skipped = f"{1 - computed / up_rows:.1%}" if up_rows else "dense"
+        rows.append(row + [size(weights), zeros, skipped, size(kv_bytes_per_token(m))])
     print(
         markdown_table(
             [
@@ -111,10 +174,12 @@ def main(argv=None) -> int:
                 f"tg{args.n_gen} t/s",
                 "tg ratio",
                 "weights read/token",
+                "down inputs 0",
+                "up rows skipped",
                 "KV/token",
             ],
             rows,
-            right={2, 3, 4, 5, 6, 7},
+            right={2, 3, 4, 5, 6, 7, 8, 9},
         )
     )
     print(

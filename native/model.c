@@ -11,7 +11,8 @@
  *
  * relu² models (BitNet b1.58 2B-4T) decode sparsely and exactly: relu(gate)² is 0 wherever gate <= 0, and most of
  * the down_proj input quantizes to int8 zeros, which the integer dot skips exactly. So a single decoded token runs
- * down_proj as the same sparse GEMV over its nonzero codes (tl_config.no_sparse turns it off). */
+ * gate first, up only on the rows where relu(gate) > 0, and down_proj as the same sparse GEMV over its nonzero
+ * codes (tl_config.no_sparse turns it off). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@ struct tl_model { /* read-only after tl_model_new */
     const uint8_t **sparse; /* [n_layer][7]: by-input-channel copies (kernels/sparse_ref.c) of linears with sparse inputs */
     uint8_t sparse_input[4]; /* per linear input TL_IN_*: 1 if its linears have sparse copies */
     int64_t sparse_rows;     /* the most rows of a linear with a sparse copy, rounded up to TL_SPARSE_TILE */
+    uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
 };
 
 struct tl_ctx {
@@ -55,7 +57,9 @@ struct tl_ctx {
     int8_t *kept_val;
     int32_t n_kept;
     int32_t *sparse_sums; /* [3][chunks][sparse_rows]: the sparse GEMV's int32 row sums per job and chunk */
-    int64_t sparse_counts[2]; /* relu² sparse decode so far: down_proj inputs, nonzero ones */
+    int64_t sparse_counts[4]; /* relu² sparse decode so far: down_proj inputs, nonzero ones, up rows, computed ones */
+    int32_t *up_rows;         /* one token's up_proj rows to compute (relu(gate) > 0), and how many */
+    int32_t n_up_rows;
 };
 
 struct tl_seq {
@@ -132,6 +136,10 @@ static int64_t padded_cols(int32_t type, int64_t cols) {
 
 static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+}
+
+static tl_ternary_rows_fn *ternary_rows_kernel(const tl_kernels *k, int32_t type) {
+    return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : type == TL_I2_S ? k->i2_s_rows : NULL;
 }
 
 /* Whether n floats are all finite, testing the exponent bits (vectorizes). */
@@ -293,6 +301,11 @@ static int make_sparse_copies(tl_model *m) {
             m->sparse_rows = rows > m->sparse_rows ? rows : m->sparse_rows;
         }
     tl_pool_run(m->pool, pack_chunk, m, c->n_layer * N_LINEARS);
+    // relu²: up_proj rows whose relu(gate) is 0 are skipped (a ternary up read whole, not through a sparse copy)
+    if (!(m->skip_up = calloc((size_t)c->n_layer, 1))) return 0;
+    for (int l = 0; l < c->n_layer; l++)
+        m->skip_up[l] = c->act == TL_ACT_RELU2 && !c->no_sparse && !m->sparse[l * N_LINEARS + 5] &&
+                        ternary_kernel(m->kern, m->layers[l].ffn_up.type);
     return 1;
 }
 
@@ -332,6 +345,7 @@ void tl_model_free(tl_model *m) {
     tl_pool_free(m->pool);
     for (int i = 0; m->sparse && i < m->cfg.n_layer * N_LINEARS; i++) free((void *)m->sparse[i]);
     free(m->sparse);
+    free(m->skip_up);
     free(m->layers);
     free(m->rope_inv_freq);
     free(m);
@@ -396,9 +410,9 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
     widest = (widest > (size_t)c->n_head * c->head_dim ? widest : (size_t)c->n_head * c->head_dim) + 255;
     ctx->topk_work = malloc(sizeof(uint32_t) * widest * threads);
     ctx->kv_rows = malloc(sizeof(float) * 2 * ATT_BLOCK * (size_t)c->head_dim * threads);
-    ctx->kept_idx = malloc(sizeof(int32_t) * widest), ctx->kept_val = malloc(widest);
+    ctx->kept_idx = malloc(sizeof(int32_t) * widest), ctx->kept_val = malloc(widest), ctx->up_rows = malloc(sizeof(int32_t) * widest);
     ctx->sparse_sums = malloc(sizeof(int32_t) * 3 * (size_t)(PARTS_PER_THREAD * tl_pool_size(m->pool)) * (size_t)m->sparse_rows + 1);
-    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->sparse_sums ||
+    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->up_rows || !ctx->sparse_sums ||
         !grow_scratch(ctx, 1)) {
         tl_ctx_free(ctx);
         return NULL;
@@ -406,14 +420,14 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
     return ctx;
 }
 
-void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[2]) { memcpy(counts, ctx->sparse_counts, sizeof ctx->sparse_counts); }
+void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[4]) { memcpy(counts, ctx->sparse_counts, sizeof ctx->sparse_counts); }
 
 void tl_ctx_free(tl_ctx *ctx) {
     if (!ctx) return;
     free_scratch(ctx);
     free(ctx->logits_tmp);
     free(ctx->att_acc);
-    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val), free(ctx->sparse_sums);
+    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val), free(ctx->up_rows), free(ctx->sparse_sums);
     free(ctx);
 }
 
@@ -632,6 +646,39 @@ static void bitlinear(tl_ctx *ctx, int32_t n, int l, int first, int count, float
     run_matmuls(ctx, &task);
 }
 
+/* A relu² token's up_proj on only the rows where relu(gate) > 0 (ctx->up_rows), the list split over the pool in
+ * 4-row tiles. The other rows' act(gate) * up is 0 whatever up is, so they are left 0. */
+typedef struct { tl_ctx *ctx; const tl_tensor *w; int32_t parts; } up_rows_task;
+
+static void up_rows_chunk(void *arg, int32_t chunk, int32_t thread) {
+    (void)thread;
+    up_rows_task *task = arg;
+    tl_ctx *ctx = task->ctx;
+    tl_qact qa = {ctx->xq, ctx->xscale, ctx->xsum, 1};
+    int64_t i0, i1;
+    tl_split(ctx->n_up_rows, 4, chunk, task->parts, &i0, &i1);
+    if (i0 < i1)
+        ternary_rows_kernel(ctx->m->kern, task->w->type)(task->w->data, task->w->cols, ctx->up_rows + i0, i1 - i0, &qa,
+                                                         task->w->scale, ctx->up);
+}
+
+/* gate, then up where relu(gate) > 0, for one token of layer l (a relu² model decoding sparsely). */
+static void gate_then_up(tl_ctx *ctx, int l) {
+    const tl_model *m = ctx->m;
+    const tl_tensor *up = &m->layers[l].ffn_up;
+    bitlinear(ctx, 1, l, 4, 1, (float *[]){ctx->gate});
+    int32_t n = 0;
+    for (int64_t r = 0; r < up->rows; r++) { /* branch-free: positive and not alternate unpredictably */
+        ctx->up_rows[n] = (int32_t)r;
+        n += ctx->gate[r] > 0;
+    }
+    ctx->n_up_rows = n;
+    memset(ctx->up, 0, sizeof(float) * (size_t)up->rows);
+    up_rows_task task = {ctx, up, PARTS_PER_THREAD * tl_pool_size(m->pool)};
+    tl_pool_run(m->pool, up_rows_chunk, &task, task.parts);
+    ctx->sparse_counts[2] += up->rows, ctx->sparse_counts[3] += n;
+}
+
 /* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the
  * q/k rows were interleaved for llama.cpp's normal form, rotate by pos * inv_freq[i]. */
 static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
@@ -828,9 +875,10 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         norm_quantize(ctx, ctx->att, ctx->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols, TL_IN_O);
         bitlinear(ctx, n, l, 3, 1, (float *[]){ctx->tmp});
         for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
-        // MLP: RMSNorm, quantize, gate and up projections
+        // MLP: RMSNorm, quantize, gate and up projections (one token of a relu² model: up only where gate > 0)
         norm_quantize(ctx, ctx->xn, ctx->x, &L->ffn_norm, n, e, L->ffn_gate.cols, TL_IN_GATE_UP);
-        bitlinear(ctx, n, l, 4, 2, (float *[]){ctx->gate, ctx->up});
+        if (n == 1 && m->skip_up[l]) gate_then_up(ctx, l);
+        else bitlinear(ctx, n, l, 4, 2, (float *[]){ctx->gate, ctx->up});
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
         gate_times_up(ctx->gate, ctx->up, n * f, c->act);
         // ffn_sub_norm, quantize, down projection, residual

@@ -25,6 +25,19 @@ int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t 
     return 0;
 }
 
+int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t cols, const int32_t *list,
+                               int64_t n, const int8_t *x, float x_scale, float w_scale, float *y) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    tl_ternary_rows_fn *fn = !k ? NULL : type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows
+                           : type == TL_I2_S ? k->i2_s_rows : NULL;
+    if (!fn || n <= 0 || !tl_row_bytes(type, cols)) return -1;
+    int32_t sum = 0;
+    for (int64_t i = 0; i < cols; i++) sum += x[i];
+    tl_qact qa = {x, &x_scale, &sum, 1};
+    fn(w, cols, list, n, &qa, w_scale, y);
+    return 0;
+}
+
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);

@@ -11,6 +11,10 @@
  * type/shape has no kernel. */
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
+/* The row-list entry of a ternary kernel (one token): y[list[i]] for i < n as tl_matmul_ternary gives it; other
+ * entries of y untouched. Returns 0, or -1 as tl_matmul_ternary. */
+int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t cols, const int32_t *list,
+                               int64_t n, const int8_t *x, float x_scale, float w_scale, float *y);
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y);
 

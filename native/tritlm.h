@@ -34,8 +34,9 @@ typedef struct {
     int32_t act_bits[4];
     float act_topk[4];
     int32_t kv_bits, kv_bits_first;
-    /* 1: decode a relu² model's down_proj densely. By default a single decoded token reads only the down_proj
-     * weight columns of its nonzero int8 inputs (exact: the same logits); this is for comparison. */
+    /* 1: decode a relu² model's MLP densely. By default a single decoded token computes up_proj only where
+     * relu(gate) > 0 and reads only the down_proj weight columns of its nonzero int8 inputs (exact: the same
+     * logits); this is for comparison. */
     int32_t no_sparse;
 } tl_config;
 
@@ -65,8 +66,9 @@ void tl_model_free(tl_model *m);
 tl_ctx *tl_ctx_new(const tl_model *m);
 void tl_ctx_free(tl_ctx *ctx);
 /* What a relu² model's sparse decode saw in this context's calls so far: [0] down_proj inputs of single decoded
- * tokens (n_ff per token and layer), [1] how many of them were nonzero int8 codes (the columns read). */
-void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[2]);
+ * tokens (n_ff per token and layer), [1] how many of them were nonzero int8 codes (the columns read), [2] up_proj
+ * rows of those tokens, [3] how many were computed (the others' relu(gate) was 0). */
+void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[4]);
 
 /* A sequence: its own KV cache of n_ctx positions and its length (the tokens it holds; the next one goes to
  * position len). NULL if out of memory. */

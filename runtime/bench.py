@@ -93,12 +93,15 @@ def kv_cache_bytes(model, n_ctx: int) -> int:
     return kv_bytes_per_token(model) * n_ctx
 
 
-def weight_layout(path: str, mode=None, down_nonzero: float | None = None) -> tuple[str, int]:
+def weight_layout(
+    path: str, mode=None, down_nonzero: float | None = None, up_computed: float | None = None
+) -> tuple[str, int]:
     """(ternary type name of the linear weights, bytes of weights read per decoded token).
     Decoding reads every tensor except the token embedding, of which it reads one row, unless the
     embedding is tied and doubles as the output matrix. A linear whose input keeps a top-K fraction, and a relu²
     model's down_proj when down_nonzero (the measured fraction of nonzero int8 inputs) is given, is read through
-    its by-input-channel copy: 64 bytes per kept input and 256 output rows (native/kernels/sparse_ref.c)."""
+    its by-input-channel copy: 64 bytes per kept input and 256 output rows (native/kernels/sparse_ref.c); a relu²
+    model's up_proj reads the fraction up_computed of its rows (those where relu(gate) > 0)."""
     from tritlm.formats import TERNARY
     from tritlm.runtime.gguf import read_gguf
 
@@ -115,6 +118,9 @@ def weight_layout(path: str, mode=None, down_nonzero: float | None = None) -> tu
             keep = max(1, int(mode.topk[input_of[linear]] * t.cols + 0.5))
         elif linear == "ffn_down" and down_nonzero is not None:
             keep = down_nonzero * t.cols
+        elif linear == "ffn_up" and up_computed is not None:
+            read -= round(t.nbytes * (1 - up_computed))
+            continue
         else:
             continue
         read += round(-(-t.rows // 256) * keep * 64) - t.nbytes
@@ -163,11 +169,14 @@ def bench_model(
             seconds = timed_reps(decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1)), reps)
             mean, std = rate(n_gen, seconds)
             records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std))
-        inputs, nonzero = model.sparse_counts()  # what the relu² sparse decode saw (0, 0: it did not run)
+        inputs, nonzero, up_rows, computed = model.sparse_counts()  # what the relu² sparse decode saw (0s: not run)
         down_nonzero = nonzero / inputs if inputs else None
+        up_computed = computed / up_rows if up_rows else None
         if inputs:
             records[-1].update(down_zero_pct=100 * (1 - down_nonzero))
-        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero)
+        if up_rows:
+            records[-1].update(up_skipped_pct=100 * (1 - up_computed))
+        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero, up_computed)
         for r in records:
             r["type"] = ternary_type
         # Before the bandwidth probe, whose buffer would count as the model's memory.
@@ -279,6 +288,7 @@ def format_report(records: list[dict]) -> str:
             "type",
             "weights/token",
             "down inputs 0",
+            "up rows skipped",
             "KV/token",
             "tg weight reads",
             "machine reads",
@@ -293,6 +303,7 @@ def format_report(records: list[dict]) -> str:
                 r["type"],
                 size(r["weight_bytes_per_token"]),
                 f"{r['down_zero_pct']:.1f}%" if "down_zero_pct" in r else "dense",
+                f"{r['up_skipped_pct']:.1f}%" if "up_skipped_pct" in r else "dense",
                 size(r["kv_bytes_per_token"]),
                 f"{r['weight_read_gbps']:.1f} GB/s",
                 f"{r['machine_read_gbps']:.1f} GB/s",
@@ -303,7 +314,7 @@ def format_report(records: list[dict]) -> str:
             ]
             for r in decode
         ],
-        right={2, 3, 4, 5, 6, 7, 8, 9, 10},
+        right={2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
     )
     isa = records[0]["isa"] if records else "?"
     return f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"

@@ -266,16 +266,16 @@ class Model:
         for seq in list(self._sequences):
             seq.reset()
 
-    def sparse_counts(self) -> tuple[int, int]:
-        """(down_proj inputs, nonzero ones) of the single tokens decoded so far by the relu² sparse path
-        (tl_ctx_sparse_counts summed over this model's contexts; call it between calls)."""
-        counts = ffi.new("int64_t[2]")
-        total = [0, 0]
+    def sparse_counts(self) -> tuple[int, int, int, int]:
+        """(down_proj inputs, nonzero ones, up_proj rows, computed ones) of the single tokens decoded so far by the
+        relu² sparse path (tl_ctx_sparse_counts summed over this model's contexts; call it between calls)."""
+        counts = ffi.new("int64_t[4]")
+        total = [0, 0, 0, 0]
         with self._contexts_lock:
             for ctx in self._contexts:
                 lib.tl_ctx_sparse_counts(ctx, counts)
                 total = [a + b for a, b in zip(total, counts)]
-        return total[0], total[1]
+        return total[0], total[1], total[2], total[3]
 
     def close(self) -> None:
         """Frees the engine, the sequences and the file mapping; the model cannot be used after."""

@@ -56,15 +56,19 @@ def test_json_records(tiny_ggufs, capsys):
         assert r["peak_rss_bytes"] >= r["model_bytes"]  # every weight was read through the mmap
     tg = records[1]
     # tied embeddings: decoding reads every tensor, the embedding as the output matrix; but this relu² model's
-    # down_proj reads only the 64-byte lines (per 256 rows) of its nonzero inputs' columns
+    # down_proj reads only the 64-byte lines (per 256 rows) of its nonzero inputs' columns, and up_proj the rows
+    # whose relu(gate) is nonzero
     from gguf import GGUFReader
 
-    downs = [t for t in GGUFReader(path).tensors if t.name.endswith("ffn_down.weight")]
-    kept = 1 - tg["down_zero_pct"] / 100
-    assert 0 < kept < 1
+    tensors = GGUFReader(path).tensors
+    downs = [t for t in tensors if t.name.endswith("ffn_down.weight")]
+    ups = [t for t in tensors if t.name.endswith("ffn_up.weight")]
+    kept, skipped = 1 - tg["down_zero_pct"] / 100, tg["up_skipped_pct"] / 100
+    assert 0 < kept < 1 and 0 < skipped < 1
     sparse_read = sum(-(-int(t.shape[1]) // 256) * int(t.shape[0]) * kept * 64 - int(t.n_bytes) for t in downs)
+    sparse_read -= sum(int(t.n_bytes) * skipped for t in ups)
     assert "output.weight" not in sizes
-    assert tg["weight_bytes_per_token"] == pytest.approx(sum(sizes.values()) + sparse_read, abs=len(downs))
+    assert tg["weight_bytes_per_token"] == pytest.approx(sum(sizes.values()) + sparse_read, abs=2 * len(downs))
     assert tg["weight_read_gbps"] == pytest.approx(tg["weight_bytes_per_token"] * tg["tokens_per_s"] / 1e9)
     assert tg["machine_read_gbps"] > 0.5  # any machine this runs on streams more than that
     assert tg["roofline_pct"] == pytest.approx(100 * tg["weight_read_gbps"] / tg["machine_read_gbps"])
@@ -76,7 +80,8 @@ def test_no_sparse_reads_every_weight(tiny_ggufs, capsys):
     path = tiny_ggufs["tq1_0"]
     assert main(["bench", "--json", "-m", path, "-p", "0", "-n", "4", "-r", "1", "-t", "1", "--no-sparse"]) == 0
     (tg,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert "down_zero_pct" not in tg and tg["weight_bytes_per_token"] == sum(tensor_bytes(path).values())
+    assert "down_zero_pct" not in tg and "up_skipped_pct" not in tg
+    assert tg["weight_bytes_per_token"] == sum(tensor_bytes(path).values())
 
 
 def test_table_of_several_models(tiny_ggufs, capsys):

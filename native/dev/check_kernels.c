@@ -60,6 +60,26 @@ static void check_ternary(const tl_kernels *k, const char *name, tl_ternary_fn *
     free(w), free(q), free(scale), free(sum), free(y), free(y_ref);
 }
 
+/* The row-list entry on every third row and the last (one token): the reference kernel's values there, and the
+ * sentinel elsewhere. */
+static void check_ternary_rows(const tl_kernels *k, const char *name, tl_ternary_rows_fn *fn, tl_ternary_fn *fn_ref,
+                               int32_t type, int64_t rows, int64_t cols) {
+    int64_t wbytes = rows * tl_row_bytes(type, cols), n = 0;
+    uint8_t *w = malloc(wbytes);
+    int8_t *q = malloc(cols);
+    int32_t sum = 0, *list = malloc(sizeof(int32_t) * rows);
+    for (int64_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next();
+    for (int64_t i = 0; i < cols; i++) q[i] = (int8_t)next(), sum += q[i];
+    for (int64_t r = 0; r < rows; r++)
+        if (r % 3 == 0 || r == rows - 1) list[n++] = (int32_t)r;
+    float scale = uniform(0.5f, 100.0f), w_scale = uniform(0.01f, 2.0f), *y = sentinel_y(1, rows), *y_ref = sentinel_y(1, rows);
+    tl_qact x = {q, &scale, &sum, 1};
+    for (int64_t i = 0; i < n; i++) fn_ref(w, cols, list[i], list[i] + 1, &x, w_scale, y_ref, rows);
+    fn(w, cols, list, n, &x, w_scale, y);
+    compare(name, k->isa, rows, cols, 1, y, y_ref, rows);
+    free(w), free(q), free(list), free(y), free(y_ref);
+}
+
 /* A random finite f16 (subnormals included). */
 static uint16_t random_f16(void) {
     uint16_t h = (uint16_t)next();
@@ -114,9 +134,9 @@ static void check_isa(const tl_kernels *k) {
     static const int64_t ROWS[] = {1, 3, 4, 5, 7, 13};
     static const int32_t TOKENS[] = {1, 2, 3, 4, 5, 7, 8, 9, 13};
     static const int64_t BLOCKS[] = {1, 2, 3, 5};
-    struct { const char *name; int32_t type; int64_t block; tl_ternary_fn *fn, *fn_ref; } tern[] = {
-        {"tq1_0", TL_TQ1_0, 256, k->tq1_0, ref->tq1_0}, {"tq2_0", TL_TQ2_0, 256, k->tq2_0, ref->tq2_0},
-        {"i2_s", TL_I2_S, 128, k->i2_s, ref->i2_s}};
+    struct { const char *name; int32_t type; int64_t block; tl_ternary_fn *fn, *fn_ref; tl_ternary_rows_fn *rows; } tern[] = {
+        {"tq1_0", TL_TQ1_0, 256, k->tq1_0, ref->tq1_0, k->tq1_0_rows}, {"tq2_0", TL_TQ2_0, 256, k->tq2_0, ref->tq2_0, k->tq2_0_rows},
+        {"i2_s", TL_I2_S, 128, k->i2_s, ref->i2_s, k->i2_s_rows}};
     for (int f = 0; f < 3; f++) {
         int b = 0;
         for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
@@ -125,6 +145,8 @@ static void check_isa(const tl_kernels *k) {
                               BLOCKS[b++ % 4] * tern[f].block, TOKENS[t]);
         // rows longer than the many-token code buffer (16384 values) take the fused path with many tokens
         check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 5, 16384 + tern[f].block, 6);
+        for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
+            check_ternary_rows(k, tern[f].name, tern[f].rows, tern[f].fn_ref, tern[f].type, 4 * ROWS[r] + 1, BLOCKS[r % 4] * tern[f].block);
     }
     static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K};
     static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16", "q8_0", "q4_k", "q6_k"};

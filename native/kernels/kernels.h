@@ -27,6 +27,10 @@ typedef void tl_ternary_fn(const uint8_t *w, int64_t cols, int64_t r0, int64_t r
 /* Float-typed W [rows][cols] against f32 activations x [n][cols]: y[t*ldy + r] = sum_k W[r][k] x[t][k].
  * Every ISA sums in the same order so results match bit for bit: lane l of 16 accumulates k = l mod 16
  * with fused multiply-adds, then lanes are added pairwise (l + 8, l + 4, l + 2, l + 1). cols % 16 == 0. */
+/* Listed rows of a ternary W for one token: y[rows[i]] for i < n, each as tl_ternary_fn gives it (x->n == 1). */
+typedef void tl_ternary_rows_fn(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x,
+                                float w_scale, float *y);
+
 typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n,
                          float *y, int64_t ldy);
 
@@ -36,6 +40,7 @@ typedef void tl_sparse_fn(const uint8_t *w, int64_t rows, const int32_t *idx, co
 typedef struct {
     const char *isa;
     tl_ternary_fn *tq1_0, *tq2_0, *i2_s;
+    tl_ternary_rows_fn *tq1_0_rows, *tq2_0_rows, *i2_s_rows;
     tl_float_fn *f32, *f16, *bf16, *q8_0, *q4_k, *q6_k;
     tl_int4_fn *int4;
     tl_sparse_fn *sparse;
@@ -131,9 +136,15 @@ tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;
 tl_float_fn tl_q6_k_avx2, tl_q6_k_avx512;
+tl_ternary_rows_fn tl_tq2_0_ref_rows, tl_tq2_0_avx2_rows, tl_tq2_0_avx512_rows;
+tl_ternary_rows_fn tl_tq1_0_ref_rows, tl_tq1_0_avx2_rows, tl_tq1_0_avx512_rows;
+tl_ternary_rows_fn tl_i2_s_ref_rows, tl_i2_s_avx2_rows, tl_i2_s_avx512_rows;
 tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
 tl_ternary_fn tl_tq1_0_neon, tl_tq1_0_dotprod, tl_tq1_0_i8mm;
 tl_ternary_fn tl_i2_s_neon, tl_i2_s_dotprod, tl_i2_s_i8mm;
+tl_ternary_rows_fn tl_tq2_0_neon_rows, tl_tq2_0_dotprod_rows, tl_tq2_0_i8mm_rows;
+tl_ternary_rows_fn tl_tq1_0_neon_rows, tl_tq1_0_dotprod_rows, tl_tq1_0_i8mm_rows;
+tl_ternary_rows_fn tl_i2_s_neon_rows, tl_i2_s_dotprod_rows, tl_i2_s_i8mm_rows;
 tl_float_fn tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon;
 
 /* ARM64 levels above baseline NEON that this compiler builds (kernels/neon.h). GCC compiles each file for its own

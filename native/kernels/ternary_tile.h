@@ -109,3 +109,35 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
         r += R;
     }
 }
+
+/* Listed rows only, one token: y[rows[i]] for i < n, as KERNEL gives them (a relu² model's up_proj computes only the
+ * rows whose relu(gate) is nonzero). Tiles of 4 listed rows (the last tile repeats its last row); rows are not
+ * contiguous, so the listed rows PREFETCH_TILES tiles ahead are prefetched explicitly. */
+#define ROWS_NAME(k) ROWS_NAME_(k)
+#define ROWS_NAME_(k) k##_rows
+void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x, float w_scale,
+                       float *y) {
+    int64_t row_bytes = cols / BLOCK_VALUES * BLOCK_BYTES;
+    for (int64_t i = 0; i < n; i += TILE) {
+        const uint8_t *src[TILE], *ahead[TILE];
+        for (int r = 0; r < TILE; r++) {
+            int64_t at = i + r < n ? i + r : n - 1, next = i + PREFETCH_TILES * TILE + r < n ? i + PREFETCH_TILES * TILE + r : n - 1;
+            src[r] = w + rows[at] * row_bytes, ahead[r] = w + rows[next] * row_bytes;
+        }
+        VEC_ACC acc[TILE];
+        for (int r = 0; r < TILE; r++) acc[r] = vec_zero();
+        for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
+            for (int r = 0; r < TILE; r++) {
+                prefetch_l2(ahead[r] + b * BLOCK_BYTES);
+                if (BLOCK_BYTES > 64) prefetch_l2(ahead[r] + b * BLOCK_BYTES + 64);
+            }
+            for (int seg = 0; seg < SEGS; seg++) {
+                VEC xv = vec_load(x->q + b * BLOCK_VALUES + seg * VEC_BYTES);
+                for (int r = 0; r < TILE; r++) acc[r] = vec_dot(acc[r], decode(src[r] + b * BLOCK_BYTES, seg), xv);
+            }
+        }
+        int32_t out[TILE];
+        vec_sum4_store(out, acc[0], acc[1], acc[2], acc[3]);
+        for (int r = 0; r < TILE && i + r < n; r++) y[rows[i + r]] = (float)(out[r] - x->sum[0]) / x->scale[0] * w_scale;
+    }
+}
