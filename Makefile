@@ -6,7 +6,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install install-test native demo test lint typecheck test-slow load-test bench bench-modes bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
+.PHONY: install install-test native demo test lint typecheck test-slow load-test bench bench-modes bench-sparse bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
 	sanitize sanitize-asan sanitize-tsan test-arm arm-toolchain
 
 $(VENV)/.installed: setup.py pyproject.toml
@@ -123,6 +123,18 @@ $(SYNTH_2B)-%-i2_s.gguf: $(SYNTH_2B)/.complete
 bench-modes: $(MODE_TINY) $(SYNTH_2B)-i2_s.gguf $(MODE_2B)
 	$(VPY) bench/modes.py -t 2 -r 9 $(MODE_TINY) $(TINY_GGUF):0.5
 	$(VPY) bench/modes.py -t 2 -r 5 $(SYNTH_2B)-i2_s.gguf $(MODE_2B)
+
+# Exact relu² sparsity (sparse vs --no-sparse decode, alternating in one process): the embedded model in each ternary
+# type, then the 2B-4T preset biased to the embedded model's sparsity (bench/modes.py with_sparsity_of says how).
+SPARSE_TINY := $(foreach t,i2_s tq2_0 tq1_0,models/bitnet-tiny.$(t).gguf)
+SPARSE_2B   := $(SYNTH_2B)-i2_s-sparsity.gguf
+
+$(SPARSE_2B): $(SYNTH_2B)-i2_s.gguf $(TINY_GGUF)
+	$(VPY) bench/modes.py -t 2 --sparsity-of $(TINY_GGUF) $< $@
+
+bench-sparse: $(SPARSE_TINY) $(SPARSE_2B)
+	for f in $(SPARSE_TINY); do $(VPY) bench/modes.py -t 2 -r 9 -p 16 $$f:dense $$f || exit 1; done
+	$(VPY) bench/modes.py -t 2 -r 5 -p 16 -n 32 $(SPARSE_2B):dense $(SPARSE_2B)
 
 # llama.cpp built from source once (native CPU flags) into a cached wheel; nothing of it enters the repo.
 $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed

@@ -11,7 +11,7 @@ and KV cache bytes per position.
 
 usage: python bench/modes.py [-p 128] [-n 64] [-t 2] [-r 5] SPEC ...
        python bench/modes.py --checkpoint MODE SRC OUT   (SRC's checkpoint with MODE's quantization_config)
-       python bench/modes.py --sparsity-of REF SRC OUT   (SRC.gguf with REF.gguf's fraction of zero down inputs)"""
+       python bench/modes.py --sparsity-of REF SRC OUT   (SRC.gguf biased to REF.gguf's sparsity: with_sparsity_of)"""
 
 import argparse
 import json
@@ -47,30 +47,60 @@ def parse_spec(spec: str) -> tuple[str, float | None, bool]:
     return spec, None, True
 
 
-def down_zero_fraction(m, n_tokens: int = 32) -> float:
-    """The fraction of zero int8 down_proj inputs while m (a relu² model, sparse) decodes random tokens."""
+def sparsity_seen(m, n_tokens: int = 32) -> tuple[float, float]:
+    """(zero int8 down_proj inputs, skipped up_proj rows) as fractions, while m (a relu² model decoding sparsely)
+    decodes random tokens."""
     before = m.sparse_counts()
     with m.new_sequence(n_tokens) as seq:
         for token in random_tokens(m.n_vocab, n_tokens, seed=2):
             m.decode([seq], [token])
-    inputs, nonzero, _, _ = (a - b for a, b in zip(m.sparse_counts(), before))
-    return 1 - nonzero / inputs
+    inputs, nonzero, rows, computed = (a - b for a, b in zip(m.sparse_counts(), before))
+    return 1 - nonzero / inputs, 1 - computed / rows
+
+
+def bisect(seen, target: float, lo: float, hi: float, geometric: bool = False) -> float:
+    """The knob in [lo, hi] at which seen(knob), increasing, comes within 0.5% of target (or the last tried)."""
+    for _ in range(24):
+        mid = float(np.sqrt(lo * hi)) if geometric else (lo + hi) / 2
+        got = seen(mid)
+        if abs(got - target) < 0.005:
+            break
+        lo, hi = (mid, hi) if got < target else (lo, mid)
+    return mid
 
 
 def with_sparsity_of(ref: str, src: str, out: str, threads: int) -> None:
-    """OUT: a copy of the relu² GGUF src whose down_proj inputs are as often int8 zeros as ref's (the embedded model:
-    random weights give far fewer). Each ffn_sub_norm weight gets a few heavy channels (1 in 16, weight H, the rest
-    1): their values set the int8 scale, so more of the others round to 0; H is bisected (one H for all layers)
-    until random-token decodes see ref's fraction. Weights, shapes and the forward pass are unchanged: a speed
-    stand-in for a trained model's sparsity, not a model."""
+    """OUT: a copy of the relu² i2_s GGUF src whose decoded tokens skip as many up_proj rows and see as many zero
+    int8 down_proj inputs as ref's (the embedded model: random weights give about half of each). Random weights
+    give gate > 0 for half the rows whatever the input, so the copy is biased: input channel 0 of every token's
+    embedding is made large (~1e6), so it dominates every layer's int8 input; gate column 0 is -1 on a fraction f of
+    the rows and +1 on the rest, so those rows' gate is negative (f bisected to ref's skipped rows); and each
+    ffn_sub_norm weight gets a few heavy channels (1 in 16, weight H, the rest 1), whose values set the int8 scale so
+    more of the others round to 0 (H bisected to ref's zero down inputs). Shapes, types and the kernels' work per
+    kept row or input are unchanged: a speed stand-in for a trained model's sparsity, not a model."""
     from tritlm.runtime.gguf import read_gguf
 
     with Model(ref, threads=threads) as m:
-        target = down_zero_fraction(m)
+        zeros_target, skip_target = sparsity_seen(m)
     with read_gguf(src) as gguf:
-        norms = [t for t in gguf.tensors if t.name.endswith("ffn_sub_norm.weight")]
+        tensors = {t.name: t for t in gguf.tensors}
+    if tensors["blk.0.ffn_gate.weight"].type_name != "i2_s" or tensors["token_embd.weight"].type_name != "bf16":
+        raise SystemExit(f"{src}: --sparsity-of edits i2_s weights and a bf16 embedding")
     shutil.copyfile(src, out + ".tmp")
     data = np.memmap(out + ".tmp", mode="r+")
+    embd = tensors["token_embd.weight"]
+    data[embd.offset : embd.offset + embd.nbytes].view("<u2").reshape(embd.rows, embd.cols)[:, 0] = 0x4974  # ~1e6
+    gates = [t for name, t in tensors.items() if name.endswith("ffn_gate.weight")]
+    norms = [t for name, t in tensors.items() if name.endswith("ffn_sub_norm.weight")]
+    order = np.random.default_rng(0).permutation(gates[0].rows)
+
+    def set_gate_column(f: float) -> None:  # value (row r, col 0) of i2_s: byte 32 * (r * cols / 128), bits 7-6
+        codes = np.where(order < f * len(order), 0, 2).astype(np.uint8)  # w + 1: -1 or +1
+        for t in gates:
+            at = t.offset + 32 * (np.arange(t.rows) * t.cols // 128)
+            data[at] = (data[at] & 0x3F) | (codes << 6)
+        data.flush()
+
     heavy = np.random.default_rng(0).random(norms[0].nbytes // 4) < 1 / 16
 
     def set_heavy(weight: float) -> None:
@@ -78,16 +108,16 @@ def with_sparsity_of(ref: str, src: str, out: str, threads: int) -> None:
             data[t.offset : t.offset + t.nbytes] = np.where(heavy, np.float32(weight), np.float32(1)).view(np.uint8)
         data.flush()
 
-    lo, hi = 1.0, 1e4
-    with Model(out + ".tmp", threads=threads) as m:  # it maps the file: the norms change under it
-        for _ in range(20):
-            set_heavy(np.sqrt(lo * hi))
-            seen = down_zero_fraction(m)
-            lo, hi = (np.sqrt(lo * hi), hi) if seen < target else (lo, np.sqrt(lo * hi))
-            if abs(seen - target) < 0.005:
-                break
+    set_heavy(1.0)
+    with Model(out + ".tmp", threads=threads) as m:  # it maps the file: weights edited here change under it
+        f = bisect(lambda f: (set_gate_column(f), sparsity_seen(m)[1])[1], skip_target, 0.0, 1.0)
+        h = bisect(lambda h: (set_heavy(h), sparsity_seen(m)[0])[1], zeros_target, 1.0, 1e4, geometric=True)
+        zeros, skipped = sparsity_seen(m)
     os.replace(out + ".tmp", out)
-    print(f"{out}: heavy ffn_sub_norm weight {np.sqrt(lo * hi):.3g}; zero down inputs {seen:.1%} (target {target:.1%})")
+    print(
+        f"{out}: gate column 0 at -1 on {f:.1%} of rows, heavy ffn_sub_norm weight {h:.3g}; zero down inputs "
+        f"{zeros:.1%} (target {zeros_target:.1%}), up rows skipped {skipped:.1%} (target {skip_target:.1%})"
+    )
 
 
 def with_mode(mode: str, src: str, out: str) -> None:
@@ -116,7 +146,7 @@ def main(argv=None) -> int:
         "--sparsity-of",
         nargs=3,
         metavar=("REF", "SRC", "OUT"),
-        help="only write OUT: the GGUF SRC with REF's fraction of zero down_proj inputs (see with_sparsity_of)",
+        help="only write OUT: the i2_s GGUF SRC biased to REF's relu² sparsity (see with_sparsity_of)",
     )
     parser.add_argument("specs", nargs="*", metavar="SPEC", help="FILE or FILE:F (FILE run with --act-topk F)")
     parser.add_argument("-p", "--n-prompt", type=int, default=128)

@@ -172,9 +172,9 @@ def bench_model(
         inputs, nonzero, up_rows, computed = model.sparse_counts()  # what the relu² sparse decode saw (0s: not run)
         down_nonzero = nonzero / inputs if inputs else None
         up_computed = computed / up_rows if up_rows else None
-        if inputs:
+        if down_nonzero is not None:
             records[-1].update(down_zero_pct=100 * (1 - down_nonzero))
-        if up_rows:
+        if up_computed is not None:
             records[-1].update(up_skipped_pct=100 * (1 - up_computed))
         ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero, up_computed)
         for r in records:

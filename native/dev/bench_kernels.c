@@ -1,13 +1,16 @@
 /* bench_kernels.c - each matmul kernel at the BitNet b1.58 2B-4T shapes, every ISA next to its reference:
  * GEMV (1 token) in cache (the first rows, < 512 KB, over and over: the kernel's own ceiling) and from memory
  * (copies of the matrix totalling > 256 MB), in GB/s of weights read; GEMM (128 tokens, prefill) in GMAC/s
- * on one thread and tokens/s through the whole matrix on two.
+ * on one thread and tokens/s through the whole matrix on two. Then the relu² sparse-decode kernels against the dense
+ * GEMV, from memory on one thread: down_proj (2560x6912) over a fraction of nonzero inputs (sparse_*.c), and up_proj
+ * (6912x2560) on a fraction of its rows (the row-list entry).
  * Build and run: make bench-kernels [ARGS="seconds [type]"] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "../kernels/kernels.h"
+#include "../probe.h"
 #include "../threads.h"
 #include "../tritlm.h"
 
@@ -68,6 +71,80 @@ static double time_calls(tl_pool *pool, job *j, const uint8_t *copies, int64_t m
     return best;
 }
 
+/* Fastest of `calls` calls of run(i) (i: the call's number, to cycle through copies). */
+static double fastest(void (*run)(void *, int), void *arg, int calls) {
+    double best = 1e30;
+    for (int i = 0; i < calls; i++) {
+        double t0 = now();
+        run(arg, i);
+        double dt = now() - t0;
+        best = dt < best ? dt : best;
+    }
+    return best;
+}
+
+typedef struct {
+    const tl_kernels *k;
+    int32_t type;
+    int64_t rows, cols, bytes; /* a copy's bytes */
+    int n_copies, n;           /* n: kept inputs or rows */
+    const uint8_t *w;
+    const int32_t *list;
+    const int8_t *val;
+    const tl_qact *x;
+    float *y;
+    int32_t *sum;
+} sparse_job;
+
+static void run_dense(void *arg, int i) {
+    sparse_job *j = arg;
+    tl_ternary_fn *fn = j->type == TL_TQ2_0 ? j->k->tq2_0 : j->type == TL_TQ1_0 ? j->k->tq1_0 : j->k->i2_s;
+    fn(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, 0, j->rows, j->x, 1, j->y, j->rows);
+}
+static void run_sparse(void *arg, int i) {
+    sparse_job *j = arg;
+    memset(j->sum, 0, sizeof(int32_t) * (size_t)((j->rows + 255) / 256 * 256));
+    j->k->sparse(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->rows, j->list, j->val, j->n, j->sum);
+}
+static void run_rows(void *arg, int i) {
+    sparse_job *j = arg;
+    tl_ternary_rows_fn *fn = j->type == TL_TQ2_0 ? j->k->tq2_0_rows : j->type == TL_TQ1_0 ? j->k->tq1_0_rows : j->k->i2_s_rows;
+    fn(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y);
+}
+
+/* The relu² decode kernels at 2B-4T's MLP shapes on one thread, each against the dense GEMV of the same matrix. */
+static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, int calls) {
+    static const double KEPT[] = {0.5, 0.3, 0.2, 0.15, 0.1};
+    int8_t *xq = malloc(6912), *val = malloc(6912);
+    int32_t *list = malloc(sizeof(int32_t) * 6912), *sum = malloc(sizeof(int32_t) * 7168), xsum = 0;
+    float *y = malloc(sizeof(float) * 6912), scale = 1;
+    for (int i = 0; i < 6912; i++) xq[i] = (int8_t)(rand() % 255 - 127), xsum += xq[i];
+    tl_qact x = {xq, &scale, &xsum, 1};
+    for (int which = 0; which < 2; which++) { /* 0: down_proj, sparse inputs; 1: up_proj, listed rows */
+        int64_t rows = which ? 6912 : 2560, cols = which ? 2560 : 6912, bytes = rows * tl_row_bytes(type, cols);
+        int64_t sparse_bytes = which ? 0 : tl_sparse_bytes(rows, cols);
+        int n_copies = (int)(STREAM_BYTES / bytes + 1);
+        uint8_t *w = malloc((size_t)(bytes * n_copies)), *packed = which ? NULL : malloc((size_t)(sparse_bytes * n_copies));
+        for (int64_t i = 0; i < bytes * n_copies; i++) w[i] = (uint8_t)rand();
+        for (int c = 0; !which && c < n_copies; c++) tl_sparse_pack(type, w + c * bytes, rows, cols, packed + c * sparse_bytes);
+        sparse_job j = {k, type, rows, cols, bytes, n_copies, 0, w, list, val, &x, y, sum};
+        double dense = fastest(run_dense, &j, calls);
+        for (size_t f = 0; f < sizeof KEPT / sizeof KEPT[0]; f++) {
+            j.n = 0;
+            for (int64_t i = 0; i < (which ? rows : cols); i++)
+                if (rand() < KEPT[f] * RAND_MAX) list[j.n] = (int32_t)i, val[j.n++] = (int8_t)((rand() % 255 - 127) | 1); /* nonzero */
+            sparse_job s = j;
+            if (!which) s.w = packed, s.bytes = sparse_bytes;
+            double t = fastest(which ? run_rows : run_sparse, &s, calls);
+            printf("%-6s %-7s %-9s %4.0f%% %-10s %10.1f %10.1f %8.2f\n", name, k->isa, which ? "6912x2560" : "2560x6912",
+                   100 * KEPT[f], which ? "rows" : "inputs", 1e6 * dense, 1e6 * t, t / dense);
+            fflush(stdout);
+        }
+        free(w), free(packed);
+    }
+    free(xq), free(val), free(list), free(sum), free(y);
+}
+
 int main(int argc, char **argv) {
     const char *isas[] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm"}; /* those this CPU has */
     double min_time = argc > 1 ? atof(argv[1]) : 0.3;
@@ -122,6 +199,15 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         free(copies);
+    }
+    printf("\nrelu² sparse decode, 1 thread, from memory: dense GEMV vs down_proj over kept inputs / up_proj on kept rows\n");
+    printf("%-6s %-7s %-9s %5s %-10s %10s %10s %8s\n", "type", "isa", "shape", "kept", "of", "dense us", "sparse us", "ratio");
+    for (int ti = 0; ti < 3; ti++) {
+        static const char *const NAMES[] = {"i2_s", "tq2_0", "tq1_0"};
+        static const int32_t TYPES[] = {TL_I2_S, TL_TQ2_0, TL_TQ1_0};
+        if (only && strcmp(only, NAMES[ti]) != 0) continue;
+        for (int ii = 1; ii < (int)(sizeof isas / sizeof isas[0]); ii++)
+            if (tl_kernels_named(isas[ii])) bench_sparse(tl_kernels_named(isas[ii]), TYPES[ti], NAMES[ti], (int)(200 * min_time) + 20);
     }
     return 0;
 }
