@@ -58,8 +58,8 @@ struct tl_ctx {
     int32_t n_kept;
     int32_t *sparse_sums; /* [3][chunks][sparse_rows]: the sparse GEMV's int32 row sums per job and chunk */
     int64_t sparse_counts[4]; /* relu² sparse decode so far: down_proj inputs, nonzero ones, up rows, computed ones */
-    int32_t *up_rows;         /* one token's up_proj rows to compute (relu(gate) > 0), and how many */
-    int32_t n_up_rows;
+    int32_t *up_rows;         /* one token's up_proj rows to compute (relu(gate) > 0), each chunk's from its first row */
+    int32_t *up_kept;         /* [chunks]: how many each chunk computed */
 };
 
 struct tl_seq {
@@ -301,10 +301,11 @@ static int make_sparse_copies(tl_model *m) {
             m->sparse_rows = rows > m->sparse_rows ? rows : m->sparse_rows;
         }
     tl_pool_run(m->pool, pack_chunk, m, c->n_layer * N_LINEARS);
-    // relu²: up_proj rows whose relu(gate) is 0 are skipped (a ternary up read whole, not through a sparse copy)
+    // relu²: up_proj rows whose relu(gate) is 0 are skipped (ternary gate and up read whole, not through sparse copies)
     if (!(m->skip_up = calloc((size_t)c->n_layer, 1))) return 0;
     for (int l = 0; l < c->n_layer; l++)
-        m->skip_up[l] = c->act == TL_ACT_RELU2 && !c->no_sparse && !m->sparse[l * N_LINEARS + 5] &&
+        m->skip_up[l] = c->act == TL_ACT_RELU2 && !c->no_sparse && !m->sparse[l * N_LINEARS + 4] &&
+                        !m->sparse[l * N_LINEARS + 5] && ternary_kernel(m->kern, m->layers[l].ffn_gate.type) &&
                         ternary_kernel(m->kern, m->layers[l].ffn_up.type);
     return 1;
 }
@@ -411,8 +412,9 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
     ctx->topk_work = malloc(sizeof(uint32_t) * widest * threads);
     ctx->kv_rows = malloc(sizeof(float) * 2 * ATT_BLOCK * (size_t)c->head_dim * threads);
     ctx->kept_idx = malloc(sizeof(int32_t) * widest), ctx->kept_val = malloc(widest), ctx->up_rows = malloc(sizeof(int32_t) * widest);
+    ctx->up_kept = malloc(sizeof(int32_t) * (size_t)(PARTS_PER_THREAD * tl_pool_size(m->pool)));
     ctx->sparse_sums = malloc(sizeof(int32_t) * 3 * (size_t)(PARTS_PER_THREAD * tl_pool_size(m->pool)) * (size_t)m->sparse_rows + 1);
-    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->up_rows || !ctx->sparse_sums ||
+    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->up_rows || !ctx->up_kept || !ctx->sparse_sums ||
         !grow_scratch(ctx, 1)) {
         tl_ctx_free(ctx);
         return NULL;
@@ -427,7 +429,7 @@ void tl_ctx_free(tl_ctx *ctx) {
     free_scratch(ctx);
     free(ctx->logits_tmp);
     free(ctx->att_acc);
-    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val), free(ctx->up_rows), free(ctx->sparse_sums);
+    free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val), free(ctx->up_rows), free(ctx->up_kept), free(ctx->sparse_sums);
     free(ctx);
 }
 
@@ -646,37 +648,39 @@ static void bitlinear(tl_ctx *ctx, int32_t n, int l, int first, int count, float
     run_matmuls(ctx, &task);
 }
 
-/* A relu² token's up_proj on only the rows where relu(gate) > 0 (ctx->up_rows), the list split over the pool in
- * 4-row tiles. The other rows' act(gate) * up is 0 whatever up is, so they are left 0. */
-typedef struct { tl_ctx *ctx; const tl_tensor *w; int32_t parts; } up_rows_task;
+/* A relu² token's gate and up projections in one pass over the pool, each chunk over its own rows: gate first, then
+ * up on only those of its rows where relu(gate) > 0 (listed in ctx->up_rows from the chunk's first row). The other
+ * rows' act(gate) * up is 0 whatever up is, so they are left 0. */
+typedef struct { tl_ctx *ctx; const tl_layer *L; int32_t parts; } gate_up_task;
 
-static void up_rows_chunk(void *arg, int32_t chunk, int32_t thread) {
+static void gate_up_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
-    up_rows_task *task = arg;
+    gate_up_task *task = arg;
     tl_ctx *ctx = task->ctx;
+    const tl_kernels *k = ctx->m->kern;
+    const tl_tensor *gate = &task->L->ffn_gate, *up = &task->L->ffn_up;
     tl_qact qa = {ctx->xq, ctx->xscale, ctx->xsum, 1};
-    int64_t i0, i1;
-    tl_split(ctx->n_up_rows, 4, chunk, task->parts, &i0, &i1);
-    if (i0 < i1)
-        ternary_rows_kernel(ctx->m->kern, task->w->type)(task->w->data, task->w->cols, ctx->up_rows + i0, i1 - i0, &qa,
-                                                         task->w->scale, ctx->up);
+    int64_t r0, r1;
+    tl_split(gate->rows, ROW_ALIGN, chunk, task->parts, &r0, &r1);
+    int32_t n = 0, *rows = ctx->up_rows + r0;
+    if (r0 < r1) {
+        ternary_kernel(k, gate->type)(gate->data, gate->cols, r0, r1, &qa, gate->scale, ctx->gate, gate->rows);
+        for (int64_t r = r0; r < r1; r++) { /* branch-free: positive and not alternate unpredictably */
+            rows[n] = (int32_t)r, ctx->up[r] = 0;
+            n += ctx->gate[r] > 0;
+        }
+        ternary_rows_kernel(k, up->type)(up->data, up->cols, rows, n, &qa, up->scale, ctx->up);
+    }
+    ctx->up_kept[chunk] = n;
 }
 
 /* gate, then up where relu(gate) > 0, for one token of layer l (a relu² model decoding sparsely). */
 static void gate_then_up(tl_ctx *ctx, int l) {
     const tl_model *m = ctx->m;
-    const tl_tensor *up = &m->layers[l].ffn_up;
-    bitlinear(ctx, 1, l, 4, 1, (float *[]){ctx->gate});
-    int32_t n = 0;
-    for (int64_t r = 0; r < up->rows; r++) { /* branch-free: positive and not alternate unpredictably */
-        ctx->up_rows[n] = (int32_t)r;
-        n += ctx->gate[r] > 0;
-    }
-    ctx->n_up_rows = n;
-    memset(ctx->up, 0, sizeof(float) * (size_t)up->rows);
-    up_rows_task task = {ctx, up, PARTS_PER_THREAD * tl_pool_size(m->pool)};
-    tl_pool_run(m->pool, up_rows_chunk, &task, task.parts);
-    ctx->sparse_counts[2] += up->rows, ctx->sparse_counts[3] += n;
+    gate_up_task task = {ctx, &m->layers[l], PARTS_PER_THREAD * tl_pool_size(m->pool)};
+    tl_pool_run(m->pool, gate_up_chunk, &task, task.parts);
+    ctx->sparse_counts[2] += m->layers[l].ffn_up.rows;
+    for (int32_t c = 0; c < task.parts; c++) ctx->sparse_counts[3] += ctx->up_kept[c];
 }
 
 /* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the

@@ -356,6 +356,6 @@ def register(subparsers) -> None:
     p.add_argument(
         "--no-sparse",
         action="store_true",
-        help="decode a relu² model densely (default: only the down_proj columns of nonzero inputs are read; exact)",
+        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
     )
     p.set_defaults(func=run, errors=(InputError,))

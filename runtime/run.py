@@ -76,7 +76,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--no-sparse",
         action="store_true",
-        help="decode a relu² model densely (default: down_proj reads only nonzero inputs' columns; exact)",
+        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
     )
     parser.add_argument(
         "--chat",

@@ -74,7 +74,7 @@ def register(subparsers):
     p.add_argument(
         "--no-sparse",
         action="store_true",
-        help="decode a relu² model densely (default: down_proj reads only nonzero inputs' columns; exact)",
+        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
     )
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
     ray.add_argument(
