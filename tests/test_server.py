@@ -532,6 +532,93 @@ def test_a_short_prompt_is_read_before_a_long_one(model):
     ]
 
 
+@contextlib.contextmanager
+def slowed(model, fixed=0.02, per_token=0.004):
+    """model.forward as a 2B model's pass costs on this machine: a fixed part (reading the weights) plus a part per
+    token, slept before the real pass; yields the list of passes run: (sequences by id, tokens, seconds)."""
+    forward, passes = model.forward, []
+
+    def slow_forward(seqs, tokens, logit_rows=None):
+        start = time.perf_counter()
+        time.sleep(fixed + per_token * len(tokens))
+        out = forward(seqs, tokens, logit_rows)
+        passes.append((collections.Counter(id(s) for s in seqs), len(tokens), time.perf_counter() - start))
+        return out
+
+    model.forward = slow_forward
+    try:
+        yield passes
+    finally:
+        del model.forward
+
+
+def test_the_pass_limit_cuts_prompt_chunks_by_time(model):
+    """With --pass-limit 3, a long prompt read while two streams decode comes in chunks sized so a pass lasts about
+    three one-token passes (24 ms fixed + 4 ms a token here: ~11 tokens, not the 254 of -b 256), both streams
+    decode in every pass, and every answer still equals the greedy reference."""
+    short = [model.tokenize(p, add_bos=True, special=True) for p in (PROMPTS[0], PROMPTS[2])]
+    long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:150]
+    reference = [full_forward_greedy(model, ids, n) for ids, n in ((short[0], 30), (short[1], 30), (long, 2))]
+    assert [len(r) for r in reference] == [30, 30, 2], "an end token came early"
+
+    async def main():
+        scheduler = Scheduler(model, 3, batch_size=256, pass_limit=3)
+        jobs = [scheduler.submit(ids, 30, Sampler(temperature=0)) for ids in short]
+        scheduler.start()
+        try:
+            await asyncio.sleep(0.3)  # both streams decode
+            jobs.append(scheduler.submit(long, 2, Sampler(temperature=0)))
+            results = []
+            for job in jobs:
+                results.append([value.token async for kind, value in job.events() if kind == "step"])
+            return results, scheduler.times.one
+        finally:
+            scheduler.stop()
+
+    with slowed(model) as passes:
+        results, one = asyncio.run(asyncio.wait_for(main(), 60))
+    assert results == reference
+    chunks = [(n - 2, seconds) for seqs, n, seconds in passes if len(seqs) == 3 and n > 3]  # streams + the long one
+    assert sum(n for n, _ in chunks) >= 149 - 2  # the long prompt, less the tokens of passes that carried 1
+    assert len(chunks) >= 5 and max(n for n, _ in chunks) <= 40, chunks
+    assert sorted(seconds for _, seconds in chunks)[len(chunks) // 2] < 4.5 * one, (chunks, one)
+
+
+def test_a_short_prompt_does_not_wait_for_a_long_prompt_being_read(model):
+    """Over HTTP, on a model slowed to a 2B model's pass costs: while two streams decode and a 150-token prompt is
+    being read, a short prompt's first token comes after a few passes (the pass limit cuts the long prompt's chunks),
+    long before the long prompt's; without the limit (-b alone) the short one waits for its whole 150-token pass."""
+
+    def first_token_seconds(url, prompt, max_tokens):
+        start = time.monotonic()
+        body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    return time.monotonic() - start
+
+    long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:150]
+    ttft = {}
+    for pass_limit in (3, None):
+        with slowed(model), serving(create_app(model, parallel=4, pass_limit=pass_limit)) as url:
+            streams = [threading.Thread(target=first_token_seconds, args=(url, PROMPT, 40)) for _ in range(2)]
+            for t in streams:
+                t.start()
+            time.sleep(0.3)
+            long_seconds = []
+            reader = threading.Thread(target=lambda out=long_seconds: out.append(first_token_seconds(url, long, 1)))
+            reader.start()
+            time.sleep(0.1)  # the long prompt's first pass is under way
+            short_seconds = first_token_seconds(url, PROMPT, 1)
+            reader.join(60)
+            ttft[pass_limit] = (short_seconds, long_seconds[0])
+            for t in streams:
+                t.join(60)
+    (short, long_first), (short_b, long_first_b) = ttft[3], ttft[None]
+    assert short < long_first / 3, ttft  # the long prompt takes ~0.9 s of chunks; the short one ~2 passes
+    assert short_b > 0.5 * long_first_b, ttft  # without the limit: behind the long prompt's single pass
+
+
 def test_body_size_limit(model):
     with serving(create_app(model, parallel=1, max_body_bytes=1000)) as url:
         fits = json.dumps({"prompt": PROMPT, "max_tokens": 2, "temperature": 0, "stop": "x" * 800}).encode()

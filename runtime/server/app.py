@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from tritlm.runtime import logprobs as lp
 from tritlm.runtime.generate import Step
 from tritlm.runtime.sampler import Sampler, SamplingError
-from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES, tools
+from tritlm.runtime.server import DEFAULT_BATCH_SIZE, DEFAULT_PASS_LIMIT, MAX_BODY_BYTES, tools
 from tritlm.runtime.server.errors import AllowedHosts, APIError, BearerAuth, BodyLimit, install_error_handlers
 from tritlm.runtime.server.metrics import Metrics, RequestLog
 from tritlm.runtime.server.scheduler import ContextOverflowError, Job, QueueFullError, Scheduler
@@ -76,13 +76,14 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     cors_origins: list[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    pass_limit: float | None = DEFAULT_PASS_LIMIT,
 ) -> FastAPI:
-    """An app serving `model` with `parallel` slots of `n_ctx` tokens each and steps of up to `batch_size` tokens;
-    the scheduler runs while the app does.
+    """An app serving `model` with `parallel` slots of `n_ctx` tokens each and steps of up to `batch_size` tokens
+    (prompt chunks cut to `pass_limit` one-token passes; None: by tokens only); the scheduler runs while the app does.
     `allowed_hosts` (None: any) are the Host header values accepted; `cors_origins` the origins whose browser
     pages may call the API (None: the same origin only; ["*"]: any, as llama-server's default)."""
     app = FastAPI(title="tritlm", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    scheduler = Scheduler(model, parallel, n_ctx, max_waiting, batch_size)
+    scheduler = Scheduler(model, parallel, n_ctx, max_waiting, batch_size, pass_limit)
     metrics = Metrics(scheduler)
     app.state.server = ServerState(model, scheduler, ChatTemplate(model), metrics)
     install_error_handlers(app)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from tritlm.converter.errors import ConverterError
 from tritlm.runtime.errors import InputError
-from tritlm.runtime.server import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES
+from tritlm.runtime.server import DEFAULT_BATCH_SIZE, DEFAULT_PASS_LIMIT, MAX_BODY_BYTES
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -37,6 +37,13 @@ def register(subparsers):
         default=DEFAULT_BATCH_SIZE,
         help="tokens per step: every slot's next token plus prompt chunks up to this many "
         f"(default {DEFAULT_BATCH_SIZE})",
+    )
+    p.add_argument(
+        "--pass-limit",
+        type=float,
+        default=DEFAULT_PASS_LIMIT,
+        help="prompt chunks are also cut so a pass lasts about this many one-token passes, which bounds how long "
+        f"a new request waits for the pass under way (default {DEFAULT_PASS_LIMIT:g}; 0: by -b tokens only)",
     )
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (all but /health)")
     p.add_argument(
@@ -114,6 +121,7 @@ def dispatch(a) -> int:
             a.batch_size,
             a.act_topk,
             not a.no_sparse,
+            a.pass_limit,
         )
     if a.act_topk is not None or a.no_sparse:
         raise InputError("--act-topk and --no-sparse are not supported with Ray replicas")
@@ -136,6 +144,7 @@ def dispatch(a) -> int:
         allowed_hosts=allowed_hosts(a.host, a.allowed_hosts),
         cors_origins=cors,
         batch_size=a.batch_size,
+        pass_limit=a.pass_limit or None,
     )
 
 
@@ -193,6 +202,7 @@ def serve(
     batch_size=DEFAULT_BATCH_SIZE,
     act_topk: float | None = None,
     sparse: bool = True,
+    pass_limit: float = DEFAULT_PASS_LIMIT,
 ) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
@@ -210,6 +220,7 @@ def serve(
             allowed_hosts=allowed_hosts(host, hosts),
             cors_origins=list(cors_origins or []),
             batch_size=batch_size,
+            pass_limit=pass_limit or None,
         )
         sock = open_socket(host, port)
         shown_host = f"[{host}]" if ":" in host else host

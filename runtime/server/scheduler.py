@@ -2,7 +2,13 @@
 requests into free slots, then runs ONE `model.forward` over every generating slot's next token plus chunks of the
 prompts still being read, up to `batch_size` tokens in all, so a long prompt is read a chunk per step while the
 other streams go on decoding. Each slot whose last position was in the pass steps its TokenLoop
-(runtime/generate.py) and the Step goes to the request's asyncio queue on the event loop's thread."""
+(runtime/generate.py) and the Step goes to the request's asyncio queue on the event loop's thread.
+
+A pass cannot be interrupted, so a request that arrives waits for the one under way. With `pass_limit` L, the
+prompt tokens of a pass are also capped so the pass lasts about L one-token passes (PassTimes: the costs timed at
+start), at least one one-token pass's worth however many streams decode. A long prompt's later tokens cost more
+than the cap assumes (they attend to more positions: ~3.5x at 1,800 on the 2B-4T shape), so its last chunks'
+passes run longer."""
 
 import asyncio
 import collections
@@ -72,10 +78,40 @@ class Stats:
     decode_seconds: float = 0.0
 
 
+class PassTimes:
+    """What a pass costs on this machine, timed once at start on a scratch sequence: one token with its logits
+    (`one`: mostly reading the weights) and what each further token adds (`token`). chunk_tokens() turns a pass
+    limit into prompt tokens; other load on the machine slows both alike, so the count holds under it."""
+
+    def __init__(self, model):
+        seq = model.new_sequence(8)
+        try:
+            self.one = min(self._time(model, seq, 1) for _ in range(2))
+            self.token = max((min(self._time(model, seq, 8) for _ in range(2)) - self.one) / 7, self.one / 256)
+        finally:
+            seq.close()
+
+    @staticmethod
+    def _time(model, seq, n: int) -> float:
+        """Seconds of a pass of n tokens on seq, with the last one's logits (seq is left empty)."""
+        start = time.perf_counter()
+        model.forward([seq] * n, [0] * n, [-1] * (n - 1) + [0])
+        seconds = time.perf_counter() - start
+        seq.reset()
+        return seconds
+
+    def chunk_tokens(self, pass_limit: float, n_generating: int) -> int:
+        """Prompt tokens that bring a pass with n_generating decode tokens to about pass_limit one-token passes;
+        at least a one-token pass's worth, however many streams decode."""
+        room = pass_limit * self.one - self.one - max(n_generating - 1, 0) * self.token
+        return max(round(max(room, self.one) / self.token), 1)
+
+
 class Scheduler:
-    """`Scheduler(model, n_slots, n_ctx, max_waiting, batch_size)`; `start()`, `submit(...)` from the event loop,
-    `stop()`. batch_size: the tokens of one step (every generating slot has one in it, however many that is;
-    prompt chunks fill the rest)."""
+    """`Scheduler(model, n_slots, n_ctx, max_waiting, batch_size, pass_limit)`; `start()`, `submit(...)` from the
+    event loop, `stop()`. batch_size: the tokens of one step (every generating slot has one in it, however many
+    that is; prompt chunks fill the rest). pass_limit: None, or the one-token passes a pass reading prompt chunks
+    may last (see the module's note)."""
 
     def __init__(
         self,
@@ -84,12 +120,16 @@ class Scheduler:
         n_ctx: int | None = None,
         max_waiting: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        pass_limit: float | None = None,
     ):
         if n_slots < 1:
             raise InputError(f"--parallel must be at least 1, got {n_slots}")
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-        self.model, self.n_slots, self.batch_size = model, n_slots, batch_size
+        if pass_limit is not None and not pass_limit >= 1:
+            raise InputError(f"--pass-limit must be at least 1 (0: off), got {pass_limit}")
+        self.model, self.n_slots, self.batch_size, self.pass_limit = model, n_slots, batch_size, pass_limit
+        self.times = None  # PassTimes, timed by start() (with a pass_limit)
         self.n_ctx = n_ctx or model.n_ctx
         self.max_waiting = 4 * n_slots if max_waiting is None else max_waiting
         self._free = [model.new_sequence(self.n_ctx) for _ in range(n_slots)]
@@ -111,6 +151,8 @@ class Scheduler:
         return len(self._waiting)
 
     def start(self):
+        if self.pass_limit:
+            self.times = PassTimes(self.model)
         self._thread.start()
 
     def stop(self):
@@ -193,11 +235,14 @@ class Scheduler:
 
     def _batch(self):
         """This step's (sequence, job, tokens): each generating slot's next token, then prompt chunks up to the
-        budget, the prompt with the fewest tokens left first, so a short prompt's first token does not wait behind
-        a long prompt. A pass that finishes a prompt carries no partial chunk of a longer one: that first token
-        comes out after a short pass, and the long prompt loses one step's budget per short prompt at most."""
+        budget (with a pass_limit, the smaller budget it gives), the prompt with the fewest tokens left first, so a
+        short prompt's first token does not wait behind a long prompt. A pass that finishes a prompt carries no
+        partial chunk of a longer one: that first token comes out after a short pass, and the long prompt loses
+        one step's budget per short prompt at most."""
         generating = [(seq, job, [job.next_token]) for seq, job in self._active if not job.reading_prompt]
         budget = self.batch_size - len(generating)
+        if self.times:
+            budget = min(budget, self.times.chunk_tokens(self.pass_limit, len(generating)))
         parts, finishes_one = [], False
         for seq, job in sorted(
             (slot for slot in self._active if slot[1].reading_prompt),
