@@ -144,17 +144,26 @@ $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
 llama-cpp: $(WHEELS)/.llama-cpp-python
 	$(VPY) -m pip install -q --only-binary llama-cpp-python --find-links $(WHEELS) $(LLAMA_CPP_PY)
 
-# With IK_LLAMA_DIR=<an ik_llama.cpp build directory> (built by hand, outside this tree), ik_llama.cpp joins on its
-# own requantizations of the i2_s file (its llama-quantize; it reads i2_s, not tq1_0/tq2_0), output matrix in bf16.
+# With IK_LLAMA_DIR=<an ik_llama.cpp build directory> (built by hand, outside this tree), ik_llama.cpp joins on the
+# i2_s file itself (it reads i2_s, not tq1_0/tq2_0) and on its own requantizations of it (its llama-quantize): the
+# ternary layers as IQ2_BN, IQ2_BN_R4 and IQ1_BN with the output matrix in bf16 (lossless, as ours), and IQ2_BN_R4
+# with a Q6_K output matrix (its fastest) beside our own q6_k-output file.
 IK_TYPES := iq2_bn iq2_bn_r4 iq1_bn
-IK_GGUFS := $(foreach t,$(IK_TYPES),$(SYNTH_2B)-ik-$(t).gguf)
+IK_GGUFS := $(foreach t,$(IK_TYPES),$(SYNTH_2B)-ik-$(t).gguf) $(SYNTH_2B)-ik-iq2_bn_r4-q6_k.gguf
+IK_QUANTIZE = $(IK_LLAMA_DIR)/bin/llama-quantize --allow-requantize
+
+$(SYNTH_2B)-ik-%-q6_k.gguf: $(SYNTH_2B)-i2_s.gguf
+	$(IK_QUANTIZE) --output-tensor-type q6_K $< $@.tmp $(shell echo $* | tr a-z A-Z) 2 && mv $@.tmp $@
 
 $(SYNTH_2B)-ik-%.gguf: $(SYNTH_2B)-i2_s.gguf
-	$(IK_LLAMA_DIR)/bin/llama-quantize --allow-requantize --token-embedding-type bf16 $< $@.tmp $(shell echo $* | tr a-z A-Z) 2 \
+	$(IK_QUANTIZE) --token-embedding-type bf16 --output-tensor-type bf16 $< $@.tmp $(shell echo $* | tr a-z A-Z) 2 \
 		&& mv $@.tmp $@
 
-bench-peers: $(BENCH_GGUFS) llama-cpp $(if $(IK_LLAMA_DIR),$(IK_GGUFS))
-	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS) $(if $(IK_LLAMA_DIR),--ik $(IK_GGUFS))
+$(SYNTH_2B)-i2_s-q6_k.gguf: $(SYNTH_2B)-i2_s.gguf
+	$(TRITLM) quantize $< $@ --output-type q6_k
+
+bench-peers: $(BENCH_GGUFS) llama-cpp $(if $(IK_LLAMA_DIR),$(IK_GGUFS) $(SYNTH_2B)-i2_s-q6_k.gguf)
+	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS) $(if $(IK_LLAMA_DIR),$(SYNTH_2B)-i2_s-q6_k.gguf --ik $(SYNTH_2B)-i2_s.gguf $(IK_GGUFS))
 
 # Ray Serve: per-request overhead over plain `tritlm serve`, aggregate tokens/s of 1 and 2 replicas at 1 thread each.
 .PHONY: bench-ray

@@ -1,7 +1,8 @@
 """`make bench-peers`: tritlm against llama.cpp (llama-cpp-python's low-level API) on the very same GGUF files,
-and against ik_llama.cpp (its llama-bench) on its own requantizations of the same model (`--ik FILE ...`) when
-IK_LLAMA_DIR names a build of it (it reads our i2_s and f16 files, not tq1_0/tq2_0, and runs fastest on its own
-IQ2_BN/IQ1_BN).
+and against ik_llama.cpp (its llama-bench) on the files given after `--ik` when IK_LLAMA_DIR names a build of it:
+our i2_s file (it reads our i2_s and f16 files, not tq1_0/tq2_0) and its own requantizations of it (IQ2_BN,
+IQ2_BN_R4, IQ1_BN; a name ending in -q6_k says its output matrix is Q6_K, else bf16). Each of our files is compared
+with ik_llama.cpp's fastest file with the same output matrix type.
 
 In one process every engine loads each file; all runs alternate (each test, each repetition: every engine on
 every file in turn) so a noisy neighbour on the machine hurts all alike, with a pause before each run so one
@@ -140,6 +141,21 @@ def label(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def output_type(path: str) -> str:
+    """The output matrix's type: output.weight's, else the tied embedding's."""
+    from tritlm.runtime.gguf import read_gguf
+
+    with read_gguf(path) as gguf:
+        tensors = {t.name: t for t in gguf.tensors}
+    return tensors.get("output.weight", tensors["token_embd.weight"]).type_name.lower()
+
+
+def ik_output_type(path: str) -> str:
+    """An ik_llama.cpp file's output matrix type, from its name (`...-q6_k.gguf`; bf16 otherwise): our GGUF reader
+    does not know its IQ*_BN types."""
+    return "q6_k" if label(path).endswith("-q6_k") else "bf16"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="GGUF files tritlm runs (and llama.cpp where it reads them)")
@@ -164,11 +180,12 @@ def main() -> int:
         parser.error("--ik needs IK_LLAMA_DIR (a local ik_llama.cpp build directory)")
     pp, tg = f"pp{args.n_prompt}", f"tg{args.n_gen}"
     n_ctx = max(args.n_prompt, args.n_gen) + 8
-    prompt_runs, gen_runs, closers, types = {}, {}, [], {}
+    prompt_runs, gen_runs, closers, types, outputs = {}, {}, [], {}, {}
     try:
         for path in args.files:
             name = label(path)
             types[name], _ = weight_layout(path)
+            outputs[name] = output_type(path)
             ours = Model(path, threads=args.threads, n_ctx=n_ctx)
             seq = ours.new_sequence(n_ctx)
             closers += [ours.close, seq.close]
@@ -186,6 +203,7 @@ def main() -> int:
             )
         for path in args.ik:
             ik = IkLlamaCpp(os.environ["IK_LLAMA_DIR"], path, args.threads)
+            outputs[label(path)] = ik_output_type(path)
             prompt_runs[("ik_llama.cpp", label(path))], gen_runs[("ik_llama.cpp", label(path))] = (
                 ik.run(args.n_prompt, 0),
                 ik.run(0, args.n_gen),
@@ -199,23 +217,24 @@ def main() -> int:
             close()
     n_tokens = {pp: args.n_prompt, tg: args.n_gen}
     rates = {key: rate(n_tokens[key[2]], s) for key, s in seconds.items()}
-    best = {
-        (engine, test): max((r[0] for (e, _, t), r in rates.items() if e == engine and t == test), default=None)
-        for engine in ("llama.cpp", "ik_llama.cpp")
-        for test in (pp, tg)
-    }
+
+    def best(engine, test, output=None):  # the engine's fastest file for a test (with that output matrix type)
+        return max(
+            (r[0] for (e, n, t), r in rates.items() if e == engine and t == test and output in (None, outputs[n])),
+            default=None,
+        )
+
     rows = []
     for (engine, name, test), (mean, sd) in sorted(rates.items(), key=lambda kv: (kv[0][2], kv[0][1], kv[0][0])):
         same_file = rates.get(("llama.cpp", name, test)) if engine == "tritlm" else None
-        ratios = [
-            f"{mean / best[(peer, test)]:.2f}x" if engine == "tritlm" and best[(peer, test)] else ""
-            for peer in ("llama.cpp", "ik_llama.cpp")
-        ]
+        peers = [best("llama.cpp", test), best("ik_llama.cpp", test, outputs[name])] if engine == "tritlm" else []
+        ratios = [f"{mean / peer:.2f}x" if peer else "" for peer in peers] or ["", ""]
         rows.append(
             [
                 engine,
                 name,
                 types.get(name, ""),
+                outputs[name],
                 test,
                 f"{mean:.2f} ± {sd:.2f}",
                 f"{mean / same_file[0]:.2f}x" if same_file else "",
@@ -232,14 +251,15 @@ def main() -> int:
                 "engine",
                 "file",
                 "type",
+                "output",
                 "test",
                 "t/s",
                 "ours / llama.cpp same file",
                 "ours / llama.cpp's best",
-                "ours / ik_llama.cpp's best",
+                "ours / ik_llama.cpp's best, same output type",
             ],
             rows,
-            right={4, 5, 6, 7},
+            right={5, 6, 7, 8},
         )
     )
     return 0

@@ -1,0 +1,57 @@
+"""bench/peers.py with ik_llama.cpp: it runs IK_LLAMA_DIR/bin/llama-bench once per test and repetition with the
+arguments llama-bench takes, reads its JSON, and compares each of our files with ik_llama.cpp's fastest file of the
+same output matrix type. ik_llama.cpp is not built here, so a script stands in for its llama-bench: it logs its
+arguments and reports fixed speeds per file (the bf16-output file slower than the Q6_K one)."""
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+FAKE_BENCH = """#!/usr/bin/env python3
+import json, sys
+args = sys.argv[1:]
+with open(__file__ + ".log", "a") as log:
+    log.write(" ".join(args) + "\\n")
+model, n_prompt, n_gen = (args[args.index(flag) + 1] for flag in ("-m", "-p", "-n"))
+speed = 400.0 if model.endswith("-q6_k.gguf") else 100.0
+print(json.dumps([{"n_prompt": int(n_prompt), "n_gen": int(n_gen), "avg_ts": speed}]))
+"""
+
+
+def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tmp_path):
+    bench = tmp_path / "ik" / "bin" / "llama-bench"
+    bench.parent.mkdir(parents=True)
+    bench.write_text(FAKE_BENCH)
+    bench.chmod(bench.stat().st_mode | stat.S_IXUSR)
+    ik_bf16, ik_q6 = tmp_path / "m-ik-iq2_bn.gguf", tmp_path / "m-ik-iq2_bn_r4-q6_k.gguf"
+    for path in (ik_bf16, ik_q6):
+        shutil.copy(tiny_gguf, path)
+    done = subprocess.run(
+        [sys.executable, "bench/peers.py", "-p", "8", "-n", "4", "-r", "2", "--pause", "0", tiny_gguf]
+        + ["--ik", str(ik_bf16), str(ik_q6)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "IK_LLAMA_DIR": str(tmp_path / "ik")},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = (tmp_path / "ik" / "bin" / "llama-bench.log").read_text().splitlines()
+    # per file: a warm-up and 2 repetitions of pp8 and of tg4, each its own llama-bench run on 2 threads
+    for path in (ik_bf16, ik_q6):
+        for test in ("-p 8 -n 0", "-p 0 -n 4"):
+            assert calls.count(f"-m {path} {test} -t 2 -r 1 -o json") == 3, calls
+    rows = {
+        (cells[0], cells[1], cells[4]): cells
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines())
+        if len(cells) == 9
+    }
+    for test, n in (("pp8", 8), ("tg4", 4)):
+        assert rows[("ik_llama.cpp", "m-ik-iq2_bn", test)][3] == "bf16"
+        assert rows[("ik_llama.cpp", "m-ik-iq2_bn_r4-q6_k", test)][5].startswith("400.00")
+        ours = rows[("tritlm", "tiny", test)]
+        assert ours[3] == "bf16"  # the tiny model's tied embedding
+        ratio = float(ours[8].rstrip("x"))
+        speed = float(ours[5].split()[0])
+        assert abs(ratio - speed / 100.0) <= 0.01 * ratio + 0.005, (ours, n)  # against the bf16 file, not the Q6_K one
