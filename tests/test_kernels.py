@@ -120,6 +120,7 @@ def test_ternary_reference_applies_scales_once():
         (640, 2560, 4),
         (2560, 6912, 1),
         (6, 33024, 2),
+        (413, 2560, 9),  # across two of the many-token kernels' 128 KB row blocks, then 4 + 1 rows
     ],
 )
 def test_ternary_simd_matches_reference(name, rows, cols, n):

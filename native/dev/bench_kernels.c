@@ -1,9 +1,10 @@
 /* bench_kernels.c - each matmul kernel at the BitNet b1.58 2B-4T shapes, every ISA next to its reference:
  * GEMV (1 token; also 2 and 4 tokens, batched decode) in cache (the first rows, < 512 KB, over and over: the kernel's
  * own ceiling) and from memory (copies of the matrix totalling > 256 MB), in GB/s of weights read; GEMM (128 tokens,
- * prefill) in GMAC/s on one thread and tokens/s through the whole matrix on two. Then the relu² sparse-decode kernels
- * against the dense GEMV, from memory on one thread: down_proj (2560x6912) over a fraction of nonzero inputs
- * (sparse_*.c), and up_proj (6912x2560) on a fraction of its rows (the row-list entry).
+ * prefill) in GMAC/s on one thread and tokens/s through the whole matrix on two; batched decode (8 tokens, as 8 streams
+ * decode together) from memory on two threads, as the time of 8 tokens over the time of one (1.0: 8 for the price of
+ * one). Then the relu² sparse-decode kernels against the dense GEMV, from memory on one thread: down_proj (2560x6912)
+ * over a fraction of nonzero inputs (sparse_*.c), and up_proj (6912x2560) on a fraction of its rows (the row-list entry).
  * Build and run: make bench-kernels [ARGS="seconds [type]"] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ static const shape SHAPES[] = {
     {TL_I2_S, "i2_s", 6912, 2560}, {TL_I2_S, "i2_s", 2560, 6912}, {TL_BF16, "bf16", 128256, 2560},
     {TL_Q8_0, "q8_0", 128256, 2560}, {TL_Q6_K, "q6_k", 128256, 2560}, {TL_Q4_K, "q4_k", 128256, 2560},
 };
-enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128 };
+enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128, BATCH_TOKENS = 8 };
 
 typedef struct {
     const tl_kernels *k;
@@ -159,8 +160,8 @@ int main(int argc, char **argv) {
     printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n", tl_read_bandwidth(STREAM_BYTES, 1),
            tl_read_bandwidth(STREAM_BYTES, 2));
     const char *only = argc > 2 ? argv[2] : NULL; /* one type's shapes only */
-    printf("%-6s %-12s %-7s %12s %12s %12s %12s %12s %14s %14s\n", "type", "shape", "isa", "cache GB/s", "2 tok cache",
-           "4 tok cache", "mem 1t GB/s", "mem 2t GB/s", "pp 1t GMAC/s", "pp128 2t tok/s");
+    printf("%-6s %-12s %-7s %12s %12s %12s %12s %12s %14s %14s %12s\n", "type", "shape", "isa", "cache GB/s",
+           "2 tok cache", "4 tok cache", "mem 1t GB/s", "mem 2t GB/s", "pp 1t GMAC/s", "pp128 2t tok/s", "8 tok / 1");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
         if (only && strcmp(only, s->name) != 0) continue;
@@ -176,7 +177,7 @@ int main(int argc, char **argv) {
         for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
             const tl_kernels *k = tl_kernels_named(isas[ii]);
             if (!k) continue;
-            double t = ii ? min_time : min_time / 10, gbs[2], cache[3], gmacs = 0, pp = 0;
+            double t = ii ? min_time : min_time / 10, gbs[2], cache[3], gmacs = 0, pp = 0, batch = 0;
             tl_pool *pools[2] = {tl_pool_new(1), tl_pool_new(2)};
             job j = {k, s, copies, xq, xf, scale, sum, 1, cached_rows, y};
             for (int b = 0; b < 3; b++) { /* 1, 2 and 4 tokens (batched decode) */
@@ -193,13 +194,15 @@ int main(int argc, char **argv) {
                 gmacs = 64.0 * s->cols * GEMM_TOKENS / time_calls(pools[0], &j, copies, matrix_bytes, 1, t) / 1e9;
                 j.rows = s->rows;
                 pp = GEMM_TOKENS / time_calls(pools[1], &j, copies, matrix_bytes, 1, t);
+                j.n = BATCH_TOKENS;
+                batch = time_calls(pools[1], &j, copies, matrix_bytes, n_copies, t) / (matrix_bytes / gbs[1] / 1e9);
             }
             tl_pool_free(pools[0]);
             tl_pool_free(pools[1]);
             char dims[32];
             snprintf(dims, sizeof dims, "%lldx%lld", (long long)s->rows, (long long)s->cols);
-            printf("%-6s %-12s %-7s %12.1f %12.1f %12.1f %12.1f %12.1f %14.0f %14.0f\n", s->name, dims, k->isa, cache[0], cache[1],
-                   cache[2], gbs[0], gbs[1], gmacs, pp);
+            printf("%-6s %-12s %-7s %12.1f %12.1f %12.1f %12.1f %12.1f %14.0f %14.0f %12.2f\n", s->name, dims, k->isa,
+                   cache[0], cache[1], cache[2], gbs[0], gbs[1], gmacs, pp, batch);
             fflush(stdout);
         }
         free(copies);

@@ -143,8 +143,9 @@ static void check_isa(const tl_kernels *k) {
             for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++)
                 check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, ROWS[r],
                               BLOCKS[b++ % 4] * tern[f].block, TOKENS[t]);
-        // rows longer than the many-token code buffer (16384 values) take the fused path with many tokens
-        check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 5, 16384 + tern[f].block, 6);
+        // rows longer than the many-token code buffer (16384 values) take the fused path with many tokens; 61 of
+        // them span two 128 KB row blocks of FUSED_MANY_TOKENS, then 4 + 1 rows
+        check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 61, 16384 + tern[f].block, 6);
         for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
             check_ternary_rows(k, tern[f].name, tern[f].rows, tern[f].fn_ref, tern[f].type, 4 * ROWS[r] + 1, BLOCKS[r % 4] * tern[f].block);
     }

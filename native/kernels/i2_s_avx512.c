@@ -11,6 +11,7 @@ static inline __m512i decode(const uint8_t *block, int seg) {
     __m512i shift = seg ? halves16(2, 0) : halves16(6, 4);
     return _mm512_and_si512(_mm512_srlv_epi16(bytes, shift), _mm512_set1_epi8(3));
 }
+#define FUSED_MANY_TOKENS
 #define KERNEL tl_i2_s_avx512
 #include "ternary_tile.h"
 #endif

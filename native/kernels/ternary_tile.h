@@ -14,14 +14,18 @@
  * (same contract as tile() below without a code buffer), used for rows shorter than FUSED_MAX_COLS; and
  * DECODED_TILE(codes, x, cols, T, out) with store_decoded(buf, row, cols, k, codes): the ISA's own many-token
  * tile over a 4-row code buffer in the layout store_decoded writes (default: rows one after another, run by
- * tile() below).
+ * tile() below); or FUSED_MANY_TOKENS: no code buffer at all (below).
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
- * buffer of codes and every token then runs on plain loads. Codes are w + 1: dot = sum(codes * x) - sum(x).
- * A tile's sums come out per token (out[token][row]). */
+ * buffer of codes and every token then runs on plain loads. A format whose decode costs less than that buffer's
+ * store and reloads (tq2_0, i2_s on x86: a shift and a mask) defines FUSED_MANY_TOKENS and decodes in every tile,
+ * with 4 tokens at a time outermost over a block of rows: the 4 tokens' activations stay in L1 while the block's
+ * packed rows (4x smaller than int8 activations; in L2 after the first 4 tokens) stream past (x86 AVX-512: 8
+ * tokens 1.5-2x faster than through the buffer, 128 tokens 1.1-1.6x). Codes are w + 1: dot = sum(codes * x) -
+ * sum(x). A tile's sums come out per token (out[token][row]). */
 
-enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384 };
+enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_BLOCK_BYTES = 128 << 10 };
 
 static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
                                                        int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
@@ -73,15 +77,51 @@ static inline void store_decoded(int8_t *buf, int row, int64_t cols, int64_t k, 
     }
 TILE_FN(1, 1, 0) TILE_FN(1, 2, 0) TILE_FN(1, 3, 0) TILE_FN(1, 4, 0)
 TILE_FN(4, 1, 0) TILE_FN(4, 2, 0) TILE_FN(4, 3, 0) TILE_FN(4, 4, 0)
+#ifdef FUSED_MANY_TOKENS
+#define DECODED_TILES {{NULL}}
+#else
 TILE_FN(4, 1, 1) TILE_FN(4, 2, 1) TILE_FN(4, 3, 1) TILE_FN(4, 4, 1)
+#define DECODED_TILES {{NULL}, {NULL, tile_4_1_1, tile_4_2_1, tile_4_3_1, tile_4_4_1}}
+#endif
 static tile_fn *const TILES[2][2][TILE + 1] = { /* [decoded][R == 4][T] */
     {{NULL, tile_1_1_0, tile_1_2_0, tile_1_3_0, tile_1_4_0}, {NULL, tile_4_1_0, tile_4_2_0, tile_4_3_0, tile_4_4_0}},
-    {{NULL}, {NULL, tile_4_1_1, tile_4_2_1, tile_4_3_1, tile_4_4_1}},
+    DECODED_TILES,
 };
+
+/* Rows r .. r + R - 1 for tokens t .. t + T - 1 into y = (sum - sum(x)) / s * w_scale, as the reference rounds it
+ * (4 rows: one vector, by the compiler). src: the rows, or their decoded codes. */
+static inline void tile_to_y(const uint8_t *src, int64_t row_bytes, int R, int decoded, const tl_qact *x, int32_t t,
+                             int T, int64_t cols, float w_scale, float *y, int64_t ldy, int64_t r) {
+    int32_t out[TILE][TILE];
+    TILES[decoded][R == TILE][T](src, row_bytes, x->q + t * cols, cols, out);
+    for (int j = 0; j < T; j++) {
+        float *yt = y + (t + j) * ldy + r, s = x->scale[t + j];
+        int32_t xsum = x->sum[t + j];
+        if (R == TILE)
+            for (int i = 0; i < TILE; i++) yt[i] = (float)(out[j][i] - xsum) / s * w_scale;
+        else yt[0] = (float)(out[j][0] - xsum) / s * w_scale;
+    }
+}
 
 void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
             int64_t ldy) {
     int64_t row_bytes = cols / BLOCK_VALUES * BLOCK_BYTES;
+#ifdef FUSED_MANY_TOKENS
+    // blocks of rows that stay in L2; in each, 4 tokens at a time over all its rows
+    int64_t block_rows = ROW_BLOCK_BYTES / row_bytes / TILE * TILE;
+    block_rows = block_rows > TILE ? block_rows : TILE;
+    for (int64_t b0 = r0; b0 < r1; b0 += block_rows) {
+        int64_t b1 = r1 - b0 > block_rows ? b0 + block_rows : r1;
+        for (int32_t t = 0; t < x->n; t += TILE) {
+            int T = x->n - t >= TILE ? TILE : x->n - t;
+            for (int64_t r = b0; r < b1;) {
+                int R = b1 - r >= TILE ? TILE : 1;
+                tile_to_y(w + r * row_bytes, row_bytes, R, 0, x, t, T, cols, w_scale, y, ldy, r);
+                r += R;
+            }
+        }
+    }
+#else
     int8_t codes[TILE * MAX_DECODED_COLS] __attribute__((aligned(64)));
     for (int64_t r = r0; r < r1;) {
         int R = r1 - r >= TILE ? TILE : 1;
@@ -89,25 +129,20 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
         // many tokens: decode the 4-row tile once
         int decoded = R == TILE && x->n > TILE && cols <= MAX_DECODED_COLS;
         for (int i = 0; decoded && i < R; i++)
-            for (int64_t b = 0; b < cols / BLOCK_VALUES; b++)
+            for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
+                // the tile PREFETCH_TILES ahead, so its decode reads L2 while this one's tokens run
+                const uint8_t *ahead = wr + (i + PREFETCH_TILES * TILE) * row_bytes + b * BLOCK_BYTES;
+                prefetch_l2(ahead);
+                if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64);
                 for (int seg = 0; seg < SEGS; seg++)
                     store_decoded(codes, i, cols, b * BLOCK_VALUES + seg * VEC_BYTES, decode(wr + i * row_bytes + b * BLOCK_BYTES, seg));
-        for (int32_t t = 0; t < x->n;) {
-            int T = x->n - t >= TILE ? TILE : x->n - t;
-            int32_t out[TILE][TILE];
-            TILES[decoded][R == TILE][T](decoded ? (const uint8_t *)codes : wr, row_bytes, x->q + t * cols, cols, out);
-            // y = (sum - sum(x)) / s * w_scale, as the reference rounds it (4 rows: one vector, by the compiler)
-            for (int j = 0; j < T; j++) {
-                float *yt = y + (t + j) * ldy + r, s = x->scale[t + j];
-                int32_t xsum = x->sum[t + j];
-                if (R == TILE)
-                    for (int i = 0; i < TILE; i++) yt[i] = (float)(out[j][i] - xsum) / s * w_scale;
-                else yt[0] = (float)(out[j][0] - xsum) / s * w_scale;
             }
-            t += T;
-        }
+        for (int32_t t = 0; t < x->n; t += TILE)
+            tile_to_y(decoded ? (const uint8_t *)codes : wr, row_bytes, R, decoded, x, t, x->n - t >= TILE ? TILE : x->n - t,
+                      cols, w_scale, y, ldy, r);
         r += R;
     }
+#endif
 }
 
 /* Listed rows only, one token: y[rows[i]] for i < n, as KERNEL gives them (a relu² model's up_proj computes only the

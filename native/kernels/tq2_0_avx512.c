@@ -11,6 +11,7 @@ static inline __m512i decode(const uint8_t *block, int seg) {
     __m512i shift = seg % 2 ? halves16(4, 6) : halves16(0, 2);
     return _mm512_and_si512(_mm512_srlv_epi16(chunk, shift), _mm512_set1_epi8(3));
 }
+#define FUSED_MANY_TOKENS
 #define KERNEL tl_tq2_0_avx512
 #include "ternary_tile.h"
 #endif
