@@ -9,6 +9,7 @@ static inline __m256i decode(const uint8_t *block, int seg) {
     __m256i bytes = _mm256_loadu_si256((const __m256i *)block);
     return _mm256_and_si256(_mm256_srli_epi16(bytes, 6 - 2 * seg), _mm256_set1_epi8(3));
 }
+#define FUSED_MANY_TOKENS
 #define KERNEL tl_i2_s_avx2
 #include "ternary_tile.h"
 #endif

@@ -4,7 +4,10 @@
  *   VEC_ACC                    the vector type of int32 accumulators (VEC itself on x86)
  *   vec_zero(), vec_load(p)    a zero accumulator, and unaligned load of codes or activations
  *   vec_store(p, v)            unaligned store of codes
- *   vec_dot(acc, codes, x)     acc (int32 lanes) += unsigned codes . signed int8 x, by groups of 4 bytes
+ *   vec_dot(acc, codes, x)     acc (int32 lanes) += unsigned codes . signed int8 x, by groups of 4 bytes; or,
+ *                              without such a dot, VEC_PART, part_begin(acc), part_dot(part, codes, x) and
+ *                              part_end(acc, part): a block's products summed in narrower lanes, widened into acc
+ *                              once per block (AVX2), and TILE_PASS_CELLS: the partials a pass of rows keeps
  *   vec_sum(acc)               horizontal int32 sum
  *   vec_sum4_store(out, a, b, c, d)   out[0..3] = the horizontal sums of a, b, c, d
  *   BLOCK_VALUES, BLOCK_BYTES  the format's block
@@ -22,35 +25,61 @@
  * store and reloads (tq2_0, i2_s on x86: a shift and a mask) defines FUSED_MANY_TOKENS and decodes in every tile,
  * with 4 tokens at a time outermost over a block of rows: the 4 tokens' activations stay in L1 while the block's
  * packed rows (4x smaller than int8 activations; in L2 after the first 4 tokens) stream past (x86 AVX-512: 8
- * tokens 1.5-2x faster than through the buffer, 128 tokens 1.1-1.6x). Codes are w + 1: dot = sum(codes * x) -
+ * tokens 1.5-2x faster than through the buffer, 128 tokens 1.1-1.6x; AVX2 1.05-1.1x). Codes are w + 1: dot = sum(codes * x) -
  * sum(x). A tile's sums come out per token (out[token][row]). */
 
 enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_BLOCK_BYTES = 128 << 10 };
 
-static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
-                                                       int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
-    VEC_ACC acc[TILE][TILE];
-    for (int r = 0; r < R; r++)
+#ifndef VEC_PART /* a 4-byte dot into int32 lanes: a block's partial sums are the accumulator itself */
+#define VEC_PART VEC_ACC
+#define part_begin(acc) (acc)
+#define part_dot vec_dot
+#define part_end(acc, part) (part)
+#endif
+#ifndef TILE_PASS_CELLS
+#define TILE_PASS_CELLS (TILE * TILE)
+#endif
+
+/* Rows p .. p + P - 1 of a tile into acc (see tile()). */
+static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, int64_t row_bytes, int R, int p, int P,
+                                                            const int8_t *x, int64_t cols, int T, int decoded,
+                                                            VEC_ACC acc[TILE][TILE]) {
+    for (int r = p; r < p + P; r++)
         for (int t = 0; t < T; t++) acc[r][t] = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
-        for (int r = 0; !decoded && r < R; r++) {
+        for (int r = 0; !decoded && p == 0 && r < R; r++) {
             const uint8_t *ahead = src + (r + PREFETCH_TILES * R) * row_bytes + b * BLOCK_BYTES;
             prefetch_l2(ahead);
             if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64); /* a 66-byte block can span 3 lines */
         }
-        for (int seg = 0; seg < SEGS; seg++) {
-            // codes of this segment for R rows (decoded here, or loaded from the tile's code buffer)
+        VEC_PART part[TILE][TILE];
+        for (int r = p; r < p + P; r++)
+            for (int t = 0; t < T; t++) part[r][t] = part_begin(acc[r][t]);
+        _Pragma("GCC unroll 8") for (int seg = 0; seg < SEGS; seg++) {
+            // codes of this segment for the pass's rows (decoded here, or loaded from the tile's code buffer)
             int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
-            for (int r = 0; r < R; r++)
+            for (int r = p; r < p + P; r++)
                 codes[r] = decoded ? vec_load(src + r * cols + k) : decode(src + r * row_bytes + b * BLOCK_BYTES, seg);
             // dotted with T tokens
             for (int t = 0; t < T; t++) {
                 VEC xv = vec_load(x + t * cols + k);
-                for (int r = 0; r < R; r++) acc[r][t] = vec_dot(acc[r][t], codes[r], xv);
+                for (int r = p; r < p + P; r++) part[r][t] = part_dot(part[r][t], codes[r], xv);
             }
         }
+        for (int r = p; r < p + P; r++)
+            for (int t = 0; t < T; t++) acc[r][t] = part_end(acc[r][t], part[r][t]);
     }
+}
+
+/* R rows x T tokens: the rows in passes of up to TILE_PASS_CELLS / T (all R unless the ISA has few registers),
+ * each pass over the whole row. */
+static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
+                                                       int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
+    VEC_ACC acc[TILE][TILE];
+    int pass = TILE_PASS_CELLS / T < R ? TILE_PASS_CELLS / T : R;
+    _Pragma("GCC unroll 4") for (int p = 0; p < R; p += pass)
+        tile_pass(src, row_bytes, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, acc);
     for (int t = 0; t < T; t++) {
         if (R == TILE) vec_sum4_store(out[t], acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
         else out[t][0] = vec_sum(acc[0][t]);
@@ -166,10 +195,13 @@ void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int6
                 prefetch_l2(ahead[r] + b * BLOCK_BYTES);
                 if (BLOCK_BYTES > 64) prefetch_l2(ahead[r] + b * BLOCK_BYTES + 64);
             }
+            VEC_PART part[TILE];
+            for (int r = 0; r < TILE; r++) part[r] = part_begin(acc[r]);
             for (int seg = 0; seg < SEGS; seg++) {
                 VEC xv = vec_load(x->q + b * BLOCK_VALUES + seg * VEC_BYTES);
-                for (int r = 0; r < TILE; r++) acc[r] = vec_dot(acc[r], decode(src[r] + b * BLOCK_BYTES, seg), xv);
+                for (int r = 0; r < TILE; r++) part[r] = part_dot(part[r], decode(src[r] + b * BLOCK_BYTES, seg), xv);
             }
+            for (int r = 0; r < TILE; r++) acc[r] = part_end(acc[r], part[r]);
         }
         int32_t out[TILE];
         vec_sum4_store(out, acc[0], acc[1], acc[2], acc[3]);
