@@ -519,7 +519,7 @@ def ttft_under_load(url, n_streams, long_ids, samples, time_limit) -> dict[str, 
     they stream and the long prompt is being read. Each short prompt is sent after a random pause of up to four idle
     TTFTs (about a pass), so it lands at a random point of the pass under way, not just after one ended; during the
     long prompt, short prompts follow one another until its first token, and the long prompt is sent again until
-    `samples` of them started while it was being read."""
+    `samples` of them started while it was being read; "long" holds the long prompt's own TTFTs."""
     out, rng = {}, random.Random(0)
     with httpx.Client(base_url=url, timeout=time_limit + 60) as client:
         out["idle"] = [one_request(client, PROMPTS[0], 1)[1] for _ in range(samples)]
@@ -537,14 +537,14 @@ def ttft_under_load(url, n_streams, long_ids, samples, time_limit) -> dict[str, 
         try:
             time.sleep(1)  # the streams are decoding
             out["streams"] = [short() for _ in range(samples)]
-            out["streams+long"] = []
+            out["streams+long"], out["long"] = [], []
             deadline = time.monotonic() + time_limit
             while len(out["streams+long"]) < samples and time.monotonic() < deadline:
                 read = threading.Event()  # set when the long prompt's first token (the end of its prefill) arrives
 
                 def send_long(read=read):
                     with httpx.Client(base_url=url, timeout=time_limit + 60) as own:
-                        one_request(own, long_ids, 1)
+                        out["long"].append(one_request(own, long_ids, 1)[1])
                     read.set()
 
                 long = threading.Thread(target=send_long)
@@ -602,6 +602,10 @@ def scaling(args, url, pid, server_log) -> int:
         ):
             p50 = percentile(t[key], 50)
             print(f"  {what}: {p50 * 1000:.0f} ms ({max(t[key]) * 1000:.0f} ms), {p50 / idle:.2f}x idle", flush=True)
+        print(
+            f"  the long prompt's own TTFT (its prefill beside the streams): {percentile(t['long'], 50):.2f} s",
+            flush=True,
+        )
     return 0
 
 

@@ -69,3 +69,4 @@ def test_scaling_reports_throughput_and_time_to_first_token(tiny_gguf):
     assert all(0 < int(r[2]) <= 4 * int(r[1]) and r[6].endswith("ms") for r in rows)  # tokens, TTFT
     ratios = re.findall(r"(\d+\.\d+)x idle", done.stdout)  # a short prompt's TTFT beside streams, + the long one
     assert "streams decoding" in done.stdout and "a 100-token prompt being read" in done.stdout and len(ratios) == 2
+    assert re.search(r"the long prompt.s own TTFT .*: \d+\.\d\d s", done.stdout), done.stdout

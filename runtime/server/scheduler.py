@@ -6,7 +6,8 @@ other streams go on decoding. Each slot whose last position was in the pass step
 
 A pass cannot be interrupted, so a request that arrives waits for the one under way. With `pass_limit` L, the
 prompt tokens of a pass are also capped so the pass lasts about L one-token passes (PassTimes: the costs timed at
-start), at least one one-token pass's worth however many streams decode. A long prompt's later tokens cost more
+start), and at least as many as the pass's decode tokens take, so a prompt gets half of the passes however many
+streams decode. A long prompt's later tokens cost more
 than the cap assumes (they attend to more positions: ~3.5x at 1,800 on the 2B-4T shape), so its last chunks'
 passes run longer."""
 
@@ -102,9 +103,9 @@ class PassTimes:
 
     def chunk_tokens(self, pass_limit: float, n_generating: int) -> int:
         """Prompt tokens that bring a pass with n_generating decode tokens to about pass_limit one-token passes;
-        at least a one-token pass's worth, however many streams decode."""
-        room = pass_limit * self.one - self.one - max(n_generating - 1, 0) * self.token
-        return max(round(max(room, self.one) / self.token), 1)
+        at least as long as the rest of the pass, so many streams decoding cannot starve a prompt (it gets half)."""
+        decoding = self.one + max(n_generating - 1, 0) * self.token
+        return max(round(max(pass_limit * self.one - decoding, decoding) / self.token), 1)
 
 
 class Scheduler:
