@@ -41,14 +41,13 @@ def complete_on_ray(address, model_path, todo, settings, parallel, threads, n_ct
     ray = connect(address)
     try:
         check_model_on_nodes(ray, model_path)
-        import ray.data
-        from ray.data import ActorPoolStrategy
+        from ray.data import ActorPoolStrategy, DataContext, from_items
 
-        ray.data.DataContext.get_current().enable_progress_bars = False  # runtime.batch shows one bar
+        DataContext.get_current().enable_progress_bars = False  # runtime.batch shows one bar
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # its progress lines; failures are raised to us
         if workers is None:
             workers = max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
-        dataset = ray.data.from_items([{"index": i, "row": json.dumps(row)} for i, row in todo])
+        dataset = from_items([{"index": i, "row": json.dumps(row)} for i, row in todo])
         results = dataset.map_batches(
             Completer,
             fn_constructor_args=(model_path, threads, n_ctx, settings, parallel),
