@@ -163,7 +163,7 @@ $(SYNTH_2B)-i2_s-q6_k.gguf: $(SYNTH_2B)-i2_s.gguf
 	$(TRITLM) quantize $< $@ --output-type q6_k
 
 bench-peers: $(BENCH_GGUFS) llama-cpp $(if $(IK_LLAMA_DIR),$(IK_GGUFS) $(SYNTH_2B)-i2_s-q6_k.gguf)
-	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS) $(if $(IK_LLAMA_DIR),$(SYNTH_2B)-i2_s-q6_k.gguf --ik $(SYNTH_2B)-i2_s.gguf $(IK_GGUFS))
+	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS) $(if $(IK_LLAMA_DIR),$(SYNTH_2B)-i2_s-q6_k.gguf --ik $(IK_GGUFS))
 
 # Ray Serve: per-request overhead over plain `tritlm serve`, aggregate tokens/s of 1 and 2 replicas at 1 thread each.
 .PHONY: bench-ray

@@ -150,6 +150,14 @@ def output_type(path: str) -> str:
     return tensors.get("output.weight", tensors["token_embd.weight"]).type_name.lower()
 
 
+def readable_ternary_type(path: str) -> str | None:
+    """The linear weights' type of a file our reader parses; None for ik_llama.cpp's own IQ*_BN files."""
+    try:
+        return weight_layout(path)[0]
+    except ValueError:
+        return None
+
+
 def ik_output_type(path: str) -> str:
     """An ik_llama.cpp file's output matrix type, from its name (`...-q6_k.gguf`; bf16 otherwise): our GGUF reader
     does not know its IQ*_BN types."""
@@ -202,6 +210,8 @@ def main() -> int:
                 decode_run(ours, seq, gen),
             )
         for path in args.ik:
+            if readable_ternary_type(path) == "i2_s":  # its llama-bench would time a model whose matmuls do nothing
+                parser.error(f"--ik {path}: ik_llama.cpp has no i2_s matmul (its llama-quantize only reads i2_s)")
             ik = IkLlamaCpp(os.environ["IK_LLAMA_DIR"], path, args.threads)
             outputs[label(path)] = ik_output_type(path)
             prompt_runs[("ik_llama.cpp", label(path))], gen_runs[("ik_llama.cpp", label(path))] = (

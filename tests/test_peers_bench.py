@@ -9,6 +9,8 @@ import stat
 import subprocess
 import sys
 
+from tritlm.converter.write import convert
+
 FAKE_BENCH = """#!/usr/bin/env python3
 import json, sys
 args = sys.argv[1:]
@@ -20,21 +22,27 @@ print(json.dumps([{"n_prompt": int(n_prompt), "n_gen": int(n_gen), "avg_ts": spe
 """
 
 
-def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tmp_path):
+def fake_ik_build(tmp_path):
     bench = tmp_path / "ik" / "bin" / "llama-bench"
     bench.parent.mkdir(parents=True)
     bench.write_text(FAKE_BENCH)
     bench.chmod(bench.stat().st_mode | stat.S_IXUSR)
+    return {**os.environ, "IK_LLAMA_DIR": str(tmp_path / "ik")}
+
+
+def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tiny_checkpoints, tmp_path):
+    env = fake_ik_build(tmp_path)
+    # stand-ins for ik's IQ*_BN files (which our reader cannot parse): tq2_0 files, which the fake bench only names
     ik_bf16, ik_q6 = tmp_path / "m-ik-iq2_bn.gguf", tmp_path / "m-ik-iq2_bn_r4-q6_k.gguf"
-    for path in (ik_bf16, ik_q6):
-        shutil.copy(tiny_gguf, path)
+    convert(tiny_checkpoints["packed"], str(ik_bf16), "tq2_0", progress=False)
+    shutil.copy(ik_bf16, ik_q6)
     done = subprocess.run(
         [sys.executable, "bench/peers.py", "-p", "8", "-n", "4", "-r", "2", "--pause", "0", tiny_gguf]
         + ["--ik", str(ik_bf16), str(ik_q6)],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "IK_LLAMA_DIR": str(tmp_path / "ik")},
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     calls = (tmp_path / "ik" / "bin" / "llama-bench.log").read_text().splitlines()
@@ -55,3 +63,20 @@ def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tmp_path):
         ratio = float(ours[8].rstrip("x"))
         speed = float(ours[5].split()[0])
         assert abs(ratio - speed / 100.0) <= 0.01 * ratio + 0.005, (ours, n)  # against the bf16 file, not the Q6_K one
+
+
+def test_ik_llama_cpp_is_not_run_on_an_i2_s_file(tiny_gguf, tmp_path):
+    """ik_llama.cpp's i2_s has no matmul (its llama-quantize reads i2_s to requantize it): its llama-bench on an i2_s
+    file times a model that computes nothing (here: 1100 t/s pp128 on 2 cores), so peers.py refuses to run it."""
+    done = subprocess.run(
+        [sys.executable, "bench/peers.py", tiny_gguf, "--ik", tiny_gguf],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=fake_ik_build(tmp_path),
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(
+        f"--ik {tiny_gguf}: ik_llama.cpp has no i2_s matmul (its llama-quantize only reads i2_s)"
+    )
+    assert not (tmp_path / "ik" / "bin" / "llama-bench.log").exists()
