@@ -1,8 +1,10 @@
-"""`tritlm quantize IN.gguf OUT.gguf --output-type T`: an existing file with its output matrix stored as T.
+"""`tritlm quantize IN.gguf OUT.gguf --output-type T --token-embedding-type E`: an existing file with its output
+matrix stored as T and/or its token embedding as E (llama-quantize's options of the same names).
 
 The output projection (output.weight, or the token embedding when tied: then a separate output.weight is
 added and the embedding stays as it is, one row per token) is dequantized with gguf-py and re-encoded
-(quants.encode); every other byte (metadata, tokenizer, the other tensors) is copied as it is."""
+(quants.encode). E re-encodes token_embd itself: a tied model keeps one matrix, the form llama.cpp's bitnet graph
+loads (it refuses a separate output.weight). Every other byte (metadata, tokenizer, tensors) is copied as it is."""
 
 import os
 import struct
@@ -21,24 +23,30 @@ ROWS_PER_CHUNK = quants.ROWS_PER_CHUNK
 
 
 def register(sub) -> None:
-    p = sub.add_parser("quantize", help="rewrite a GGUF file with its output matrix in another type")
+    p = sub.add_parser("quantize", help="rewrite a GGUF file with its output matrix or token embedding in another type")
     p.add_argument("input", help="input .gguf")
     p.add_argument("output", help="output .gguf")
+    p.add_argument("--output-type", choices=quants.OUTPUT_MATRIX_TYPES, help="type of the output matrix (logits)")
     p.add_argument(
-        "--output-type", required=True, choices=quants.OUTPUT_MATRIX_TYPES, help="type of the output matrix (logits)"
+        "--token-embedding-type",
+        choices=quants.OUTPUT_MATRIX_TYPES,
+        help="type of token_embd itself (tied: also the output matrix, in the one form llama.cpp loads)",
     )
     p.set_defaults(func=run_quantize, errors=(InputError,))
 
 
 def run_quantize(args) -> int:
-    quantize(args.input, args.output, args.output_type)
+    quantize(args.input, args.output, args.output_type, args.token_embedding_type)
     print(f"wrote {args.output}")
     return 0
 
 
-def quantize(src: str, dst: str, output_type: str) -> None:
-    if output_type not in quants.OUTPUT_MATRIX_TYPES:
-        raise InputError(f"unknown output type {output_type!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}")
+def quantize(src: str, dst: str, output_type: str | None, embedding_type: str | None = None) -> None:
+    for option, value in (("output", output_type), ("token embedding", embedding_type)):
+        if value is not None and value not in quants.OUTPUT_MATRIX_TYPES:
+            raise InputError(f"unknown {option} type {value!r}: choose one of {', '.join(quants.OUTPUT_MATRIX_TYPES)}")
+    if output_type is None and embedding_type is None:
+        raise InputError("quantize needs --output-type and/or --token-embedding-type")
     if os.path.abspath(src) == os.path.abspath(dst):
         raise InputError("quantize writes a new file: OUT must differ from IN")
     f = GGUFFile(src)
@@ -46,21 +54,30 @@ def quantize(src: str, dst: str, output_type: str) -> None:
         by_name = {t.name: t for t in f.tensors}
         if "token_embd.weight" not in by_name:
             raise ModelError(f"{src}: no token_embd.weight tensor")
-        source = by_name.get("output.weight", by_name["token_embd.weight"])
-        if quants.unfit(output_type, source.cols):
-            raise ModelError(f"{src}: {source.name}: {quants.unfit(output_type, source.cols)}")
-        encoded = encode_matrix(f, source, output_type)
-        qtype = int(GGMLQuantizationType[output_type.upper()])
-        output = TensorInfo("output.weight", qtype, source.dims, -1, encoded.nbytes)
-        if "output.weight" in by_name:
-            tensors = [output if t.name == "output.weight" else t for t in f.tensors]
-        else:
-            names = [t.name for t in f.tensors]
-            at = names.index("output_norm.weight") + 1 if "output_norm.weight" in names else len(names)
-            tensors = f.tensors[:at] + [output] + f.tensors[at:]
+        tensors, encoded = list(f.tensors), dict[str, np.ndarray]()
+        if output_type is not None:  # from the file's output matrix, before token_embd changes
+            source = by_name.get("output.weight", by_name["token_embd.weight"])
+            output = reencoded(f, source, "output.weight", output_type, encoded)
+            if "output.weight" in by_name:
+                tensors = [output if t.name == "output.weight" else t for t in tensors]
+            else:
+                names = [t.name for t in tensors]
+                at = names.index("output_norm.weight") + 1 if "output_norm.weight" in names else len(names)
+                tensors = tensors[:at] + [output] + tensors[at:]
+        if embedding_type is not None:
+            embd = reencoded(f, by_name["token_embd.weight"], "token_embd.weight", embedding_type, encoded)
+            tensors = [embd if t.name == "token_embd.weight" else t for t in tensors]
         write(f, tensors, encoded, dst)
     finally:
         f.close()
+
+
+def reencoded(f: GGUFFile, source: TensorInfo, name: str, type_name: str, encoded: dict[str, np.ndarray]) -> TensorInfo:
+    """The tensor `name` holding source's matrix as type_name; its bytes go to encoded[name]."""
+    if quants.unfit(type_name, source.cols):
+        raise ModelError(f"{f.path}: {source.name}: {quants.unfit(type_name, source.cols)}")
+    encoded[name] = encode_matrix(f, source, type_name)
+    return TensorInfo(name, int(GGMLQuantizationType[type_name.upper()]), source.dims, -1, encoded[name].nbytes)
 
 
 def encode_matrix(f: GGUFFile, t: TensorInfo, output_type: str) -> np.ndarray:
@@ -97,8 +114,9 @@ def metadata_end(f: GGUFFile) -> int:
     raise ModelError(f"{f.path}: tensor infos not found where the header says they end")
 
 
-def write(f: GGUFFile, tensors: list[TensorInfo], encoded: np.ndarray, dst: str) -> None:
-    """f's metadata as it is, the new tensor infos and data, written under a temporary name and renamed."""
+def write(f: GGUFFile, tensors: list[TensorInfo], encoded: dict[str, np.ndarray], dst: str) -> None:
+    """f's metadata as it is, the new tensor infos and data (encoded[name] for a tensor not in f: offset -1),
+    written under a temporary name and renamed."""
     align = lambda n: -(-n // f.alignment) * f.alignment  # noqa: E731
     offsets, pos = [], 0
     for t in tensors:
@@ -114,7 +132,7 @@ def write(f: GGUFFile, tensors: list[TensorInfo], encoded: np.ndarray, dst: str)
             out.write(head)
             for t, o in zip(tensors, offsets):
                 out.seek(len(head) + o)
-                out.write(encoded.data if t.offset < 0 else f.buffer[t.offset : t.offset + t.nbytes])
+                out.write(encoded[t.name].data if t.offset < 0 else f.buffer[t.offset : t.offset + t.nbytes])
             out.truncate(len(head) + pos)
         os.replace(tmp, dst)
     finally:

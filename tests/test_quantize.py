@@ -123,6 +123,38 @@ def test_quantize_replaces_an_existing_output_matrix(files, tmp_path):
     assert got["output.weight"][2] == quants.encode(want, "q8_0").tobytes()
 
 
+def test_token_embedding_type_reencodes_the_tied_matrix(embedded_gguf, tmp_path):
+    """--token-embedding-type re-encodes token_embd in place: a tied file stays tied (no output.weight), every other
+    tensor and the metadata as they were; the engine reads the q8_0 rows for the lookup and the logits alike. The
+    trained embedded model: a random one amplifies the embedding's rounding through every int8 activation."""
+    out = str(tmp_path / "tied-q8_0.gguf")
+    assert main(["quantize", embedded_gguf, out, "--token-embedding-type", "q8_0"]) == 0
+    (got, meta), (base, base_meta) = tensors(out), tensors(embedded_gguf)
+    assert set(got) == set(base) and same_metadata(meta, base_meta)
+    assert all(got[name] == base[name] for name in base if name != "token_embd.weight")
+    embd_type, dims, data = got["token_embd.weight"]
+    assert embd_type == QT.Q8_0 and dims == base["token_embd.weight"][1]
+    bf16 = np.frombuffer(base["token_embd.weight"][2], np.uint16).astype(np.uint32) << 16
+    assert data == quants.encode(bf16.view(np.float32).reshape(dims[1], dims[0]), "q8_0").tobytes()
+    with Model(embedded_gguf, threads=1) as ref_model, Model(out, threads=1) as model:
+        tokens = [int(t) for t in np.random.default_rng(2).integers(0, model.n_vocab, 24)]
+        ref = np.array(ref_model.prefill(ref_model.new_sequence(), tokens))
+        logits = np.array(model.prefill(model.new_sequence(), tokens))
+    assert 0 < rel_rmse(logits, ref) < 2 * MAX_REL_RMSE["q8_0"] and logits.argmax() == ref.argmax()
+
+
+def test_llama_cpp_loads_a_tied_q8_0_file_but_not_a_separate_output_matrix(tiny_checkpoints, tmp_path):
+    """llama.cpp's bitnet graph always takes the logits from token_embd: it refuses an extra output.weight."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    tq2_0, tied, separate = (str(tmp_path / f"{name}.gguf") for name in ("tq2_0", "tied", "separate"))
+    convert(tiny_checkpoints["packed"], tq2_0, "tq2_0", progress=False)
+    assert main(["quantize", tq2_0, tied, "--token-embedding-type", "q8_0"]) == 0
+    assert main(["quantize", tq2_0, separate, "--output-type", "q8_0"]) == 0
+    llama_cpp.Llama(tied, n_ctx=32, verbose=False).close()
+    with pytest.raises(ValueError):
+        llama_cpp.Llama(separate, n_ctx=32, verbose=False)
+
+
 def test_engine_logits_with_each_output_matrix(files):
     """Same tokens, the lossless tied file vs the q8_0 / q6_k output matrix: logits within the encoding's error,
     and the same greedy token."""
@@ -144,6 +176,8 @@ def test_quantize_bad_input(files, tmp_path, capsys):
     assert "cannot open" in capsys.readouterr().err
     assert main(["quantize", files["lossless"], files["lossless"], "--output-type", "q8_0"]) == 1
     assert "must differ" in capsys.readouterr().err
+    assert main(["quantize", files["lossless"], str(tmp_path / "z.gguf")]) == 1
+    assert "needs --output-type and/or --token-embedding-type" in capsys.readouterr().err
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + bytes(20))
     assert main(["quantize", str(bad), str(tmp_path / "y.gguf"), "--output-type", "q8_0"]) == 1
