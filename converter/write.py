@@ -15,6 +15,7 @@ from . import pack, vocab
 from .checkpoint import Checkpoint
 from .errors import ConverterError
 from .families import Tensor, family_for
+from .hub import model_name
 from .safetensors_io import bf16_to_f32
 
 
@@ -44,7 +45,7 @@ def convert(
     tmp = out_path + ".tmp"
     writer = gguf.GGUFWriter(tmp, family.gguf_arch(type_name))
     try:
-        add_metadata(writer, hp, name or os.path.basename(os.path.normpath(checkpoint_dir)))
+        add_metadata(writer, hp, name or model_name(checkpoint_dir))
         add_activation_mode(writer, ckpt.config)
         vocab.add_tokenizer(writer, checkpoint_dir, hp.n_vocab)
         for t in tensors:
