@@ -7,9 +7,8 @@ other streams go on decoding. Each slot whose last position was in the pass step
 A pass cannot be interrupted, so a request that arrives waits for the one under way. With `pass_limit` L, the
 prompt tokens of a pass are also capped so the pass lasts about L one-token passes (PassTimes: the costs timed at
 start), and at least as many as the pass's decode tokens take, so a prompt gets half of the passes however many
-streams decode. A long prompt's later tokens cost more
-than the cap assumes (they attend to more positions: ~3.5x at 1,800 on the 2B-4T shape), so its last chunks'
-passes run longer."""
+streams decode. A long prompt's later tokens cost more than the cap assumes (they attend to more positions: ~3.5x
+at 1,800 on the 2B-4T shape), so its last chunks' passes run longer."""
 
 import asyncio
 import collections
