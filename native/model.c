@@ -128,9 +128,9 @@ static void allowed_names(int use, char *out, size_t len) {
 }
 
 /* The row length a linear weight's rows may be zero-padded to (docs/format.md; tritlm/formats.py's padded_cols
- * writes them): whole blocks of a ternary type (each a multiple of TL_ROW_ALIGN), else a multiple of TL_ROW_ALIGN. */
+ * writes them): whole blocks and a multiple of TL_ROW_ALIGN. */
 static int64_t padded_cols(int32_t type, int64_t cols) {
-    int64_t align = type == TL_TQ1_0 ? TL_TQ1_0_VALUES : type == TL_TQ2_0 ? TL_TQ2_0_VALUES : type == TL_I2_S ? TL_I2_S_VALUES : TL_ROW_ALIGN;
+    int64_t block = tl_block_values(type), align = block > TL_ROW_ALIGN ? block : TL_ROW_ALIGN; /* lcm: powers of two */
     return (cols + align - 1) / align * align;
 }
 

@@ -114,28 +114,25 @@ tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type) {
     }
 }
 
-static const char *const TYPE_NAMES[TL_TYPE_ID_END] = {
-    [TL_F32] = "f32", [TL_F16] = "f16", [TL_Q8_0] = "q8_0", [TL_Q4_K] = "q4_k", [TL_Q6_K] = "q6_k",
-    [TL_BF16] = "bf16", [TL_TQ1_0] = "tq1_0", [TL_TQ2_0] = "tq2_0", [TL_I2_S] = "i2_s",
+/* Each type the engine reads: its name as tritlm/formats.py spells it, and its blocks (a float type's block is one
+ * value). */
+static const struct { const char *name; int64_t values, bytes; } TYPES[TL_TYPE_ID_END] = {
+    [TL_F32] = {"f32", 1, 4},
+    [TL_F16] = {"f16", 1, 2},
+    [TL_BF16] = {"bf16", 1, 2},
+    [TL_Q8_0] = {"q8_0", TL_Q8_0_VALUES, TL_Q8_0_BYTES},
+    [TL_Q4_K] = {"q4_k", TL_Q4_K_VALUES, TL_Q4_K_BYTES},
+    [TL_Q6_K] = {"q6_k", TL_Q6_K_VALUES, TL_Q6_K_BYTES},
+    [TL_TQ1_0] = {"tq1_0", TL_TQ1_0_VALUES, TL_TQ1_0_BYTES},
+    [TL_TQ2_0] = {"tq2_0", TL_TQ2_0_VALUES, TL_TQ2_0_BYTES},
+    [TL_I2_S] = {"i2_s", TL_I2_S_VALUES, TL_I2_S_BYTES},
 };
 
-const char *tl_type_name(int32_t type) { return type >= 0 && type < TL_TYPE_ID_END ? TYPE_NAMES[type] : NULL; }
+const char *tl_type_name(int32_t type) { return type >= 0 && type < TL_TYPE_ID_END ? TYPES[type].name : NULL; }
 
-/* Bytes of cols values in blocks of block_values (0 unless a whole number of blocks). */
-static int64_t blocks_bytes(int64_t cols, int64_t block_values, int64_t block_bytes) {
-    return cols % block_values ? 0 : cols / block_values * block_bytes;
-}
+int64_t tl_block_values(int32_t type) { return tl_type_name(type) ? TYPES[type].values : 0; }
 
 int64_t tl_row_bytes(int32_t type, int64_t cols) {
-    switch (type) {
-    case TL_F32: return 4 * cols;
-    case TL_F16: case TL_BF16: return 2 * cols;
-    case TL_Q8_0: return blocks_bytes(cols, TL_Q8_0_VALUES, TL_Q8_0_BYTES);
-    case TL_Q4_K: return blocks_bytes(cols, TL_Q4_K_VALUES, TL_Q4_K_BYTES);
-    case TL_Q6_K: return blocks_bytes(cols, TL_Q6_K_VALUES, TL_Q6_K_BYTES);
-    case TL_TQ1_0: return blocks_bytes(cols, TL_TQ1_0_VALUES, TL_TQ1_0_BYTES);
-    case TL_TQ2_0: return blocks_bytes(cols, TL_TQ2_0_VALUES, TL_TQ2_0_BYTES);
-    case TL_I2_S: return blocks_bytes(cols, TL_I2_S_VALUES, TL_I2_S_BYTES);
-    default: return 0;
-    }
+    int64_t values = tl_block_values(type);
+    return values && cols % values == 0 ? cols / values * TYPES[type].bytes : 0;
 }

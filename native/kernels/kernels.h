@@ -64,6 +64,8 @@ tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type);
  * it reads are below TL_TYPE_ID_END. */
 enum { TL_TYPE_ID_END = TL_I2_S + 1 };
 const char *tl_type_name(int32_t type);
+/* Values per block of a type (1 for a float type; 0: a type the engine does not read). */
+int64_t tl_block_values(int32_t type);
 /* Bytes of one row of cols values in a weight type (0: unsupported type or cols not a whole number of blocks). */
 int64_t tl_row_bytes(int32_t type, int64_t cols);
 /* Row `row` of a float-typed matrix (F32, F16, BF16, Q8_0, Q4_K, Q6_K) converted to f32. */

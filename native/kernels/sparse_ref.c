@@ -23,7 +23,7 @@ int64_t tl_sparse_bytes(int64_t rows, int64_t cols) {
 int32_t tl_sparse_pack(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t *out) {
     tl_decode_block_fn *decode = type == TL_TQ2_0 ? tl_tq2_0_decode : type == TL_TQ1_0 ? tl_tq1_0_decode
                                : type == TL_I2_S ? tl_i2_s_decode : NULL;
-    int64_t block = type == TL_I2_S ? TL_I2_S_VALUES : TL_QK_K, row_bytes = tl_row_bytes(type, cols);
+    int64_t block = tl_block_values(type), row_bytes = tl_row_bytes(type, cols);
     int64_t tiles = (rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE;
     int8_t(*values)[TL_QK_K] = calloc(TL_SPARSE_TILE, sizeof *values); /* a tile's rows of one block, decoded */
     if (!decode || !row_bytes || block > TL_QK_K || !values) return free(values), -1;
