@@ -55,6 +55,8 @@ def quantize(src: str, dst: str, output_type: str | None, embedding_type: str | 
         if "token_embd.weight" not in by_name:
             raise ModelError(f"{src}: no token_embd.weight tensor")
         tensors, encoded = list(f.tensors), dict[str, np.ndarray]()
+        if "output.weight" not in by_name and output_type == embedding_type:
+            output_type = None  # tied: token_embd re-encoded as E is already the output matrix in that type
         if output_type is not None:  # from the file's output matrix, before token_embd changes
             source = by_name.get("output.weight", by_name["token_embd.weight"])
             output = reencoded(f, source, "output.weight", output_type, encoded)

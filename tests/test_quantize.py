@@ -143,6 +143,16 @@ def test_token_embedding_type_reencodes_the_tied_matrix(embedded_gguf, tmp_path)
     assert 0 < rel_rmse(logits, ref) < 2 * MAX_REL_RMSE["q8_0"] and logits.argmax() == ref.argmax()
 
 
+def test_the_same_type_for_both_options_keeps_a_tied_file_tied(embedded_gguf, tmp_path):
+    """--output-type T --token-embedding-type T on a tied file: one matrix, the same bytes as
+    --token-embedding-type T alone (not a second copy as output.weight)."""
+    both, embd_only = str(tmp_path / "both.gguf"), str(tmp_path / "embd.gguf")
+    assert main(["quantize", embedded_gguf, both, "--output-type", "q8_0", "--token-embedding-type", "q8_0"]) == 0
+    assert main(["quantize", embedded_gguf, embd_only, "--token-embedding-type", "q8_0"]) == 0
+    got, want = tensors(both)[0], tensors(embd_only)[0]
+    assert "output.weight" not in got and got == want
+
+
 def test_llama_cpp_loads_a_tied_q8_0_file_but_not_a_separate_output_matrix(tiny_checkpoints, tmp_path):
     """llama.cpp's bitnet graph always takes the logits from token_embd: it refuses an extra output.weight."""
     llama_cpp = pytest.importorskip("llama_cpp")
