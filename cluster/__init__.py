@@ -34,7 +34,7 @@ def connect(address: str | None = None):
             include_dashboard=None if address else False,  # None: the cluster's own setting
         )
     except ConnectionError as e:
-        raise InputError(f"Ray cluster at {address}: {first_line(e)}") from None
+        raise InputError(f"Ray cluster at {address}: {lead(e)}") from None
     return ray
 
 
@@ -66,26 +66,43 @@ def check_reachable(address: str) -> None:
         raise InputError(f"Ray cluster at {address} is not reachable: {e.strerror or e}") from None
 
 
-def first_line(error: BaseException) -> str:
-    """The root cause of a Ray failure in one line. Ray re-raises a worker's exception (RayTaskError,
-    ActorDiedError) as text holding the remote traceback, whose last "XError: message" line is the cause."""
+def first_line(error: BaseException, *texts: str) -> str:
+    """A failed Ray job as one line for the user: the message of the InputError a worker raised (bad input on its
+    node), or Ray's own first line when no Python exception is behind the failure (a lost node, a killed worker).
+    A worker's other exceptions are bugs: `error` is raised again, their remote traceback in its text. Ray passes a
+    worker's exception (RayTaskError, ActorDiedError) on as text holding the remote traceback, whose last
+    "XError: message" line is the cause; texts: more such text (a deployment's status)."""
     seen: list[BaseException] = []
     link: BaseException | None = error
     while link is not None and link not in seen:
         seen.append(link)
         link = link.__cause__ or link.__context__
-    for e in seen:
-        cause = raised_in(str(e))
+    input_errors = {c.__name__ for c in _subclasses(InputError)}
+    for text in [*texts, *map(str, seen)]:
+        cause = raised_in(text)
+        if cause and cause[0] not in input_errors:
+            raise error if text not in texts else RuntimeError(text)
         if cause:
-            return cause
-    lines = [line.strip() for line in str(seen[0]).splitlines() if line.strip()]
-    return lines[0] if lines else type(seen[0]).__name__
+            return cause[1]
+    return lead(error)
 
 
-def raised_in(text: str) -> str | None:
-    """The message of the last "XError: message" line of a traceback's text."""
-    causes = [m.group(1) for m in map(_RAISED.match, text.splitlines()) if m]
-    return causes[-1] if causes else None
+def lead(error: BaseException) -> str:
+    """An exception's first nonblank line (its class name if it has none)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
-_RAISED = re.compile(r"^(?:[A-Za-z_][\w.]*(?:\([\w.]+\))?)(?:Error|Exception): (.+)$")
+def raised_in(text: str) -> tuple[str, str] | None:
+    """The class name (without its module) and message of the last "XError: message" line of a traceback's text;
+    Ray writes a wrapped class in parentheses: "RayTaskError(ModelError): ..."."""
+    causes = [m for m in map(_RAISED.match, text.splitlines()) if m]
+    return ((causes[-1][2] or causes[-1][1]).rsplit(".", 1)[-1], causes[-1][3]) if causes else None
+
+
+def _subclasses(cls: type) -> list[type]:
+    children: list[type] = cls.__subclasses__()
+    return [cls] + [d for c in children for d in _subclasses(c)]
+
+
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*?(?:Error|Exception))(?:\(([\w.]+)\))?: (.+)$")

@@ -10,7 +10,7 @@ import signal
 import socket
 import threading
 
-from tritlm.cluster import NOT_INSTALLED, check_model_on_nodes, connect, first_line, raised_in
+from tritlm.cluster import NOT_INSTALLED, check_model_on_nodes, connect, first_line
 from tritlm.runtime.errors import InputError
 
 try:
@@ -88,8 +88,8 @@ def deploy(app, host="127.0.0.1", port=8000) -> str:
         serve.run(app, name=APP_NAME, route_prefix="/")
     except RuntimeError as e:  # "Deploying application tritlm failed": the replica's traceback is in its status
         status = serve.status().applications.get(APP_NAME)
-        causes = [raised_in(d.message) for d in (status.deployments.values() if status else ()) if d.message]
-        raise InputError(f"Ray Serve: {next((c for c in causes if c), first_line(e))}") from None
+        messages = [d.message for d in (status.deployments.values() if status else ()) if d.message]
+        raise InputError(f"Ray Serve: {first_line(e, *messages)}") from None
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 

@@ -7,13 +7,16 @@ import json
 import socket
 import subprocess
 import sys
+import traceback
 
 import pytest
 
 from tests.checkpoints import full_forward_greedy
 from tests.conftest import REPO
+from tritlm.cluster import first_line
 from tritlm.runtime import batch as batch_module
 from tritlm.runtime.cli import main
+from tritlm.runtime.errors import ModelError
 
 PROMPTS = [
     "The weight of the model",
@@ -168,3 +171,20 @@ def test_ray_bad_input(ray_cluster, tiny_gguf, prompts, tmp_path):
     assert unreachable.returncode == 1
     assert unreachable.stderr == f"tritlm batch: error: Ray cluster at {closed} is not reachable: Connection refused\n"
     assert not out.exists()
+
+
+@pytest.mark.parametrize("raised", [ModelError("worker on h: bad file"), TypeError("unsupported operand")])
+def test_a_ray_worker_failure_is_one_line_only_for_bad_input(raised):
+    """A worker's InputError (bad input on its node) becomes its message; any other exception there is a bug, and
+    the Ray error holding its remote traceback is raised again. Ray's own exception type, built as Ray builds it."""
+    exceptions = pytest.importorskip("ray.exceptions")
+    try:
+        raise raised
+    except Exception as e:
+        failure = exceptions.RayTaskError("Completer.__call__", traceback.format_exc(), e).as_instanceof_cause()
+    if isinstance(raised, ModelError):
+        assert first_line(failure) == "worker on h: bad file"
+        return
+    with pytest.raises(exceptions.RayTaskError) as got:
+        first_line(failure)
+    assert got.value is failure and "TypeError: unsupported operand" in str(got.value)
