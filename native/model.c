@@ -13,6 +13,7 @@
  * the down_proj input quantizes to int8 zeros, which the integer dot skips exactly. So a single decoded token runs
  * gate first, up only on the rows where relu(gate) > 0, and down_proj as the same sparse GEMV over its nonzero
  * codes (tl_config.no_sparse turns it off). */
+#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -20,6 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include "kernels/kernels.h"
 #include "threads.h"
 #include "tritlm.h"
@@ -38,6 +43,7 @@ struct tl_model { /* read-only after tl_model_new */
     uint8_t sparse_input[4]; /* per linear input TL_IN_*: 1 if its linears have sparse copies */
     int64_t sparse_rows;     /* the most rows of a linear with a sparse copy, rounded up to TL_SPARSE_TILE */
     uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
+    uint8_t **repacked;      /* [n_layer][7]: tq1_0 linears in the lookup layout (kernels/tq1_0_lut_ref.c), read instead */
 };
 
 struct tl_ctx {
@@ -135,11 +141,13 @@ static int64_t padded_cols(int32_t type, int64_t cols) {
 }
 
 static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
-    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s
+         : type == TL_TQ1_0_LUT ? k->tq1_0_lut : NULL;
 }
 
 static tl_ternary_rows_fn *ternary_rows_kernel(const tl_kernels *k, int32_t type) {
-    return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : type == TL_I2_S ? k->i2_s_rows : NULL;
+    return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : type == TL_I2_S ? k->i2_s_rows
+         : type == TL_TQ1_0_LUT ? k->tq1_0_lut_rows : NULL;
 }
 
 /* Whether n floats are all finite, testing the exponent bits (vectorizes). */
@@ -310,6 +318,45 @@ static int make_sparse_copies(tl_model *m) {
     return 1;
 }
 
+/* tq1_0 linears repacked into the lookup layout (kernels/tq1_0_lut_ref.c) where the kernels read it (AVX-512 VBMI:
+ * decoded at tq2_0's speed, docs/format.md), after the sparse copies were built from the file's blocks. A repacked
+ * linear's tensor then points at the copy, typed TL_TQ1_0_LUT, and with cfg.weights_mapped the file's pages of it are
+ * dropped once copied. One weight per chunk over the pool; a chunk whose pack runs out of memory keeps tq1_0. */
+static void release_pages(const void *data, int64_t bytes) {
+#if defined(MADV_DONTNEED)
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)data + page - 1) / page * page;
+    uintptr_t b = ((uintptr_t)data + (uintptr_t)bytes) / page * page; /* whole pages of the tensor only */
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+#else
+    (void)data, (void)bytes;
+#endif
+}
+
+static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
+    (void)thread;
+    tl_model *m = arg;
+    tl_tensor *w = (tl_tensor *)linear_of(&m->layers[chunk / N_LINEARS], chunk % N_LINEARS); /* the model's own array */
+    if (!m->repacked[chunk]) return;
+    if (tl_tq1_0_lut_pack(w->data, w->cols, 0, w->rows, m->repacked[chunk]) != 0) {
+        free(m->repacked[chunk]);
+        m->repacked[chunk] = NULL;
+        return;
+    }
+    if (m->cfg.weights_mapped) release_pages(w->data, w->rows * tl_row_bytes(w->type, w->cols));
+    w->data = m->repacked[chunk], w->type = TL_TQ1_0_LUT;
+}
+
+static int repack_tq1_0(tl_model *m) {
+    int32_t n = m->cfg.n_layer * N_LINEARS;
+    if (!(m->repacked = calloc((size_t)n, sizeof *m->repacked))) return 0;
+    for (int32_t i = 0; m->kern->tq1_0_lut && i < n; i++) {
+        const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
+        if (w->type == TL_TQ1_0 && !(m->repacked[i] = malloc((size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols))))) return 0;
+    }
+    if (m->kern->tq1_0_lut) tl_pool_run(m->pool, repack_chunk, m, n);
+    return 1;
+}
+
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len) {
     if (!cfg || !token_embd || !output_norm || !layers) return fail(err, err_len, "tl_model_new: NULL argument"), NULL;
@@ -335,6 +382,10 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
         tl_model_free(m);
         return fail(err, err_len, "out of memory for the sparse weight copies"), NULL;
     }
+    if (!repack_tq1_0(m)) {
+        tl_model_free(m);
+        return fail(err, err_len, "out of memory for the repacked tq1_0 weights"), NULL;
+    }
     // RoPE frequencies as transformers computes them in float32: 1 / theta^(2i / head_dim)
     for (int i = 0; i < cfg->head_dim / 2; i++)
         m->rope_inv_freq[i] = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)cfg->head_dim);
@@ -346,6 +397,8 @@ void tl_model_free(tl_model *m) {
     tl_pool_free(m->pool);
     for (int i = 0; m->sparse && i < m->cfg.n_layer * N_LINEARS; i++) free((void *)m->sparse[i]);
     free(m->sparse);
+    for (int i = 0; m->repacked && i < m->cfg.n_layer * N_LINEARS; i++) free(m->repacked[i]);
+    free(m->repacked);
     free(m->skip_up);
     free(m->layers);
     free(m->rope_inv_freq);

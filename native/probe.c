@@ -38,6 +38,33 @@ int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int
     return 0;
 }
 
+int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,
+                            const float *x_scale, int32_t n, float w_scale, const int32_t *list, int64_t n_list, float *y) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    int ref = k && strcmp(k->isa, "ref") == 0;
+    tl_ternary_fn *fn = ref ? tl_tq1_0_lut_ref : k ? k->tq1_0_lut : NULL;
+    tl_ternary_rows_fn *rows_fn = ref ? tl_tq1_0_lut_ref_rows : k ? k->tq1_0_lut_rows : NULL;
+    if (!fn || n <= 0 || (list && n != 1) || !tl_row_bytes(TL_TQ1_0, cols)) return -1;
+    uint8_t *packed = malloc((size_t)(rows * tl_tq1_0_lut_row_bytes(cols)) + 1);
+    int32_t *sum = calloc((size_t)n, sizeof(int32_t)), rc = -1;
+    if (packed && sum && tl_tq1_0_lut_pack(w, cols, 0, rows, packed) == 0) {
+        for (int32_t t = 0; t < n; t++)
+            for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
+        tl_qact qa = {x, x_scale, sum, n};
+        if (list) rows_fn(packed, cols, list, n_list, &qa, w_scale, y);
+        else fn(packed, cols, 0, rows, &qa, w_scale, y, rows);
+        rc = 0;
+    }
+    free(packed), free(sum);
+    return rc;
+}
+
+int32_t tl_tq1_0_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values) {
+    if (rows <= 0 || !tl_row_bytes(TL_TQ1_0, cols) || tl_tq1_0_lut_pack(w, cols, 0, rows, packed) != 0) return -1;
+    for (int64_t r = 0; r < rows; r++) tl_tq1_0_lut_decode_row(packed + r * tl_tq1_0_lut_row_bytes(cols), cols, values + r * cols);
+    return 0;
+}
+
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);

@@ -19,11 +19,36 @@ typedef struct { int32_t type; const char *name; int64_t rows, cols; } shape;
 static const shape SHAPES[] = {
     {TL_TQ2_0, "tq2_0", 2560, 2560}, {TL_TQ2_0, "tq2_0", 640, 2560}, {TL_TQ2_0, "tq2_0", 6912, 2560},
     {TL_TQ2_0, "tq2_0", 2560, 6912}, {TL_TQ1_0, "tq1_0", 2560, 2560}, {TL_TQ1_0, "tq1_0", 640, 2560},
-    {TL_TQ1_0, "tq1_0", 6912, 2560}, {TL_TQ1_0, "tq1_0", 2560, 6912}, {TL_I2_S, "i2_s", 2560, 2560},
+    {TL_TQ1_0, "tq1_0", 6912, 2560}, {TL_TQ1_0, "tq1_0", 2560, 6912}, {TL_TQ1_0_LUT, "tq1_0_lut", 2560, 2560},
+    {TL_TQ1_0_LUT, "tq1_0_lut", 640, 2560}, {TL_TQ1_0_LUT, "tq1_0_lut", 6912, 2560}, {TL_TQ1_0_LUT, "tq1_0_lut", 2560, 6912},
+    {TL_I2_S, "i2_s", 2560, 2560},
     {TL_I2_S, "i2_s", 6912, 2560}, {TL_I2_S, "i2_s", 2560, 6912}, {TL_BF16, "bf16", 128256, 2560},
     {TL_Q8_0, "q8_0", 128256, 2560}, {TL_Q6_K, "q6_k", 128256, 2560}, {TL_Q4_K, "q4_k", 128256, 2560},
 };
 enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128, BATCH_TOKENS = 8 };
+
+/* A ternary type's kernel in a table; tq1_0_lut, tq1_0 repacked at load where an ISA reads it so (kernels.h), has its
+ * reference outside the tables. NULL: the ISA has none. */
+static tl_ternary_fn *ternary_fn(const tl_kernels *k, int32_t type) {
+    if (type == TL_TQ1_0_LUT) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_ref : k->tq1_0_lut;
+    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : k->i2_s;
+}
+static tl_ternary_rows_fn *ternary_rows_fn(const tl_kernels *k, int32_t type) {
+    if (type == TL_TQ1_0_LUT) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_ref_rows : k->tq1_0_lut_rows;
+    return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : k->i2_s_rows;
+}
+
+/* Whether ISA isas[i] runs a type with the same kernel as a lower one this CPU has (avx512vbmi adds only tq1_0_lut). */
+static int same_as_lower(const char *const *isas, int i, int32_t type) {
+    const tl_kernels *k = tl_kernels_named(isas[i]);
+    for (int j = 0; j < i; j++) {
+        const tl_kernels *lower = tl_kernels_named(isas[j]);
+        if (lower && (tl_float_kernel(k, type) ? tl_float_kernel(k, type) == tl_float_kernel(lower, type)
+                                               : ternary_fn(k, type) == ternary_fn(lower, type)))
+            return 1;
+    }
+    return 0;
+}
 
 typedef struct {
     const tl_kernels *k;
@@ -47,7 +72,7 @@ static void run_share(void *ctx, int32_t chunk, int32_t thread) {
     if (r0 >= r1) return;
     tl_float_fn *ff = tl_float_kernel(j->k, j->s->type);
     if (ff) { ff(j->w, j->s->cols, r0, r1, j->xf, j->n, j->y, j->s->rows); return; }
-    tl_ternary_fn *fn = j->s->type == TL_TQ2_0 ? j->k->tq2_0 : j->s->type == TL_TQ1_0 ? j->k->tq1_0 : j->k->i2_s;
+    tl_ternary_fn *fn = ternary_fn(j->k, j->s->type);
     tl_qact qa = {j->xq, j->scale, j->sum, j->n};
     fn(j->w, j->s->cols, r0, r1, &qa, 1.0f, j->y, j->s->rows);
 }
@@ -99,8 +124,7 @@ typedef struct {
 
 static void run_dense(void *arg, int i) {
     sparse_job *j = arg;
-    tl_ternary_fn *fn = j->type == TL_TQ2_0 ? j->k->tq2_0 : j->type == TL_TQ1_0 ? j->k->tq1_0 : j->k->i2_s;
-    fn(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, 0, j->rows, j->x, 1, j->y, j->rows);
+    ternary_fn(j->k, j->type)(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, 0, j->rows, j->x, 1, j->y, j->rows);
 }
 static void run_sparse(void *arg, int i) {
     sparse_job *j = arg;
@@ -109,8 +133,7 @@ static void run_sparse(void *arg, int i) {
 }
 static void run_rows(void *arg, int i) {
     sparse_job *j = arg;
-    tl_ternary_rows_fn *fn = j->type == TL_TQ2_0 ? j->k->tq2_0_rows : j->type == TL_TQ1_0 ? j->k->tq1_0_rows : j->k->i2_s_rows;
-    fn(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y);
+    ternary_rows_fn(j->k, j->type)(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y);
 }
 
 /* The relu² decode kernels at 2B-4T's MLP shapes on one thread, each against the dense GEMV of the same matrix. */
@@ -121,7 +144,8 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
     float *y = malloc(sizeof(float) * 6912), scale = 1;
     for (int i = 0; i < 6912; i++) xq[i] = (int8_t)(rand() % 255 - 127), xsum += xq[i];
     tl_qact x = {xq, &scale, &xsum, 1};
-    for (int which = 0; which < 2; which++) { /* 0: down_proj, sparse inputs; 1: up_proj, listed rows */
+    for (int which = type == TL_TQ1_0_LUT; which < 2; which++) { /* 0: down_proj, sparse inputs (copied from the file's
+                                                                   * form, not tq1_0_lut); 1: up_proj, listed rows */
         int64_t rows = which ? 6912 : 2560, cols = which ? 2560 : 6912, bytes = rows * tl_row_bytes(type, cols);
         int64_t sparse_bytes = which ? 0 : tl_sparse_bytes(rows, cols);
         int n_copies = (int)(STREAM_BYTES / bytes + 1);
@@ -137,7 +161,7 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
             sparse_job s = j;
             if (!which) s.w = packed, s.bytes = sparse_bytes;
             double t = fastest(which ? run_rows : run_sparse, &s, calls);
-            printf("%-6s %-7s %-9s %4.0f%% %-10s %10.1f %10.1f %8.2f\n", name, k->isa, which ? "6912x2560" : "2560x6912",
+            printf("%-9s %-10s %-9s %4.0f%% %-10s %10.1f %10.1f %8.2f\n", name, k->isa, which ? "6912x2560" : "2560x6912",
                    100 * KEPT[f], which ? "rows" : "inputs", 1e6 * dense, 1e6 * t, t / dense);
             fflush(stdout);
         }
@@ -147,7 +171,7 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
 }
 
 int main(int argc, char **argv) {
-    const char *isas[] = {"ref", "avx2", "avx512", "neon", "dotprod", "i8mm"}; /* those this CPU has */
+    const char *isas[] = {"ref", "avx2", "avx512", "avx512vbmi", "neon", "dotprod", "i8mm"}; /* those this CPU has */
     double min_time = argc > 1 ? atof(argv[1]) : 0.3;
     int64_t max_cols = 6912;
     int8_t *xq = malloc(GEMM_TOKENS * max_cols);
@@ -160,7 +184,7 @@ int main(int argc, char **argv) {
     printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n", tl_read_bandwidth(STREAM_BYTES, 1),
            tl_read_bandwidth(STREAM_BYTES, 2));
     const char *only = argc > 2 ? argv[2] : NULL; /* one type's shapes only */
-    printf("%-6s %-12s %-7s %12s %12s %12s %12s %12s %14s %14s %12s\n", "type", "shape", "isa", "cache GB/s",
+    printf("%-9s %-12s %-10s %12s %12s %12s %12s %12s %14s %14s %12s\n", "type", "shape", "isa", "cache GB/s",
            "2 tok cache", "4 tok cache", "mem 1t GB/s", "mem 2t GB/s", "pp 1t GMAC/s", "pp128 2t tok/s", "8 tok / 1");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
@@ -176,7 +200,7 @@ int main(int argc, char **argv) {
             for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] &= 0x3b;
         for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
             const tl_kernels *k = tl_kernels_named(isas[ii]);
-            if (!k) continue;
+            if (!k || !(tl_float_kernel(k, s->type) || ternary_fn(k, s->type)) || same_as_lower(isas, ii, s->type)) continue;
             double t = ii ? min_time : min_time / 10, gbs[2], cache[3], gmacs = 0, pp = 0, batch = 0;
             tl_pool *pools[2] = {tl_pool_new(1), tl_pool_new(2)};
             job j = {k, s, copies, xq, xf, scale, sum, 1, cached_rows, y};
@@ -201,20 +225,21 @@ int main(int argc, char **argv) {
             tl_pool_free(pools[1]);
             char dims[32];
             snprintf(dims, sizeof dims, "%lldx%lld", (long long)s->rows, (long long)s->cols);
-            printf("%-6s %-12s %-7s %12.1f %12.1f %12.1f %12.1f %12.1f %14.0f %14.0f %12.2f\n", s->name, dims, k->isa,
+            printf("%-9s %-12s %-10s %12.1f %12.1f %12.1f %12.1f %12.1f %14.0f %14.0f %12.2f\n", s->name, dims, k->isa,
                    cache[0], cache[1], cache[2], gbs[0], gbs[1], gmacs, pp, batch);
             fflush(stdout);
         }
         free(copies);
     }
     printf("\nrelu² sparse decode, 1 thread, from memory: dense GEMV vs down_proj over kept inputs / up_proj on kept rows\n");
-    printf("%-6s %-7s %-9s %5s %-10s %10s %10s %8s\n", "type", "isa", "shape", "kept", "of", "dense us", "sparse us", "ratio");
-    for (int ti = 0; ti < 3; ti++) {
-        static const char *const NAMES[] = {"i2_s", "tq2_0", "tq1_0"};
-        static const int32_t TYPES[] = {TL_I2_S, TL_TQ2_0, TL_TQ1_0};
+    printf("%-9s %-10s %-9s %5s %-10s %10s %10s %8s\n", "type", "isa", "shape", "kept", "of", "dense us", "sparse us", "ratio");
+    for (int ti = 0; ti < 4; ti++) {
+        static const char *const NAMES[] = {"i2_s", "tq2_0", "tq1_0", "tq1_0_lut"};
+        static const int32_t TYPES[] = {TL_I2_S, TL_TQ2_0, TL_TQ1_0, TL_TQ1_0_LUT};
         if (only && strcmp(only, NAMES[ti]) != 0) continue;
         for (int ii = 1; ii < (int)(sizeof isas / sizeof isas[0]); ii++)
-            if (tl_kernels_named(isas[ii])) bench_sparse(tl_kernels_named(isas[ii]), TYPES[ti], NAMES[ti], (int)(200 * min_time) + 20);
+            if (tl_kernels_named(isas[ii]) && ternary_fn(tl_kernels_named(isas[ii]), TYPES[ti]) && !same_as_lower(isas, ii, TYPES[ti]))
+                bench_sparse(tl_kernels_named(isas[ii]), TYPES[ti], NAMES[ti], (int)(200 * min_time) + 20);
     }
     return 0;
 }

@@ -51,6 +51,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     read_bytes(&cfg, sizeof cfg);
+    cfg.weights_mapped = 0; /* the tensors below are malloc'd, not the file's mapping */
     read_bytes(&n_tensors, 4);
     if (n_tensors != 3 + 11 * cfg.n_layer) {
         fprintf(stderr, "error: %s: %d tensors for %d layers\n", path, n_tensors, cfg.n_layer);

@@ -44,6 +44,10 @@ typedef struct {
     tl_float_fn *f32, *f16, *bf16, *q8_0, *q4_k, *q6_k;
     tl_int4_fn *int4;
     tl_sparse_fn *sparse;
+    /* tq1_0 repacked at load into the lookup layout (tq1_0_lut_ref.c), where the ISA decodes it faster than tq1_0's own
+     * blocks (AVX-512 VBMI); NULL elsewhere: the engine then reads tq1_0 as the file has it. */
+    tl_ternary_fn *tq1_0_lut;
+    tl_ternary_rows_fn *tq1_0_lut_rows;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -51,7 +55,7 @@ typedef struct {
 enum { PREFETCH_TILES = 4 };
 #define prefetch_l2(p) __builtin_prefetch((p), 0, 1)
 
-/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avx512; ARM64:
+/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avx512|avx512vbmi; ARM64:
  * ref|neon|dotprod|i8mm). */
 const tl_kernels *tl_kernels_best(void);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
@@ -113,6 +117,18 @@ void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void
 /* Each ternary format's block decoder (its reference's), for repacking weights at load. */
 tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
 
+/* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
+ * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). */
+enum { TL_TQ1_0_LUT = 0x10000 + TL_TQ1_0, TL_LUT_SPAN_VALUES = 192, TL_LUT_SPAN_BYTES = 40 };
+static inline int64_t tl_tq1_0_lut_row_bytes(int64_t cols) {
+    return cols / TL_LUT_SPAN_VALUES * TL_LUT_SPAN_BYTES + cols % TL_LUT_SPAN_VALUES / 4;
+}
+/* Rows [r0, r1) of a tq1_0 matrix (cols a multiple of 256) into the layout at out (row r at r * row bytes). Returns 0,
+ * or -1 if out of memory. */
+int32_t tl_tq1_0_lut_pack(const uint8_t *tq1_0, int64_t cols, int64_t r0, int64_t r1, uint8_t *out);
+/* One row of the layout back to values in {-1, 0, 1}. */
+void tl_tq1_0_lut_decode_row(const uint8_t *row, int64_t cols, int8_t *values);
+
 /* ---- a4.8 / Q-Sparse activations and KV cache (int4_*.c, topk_ref.c, sparse_*.c, kv_ref.c) ---- */
 /* tl_int4_fn: INT4 absmean quantization of one row (dim % 16 == 0): codes in [-8, 7] as int8, *scale = s
  * (x ~ q / s); returns sum q. */
@@ -134,6 +150,8 @@ void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x
 /* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
 tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
 tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
+tl_ternary_fn tl_tq1_0_lut_ref, tl_tq1_0_lut_vbmi;
+tl_ternary_rows_fn tl_tq1_0_lut_ref_rows, tl_tq1_0_lut_vbmi_rows;
 tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;

@@ -28,3 +28,4 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
 ROWS_REF(tq1_0)
 ROWS_REF(tq2_0)
 ROWS_REF(i2_s)
+ROWS_REF(tq1_0_lut)

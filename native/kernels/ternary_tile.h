@@ -17,7 +17,9 @@
  * (same contract as tile() below without a code buffer), used for rows shorter than FUSED_MAX_COLS; and
  * DECODED_TILE(codes, x, cols, T, out) with store_decoded(buf, row, cols, k, codes): the ISA's own many-token
  * tile over a 4-row code buffer in the layout store_decoded writes (default: rows one after another, run by
- * tile() below); or FUSED_MANY_TOKENS: no code buffer at all (below).
+ * tile() below); or FUSED_MANY_TOKENS: no code buffer at all (below). A format whose rows end in values that are not a
+ * whole block (tq1_0_lut) defines ROW_BYTES(cols), a row's bytes, and decode_tail(tail, seg): the codes of vector seg of
+ * the cols % BLOCK_VALUES values after the row's whole blocks.
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
@@ -29,6 +31,14 @@
  * sum(x). A tile's sums come out per token (out[token][row]). */
 
 enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_BLOCK_BYTES = 128 << 10 };
+
+#ifdef ROW_BYTES
+#define TAIL_SEGS(cols) ((cols) % BLOCK_VALUES / VEC_BYTES)
+#else
+#define ROW_BYTES(cols) ((cols) / BLOCK_VALUES * BLOCK_BYTES)
+#define TAIL_SEGS(cols) 0
+#define decode_tail(tail, seg) decode(tail, seg) /* no tail: its loops run 0 times */
+#endif
 
 #ifndef VEC_PART /* a 4-byte dot into int32 lanes: a block's partial sums are the accumulator itself */
 #define VEC_PART VEC_ACC
@@ -69,6 +79,19 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
         }
         for (int r = p; r < p + P; r++)
             for (int t = 0; t < T; t++) acc[r][t] = part_end(acc[r][t], part[r][t]);
+    }
+    // the row's tail after its whole blocks, if the format has one
+    for (int seg = 0; seg < TAIL_SEGS(cols); seg++) {
+        int64_t k = cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES;
+        VEC codes[TILE];
+        VEC_PART part[TILE][TILE];
+        for (int r = p; r < p + P; r++)
+            codes[r] = decoded ? vec_load(src + r * cols + k) : decode_tail(src + r * row_bytes + cols / BLOCK_VALUES * BLOCK_BYTES, seg);
+        for (int t = 0; t < T; t++) {
+            VEC xv = vec_load(x + t * cols + k);
+            for (int r = p; r < p + P; r++) part[r][t] = part_dot(part_begin(acc[r][t]), codes[r], xv);
+            for (int r = p; r < p + P; r++) acc[r][t] = part_end(acc[r][t], part[r][t]);
+        }
     }
 }
 
@@ -134,7 +157,7 @@ static inline void tile_to_y(const uint8_t *src, int64_t row_bytes, int R, int d
 
 void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
             int64_t ldy) {
-    int64_t row_bytes = cols / BLOCK_VALUES * BLOCK_BYTES;
+    int64_t row_bytes = ROW_BYTES(cols);
 #ifdef FUSED_MANY_TOKENS
     // blocks of rows that stay in L2; in each, 4 tokens at a time over all its rows
     int64_t block_rows = ROW_BLOCK_BYTES / row_bytes / TILE * TILE;
@@ -166,6 +189,10 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
                 for (int seg = 0; seg < SEGS; seg++)
                     store_decoded(codes, i, cols, b * BLOCK_VALUES + seg * VEC_BYTES, decode(wr + i * row_bytes + b * BLOCK_BYTES, seg));
             }
+        for (int i = 0; decoded && i < R; i++)
+            for (int seg = 0; seg < TAIL_SEGS(cols); seg++)
+                store_decoded(codes, i, cols, cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES,
+                              decode_tail(wr + i * row_bytes + cols / BLOCK_VALUES * BLOCK_BYTES, seg));
         for (int32_t t = 0; t < x->n; t += TILE)
             tile_to_y(decoded ? (const uint8_t *)codes : wr, row_bytes, R, decoded, x, t, x->n - t >= TILE ? TILE : x->n - t,
                       cols, w_scale, y, ldy, r);
@@ -181,7 +208,7 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
 #define ROWS_NAME_(k) k##_rows
 void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x, float w_scale,
                        float *y) {
-    int64_t row_bytes = cols / BLOCK_VALUES * BLOCK_BYTES;
+    int64_t row_bytes = ROW_BYTES(cols);
     for (int64_t i = 0; i < n; i += TILE) {
         const uint8_t *src[TILE], *ahead[TILE];
         for (int r = 0; r < TILE; r++) {
@@ -202,6 +229,11 @@ void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int6
                 for (int r = 0; r < TILE; r++) part[r] = part_dot(part[r], decode(src[r] + b * BLOCK_BYTES, seg), xv);
             }
             for (int r = 0; r < TILE; r++) acc[r] = part_end(acc[r], part[r]);
+        }
+        for (int seg = 0; seg < TAIL_SEGS(cols); seg++) {
+            VEC xv = vec_load(x->q + cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES);
+            for (int r = 0; r < TILE; r++)
+                acc[r] = part_end(acc[r], part_dot(part_begin(acc[r]), decode_tail(src[r] + cols / BLOCK_VALUES * BLOCK_BYTES, seg), xv));
         }
         int32_t out[TILE];
         vec_sum4_store(out, acc[0], acc[1], acc[2], acc[3]);
