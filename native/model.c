@@ -29,8 +29,11 @@
 #include "threads.h"
 #include "tritlm.h"
 
-enum { ATT_BLOCK = 128, ATT_LANES = 16 }; /* attention: key positions scored at once; queries scored together */
+enum { ATT_TASK_ROWS = 64 }; /* attention: query rows (tokens x heads) a task takes through the kernel together */
 enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* matmul chunks: start on 16-row boundaries (SIMD row tiles); per thread */
+
+/* An attention task: KV head kv_head's query heads [h0, h0 + nh) for tokens [t0, t0 + nt) of one run (forward_batch). */
+struct att_task { int32_t t0, nt, kv_head, h0, nh; };
 
 struct tl_model { /* read-only after tl_model_new */
     tl_config cfg;
@@ -48,17 +51,19 @@ struct tl_model { /* read-only after tl_model_new */
 
 struct tl_ctx {
     const tl_model *m;
-    float *att_acc; /* [pool size][2][ATT_LANES][head_dim]: attention sums and transposed queries per pool thread */
+    float *att_scratch; /* [pool size][ATT_TASK_ROWS]: the attention kernel's queries and running softmax per thread */
     /* per-token scratch for up to n_cap tokens, grown only when a bigger batch arrives */
     int32_t n_cap;
     float *x, *xn, *xf, *q, *k, *v, *att, *tmp, *gate, *up; /* activations */
     int8_t *xq;                                             /* quantized activations */
     float *xscale;                                          /* their per-token scales */
     int32_t *xsum, *pos, *out_token;                        /* sum of xq; each token's position; tokens wanting logits */
+    struct att_task *att_tasks; /* [n_cap * n_head]: this pass's attention tasks */
+    int32_t n_att_tasks;
     int32_t logits_cap;                                     /* rows of logits_tmp */
     float *logits_tmp; /* [logits_cap][n_vocab]: logits of scattered rows, before they go to their rows */
     uint32_t *topk_work; /* [pool size][widest]: top-K selection scratch */
-    float *kv_rows;      /* [pool size][2][ATT_BLOCK][head_dim]: a block of dequantized keys and values */
+    float *kv_rows;      /* [pool size][2][TL_ATT_BLOCK][head_dim]: a block of dequantized keys and values */
     int32_t *kept_idx;   /* one token's kept inputs (indices, int8 codes, count): the sparse GEMV's operand */
     int8_t *kept_val;
     int32_t n_kept;
@@ -409,11 +414,17 @@ const char *tl_isa(void) { return tl_kernels_best()->isa; }
 
 /* ---- contexts: one caller's scratch ---- */
 
+/* Floats of one thread's attention scratch: queries, maxima, denominators, sums and weights of ATT_TASK_ROWS rows. */
+static size_t att_scratch_floats(const tl_config *c) {
+    return (size_t)ATT_TASK_ROWS * (2 * (size_t)tl_att_hd16(c->head_dim) + 1 + 16 + TL_ATT_BLOCK + 1);
+}
+
+
 static void free_scratch(tl_ctx *ctx) {
     void **bufs[] = {(void **)&ctx->x, (void **)&ctx->xn, (void **)&ctx->xf, (void **)&ctx->q, (void **)&ctx->k,
                      (void **)&ctx->v, (void **)&ctx->att, (void **)&ctx->tmp, (void **)&ctx->gate, (void **)&ctx->up,
                      (void **)&ctx->xq, (void **)&ctx->xscale, (void **)&ctx->xsum, (void **)&ctx->pos,
-                     (void **)&ctx->out_token};
+                     (void **)&ctx->out_token, (void **)&ctx->att_tasks};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -434,7 +445,8 @@ static int grow_scratch(tl_ctx *ctx, int32_t n) {
     ctx->tmp = malloc(t * e * 4), ctx->gate = malloc(t * f * 4), ctx->up = malloc(t * f * 4);
     ctx->xq = malloc(t * widest), ctx->xscale = malloc(t * 4), ctx->xsum = malloc(t * 4);
     ctx->pos = malloc(t * 4), ctx->out_token = malloc(t * 4);
-    if (!ctx->x || !ctx->xn || !ctx->xf || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->tmp || !ctx->gate ||
+    ctx->att_tasks = malloc(t * (size_t)c->n_head * sizeof *ctx->att_tasks);
+    if (!ctx->att_tasks || !ctx->x || !ctx->xn || !ctx->xf || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->tmp || !ctx->gate ||
         !ctx->up || !ctx->xq || !ctx->xscale || !ctx->xsum || !ctx->pos || !ctx->out_token) {
         free_scratch(ctx);
         return 0;
@@ -457,17 +469,16 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
     tl_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return NULL;
     ctx->m = m;
-    size_t att_bytes = sizeof(float) * 2 * ATT_LANES * (size_t)m->cfg.head_dim; /* a multiple of 64: vectors stay aligned */
-    ctx->att_acc = aligned_alloc(64, att_bytes * (size_t)tl_pool_size(m->pool));
+    ctx->att_scratch = malloc(att_scratch_floats(&m->cfg) * sizeof(float) * (size_t)tl_pool_size(m->pool));
     const tl_config *c = &m->cfg;
     size_t threads = (size_t)tl_pool_size(m->pool), widest = (size_t)(c->n_ff > c->n_embd ? c->n_ff : c->n_embd);
     widest = (widest > (size_t)c->n_head * c->head_dim ? widest : (size_t)c->n_head * c->head_dim) + 255;
     ctx->topk_work = malloc(sizeof(uint32_t) * widest * threads);
-    ctx->kv_rows = malloc(sizeof(float) * 2 * ATT_BLOCK * (size_t)c->head_dim * threads);
+    ctx->kv_rows = malloc(sizeof(float) * 2 * TL_ATT_BLOCK * (size_t)c->head_dim * threads);
     ctx->kept_idx = malloc(sizeof(int32_t) * widest), ctx->kept_val = malloc(widest), ctx->up_rows = malloc(sizeof(int32_t) * widest);
     ctx->up_kept = malloc(sizeof(int32_t) * (size_t)(PARTS_PER_THREAD * tl_pool_size(m->pool)));
     ctx->sparse_sums = malloc(sizeof(int32_t) * 3 * (size_t)(PARTS_PER_THREAD * tl_pool_size(m->pool)) * (size_t)m->sparse_rows + 1);
-    if (!ctx->att_acc || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->up_rows || !ctx->up_kept || !ctx->sparse_sums ||
+    if (!ctx->att_scratch || !ctx->topk_work || !ctx->kv_rows || !ctx->kept_idx || !ctx->kept_val || !ctx->up_rows || !ctx->up_kept || !ctx->sparse_sums ||
         !grow_scratch(ctx, 1)) {
         tl_ctx_free(ctx);
         return NULL;
@@ -481,7 +492,7 @@ void tl_ctx_free(tl_ctx *ctx) {
     if (!ctx) return;
     free_scratch(ctx);
     free(ctx->logits_tmp);
-    free(ctx->att_acc);
+    free(ctx->att_scratch);
     free(ctx->topk_work), free(ctx->kv_rows), free(ctx->kept_idx), free(ctx->kept_val), free(ctx->up_rows), free(ctx->up_kept), free(ctx->sparse_sums);
     free(ctx);
 }
@@ -772,7 +783,7 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
 }
 
 /* Keys and values of positions p0 .. p0 + len - 1 of KV head h in layer l as float rows `stride` apart: the cache's
- * own rows (f32), or dequantized into buf ([2][ATT_BLOCK][head_dim]) from a quantized cache. */
+ * own rows (f32), or dequantized into buf ([2][TL_ATT_BLOCK][head_dim]) from a quantized cache. */
 static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32_t p0, int32_t len, float *buf,
                      const float **k, const float **v, int64_t *stride) {
     const tl_config *c = &m->cfg;
@@ -787,93 +798,76 @@ static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32
         int32_t pos = p0 + j, bits = pos ? c->kv_bits : c->kv_bits_first;
         size_t at = pos ? (((size_t)l * s->n_ctx + pos) * c->n_head_kv + h) * row : ((size_t)l * c->n_head_kv + h) * row0;
         tl_kv_dequantize_ref((pos ? s->kq : s->k0) + at, hd, bits, buf + j * hd);
-        tl_kv_dequantize_ref((pos ? s->vq : s->v0) + at, hd, bits, buf + (ATT_BLOCK + j) * hd);
+        tl_kv_dequantize_ref((pos ? s->vq : s->v0) + at, hd, bits, buf + (TL_ATT_BLOCK + j) * hd);
     }
-    *k = buf, *v = buf + ATT_BLOCK * hd, *stride = hd;
+    *k = buf, *v = buf + TL_ATT_BLOCK * hd, *stride = hd;
 }
 
-/* Causal grouped-query attention, one chunk per head: token t's query head h attends to positions 0..pos[t] of
- * kv head h / (n_head / n_head_kv) in its sequence's cache. Positions are scored a block at a time, and the
- * softmax is kept online across blocks. A prompt's tokens (one sequence, consecutive positions) share their
- * key rows, so up to ATT_LANES of them are scored together, one per vector lane. Every sum runs in one fixed
- * order (a dot over d in order, values over positions in order), so a token's result depends neither on its
- * batch nor on the ISA of the clones. */
-typedef struct { tl_ctx *ctx; tl_seq *const *seqs; int32_t n, layer; } attention_task;
+/* Causal grouped-query attention: token t's query head h attends to positions 0..pos[t] of KV head h / (n_head /
+ * n_head_kv) in its sequence's cache, through the kernel table's blocked kernel (kernels.h: keys a block at a time,
+ * softmax online). A task is a KV head's query heads [h0, h0 + nh) for the tokens [t0, t0 + nt) of one run (tokens
+ * of one sequence at consecutive positions): its rows share every key and value row read. Each row's result is
+ * computed in one canonical order, so it depends neither on the task's shape nor on the batch. */
+typedef struct { tl_ctx *ctx; tl_seq *const *seqs; int32_t layer; } attention_task;
 
-typedef float att_lanes __attribute__((vector_size(4 * ATT_LANES))); /* one float per query scored together */
-
-/* scores[g][j] = (q_g . k_j) * scale for key rows k_j = k + j * stride, j < len, and the queries transposed in
- * qt[d] (lane g: query g): each lane sums over d in order, as a lone dot would. */
-X86_CLONES static void score_keys(const att_lanes *qt, const float *k, int64_t stride, int32_t len, int32_t hd, float scale,
-                                  float scores[ATT_LANES][ATT_BLOCK]) {
-    for (int32_t j = 0; j < len; j++) {
-        att_lanes sum = {0};
-        for (int32_t d = 0; d < hd; d++) sum += qt[d] * k[j * stride + d];
-        sum *= scale;
-        for (int g = 0; g < ATT_LANES; g++) scores[g][j] = sum[g];
-    }
-}
-
-/* Folds one block of a query's scores w[len] (made its softmax weights in place) into its running maximum,
- * denominator and weighted sum acc of the value rows v + j * stride. */
-X86_CLONES static void attend_block(float *w, int32_t len, const float *v, int64_t stride, int32_t hd, float *max,
-                                    float *denom, float *acc) {
-    // a new maximum rescales what was summed so far
-    float block_max = *max;
-    for (int32_t j = 0; j < len; j++) block_max = w[j] > block_max ? w[j] : block_max;
-    if (block_max > *max) {
-        float shrink = expf(*max - block_max);
-        *denom *= shrink;
-        for (int32_t d = 0; d < hd; d++) acc[d] *= shrink;
-        *max = block_max;
-    }
-    // softmax weights, then the weighted values
-    for (int32_t j = 0; j < len; j++) {
-        w[j] = expf(w[j] - *max);
-        *denom += w[j];
-    }
-    for (int32_t j = 0; j < len; j++)
-        for (int32_t d = 0; d < hd; d++) acc[d] += w[j] * v[j * stride + d];
-}
-
-static void attention_chunk(void *arg, int32_t head, int32_t thread) {
-    attention_task *task = arg;
-    tl_ctx *ctx = task->ctx;
+/* Splits the batch into attention tasks: each run of tokens in chunks of up to ATT_TASK_ROWS rows, per KV head,
+ * its query heads in parts of nh; nh halves from the whole group until the threads have several tasks each. */
+static void plan_attention(tl_ctx *ctx, tl_seq *const *seqs, int32_t n) {
     const tl_config *c = &ctx->m->cfg;
-    int32_t hd = c->head_dim, group = c->n_head / c->n_head_kv;
-    float scale = 1.0f / sqrtf((float)hd), scores[ATT_LANES][ATT_BLOCK], max[ATT_LANES], denom[ATT_LANES];
-    float *acc = ctx->att_acc + (size_t)thread * 2 * ATT_LANES * hd; /* then the transposed queries */
-    att_lanes *qt = (att_lanes *)(acc + ATT_LANES * hd);
-    float *kv_buf = ctx->kv_rows + (size_t)thread * 2 * ATT_BLOCK * hd;
-    for (int32_t t = 0; t < task->n;) {
-        // the tokens scored together: this one and the next of its sequence at the next positions
-        const tl_seq *s = task->seqs[t];
-        int32_t n = 1, last;
-        while (n < ATT_LANES && t + n < task->n && task->seqs[t + n] == s && ctx->pos[t + n] == ctx->pos[t] + n) n++;
-        last = ctx->pos[t + n - 1];
-        for (int32_t d = 0; d < hd; d++)
-            for (int g = 0; g < ATT_LANES; g++) qt[d][g] = g < n ? ctx->q[((size_t)(t + g) * c->n_head + head) * hd + d] : 0;
-        for (int g = 0; g < n; g++) {
-            max[g] = -INFINITY, denom[g] = 0;
-            for (int32_t d = 0; d < hd; d++) acc[g * hd + d] = 0;
+    int32_t group = c->n_head / c->n_head_kv, nh = group, want = 4 * tl_pool_size(ctx->m->pool);
+    for (;;) {
+        int32_t per_task = ATT_TASK_ROWS / nh > 0 ? ATT_TASK_ROWS / nh : 1, count = 0;
+        for (int32_t t = 0; t < n;) {
+            int32_t run = 1;
+            while (t + run < n && run < per_task && seqs[t + run] == seqs[t] && ctx->pos[t + run] == ctx->pos[t] + run) run++;
+            for (int32_t kvh = 0; kvh < c->n_head_kv; kvh++)
+                for (int32_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += nh)
+                    ctx->att_tasks[count++] = (struct att_task){t, run, kvh, h0, (kvh + 1) * group - h0 < nh ? (kvh + 1) * group - h0 : nh};
+            t += run;
         }
-        // a block of key positions scored for all, then folded into each token's softmax up to its own position
-        for (int32_t p0 = 0; p0 <= last; p0 += ATT_BLOCK) {
-            int32_t len = last + 1 - p0 < ATT_BLOCK ? last + 1 - p0 : ATT_BLOCK;
-            const float *k, *v;
-            int64_t stride;
-            kv_block(ctx->m, s, task->layer, head / group, p0, len, kv_buf, &k, &v, &stride);
-            score_keys(qt, k, stride, len, hd, scale, scores);
-            for (int g = 0; g < n; g++) {
-                int32_t seen = ctx->pos[t + g] + 1 - p0; /* causal: this token's positions in the block */
-                if (seen > 0) attend_block(scores[g], seen < len ? seen : len, v, stride, hd, &max[g], &denom[g], acc + g * hd);
-            }
+        ctx->n_att_tasks = count;
+        if (count >= want || nh == 1) return;
+        nh = (nh + 1) / 2;
+    }
+}
+
+static void attention_chunk(void *arg, int32_t chunk, int32_t thread) {
+    attention_task *at = arg;
+    tl_ctx *ctx = at->ctx;
+    const tl_config *c = &ctx->m->cfg;
+    const struct att_task *task = &ctx->att_tasks[chunk];
+    int32_t hd = c->head_dim, hd16 = tl_att_hd16(hd), rows = task->nt * task->nh;
+    float scale = 1.0f / sqrtf((float)hd);
+    // this thread's scratch: the task's queries (zero padded to hd16), running softmax, weights, what each row sees
+    float *q = ctx->att_scratch + att_scratch_floats(c) * (size_t)thread;
+    tl_att_state st = {q + ATT_TASK_ROWS * hd16, NULL, NULL, NULL};
+    st.denom = st.max + ATT_TASK_ROWS, st.acc = st.denom + 16 * ATT_TASK_ROWS, st.w = st.acc + ATT_TASK_ROWS * hd16;
+    int32_t *seen = (int32_t *)(st.w + ATT_TASK_ROWS * TL_ATT_BLOCK);
+    float *kv_buf = ctx->kv_rows + (size_t)thread * 2 * TL_ATT_BLOCK * hd;
+    for (int32_t i = 0; i < task->nt; i++)
+        for (int32_t j = 0; j < task->nh; j++) {
+            float *row = q + (int64_t)(i * task->nh + j) * hd16;
+            memcpy(row, ctx->q + ((size_t)(task->t0 + i) * c->n_head + task->h0 + j) * hd, hd * sizeof(float));
+            for (int32_t d = hd; d < hd16; d++) row[d] = 0;
         }
-        for (int g = 0; g < n; g++) {
-            float *out = ctx->att + ((size_t)(t + g) * c->n_head + head) * hd;
-            for (int32_t d = 0; d < hd; d++) out[d] = acc[g * hd + d] / denom[g];
+    // a block of key positions at a time, each row up to its own position
+    const tl_seq *s = at->seqs[task->t0];
+    int32_t last = ctx->pos[task->t0 + task->nt - 1];
+    tl_attention_begin(rows, hd, &st);
+    for (int32_t p0 = 0; p0 <= last; p0 += TL_ATT_BLOCK) {
+        int32_t len = last + 1 - p0 < TL_ATT_BLOCK ? last + 1 - p0 : TL_ATT_BLOCK;
+        const float *k, *v;
+        int64_t stride;
+        kv_block(ctx->m, s, at->layer, task->kv_head, p0, len, kv_buf, &k, &v, &stride);
+        for (int32_t r = 0; r < rows; r++) {
+            int32_t sees = ctx->pos[task->t0 + r / task->nh] + 1 - p0;
+            seen[r] = sees < 0 ? 0 : sees < len ? sees : len;
         }
-        t += n;
+        ctx->m->kern->attention(q, rows, hd, k, v, stride, len, seen, scale, &st);
+    }
+    for (int32_t i = 0; i < task->nt; i++) {
+        tl_att_state row = {st.max + i * task->nh, st.denom + 16 * i * task->nh, st.acc + (int64_t)i * task->nh * hd16, NULL};
+        tl_attention_end(&row, task->nh, hd, ctx->att + ((size_t)(task->t0 + i) * c->n_head + task->h0) * hd, hd);
     }
 }
 
@@ -912,6 +906,7 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         ctx->out_token[n_out++] = i;
     }
     if (!contiguous && !grow_logits_tmp(ctx, n_out)) return fail(err, err_len, "out of memory for %d logit rows", n_out), -1;
+    plan_attention(ctx, seqs, n);
     // embedding lookup -> f32 residual stream
     for (int32_t i = 0; i < n; i++) tl_row_to_f32(m->token_embd.type, m->token_embd.data, e, tokens[i], ctx->x + i * e);
     for (int32_t l = 0; l < c->n_layer; l++) {
@@ -926,8 +921,8 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
             kv_store(m, seqs[i], l, ctx->pos[i], ctx->k + i * kvd, ctx->v + i * kvd);
         }
         // causal grouped-query attention over each sequence's cache
-        attention_task at = {ctx, seqs, n, l};
-        tl_pool_run(m->pool, attention_chunk, &at, c->n_head);
+        attention_task at = {ctx, seqs, l};
+        tl_pool_run(m->pool, attention_chunk, &at, ctx->n_att_tasks);
         // attn_sub_norm, quantize, o_proj, residual
         norm_quantize(ctx, ctx->att, ctx->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols, TL_IN_O);
         bitlinear(ctx, n, l, 3, 1, (float *[]){ctx->tmp});

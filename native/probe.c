@@ -1,5 +1,6 @@
 /* probe.c - entry points for tests and benchmarks (probe.h): run one kernel on a whole matrix, measure
  * bandwidth, stress the thread pool. */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,4 +193,33 @@ int32_t tl_kv_roundtrip(const float *x, int64_t dim, int32_t bits, uint8_t *pack
     tl_kv_quantize_ref(x, dim, bits, packed);
     tl_kv_dequantize_ref(packed, dim, bits, out);
     return 0;
+}
+
+int32_t tl_attention_rows(const char *isa, const float *q, int32_t rows, const int32_t *pos, const float *k,
+                          const float *v, int32_t n_keys, int32_t hd, float *out) {
+    const tl_kernels *kern = tl_kernels_named(isa);
+    if (!kern || rows <= 0 || hd <= 0 || n_keys <= 0) return -1;
+    for (int32_t r = 0; r < rows; r++)
+        if (pos[r] < 0 || pos[r] >= n_keys) return -1;
+    size_t hd16 = (size_t)tl_att_hd16(hd), n = (size_t)rows;
+    float *qp = calloc(n * hd16, sizeof(float)), *max = malloc(n * sizeof(float)), *denom = malloc(16 * n * sizeof(float));
+    float *acc = malloc(n * hd16 * sizeof(float)), *w = malloc(n * TL_ATT_BLOCK * sizeof(float));
+    int32_t *seen = malloc(n * sizeof(int32_t)), rc = -1, last = 0;
+    if (qp && max && denom && acc && w && seen) {
+        for (int32_t r = 0; r < rows; r++) {
+            memcpy(qp + r * hd16, q + (size_t)r * hd, (size_t)hd * sizeof(float));
+            last = pos[r] > last ? pos[r] : last;
+        }
+        tl_att_state st = {max, denom, acc, w};
+        tl_attention_begin(rows, hd, &st);
+        for (int32_t p0 = 0; p0 <= last; p0 += TL_ATT_BLOCK) {
+            int32_t len = last + 1 - p0 < TL_ATT_BLOCK ? last + 1 - p0 : TL_ATT_BLOCK;
+            for (int32_t r = 0; r < rows; r++) seen[r] = pos[r] + 1 - p0 < 0 ? 0 : pos[r] + 1 - p0 < len ? pos[r] + 1 - p0 : len;
+            kern->attention(qp, rows, hd, k + (size_t)p0 * hd, v + (size_t)p0 * hd, hd, len, seen, 1.0f / sqrtf((float)hd), &st);
+        }
+        tl_attention_end(&st, rows, hd, out, hd);
+        rc = 0;
+    }
+    free(qp), free(max), free(denom), free(acc), free(w), free(seen);
+    return rc;
 }

@@ -46,4 +46,10 @@ int32_t tl_matmul_sparse(const char *isa, int32_t type, const void *w, int64_t r
                          float x_scale, float w_scale, float *y);
 int32_t tl_kv_roundtrip(const float *x, int64_t dim, int32_t bits, uint8_t *packed, float *out);
 
+/* Causal attention through a named ISA's kernel (kernels.h: tl_attention_fn), block by block as the engine runs it:
+ * query rows q [rows][hd] over keys and values k, v [n_keys][hd], row r seeing keys 0..pos[r] (< n_keys), scaled by
+ * 1/sqrt(hd); out [rows][hd]. Returns 0, or -1 if the ISA is unknown or unsupported, or an argument is out of range. */
+int32_t tl_attention_rows(const char *isa, const float *q, int32_t rows, const int32_t *pos, const float *k,
+                          const float *v, int32_t n_keys, int32_t hd, float *out);
+
 #endif

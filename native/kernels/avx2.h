@@ -53,3 +53,40 @@ static inline float acc_sum(acc16 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+/* more of those 16 lanes, for attention_tile.h */
+static inline acc16 acc_set1(float x) { return (acc16){_mm256_set1_ps(x), _mm256_set1_ps(x)}; }
+static inline acc16 acc_add(acc16 a, acc16 b) { return (acc16){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+static inline acc16 acc_sub(acc16 a, acc16 b) { return (acc16){_mm256_sub_ps(a.lo, b.lo), _mm256_sub_ps(a.hi, b.hi)}; }
+static inline acc16 acc_mul(acc16 a, acc16 b) { return (acc16){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+static inline acc16 acc_max(acc16 a, acc16 b) { return (acc16){_mm256_max_ps(a.lo, b.lo), _mm256_max_ps(a.hi, b.hi)}; }
+static inline float acc_max_lanes(acc16 a) {
+    __m256 m8 = _mm256_max_ps(a.lo, a.hi);
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    return _mm_cvtss_f32(_mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1)));
+}
+static inline void acc_store(float *p, acc16 a) { _mm256_storeu_ps(p, a.lo), _mm256_storeu_ps(p + 8, a.hi); }
+/* all-ones in lanes < n (n < 16), for a masked load or a blend */
+static inline acc16 first_lanes(int n) {
+    __m256i at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), nn = _mm256_set1_epi32(n);
+    return (acc16){_mm256_castsi256_ps(_mm256_cmpgt_epi32(nn, at)),
+                   _mm256_castsi256_ps(_mm256_cmpgt_epi32(nn, _mm256_add_epi32(at, _mm256_set1_epi32(8))))};
+}
+static inline acc16 acc_load_n(const float *p, int n) {
+    acc16 m = first_lanes(n);
+    return (acc16){_mm256_maskload_ps(p, _mm256_castps_si256(m.lo)), _mm256_maskload_ps(p + 8, _mm256_castps_si256(m.hi))};
+}
+static inline acc16 acc_keep_n(acc16 a, int n) {
+    acc16 m = first_lanes(n);
+    return (acc16){_mm256_and_ps(a.lo, m.lo), _mm256_and_ps(a.hi, m.hi)};
+}
+/* 2^n for whole n in [-126, 127] */
+static inline __m256 exp2i8(__m256 n) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+}
+static inline acc16 acc_exp2i(acc16 n) { return (acc16){exp2i8(n.lo), exp2i8(n.hi)}; }
+/* x >= c ? y : 0 (0 where x is NaN) */
+static inline acc16 acc_keep_ge(acc16 y, acc16 x, float c) {
+    __m256 cc = _mm256_set1_ps(c);
+    return (acc16){_mm256_and_ps(y.lo, _mm256_cmp_ps(x.lo, cc, _CMP_GE_OQ)), _mm256_and_ps(y.hi, _mm256_cmp_ps(x.hi, cc, _CMP_GE_OQ))};
+}

@@ -37,3 +37,22 @@ static inline float acc_sum(__m512 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+/* more of those 16 lanes, for attention_tile.h */
+static inline __m512 acc_set1(float x) { return _mm512_set1_ps(x); }
+static inline __m512 acc_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+static inline __m512 acc_sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
+static inline __m512 acc_mul(__m512 a, __m512 b) { return _mm512_mul_ps(a, b); }
+static inline __m512 acc_max(__m512 a, __m512 b) { return _mm512_max_ps(a, b); }
+static inline float acc_max_lanes(__m512 a) { return _mm512_reduce_max_ps(a); }
+static inline void acc_store(float *p, __m512 a) { _mm512_storeu_ps(p, a); }
+static inline __mmask16 first_lanes(int n) { return (__mmask16)((1u << n) - 1); } /* n < 16 */
+static inline __m512 acc_load_n(const float *p, int n) { return _mm512_maskz_loadu_ps(first_lanes(n), p); }
+static inline __m512 acc_keep_n(__m512 a, int n) { return _mm512_maskz_mov_ps(first_lanes(n), a); }
+/* 2^n for whole n in [-126, 127] */
+static inline __m512 acc_exp2i(__m512 n) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+}
+/* x >= c ? y : 0 (0 where x is NaN) */
+static inline __m512 acc_keep_ge(__m512 y, __m512 x, float c) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(c), _CMP_GE_OQ), y);
+}

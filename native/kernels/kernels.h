@@ -37,6 +37,14 @@ typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, co
 typedef int32_t tl_int4_fn(const float *x, int64_t dim, int8_t *q, float *scale);
 typedef void tl_sparse_fn(const uint8_t *w, int64_t rows, const int32_t *idx, const int8_t *val, int32_t k, int32_t *sum);
 
+/* The attention kernel's operands (see "attention over a KV cache" below). */
+/* One row's running softmax: max [rows]; denom [rows][16]; acc [rows][hd16]; w [rows][TL_ATT_BLOCK] (scratch). */
+typedef struct { float *max, *denom, *acc, *w; } tl_att_state;
+/* Folds one block of len keys / values (rows `stride` floats apart, hd values each) into the state of rows query
+ * rows q [rows][hd16] (hd16: hd rounded up to 16, zero padded); row r sees the block's first seen[r] keys. */
+typedef void tl_attention_fn(const float *q, int32_t rows, int32_t hd, const float *k, const float *v, int64_t stride,
+                             int32_t len, const int32_t *seen, float scale, tl_att_state *st);
+
 typedef struct {
     const char *isa;
     tl_ternary_fn *tq1_0, *tq2_0, *i2_s;
@@ -44,6 +52,7 @@ typedef struct {
     tl_float_fn *f32, *f16, *bf16, *q8_0, *q4_k, *q6_k;
     tl_int4_fn *int4;
     tl_sparse_fn *sparse;
+    tl_attention_fn *attention;
     /* tq1_0 repacked at load into the lookup layout (tq1_0_lut_ref.c), where the ISA decodes it faster than tq1_0's own
      * blocks (AVX-512 VBMI); NULL elsewhere: the engine then reads tq1_0 as the file has it. */
     tl_ternary_fn *tq1_0_lut;
@@ -146,6 +155,40 @@ tl_sparse_fn tl_sparse_ref, tl_sparse_avx2, tl_sparse_avx512;
 int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);
 void tl_kv_quantize_ref(const float *x, int64_t dim, int32_t bits, uint8_t *out);
 void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x);
+
+/* ---- attention over a KV cache (attention_*.c) ----
+ * Rows of queries (one sequence's, of one KV head) attend to its key/value rows a block of TL_ATT_BLOCK positions
+ * at a time, the softmax kept online across blocks (flash attention's order, on CPU floats). Every ISA computes
+ * each row in one canonical order, so a row's result depends neither on the rows beside it (its batch) nor on
+ * the ISA: score s_j = (q . k_j in tl_float_fn's 16-lane order) * scale; per block, m = max(m, max_j s_j), and if
+ * m grew the running sums are multiplied by tl_att_exp(m_old - m); weights w_j = tl_att_exp(s_j - m), added to
+ * denominator lane j % 16 and, for each d in order of j, acc[d] = fma(w_j, v_j[d], acc[d]); at the end
+ * out = acc / (pairwise sum of the 16 denominator lanes). Blocks start at multiples of TL_ATT_BLOCK positions. */
+enum { TL_ATT_BLOCK = 128 };
+/* tl_att_state and tl_attention_fn: above tl_kernels. */
+tl_attention_fn tl_attention_ref, tl_attention_avx2, tl_attention_avx512;
+static inline int32_t tl_att_hd16(int32_t hd) { return (hd + 15) / 16 * 16; }
+void tl_attention_begin(int32_t rows, int32_t hd, tl_att_state *st);
+/* out row r (out + r * out_stride, hd values) = acc / denom. */
+void tl_attention_end(const tl_att_state *st, int32_t rows, int32_t hd, float *out, int64_t out_stride);
+/* exp(x) for x <= 0 (a softmax weight), 0 below TL_ATT_EXP_MIN (< 2^-125: nothing beside the row's largest weight,
+ * 1): x = n ln2 + r, Cephes' degree-6 polynomial of r, times 2^n. Written once, op for op as the SIMD lanes do it. */
+#define TL_ATT_EXP_MIN (-87.0f)
+static inline float tl_att_exp(float x) {
+    if (!(x >= TL_ATT_EXP_MIN)) return 0;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+    float r = __builtin_fmaf(n, -0.693359375f, x);
+    r = __builtin_fmaf(n, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = __builtin_fmaf(p, r, 1.3981999507e-3f);
+    p = __builtin_fmaf(p, r, 8.3334519073e-3f);
+    p = __builtin_fmaf(p, r, 4.1665795894e-2f);
+    p = __builtin_fmaf(p, r, 1.6666665459e-1f);
+    p = __builtin_fmaf(p, r, 5.0000001201e-1f);
+    float y = __builtin_fmaf(p, r * r, r) + 1.0f;
+    union { uint32_t u; float f; } scale = {(uint32_t)((int32_t)n + 127) << 23};
+    return y * scale.f;
+}
 
 /* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
 tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
