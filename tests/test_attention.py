@@ -83,7 +83,9 @@ def test_rows_do_not_depend_on_their_neighbours():
     together = attention("ref", q, pos, k, v)
     for isa in ["ref", *simd_isas()]:
         for r in (0, 5, 10):
-            np.testing.assert_array_equal(attention(isa, q[r : r + 1].copy(), pos[r : r + 1].copy(), k, v)[0], together[r])
+            np.testing.assert_array_equal(
+                attention(isa, q[r : r + 1].copy(), pos[r : r + 1].copy(), k, v)[0], together[r]
+            )
 
 
 def test_bad_arguments_are_refused():

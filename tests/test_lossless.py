@@ -12,6 +12,10 @@ from tritlm.converter.write import convert
 from tritlm.runtime import Model
 
 N_TOKENS, N_GREEDY = 64, 48
+# The prompt seed of the logit comparisons: float32 attention's last-bit rounding decides an int8 rounding tie now
+# and then, and one flipped code moves the logits by ~1% from there on (seeds 1 and 2 meet one with the engine's
+# attention of before too; seed 0 with today's); seed 3 meets none, so the comparisons hold to 1e-3.
+LOGITS_SEED = 3
 FORMS, TYPES = ("packed", "bf16"), ("tq1_0", "tq2_0", "i2_s")
 
 
@@ -41,9 +45,7 @@ def token_ids(model, n, seed=0):
 
 def test_logits_match_transformers(case):
     model, reference = case
-    # float32 attention's last-bit rounding decides an int8 rounding tie now and then, and one flipped code moves the
-    # logits by ~1% from there on: token seeds 1 and 2 meet one with the engine's attention of before too
-    ids = token_ids(model, N_TOKENS, seed=3)
+    ids = token_ids(model, N_TOKENS, seed=LOGITS_SEED)
     with torch.no_grad():
         want = reference(torch.tensor([ids])).logits[0].float().numpy()
     got = model.logits(ids)
