@@ -12,7 +12,8 @@
  * relu² models (BitNet b1.58 2B-4T) decode sparsely and exactly: relu(gate)² is 0 wherever gate <= 0, and most of
  * the down_proj input quantizes to int8 zeros, which the integer dot skips exactly. So a single decoded token runs
  * gate first, up only on the rows where relu(gate) > 0, and down_proj as the same sparse GEMV over its nonzero
- * codes (tl_config.no_sparse turns it off). */
+ * codes (tl_config.no_sparse turns it off). A decode step of several sequences runs up only on the rows where
+ * some token's relu(gate) > 0, and down_proj dense. */
 #define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 
 enum { ATT_TASK_ROWS = 64 }; /* attention: query rows (tokens x heads) a task takes through the kernel together */
 enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* matmul chunks: start on 16-row boundaries (SIMD row tiles); per thread */
+enum { SPARSE_BATCH = 16 }; /* relu² sparse decode: decode steps of up to this many sequences */
 
 /* An attention task: KV head kv_head's query heads [h0, h0 + nh) for tokens [t0, t0 + nt) of one run (forward_batch). */
 struct att_task { int32_t t0, nt, kv_head, h0, nh; };
@@ -712,10 +714,13 @@ static void bitlinear(tl_ctx *ctx, int32_t n, int l, int first, int count, float
     run_matmuls(ctx, &task);
 }
 
-/* A relu² token's gate and up projections in one pass over the pool, each chunk over its own rows: gate first, then
- * up on only those of its rows where relu(gate) > 0 (listed in ctx->up_rows from the chunk's first row). The other
- * rows' act(gate) * up is 0 whatever up is, so they are left 0. */
-typedef struct { tl_ctx *ctx; const tl_layer *L; int32_t parts; } gate_up_task;
+/* A relu² batch's gate and up projections in one pass over the pool, each chunk over its own rows: gate first, then
+ * up on only those of its rows where some token's relu(gate) > 0 (listed in ctx->up_rows from the chunk's first row).
+ * The other rows' act(gate) * up is 0 for every token whatever up is, so they are left 0. A chunk whose list keeps
+ * more than UP_LIST_MAX of its rows (several tokens: their union) runs up densely instead, which is then faster. */
+typedef struct { tl_ctx *ctx; const tl_layer *L; int32_t n, parts; } gate_up_task;
+
+static const float UP_LIST_MAX = 0.75f;
 
 static void gate_up_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
@@ -723,28 +728,33 @@ static void gate_up_chunk(void *arg, int32_t chunk, int32_t thread) {
     tl_ctx *ctx = task->ctx;
     const tl_kernels *k = ctx->m->kern;
     const tl_tensor *gate = &task->L->ffn_gate, *up = &task->L->ffn_up;
-    tl_qact qa = {ctx->xq, ctx->xscale, ctx->xsum, 1};
-    int64_t r0, r1;
-    tl_split(gate->rows, ROW_ALIGN, chunk, task->parts, &r0, &r1);
-    int32_t n = 0, *rows = ctx->up_rows + r0;
+    int64_t f = gate->rows, r0, r1;
+    tl_qact qa = {ctx->xq, ctx->xscale, ctx->xsum, task->n};
+    tl_split(f, ROW_ALIGN, chunk, task->parts, &r0, &r1);
+    int32_t kept = 0, *rows = ctx->up_rows + r0;
     if (r0 < r1) {
-        ternary_kernel(k, gate->type)(gate->data, gate->cols, r0, r1, &qa, gate->scale, ctx->gate, gate->rows);
+        ternary_kernel(k, gate->type)(gate->data, gate->cols, r0, r1, &qa, gate->scale, ctx->gate, f);
         for (int64_t r = r0; r < r1; r++) { /* branch-free: positive and not alternate unpredictably */
-            rows[n] = (int32_t)r, ctx->up[r] = 0;
-            n += ctx->gate[r] > 0;
+            int any = 0;
+            for (int32_t t = 0; t < task->n; t++) any |= ctx->gate[t * f + r] > 0, ctx->up[t * f + r] = 0;
+            rows[kept] = (int32_t)r;
+            kept += any;
         }
-        ternary_rows_kernel(k, up->type)(up->data, up->cols, rows, n, &qa, up->scale, ctx->up);
+        if (kept > UP_LIST_MAX * (float)(r1 - r0)) {
+            ternary_kernel(k, up->type)(up->data, up->cols, r0, r1, &qa, up->scale, ctx->up, f);
+            kept = (int32_t)(r1 - r0);
+        } else ternary_rows_kernel(k, up->type)(up->data, up->cols, rows, kept, &qa, up->scale, ctx->up, f);
     }
-    ctx->up_kept[chunk] = n;
+    ctx->up_kept[chunk] = kept; /* rows computed */
 }
 
-/* gate, then up where relu(gate) > 0, for one token of layer l (a relu² model decoding sparsely). */
-static void gate_then_up(tl_ctx *ctx, int l) {
+/* gate, then up where relu(gate) > 0 for some token, for n tokens of layer l (a relu² model decoding sparsely). */
+static void gate_then_up(tl_ctx *ctx, int l, int32_t n) {
     const tl_model *m = ctx->m;
-    gate_up_task task = {ctx, &m->layers[l], PARTS_PER_THREAD * tl_pool_size(m->pool)};
+    gate_up_task task = {ctx, &m->layers[l], n, PARTS_PER_THREAD * tl_pool_size(m->pool)};
     tl_pool_run(m->pool, gate_up_chunk, &task, task.parts);
-    ctx->sparse_counts[2] += m->layers[l].ffn_up.rows;
-    for (int32_t c = 0; c < task.parts; c++) ctx->sparse_counts[3] += ctx->up_kept[c];
+    ctx->sparse_counts[2] += n * m->layers[l].ffn_up.rows;
+    for (int32_t c = 0; c < task.parts; c++) ctx->sparse_counts[3] += n * ctx->up_kept[c];
 }
 
 /* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the
@@ -888,13 +898,16 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
     const tl_config *c = &m->cfg;
     int64_t e = c->n_embd, f = c->n_ff, hd = c->head_dim, qd = (int64_t)c->n_head * hd, kvd = (int64_t)c->n_head_kv * hd;
     if (!grow_scratch(ctx, n)) return fail(err, err_len, "out of memory for a batch of %d tokens", n), -1;
-    // check every token and give each its position, before any sequence changes
+    // check every token and give each its position, before any sequence changes; a batch of up to SPARSE_BATCH
+    // tokens of distinct sequences is a decode step (relu²: sparse), one with a prompt's tokens runs dense
+    int decode_step = n <= SPARSE_BATCH;
     for (int32_t i = 0; i < n; i++) {
         if (tokens[i] < 0 || tokens[i] >= c->n_vocab)
             return fail(err, err_len, "token id %d out of range [0, %d)", tokens[i], c->n_vocab), -1;
         int32_t earlier = 0; /* tokens of this sequence before token i in the batch */
         for (int32_t j = 0; j < i; j++) earlier += seqs[j] == seqs[i];
         ctx->pos[i] = seqs[i]->len + earlier;
+        decode_step &= !earlier;
         if (ctx->pos[i] >= seqs[i]->n_ctx) return fail(err, err_len, "context full: %d tokens", seqs[i]->n_ctx), -1;
     }
     // the tokens whose logits are wanted, in order; rows other than one run from the first go through logits_tmp
@@ -929,7 +942,7 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
         // MLP: RMSNorm, quantize, gate and up projections (one token of a relu² model: up only where gate > 0)
         norm_quantize(ctx, ctx->xn, ctx->x, &L->ffn_norm, n, e, L->ffn_gate.cols, TL_IN_GATE_UP);
-        if (n == 1 && m->skip_up[l]) gate_then_up(ctx, l);
+        if (decode_step && m->skip_up[l]) gate_then_up(ctx, l, n);
         else bitlinear(ctx, n, l, 4, 2, (float *[]){ctx->gate, ctx->up});
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
         gate_times_up(ctx->gate, ctx->up, n * f, c->act);

@@ -26,16 +26,19 @@ int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t 
     return 0;
 }
 
-int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t cols, const int32_t *list,
-                               int64_t n, const int8_t *x, float x_scale, float w_scale, float *y) {
+int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int32_t *list,
+                               int64_t n, const int8_t *x, const float *x_scale, int32_t n_tokens, float w_scale, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);
     tl_ternary_rows_fn *fn = !k ? NULL : type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows
                            : type == TL_I2_S ? k->i2_s_rows : NULL;
-    if (!fn || n <= 0 || !tl_row_bytes(type, cols)) return -1;
-    int32_t sum = 0;
-    for (int64_t i = 0; i < cols; i++) sum += x[i];
-    tl_qact qa = {x, &x_scale, &sum, 1};
-    fn(w, cols, list, n, &qa, w_scale, y);
+    if (!fn || n <= 0 || n_tokens <= 0 || !tl_row_bytes(type, cols)) return -1;
+    int32_t *sum = calloc((size_t)n_tokens, sizeof(int32_t));
+    if (!sum) return -1;
+    for (int32_t t = 0; t < n_tokens; t++)
+        for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
+    tl_qact qa = {x, x_scale, sum, n_tokens};
+    fn(w, cols, list, n, &qa, w_scale, y, rows);
+    free(sum);
     return 0;
 }
 
@@ -45,14 +48,14 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
     int ref = k && strcmp(k->isa, "ref") == 0;
     tl_ternary_fn *fn = ref ? tl_tq1_0_lut_ref : k ? k->tq1_0_lut : NULL;
     tl_ternary_rows_fn *rows_fn = ref ? tl_tq1_0_lut_ref_rows : k ? k->tq1_0_lut_rows : NULL;
-    if (!fn || n <= 0 || (list && n != 1) || !tl_row_bytes(TL_TQ1_0, cols)) return -1;
+    if (!fn || n <= 0 || !tl_row_bytes(TL_TQ1_0, cols)) return -1;
     uint8_t *packed = malloc((size_t)(rows * tl_tq1_0_lut_row_bytes(cols)) + 1);
     int32_t *sum = calloc((size_t)n, sizeof(int32_t)), rc = -1;
     if (packed && sum && tl_tq1_0_lut_pack(w, cols, 0, rows, packed) == 0) {
         for (int32_t t = 0; t < n; t++)
             for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
         tl_qact qa = {x, x_scale, sum, n};
-        if (list) rows_fn(packed, cols, list, n_list, &qa, w_scale, y);
+        if (list) rows_fn(packed, cols, list, n_list, &qa, w_scale, y, rows);
         else fn(packed, cols, 0, rows, &qa, w_scale, y, rows);
         rc = 0;
     }

@@ -11,13 +11,13 @@
  * type/shape has no kernel. */
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
-/* The row-list entry of a ternary kernel (one token): y[list[i]] for i < n as tl_matmul_ternary gives it; other
- * entries of y untouched. Returns 0, or -1 as tl_matmul_ternary. */
-int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t cols, const int32_t *list,
-                               int64_t n, const int8_t *x, float x_scale, float w_scale, float *y);
+/* The row-list entry of a ternary kernel over n_tokens tokens: y[t][list[i]] (rows apart) for i < n as
+ * tl_matmul_ternary gives it; other entries of y untouched. Returns 0, or -1 as tl_matmul_ternary. */
+int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int32_t *list,
+                               int64_t n, const int8_t *x, const float *x_scale, int32_t n_tokens, float w_scale, float *y);
 /* tq1_0 weights as the engine runs them where its kernels read them repacked (native/kernels/tq1_0_lut_ref.c): the
  * repack, then the ISA's kernel for that layout ("ref": the layout's scalar reference). list NULL: all rows for n tokens,
- * as tl_matmul_ternary; else the row-list entry on list[0..n_list) for one token, as tl_matmul_ternary_rows. Returns
+ * as tl_matmul_ternary; else the row-list entry on list[0..n_list) for the n tokens, as tl_matmul_ternary_rows. Returns
  * 0, or -1 if the ISA has no such kernel or cols is not a whole number of tq1_0 blocks. */
 int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,
                             const float *x_scale, int32_t n, float w_scale, const int32_t *list, int64_t n_list, float *y);

@@ -71,7 +71,8 @@ tl_ctx *tl_ctx_new(const tl_model *m);
 void tl_ctx_free(tl_ctx *ctx);
 /* What a relu² model's sparse decode saw in this context's calls so far: [0] down_proj inputs of single decoded
  * tokens (n_ff per token and layer), [1] how many of them were nonzero int8 codes (the columns read), [2] up_proj
- * rows of those tokens, [3] how many were computed (the others' relu(gate) was 0). */
+ * rows of decoded tokens (single, or a decode step of up to 16 sequences), [3] how many were computed (the others'
+ * relu(gate) was 0 for every token of the step). */
 void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[4]);
 
 /* A sequence: its own KV cache of n_ctx positions and its length (the tokens it holds; the next one goes to

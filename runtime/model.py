@@ -267,8 +267,9 @@ class Model:
             seq.reset()
 
     def sparse_counts(self) -> tuple[int, int, int, int]:
-        """(down_proj inputs, nonzero ones, up_proj rows, computed ones) of the single tokens decoded so far by the
-        relu² sparse path (tl_ctx_sparse_counts summed over this model's contexts; call it between calls)."""
+        """(down_proj inputs, nonzero ones, up_proj rows, computed ones) of the tokens decoded so far by the relu² sparse
+        path (tl_ctx_sparse_counts summed over this model's contexts; call it between calls). The down_proj counts are
+        of single tokens; the up_proj ones also of decode steps of several sequences (rows computed for any of them)."""
         counts = ffi.new("int64_t[4]")
         total = [0, 0, 0, 0]
         with self._contexts_lock:

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.test_kernels import RNG, TERNARY, pack_ternary, run_ternary, simd_isas
+from tests.test_kernels import RNG, TERNARY, pack_ternary, simd_isas
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
 from tritlm.runtime._native import ffi, lib
@@ -32,17 +32,20 @@ def files(tmp_path_factory, tiny_checkpoints):
     return paths
 
 
-def run_rows(isa, name, packed, cols, rows, x, x_scale, w_scale, n_rows):
-    y = np.full(n_rows, np.nan, np.float32)
+def run_rows(isa, name, packed, n_rows, cols, rows, x, x_scale, w_scale):
+    """The row-list entry over the tokens of x [n][cols]: y [n][n_rows], NaN where no row was listed."""
+    y = np.full((x.shape[0], n_rows), np.nan, np.float32)
     rc = lib.tl_matmul_ternary_rows(
         isa.encode(),
         TERNARY[name],
         ffi.from_buffer(packed),
+        n_rows,
         cols,
         ffi.from_buffer("int32_t[]", rows),
         len(rows),
         ffi.from_buffer("int8_t[]", x),
-        x_scale,
+        ffi.from_buffer("float[]", x_scale),
+        x.shape[0],
         w_scale,
         ffi.from_buffer("float[]", y),
     )
@@ -50,19 +53,22 @@ def run_rows(isa, name, packed, cols, rows, x, x_scale, w_scale, n_rows):
 
 
 @pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("n_tokens", [1, 3, 8])
 @pytest.mark.parametrize("n_rows,cols,kept", [(64, 256, 1), (64, 512, 5), (300, 768, 97), (1000, 2048, 400)])
-def test_row_list_kernel_equals_dense_rows(name, n_rows, cols, kept):
-    """The row-list entry (up_proj where relu(gate) > 0) gives exactly the dense kernel's value at each listed row,
-    on every ISA, and touches no other row."""
+def test_row_list_kernel_equals_dense_rows(name, n_tokens, n_rows, cols, kept):
+    """The row-list entry (up_proj where some token's relu(gate) > 0) gives exactly the integer dot's value, scaled as
+    the dense kernels scale it, at each listed row for every token, on every ISA, and touches no other row."""
     ternary = RNG.integers(-1, 2, (n_rows, cols), dtype=np.int8)
-    x = RNG.integers(-128, 128, (1, cols), dtype=np.int8)
+    x = RNG.integers(-128, 128, (n_tokens, cols), dtype=np.int8)
+    x_scale = RNG.uniform(0.2, 50, n_tokens).astype(np.float32)
     packed = pack_ternary(name, ternary)
-    dense = run_ternary("ref", name, packed, n_rows, cols, x, np.float32([0.37]), 0.0123)[0]
+    isum = x.astype(np.int64) @ ternary.T.astype(np.int64)  # [n_tokens][n_rows], exact
+    want = isum.astype(np.float32) / x_scale[:, None] * np.float32(0.0123)
     rows = np.sort(RNG.choice(n_rows, kept, replace=False)).astype(np.int32)
     for isa in ["ref"] + simd_isas():
-        got = run_rows(isa, name, packed, cols, rows, x[0], 0.37, 0.0123, n_rows)
-        np.testing.assert_array_equal(got[rows], dense[rows], err_msg=isa)
-        assert np.isnan(np.delete(got, rows)).all(), isa
+        got = run_rows(isa, name, packed, n_rows, cols, rows, x, x_scale, 0.0123)
+        np.testing.assert_array_equal(got[:, rows], want[:, rows], err_msg=isa)
+        assert np.isnan(np.delete(got, rows, axis=1)).all(), isa
 
 
 def decode_logits(path: str, sparse: bool, n_tokens: int = 24, threads: int = 2):
@@ -88,19 +94,29 @@ def test_sparse_decode_logits_equal_dense(files, name, ttype):
     assert nonzero <= computed < up_rows * (0.7 if name == "embedded" else 0.8)
 
 
-def test_batches_and_prefill_stay_dense_and_agree(files):
-    """Several sequences in one pass (and a prefill) run the dense kernels; their logits equal sparse single decodes."""
+def test_decode_steps_skip_union_rows_and_prefill_stays_dense(files):
+    """A decode step of several sequences computes up_proj only on the rows where some token's relu(gate) > 0 (the
+    embedded model: most rows skipped by 2 sequences, fewer by 8); a prefill runs dense. The logits equal the dense
+    path's bit for bit."""
     path = files["embedded", "i2_s"]
-    with Model(path, threads=2) as m:
+    with Model(path, threads=2) as m, Model(path, threads=2, sparse=False) as dense:
         ids = m.tokenize(TEXT)[:8]
-        whole = m.logits(ids)
-        assert m.sparse_counts() == (0, 0, 0, 0)
-        with m.new_sequence() as a, m.new_sequence() as b:
-            steps = [m.decode([a, b], [t, t]) for t in ids]
-        assert m.sparse_counts() == (0, 0, 0, 0)
+        texts = [ids[s:] + ids[:s] for s in range(8)]  # sequence s reads the tokens rotated by s: different rows
+        wholes = [dense.logits(text) for text in texts]
+        m.logits(ids)
+        assert m.sparse_counts() == (0, 0, 0, 0)  # a prefill: dense
+        for n_seqs, most_computed in [(2, 0.6), (8, 0.9)]:
+            seqs = [m.new_sequence() for _ in range(n_seqs)]
+            before = m.sparse_counts()
+            steps = [m.decode(seqs, [texts[s][i] for s in range(n_seqs)]) for i in range(len(ids))]
+            inputs, _, up_rows, computed = (a - b for a, b in zip(m.sparse_counts(), before))
+            assert inputs == 0 and up_rows == len(ids) * n_seqs * m.hparams.n_layer * m.hparams.n_ff
+            assert 0.3 * up_rows < computed < most_computed * up_rows, n_seqs  # a union: more than one token's 25-30%
+            for s in range(n_seqs):
+                np.testing.assert_array_equal(np.array([step[s] for step in steps]), wholes[s])
+            for seq in seqs:
+                seq.close()
         with m.new_sequence() as seq:
             single = np.array([m.decode([seq], [t])[0] for t in ids])
         assert m.sparse_counts()[0] > 0
-    np.testing.assert_array_equal(np.array([s[0] for s in steps]), whole)
-    np.testing.assert_array_equal(np.array([s[1] for s in steps]), whole)
-    np.testing.assert_array_equal(single, whole)
+    np.testing.assert_array_equal(single, wholes[0])

@@ -60,23 +60,27 @@ static void check_ternary(const tl_kernels *k, const char *name, tl_ternary_fn *
     free(w), free(q), free(scale), free(sum), free(y), free(y_ref);
 }
 
-/* The row-list entry on every third row and the last (one token): the reference kernel's values there, and the
- * sentinel elsewhere. */
+/* The row-list entry on every third row and the last, for n_tokens tokens: the reference kernel's values there, and
+ * the sentinel elsewhere. */
 static void check_ternary_rows(const tl_kernels *k, const char *name, tl_ternary_rows_fn *fn, tl_ternary_fn *fn_ref,
-                               int32_t type, int64_t rows, int64_t cols) {
+                               int32_t type, int64_t rows, int64_t cols, int32_t n_tokens) {
     int64_t wbytes = rows * tl_row_bytes(type, cols), n = 0;
     uint8_t *w = malloc(wbytes);
-    int8_t *q = malloc(cols);
-    int32_t sum = 0, *list = malloc(sizeof(int32_t) * rows);
+    int8_t *q = malloc(cols * n_tokens);
+    int32_t sum[16] = {0}, *list = malloc(sizeof(int32_t) * rows);
+    float scale[16];
     for (int64_t i = 0; i < wbytes; i++) w[i] = (uint8_t)next();
-    for (int64_t i = 0; i < cols; i++) q[i] = (int8_t)next(), sum += q[i];
+    for (int32_t t = 0; t < n_tokens; t++) {
+        for (int64_t i = 0; i < cols; i++) q[t * cols + i] = (int8_t)next(), sum[t] += q[t * cols + i];
+        scale[t] = uniform(0.5f, 100.0f);
+    }
     for (int64_t r = 0; r < rows; r++)
         if (r % 3 == 0 || r == rows - 1) list[n++] = (int32_t)r;
-    float scale = uniform(0.5f, 100.0f), w_scale = uniform(0.01f, 2.0f), *y = sentinel_y(1, rows), *y_ref = sentinel_y(1, rows);
-    tl_qact x = {q, &scale, &sum, 1};
+    float w_scale = uniform(0.01f, 2.0f), *y = sentinel_y(n_tokens, rows), *y_ref = sentinel_y(n_tokens, rows);
+    tl_qact x = {q, scale, sum, n_tokens};
     for (int64_t i = 0; i < n; i++) fn_ref(w, cols, list[i], list[i] + 1, &x, w_scale, y_ref, rows);
-    fn(w, cols, list, n, &x, w_scale, y);
-    compare(name, k->isa, rows, cols, 1, y, y_ref, rows);
+    fn(w, cols, list, n, &x, w_scale, y, rows);
+    compare(name, k->isa, rows, cols, n_tokens, y, y_ref, rows);
     free(w), free(q), free(list), free(y), free(y_ref);
 }
 
@@ -147,7 +151,9 @@ static void check_isa(const tl_kernels *k) {
         // them span two 128 KB row blocks of FUSED_MANY_TOKENS, then 4 + 1 rows
         check_ternary(k, tern[f].name, tern[f].fn, tern[f].fn_ref, tern[f].type, 61, 16384 + tern[f].block, 6);
         for (size_t r = 0; r < sizeof ROWS / sizeof ROWS[0]; r++)
-            check_ternary_rows(k, tern[f].name, tern[f].rows, tern[f].fn_ref, tern[f].type, 4 * ROWS[r] + 1, BLOCKS[r % 4] * tern[f].block);
+            for (size_t t = 0; t < sizeof TOKENS / sizeof TOKENS[0]; t++)
+                check_ternary_rows(k, tern[f].name, tern[f].rows, tern[f].fn_ref, tern[f].type, 4 * ROWS[r] + 1,
+                                   BLOCKS[(r + t) % 4] * tern[f].block, TOKENS[t]);
     }
     static const int32_t FLOATS[] = {TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K};
     static const char *const FLOAT_NAMES[] = {"f32", "f16", "bf16", "q8_0", "q4_k", "q6_k"};

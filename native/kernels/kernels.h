@@ -27,9 +27,9 @@ typedef void tl_ternary_fn(const uint8_t *w, int64_t cols, int64_t r0, int64_t r
 /* Float-typed W [rows][cols] against f32 activations x [n][cols]: y[t*ldy + r] = sum_k W[r][k] x[t][k].
  * Every ISA sums in the same order so results match bit for bit: lane l of 16 accumulates k = l mod 16
  * with fused multiply-adds, then lanes are added pairwise (l + 8, l + 4, l + 2, l + 1). cols % 16 == 0. */
-/* Listed rows of a ternary W for one token: y[rows[i]] for i < n, each as tl_ternary_fn gives it (x->n == 1). */
+/* Listed rows of a ternary W: y[t*ldy + rows[i]] for i < n and t < x->n, each as tl_ternary_fn gives it. */
 typedef void tl_ternary_rows_fn(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x,
-                                float w_scale, float *y);
+                                float w_scale, float *y, int64_t ldy);
 
 typedef void tl_float_fn(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n,
                          float *y, int64_t ldy);

@@ -22,8 +22,8 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
 /* The reference row-list entries: each listed row on its own through the format's reference kernel. */
 #define ROWS_REF(type)                                                                                                \
     void tl_##type##_ref_rows(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x,      \
-                              float w_scale, float *y) {                                                             \
-        for (int64_t i = 0; i < n; i++) tl_##type##_ref(w, cols, rows[i], rows[i] + 1, x, w_scale, y, 0);            \
+                              float w_scale, float *y, int64_t ldy) {                                                \
+        for (int64_t i = 0; i < n; i++) tl_##type##_ref(w, cols, rows[i], rows[i] + 1, x, w_scale, y, ldy);          \
     }
 ROWS_REF(tq1_0)
 ROWS_REF(tq2_0)

@@ -50,15 +50,16 @@ enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_
 #define TILE_PASS_CELLS (TILE * TILE)
 #endif
 
-/* Rows p .. p + P - 1 of a tile into acc (see tile()). */
-static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, int64_t row_bytes, int R, int p, int P,
+/* Rows p .. p + P - 1 of a tile into acc (see tile_rows()). */
+static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
+                                                            const uint8_t *const *list_ahead, int R, int p, int P,
                                                             const int8_t *x, int64_t cols, int T, int decoded,
                                                             VEC_ACC acc[TILE][TILE]) {
     for (int r = p; r < p + P; r++)
         for (int t = 0; t < T; t++) acc[r][t] = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
-        for (int r = 0; !decoded && p == 0 && r < R; r++) {
-            const uint8_t *ahead = src + (r + PREFETCH_TILES * R) * row_bytes + b * BLOCK_BYTES;
+        for (int r = 0; !decoded && p == 0 && (!list || list_ahead) && r < R; r++) {
+            const uint8_t *ahead = (list ? list_ahead[r] : src + (r + PREFETCH_TILES * R) * row_bytes) + b * BLOCK_BYTES;
             prefetch_l2(ahead);
             if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64); /* a 66-byte block can span 3 lines */
         }
@@ -70,7 +71,8 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
             int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
             for (int r = p; r < p + P; r++)
-                codes[r] = decoded ? vec_load(src + r * cols + k) : decode(src + r * row_bytes + b * BLOCK_BYTES, seg);
+                codes[r] = decoded ? vec_load(src + r * cols + k)
+                                   : decode((list ? list[r] : src + r * row_bytes) + b * BLOCK_BYTES, seg);
             // dotted with T tokens
             for (int t = 0; t < T; t++) {
                 VEC xv = vec_load(x + t * cols + k);
@@ -86,7 +88,8 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
         VEC codes[TILE];
         VEC_PART part[TILE][TILE];
         for (int r = p; r < p + P; r++)
-            codes[r] = decoded ? vec_load(src + r * cols + k) : decode_tail(src + r * row_bytes + cols / BLOCK_VALUES * BLOCK_BYTES, seg);
+            codes[r] = decoded ? vec_load(src + r * cols + k)
+                               : decode_tail((list ? list[r] : src + r * row_bytes) + cols / BLOCK_VALUES * BLOCK_BYTES, seg);
         for (int t = 0; t < T; t++) {
             VEC xv = vec_load(x + t * cols + k);
             for (int r = p; r < p + P; r++) part[r][t] = part_dot(part_begin(acc[r][t]), codes[r], xv);
@@ -96,17 +99,24 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
 }
 
 /* R rows x T tokens: the rows in passes of up to TILE_PASS_CELLS / T (all R unless the ISA has few registers),
- * each pass over the whole row. */
-static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
-                                                       int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
+ * each pass over the whole row. The rows are src's, row_bytes apart (prefetched PREFETCH_TILES tiles ahead), or
+ * their decoded codes; or, with list, the packed rows list[r] (prefetching list_ahead[r] unless it is NULL). */
+static inline __attribute__((always_inline)) void tile_rows(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
+                                                            const uint8_t *const *list_ahead, int R, const int8_t *x,
+                                                            int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
     VEC_ACC acc[TILE][TILE];
     int pass = TILE_PASS_CELLS / T < R ? TILE_PASS_CELLS / T : R;
     _Pragma("GCC unroll 4") for (int p = 0; p < R; p += pass)
-        tile_pass(src, row_bytes, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, acc);
+        tile_pass(src, row_bytes, list, list_ahead, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, acc);
     for (int t = 0; t < T; t++) {
         if (R == TILE) vec_sum4_store(out[t], acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
         else out[t][0] = vec_sum(acc[0][t]);
     }
+}
+
+static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
+                                                       int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
+    tile_rows(src, row_bytes, NULL, NULL, R, x, cols, T, decoded, out);
 }
 
 /* One function per tile shape (rows, tokens, decoded), so each unrolls fully. */
@@ -201,13 +211,22 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
 #endif
 }
 
-/* Listed rows only, one token: y[rows[i]] for i < n, as KERNEL gives them (a relu² model's up_proj computes only the
- * rows whose relu(gate) is nonzero). Tiles of 4 listed rows (the last tile repeats its last row); rows are not
- * contiguous, so the listed rows PREFETCH_TILES tiles ahead are prefetched explicitly. */
+/* Listed rows only: y[t * ldy + rows[i]] for i < n and each token t, as KERNEL gives them (a relu² model's up_proj
+ * computes only the rows where some token's relu(gate) is nonzero). Tiles of 4 listed rows (the last tile repeats its
+ * last row) x up to 4 tokens; rows are not contiguous, so the first tokens' tile prefetches the listed rows
+ * PREFETCH_TILES tiles ahead explicitly (later tokens find the tile in cache). */
 #define ROWS_NAME(k) ROWS_NAME_(k)
 #define ROWS_NAME_(k) k##_rows
+#define LIST_TILE(T) \
+    static void list_tile_##T(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, int64_t cols, \
+                              int32_t out[TILE][TILE]) { tile_rows(NULL, 0, src, ahead, TILE, x, cols, T, 0, out); }
+LIST_TILE(1) LIST_TILE(2) LIST_TILE(3) LIST_TILE(4)
+typedef void list_tile_fn(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, int64_t cols,
+                          int32_t out[TILE][TILE]);
+static list_tile_fn *const LIST_TILES[TILE + 1] = {NULL, list_tile_1, list_tile_2, list_tile_3, list_tile_4};
+
 void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x, float w_scale,
-                       float *y) {
+                       float *y, int64_t ldy) {
     int64_t row_bytes = ROW_BYTES(cols);
     for (int64_t i = 0; i < n; i += TILE) {
         const uint8_t *src[TILE], *ahead[TILE];
@@ -215,28 +234,13 @@ void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int6
             int64_t at = i + r < n ? i + r : n - 1, next = i + PREFETCH_TILES * TILE + r < n ? i + PREFETCH_TILES * TILE + r : n - 1;
             src[r] = w + rows[at] * row_bytes, ahead[r] = w + rows[next] * row_bytes;
         }
-        VEC_ACC acc[TILE];
-        for (int r = 0; r < TILE; r++) acc[r] = vec_zero();
-        for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
-            for (int r = 0; r < TILE; r++) {
-                prefetch_l2(ahead[r] + b * BLOCK_BYTES);
-                if (BLOCK_BYTES > 64) prefetch_l2(ahead[r] + b * BLOCK_BYTES + 64);
-            }
-            VEC_PART part[TILE];
-            for (int r = 0; r < TILE; r++) part[r] = part_begin(acc[r]);
-            for (int seg = 0; seg < SEGS; seg++) {
-                VEC xv = vec_load(x->q + b * BLOCK_VALUES + seg * VEC_BYTES);
-                for (int r = 0; r < TILE; r++) part[r] = part_dot(part[r], decode(src[r] + b * BLOCK_BYTES, seg), xv);
-            }
-            for (int r = 0; r < TILE; r++) acc[r] = part_end(acc[r], part[r]);
+        for (int32_t t = 0; t < x->n; t += TILE) {
+            int T = x->n - t >= TILE ? TILE : x->n - t;
+            int32_t out[TILE][TILE];
+            LIST_TILES[T](src, t ? NULL : ahead, x->q + t * cols, cols, out);
+            for (int j = 0; j < T; j++)
+                for (int r = 0; r < TILE && i + r < n; r++)
+                    y[(t + j) * ldy + rows[i + r]] = (float)(out[j][r] - x->sum[t + j]) / x->scale[t + j] * w_scale;
         }
-        for (int seg = 0; seg < TAIL_SEGS(cols); seg++) {
-            VEC xv = vec_load(x->q + cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES);
-            for (int r = 0; r < TILE; r++)
-                acc[r] = part_end(acc[r], part_dot(part_begin(acc[r]), decode_tail(src[r] + cols / BLOCK_VALUES * BLOCK_BYTES, seg), xv));
-        }
-        int32_t out[TILE];
-        vec_sum4_store(out, acc[0], acc[1], acc[2], acc[3]);
-        for (int r = 0; r < TILE && i + r < n; r++) y[rows[i + r]] = (float)(out[r] - x->sum[0]) / x->scale[0] * w_scale;
     }
 }
