@@ -545,14 +545,35 @@ int32_t tl_seq_truncate(tl_seq *s, int32_t len) {
 /* ---- the steps of the forward pass ---- */
 
 /* RMSNorm of n rows of dim values, as BitNetRMSNorm: w * (x * rsqrt(mean(x^2) + eps)). */
+enum { NORM_LANES = 8 }; /* tokens whose sums of squares run interleaved */
+
+/* ss[j] = the sum of rows[j][i]^2 over i in order, j < L: each row's sum as a loop over it alone gives, the L rows'
+ * dependency chains interleaved so they overlap (a lone sum waits on its add's latency at every step). */
+static inline __attribute__((always_inline)) void sums_of_squares(const float *const rows[NORM_LANES], int64_t dim, int L,
+                                                                  float ss[NORM_LANES]) {
+    float acc[NORM_LANES] = {0};
+    for (int64_t i = 0; i < dim; i++)
+        for (int j = 0; j < L; j++) acc[j] += rows[j][i] * rows[j][i];
+    for (int j = 0; j < L; j++) ss[j] = acc[j];
+}
+
 static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_t n, int64_t dim, float eps) {
     const float *w = weight->data;
-    for (int32_t t = 0; t < n; t++) {
-        const float *x = in + t * dim;
-        float ss = 0;
-        for (int64_t i = 0; i < dim; i++) ss += x[i] * x[i];
-        float r = 1.0f / sqrtf(ss / (float)dim + eps);
-        for (int64_t i = 0; i < dim; i++) out[t * dim + i] = w[i] * (x[i] * r);
+    for (int32_t t0 = 0; t0 < n; t0 += NORM_LANES) {
+        // up to NORM_LANES tokens' sums together (spare lanes repeat the last token), then each token's row
+        int32_t m = n - t0 < NORM_LANES ? n - t0 : NORM_LANES;
+        const float *rows[NORM_LANES];
+        float ss[NORM_LANES];
+        for (int j = 0; j < NORM_LANES; j++) rows[j] = in + (t0 + (j < m ? j : m - 1)) * dim;
+        if (m == 1) sums_of_squares(rows, dim, 1, ss);
+        else if (m == 2) sums_of_squares(rows, dim, 2, ss);
+        else if (m <= 4) sums_of_squares(rows, dim, 4, ss);
+        else sums_of_squares(rows, dim, NORM_LANES, ss);
+        for (int32_t j = 0; j < m; j++) {
+            const float *x = rows[j];
+            float r = 1.0f / sqrtf(ss[j] / (float)dim + eps);
+            for (int64_t i = 0; i < dim; i++) out[(t0 + j) * dim + i] = w[i] * (x[i] * r);
+        }
     }
 }
 
@@ -605,7 +626,7 @@ typedef struct {
     float *out;
     const float *in;
     const tl_tensor *norm;
-    int32_t n, parts, bits;
+    int32_t n, parts, bits, align; /* align: chunks start on multiples of this many tokens */
     int64_t dim, width, keep;
 } prep_task;
 
@@ -614,7 +635,7 @@ enum { PREP_PARTS_PER_THREAD = 2 };
 static void prep_chunk(void *arg, int32_t chunk, int32_t thread) {
     prep_task *p = arg;
     int64_t t0, t1;
-    tl_split(p->n, 1, chunk, p->parts, &t0, &t1);
+    tl_split(p->n, p->align, chunk, p->parts, &t0, &t1);
     if (t0 >= t1) return;
     if (p->norm) rmsnorm(p->out + t0 * p->dim, p->in + t0 * p->dim, p->norm, (int32_t)(t1 - t0), p->dim, p->ctx->m->cfg.rms_eps);
     quantize(p->ctx, p->norm ? p->out : (float *)p->in, t0, t1, p->dim, p->width, p->bits, p->keep,
@@ -638,8 +659,12 @@ static void norm_quantize(tl_ctx *ctx, float *out, const float *in, const tl_ten
                           int64_t width, int input) {
     const tl_config *c = &ctx->m->cfg;
     int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(ctx->m->pool);
-    prep_task p = {ctx, out, in, norm, n, n < parts ? 1 : parts, c->act_bits[input] == 4 ? 4 : 8, dim, width,
+    prep_task p = {ctx, out, in, norm, n, n < parts ? 1 : parts, c->act_bits[input] == 4 ? 4 : 8, 1, dim, width,
                    topk_keep(c->act_topk[input], dim)}; /* one token: no dispatch */
+    if (p.keep == dim) { /* no top-K: chunks of whole NORM_LANES groups (a decode step's tokens: one, no dispatch) */
+        int32_t groups = (n + NORM_LANES - 1) / NORM_LANES;
+        p.parts = groups < parts ? groups : parts, p.align = NORM_LANES;
+    }
     tl_pool_run(ctx->m->pool, prep_chunk, &p, p.parts);
     ctx->n_kept = 0;
     if (n == 1 && ctx->m->sparse_input[input]) ctx->n_kept = list_nonzeros(ctx->xq, dim, ctx->kept_idx, ctx->kept_val);
