@@ -91,18 +91,21 @@ def test_lut_kernels_equal_the_tq1_0_reference(rows, cols, n):
         np.testing.assert_array_equal(run_lut(isa, packed, rows, cols, x, x_scale, 0.37), expect, err_msg=isa)
 
 
+@pytest.mark.parametrize("n_tokens", [1, 3, 8])
 @pytest.mark.parametrize("n_rows,cols,kept", [(64, 256, 1), (64, 512, 5), (300, 768, 97), (1000, 2560, 400)])
-def test_lut_row_list_equals_dense_rows(n_rows, cols, kept):
-    """The row-list entry (a relu² model's up_proj where relu(gate) > 0) on the layout: the dense values at the listed
-    rows, nothing written elsewhere."""
-    ternary, x = RNG.integers(-1, 2, (n_rows, cols), dtype=np.int8), RNG.integers(-128, 128, (1, cols), dtype=np.int8)
+def test_lut_row_list_equals_dense_rows(n_tokens, n_rows, cols, kept):
+    """The row-list entry (a relu² model's up_proj where some token's relu(gate) > 0) on the layout: the dense values
+    at the listed rows for every token, nothing written elsewhere."""
+    ternary = RNG.integers(-1, 2, (n_rows, cols), dtype=np.int8)
+    x = RNG.integers(-128, 128, (n_tokens, cols), dtype=np.int8)
+    x_scale = RNG.uniform(0.2, 50, n_tokens).astype(np.float32)
     packed = pack_ternary("tq1_0", ternary)
-    dense = run_ternary("ref", "tq1_0", packed, n_rows, cols, x, np.float32([0.37]), 0.0123)[0]
+    dense = run_ternary("ref", "tq1_0", packed, n_rows, cols, x, x_scale, 0.0123)
     listed = np.sort(RNG.choice(n_rows, kept, replace=False)).astype(np.int32)
     for isa in ["ref"] + lut_isas():
-        got = run_lut(isa, packed, n_rows, cols, x, np.float32([0.37]), 0.0123, listed)[0]
-        np.testing.assert_array_equal(got[listed], dense[listed], err_msg=isa)
-        assert np.isnan(np.delete(got, listed)).all(), isa
+        got = run_lut(isa, packed, n_rows, cols, x, x_scale, 0.0123, listed)
+        np.testing.assert_array_equal(got[:, listed], dense[:, listed], err_msg=isa)
+        assert np.isnan(np.delete(got, listed, axis=1)).all(), isa
 
 
 def test_extreme_sums_are_exact():
