@@ -109,7 +109,7 @@ def with_sparsity_of(ref: str, src: str, out: str, threads: int) -> None:
         data.flush()
 
     set_heavy(1.0)
-    with Model(out + ".tmp", threads=threads) as m:  # it maps the file: weights edited here change under it
+    with Model(out + ".tmp", threads=threads, use_mmap=True) as m:  # weights edited here change under it
         f = bisect(lambda f: (set_gate_column(f), sparsity_seen(m)[1])[1], skip_target, 0.0, 1.0)
         h = bisect(lambda h: (set_heavy(h), sparsity_seen(m)[0])[1], zeros_target, 1.0, 1e4, geometric=True)
         zeros, skipped = sparsity_seen(m)

@@ -20,7 +20,8 @@ class Completer:
         from tritlm.runtime import Model
 
         try:
-            self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
+            # use_mmap: the replicas on a machine share the page cache's one copy
+            self.model = Model(model_path, threads=threads, n_ctx=n_ctx, use_mmap=True)
         except InputError as e:  # the model file on this node
             raise InputError(f"worker on {socket.gethostname()}: {e}") from None
         self.settings, self.parallel = settings, parallel

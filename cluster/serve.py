@@ -27,7 +27,8 @@ class Replica:
         from tritlm.runtime import Model
 
         try:
-            self.model = Model(model_path, threads=threads, n_ctx=n_ctx)
+            # use_mmap: the replicas on a machine share the page cache's one copy
+            self.model = Model(model_path, threads=threads, n_ctx=n_ctx, use_mmap=True)
         except InputError as e:  # the model file on this node
             raise InputError(f"replica on {socket.gethostname()}: {e}") from None
         self.app_options = {"n_ctx": n_ctx, **app_options}

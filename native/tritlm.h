@@ -15,7 +15,7 @@ enum { TL_F32 = 0, TL_F16 = 1, TL_Q8_0 = 8, TL_Q4_K = 12, TL_Q6_K = 14, TL_BF16 
 enum { TL_ACT_SILU = 0, TL_ACT_RELU2 = 1 };
 
 typedef struct {
-    const void *data; /* first byte of the tensor, inside the mmap'd file; NULL = absent */
+    const void *data; /* first byte of the tensor (in the mmap'd file, or a copy of it); NULL = absent */
     int32_t type;     /* TL_* */
     int64_t rows;     /* ggml ne[1] (1 for vectors) */
     int64_t cols;     /* ggml ne[0]: the row length */

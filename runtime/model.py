@@ -1,5 +1,6 @@
-"""Model: a ternary GGUF file loaded into the C engine, with its tokenizer. The weights are mmap'd once and
-shared; each Sequence is a value of its own (a KV cache and a position), so one model serves many.
+"""Model: a ternary GGUF file loaded into the C engine, with its tokenizer. The weights are loaded once (copied onto
+huge pages, or read where the file is mapped) and shared; each Sequence is a value of its own (a KV cache and a
+position), so one model serves many.
 
 Python does no work per token beyond the sampler: a prompt goes through the engine in batches of up to
 PREFILL_BATCH tokens, and decode() advances any number of sequences by one token in one pass. The engine's model is
@@ -15,7 +16,7 @@ import numpy as np
 
 from tritlm.runtime._native import ffi, lib
 from tritlm.runtime.errors import ModelError
-from tritlm.runtime.gguf import GGUFFile
+from tritlm.runtime.gguf import GGUFFile, huge_pages_available
 from tritlm.runtime.tokenizer import GGUFTokenizer
 from tritlm.runtime.weights import native_weights, read_hparams, read_mode
 
@@ -123,17 +124,21 @@ class Model:
         n_ctx: int | None = None,
         act_topk: float | None = None,
         sparse: bool = True,
+        use_mmap: bool = False,
     ):
         """act_topk: keep only that fraction of every linear input (largest |x|, per token), whatever the file says;
         lossy on a b1.58 file (Q-Sparse without training). None: the file's own mode (docs/format.md).
         sparse: a relu² model decodes single tokens reading only the down_proj weight columns of nonzero inputs
-        (exact: the same logits); False runs it dense, for comparison."""
+        (exact: the same logits); False runs it dense, for comparison.
+        use_mmap: read the weights where the file is mapped (the page cache, shared by every process mapping the
+        file) instead of a private copy on 2 MiB pages (the default where Linux offers transparent huge pages:
+        decoding streams ~10-20% faster; loading copies the file once)."""
         self.path = str(path)
         self._ptr = None
         file = GGUFFile(self.path)
         self._file: GGUFFile | None = file  # None once closed
         try:
-            self._load(file, threads, n_ctx, act_topk, sparse)
+            self._load(file, threads, n_ctx, act_topk, sparse, use_mmap)
         except ModelError as e:
             self.close()
             raise ModelError(f"{self.path}: {e}") from None
@@ -142,7 +147,13 @@ class Model:
             raise
 
     def _load(
-        self, file: GGUFFile, threads: int | None, n_ctx: int | None, act_topk: float | None, sparse: bool
+        self,
+        file: GGUFFile,
+        threads: int | None,
+        n_ctx: int | None,
+        act_topk: float | None,
+        sparse: bool,
+        use_mmap: bool,
     ) -> None:
         md = self.metadata = file.metadata
         self.arch = md.get("general.architecture")
@@ -163,8 +174,14 @@ class Model:
         self.eos_ids = self.tokenizer.end_ids
         self.model_bytes = sum(t.nbytes for t in file.tensors)
 
-        self._base = ffi.from_buffer(file.buffer)  # the mmap's first byte, for the C side
-        self._structs = native_weights(file, hp, ffi.cast("const char *", self._base), ffi, self.mode, sparse)
+        if use_mmap or not huge_pages_available():
+            self._base = ffi.from_buffer(file.buffer)  # the mmap's first byte, for the C side
+            base = ffi.cast("const char *", self._base)  # a tensor at file offset o is at base + o
+        else:
+            self._copy, start = file.copy_tensor_data()
+            self._base = ffi.from_buffer(self._copy)
+            base = ffi.cast("const char *", self._base) + start - file.data_offset
+        self._structs = native_weights(file, hp, base, ffi, self.mode, sparse)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:
@@ -292,6 +309,9 @@ class Model:
         if getattr(self, "_base", None) is not None:
             ffi.release(self._base)
             self._base = None
+        if getattr(self, "_copy", None) is not None:
+            self._copy.close()
+            self._copy = None
         if self._file is not None:
             self._file.close()
             self._file = None

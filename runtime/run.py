@@ -79,6 +79,11 @@ def add_arguments(parser) -> None:
         help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
     )
     parser.add_argument(
+        "--mmap",
+        action="store_true",
+        help="read the weights in place from the file's mapping, shared with other processes (default: a private copy on 2 MiB pages, decoding faster)",
+    )
+    parser.add_argument(
         "--chat",
         "-cnv",
         "--conversation",
@@ -103,7 +108,12 @@ def run(args) -> int:
         raise InputError("no prompt: give one with -p/--prompt or -f/--file")
     start = time.perf_counter()
     model = Model(
-        args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk, sparse=not args.no_sparse
+        args.model,
+        threads=args.threads,
+        n_ctx=args.ctx_size,
+        act_topk=args.act_topk,
+        sparse=not args.no_sparse,
+        use_mmap=args.mmap,
     )
     load_seconds = time.perf_counter() - start
     try:

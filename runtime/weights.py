@@ -3,7 +3,8 @@ The metadata is checked here, so a bad key fails with a message naming it. Which
 have is the engine's rule (tl_model_new, which must refuse a bad tensor from any caller): its one-line message
 names the tensor, and Model raises it as a ModelError.
 
-Tensor data is never copied: each tl_tensor points into the file's mmap."""
+Tensor data is not copied here: each tl_tensor points at base + its file offset (the file's mmap, or Model's copy
+of the tensor data)."""
 
 import math
 from dataclasses import dataclass

@@ -83,6 +83,11 @@ def register(subparsers):
         action="store_true",
         help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
     )
+    p.add_argument(
+        "--mmap",
+        action="store_true",
+        help="read the weights in place from the file's mapping, shared with other processes (default: a private copy on 2 MiB pages, decoding faster)",
+    )
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
     ray.add_argument(
         "--replicas",
@@ -122,6 +127,7 @@ def dispatch(a) -> int:
             a.act_topk,
             not a.no_sparse,
             a.pass_limit,
+            a.mmap,
         )
     if a.act_topk is not None or a.no_sparse:
         raise InputError("--act-topk and --no-sparse are not supported with Ray replicas")
@@ -203,13 +209,14 @@ def serve(
     act_topk: float | None = None,
     sparse: bool = True,
     pass_limit: float = DEFAULT_PASS_LIMIT,
+    use_mmap: bool = False,
 ) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
 
     if max_body_bytes < 1:
         raise InputError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
-    model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse)
+    model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse, use_mmap=use_mmap)
     try:
         app = create_app(
             model,
