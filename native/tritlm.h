@@ -38,9 +38,10 @@ typedef struct {
      * relu(gate) > 0 and reads only the down_proj weight columns of its nonzero int8 inputs (exact: the same
      * logits); this is for comparison. */
     int32_t no_sparse;
-    /* 1: the tensors are a read-only file mapping, whose pages the engine may drop (madvise MADV_DONTNEED: touched
-     * again, they are read back from the file). It drops those of a tensor it has copied into a layout of its own
-     * (tq1_0 on AVX-512 VBMI), so memory does not hold both. 0 for tensors in ordinary memory (dropping would zero it). */
+    /* 1: the engine may drop the pages of the tensors (madvise MADV_DONTNEED): a read-only file mapping (touched again,
+     * they are read back from the file), or a copy the caller keeps for the engine alone. It drops those of a tensor
+     * it has copied into a layout of its own (tq1_0 on AVX-512 VBMI), so memory does not hold both. 0 for tensors the
+     * caller still reads (dropping would zero ordinary memory). */
     int32_t weights_mapped;
 } tl_config;
 

@@ -181,6 +181,8 @@ class Model:
             self._copy, start = file.copy_tensor_data()
             self._base = ffi.from_buffer(self._copy)
             base = ffi.cast("const char *", self._base) + start - file.data_offset
+        # where file offset 0 would be: tensor t is at _origin + t.offset
+        self._origin = int(ffi.cast("uintptr_t", base))
         self._structs = native_weights(file, hp, base, ffi, self.mode, sparse)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)

@@ -222,7 +222,7 @@ def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMo
             "kv_bits": mode.kv_bits,
             "kv_bits_first": mode.kv_bits_first,
             "no_sparse": int(not sparse),
-            "weights_mapped": 1,  # the tensors are views of the file's read-only mmap
+            "weights_mapped": 1,  # the file's read-only mmap, or Model's copy of it: nothing else reads them
         },
     )
     layers = ffi.new("tl_layer[]", hp.n_layer)

@@ -179,7 +179,7 @@ def test_file_pages_of_repacked_tensors_are_released(tq1_0_files):
         pytest.skip(f"needs {LUT_ISA} and Linux's pagemap")
     page = os.sysconf("SC_PAGE_SIZE")
     with Model(tq1_0_files["embedded"], threads=2) as m, open("/proc/self/pagemap", "rb") as pagemap:
-        base = int(ffi.cast("uintptr_t", m._base))
+        base = m._origin
         linears = [t for t in m._file.tensors if t.type_name == "tq1_0"]
         assert len(linears) == 7 * m.hparams.n_layer
 
