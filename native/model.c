@@ -344,7 +344,7 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     tl_model *m = arg;
     tl_tensor *w = (tl_tensor *)linear_of(&m->layers[chunk / N_LINEARS], chunk % N_LINEARS); /* the model's own array */
     if (!m->repacked[chunk]) return;
-    if (tl_tq1_0_lut_pack(w->data, w->cols, 0, w->rows, m->repacked[chunk]) != 0) {
+    if (m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, m->repacked[chunk]) != 0) {
         free(m->repacked[chunk]);
         m->repacked[chunk] = NULL;
         return;

@@ -48,10 +48,11 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
     int ref = k && strcmp(k->isa, "ref") == 0;
     tl_ternary_fn *fn = ref ? tl_tq1_0_lut_ref : k ? k->tq1_0_lut : NULL;
     tl_ternary_rows_fn *rows_fn = ref ? tl_tq1_0_lut_ref_rows : k ? k->tq1_0_lut_rows : NULL;
+    tl_tq1_0_lut_pack_fn *pack = ref ? tl_tq1_0_lut_pack : k ? k->tq1_0_lut_pack : NULL;
     if (!fn || n <= 0 || !tl_row_bytes(TL_TQ1_0, cols)) return -1;
     uint8_t *packed = malloc((size_t)(rows * tl_tq1_0_lut_row_bytes(cols)) + 1);
     int32_t *sum = calloc((size_t)n, sizeof(int32_t)), rc = -1;
-    if (packed && sum && tl_tq1_0_lut_pack(w, cols, 0, rows, packed) == 0) {
+    if (packed && sum && pack(w, cols, 0, rows, packed) == 0) {
         for (int32_t t = 0; t < n; t++)
             for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
         tl_qact qa = {x, x_scale, sum, n};
@@ -63,8 +64,10 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
     return rc;
 }
 
-int32_t tl_tq1_0_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values) {
-    if (rows <= 0 || !tl_row_bytes(TL_TQ1_0, cols) || tl_tq1_0_lut_pack(w, cols, 0, rows, packed) != 0) return -1;
+int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    tl_tq1_0_lut_pack_fn *pack = k && strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_pack : k ? k->tq1_0_lut_pack : NULL;
+    if (!pack || rows <= 0 || !tl_row_bytes(TL_TQ1_0, cols) || pack(w, cols, 0, rows, packed) != 0) return -1;
     for (int64_t r = 0; r < rows; r++) tl_tq1_0_lut_decode_row(packed + r * tl_tq1_0_lut_row_bytes(cols), cols, values + r * cols);
     return 0;
 }

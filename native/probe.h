@@ -16,14 +16,14 @@ int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t 
 int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int32_t *list,
                                int64_t n, const int8_t *x, const float *x_scale, int32_t n_tokens, float w_scale, float *y);
 /* tq1_0 weights as the engine runs them where its kernels read them repacked (native/kernels/tq1_0_lut_ref.c): the
- * repack, then the ISA's kernel for that layout ("ref": the layout's scalar reference). list NULL: all rows for n tokens,
- * as tl_matmul_ternary; else the row-list entry on list[0..n_list) for the n tokens, as tl_matmul_ternary_rows. Returns
- * 0, or -1 if the ISA has no such kernel or cols is not a whole number of tq1_0 blocks. */
+ * ISA's repack, then its kernel for that layout ("ref": the layout's scalar packer and reference). list NULL: all rows
+ * for n tokens, as tl_matmul_ternary; else the row-list entry on list[0..n_list) for the n tokens, as
+ * tl_matmul_ternary_rows. Returns 0, or -1 if the ISA has no such kernel or cols is not a whole number of tq1_0 blocks. */
 int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,
                             const float *x_scale, int32_t n, float w_scale, const int32_t *list, int64_t n_list, float *y);
-/* That repack of a tq1_0 matrix into packed (rows x its row bytes), and the layout's scalar decode of it back to
- * values [rows][cols]. Returns 0, or -1 as above. */
-int32_t tl_tq1_0_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values);
+/* That repack of a tq1_0 matrix into packed (rows x its row bytes) by the ISA's packer ("ref": the scalar one), and the
+ * layout's scalar decode of it back to values [rows][cols]. Returns 0, or -1 as above. */
+int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values);
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y);
 

@@ -57,18 +57,24 @@ def run_lut(isa, packed, rows, cols, x, x_scale, w_scale, listed=None):
 
 @pytest.mark.parametrize("rows,cols", [(3, 256), (5, 512), (4, 768), (7, 2560), (2, 6912)])
 def test_repack_is_the_documented_layout(rows, cols):
+    """The scalar packer and each SIMD one write the numpy packer's bytes, which the scalar decode turns back into
+    the matrix."""
     ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
     want = pack_lut(ternary)
-    packed, values = np.empty_like(want), np.empty((rows, cols), np.int8)
     tq1_0 = pack_ternary("tq1_0", ternary)
-    assert (
-        lib.tl_tq1_0_lut_repack(
-            ffi.from_buffer(tq1_0), rows, cols, ffi.from_buffer(packed), ffi.from_buffer("int8_t[]", values)
+    for isa in ["ref"] + lut_isas():
+        packed, values = np.zeros_like(want), np.zeros((rows, cols), np.int8)
+        rc = lib.tl_tq1_0_lut_repack(
+            isa.encode(),
+            ffi.from_buffer(tq1_0),
+            rows,
+            cols,
+            ffi.from_buffer(packed),
+            ffi.from_buffer("int8_t[]", values),
         )
-        == 0
-    )
-    np.testing.assert_array_equal(packed, want)
-    np.testing.assert_array_equal(values, ternary)  # the layout's scalar decode
+        assert rc == 0, isa
+        np.testing.assert_array_equal(packed, want, err_msg=isa)
+        np.testing.assert_array_equal(values, ternary, err_msg=isa)
     assert want.shape[1] == cols // 192 * 40 + cols % 192 // 4  # 2560: 536 bytes a row, 6912: 1440 (tq1_0: 540, 1458)
 
 

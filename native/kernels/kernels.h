@@ -45,6 +45,10 @@ typedef struct { float *max, *denom, *acc, *w; } tl_att_state;
 typedef void tl_attention_fn(const float *q, int32_t rows, int32_t hd, const float *k, const float *v, int64_t stride,
                              int32_t len, const int32_t *seen, float scale, tl_att_state *st);
 
+/* Rows [r0, r1) of a tq1_0 matrix (cols a multiple of 256) into tq1_0's lookup layout at out (row r at r * its row
+ * bytes: tl_tq1_0_lut_row_bytes). Returns 0, or -1 if out of memory. */
+typedef int32_t tl_tq1_0_lut_pack_fn(const uint8_t *tq1_0, int64_t cols, int64_t r0, int64_t r1, uint8_t *out);
+
 typedef struct {
     const char *isa;
     tl_ternary_fn *tq1_0, *tq2_0, *i2_s;
@@ -57,6 +61,7 @@ typedef struct {
      * blocks (AVX-512 VBMI); NULL elsewhere: the engine then reads tq1_0 as the file has it. */
     tl_ternary_fn *tq1_0_lut;
     tl_ternary_rows_fn *tq1_0_lut_rows;
+    tl_tq1_0_lut_pack_fn *tq1_0_lut_pack;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -132,9 +137,9 @@ enum { TL_TQ1_0_LUT = 0x10000 + TL_TQ1_0, TL_LUT_SPAN_VALUES = 192, TL_LUT_SPAN_
 static inline int64_t tl_tq1_0_lut_row_bytes(int64_t cols) {
     return cols / TL_LUT_SPAN_VALUES * TL_LUT_SPAN_BYTES + cols % TL_LUT_SPAN_VALUES / 4;
 }
-/* Rows [r0, r1) of a tq1_0 matrix (cols a multiple of 256) into the layout at out (row r at r * row bytes). Returns 0,
- * or -1 if out of memory. */
-int32_t tl_tq1_0_lut_pack(const uint8_t *tq1_0, int64_t cols, int64_t r0, int64_t r1, uint8_t *out);
+tl_tq1_0_lut_pack_fn tl_tq1_0_lut_pack, tl_tq1_0_lut_vbmi_pack;
+/* A row of tq1_0 as codes (value + 1), 64 at a time (tq1_0_avx512.c), for the VBMI repack. */
+void tl_tq1_0_avx512_codes(const uint8_t *row, int64_t cols, int8_t *codes);
 /* One row of the layout back to values in {-1, 0, 1}. */
 void tl_tq1_0_lut_decode_row(const uint8_t *row, int64_t cols, int8_t *values);
 

@@ -108,6 +108,12 @@ static inline __attribute__((always_inline)) void pow3_tile(const uint8_t *src, 
         else pow3_pass(src, row_bytes, R, x + t0 * cols, cols, 1, t0 == 0, out + t0);
     }
 }
+/* A row of tq1_0 as codes (value + 1), for the repack into the lookup layout (tq1_0_lut_vbmi.c). */
+void tl_tq1_0_avx512_codes(const uint8_t *row, int64_t cols, int8_t *codes) {
+    for (int64_t b = 0; b < cols / BLOCK_VALUES; b++)
+        for (int seg = 0; seg < 4; seg++) _mm512_storeu_si512(codes + b * BLOCK_VALUES + 64 * seg, decode(row + b * BLOCK_BYTES, seg));
+}
+
 #define FUSED_TILE pow3_tile
 #define FUSED_MAX_COLS POW3_MAX_COLS
 #define KERNEL tl_tq1_0_avx512

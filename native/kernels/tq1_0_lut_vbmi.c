@@ -4,6 +4,7 @@
  * field's bits above bit 4, so each table holds its 32 entries twice. Codes (0..2) face 64 consecutive activations and
  * go through vpdpbusd as tq2_0's do: about 2 instructions per 64 values besides the dot, tq2_0's count. The tail's
  * 2-bit codes: 16 bytes broadcast to the 4 lanes, lane n shifted by 2n. */
+#include <stdlib.h>
 #include "kernels.h"
 #if defined(__x86_64__)
 #include "avx512.h"
@@ -40,4 +41,41 @@ static inline __m512i decode_tail(const uint8_t *tail, int seg) {
 }
 #define KERNEL tl_tq1_0_lut_vbmi
 #include "ternary_tile.h"
+
+/* The repack, from each row's codes (tq1_0_avx512.c decodes them): per span, c0 + 3 c1 + 9 c2 by table lookups, the 8
+ * fields of each 64-bit lane joined into its low 40 bits (pairs to 10 bits, 20, then 40), and those 5 bytes of each
+ * lane packed together; the tail's 4 lanes of 16 codes shifted by 2j and or-ed. As tl_tq1_0_lut_pack, ~20x faster. */
+#define TIMES(k) 0, k, 2 * k, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+#define PACK8(q) 8 * q, 8 * q + 1, 8 * q + 2, 8 * q + 3, 8 * q + 4
+static const uint8_t PACK[64] __attribute__((aligned(64))) = {PACK8(0), PACK8(1), PACK8(2), PACK8(3), PACK8(4), PACK8(5), PACK8(6), PACK8(7)};
+
+static inline void encode_span(const int8_t *codes, uint8_t *span) {
+    __m512i times3 = _mm512_broadcast_i32x4(_mm_setr_epi8(TIMES(3))), times9 = _mm512_broadcast_i32x4(_mm_setr_epi8(TIMES(9)));
+    __m512i fields = _mm512_add_epi8(_mm512_loadu_si512(codes), _mm512_add_epi8(_mm512_shuffle_epi8(times3, _mm512_loadu_si512(codes + 64)),
+                                                                             _mm512_shuffle_epi8(times9, _mm512_loadu_si512(codes + 128))));
+    __m512i pairs = _mm512_maddubs_epi16(fields, _mm512_set1_epi16(1 | 32 << 8));
+    __m512i quads = _mm512_madd_epi16(pairs, _mm512_set1_epi32(1 | 1024 << 16));
+    __m512i lanes = _mm512_or_si512(_mm512_and_si512(quads, _mm512_set1_epi64(0xFFFFF)),
+                                    _mm512_and_si512(_mm512_srli_epi64(quads, 12), _mm512_set1_epi64(0xFFFFF00000)));
+    _mm512_mask_storeu_epi8(span, (1ull << BLOCK_BYTES) - 1, _mm512_permutexvar_epi8(_mm512_load_si512(PACK), lanes));
+}
+
+int32_t tl_tq1_0_lut_vbmi_pack(const uint8_t *tq1_0, int64_t cols, int64_t r0, int64_t r1, uint8_t *out) {
+    int8_t *codes = malloc((size_t)cols);
+    if (!codes) return -1;
+    int64_t spans = cols / BLOCK_VALUES, row_bytes = ROW_BYTES(cols);
+    for (int64_t r = r0; r < r1; r++) {
+        uint8_t *row = out + r * row_bytes;
+        tl_tq1_0_avx512_codes(tq1_0 + r * tl_row_bytes(TL_TQ1_0, cols), cols, codes);
+        for (int64_t s = 0; s < spans; s++) encode_span(codes + s * BLOCK_VALUES, row + s * BLOCK_BYTES);
+        for (int64_t p = 0; p < cols % BLOCK_VALUES / 64; p++) {
+            __m512i c = _mm512_loadu_si512(codes + spans * BLOCK_VALUES + 64 * p);
+            __m128i lo = _mm_or_si128(_mm512_castsi512_si128(c), _mm_slli_epi16(_mm512_extracti32x4_epi32(c, 1), 2));
+            __m128i hi = _mm_or_si128(_mm_slli_epi16(_mm512_extracti32x4_epi32(c, 2), 4), _mm_slli_epi16(_mm512_extracti32x4_epi32(c, 3), 6));
+            _mm_storeu_si128((__m128i *)(row + spans * BLOCK_BYTES + 16 * p), _mm_or_si128(lo, hi));
+        }
+    }
+    free(codes);
+    return 0;
+}
 #endif
