@@ -577,6 +577,13 @@ static void rmsnorm(float *out, const float *in, const tl_tensor *weight, int32_
     }
 }
 
+typedef float f32x16 __attribute__((vector_size(64)));
+typedef int32_t i32x16 __attribute__((vector_size(64)));
+typedef int8_t i8x16 __attribute__((vector_size(16)));
+
+/* Lanes of a where mask (a comparison's lanes: all ones or zero), else of b (i32x16 bits). */
+#define SELECT16(mask, a, b) (((mask) & (a)) | (~(mask) & (b)))
+
 /* BitNet's per-token activation quantization: s = 127 / max(absmax, 1e-5), q = clamp(round(x * s)).
  * Rows are written width >= dim apart, zero after dim, to match a weight's zero-padded rows. Both loops are
  * written to vectorize: |x| is maximized as integer bits (same order as the floats), and x * s, clamped first,
@@ -603,17 +610,38 @@ X86_CLONES static void quantize(tl_ctx *ctx, float *in, int64_t t0, int64_t t1, 
         float absmax;
         memcpy(&absmax, &top, 4);
         float s = 127.0f / fmaxf(absmax, 1e-5f);
+        int8_t *xq = ctx->xq + t * width;
+        float *xf = ctx->xf + t * width;
+        // 16 values at a time in vector types: the clamps are lane selects (as scalar code they stay branches, which
+        // the compiler will not vectorize); the integer sum is exact in any order
+        const f32x16 hi = (f32x16){0} + 127.0f, lo = (f32x16){0} - 128.0f;
+        i32x16 sums = {0};
+        int64_t i = 0;
+        for (; i + 16 <= dim; i += 16) {
+            f32x16 v;
+            memcpy(&v, x + i, sizeof v);
+            v *= s;
+            v = (f32x16)SELECT16(v < hi, (i32x16)v, (i32x16)hi); /* a NaN lane compares false: 127, as below */
+            v = (f32x16)SELECT16(v > lo, (i32x16)v, (i32x16)lo);
+            i32x16 q = __builtin_convertvector((v + 12582912.0f) - 12582912.0f, i32x16);
+            i8x16 q8 = __builtin_convertvector(q, i8x16);
+            f32x16 qf = __builtin_convertvector(q, f32x16);
+            memcpy(xq + i, &q8, sizeof q8);
+            memcpy(xf + i, &qf, sizeof qf);
+            sums += q;
+        }
         int32_t sum = 0;
-        for (int64_t i = 0; i < dim; i++) {
+        for (int j = 0; j < 16; j++) sum += sums[j];
+        for (; i < dim; i++) {
             float v = x[i] * s;
             v = v < 127 ? v : 127; /* written so a NaN (an overflowed activation) clamps to 127, never reaches the cast */
             v = v > -128 ? v : -128;
             int32_t q = (int32_t)((v + 12582912.0f) - 12582912.0f);
-            ctx->xq[t * width + i] = (int8_t)q;
-            ctx->xf[t * width + i] = (float)q;
+            xq[i] = (int8_t)q;
+            xf[i] = (float)q;
             sum += q;
         }
-        for (int64_t i = dim; i < width; i++) ctx->xq[t * width + i] = 0, ctx->xf[t * width + i] = 0;
+        for (int64_t i = dim; i < width; i++) xq[i] = 0, xf[i] = 0;
         ctx->xscale[t] = s;
         ctx->xsum[t] = sum;
     }
