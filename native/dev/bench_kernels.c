@@ -133,7 +133,7 @@ static void run_sparse(void *arg, int i) {
 }
 static void run_rows(void *arg, int i) {
     sparse_job *j = arg;
-    ternary_rows_fn(j->k, j->type)(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y);
+    ternary_rows_fn(j->k, j->type)(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y, j->rows);
 }
 
 /* The relu² decode kernels at 2B-4T's MLP shapes on one thread, each against the dense GEMV of the same matrix. */
