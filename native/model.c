@@ -45,6 +45,7 @@ struct tl_model { /* read-only after tl_model_new */
     tl_pool *pool;        /* shared by all contexts: their passes take turns step by step */
     float *rope_inv_freq; /* [head_dim / 2] */
     const uint8_t **sparse; /* [n_layer][7]: by-input-channel copies (kernels/sparse_ref.c) of linears with sparse inputs */
+    void *sparse_arena;     /* the memory they all sit in */
     uint8_t sparse_input[4]; /* per linear input TL_IN_*: 1 if its linears have sparse copies */
     int64_t sparse_rows;     /* the most rows of a linear with a sparse copy, rounded up to TL_SPARSE_TILE */
     uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
@@ -289,9 +290,22 @@ static int check_weights(tl_pool *pool, const tl_config *c, const tl_tensor *tok
     return 1;
 }
 
+/* Memory for weights the engine makes at load, on 2 MiB pages where the system has transparent huge pages (as the
+ * runtime's copy of the file): a token's scattered reads (a sparse GEMV's kept columns) then find their TLB entries.
+ * Freed with free(). */
+enum { HUGE_PAGE = 2 << 20 };
+static void *alloc_huge(size_t bytes) {
+    size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    void *p = aligned_alloc(HUGE_PAGE, rounded ? rounded : HUGE_PAGE);
+#if defined(MADV_HUGEPAGE)
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 /* By-input-channel copies (kernels/sparse_ref.c) of the ternary linears whose input is mostly zeros (a top-K
- * fraction; a relu² model's down_proj), so one token reads only its nonzero inputs' weight columns. Allocated in
- * order, then packed one weight per chunk over the pool. Returns 0 if out of memory. */
+ * fraction; a relu² model's down_proj), so one token reads only its nonzero inputs' weight columns. Laid out one
+ * after another in one allocation, then packed one weight per chunk over the pool. Returns 0 if out of memory. */
 static void pack_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
     tl_model *m = arg;
@@ -300,21 +314,34 @@ static void pack_chunk(void *arg, int32_t chunk, int32_t thread) {
     if (m->sparse[chunk]) tl_sparse_pack(w->type, w->data, w->rows, w->cols, (uint8_t *)m->sparse[chunk]);
 }
 
+/* Whether linear i of a layer, w, gets a sparse copy. */
+static int wants_sparse_copy(const tl_model *m, const tl_tensor *w, int i) {
+    const tl_config *c = &m->cfg;
+    float ratio = c->act_topk[LINEAR_INPUT[i]];
+    int relu2_down = c->act == TL_ACT_RELU2 && !c->no_sparse && LINEAR_INPUT[i] == TL_IN_DOWN;
+    return (relu2_down || (ratio > 0 && ratio < 1)) && ternary_kernel(m->kern, w->type);
+}
+
 static int make_sparse_copies(tl_model *m) {
     const tl_config *c = &m->cfg;
     m->sparse = calloc((size_t)c->n_layer * N_LINEARS, sizeof *m->sparse);
     if (!m->sparse) return 0;
-    for (int l = 0; l < c->n_layer; l++)
-        for (int i = 0; i < N_LINEARS; i++) {
-            const tl_tensor *w = linear_of(&m->layers[l], i);
-            float ratio = c->act_topk[LINEAR_INPUT[i]];
-            int relu2_down = c->act == TL_ACT_RELU2 && !c->no_sparse && LINEAR_INPUT[i] == TL_IN_DOWN;
-            if (!(relu2_down || (ratio > 0 && ratio < 1)) || !ternary_kernel(m->kern, w->type)) continue;
-            if (!(m->sparse[l * N_LINEARS + i] = malloc((size_t)tl_sparse_bytes(w->rows, w->cols)))) return 0;
-            m->sparse_input[LINEAR_INPUT[i]] = 1;
-            int64_t rows = (w->rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE * TL_SPARSE_TILE;
-            m->sparse_rows = rows > m->sparse_rows ? rows : m->sparse_rows;
-        }
+    size_t bytes = 0;
+    for (int j = 0; j < c->n_layer * N_LINEARS; j++) {
+        const tl_tensor *w = linear_of(&m->layers[j / N_LINEARS], j % N_LINEARS);
+        if (wants_sparse_copy(m, w, j % N_LINEARS)) bytes += (size_t)tl_sparse_bytes(w->rows, w->cols); /* 64-byte multiples */
+    }
+    if (bytes && !(m->sparse_arena = alloc_huge(bytes))) return 0;
+    uint8_t *at = m->sparse_arena;
+    for (int j = 0; j < c->n_layer * N_LINEARS; j++) {
+        const tl_tensor *w = linear_of(&m->layers[j / N_LINEARS], j % N_LINEARS);
+        if (!wants_sparse_copy(m, w, j % N_LINEARS)) continue;
+        m->sparse[j] = at;
+        at += tl_sparse_bytes(w->rows, w->cols);
+        m->sparse_input[LINEAR_INPUT[j % N_LINEARS]] = 1;
+        int64_t rows = (w->rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE * TL_SPARSE_TILE;
+        m->sparse_rows = rows > m->sparse_rows ? rows : m->sparse_rows;
+    }
     tl_pool_run(m->pool, pack_chunk, m, c->n_layer * N_LINEARS);
     // relu²: up_proj rows whose relu(gate) is 0 are skipped (ternary gate and up read whole, not through sparse copies)
     if (!(m->skip_up = calloc((size_t)c->n_layer, 1))) return 0;
@@ -402,7 +429,7 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
 void tl_model_free(tl_model *m) {
     if (!m) return;
     tl_pool_free(m->pool);
-    for (int i = 0; m->sparse && i < m->cfg.n_layer * N_LINEARS; i++) free((void *)m->sparse[i]);
+    free(m->sparse_arena);
     free(m->sparse);
     for (int i = 0; m->repacked && i < m->cfg.n_layer * N_LINEARS; i++) free(m->repacked[i]);
     free(m->repacked);
