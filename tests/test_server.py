@@ -584,6 +584,41 @@ def test_the_pass_limit_cuts_prompt_chunks_by_time(model):
     assert sorted(seconds for _, seconds in chunks)[len(chunks) // 2] < 4.5 * one, (chunks, one)
 
 
+def test_a_new_short_prompt_gets_a_pass_of_its_own(model):
+    """With the pass limit, a short prompt that arrives while two streams decode and a long prompt is being read is
+    read in a pass of its own (neither decode tokens nor a long chunk lengthen the pass before its first token); the
+    streams and the long prompt go on in the very next pass, and every answer still equals the greedy reference."""
+    streams = [model.tokenize(p, add_bos=True, special=True) for p in (PROMPTS[0], PROMPTS[2])]
+    long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:150]
+    short = model.tokenize(PROMPTS[1], add_bos=True, special=True)
+    requests = [(streams[0], 30), (streams[1], 30), (long, 2), (short, 2)]
+    reference = [full_forward_greedy(model, ids, n) for ids, n in requests]
+
+    async def main():
+        scheduler = Scheduler(model, 4, batch_size=256, pass_limit=3)
+        jobs = [scheduler.submit(ids, n, Sampler(temperature=0)) for ids, n in requests[:2]]
+        scheduler.start()
+        try:
+            await asyncio.sleep(0.3)  # both streams decode
+            jobs.append(scheduler.submit(long, 2, Sampler(temperature=0)))
+            await asyncio.sleep(0.15)  # the long prompt is being read
+            jobs.append(scheduler.submit(short, 2, Sampler(temperature=0)))
+            results = []
+            for job in jobs:
+                results.append([value.token async for kind, value in job.events() if kind == "step"])
+            return results
+        finally:
+            scheduler.stop()
+
+    with slowed(model) as passes:
+        results = asyncio.run(asyncio.wait_for(main(), 60))
+    assert results == reference
+    solo = [i for i, (seqs, n, _) in enumerate(passes) if len(seqs) == 1 and n == len(short)]
+    assert len(solo) == 1, passes
+    after = passes[solo[0] + 1][0]
+    assert len(after) == 4 and max(after.values()) > 1, passes  # both streams, the short one's next token, a long chunk
+
+
 def test_a_short_prompt_does_not_wait_for_a_long_prompt_being_read(model):
     """Over HTTP, on a model slowed to a 2B model's pass costs: while two streams decode and a 150-token prompt is
     being read, a short prompt's first token comes after a few passes (the pass limit cuts the long prompt's chunks),
