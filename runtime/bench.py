@@ -1,7 +1,7 @@
 """`tritlm bench`: llama-bench-style speed of a GGUF model, plus how close decoding runs to the memory roofline.
 
 pp<p>: p random tokens as ONE prefill of a fresh sequence; tg<n>: n tokens decoded one at a time from an empty
-sequence. Each test runs once to warm up, then `reps` times; t/s is the mean ± sample stddev over reps.
+sequence; with a depth d (llama-bench's -d), both start from a sequence already holding d random tokens ("pp<p> @ d<d>"). Each test runs once to warm up, then `reps` times; t/s is the mean ± sample stddev over reps.
 Decoding reads every weight once per token, so tg t/s x the bytes the weights occupy is the weight-read
 bandwidth; it is compared with the machine's streaming read bandwidth (tl_read_bandwidth, same threads).
 Peak RSS (VmHWM of a child process per model) is compared with the GGUF tensors + the f32 KV cache, and time to first token is measured
@@ -48,17 +48,17 @@ def rate(n_tokens: int, seconds: list[float]) -> tuple[float, float]:
     return statistics.mean(speeds), statistics.stdev(speeds) if len(speeds) > 1 else 0.0
 
 
-def prefill_run(model, seq, tokens):
+def prefill_run(model, seq, tokens, depth=0):
     def run():
-        seq.reset()
+        seq.truncate(depth)
         model.prefill(seq, tokens)
 
     return run
 
 
-def decode_run(model, seq, tokens):
+def decode_run(model, seq, tokens, depth=0):
     def run():
-        seq.reset()
+        seq.truncate(depth)
         for token in tokens:
             model.decode([seq], [token])
 
@@ -138,18 +138,23 @@ def bench_model(
     act_topk: float | None = None,
     sparse: bool = True,
     use_mmap: bool = False,
+    depth: int = 0,
 ) -> list[dict]:
-    """Measures one model in this process; returns one record per test (pp, tg)."""
+    """Measures one model in this process; returns one record per test (pp, tg), each after depth tokens."""
     from tritlm.runtime import Model
     from tritlm.runtime._native import ffi, lib
 
     warm_page_cache(path)
-    n_ctx = max(n_prompt, n_gen, 64)
+    n_ctx = max(depth + max(n_prompt, n_gen), 64)
     start = time.perf_counter()
     model = Model(path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse, use_mmap=use_mmap)
     seq = model.new_sequence(n_ctx)
     int(np.argmax(model.prefill(seq, model.tokenize(TTFT_PROMPT))))
     ttft = time.perf_counter() - start
+    seq.reset()
+    if depth:
+        model.prefill(seq, random_tokens(model.n_vocab, depth, seed=2))
+    at = f" @ d{depth}" if depth else ""
     try:
         common = {
             "model": model.name,
@@ -160,16 +165,17 @@ def bench_model(
             "n_threads": model.n_threads,
             "isa": ffi.string(lib.tl_isa()).decode(),
             "reps": reps,
+            "n_depth": depth,
         }
         records = []
         if n_prompt > 0:
-            seconds = timed_reps(prefill_run(model, seq, random_tokens(model.n_vocab, n_prompt)), reps)
+            seconds = timed_reps(prefill_run(model, seq, random_tokens(model.n_vocab, n_prompt), depth), reps)
             mean, std = rate(n_prompt, seconds)
-            records.append(dict(common, test=f"pp{n_prompt}", n_tokens=n_prompt, tokens_per_s=mean, stddev=std))
+            records.append(dict(common, test=f"pp{n_prompt}{at}", n_tokens=n_prompt, tokens_per_s=mean, stddev=std))
         if n_gen > 0:
-            seconds = timed_reps(decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1)), reps)
+            seconds = timed_reps(decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1), depth), reps)
             mean, std = rate(n_gen, seconds)
-            records.append(dict(common, test=f"tg{n_gen}", n_tokens=n_gen, tokens_per_s=mean, stddev=std))
+            records.append(dict(common, test=f"tg{n_gen}{at}", n_tokens=n_gen, tokens_per_s=mean, stddev=std))
         inputs, nonzero, up_rows, computed = model.sparse_counts()  # what the relu² sparse decode saw (0s: not run)
         down_nonzero = nonzero / inputs if inputs else None
         up_computed = computed / up_rows if up_rows else None
@@ -210,6 +216,7 @@ def bench_in_child(
     act_topk: float | None = None,
     sparse: bool = True,
     use_mmap: bool = False,
+    depth: int = 0,
 ) -> list[dict]:
     """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
     cmd = [
@@ -226,6 +233,8 @@ def bench_in_child(
         str(n_gen),
         "-r",
         str(reps),
+        "-d",
+        str(depth),
     ]
     if threads:
         cmd += ["-t", str(threads)]
@@ -327,6 +336,8 @@ def format_report(records: list[dict]) -> str:
 def run(args) -> int:
     if args.reps < 1 or args.n_prompt < 0 or args.n_gen < 0 or (args.n_prompt == 0 and args.n_gen == 0):
         raise InputError("need -r >= 1 and at least one of -p, -n positive")
+    if args.n_depth < 0:
+        raise InputError(f"-d must be 0 or more, got {args.n_depth}")
     for path in args.model:
         if not os.path.isfile(path):
             raise InputError(f"no such model file: {path}")
@@ -334,7 +345,15 @@ def run(args) -> int:
     records = []
     for path in args.model:
         records += measure(
-            path, args.threads, args.n_prompt, args.n_gen, args.reps, args.act_topk, not args.no_sparse, args.mmap
+            path,
+            args.threads,
+            args.n_prompt,
+            args.n_gen,
+            args.reps,
+            args.act_topk,
+            not args.no_sparse,
+            args.mmap,
+            args.n_depth,
         )
     if args.json:
         for r in records:
@@ -349,6 +368,9 @@ def register(subparsers) -> None:
     p.add_argument("-m", "--model", required=True, action="append", help="GGUF file (repeat for several)")
     p.add_argument("-p", "--n-prompt", type=int, default=128, help="prompt tokens, one prefill (default 128)")
     p.add_argument("-n", "--n-gen", type=int, default=64, help="tokens decoded one at a time (default 64)")
+    p.add_argument(
+        "-d", "--n-depth", type=int, default=0, help="tokens already in the sequence before each test (default 0)"
+    )
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     p.add_argument("-r", "--reps", type=int, default=5, help="repetitions after one warm-up (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per test instead of tables")

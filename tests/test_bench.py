@@ -4,6 +4,7 @@ byte counts agree with gguf-py's reading of the same file."""
 import json
 import os
 
+import numpy as np
 import pytest
 
 
@@ -103,3 +104,29 @@ def test_missing_file(capsys):
 
     assert main(["bench", "-m", "/nonexistent/model.gguf"]) == 1
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_depth_runs_each_test_after_that_many_tokens(tiny_ggufs, capsys):
+    """-d D (llama-bench's depth): every test starts from a sequence holding D tokens, the KV cache sized for them."""
+    from tritlm.runtime import Model
+    from tritlm.runtime.bench import decode_run, prefill_run, random_tokens
+    from tritlm.runtime.cli import main
+
+    path = tiny_ggufs["tq2_0"]
+    assert main(["bench", "--json", "-m", path, "-p", "16", "-n", "4", "-r", "1", "-t", "1", "-d", "100"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["test"] for r in records] == ["pp16 @ d100", "tg4 @ d100"]
+    for r in records:
+        assert r["n_depth"] == 100 and r["tokens_per_s"] > 0
+        assert r["gguf_plus_kv_bytes"] == os.path.getsize(path) + (100 + 16) * kv_bytes_per_token(path)
+    # each run truncates back to the depth tokens: after it, one more token gets the logits of the whole sequence
+    with Model(path, threads=1) as model:
+        depth, prompt = random_tokens(model.n_vocab, 40, seed=2), random_tokens(model.n_vocab, 6)
+        expect = model.logits(depth + prompt + prompt[-1:])[-1]
+        seq = model.new_sequence(64)
+        model.prefill(seq, depth)
+        for run in (prefill_run(model, seq, prompt, 40), decode_run(model, seq, prompt, 40)):
+            for _ in range(2):
+                run()
+                assert seq.pos == 46
+                np.testing.assert_array_equal(model.decode([seq], prompt[-1:])[0], expect)
