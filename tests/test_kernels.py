@@ -171,13 +171,15 @@ def test_float_reference_agrees_with_numpy(name):
 
 
 @pytest.mark.parametrize("name", FLOAT)
-@pytest.mark.parametrize("rows,cols,n", [(1, 16, 1), (37, 512, 1), (37, 512, 3), (45, 2560, 7), (640, 2560, 16)])
+@pytest.mark.parametrize(
+    "rows,cols,n", [(1, 16, 1), (37, 512, 1), (37, 512, 3), (45, 2560, 7), (640, 2560, 16), (9, 80, 2)]
+)  # 80: whole 64-byte lines of bf16, then 16 values
 def test_float_simd_matches_reference(name, rows, cols, n):
     isas = simd_isas()
     if not isas:
         pytest.skip("no SIMD ISA on this CPU")
     if name == "q8_0" and cols % 32:
-        cols = 32
+        cols = 32 * -(-cols // 32)
     w = RNG.standard_normal((rows, cols)).astype(np.float32)
     x = RNG.standard_normal((n, cols)).astype(np.float32)
     packed = pack_float(name, w)

@@ -6,7 +6,9 @@
  *   load_x(p)                                            16 f32 activations
  *   load_w(row, k)                                       weights k .. k+15 of a row, as f32
  *   ELEM_BYTES, FLOAT_KERNEL                             bytes per weight, and the tl_float_fn to define
- * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4). block_tile.h includes
+ * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4), and LOAD_W_LINE with
+ * load_w_line(row, k, &lo, &hi): weights k .. k+15 and k+16 .. k+31 from one 64-byte line (bf16 on AVX-512), used for
+ * whole lines before load_w takes any remaining 16. block_tile.h includes
  * this driver over its own tile for the block-quantized types.
  * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. An ISA whose 16 lanes take
  * four registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. */
@@ -26,8 +28,23 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
     ACC acc[FTILE][FTILE];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
+    int64_t k = 0;
+#ifdef LOAD_W_LINE
+    // a line (32 values) per step, each lane adding its k + l, then its k + 16 + l: the canonical order
+    for (; k + 32 <= cols; k += 32) {
+        ACC lo[FTILE], hi[FTILE];
+        for (int r = 0; r < R; r++) {
+            prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES);
+            load_w_line(w + r * row_bytes, k, &lo[r], &hi[r]);
+        }
+        for (int t = 0; t < T; t++) {
+            ACC x0 = load_x(x + t * cols + k), x1 = load_x(x + t * cols + k + 16);
+            for (int r = 0; r < R; r++) acc[r][t] = acc_fma(acc_fma(acc[r][t], lo[r], x0), hi[r], x1);
+        }
+    }
+#endif
     // two steps (one 64-byte line of bf16) per iteration: the once-a-line prefetch test folds away, ~15% faster from memory
-    _Pragma("GCC unroll 2") for (int64_t k = 0; k < cols; k += 16) {
+    _Pragma("GCC unroll 2") for (; k < cols; k += 16) {
         ACC wv[FTILE];
         for (int r = 0; r < R; r++) {
             if (k * ELEM_BYTES % 64 == 0) prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES); /* once a line */
