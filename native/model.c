@@ -385,7 +385,7 @@ static int repack_tq1_0(tl_model *m) {
     if (!(m->repacked = calloc((size_t)n, sizeof *m->repacked))) return 0;
     for (int32_t i = 0; m->kern->tq1_0_lut && i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-        if (w->type == TL_TQ1_0 && !(m->repacked[i] = malloc((size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols))))) return 0;
+        if (w->type == TL_TQ1_0 && !(m->repacked[i] = malloc((size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols) + TL_LUT_READ_PAST)))) return 0;
     }
     if (m->kern->tq1_0_lut) tl_pool_run(m->pool, repack_chunk, m, n);
     return 1;

@@ -50,7 +50,7 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
     tl_ternary_rows_fn *rows_fn = ref ? tl_tq1_0_lut_ref_rows : k ? k->tq1_0_lut_rows : NULL;
     tl_tq1_0_lut_pack_fn *pack = ref ? tl_tq1_0_lut_pack : k ? k->tq1_0_lut_pack : NULL;
     if (!fn || n <= 0 || !tl_row_bytes(TL_TQ1_0, cols)) return -1;
-    uint8_t *packed = malloc((size_t)(rows * tl_tq1_0_lut_row_bytes(cols)) + 1);
+    uint8_t *packed = malloc((size_t)(rows * tl_tq1_0_lut_row_bytes(cols) + TL_LUT_READ_PAST));
     int32_t *sum = calloc((size_t)n, sizeof(int32_t)), rc = -1;
     if (packed && sum && pack(w, cols, 0, rows, packed) == 0) {
         for (int32_t t = 0; t < n; t++)

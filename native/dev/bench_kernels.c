@@ -149,7 +149,7 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
         int64_t rows = which ? 6912 : 2560, cols = which ? 2560 : 6912, bytes = rows * tl_row_bytes(type, cols);
         int64_t sparse_bytes = which ? 0 : tl_sparse_bytes(rows, cols);
         int n_copies = (int)(STREAM_BYTES / bytes + 1);
-        uint8_t *w = malloc((size_t)(bytes * n_copies)), *packed = which ? NULL : malloc((size_t)(sparse_bytes * n_copies));
+        uint8_t *w = malloc((size_t)(bytes * n_copies + TL_LUT_READ_PAST)), *packed = which ? NULL : malloc((size_t)(sparse_bytes * n_copies));
         for (int64_t i = 0; i < bytes * n_copies; i++) w[i] = (uint8_t)rand();
         for (int c = 0; !which && c < n_copies; c++) tl_sparse_pack(type, w + c * bytes, rows, cols, packed + c * sparse_bytes);
         sparse_job j = {k, type, rows, cols, bytes, n_copies, 0, w, list, val, &x, y, sum};
@@ -192,7 +192,7 @@ int main(int argc, char **argv) {
         int64_t row_bytes = s->type == TL_BF16 ? s->cols * 2 : tl_row_bytes(s->type, s->cols);
         int64_t matrix_bytes = s->rows * row_bytes, cached_rows = CACHE_BYTES / row_bytes / 16 * 16;
         int n_copies = (int)((STREAM_BYTES + matrix_bytes - 1) / matrix_bytes);
-        uint8_t *copies = malloc((size_t)(matrix_bytes * n_copies));
+        uint8_t *copies = malloc((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = (uint8_t)rand();
         if (s->type == TL_BF16) /* finite bf16 values only */
             for (int64_t i = 1; i < matrix_bytes * n_copies; i += 2) copies[i] &= 0x3f;

@@ -132,8 +132,9 @@ void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void
 tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
 
 /* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
- * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). */
-enum { TL_TQ1_0_LUT = 0x10000 + TL_TQ1_0, TL_LUT_SPAN_VALUES = 192, TL_LUT_SPAN_BYTES = 40 };
+ * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). A
+ * buffer of it is readable TL_LUT_READ_PAST bytes past its last row: the SIMD kernel loads each span's 40 bytes as 64. */
+enum { TL_TQ1_0_LUT = 0x10000 + TL_TQ1_0, TL_LUT_SPAN_VALUES = 192, TL_LUT_SPAN_BYTES = 40, TL_LUT_READ_PAST = 64 - TL_LUT_SPAN_BYTES };
 static inline int64_t tl_tq1_0_lut_row_bytes(int64_t cols) {
     return cols / TL_LUT_SPAN_VALUES * TL_LUT_SPAN_BYTES + cols % TL_LUT_SPAN_VALUES / 4;
 }
