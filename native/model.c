@@ -61,6 +61,7 @@ struct tl_ctx {
     int8_t *xq;                                             /* quantized activations */
     float *xscale;                                          /* their per-token scales */
     int32_t *xsum, *pos, *out_token;                        /* sum of xq; each token's position; tokens wanting logits */
+    float *rope_cs; /* [n_cap][head_dim]: each token's RoPE cosines, then sines (its position's, for every layer) */
     struct att_task *att_tasks; /* [n_cap * n_head]: this pass's attention tasks */
     int32_t n_att_tasks;
     int32_t logits_cap;                                     /* rows of logits_tmp */
@@ -453,7 +454,7 @@ static void free_scratch(tl_ctx *ctx) {
     void **bufs[] = {(void **)&ctx->x, (void **)&ctx->xn, (void **)&ctx->xf, (void **)&ctx->q, (void **)&ctx->k,
                      (void **)&ctx->v, (void **)&ctx->att, (void **)&ctx->tmp, (void **)&ctx->gate, (void **)&ctx->up,
                      (void **)&ctx->xq, (void **)&ctx->xscale, (void **)&ctx->xsum, (void **)&ctx->pos,
-                     (void **)&ctx->out_token, (void **)&ctx->att_tasks};
+                     (void **)&ctx->out_token, (void **)&ctx->att_tasks, (void **)&ctx->rope_cs};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -473,10 +474,10 @@ static int grow_scratch(tl_ctx *ctx, int32_t n) {
     ctx->q = malloc(t * qd * 4), ctx->k = malloc(t * kvd * 4), ctx->v = malloc(t * kvd * 4), ctx->att = malloc(t * qd * 4);
     ctx->tmp = malloc(t * e * 4), ctx->gate = malloc(t * f * 4), ctx->up = malloc(t * f * 4);
     ctx->xq = malloc(t * widest), ctx->xscale = malloc(t * 4), ctx->xsum = malloc(t * 4);
-    ctx->pos = malloc(t * 4), ctx->out_token = malloc(t * 4);
+    ctx->pos = malloc(t * 4), ctx->out_token = malloc(t * 4), ctx->rope_cs = malloc(t * (size_t)c->head_dim * 4);
     ctx->att_tasks = malloc(t * (size_t)c->n_head * sizeof *ctx->att_tasks);
     if (!ctx->att_tasks || !ctx->x || !ctx->xn || !ctx->xf || !ctx->q || !ctx->k || !ctx->v || !ctx->att || !ctx->tmp || !ctx->gate ||
-        !ctx->up || !ctx->xq || !ctx->xscale || !ctx->xsum || !ctx->pos || !ctx->out_token) {
+        !ctx->up || !ctx->xq || !ctx->xscale || !ctx->xsum || !ctx->pos || !ctx->out_token || !ctx->rope_cs) {
         free_scratch(ctx);
         return 0;
     }
@@ -837,12 +838,21 @@ static void gate_then_up(tl_ctx *ctx, int l, int32_t n) {
     for (int32_t c = 0; c < task.parts; c++) ctx->sparse_counts[3] += n * ctx->up_kept[c];
 }
 
+/* A position's RoPE angles pos * inv_freq[i]: their cosines in cs[0 .. head_dim/2), sines after. */
+static void rope_angles(const tl_model *m, int32_t pos, float *cs) {
+    int32_t half = m->cfg.head_dim / 2;
+    for (int32_t i = 0; i < half; i++) {
+        float angle = (float)pos * m->rope_inv_freq[i];
+        cs[i] = cosf(angle), cs[half + i] = sinf(angle);
+    }
+}
+
 /* RoPE: pairs (i, i + head_dim/2) of each head (NEOX, transformers' rotate_half), or (2i, 2i + 1) when the
- * q/k rows were interleaved for llama.cpp's normal form, rotate by pos * inv_freq[i]. */
-static void rope(const tl_model *m, float *x, int32_t n_heads, int32_t pos) {
+ * q/k rows were interleaved for llama.cpp's normal form, rotate by the angles in cs (rope_angles). */
+static void rope(const tl_model *m, float *x, int32_t n_heads, const float *cs) {
     int32_t hd = m->cfg.head_dim, half = hd / 2, il = m->cfg.rope_interleaved;
     for (int32_t i = 0; i < half; i++) {
-        float angle = (float)pos * m->rope_inv_freq[i], c = cosf(angle), s = sinf(angle);
+        float c = cs[i], s = cs[half + i];
         int32_t ia = il ? 2 * i : i, ib = il ? 2 * i + 1 : i + half;
         for (int32_t h = 0; h < n_heads; h++) {
             float *v = x + h * hd, a = v[ia], b = v[ib];
@@ -1002,6 +1012,7 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
     plan_attention(ctx, seqs, n);
     // embedding lookup -> f32 residual stream
     for (int32_t i = 0; i < n; i++) tl_row_to_f32(m->token_embd.type, m->token_embd.data, e, tokens[i], ctx->x + i * e);
+    for (int32_t i = 0; i < n; i++) rope_angles(m, ctx->pos[i], ctx->rope_cs + i * hd); /* the same in every layer */
     for (int32_t l = 0; l < c->n_layer; l++) {
         const tl_layer *L = &m->layers[l];
         // attention: RMSNorm, quantize, q/k/v projections
@@ -1009,8 +1020,8 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         bitlinear(ctx, n, l, 0, 3, (float *[]){ctx->q, ctx->k, ctx->v});
         // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
         for (int32_t i = 0; i < n; i++) {
-            rope(m, ctx->q + i * qd, c->n_head, ctx->pos[i]);
-            rope(m, ctx->k + i * kvd, c->n_head_kv, ctx->pos[i]);
+            rope(m, ctx->q + i * qd, c->n_head, ctx->rope_cs + i * hd);
+            rope(m, ctx->k + i * kvd, c->n_head_kv, ctx->rope_cs + i * hd);
             kv_store(m, seqs[i], l, ctx->pos[i], ctx->k + i * kvd, ctx->v + i * kvd);
         }
         // causal grouped-query attention over each sequence's cache
