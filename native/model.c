@@ -50,6 +50,7 @@ struct tl_model { /* read-only after tl_model_new */
     int64_t sparse_rows;     /* the most rows of a linear with a sparse copy, rounded up to TL_SPARSE_TILE */
     uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
     uint8_t **repacked;      /* [n_layer][7]: tq1_0 linears in the lookup layout (kernels/tq1_0_lut_ref.c), read instead */
+    void *repacked_arena;    /* the memory they all sit in */
 };
 
 struct tl_ctx {
@@ -356,7 +357,8 @@ static int make_sparse_copies(tl_model *m) {
 /* tq1_0 linears repacked into the lookup layout (kernels/tq1_0_lut_ref.c) where the kernels read it (AVX-512 VBMI:
  * decoded at tq2_0's speed, docs/format.md), after the sparse copies were built from the file's blocks. A repacked
  * linear's tensor then points at the copy, typed TL_TQ1_0_LUT, and with cfg.weights_mapped the file's pages of it are
- * dropped once copied. One weight per chunk over the pool; a chunk whose pack runs out of memory keeps tq1_0. */
+ * dropped once copied. The copies sit one after another on huge pages, as the runtime's copy of the file did; one
+ * weight per chunk over the pool; a chunk whose pack runs out of memory keeps tq1_0. */
 static void release_pages(const void *data, int64_t bytes) {
 #if defined(MADV_DONTNEED)
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)data + page - 1) / page * page;
@@ -373,7 +375,6 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     tl_tensor *w = (tl_tensor *)linear_of(&m->layers[chunk / N_LINEARS], chunk % N_LINEARS); /* the model's own array */
     if (!m->repacked[chunk]) return;
     if (m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, m->repacked[chunk]) != 0) {
-        free(m->repacked[chunk]);
         m->repacked[chunk] = NULL;
         return;
     }
@@ -384,11 +385,21 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
 static int repack_tq1_0(tl_model *m) {
     int32_t n = m->cfg.n_layer * N_LINEARS;
     if (!(m->repacked = calloc((size_t)n, sizeof *m->repacked))) return 0;
+    size_t bytes = 0;
     for (int32_t i = 0; m->kern->tq1_0_lut && i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-        if (w->type == TL_TQ1_0 && !(m->repacked[i] = malloc((size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols) + TL_LUT_READ_PAST)))) return 0;
+        if (w->type == TL_TQ1_0) bytes += (size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols));
     }
-    if (m->kern->tq1_0_lut) tl_pool_run(m->pool, repack_chunk, m, n);
+    if (!bytes) return 1;
+    if (!(m->repacked_arena = alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* each copy readable past its end */
+    uint8_t *at = m->repacked_arena;
+    for (int32_t i = 0; i < n; i++) {
+        const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
+        if (w->type != TL_TQ1_0) continue;
+        m->repacked[i] = at;
+        at += w->rows * tl_tq1_0_lut_row_bytes(w->cols);
+    }
+    tl_pool_run(m->pool, repack_chunk, m, n);
     return 1;
 }
 
@@ -432,8 +443,8 @@ void tl_model_free(tl_model *m) {
     tl_pool_free(m->pool);
     free(m->sparse_arena);
     free(m->sparse);
-    for (int i = 0; m->repacked && i < m->cfg.n_layer * N_LINEARS; i++) free(m->repacked[i]);
     free(m->repacked);
+    free(m->repacked_arena);
     free(m->skip_up);
     free(m->layers);
     free(m->rope_inv_freq);
