@@ -90,11 +90,16 @@ class PassTimes:
     (`one`: mostly reading the weights) and what each further token adds (`token`). chunk_tokens() turns a pass
     limit into prompt tokens; other load on the machine slows both alike, so the count holds under it."""
 
+    # A further token's cost is timed on a pass this long: up to 8 or so, the tokens of a pass cost about as much as
+    # one (the weights' reading, shared), and a cost timed there made 250-token chunks of a 2,000-token prompt
+    TOKENS = 64
+
     def __init__(self, model):
-        seq = model.new_sequence(8)
+        seq = model.new_sequence(self.TOKENS)
         try:
             self.one = min(self._time(model, seq, 1) for _ in range(2))
-            self.token = max((min(self._time(model, seq, 8) for _ in range(2)) - self.one) / 7, self.one / 256)
+            n = self.TOKENS
+            self.token = max((min(self._time(model, seq, n) for _ in range(2)) - self.one) / (n - 1), self.one / 256)
         finally:
             seq.close()
 
