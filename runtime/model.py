@@ -7,6 +7,7 @@ PREFILL_BATCH tokens, and decode() advances any number of sequences by one token
 read-only, so threads may call a Model at the same time (on different sequences): each call borrows an engine
 context (the scratch of one pass) from a small pool."""
 
+import mmap
 import os
 import threading
 import weakref
@@ -137,6 +138,7 @@ class Model:
         self._ptr = None
         file = GGUFFile(self.path)
         self._file: GGUFFile | None = file  # None once closed
+        self._copy: mmap.mmap | None = None  # the weights' private copy (without use_mmap), None once closed
         try:
             self._load(file, threads, n_ctx, act_topk, sparse, use_mmap)
         except ModelError as e:
@@ -311,7 +313,7 @@ class Model:
         if getattr(self, "_base", None) is not None:
             ffi.release(self._base)
             self._base = None
-        if getattr(self, "_copy", None) is not None:
+        if self._copy is not None:
             self._copy.close()
             self._copy = None
         if self._file is not None:
