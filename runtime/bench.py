@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from tritlm.runtime.cli import open_file
+from tritlm.runtime.cli import add_model_options, open_file
 from tritlm.runtime.errors import InputError
 
 BANDWIDTH_PROBE_BYTES = 512 << 20  # far beyond any L3, so it measures DRAM
@@ -374,21 +374,5 @@ def register(subparsers) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     p.add_argument("-r", "--reps", type=int, default=5, help="repetitions after one warm-up (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per test instead of tables")
-    p.add_argument(
-        "--act-topk",
-        type=float,
-        default=None,
-        metavar="F",
-        help="keep only the top F of every linear input (lossy on b1.58 files; default: the file's mode)",
-    )
-    p.add_argument(
-        "--no-sparse",
-        action="store_true",
-        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
-    )
-    p.add_argument(
-        "--mmap",
-        action="store_true",
-        help="read the weights in place from the file's mapping, shared with other processes (default: a private copy on 2 MiB pages, decoding faster)",
-    )
+    add_model_options(p)
     p.set_defaults(func=run, errors=(InputError,))

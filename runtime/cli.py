@@ -81,6 +81,29 @@ def open_file(path: str, mode: str = "r", **kwargs):
         raise InputError(f"cannot open {path}: {e.strerror or e}") from None
 
 
+def add_model_options(parser) -> None:
+    """How a command loads its model (Model's act_topk, sparse and use_mmap): the options run, serve and bench share."""
+    parser.add_argument(
+        "--act-topk",
+        type=float,
+        default=None,
+        metavar="F",
+        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; "
+        "default: the file's own mode)",
+    )
+    parser.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
+    )
+    parser.add_argument(
+        "--mmap",
+        action="store_true",
+        help="read the weights in place from the file's mapping, shared with other processes (default: a private "
+        "copy on 2 MiB pages, decoding faster)",
+    )
+
+
 def read_text(path: str, errors: str = "strict") -> str:
     """A UTF-8 text file named on the command line; InputError if it cannot be read."""
     with open_file(path, encoding="utf-8", errors=errors) as f:

@@ -6,7 +6,7 @@ Other modes (e.g. an interactive chat) add their arguments in `add_arguments` an
 import sys
 import time
 
-from tritlm.runtime.cli import read_text
+from tritlm.runtime.cli import add_model_options, read_text
 from tritlm.runtime.errors import InputError
 
 
@@ -66,23 +66,7 @@ def add_arguments(parser) -> None:
         "-c", "--ctx-size", type=int, default=None, help="context size in tokens (default: the model's, at most 4096)"
     )
     parser.add_argument("--echo", action="store_true", help="print the prompt before the completion")
-    parser.add_argument(
-        "--act-topk",
-        type=float,
-        default=None,
-        metavar="F",
-        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)",
-    )
-    parser.add_argument(
-        "--no-sparse",
-        action="store_true",
-        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
-    )
-    parser.add_argument(
-        "--mmap",
-        action="store_true",
-        help="read the weights in place from the file's mapping, shared with other processes (default: a private copy on 2 MiB pages, decoding faster)",
-    )
+    add_model_options(parser)
     parser.add_argument(
         "--chat",
         "-cnv",

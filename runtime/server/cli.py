@@ -7,6 +7,7 @@ import socket
 from collections.abc import Sequence
 
 from tritlm.converter.errors import ConverterError
+from tritlm.runtime.cli import add_model_options
 from tritlm.runtime.errors import InputError
 from tritlm.runtime.server import DEFAULT_BATCH_SIZE, DEFAULT_PASS_LIMIT, MAX_BODY_BYTES
 
@@ -70,24 +71,7 @@ def register(subparsers):
         default="info",
         help="server log on stderr: 'info' logs one line per request (default info)",
     )
-    p.add_argument(
-        "--act-topk",
-        type=float,
-        default=None,
-        metavar="F",
-        help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on "
-        "b1.58 files; default: the file's own mode)",
-    )
-    p.add_argument(
-        "--no-sparse",
-        action="store_true",
-        help="decode a relu² model densely (default: skip up rows and down columns that meet zeros; exact)",
-    )
-    p.add_argument(
-        "--mmap",
-        action="store_true",
-        help="read the weights in place from the file's mapping, shared with other processes (default: a private copy on 2 MiB pages, decoding faster)",
-    )
+    add_model_options(p)
     ray = p.add_argument_group("replicas on a Ray cluster (pip install 'tritlm[ray]')")
     ray.add_argument(
         "--replicas",

@@ -14,8 +14,7 @@ long prompt's later tokens cost more than the cap assumes (they attend to more p
 A new prompt that a pass can read whole (a short one, just admitted) gets a pass of its own when the pass limit is on:
 its first token then comes after a pass as short as on an idle server, where beside many streams their tokens
 would lengthen it (6 streams on the 2B-4T shape: 345 ms against 215); the streams lose that one pass, and never two
-in a row. Within any pass,
-the first tokens of new requests are sampled and sent before the streams' next ones."""
+in a row. Within any pass, the first tokens of new requests are sampled and sent before the streams' next ones."""
 
 import asyncio
 import collections
