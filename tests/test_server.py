@@ -619,6 +619,50 @@ def test_a_new_short_prompt_gets_a_pass_of_its_own(model):
     assert len(after) == 4 and max(after.values()) > 1, passes  # both streams, the short one's next token, a long chunk
 
 
+def test_a_pass_wakes_the_event_loop_once(model):
+    """Each pass hands its tokens to the event loop in one call (two when new requests' first tokens go first), not
+    one per token: every wake-up took the GIL from the scheduler thread while the engine waited. Three streams of 20
+    tokens, then a fourth request arriving mid-way: the calls are counted against the passes, and every answer still
+    equals the greedy reference, its events in order."""
+    ids = [
+        model.tokenize(p, add_bos=True, special=True) for p in (PROMPTS[0], PROMPTS[2], "The history of", "Once upon a")
+    ]
+    reference = [full_forward_greedy(model, i, 20) for i in ids]
+    assert [len(r) for r in reference] == [20] * 4, "an end token came early"
+
+    async def main():
+        loop, calls = asyncio.get_running_loop(), []
+        handoff = loop.call_soon_threadsafe
+
+        def counted(callback, *args):
+            calls.append(threading.current_thread().name)
+            return handoff(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        scheduler = Scheduler(model, 4, batch_size=256)
+        jobs = [scheduler.submit(i, 20, Sampler(temperature=0)) for i in ids[:3]]
+        scheduler.start()
+        try:
+            stream = jobs[0].events()
+            head = [await anext(stream) for _ in range(3)]  # three passes in: the streams decode
+            jobs.append(scheduler.submit(ids[3], 20, Sampler(temperature=0)))
+            results = []
+            for job, events in zip(jobs, [stream] + [job.events() for job in jobs[1:]]):
+                got = (head if job is jobs[0] else []) + [event async for event in events]
+                assert [kind for kind, _ in got] == ["step"] * 20 + ["done"]
+                results.append([value.token for kind, value in got if kind == "step"])
+            return results, calls.count("tritlm-scheduler")
+        finally:
+            scheduler.stop()
+
+    with slowed(model, fixed=0.01, per_token=0) as passes:
+        results, n_calls = asyncio.run(asyncio.wait_for(main(), 60))
+    assert results == reference
+    # one call a pass (the last pass's tokens come with the done events), plus one for the fourth request's first
+    # token, sent before the streams' tokens of its pass; one a token would be 84 steps and 4 ends
+    assert len(passes) + 1 >= n_calls >= len(passes) - 1 and len(passes) < 40, (n_calls, len(passes))
+
+
 def test_a_short_prompt_does_not_wait_for_a_long_prompt_being_read(model):
     """Over HTTP, on a model slowed to a 2B model's pass costs: while two streams decode and a 150-token prompt is
     being read, a short prompt's first token comes after a few passes (the pass limit cuts the long prompt's chunks),
