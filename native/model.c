@@ -51,6 +51,7 @@ struct tl_model { /* read-only after tl_model_new */
     uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
     uint8_t **repacked;      /* [n_layer][7]: tq1_0 linears in the lookup layout (kernels/tq1_0_lut_ref.c), read instead */
     void *repacked_arena;    /* the memory they all sit in */
+    void *output_lut;        /* a bf16 output matrix (and the tied embedding) in its lookup layout (kernels/bf16_lut_ref.c) */
 };
 
 struct tl_ctx {
@@ -130,7 +131,7 @@ static int type_allowed(int use, int32_t type) {
     switch (use) {
     case NORM: return type == TL_F32;
     case LINEAR: return type == TL_TQ1_0 || type == TL_TQ2_0 || type == TL_I2_S || type == TL_F16 || type == TL_F32;
-    default: return tl_float_kernel(tl_kernels_best(), type) != NULL; /* F32, F16, BF16, Q8_0, Q4_K, Q6_K */
+    default: return type < TL_TYPE_ID_END && tl_float_kernel(tl_kernels_best(), type) != NULL; /* F32, F16, BF16, Q8_0, Q4_K, Q6_K */
     }
 }
 
@@ -403,6 +404,54 @@ static int repack_tq1_0(tl_model *m) {
     return 1;
 }
 
+/* A bf16 output matrix repacked into its lookup layout (kernels/bf16_lut_ref.c: 12 bits a value, exact) where the
+ * kernels read it (AVX-512 VBMI), unless cfg.keep_bf16: the output (and a tied embedding, whose rows are then decoded
+ * from it) then points at the copy, typed TL_BF16_LUT. Rows are cut into chunks over the pool: the first pass counts
+ * each chunk's exceptions (their lists follow the rows, chunk after chunk), the second packs, and with
+ * cfg.weights_mapped drops the chunk's pages of bf16 at once, so memory never holds both forms of the matrix. A matrix
+ * with more than one exception in LUT_MAX_EXCEPTIONS values stays bf16 (its lists would outgrow the 4 bits saved). */
+enum { LUT_CHUNKS_PER_THREAD = 16, LUT_MAX_EXCEPTIONS = 64 };
+typedef struct { tl_model *m; int32_t parts; int64_t *at; /* [parts + 1]: each chunk's first exception, then the total */ } lut_task;
+
+static void lut_count_chunk(void *arg, int32_t chunk, int32_t thread) {
+    (void)thread;
+    lut_task *task = arg;
+    const tl_tensor *w = &task->m->output;
+    int64_t r0, r1;
+    tl_split(w->rows, 1, chunk, task->parts, &r0, &r1);
+    task->at[chunk + 1] = tl_bf16_lut_exceptions(w->data, w->cols, r0, r1);
+}
+
+static void lut_pack_chunk(void *arg, int32_t chunk, int32_t thread) {
+    (void)thread;
+    lut_task *task = arg;
+    const tl_tensor *w = &task->m->output;
+    int64_t r0, r1, row_bytes = tl_bf16_lut_row_bytes(w->cols);
+    tl_split(w->rows, 1, chunk, task->parts, &r0, &r1);
+    tl_bf16_lut_pack(w->data, w->cols, r0, r1, task->m->output_lut,
+                     w->rows * row_bytes + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES);
+    if (task->m->cfg.weights_mapped) release_pages((const uint8_t *)w->data + r0 * 2 * w->cols, (r1 - r0) * 2 * w->cols);
+}
+
+static int repack_output(tl_model *m) {
+    tl_tensor *w = &m->output;
+    int64_t row_bytes = tl_bf16_lut_row_bytes(w->cols);
+    if (!m->kern->bf16_lut || m->cfg.keep_bf16 || w->type != TL_BF16 || !row_bytes) return 1;
+    lut_task task = {m, LUT_CHUNKS_PER_THREAD * tl_pool_size(m->pool), NULL};
+    if (task.parts > w->rows) task.parts = (int32_t)w->rows;
+    if (!(task.at = calloc((size_t)task.parts + 1, sizeof *task.at))) return 0;
+    tl_pool_run(m->pool, lut_count_chunk, &task, task.parts);
+    for (int32_t c = 0; c < task.parts; c++) task.at[c + 1] += task.at[c];
+    if (task.at[task.parts] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), 1;
+    if (!(m->output_lut = alloc_huge((size_t)(w->rows * row_bytes + task.at[task.parts] * TL_BF16_LUT_EXCEPTION_BYTES))))
+        return free(task.at), 0;
+    tl_pool_run(m->pool, lut_pack_chunk, &task, task.parts);
+    free(task.at);
+    if (m->token_embd.data == w->data) m->token_embd.data = m->output_lut, m->token_embd.type = TL_BF16_LUT; /* tied */
+    w->data = m->output_lut, w->type = TL_BF16_LUT;
+    return 1;
+}
+
 tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const tl_tensor *output_norm,
                        const tl_tensor *output, const tl_layer *layers, int32_t n_threads, char *err, size_t err_len) {
     if (!cfg || !token_embd || !output_norm || !layers) return fail(err, err_len, "tl_model_new: NULL argument"), NULL;
@@ -432,6 +481,10 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
         tl_model_free(m);
         return fail(err, err_len, "out of memory for the repacked tq1_0 weights"), NULL;
     }
+    if (!repack_output(m)) {
+        tl_model_free(m);
+        return fail(err, err_len, "out of memory for the repacked bf16 output matrix"), NULL;
+    }
     // RoPE frequencies as transformers computes them in float32: 1 / theta^(2i / head_dim)
     for (int i = 0; i < cfg->head_dim / 2; i++)
         m->rope_inv_freq[i] = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)cfg->head_dim);
@@ -445,6 +498,7 @@ void tl_model_free(tl_model *m) {
     free(m->sparse);
     free(m->repacked);
     free(m->repacked_arena);
+    free(m->output_lut);
     free(m->skip_up);
     free(m->layers);
     free(m->rope_inv_freq);

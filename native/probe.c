@@ -76,6 +76,43 @@ int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_
     return 0;
 }
 
+/* A bf16 matrix in its lookup layout, packed a few rows at a time with the exceptions placed as the engine places them
+ * (each chunk's after the previous chunk's); NULL if cols is not a multiple of 64 or out of memory. */
+static uint8_t *bf16_lut_packed(const void *w, int64_t rows, int64_t cols, int64_t *bytes) {
+    enum { CHUNK_ROWS = 3 };
+    int64_t row_bytes = tl_bf16_lut_row_bytes(cols);
+    if (!row_bytes || rows <= 0) return NULL;
+    *bytes = rows * row_bytes + tl_bf16_lut_exceptions(w, cols, 0, rows) * TL_BF16_LUT_EXCEPTION_BYTES;
+    uint8_t *packed = malloc((size_t)*bytes);
+    for (int64_t r0 = 0, at = rows * row_bytes; packed && r0 < rows; r0 += CHUNK_ROWS) {
+        int64_t r1 = r0 + CHUNK_ROWS < rows ? r0 + CHUNK_ROWS : rows;
+        tl_bf16_lut_pack(w, cols, r0, r1, packed, at);
+        at += tl_bf16_lut_exceptions(w, cols, r0, r1) * TL_BF16_LUT_EXCEPTION_BYTES;
+    }
+    return packed;
+}
+
+int64_t tl_bf16_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int64_t packed_bytes, float *values) {
+    int64_t bytes = 0;
+    uint8_t *own = bf16_lut_packed(w, rows, cols, &bytes);
+    if (!own) return -1;
+    if (packed && bytes <= packed_bytes) memcpy(packed, own, (size_t)bytes);
+    for (int64_t r = 0; values && r < rows; r++) tl_row_to_f32(TL_BF16_LUT, own, cols, r, values + r * cols);
+    free(own);
+    return bytes;
+}
+
+int32_t tl_matmul_bf16_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const float *x, int32_t n, float *y) {
+    const tl_kernels *k = tl_kernels_named(isa);
+    tl_float_fn *fn = k && strcmp(k->isa, "ref") == 0 ? tl_bf16_lut_ref : k ? k->bf16_lut : NULL;
+    int64_t bytes;
+    uint8_t *packed = fn && n > 0 ? bf16_lut_packed(w, rows, cols, &bytes) : NULL;
+    if (!packed) return -1;
+    fn(packed, cols, 0, rows, x, n, y, rows);
+    free(packed);
+    return 0;
+}
+
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);

@@ -24,6 +24,15 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
 /* That repack of a tq1_0 matrix into packed (rows x its row bytes) by the ISA's packer ("ref": the scalar one), and the
  * layout's scalar decode of it back to values [rows][cols]. Returns 0, or -1 as above. */
 int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values);
+/* A bf16 matrix (cols a multiple of 64) in its lookup layout (native/kernels/bf16_lut_ref.c), packed as the engine
+ * packs it (a few rows at a time): returns its bytes (-1: cols not a multiple of 64, or out of memory), copies them
+ * to packed if packed_bytes is enough (packed may be NULL), and writes the layout's scalar decode as f32 to values
+ * [rows][cols] unless NULL. */
+int64_t tl_bf16_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int64_t packed_bytes, float *values);
+/* bf16 weights as the engine runs them where its kernels read them repacked: the repack, then the ISA's kernel for the
+ * layout ("ref": its reference), y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA has no such kernel or
+ * the shape none. */
+int32_t tl_matmul_bf16_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const float *x, int32_t n, float *y);
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y);
 

@@ -43,6 +43,10 @@ typedef struct {
      * it has copied into a layout of its own (tq1_0 on AVX-512 VBMI), so memory does not hold both. 0 for tensors the
      * caller still reads (dropping would zero ordinary memory). */
     int32_t weights_mapped;
+    /* 1: read a bf16 output matrix as the file has it. By default, where the kernels read it faster (AVX-512 VBMI), it
+     * is repacked at load into 12 bits a value, exactly (kernels/bf16_lut_ref.c), a private copy in place of the
+     * file's pages; this keeps the file's (shared) pages, for --mmap and comparison. */
+    int32_t keep_bf16;
 } tl_config;
 
 /* The linear inputs of a layer, in tl_config.act_bits / act_topk order. */

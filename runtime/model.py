@@ -185,7 +185,8 @@ class Model:
             base = ffi.cast("const char *", self._base) + start - file.data_offset
         # where file offset 0 would be: tensor t is at _origin + t.offset
         self._origin = int(ffi.cast("uintptr_t", base))
-        self._structs = native_weights(file, hp, base, ffi, self.mode, sparse)
+        # --mmap keeps the page cache shared: the bf16 output matrix is read there, not repacked into a private copy
+        self._structs = native_weights(file, hp, base, ffi, self.mode, sparse, keep_bf16=use_mmap)
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:

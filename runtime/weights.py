@@ -170,10 +170,13 @@ def layer_tensors(hp: HParams) -> tuple[str, ...]:
     return tuple(name for name in LAYER_TENSORS if hp.sub_norms or not name.endswith("_sub_norm"))
 
 
-def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMode(), sparse: bool = True):
+def native_weights(
+    file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMode(), sparse: bool = True, keep_bf16: bool = False
+):
     """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte. A
     tensor the model needs but the file lacks is left empty (data NULL) for the engine to name; a tensor the
-    model does not use is refused here. sparse=False: decode a relu² model's MLP densely (tl_config.no_sparse)."""
+    model does not use is refused here. sparse=False: decode a relu² model's MLP densely (tl_config.no_sparse).
+    keep_bf16: read a bf16 output matrix as the file has it, not repacked (tl_config.keep_bf16)."""
     tensors = {t.name: t for t in file.tensors}
     fields = layer_tensors(hp)
     if hp.n_layer * len(fields) > len(tensors):  # before anything is made per layer: block_count may be anything
@@ -223,6 +226,7 @@ def native_weights(file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMo
             "kv_bits_first": mode.kv_bits_first,
             "no_sparse": int(not sparse),
             "weights_mapped": 1,  # the file's read-only mmap, or Model's copy of it: nothing else reads them
+            "keep_bf16": int(keep_bf16),
         },
     )
     layers = ffi.new("tl_layer[]", hp.n_layer)

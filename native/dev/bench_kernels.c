@@ -5,7 +5,10 @@
  * decode together) from memory on two threads, as the time of 8 tokens over the time of one (1.0: 8 for the price of
  * one). Then the relu² sparse-decode kernels against the dense GEMV, from memory on one thread: down_proj (2560x6912)
  * over a fraction of nonzero inputs (sparse_*.c), and up_proj (6912x2560) on a fraction of its rows (the row-list entry).
- * Build and run: make bench-kernels [ARGS="seconds [type]"] */
+ * bf16_lut is bf16 repacked at load where an ISA reads it so (kernels.h), packed here from values drawn as a trained
+ * output matrix's (normal, one scale), so it holds as few exceptions.
+ * Build and run: make bench-kernels [ARGS="seconds [type]"] (type: the types whose names start with it) */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@ static const shape SHAPES[] = {
     {TL_TQ1_0_LUT, "tq1_0_lut", 640, 2560}, {TL_TQ1_0_LUT, "tq1_0_lut", 6912, 2560}, {TL_TQ1_0_LUT, "tq1_0_lut", 2560, 6912},
     {TL_I2_S, "i2_s", 2560, 2560},
     {TL_I2_S, "i2_s", 6912, 2560}, {TL_I2_S, "i2_s", 2560, 6912}, {TL_BF16, "bf16", 128256, 2560},
+    {TL_BF16_LUT, "bf16_lut", 128256, 2560},
     {TL_Q8_0, "q8_0", 128256, 2560}, {TL_Q6_K, "q6_k", 128256, 2560}, {TL_Q4_K, "q4_k", 128256, 2560},
 };
 enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128, BATCH_TOKENS = 8 };
@@ -31,19 +35,24 @@ enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128, BAT
  * reference outside the tables. NULL: the ISA has none. */
 static tl_ternary_fn *ternary_fn(const tl_kernels *k, int32_t type) {
     if (type == TL_TQ1_0_LUT) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_ref : k->tq1_0_lut;
-    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : k->i2_s;
+    return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+}
+/* A float type's kernel in a table; bf16_lut as tq1_0_lut */
+static tl_float_fn *float_fn(const tl_kernels *k, int32_t type) {
+    if (type == TL_BF16_LUT) return strcmp(k->isa, "ref") == 0 ? tl_bf16_lut_ref : k->bf16_lut;
+    return tl_float_kernel(k, type);
 }
 static tl_ternary_rows_fn *ternary_rows_fn(const tl_kernels *k, int32_t type) {
     if (type == TL_TQ1_0_LUT) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_ref_rows : k->tq1_0_lut_rows;
     return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : k->i2_s_rows;
 }
 
-/* Whether ISA isas[i] runs a type with the same kernel as a lower one this CPU has (avx512vbmi adds only tq1_0_lut). */
+/* Whether ISA isas[i] runs a type with the same kernel as a lower one this CPU has (avx512vbmi adds only tq1_0_lut and bf16_lut). */
 static int same_as_lower(const char *const *isas, int i, int32_t type) {
     const tl_kernels *k = tl_kernels_named(isas[i]);
     for (int j = 0; j < i; j++) {
         const tl_kernels *lower = tl_kernels_named(isas[j]);
-        if (lower && (tl_float_kernel(k, type) ? tl_float_kernel(k, type) == tl_float_kernel(lower, type)
+        if (lower && (float_fn(k, type) ? float_fn(k, type) == float_fn(lower, type)
                                                : ternary_fn(k, type) == ternary_fn(lower, type)))
             return 1;
     }
@@ -70,7 +79,7 @@ static void run_share(void *ctx, int32_t chunk, int32_t thread) {
     int64_t r0, r1;
     tl_split(j->rows, 16, chunk, CHUNKS, &r0, &r1);
     if (r0 >= r1) return;
-    tl_float_fn *ff = tl_float_kernel(j->k, j->s->type);
+    tl_float_fn *ff = float_fn(j->k, j->s->type);
     if (ff) { ff(j->w, j->s->cols, r0, r1, j->xf, j->n, j->y, j->s->rows); return; }
     tl_ternary_fn *fn = ternary_fn(j->k, j->s->type);
     tl_qact qa = {j->xq, j->scale, j->sum, j->n};
@@ -170,6 +179,26 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
     free(xq), free(val), free(list), free(sum), free(y);
 }
 
+/* A bf16 matrix of normal values (sd 0.02, as an output matrix's) in its lookup layout: returns its bytes, or 0. */
+static int64_t bf16_lut_matrix(int64_t rows, int64_t cols, uint8_t **out) {
+    uint16_t *bf16 = malloc(sizeof(uint16_t) * (size_t)(rows * cols));
+    if (!bf16) return 0;
+    uint64_t state = 88172645463325252ull;
+    for (int64_t i = 0; i < rows * cols; i++) { /* Box-Muller over xorshift64 */
+        double u[2];
+        for (int h = 0; h < 2; h++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            u[h] = ((state >> 11) + 0.5) / 9007199254740992.0;
+        }
+        union { float f; uint32_t u; } v = {(float)(0.02 * sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]))};
+        bf16[i] = (uint16_t)(v.u >> 16);
+    }
+    int64_t bytes = rows * tl_bf16_lut_row_bytes(cols) + tl_bf16_lut_exceptions((const uint8_t *)bf16, cols, 0, rows) * TL_BF16_LUT_EXCEPTION_BYTES;
+    if ((*out = malloc((size_t)bytes))) tl_bf16_lut_pack((const uint8_t *)bf16, cols, 0, rows, *out, rows * tl_bf16_lut_row_bytes(cols));
+    free(bf16);
+    return *out ? bytes : 0;
+}
+
 int main(int argc, char **argv) {
     const char *isas[] = {"ref", "avx2", "avx512", "avx512vbmi", "neon", "dotprod", "i8mm"}; /* those this CPU has */
     double min_time = argc > 1 ? atof(argv[1]) : 0.3;
@@ -188,19 +217,22 @@ int main(int argc, char **argv) {
            "2 tok cache", "4 tok cache", "mem 1t GB/s", "mem 2t GB/s", "pp 1t GMAC/s", "pp128 2t tok/s", "8 tok / 1");
     for (size_t si = 0; si < sizeof SHAPES / sizeof SHAPES[0]; si++) {
         const shape *s = &SHAPES[si];
-        if (only && strcmp(only, s->name) != 0) continue;
+        if (only && strncmp(only, s->name, strlen(only)) != 0) continue;
         int64_t row_bytes = s->type == TL_BF16 ? s->cols * 2 : tl_row_bytes(s->type, s->cols);
-        int64_t matrix_bytes = s->rows * row_bytes, cached_rows = CACHE_BYTES / row_bytes / 16 * 16;
+        uint8_t *lut = NULL;
+        int64_t matrix_bytes = s->type == TL_BF16_LUT ? bf16_lut_matrix(s->rows, s->cols, &lut) : s->rows * row_bytes;
+        int64_t cached_rows = CACHE_BYTES / row_bytes / 16 * 16;
         int n_copies = (int)((STREAM_BYTES + matrix_bytes - 1) / matrix_bytes);
         uint8_t *copies = malloc((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
-        for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = (uint8_t)rand();
+        for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = lut ? lut[i % matrix_bytes] : (uint8_t)rand();
+        free(lut);
         if (s->type == TL_BF16) /* finite bf16 values only */
             for (int64_t i = 1; i < matrix_bytes * n_copies; i += 2) copies[i] &= 0x3f;
         if (s->type == TL_Q8_0 || s->type == TL_Q6_K || s->type == TL_Q4_K) /* finite fp16 block scales */
             for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] &= 0x3b;
         for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
             const tl_kernels *k = tl_kernels_named(isas[ii]);
-            if (!k || !(tl_float_kernel(k, s->type) || ternary_fn(k, s->type)) || same_as_lower(isas, ii, s->type)) continue;
+            if (!k || !(float_fn(k, s->type) || ternary_fn(k, s->type)) || same_as_lower(isas, ii, s->type)) continue;
             double t = ii ? min_time : min_time / 10, gbs[2], cache[3], gmacs = 0, pp = 0, batch = 0;
             tl_pool *pools[2] = {tl_pool_new(1), tl_pool_new(2)};
             job j = {k, s, copies, xq, xf, scale, sum, 1, cached_rows, y};
@@ -236,7 +268,7 @@ int main(int argc, char **argv) {
     for (int ti = 0; ti < 4; ti++) {
         static const char *const NAMES[] = {"i2_s", "tq2_0", "tq1_0", "tq1_0_lut"};
         static const int32_t TYPES[] = {TL_I2_S, TL_TQ2_0, TL_TQ1_0, TL_TQ1_0_LUT};
-        if (only && strcmp(only, NAMES[ti]) != 0) continue;
+        if (only && strncmp(only, NAMES[ti], strlen(only)) != 0) continue;
         for (int ii = 1; ii < (int)(sizeof isas / sizeof isas[0]); ii++)
             if (tl_kernels_named(isas[ii]) && ternary_fn(tl_kernels_named(isas[ii]), TYPES[ti]) && !same_as_lower(isas, ii, TYPES[ti]))
                 bench_sparse(tl_kernels_named(isas[ii]), TYPES[ti], NAMES[ti], (int)(200 * min_time) + 20);

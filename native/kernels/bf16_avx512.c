@@ -10,7 +10,8 @@ static inline __m512 load_w(const uint8_t *row, int64_t k) {
     __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(row + 2 * k)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
-static inline void load_w_line(const uint8_t *row, int64_t k, __m512 *lo, __m512 *hi) {
+static inline void load_w_line(const uint8_t *const *line_row, int64_t k, __m512 *lo, __m512 *hi) {
+    const uint8_t *row = *line_row;
     static const uint16_t interleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
                                             8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     __m512i v = _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), _mm512_loadu_si512(row + 2 * k));

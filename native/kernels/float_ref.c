@@ -18,6 +18,10 @@ float tl_f16_to_f32(uint16_t h) {
 }
 
 void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float *out) {
+    if (type == TL_BF16_LUT) { /* the engine's repacked bf16 (bf16_lut_ref.c) */
+        tl_bf16_lut_row_to_f32(w, cols, row, out);
+        return;
+    }
     const uint8_t *p = (const uint8_t *)w + row * tl_row_bytes(type, cols);
     tl_dequant_block_fn *dequant = type == TL_Q4_K ? tl_q4_k_dequant : type == TL_Q6_K ? tl_q6_k_dequant : NULL;
     if (dequant) { /* k-quants: whole TL_QK_K-value blocks */

@@ -7,9 +7,12 @@
  *   load_w(row, k)                                       weights k .. k+15 of a row, as f32
  *   ELEM_BYTES, FLOAT_KERNEL                             bytes per weight, and the tl_float_fn to define
  * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4), and LOAD_W_LINE with
- * load_w_line(row, k, &lo, &hi): weights k .. k+15 and k+16 .. k+31 from one 64-byte line (bf16 on AVX-512), used for
- * whole lines before load_w takes any remaining 16. block_tile.h includes
- * this driver over its own tile for the block-quantized types.
+ * load_w_line(&row, k, &lo, &hi): weights k .. k+15 and k+16 .. k+31 from one 64-byte line (bf16 on AVX-512), used for
+ * whole lines before load_w takes any remaining 16. A packed layout read by whole lines only (bf16_lut_vbmi.c) leaves
+ * ELEM_BYTES undefined and defines ROW_BYTES(cols), LINE_OFFSET(k) (the byte of its row where value k's line starts, for
+ * the prefetch), and W_ROW with w_row(row): a row's decoding state (its table), made once a tile, that load_w_line
+ * gets instead of the row's first byte. block_tile.h includes this driver over its own tile for the block-quantized
+ * types.
  * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. An ISA whose 16 lanes take
  * four registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. */
 
@@ -21,8 +24,15 @@ enum { FTILE = 4 };
 #define FTILE_TOKENS 4
 #endif
 
-#ifndef ROW_BYTES /* else block_tile.h defined a block-quantized type's tile */
+#ifndef BT_KERNEL /* else block_tile.h defined a block-quantized type's tile */
+#ifndef ROW_BYTES
 #define ROW_BYTES(cols) ((cols) * ELEM_BYTES)
+#define LINE_OFFSET(k) ((k) * ELEM_BYTES)
+#endif
+#ifndef W_ROW
+#define W_ROW const uint8_t *
+#define w_row(row) (row)
+#endif
 static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
                                                         int64_t cols, int T, float out[FTILE][FTILE]) {
     ACC acc[FTILE][FTILE];
@@ -31,11 +41,13 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
     int64_t k = 0;
 #ifdef LOAD_W_LINE
     // a line (32 values) per step, each lane adding its k + l, then its k + 16 + l: the canonical order
+    W_ROW rows[FTILE];
+    for (int r = 0; r < R; r++) rows[r] = w_row(w + r * row_bytes);
     for (; k + 32 <= cols; k += 32) {
         ACC lo[FTILE], hi[FTILE];
         for (int r = 0; r < R; r++) {
-            prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES);
-            load_w_line(w + r * row_bytes, k, &lo[r], &hi[r]);
+            prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + LINE_OFFSET(k));
+            load_w_line(&rows[r], k, &lo[r], &hi[r]);
         }
         for (int t = 0; t < T; t++) {
             ACC x0 = load_x(x + t * cols + k), x1 = load_x(x + t * cols + k + 16);
@@ -43,6 +55,7 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
         }
     }
 #endif
+#ifdef ELEM_BYTES
     // two steps (one 64-byte line of bf16) per iteration: the once-a-line prefetch test folds away, ~15% faster from memory
     _Pragma("GCC unroll 2") for (; k < cols; k += 16) {
         ACC wv[FTILE];
@@ -55,6 +68,7 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
             for (int r = 0; r < R; r++) acc[r][t] = acc_fma(acc[r][t], wv[r], xv);
         }
     }
+#endif
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) out[r][t] = acc_sum(acc[r][t]);
 }

@@ -62,6 +62,9 @@ typedef struct {
     tl_ternary_fn *tq1_0_lut;
     tl_ternary_rows_fn *tq1_0_lut_rows;
     tl_tq1_0_lut_pack_fn *tq1_0_lut_pack;
+    /* a bf16 matrix repacked at load into its lookup layout (bf16_lut_ref.c), where the ISA reads it faster than bf16's
+     * 2 bytes a value (AVX-512 VBMI); NULL elsewhere: the engine then reads bf16 as the file has it. */
+    tl_float_fn *bf16_lut;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -75,7 +78,7 @@ const tl_kernels *tl_kernels_best(void);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
 const tl_kernels *tl_kernels_named(const char *isa);
 
-/* The table's kernel for a float-typed weight (F32, F16, BF16, Q8_0, Q4_K, Q6_K), or NULL. */
+/* The table's kernel for a float-typed weight (F32, F16, BF16, Q8_0, Q4_K, Q6_K; TL_BF16_LUT where it reads that), or NULL. */
 tl_float_fn *tl_float_kernel(const tl_kernels *k, int32_t type);
 
 /* A type id's name as tritlm/formats.py spells it, or NULL if the engine does not read the type; ids of the types
@@ -86,7 +89,7 @@ const char *tl_type_name(int32_t type);
 int64_t tl_block_values(int32_t type);
 /* Bytes of one row of cols values in a weight type (0: unsupported type or cols not a whole number of blocks). */
 int64_t tl_row_bytes(int32_t type, int64_t cols);
-/* Row `row` of a float-typed matrix (F32, F16, BF16, Q8_0, Q4_K, Q6_K) converted to f32. */
+/* Row `row` of a float-typed matrix (F32, F16, BF16, Q8_0, Q4_K, Q6_K, TL_BF16_LUT) converted to f32. */
 void tl_row_to_f32(int32_t type, const void *w, int64_t cols, int64_t row, float *out);
 
 /* Scalar helpers shared by the references. */
@@ -143,6 +146,24 @@ tl_tq1_0_lut_pack_fn tl_tq1_0_lut_pack, tl_tq1_0_lut_vbmi_pack;
 void tl_tq1_0_avx512_codes(const uint8_t *row, int64_t cols, int8_t *codes);
 /* One row of the layout back to values in {-1, 0, 1}. */
 void tl_tq1_0_lut_decode_row(const uint8_t *row, int64_t cols, int8_t *values);
+
+/* bf16's lookup layout (bf16_lut_ref.c): each value's high byte (sign and top 7 exponent bits) as a 4-bit code into
+ * its row's table of 16 high bytes, its low byte as it is: 12 bits a value, lossless (values whose high byte is not in
+ * the table are listed as exceptions). Rows of cols % 64 == 0 values; its tensors carry the engine-internal type id
+ * TL_BF16_LUT (never a file's). A row is a 64-byte header then cols / 64 blocks of 96 bytes; the exception lists
+ * follow the last row, TL_BF16_LUT_EXCEPTION_BYTES each. */
+enum { TL_BF16_LUT = 0x10000 + TL_BF16, TL_BF16_LUT_HEADER = 64, TL_BF16_LUT_BLOCK_VALUES = 64, TL_BF16_LUT_BLOCK_BYTES = 96,
+       TL_BF16_LUT_EXCEPTION_BYTES = 8 };
+static inline int64_t tl_bf16_lut_row_bytes(int64_t cols) {
+    return cols > 0 && cols % TL_BF16_LUT_BLOCK_VALUES == 0 ? TL_BF16_LUT_HEADER + cols / TL_BF16_LUT_BLOCK_VALUES * TL_BF16_LUT_BLOCK_BYTES : 0;
+}
+/* Values of rows [r0, r1) of a bf16 matrix that the layout lists as exceptions. */
+int64_t tl_bf16_lut_exceptions(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1);
+/* Rows [r0, r1) of a bf16 matrix into the layout at out (row r at r * its row bytes), their exceptions written from
+ * out + exceptions_at on (the rows before r0 listing the exceptions before that). */
+void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *out, int64_t exceptions_at);
+/* Row `row` of the layout back to its bf16 values as f32 (the embedding lookup of a tied output matrix). */
+void tl_bf16_lut_row_to_f32(const uint8_t *w, int64_t cols, int64_t row, float *out);
 
 /* ---- a4.8 / Q-Sparse activations and KV cache (int4_*.c, topk_ref.c, sparse_*.c, kv_ref.c) ---- */
 /* tl_int4_fn: INT4 absmean quantization of one row (dim % 16 == 0): codes in [-8, 7] as int8, *scale = s
@@ -205,6 +226,7 @@ tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;
 tl_float_fn tl_q6_k_avx2, tl_q6_k_avx512;
+tl_float_fn tl_bf16_lut_ref, tl_bf16_lut_vbmi;
 tl_ternary_rows_fn tl_tq2_0_ref_rows, tl_tq2_0_avx2_rows, tl_tq2_0_avx512_rows;
 tl_ternary_rows_fn tl_tq1_0_ref_rows, tl_tq1_0_avx2_rows, tl_tq1_0_avx512_rows;
 tl_ternary_rows_fn tl_i2_s_ref_rows, tl_i2_s_avx2_rows, tl_i2_s_avx512_rows;

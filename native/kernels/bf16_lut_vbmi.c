@@ -1,0 +1,74 @@
+/* bf16's lookup layout (bf16_lut_ref.c) x f32 activations on AVX-512 VBMI, through float_tile.h in the canonical
+ * order. 32 values a step, as bf16_avx512.c takes a 64-byte line: vpermt2b interleaves their 32 low bytes with the
+ * code bytes so 32-bit lane l holds values k + l (low 16 bits) and k + 16 + l (high), each with its code byte where
+ * its high byte goes; a merge-masked vpermb then puts the table's high byte there (vpermb reads 6 index bits: the
+ * table is repeated 4 times, so the byte's other nibble is ignored; the block's second 32 values have their codes in
+ * the high nibbles, shifted down first). Then a shift and a mask make the two f32 vectors, as for bf16: 5 vector
+ * instructions per 32 values against bf16's 3, for 48 bytes read instead of 64. A row's exceptions are patched into
+ * the step holding them (its next one's column is kept per row: one scalar compare a step). */
+#include <string.h>
+#include "kernels.h"
+#if defined(__x86_64__)
+#include "avx512.h"
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx512vbmi,f16c")
+
+/* byte 4l: low byte of value l, 4l + 1: code byte l, 4l + 2: low byte of value 16 + l, 4l + 3: code byte 16 + l
+ * (indices from 64 pick the second source, the code bytes) */
+#define LANE(l) l, 64 + l, 16 + l, 80 + l
+static const uint8_t INTERLEAVE[64] __attribute__((aligned(64))) = {
+    LANE(0), LANE(1), LANE(2), LANE(3), LANE(4), LANE(5), LANE(6), LANE(7),
+    LANE(8), LANE(9), LANE(10), LANE(11), LANE(12), LANE(13), LANE(14), LANE(15)};
+
+/* A row's decoding state: its table (4 times), and where its exception list stands. */
+typedef struct {
+    __m512i table;
+    const uint8_t *row, *exception, *end; /* the next exception to patch in, and the list's end */
+    int64_t next;                         /* its column (INT64_MAX: none left) */
+} lut_row;
+
+static inline int64_t column_of(const uint8_t *exception) {
+    uint32_t col;
+    memcpy(&col, exception, 4);
+    return col;
+}
+
+static inline lut_row w_row(const uint8_t *row) {
+    int64_t offset;
+    int32_t n;
+    memcpy(&offset, row + 16, 8);
+    memcpy(&n, row + 24, 4);
+    lut_row s = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)row)), row, row + offset,
+                 row + offset + (int64_t)n * TL_BF16_LUT_EXCEPTION_BYTES, n ? column_of(row + offset) : INT64_MAX};
+    return s;
+}
+
+/* The exceptions in values k .. k + 31 written over their words (value k + j is word 2j, or 2(j - 16) + 1 from 16). */
+static __attribute__((noinline)) __m512i patch(lut_row *s, int64_t k, __m512i words) {
+    uint16_t w[32];
+    _mm512_storeu_si512(w, words);
+    for (; s->next < k + 32; s->exception += TL_BF16_LUT_EXCEPTION_BYTES) {
+        int64_t j = s->next - k;
+        memcpy(&w[j < 16 ? 2 * j : 2 * (j - 16) + 1], s->exception + 4, 2);
+        s->next = s->exception + TL_BF16_LUT_EXCEPTION_BYTES < s->end ? column_of(s->exception + TL_BF16_LUT_EXCEPTION_BYTES) : INT64_MAX;
+    }
+    return _mm512_loadu_si512(w);
+}
+
+static inline void load_w_line(lut_row *s, int64_t k, __m512 *lo, __m512 *hi) {
+    const uint8_t *block = s->row + TL_BF16_LUT_HEADER + k / 64 * TL_BF16_LUT_BLOCK_BYTES;
+    __m512i low = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(block + (k & 32))));
+    __m512i codes = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(block + 64)));
+    __m512i v = _mm512_permutex2var_epi8(low, _mm512_load_si512(INTERLEAVE), codes);
+    __m512i index = _mm512_srl_epi16(v, _mm_cvtsi64_si128((k & 32) >> 3)); /* the second 32: high nibbles */
+    v = _mm512_mask_permutexvar_epi8(v, 0xAAAAAAAAAAAAAAAAull, index, s->table);
+    if (__builtin_expect(s->next < k + 32, 0)) v = patch(s, k, v);
+    *lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    *hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
+}
+#define LOAD_W_LINE
+#define W_ROW lut_row
+#define ROW_BYTES(cols) tl_bf16_lut_row_bytes(cols)
+#define LINE_OFFSET(k) (TL_BF16_LUT_HEADER + (k) / 2 * 3)
+#define FLOAT_KERNEL tl_bf16_lut_vbmi
+#include "float_tile.h"
+#endif

@@ -1,0 +1,257 @@
+"""bf16's lookup layout (native/kernels/bf16_lut_ref.c): where the kernels read it (AVX-512 VBMI), the engine repacks a
+bf16 output matrix at load into 12 bits a value and reads only that copy. It must be lossless: the repack's bytes must
+equal a numpy packer of the documented layout, a numpy unpacker of those bytes and the engine's own decode must give
+every bf16 value back bit for bit (hard cases: +-0, subnormals, values far outside a row's usual exponents, rows of
+zeros, rows of different scales), every kernel on it must equal the plain bf16 reference bit for bit, and a model's
+logits must equal those of the plain bf16 kernels (TRITLM_ISA=avx512) on every path, its tied embedding rows too."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.test_kernels import RNG, run_float, simd_isas
+from tests.test_sparse_decode import TEXT
+from tritlm.converter.write import convert
+from tritlm.runtime import Model
+from tritlm.runtime._native import ffi, lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LUT_ISA = "avx512vbmi"  # the kernel set that reads bf16 repacked
+
+
+def pack_lut(bf16: np.ndarray) -> np.ndarray:
+    """The layout from docs/format.md, as one flat uint8 array: per row a 64-byte header (table of the 16 most frequent
+    high bytes, most first, ties and the unused slots by byte value; int64 offset of the row's exception list from
+    the row; int32 its length), then per 64 values their low bytes and 32 bytes of codes (value m low nibble, 32 + m
+    high); then each row's exceptions (uint32 column, uint16 value, 2 zero bytes) after all rows."""
+    rows, cols = bf16.shape
+    row_bytes = 64 + cols // 64 * 96
+    out = np.zeros((rows, row_bytes), np.uint8)
+    lists = []
+    at = rows * row_bytes
+    for r in range(rows):
+        high, low = (bf16[r] >> 8).astype(np.uint8), (bf16[r] & 0xFF).astype(np.uint8)
+        count = np.bincount(high, minlength=256)
+        table = np.lexsort((np.arange(256), -count))[:16].astype(np.uint8)  # by count, most first, then by byte
+        code = np.full(256, 16, np.int64)
+        code[table] = np.arange(16)
+        c = code[high]
+        outside = np.flatnonzero(c == 16)
+        c[outside] = 0
+        entries = np.zeros((len(outside), 8), np.uint8)
+        entries[:, :4] = outside.astype("<u4").view(np.uint8).reshape(-1, 4)
+        entries[:, 4:6] = bf16[r, outside].astype("<u2").view(np.uint8).reshape(-1, 2)
+        lists.append(entries.reshape(-1))
+        header = np.zeros(64, np.uint8)
+        header[:16] = table
+        header[16:24] = np.array([at - r * row_bytes if len(outside) else 0], "<i8").view(np.uint8)
+        header[24:28] = np.array([len(outside)], "<i4").view(np.uint8)
+        at += 8 * len(outside)
+        blocks = np.zeros((cols // 64, 96), np.uint8)
+        blocks[:, :64] = low.reshape(-1, 64)
+        cb = c.reshape(-1, 2, 32).astype(np.uint8)
+        blocks[:, 64:] = cb[:, 0] | cb[:, 1] << 4
+        out[r] = np.concatenate([header, blocks.reshape(-1)])
+    return np.concatenate([out.reshape(-1), *lists])
+
+
+def unpack_lut(packed: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """The bf16 values back from the layout's bytes, by the documented layout alone."""
+    row_bytes = 64 + cols // 64 * 96
+    out = np.zeros((rows, cols), np.uint16)
+    for r in range(rows):
+        row = packed[r * row_bytes : (r + 1) * row_bytes]
+        table = row[:16]
+        blocks = row[64:].reshape(-1, 96)
+        codes = np.stack([blocks[:, 64:] & 15, blocks[:, 64:] >> 4], axis=1).reshape(-1)
+        out[r] = table[codes].astype(np.uint16) << 8 | blocks[:, :64].reshape(-1)
+        offset, n = int(row[16:24].view("<i8")[0]), int(row[24:28].view("<i4")[0])
+        entries = (
+            packed[r * row_bytes + offset : r * row_bytes + offset + 8 * n].reshape(-1, 8)
+            if n
+            else np.zeros((0, 8), np.uint8)
+        )
+        out[r, entries[:, :4].copy().view("<u4").reshape(-1)] = entries[:, 4:6].copy().view("<u2").reshape(-1)
+    return out
+
+
+def hard_matrix(rows: int, cols: int) -> np.ndarray:
+    """bf16 rows like an output matrix's (normal values of one scale per row, the scales far apart), with the hard
+    cases: +0 and -0, subnormals of both signs, values far below and far above the row's usual exponents (more than 16
+    high bytes in a row: exceptions, some sharing a 32-value step), a row of zeros, a row of -0, the largest finite
+    values and a row of only exceptions' kinds of bytes."""
+    scales = 2.0 ** RNG.integers(-30, 30, rows)
+    f = (RNG.standard_normal((rows, cols)) * scales[:, None]).astype(np.float32)
+    bf16 = (f.view(np.uint32) >> 16).astype(np.uint16)
+    for r in range(rows):
+        spots = RNG.choice(cols, 12, replace=False)
+        bf16[r, spots[:2]] = [0x0000, 0x8000]  # +0, -0
+        bf16[r, spots[2:4]] = [0x0001, 0x807F]  # subnormals
+        bf16[r, spots[4:6]] = [0x0101, 0x8200]  # tiny normals
+        bf16[r, spots[6:8]] = [0x7F7F, 0xFF7F]  # the largest finite values
+        bf16[r, spots[8:10]] = [0x3F80, 0xC000]  # 1, -2
+        bf16[r, spots[10:]] = RNG.integers(0, 0x7F80, 2)  # anything finite
+    special = [np.zeros(cols, np.uint16), np.full(cols, 0x8000, np.uint16)]  # all +0, all -0
+    special.append(bf16[-1].copy())
+    special[-1][5:37] = np.arange(32) << 10 & 0x7F00 | 1  # 32 distinct high bytes in one step of 32
+    for i, row in enumerate(special[:rows]):
+        bf16[rows - 1 - i * rows // 3] = row  # spread over the tiles
+    return bf16
+
+
+def lut_isas():
+    return [isa for isa in simd_isas() if isa == LUT_ISA]
+
+
+def repack(bf16: np.ndarray):
+    """(the engine's packed bytes, its scalar decode as bf16)"""
+    rows, cols = bf16.shape
+    size = lib.tl_bf16_lut_repack(ffi.from_buffer(bf16), rows, cols, ffi.NULL, 0, ffi.NULL)
+    assert size > 0
+    packed, values = np.zeros(size, np.uint8), np.zeros((rows, cols), np.float32)
+    assert (
+        lib.tl_bf16_lut_repack(
+            ffi.from_buffer(bf16), rows, cols, ffi.from_buffer(packed), size, ffi.from_buffer("float[]", values)
+        )
+        == size
+    )
+    return packed, (values.view(np.uint32) >> 16).astype(np.uint16)
+
+
+def run_lut(isa, bf16, x):
+    rows, cols = bf16.shape
+    y = np.full((x.shape[0], rows), np.nan, np.float32)
+    rc = lib.tl_matmul_bf16_lut(
+        isa.encode(),
+        ffi.from_buffer(bf16),
+        rows,
+        cols,
+        ffi.from_buffer("float[]", x),
+        x.shape[0],
+        ffi.from_buffer("float[]", y),
+    )
+    return y if rc == 0 else None
+
+
+@pytest.mark.parametrize("rows,cols", [(5, 64), (9, 128), (7, 192), (11, 2560), (3, 6912)])
+def test_repack_is_the_documented_layout_and_lossless(rows, cols):
+    bf16 = hard_matrix(rows, cols)
+    want = pack_lut(bf16)
+    packed, values = repack(bf16)
+    assert np.count_nonzero(packed[rows * (64 + cols // 64 * 96) :]) > 0  # some rows have exceptions
+    np.testing.assert_array_equal(packed, want)
+    np.testing.assert_array_equal(unpack_lut(want, rows, cols), bf16)  # the numpy pair: lossless by the spec
+    np.testing.assert_array_equal(values, bf16)  # the engine's decode (the tied embedding lookup)
+
+
+def test_one_wrong_weight_is_caught():
+    """The checks above can fail: one value changed after packing decodes to something else."""
+    bf16 = hard_matrix(4, 128)
+    packed = pack_lut(bf16)
+    packed[64 + 7] ^= 1  # row 0 is all zeros: its value 7's low byte
+    assert not np.array_equal(unpack_lut(packed, 4, 128), bf16)
+
+
+def test_output_matrix_sized():
+    """A trained-like row (one scale, 2560 values) needs no exceptions: 3904 bytes against bf16's 5120."""
+    f = (RNG.standard_normal((64, 2560)) * 0.02).astype(np.float32)
+    bf16 = (f.view(np.uint32) >> 16).astype(np.uint16)
+    packed, values = repack(bf16)
+    np.testing.assert_array_equal(values, bf16)
+    assert len(packed) <= 64 * 3904 + 8 * 64  # 12.2 bits a value, and ~1 exception a row at most
+
+
+@pytest.mark.parametrize(
+    "rows,cols,n",
+    [(1, 64, 1), (37, 128, 1), (37, 192, 2), (13, 256, 3), (45, 1280, 4), (70, 768, 5), (29, 512, 13),
+     (640, 2560, 1), (413, 2560, 9), (17, 2560, 16), (61, 6912, 4)],
+)  # fmt: skip
+def test_lut_kernels_equal_the_bf16_reference(rows, cols, n):
+    """The layout's reference and each SIMD kernel on it against the bf16 reference (checked against numpy in
+    test_kernels.py) bit for bit: the same weights in the same canonical order. 1-16 tokens (tiles of 1-4 and their
+    remainders), rows of one to 108 blocks."""
+    bf16 = hard_matrix(rows, cols)
+    big = (bf16 & 0x7FFF) > 0x5F7F  # sums of the largest finite values would overflow: below 2^64 instead
+    bf16[big] = bf16[big] & 0x80FF | 0x5F00
+    x = RNG.standard_normal((n, cols)).astype(np.float32)
+    expect = run_float("ref", "bf16", bf16, rows, cols, x)
+    assert np.isfinite(expect).all()
+    for isa in ["ref"] + lut_isas():
+        got = run_lut(isa, bf16, x)
+        assert got is not None, isa
+        assert np.array_equal(got.view(np.uint32), expect.view(np.uint32)), isa
+
+
+def test_isas_without_the_layout_refuse():
+    bf16 = np.zeros((1, 64), np.uint16)
+    x = np.zeros((1, 64), np.float32)
+    assert run_lut("avx512", bf16, x) is None
+    assert run_lut("ref", np.zeros((1, 48), np.uint16), np.zeros((1, 48), np.float32)) is None  # cols % 64
+
+
+@pytest.fixture(scope="module")
+def bf16_file(tmp_path_factory):
+    """The embedded model (tied bf16 embedding, 4096 x 256) as i2_s."""
+    out = tmp_path_factory.mktemp("bf16_lut")
+    path = str(out / "embedded.gguf")
+    convert(os.path.join(ROOT, "models", "bitnet-tiny"), path, "i2_s", progress=False)
+    return path
+
+
+def every_path(path: str, use_mmap: bool = False) -> dict[str, np.ndarray]:
+    """Logits of one model on every forward path that reads the output matrix, and embedding lookups of every token."""
+    out = {}
+    for sparse in (True, False):
+        with Model(path, threads=2, sparse=sparse, use_mmap=use_mmap) as m:
+            ids = m.tokenize(TEXT)[:12]
+            with m.new_sequence() as seq:  # one token at a time
+                out[f"decode sparse={sparse}"] = np.array([m.decode([seq], [t])[0] for t in ids])
+            if sparse:
+                continue
+            with m.new_sequence() as seq:
+                out["prefill last"] = m.prefill(seq, ids)
+            out["logits"] = m.logits(ids)
+            seqs = [m.new_sequence() for _ in range(16)]  # sixteen sequences a pass
+            out["batched"] = np.array([m.decode(seqs, [t] + list(range(15))) for t in ids[:3]])
+            for s in seqs:
+                s.close()
+            # embedding rows across the vocabulary (decoded from the packed matrix when repacked)
+            out["spread tokens"] = m.logits(list(range(0, m.n_vocab, m.n_vocab // 256)))
+    return out
+
+
+def test_model_logits_equal_the_bf16_kernels(bf16_file, monkeypatch):
+    if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
+        pytest.skip(f"this CPU has no {LUT_ISA}: the engine reads bf16 as the file has it")
+    repacked = every_path(bf16_file)
+    mapped = every_path(bf16_file, use_mmap=True)  # --mmap reads the file's bf16 (not repacked)
+    monkeypatch.setenv("TRITLM_ISA", "avx512")  # the same engine without the repack
+    plain = every_path(bf16_file)
+    for path, logits in repacked.items():
+        assert np.array_equal(logits, plain[path]), path
+        assert np.array_equal(mapped[path], plain[path]), path
+        assert np.isfinite(logits).all() and logits.std() > 0, path
+
+
+def test_file_pages_of_the_repacked_matrix_are_released(bf16_file):
+    """Once packed, the bf16 matrix's pages of the model's copy of the file are dropped (madvise), so memory holds one
+    form: no whole page inside it is mapped in after load (/proc/self/pagemap's present bit), while --mmap keeps
+    reading the file's."""
+    if ffi.string(lib.tl_isa()).decode() != LUT_ISA or not os.path.exists("/proc/self/pagemap"):
+        pytest.skip(f"needs {LUT_ISA} and Linux's pagemap")
+    page = os.sysconf("SC_PAGE_SIZE")
+    for use_mmap in (False, True):
+        with Model(bf16_file, threads=2, use_mmap=use_mmap) as m, open("/proc/self/pagemap", "rb") as pagemap:
+            embd = next(t for t in m._file.tensors if t.name == "token_embd.weight")
+            start = m._origin + embd.offset
+
+            def present(addr):
+                pagemap.seek(addr // page * 8)
+                return int.from_bytes(pagemap.read(8), "little") >> 63
+
+            m.logits([0, 5, 7])
+            pages = range(-(-start // page) * page, start + embd.nbytes - page + 1, page)
+            assert len(pages) > 400
+            mapped = sum(present(a) for a in pages)
+            assert mapped > 0 if use_mmap else mapped == 0, use_mmap
