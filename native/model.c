@@ -52,6 +52,7 @@ struct tl_model { /* read-only after tl_model_new */
     uint8_t **repacked;      /* [n_layer][7]: tq1_0 linears in the lookup layout (kernels/tq1_0_lut_ref.c), read instead */
     void *repacked_arena;    /* the memory they all sit in */
     void *output_lut;        /* a bf16 output matrix (and the tied embedding) in its lookup layout (kernels/bf16_lut_ref.c) */
+    int64_t output_lut_bytes;
 };
 
 struct tl_ctx {
@@ -443,8 +444,8 @@ static int repack_output(tl_model *m) {
     tl_pool_run(m->pool, lut_count_chunk, &task, task.parts);
     for (int32_t c = 0; c < task.parts; c++) task.at[c + 1] += task.at[c];
     if (task.at[task.parts] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), 1;
-    if (!(m->output_lut = alloc_huge((size_t)(w->rows * row_bytes + task.at[task.parts] * TL_BF16_LUT_EXCEPTION_BYTES))))
-        return free(task.at), 0;
+    m->output_lut_bytes = w->rows * row_bytes + task.at[task.parts] * TL_BF16_LUT_EXCEPTION_BYTES;
+    if (!(m->output_lut = alloc_huge((size_t)m->output_lut_bytes))) return free(task.at), 0;
     tl_pool_run(m->pool, lut_pack_chunk, &task, task.parts);
     free(task.at);
     if (m->token_embd.data == w->data) m->token_embd.data = m->output_lut, m->token_embd.type = TL_BF16_LUT; /* tied */
@@ -503,6 +504,10 @@ void tl_model_free(tl_model *m) {
     free(m->layers);
     free(m->rope_inv_freq);
     free(m);
+}
+
+int64_t tl_model_output_bytes(const tl_model *m) {
+    return m->output_lut ? m->output_lut_bytes : m->output.rows * tl_row_bytes(m->output.type, m->output.cols);
 }
 
 const char *tl_isa(void) { return tl_kernels_best()->isa; }

@@ -68,6 +68,8 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
                        const tl_tensor *output /* data NULL: tied to token_embd */, const tl_layer *layers,
                        int32_t n_threads, char *err, size_t err_len);
 void tl_model_free(tl_model *m);
+/* Bytes of the output matrix as the engine reads them (its repacked form where tl_config.keep_bf16 says it is). */
+int64_t tl_model_output_bytes(const tl_model *m);
 
 /* A context: the scratch of one caller's forward passes, grown to its largest batch. One per thread calling
  * tl_forward at the same time; contexts share the model's thread pool (concurrent passes take turns per step).

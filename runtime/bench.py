@@ -94,11 +94,16 @@ def kv_cache_bytes(model, n_ctx: int) -> int:
 
 
 def weight_layout(
-    path: str, mode=None, down_nonzero: float | None = None, up_computed: float | None = None
+    path: str,
+    mode=None,
+    down_nonzero: float | None = None,
+    up_computed: float | None = None,
+    output_bytes: int | None = None,
 ) -> tuple[str, int]:
     """(ternary type name of the linear weights, bytes of weights read per decoded token).
     Decoding reads every tensor except the token embedding, of which it reads one row, unless the
-    embedding is tied and doubles as the output matrix. A linear whose input keeps a top-K fraction, and a relu²
+    embedding is tied and doubles as the output matrix; output_bytes (Model.output_bytes) is the output matrix as the
+    engine reads it (a bf16 one repacked smaller at load), else the file's. A linear whose input keeps a top-K fraction, and a relu²
     model's down_proj when down_nonzero (the measured fraction of nonzero int8 inputs) is given, is read through
     its by-input-channel copy: 64 bytes per kept input and 256 output rows (native/kernels/sparse_ref.c); a relu²
     model's up_proj reads the fraction up_computed of its rows (those where relu(gate) > 0)."""
@@ -126,6 +131,8 @@ def weight_layout(
         read += round(-(-t.rows // 256) * keep * 64) - t.nbytes
     if "output.weight" in tensors:
         read -= tensors["token_embd.weight"].nbytes
+    if output_bytes is not None:
+        read += output_bytes - tensors.get("output.weight", tensors["token_embd.weight"]).nbytes
     return ternary_type, read
 
 
@@ -183,7 +190,7 @@ def bench_model(
             records[-1].update(down_zero_pct=100 * (1 - down_nonzero))
         if up_computed is not None:
             records[-1].update(up_skipped_pct=100 * (1 - up_computed))
-        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero, up_computed)
+        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero, up_computed, model.output_bytes)
         for r in records:
             r["type"] = ternary_type
         # Before the bandwidth probe, whose buffer would count as the model's memory.

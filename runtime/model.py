@@ -288,6 +288,12 @@ class Model:
         for seq in list(self._sequences):
             seq.reset()
 
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of the output matrix as the engine reads them per logits row: a bf16 one repacked at load
+        (docs/format.md) is ~0.76 of the file's."""
+        return int(lib.tl_model_output_bytes(self._ptr))
+
     def sparse_counts(self) -> tuple[int, int, int, int]:
         """(down_proj inputs, nonzero ones, up_proj rows, computed ones) of the tokens decoded so far by the relu² sparse
         path (tl_ctx_sparse_counts summed over this model's contexts; call it between calls). The down_proj counts are

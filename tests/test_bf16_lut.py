@@ -255,3 +255,19 @@ def test_file_pages_of_the_repacked_matrix_are_released(bf16_file):
             assert len(pages) > 400
             mapped = sum(present(a) for a in pages)
             assert mapped > 0 if use_mmap else mapped == 0, use_mmap
+
+
+def test_bench_counts_the_bytes_read(bf16_file, monkeypatch):
+    """`tritlm bench`'s weights/token counts the output matrix as the engine reads it: the numpy packer's bytes when
+    repacked, the file's bf16 with --mmap or without VBMI."""
+    from tritlm.runtime.bench import weight_layout
+
+    with Model(bf16_file, threads=1) as m:
+        embd = next(t for t in m._file.tensors if t.name == "token_embd.weight")
+        bf16 = m._file.view(embd).view(np.uint16)
+        repacked = ffi.string(lib.tl_isa()).decode() == LUT_ISA
+        assert m.output_bytes == (len(pack_lut(bf16)) if repacked else embd.nbytes)
+        _, file_bytes = weight_layout(bf16_file)
+        assert weight_layout(bf16_file, output_bytes=m.output_bytes)[1] == file_bytes - embd.nbytes + m.output_bytes
+    with Model(bf16_file, threads=1, use_mmap=True) as m:
+        assert m.output_bytes == embd.nbytes

@@ -21,26 +21,37 @@
 enum { HEADER = TL_BF16_LUT_HEADER, BLOCK = TL_BF16_LUT_BLOCK_VALUES, BLOCK_BYTES = TL_BF16_LUT_BLOCK_BYTES,
        EXCEPTION = TL_BF16_LUT_EXCEPTION_BYTES };
 
-/* A row's table, and each high byte's code (16: not in the table). */
-static void row_table(const uint8_t *row, int64_t cols, uint8_t table[16], uint8_t code[256]) {
-    int64_t count[256] = {0};
-    for (int64_t k = 0; k < cols; k++) count[row[2 * k + 1]]++;
+/* A row's table and each high byte's code (16: not in the table); returns how many of its values are exceptions.
+ * Four histograms (the high bytes crowd into a few values: one counter would wait on its own increments), and the
+ * table chosen among the bytes that occur. */
+static int64_t row_table(const uint8_t *row, int64_t cols, uint8_t table[16], uint8_t code[256]) {
+    uint32_t count[4][256] = {{0}};
+    for (int64_t k = 0; k < cols; k += 4)
+        for (int j = 0; j < 4; j++) count[j][row[2 * (k + j) + 1]]++;
+    int64_t total[256], outside = 0;
+    int n = 0, seen[256];
+    for (int b = 0; b < 256; b++) {
+        total[b] = (int64_t)count[0][b] + count[1][b] + count[2][b] + count[3][b];
+        if (total[b]) seen[n++] = b; /* ascending */
+    }
     memset(code, 16, 256);
     for (int slot = 0; slot < 16; slot++) { /* the most frequent byte not taken yet, the lowest of equals */
         int best = -1;
-        for (int b = 0; b < 256; b++)
-            if (code[b] == 16 && (best < 0 || count[b] > count[best])) best = b;
+        for (int i = 0; i < n; i++)
+            if (code[seen[i]] == 16 && (best < 0 || total[seen[i]] > total[best])) best = seen[i];
+        for (int b = 0; best < 0; b++) /* fewer than 16 bytes occur: the lowest unused ones */
+            if (code[b] == 16) best = b;
         table[slot] = (uint8_t)best, code[best] = (uint8_t)slot;
     }
+    for (int i = 0; i < n; i++) outside += code[seen[i]] == 16 ? total[seen[i]] : 0;
+    return outside;
 }
 
 int64_t tl_bf16_lut_exceptions(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1) {
     int64_t n = 0;
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = bf16 + r * 2 * cols;
         uint8_t table[16], code[256];
-        row_table(row, cols, table, code);
-        for (int64_t k = 0; k < cols; k++) n += code[row[2 * k + 1]] == 16;
+        n += row_table(bf16 + r * 2 * cols, cols, table, code);
     }
     return n;
 }
@@ -51,24 +62,29 @@ void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1,
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = bf16 + r * 2 * cols;
         uint8_t *packed = out + r * row_bytes, code[256];
-        memset(packed, 0, (size_t)row_bytes);
-        row_table(row, cols, packed, code);
-        int32_t n = 0;
-        for (int64_t k = 0; k < cols; k++) {
-            uint8_t *block = packed + HEADER + k / BLOCK * BLOCK_BYTES, c = code[row[2 * k + 1]];
-            block[k % BLOCK] = row[2 * k];
-            if (c == 16) { /* an exception: code 0, listed */
-                uint32_t col = (uint32_t)k;
-                memcpy(exception, &col, 4);
-                memcpy(exception + 4, row + 2 * k, 2);
-                exception[6] = exception[7] = 0;
-                exception += EXCEPTION, c = 0, n++;
-            }
-            block[BLOCK + k % 32] |= (uint8_t)(c << (k % BLOCK / 32 * 4));
-        }
-        int64_t offset = n ? exception - n * EXCEPTION - packed : 0;
+        memset(packed, 0, HEADER);
+        int32_t n = (int32_t)row_table(row, cols, packed, code);
+        int64_t offset = n ? exception - packed : 0;
         memcpy(packed + 16, &offset, 8);
         memcpy(packed + 24, &n, 4);
+        for (int64_t b = 0; b < cols / BLOCK; b++) {
+            const uint8_t *v = row + 2 * b * BLOCK;
+            uint8_t *block = packed + HEADER + b * BLOCK_BYTES, outside = 0;
+            for (int m = 0; m < 32; m++) {
+                uint8_t c0 = code[v[2 * m + 1]], c1 = code[v[2 * (m + 32) + 1]];
+                block[m] = v[2 * m], block[m + 32] = v[2 * (m + 32)];
+                block[BLOCK + m] = (uint8_t)((c0 & 15) | (c1 & 15) << 4); /* an exception's 16 leaves code 0 */
+                outside |= c0 | c1;
+            }
+            for (int k = 0; outside & 16 && k < BLOCK; k++) /* list the block's exceptions, by column */
+                if (code[v[2 * k + 1]] == 16) {
+                    uint32_t col = (uint32_t)(b * BLOCK + k);
+                    memcpy(exception, &col, 4);
+                    memcpy(exception + 4, v + 2 * k, 2);
+                    exception[6] = exception[7] = 0;
+                    exception += EXCEPTION;
+                }
+        }
     }
 }
 
