@@ -102,24 +102,16 @@ int64_t tl_bf16_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *p
     return bytes;
 }
 
-int32_t tl_matmul_bf16_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const float *x, int32_t n, float *y) {
-    const tl_kernels *k = tl_kernels_named(isa);
-    tl_float_fn *fn = k && strcmp(k->isa, "ref") == 0 ? tl_bf16_lut_ref : k ? k->bf16_lut : NULL;
-    int64_t bytes;
-    uint8_t *packed = fn && n > 0 ? bf16_lut_packed(w, rows, cols, &bytes) : NULL;
-    if (!packed) return -1;
-    fn(packed, cols, 0, rows, x, n, y, rows);
-    free(packed);
-    return 0;
-}
-
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);
     if (!k || n <= 0 || cols % 16 || !tl_row_bytes(type, cols)) return -1;
-    tl_float_fn *fn = tl_float_kernel(k, type);
-    if (!fn) return -1;
-    fn(w, cols, 0, rows, x, n, y, rows);
+    tl_float_fn *fn = type == TL_BF16_LUT && strcmp(k->isa, "ref") == 0 ? tl_bf16_lut_ref : tl_float_kernel(k, type);
+    int64_t bytes;
+    uint8_t *packed = fn && type == TL_BF16_LUT ? bf16_lut_packed(w, rows, cols, &bytes) : NULL; /* w is bf16 */
+    if (!fn || (type == TL_BF16_LUT && !packed)) return -1;
+    fn(packed ? packed : w, cols, 0, rows, x, n, y, rows);
+    free(packed);
     return 0;
 }
 

@@ -29,10 +29,9 @@ int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_
  * to packed if packed_bytes is enough (packed may be NULL), and writes the layout's scalar decode as f32 to values
  * [rows][cols] unless NULL. */
 int64_t tl_bf16_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int64_t packed_bytes, float *values);
-/* bf16 weights as the engine runs them where its kernels read them repacked: the repack, then the ISA's kernel for the
- * layout ("ref": its reference), y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA has no such kernel or
- * the shape none. */
-int32_t tl_matmul_bf16_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const float *x, int32_t n, float *y);
+/* (tl_matmul_float with type 0x10000 + TL_BF16, the layout's engine-internal id: w is a bf16 matrix, run as the engine
+ * runs it where its kernels read it repacked: that repack, then the ISA's kernel for the layout, "ref": its reference;
+ * -1 where the ISA has none.) */
 int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                         const float *x, int32_t n, float *y);
 

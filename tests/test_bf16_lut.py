@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.test_kernels import RNG, run_float, simd_isas
+from tests.test_kernels import RNG, run_float, run_typed, simd_isas
 from tests.test_sparse_decode import TEXT
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
@@ -18,6 +18,7 @@ from tritlm.runtime._native import ffi, lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUT_ISA = "avx512vbmi"  # the kernel set that reads bf16 repacked
+BF16_LUT = 0x10000 + 30  # the layout's engine-internal type id (kernels.h: TL_BF16_LUT)
 
 
 def pack_lut(bf16: np.ndarray) -> np.ndarray:
@@ -120,18 +121,8 @@ def repack(bf16: np.ndarray):
 
 
 def run_lut(isa, bf16, x):
-    rows, cols = bf16.shape
-    y = np.full((x.shape[0], rows), np.nan, np.float32)
-    rc = lib.tl_matmul_bf16_lut(
-        isa.encode(),
-        ffi.from_buffer(bf16),
-        rows,
-        cols,
-        ffi.from_buffer("float[]", x),
-        x.shape[0],
-        ffi.from_buffer("float[]", y),
-    )
-    return y if rc == 0 else None
+    """tl_matmul_float on the layout's type: bf16 repacked as the engine does, then the ISA's kernel for it."""
+    return run_typed(isa, BF16_LUT, bf16, bf16.shape[0], bf16.shape[1], x)
 
 
 @pytest.mark.parametrize("rows,cols", [(5, 64), (9, 128), (7, 192), (11, 2560), (3, 6912)])
