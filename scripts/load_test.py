@@ -13,7 +13,12 @@ server's RSS before and after; exits 1 on any wrong answer, unexpected status, b
 not back near its baseline.
 
 scaling: rounds of 1, 2, 4, 8 clients each sending --requests streaming completions; prints completion
-tokens per second over each round's wall time, the speed-up over one client and the median time to first token.
+tokens per second over each round's wall time, the speed-up over one client, the median time to first token, and
+from the server's /metrics the share of the round its engine spent in forward passes and the streams' tokens in an
+average pass (how far the round was from the engine's own speed with that many streams).
+With --repeat N the rounds run N times, alternating, and the medians close the table: each speed-up divides by the
+one-client round run just before it, so a swing of the machine's memory bandwidth (which moves one stream's speed
+far more than eight's) does not land in the ratio.
 Then the time to first token of a short prompt three ways (median and max of --ttft-samples): on an idle server;
 while the other slots stream; and while they stream and a --long-prompt token prompt (default 2000, cut to fit the
 context) is being read, a chunk per step (each short prompt sent at a random moment of its prefill).
@@ -22,6 +27,8 @@ Both start `tritlm serve` on a free loopback port (or use --url, which must be l
 
 import argparse
 import collections
+import contextlib
+import http.client
 import ipaddress
 import json
 import multiprocessing
@@ -459,9 +466,17 @@ def stress(args, url, pid, server_log) -> int:
 # ---- scaling ----
 
 
-def one_request(client, prompt, max_tokens) -> tuple[int, float]:
-    """Streams one greedy completion; returns its completion tokens (from the usage chunk) and the seconds to its
-    first token."""
+def connect(url, timeout) -> http.client.HTTPConnection:
+    """A keep-alive connection for one_request. The timed clients share the machine's cores with the server, so they
+    read the streams with the standard library's HTTP client: 8 streams' 1,024 events took httpx 0.25-0.35 s of CPU,
+    http.client 0.06-0.07 s."""
+    parts = urllib.parse.urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+
+
+def one_request(conn, prompt, max_tokens) -> tuple[int, float]:
+    """Streams one greedy completion, parsing every event; returns its completion tokens (from the usage chunk) and
+    the seconds to its first token."""
     body = {
         "prompt": prompt,
         "max_tokens": max_tokens,
@@ -471,14 +486,16 @@ def one_request(client, prompt, max_tokens) -> tuple[int, float]:
     }
     tokens, first = 0, None
     start = time.monotonic()
-    with client.stream("POST", "/v1/completions", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                chunk = json.loads(line[6:])
-                if first is None and chunk.get("choices"):
-                    first = time.monotonic() - start
-                tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"/v1/completions answered {response.status}: {response.read()[:300]!r}")
+    for line in response:
+        if line.startswith(b"data: {"):
+            chunk = json.loads(line[6:])
+            if first is None and chunk.get("choices"):
+                first = time.monotonic() - start
+            tokens = (chunk.get("usage") or {}).get("completion_tokens", tokens)
     return tokens, first
 
 
@@ -488,11 +505,11 @@ def run_round(url, n_clients, n_requests, max_tokens, time_limit) -> tuple[int, 
     deadline = time.monotonic() + time_limit
 
     def client_loop(index):
-        with httpx.Client(base_url=url, timeout=time_limit + 60) as client:
+        with contextlib.closing(connect(url, time_limit + 60)) as conn:
             for k in range(n_requests):
                 if time.monotonic() > deadline:
                     return
-                n, first = one_request(client, PROMPTS[(index + k) % len(PROMPTS)], max_tokens)
+                n, first = one_request(conn, PROMPTS[(index + k) % len(PROMPTS)], max_tokens)
                 with lock:
                     done[0], tokens[0] = done[0] + 1, tokens[0] + n
                     ttfts.append(first)
@@ -521,7 +538,7 @@ def ttft_under_load(url, n_streams, long_ids, samples, time_limit) -> dict[str, 
     long prompt, short prompts follow one another until its first token, and the long prompt is sent again until
     `samples` of them started while it was being read; "long" holds the long prompt's own TTFTs."""
     out, rng = {}, random.Random(0)
-    with httpx.Client(base_url=url, timeout=time_limit + 60) as client:
+    with contextlib.closing(connect(url, time_limit + 60)) as client:
         out["idle"] = [one_request(client, PROMPTS[0], 1)[1] for _ in range(samples)]
         gap = 4 * percentile(out["idle"], 50)
 
@@ -543,7 +560,7 @@ def ttft_under_load(url, n_streams, long_ids, samples, time_limit) -> dict[str, 
                 read = threading.Event()  # set when the long prompt's first token (the end of its prefill) arrives
 
                 def send_long(read=read):
-                    with httpx.Client(base_url=url, timeout=time_limit + 60) as own:
+                    with contextlib.closing(connect(url, time_limit + 60)) as own:
                         out["long"].append(one_request(own, long_ids, 1)[1])
                     read.set()
 
@@ -565,7 +582,7 @@ def stream_until(url, n_streams, stop, time_limit):
     """n_streams clients streaming 64-token completions one after another until stop is set."""
 
     def stream(i):
-        with httpx.Client(base_url=url, timeout=time_limit + 60) as own:
+        with contextlib.closing(connect(url, time_limit + 60)) as own:
             while not stop.is_set():
                 one_request(own, PROMPTS[i % len(PROMPTS)], 64)
 
@@ -576,17 +593,46 @@ def stream_until(url, n_streams, stop, time_limit):
         t.join()
 
 
+def pass_counts(url) -> dict[str, float]:
+    """The server's counters of passes, their seconds and the generated tokens they fed ({} if it has none)."""
+    text = httpx.get(url + "/metrics", timeout=30).text
+    return {m[1]: float(m[2]) for m in re.finditer(r"^tritlm_(\w+)_total (\S+)$", text, re.M)}
+
+
 def scaling(args, url, pid, server_log) -> int:
     run_round(url, 1, 1, 4, args.time_limit)  # warm-up: page in the weights
-    base = None
-    print(f"{'clients':>7} {'requests':>8} {'tokens':>7} {'seconds':>8} {'tok/s':>8} {'speed-up':>8} {'TTFT p50':>9}")
-    for n in args.clients:
-        done, tokens, seconds, ttfts = run_round(url, n, args.requests, args.max_tokens, args.time_limit)
-        rate = tokens / seconds
-        base = base or rate
+    rates = collections.defaultdict(list)  # clients -> tok/s of each repetition
+    print(
+        f"{'clients':>7} {'requests':>8} {'tokens':>7} {'seconds':>8} {'tok/s':>8} {'speed-up':>8} {'TTFT p50':>9} "
+        f"{'engine':>6} {'streams/pass':>12}"
+    )
+    for _ in range(args.repeat):  # the rounds alternate, so each speed-up divides by a round run moments before
+        for n in args.clients:
+            before = pass_counts(url)
+            done, tokens, seconds, ttfts = run_round(url, n, args.requests, args.max_tokens, args.time_limit)
+            after = pass_counts(url)
+            rates[n].append(tokens / seconds)
+            base = rates[args.clients[0]][-1]
+            work = {k: after[k] - before[k] for k in ("passes", "pass_seconds", "decoded_tokens") if k in after}
+            engine = (
+                f"{100 * work['pass_seconds'] / seconds:>5.0f}% {work['decoded_tokens'] / max(work['passes'], 1):>12.1f}"
+                if work
+                else f"{'-':>6} {'-':>12}"
+            )
+            print(
+                f"{n:>7} {done:>8} {tokens:>7} {seconds:>8.2f} {tokens / seconds:>8.1f} {tokens / seconds / base:>7.2f}x "
+                f"{percentile(ttfts, 50) * 1000:>7.0f}ms {engine}",
+                flush=True,
+            )
+    if args.repeat > 1:
+        first = rates[args.clients[0]]
         print(
-            f"{n:>7} {done:>8} {tokens:>7} {seconds:>8.2f} {rate:>8.1f} {rate / base:>7.2f}x "
-            f"{percentile(ttfts, 50) * 1000:>7.0f}ms",
+            f"median of {args.repeat} alternating repetitions: "
+            + ", ".join(
+                f"{n} clients {percentile(rates[n], 50):.1f} tok/s "
+                f"({percentile([r / b for r, b in zip(rates[n], first)], 50):.2f}x)"
+                for n in args.clients
+            ),
             flush=True,
         )
     if args.long_prompt:
@@ -623,6 +669,9 @@ def main(argv=None) -> int:
     c.add_argument("--clients", type=int, nargs="+", default=[1, 2, 4, 8])
     c.add_argument("--requests", type=int, default=2, help="requests per client per round")
     c.add_argument("--max-tokens", type=int, default=64)
+    c.add_argument(
+        "--repeat", type=int, default=1, help="run the rounds this many times, alternating; report the medians"
+    )
     c.add_argument("--time-limit", type=float, default=120, help="seconds per round before no new requests")
     c.add_argument("--long-prompt", type=int, default=2000, help="tokens of the long prompt in the TTFT test (0: skip)")
     c.add_argument("--ttft-samples", type=int, default=5, help="short prompts timed per TTFT setting")
@@ -634,7 +683,7 @@ def main(argv=None) -> int:
         q.add_argument("-t", "--threads", type=int, default=None, help="server threads (with -m)")
         q.add_argument("-c", "--ctx-size", type=int, default=None, help="server slot context in tokens (with -m)")
     args = p.parse_args(argv)
-    limit = int(getattr(args, "duration", 0) or len(args.clients) * args.time_limit) + 600
+    limit = int(getattr(args, "duration", 0) or len(args.clients) * getattr(args, "repeat", 1) * args.time_limit) + 600
 
     def over_time(signum, frame):  # a hung server or client: stop anyway (the finally below ends the server)
         raise SystemExit(f"load_test: still running after {limit} s, stopped")

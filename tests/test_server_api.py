@@ -322,6 +322,11 @@ def test_metrics(model):
         samples[("tritlm_prompt_tokens_per_second", ())] > 0
         and samples[("tritlm_generation_tokens_per_second", ())] > 0
     )
+    # one after the other: each request's prompt pass gives its first token, then a pass for each further one
+    assert [a["choices"][0]["finish_reason"] for a in answers] == ["length", "length"]
+    assert samples[("tritlm_passes_total", ())] == 3 + 5
+    assert samples[("tritlm_decoded_tokens_total", ())] == 2 + 4
+    assert 0 < samples[("tritlm_pass_seconds_total", ())] < 60
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,14 @@
 """Observability: one log line per request (method, path, status, milliseconds; `tritlm serve --log-level`) and
 Prometheus metrics at /metrics (prometheus-client, a registry per app): requests by endpoint and status, prompt
-and generated tokens, queue depth, slot use, and prompt and generation tokens/s measured by the scheduler."""
+and generated tokens, queue depth, slot use, and prompt and generation tokens/s measured by the scheduler, and the
+scheduler's passes, their seconds and the generated tokens they fed back (scripts/load_test.py reads these three
+around each round: the share of the round the engine was at work, and the streams in an average pass)."""
 
 import logging
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
 
 log = logging.getLogger("tritlm.server")
 
@@ -49,10 +52,27 @@ class Metrics:
             ),
         ):
             Gauge(name, doc, registry=registry).set_function(value)
+        registry.register(PassCounts(stats))
 
     def finished(self, prompt_tokens: int, generated_tokens: int) -> None:
         self.prompt_tokens.inc(prompt_tokens)
         self.generated_tokens.inc(generated_tokens)
+
+
+class PassCounts:
+    """The scheduler's Stats as counters, read when scraped."""
+
+    def __init__(self, stats):
+        self.stats = stats
+
+    def collect(self):
+        s = self.stats
+        for name, doc, value in (
+            ("tritlm_passes", "forward passes run", s.passes),
+            ("tritlm_pass_seconds", "seconds spent in forward passes", s.prompt_seconds + s.decode_seconds),
+            ("tritlm_decoded_tokens", "generated tokens fed to the model (a stream's one per pass)", s.decoded_tokens),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
 
 
 class RequestLog:

@@ -80,9 +80,10 @@ class Job:
 
 @dataclass
 class Stats:
-    """Work done since start (for /metrics): prompt tokens and generated tokens fed to the model, and the seconds
-    spent on each (a pass mixing both splits its time by their share of its tokens)."""
+    """Work done since start (for /metrics): passes run, prompt tokens and generated tokens fed to the model, and the
+    seconds spent on each (a pass mixing both splits its time by their share of its tokens)."""
 
+    passes: int = 0
     prompt_tokens: int = 0
     prompt_seconds: float = 0.0
     decoded_tokens: int = 0
@@ -325,6 +326,7 @@ class Scheduler:
                     self._forward([part])
             return
         n_prompt = sum(len(chunk) for _, job, chunk in parts if job.reading_prompt)
+        self.stats.passes += 1
         self.stats.prompt_tokens += n_prompt
         self.stats.prompt_seconds += seconds * n_prompt / len(tokens)
         self.stats.decoded_tokens += len(tokens) - n_prompt
