@@ -51,8 +51,9 @@ struct tl_model { /* read-only after tl_model_new */
     uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
     uint8_t **repacked;      /* [n_layer][7]: tq1_0 linears in the lookup layout (kernels/tq1_0_lut_ref.c), read instead */
     void *repacked_arena;    /* the memory they all sit in */
-    void *output_lut;        /* a bf16 output matrix (and the tied embedding) in its lookup layout (kernels/bf16_lut_ref.c) */
-    int64_t output_lut_bytes;
+    void *output_lut;        /* new memory holding a bf16 output matrix (and a tied embedding) repacked into its lookup
+                                layout (kernels/bf16_lut_ref.c), unless it was repacked in place */
+    int64_t output_lut_bytes; /* the bytes of that layout */
 };
 
 struct tl_ctx {
@@ -407,49 +408,79 @@ static int repack_tq1_0(tl_model *m) {
 
 /* A bf16 output matrix repacked into its lookup layout (kernels/bf16_lut_ref.c: 12 bits a value, exact) where the
  * kernels read it (AVX-512 VBMI), unless cfg.keep_bf16: the output (and a tied embedding, whose rows are then decoded
- * from it) then points at the copy, typed TL_BF16_LUT. Rows are cut into chunks over the pool: the first pass counts
- * each chunk's exceptions (their lists follow the rows, chunk after chunk), the second packs, and with
- * cfg.weights_mapped drops the chunk's pages of bf16 at once, so memory never holds both forms of the matrix. A matrix
- * with more than one exception in LUT_MAX_EXCEPTIONS values stays bf16 (its lists would outgrow the 4 bits saved). */
-enum { LUT_CHUNKS_PER_THREAD = 16, LUT_MAX_EXCEPTIONS = 64 };
-typedef struct { tl_model *m; int32_t parts; int64_t *at; /* [parts + 1]: each chunk's first exception, then the total */ } lut_task;
+ * from it) then points at the packed form, typed TL_BF16_LUT. With cfg.weights_writable it is written over the bf16
+ * itself (its rows, 0.76 of the bytes, start where the matrix did; the rest is dropped), else into new memory on huge
+ * pages, dropping the bf16 pages as it goes with cfg.weights_mapped: memory never holds both forms. Rows go in chunks
+ * over the pool: a first pass counts each chunk's exceptions (their lists follow the rows), then waves of chunks pack
+ * into a buffer that is copied to its place once the wave's bf16 rows are read (in place, a wave's packed rows cover
+ * only bf16 rows read before: row r's end, r row_bytes, is below its bf16 end, 2 r cols). A matrix with more than one
+ * exception in LUT_MAX_EXCEPTIONS values stays bf16 (its lists would outgrow the 4 bits saved). */
+enum { LUT_CHUNK_ROWS = 256, LUT_WAVE_CHUNKS_PER_THREAD = 2, LUT_MAX_EXCEPTIONS = 64 };
+typedef struct {
+    tl_model *m;
+    int64_t *at;         /* [chunks + 1]: each chunk's first exception, then their total */
+    int32_t wave;        /* the first chunk of the wave being packed */
+    uint8_t *rows, *exceptions; /* the wave's packed rows; every exception */
+} lut_task;
 
 static void lut_count_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
     lut_task *task = arg;
     const tl_tensor *w = &task->m->output;
-    int64_t r0, r1;
-    tl_split(w->rows, 1, chunk, task->parts, &r0, &r1);
+    int64_t r0 = (int64_t)chunk * LUT_CHUNK_ROWS, r1 = r0 + LUT_CHUNK_ROWS < w->rows ? r0 + LUT_CHUNK_ROWS : w->rows;
     task->at[chunk + 1] = tl_bf16_lut_exceptions(w->data, w->cols, r0, r1);
 }
 
-static void lut_pack_chunk(void *arg, int32_t chunk, int32_t thread) {
+static void lut_pack_chunk(void *arg, int32_t i, int32_t thread) {
     (void)thread;
     lut_task *task = arg;
     const tl_tensor *w = &task->m->output;
-    int64_t r0, r1, row_bytes = tl_bf16_lut_row_bytes(w->cols);
-    tl_split(w->rows, 1, chunk, task->parts, &r0, &r1);
-    tl_bf16_lut_pack(w->data, w->cols, r0, r1, task->m->output_lut,
+    int32_t chunk = task->wave + i;
+    int64_t row_bytes = tl_bf16_lut_row_bytes(w->cols), r0 = (int64_t)chunk * LUT_CHUNK_ROWS;
+    int64_t r1 = r0 + LUT_CHUNK_ROWS < w->rows ? r0 + LUT_CHUNK_ROWS : w->rows;
+    if (r0 >= r1) return;
+    tl_bf16_lut_pack(w->data, w->cols, r0, r1, task->rows + (int64_t)i * LUT_CHUNK_ROWS * row_bytes,
+                     task->exceptions + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES,
                      w->rows * row_bytes + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES);
-    if (task->m->cfg.weights_mapped) release_pages((const uint8_t *)w->data + r0 * 2 * w->cols, (r1 - r0) * 2 * w->cols);
 }
 
 static int repack_output(tl_model *m) {
     tl_tensor *w = &m->output;
-    int64_t row_bytes = tl_bf16_lut_row_bytes(w->cols);
+    int64_t row_bytes = tl_bf16_lut_row_bytes(w->cols), bf16_bytes = w->rows * 2 * w->cols;
     if (!m->kern->bf16_lut || m->cfg.keep_bf16 || w->type != TL_BF16 || !row_bytes) return 1;
-    lut_task task = {m, LUT_CHUNKS_PER_THREAD * tl_pool_size(m->pool), NULL};
-    if (task.parts > w->rows) task.parts = (int32_t)w->rows;
-    if (!(task.at = calloc((size_t)task.parts + 1, sizeof *task.at))) return 0;
-    tl_pool_run(m->pool, lut_count_chunk, &task, task.parts);
-    for (int32_t c = 0; c < task.parts; c++) task.at[c + 1] += task.at[c];
-    if (task.at[task.parts] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), 1;
-    m->output_lut_bytes = w->rows * row_bytes + task.at[task.parts] * TL_BF16_LUT_EXCEPTION_BYTES;
-    if (!(m->output_lut = alloc_huge((size_t)m->output_lut_bytes))) return free(task.at), 0;
-    tl_pool_run(m->pool, lut_pack_chunk, &task, task.parts);
-    free(task.at);
-    if (m->token_embd.data == w->data) m->token_embd.data = m->output_lut, m->token_embd.type = TL_BF16_LUT; /* tied */
-    w->data = m->output_lut, w->type = TL_BF16_LUT;
+    int32_t chunks = (int32_t)((w->rows + LUT_CHUNK_ROWS - 1) / LUT_CHUNK_ROWS);
+    int32_t wave_chunks = LUT_WAVE_CHUNKS_PER_THREAD * tl_pool_size(m->pool);
+    lut_task task = {m, calloc((size_t)chunks + 1, sizeof(int64_t)), 0, NULL, NULL};
+    if (!task.at) return 0;
+    tl_pool_run(m->pool, lut_count_chunk, &task, chunks);
+    for (int32_t c = 0; c < chunks; c++) task.at[c + 1] += task.at[c];
+    int64_t exceptions = task.at[chunks] * TL_BF16_LUT_EXCEPTION_BYTES, bytes = w->rows * row_bytes + exceptions;
+    if (task.at[chunks] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), 1;
+    int in_place = m->cfg.weights_writable && bytes <= bf16_bytes;
+    uint8_t *out = in_place ? (uint8_t *)w->data : alloc_huge((size_t)bytes);
+    task.rows = malloc((size_t)(wave_chunks * LUT_CHUNK_ROWS * row_bytes));
+    task.exceptions = malloc((size_t)exceptions + 1);
+    if (!out || !task.rows || !task.exceptions) {
+        if (!in_place) free(out);
+        return free(task.at), free(task.rows), free(task.exceptions), 0;
+    }
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), read = (uintptr_t)w->data; /* bf16 read (and dropped) up to */
+    for (task.wave = 0; task.wave < chunks; task.wave += wave_chunks) {
+        tl_pool_run(m->pool, lut_pack_chunk, &task, wave_chunks);
+        int64_t r0 = (int64_t)task.wave * LUT_CHUNK_ROWS, r1 = r0 + wave_chunks * LUT_CHUNK_ROWS;
+        r1 = r1 < w->rows ? r1 : w->rows;
+        memcpy(out + r0 * row_bytes, task.rows, (size_t)((r1 - r0) * row_bytes));
+        uintptr_t end = (uintptr_t)w->data + (uintptr_t)(r1 * 2 * w->cols); /* from the page the last wave kept on */
+        if (!in_place && m->cfg.weights_mapped) release_pages((const void *)read, (int64_t)(end - read));
+        read = end / page * page > read ? end / page * page : read;
+    }
+    memcpy(out + w->rows * row_bytes, task.exceptions, (size_t)exceptions);
+    if (in_place && m->cfg.weights_mapped) release_pages(out + bytes, bf16_bytes - bytes);
+    free(task.at), free(task.rows), free(task.exceptions);
+    if (!in_place) m->output_lut = out;
+    m->output_lut_bytes = bytes;
+    if (m->token_embd.data == w->data) m->token_embd.data = out, m->token_embd.type = TL_BF16_LUT; /* tied */
+    w->data = out, w->type = TL_BF16_LUT;
     return 1;
 }
 
@@ -507,7 +538,7 @@ void tl_model_free(tl_model *m) {
 }
 
 int64_t tl_model_output_bytes(const tl_model *m) {
-    return m->output_lut ? m->output_lut_bytes : m->output.rows * tl_row_bytes(m->output.type, m->output.cols);
+    return m->output.type == TL_BF16_LUT ? m->output_lut_bytes : m->output.rows * tl_row_bytes(m->output.type, m->output.cols);
 }
 
 const char *tl_isa(void) { return tl_kernels_best()->isa; }

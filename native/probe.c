@@ -86,7 +86,7 @@ static uint8_t *bf16_lut_packed(const void *w, int64_t rows, int64_t cols, int64
     uint8_t *packed = malloc((size_t)*bytes);
     for (int64_t r0 = 0, at = rows * row_bytes; packed && r0 < rows; r0 += CHUNK_ROWS) {
         int64_t r1 = r0 + CHUNK_ROWS < rows ? r0 + CHUNK_ROWS : rows;
-        tl_bf16_lut_pack(w, cols, r0, r1, packed, at);
+        tl_bf16_lut_pack(w, cols, r0, r1, packed + r0 * row_bytes, packed + at, at);
         at += tl_bf16_lut_exceptions(w, cols, r0, r1) * TL_BF16_LUT_EXCEPTION_BYTES;
     }
     return packed;

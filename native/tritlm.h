@@ -43,9 +43,12 @@ typedef struct {
      * it has copied into a layout of its own (tq1_0 on AVX-512 VBMI), so memory does not hold both. 0 for tensors the
      * caller still reads (dropping would zero ordinary memory). */
     int32_t weights_mapped;
+    /* 1: the tensors are a private copy the caller keeps for the engine alone (Model's copy of the file), which the
+     * engine may also rewrite: it repacks a bf16 output matrix in place there instead of into new memory. */
+    int32_t weights_writable;
     /* 1: read a bf16 output matrix as the file has it. By default, where the kernels read it faster (AVX-512 VBMI), it
      * is repacked at load into 12 bits a value, exactly (kernels/bf16_lut_ref.c), a private copy in place of the
-     * file's pages; this keeps the file's (shared) pages, for --mmap and comparison. */
+     * file's pages (see weights_writable); this keeps the file's (shared) pages, for --mmap and comparison. */
     int32_t keep_bf16;
 } tl_config;
 

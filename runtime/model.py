@@ -186,7 +186,9 @@ class Model:
         # where file offset 0 would be: tensor t is at _origin + t.offset
         self._origin = int(ffi.cast("uintptr_t", base))
         # --mmap keeps the page cache shared: the bf16 output matrix is read there, not repacked into a private copy
-        self._structs = native_weights(file, hp, base, ffi, self.mode, sparse, keep_bf16=use_mmap)
+        self._structs = native_weights(
+            file, hp, base, ffi, self.mode, sparse, keep_bf16=use_mmap, writable=self._copy is not None
+        )
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
         if ptr == ffi.NULL:

@@ -171,12 +171,20 @@ def layer_tensors(hp: HParams) -> tuple[str, ...]:
 
 
 def native_weights(
-    file: GGUFFile, hp: HParams, base, ffi, mode: ActMode = ActMode(), sparse: bool = True, keep_bf16: bool = False
+    file: GGUFFile,
+    hp: HParams,
+    base,
+    ffi,
+    mode: ActMode = ActMode(),
+    sparse: bool = True,
+    keep_bf16: bool = False,
+    writable: bool = False,
 ):
     """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte. A
     tensor the model needs but the file lacks is left empty (data NULL) for the engine to name; a tensor the
     model does not use is refused here. sparse=False: decode a relu² model's MLP densely (tl_config.no_sparse).
-    keep_bf16: read a bf16 output matrix as the file has it, not repacked (tl_config.keep_bf16)."""
+    keep_bf16: read a bf16 output matrix as the file has it, not repacked (tl_config.keep_bf16). writable: `base` is
+    a private copy of the file the engine may rewrite (tl_config.weights_writable)."""
     tensors = {t.name: t for t in file.tensors}
     fields = layer_tensors(hp)
     if hp.n_layer * len(fields) > len(tensors):  # before anything is made per layer: block_count may be anything
@@ -227,6 +235,7 @@ def native_weights(
             "no_sparse": int(not sparse),
             "weights_mapped": 1,  # the file's read-only mmap, or Model's copy of it: nothing else reads them
             "keep_bf16": int(keep_bf16),
+            "weights_writable": int(writable),
         },
     )
     layers = ffi.new("tl_layer[]", hp.n_layer)

@@ -191,7 +191,8 @@ def bf16_file(tmp_path_factory):
 
 
 def every_path(path: str, use_mmap: bool = False) -> dict[str, np.ndarray]:
-    """Logits of one model on every forward path that reads the output matrix, and embedding lookups of every token."""
+    """Logits of one model on every forward path that reads the output matrix, and embedding lookups across the
+    vocabulary."""
     out = {}
     for sparse in (True, False):
         with Model(path, threads=2, sparse=sparse, use_mmap=use_mmap) as m:
@@ -212,40 +213,63 @@ def every_path(path: str, use_mmap: bool = False) -> dict[str, np.ndarray]:
     return out
 
 
+def no_huge_pages(monkeypatch):
+    """Model then reads the file's read-only mapping instead of its own copy: the engine packs into new memory."""
+    import tritlm.runtime.model
+
+    monkeypatch.setattr(tritlm.runtime.model, "huge_pages_available", lambda: False)
+
+
 def test_model_logits_equal_the_bf16_kernels(bf16_file, monkeypatch):
+    """Repacked over the model's copy of the file (the default) and into new memory (no copy), against the bf16
+    kernels: --mmap (not repacked) and TRITLM_ISA=avx512 (no VBMI kernels)."""
     if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
         pytest.skip(f"this CPU has no {LUT_ISA}: the engine reads bf16 as the file has it")
-    repacked = every_path(bf16_file)
-    mapped = every_path(bf16_file, use_mmap=True)  # --mmap reads the file's bf16 (not repacked)
+    in_place = every_path(bf16_file)
+    mapped = every_path(bf16_file, use_mmap=True)
+    with monkeypatch.context() as patch:
+        no_huge_pages(patch)
+        new_memory = every_path(bf16_file)
     monkeypatch.setenv("TRITLM_ISA", "avx512")  # the same engine without the repack
     plain = every_path(bf16_file)
-    for path, logits in repacked.items():
-        assert np.array_equal(logits, plain[path]), path
-        assert np.array_equal(mapped[path], plain[path]), path
+    for path, logits in plain.items():
         assert np.isfinite(logits).all() and logits.std() > 0, path
+        for name, other in (("in place", in_place), ("new memory", new_memory), ("mmap", mapped)):
+            assert np.array_equal(other[path], logits), (name, path)
 
 
-def test_file_pages_of_the_repacked_matrix_are_released(bf16_file):
-    """Once packed, the bf16 matrix's pages of the model's copy of the file are dropped (madvise), so memory holds one
-    form: no whole page inside it is mapped in after load (/proc/self/pagemap's present bit), while --mmap keeps
-    reading the file's."""
+def test_bf16_pages_are_released(bf16_file, monkeypatch):
+    """Memory holds one form of the matrix (/proc/self/pagemap's present bit over its whole pages, after lookups):
+    packed over the model's copy, the pages past the packed bytes are dropped; packed into new memory (no copy), all
+    of the file mapping's; with --mmap the file's bf16 is read."""
     if ffi.string(lib.tl_isa()).decode() != LUT_ISA or not os.path.exists("/proc/self/pagemap"):
         pytest.skip(f"needs {LUT_ISA} and Linux's pagemap")
     page = os.sysconf("SC_PAGE_SIZE")
-    for use_mmap in (False, True):
+
+    def mapped_pages(use_mmap: bool = False) -> tuple[int, int, int]:
+        """(whole pages of the packed part, of them mapped in, of the rest mapped in)"""
         with Model(bf16_file, threads=2, use_mmap=use_mmap) as m, open("/proc/self/pagemap", "rb") as pagemap:
             embd = next(t for t in m._file.tensors if t.name == "token_embd.weight")
-            start = m._origin + embd.offset
+            start, end, packed = m._origin + embd.offset, m._origin + embd.offset + embd.nbytes, m.output_bytes
+            m.logits([0, 5, 7, 4000])
 
             def present(addr):
                 pagemap.seek(addr // page * 8)
                 return int.from_bytes(pagemap.read(8), "little") >> 63
 
-            m.logits([0, 5, 7])
-            pages = range(-(-start // page) * page, start + embd.nbytes - page + 1, page)
-            assert len(pages) > 400
-            mapped = sum(present(a) for a in pages)
-            assert mapped > 0 if use_mmap else mapped == 0, use_mmap
+            head = range(-(-start // page) * page, start + packed - page + 1, page)
+            tail = range(-(-(start + packed) // page) * page, end - page + 1, page)
+            assert len(head) > 300 and (len(tail) > 50 or packed == embd.nbytes)
+            return len(head), sum(present(a) for a in head), sum(present(a) for a in tail)
+
+    head, in_head, in_tail = mapped_pages()
+    assert in_head == head and in_tail == 0  # packed over the copy: the rest dropped
+    with monkeypatch.context() as patch:
+        no_huge_pages(patch)
+        _, in_head, in_tail = mapped_pages()
+    assert in_head == in_tail == 0  # packed elsewhere: the file's pages left
+    _, in_head, _ = mapped_pages(use_mmap=True)
+    assert in_head > 0  # --mmap: bf16 read from the file's pages
 
 
 def test_bench_counts_the_bytes_read(bf16_file, monkeypatch):

@@ -199,8 +199,4 @@ def test_file_pages_of_repacked_tensors_are_released(tq1_0_files):
             for a in range(-(-(base + t.offset) // page) * page, base + t.offset + t.nbytes - page + 1, page)
         ]
         assert len(pages) > 100
-        assert not any(present(a) for a in pages)
-        # the tied bf16 embedding is repacked too (tests/test_bf16_lut.py): a looked-up row's page is not mapped in
-        embd = next(t for t in m._file.tensors if t.name == "token_embd.weight")
-        m.logits([0])
-        assert not present(-(-(base + embd.offset) // page) * page)
+        assert not any(present(a) for a in pages)  # (the tied bf16 embedding's: tests/test_bf16_lut.py)

@@ -194,7 +194,8 @@ static int64_t bf16_lut_matrix(int64_t rows, int64_t cols, uint8_t **out) {
         bf16[i] = (uint16_t)(v.u >> 16);
     }
     int64_t bytes = rows * tl_bf16_lut_row_bytes(cols) + tl_bf16_lut_exceptions((const uint8_t *)bf16, cols, 0, rows) * TL_BF16_LUT_EXCEPTION_BYTES;
-    if ((*out = malloc((size_t)bytes))) tl_bf16_lut_pack((const uint8_t *)bf16, cols, 0, rows, *out, rows * tl_bf16_lut_row_bytes(cols));
+    int64_t rows_bytes = rows * tl_bf16_lut_row_bytes(cols);
+    if ((*out = malloc((size_t)bytes))) tl_bf16_lut_pack((const uint8_t *)bf16, cols, 0, rows, *out, *out + rows_bytes, rows_bytes);
     free(bf16);
     return *out ? bytes : 0;
 }

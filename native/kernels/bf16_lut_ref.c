@@ -56,15 +56,16 @@ int64_t tl_bf16_lut_exceptions(const uint8_t *bf16, int64_t cols, int64_t r0, in
     return n;
 }
 
-void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *out, int64_t exceptions_at) {
+void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *rows_out, uint8_t *exceptions_out,
+                      int64_t exceptions_at) {
     int64_t row_bytes = tl_bf16_lut_row_bytes(cols);
-    uint8_t *exception = out + exceptions_at;
+    uint8_t *exception = exceptions_out;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = bf16 + r * 2 * cols;
-        uint8_t *packed = out + r * row_bytes, code[256];
+        uint8_t *packed = rows_out + (r - r0) * row_bytes, code[256];
         memset(packed, 0, HEADER);
         int32_t n = (int32_t)row_table(row, cols, packed, code);
-        int64_t offset = n ? exception - packed : 0;
+        int64_t offset = n ? exceptions_at + (exception - exceptions_out) - r * row_bytes : 0;
         memcpy(packed + 16, &offset, 8);
         memcpy(packed + 24, &n, 4);
         for (int64_t b = 0; b < cols / BLOCK; b++) {

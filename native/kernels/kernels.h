@@ -159,9 +159,11 @@ static inline int64_t tl_bf16_lut_row_bytes(int64_t cols) {
 }
 /* Values of rows [r0, r1) of a bf16 matrix that the layout lists as exceptions. */
 int64_t tl_bf16_lut_exceptions(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1);
-/* Rows [r0, r1) of a bf16 matrix into the layout at out (row r at r * its row bytes), their exceptions written from
- * out + exceptions_at on (the rows before r0 listing the exceptions before that). */
-void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *out, int64_t exceptions_at);
+/* Rows [r0, r1) of a bf16 matrix into the layout: row r to rows_out + (r - r0) * its row bytes, their exceptions in
+ * order to exceptions_out, whose first entry the layout holds exceptions_at bytes after its row 0 (where the rows
+ * before r0 list theirs before them). */
+void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *rows_out, uint8_t *exceptions_out,
+                      int64_t exceptions_at);
 /* Row `row` of the layout back to its bf16 values as f32 (the embedding lookup of a tied output matrix). */
 void tl_bf16_lut_row_to_f32(const uint8_t *w, int64_t cols, int64_t row, float *out);
 
