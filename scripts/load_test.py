@@ -37,6 +37,7 @@ import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -629,8 +630,8 @@ def scaling(args, url, pid, server_log) -> int:
         print(
             f"median of {args.repeat} alternating repetitions: "
             + ", ".join(
-                f"{n} clients {percentile(rates[n], 50):.1f} tok/s "
-                f"({percentile([r / b for r, b in zip(rates[n], first)], 50):.2f}x)"
+                f"{n} clients {statistics.median(rates[n]):.1f} tok/s "
+                f"({statistics.median([r / b for r, b in zip(rates[n], first)]):.2f}x)"
                 for n in args.clients
             ),
             flush=True,
