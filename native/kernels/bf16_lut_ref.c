@@ -12,8 +12,8 @@
  *     code of value m in its low nibble and of value 32 + m in its high nibble.
  * Value j's high byte is T[code], except for the row's exceptions (high byte not in T, code 0): its list holds each
  * as 8 bytes, the uint32 column then the uint16 bf16 value and 2 zero bytes, by column. The lists of all rows follow
- * the last row in row order. 12.2 bits a value at 2560 columns (3904 bytes a row, bf16 5120); the file's trained
- * and synthetic output matrices have ~1e-5 of their values as exceptions. docs/format.md says why this form. */
+ * the last row in row order. 12.2 bits a value at 2560 columns (3904 bytes a row, bf16 5120); 8e-6 of the synthetic
+ * 2B-4T file's values are exceptions, none of the embedded trained model's. docs/format.md says why this form. */
 #include <math.h>
 #include <string.h>
 #include "kernels.h"
