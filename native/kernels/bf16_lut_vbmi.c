@@ -5,7 +5,7 @@
  * table is repeated 4 times, so the byte's other nibble is ignored; the block's second 32 values have their codes in
  * the high nibbles, shifted down first). Then a shift and a mask make the two f32 vectors, as for bf16: 5 vector
  * instructions per 32 values against bf16's 3, for 48 bytes read instead of 64. A row's exceptions are patched into
- * the step holding them (its next one's column is kept per row: one scalar compare a step). */
+ * the step holding them (the next one's column is kept per row of the tile: one scalar compare a step). */
 #include <string.h>
 #include "kernels.h"
 #if defined(__x86_64__)
@@ -19,37 +19,60 @@ static const uint8_t INTERLEAVE[64] __attribute__((aligned(64))) = {
     LANE(0), LANE(1), LANE(2), LANE(3), LANE(4), LANE(5), LANE(6), LANE(7),
     LANE(8), LANE(9), LANE(10), LANE(11), LANE(12), LANE(13), LANE(14), LANE(15)};
 
-/* A row's decoding state: its table (4 times), and where its exception list stands. */
+/* A row's decoding state: its table (4 times), and the column of its next exception (INT64_MAX: none left). */
 typedef struct {
     __m512i table;
-    const uint8_t *row, *exception, *end; /* the next exception to patch in, and the list's end */
-    int64_t next;                         /* its column (INT64_MAX: none left) */
+    const uint8_t *row;
+    int64_t next;
 } lut_row;
 
-static inline int64_t column_of(const uint8_t *exception) {
+/* A row's exception list (*n entries), and the column of entry i. */
+static const uint8_t *exceptions_of(const uint8_t *row, int32_t *n) {
+    int64_t offset;
+    memcpy(&offset, row + 16, 8);
+    memcpy(n, row + 24, 4);
+    return row + offset;
+}
+static int64_t column_of(const uint8_t *list, int32_t i) {
     uint32_t col;
-    memcpy(&col, exception, 4);
+    memcpy(&col, list + (int64_t)i * TL_BF16_LUT_EXCEPTION_BYTES, 4);
     return col;
+}
+/* The first entry of a list at or after column k (n: none), by bisection. */
+static int32_t first_from(const uint8_t *list, int32_t n, int64_t k) {
+    int32_t lo = 0, hi = n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (column_of(list, mid) < k) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* The column of a row's first exception at or after column k, or INT64_MAX. Out of line (rare), taking no pointer to
+ * the row's state, which then stays in registers (1.1x faster at 8-64 tokens than a state kept in memory). */
+static __attribute__((noinline)) int64_t exception_from(const uint8_t *row, int64_t k) {
+    int32_t n;
+    const uint8_t *list = exceptions_of(row, &n);
+    int32_t i = first_from(list, n, k);
+    return i < n ? column_of(list, i) : INT64_MAX;
 }
 
 static inline lut_row w_row(const uint8_t *row) {
-    int64_t offset;
-    int32_t n;
-    memcpy(&offset, row + 16, 8);
-    memcpy(&n, row + 24, 4);
-    lut_row s = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)row)), row, row + offset,
-                 row + offset + (int64_t)n * TL_BF16_LUT_EXCEPTION_BYTES, n ? column_of(row + offset) : INT64_MAX};
+    lut_row s = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)row)), row, exception_from(row, 0)};
     return s;
 }
 
-/* The exceptions in values k .. k + 31 written over their words (value k + j is word 2j, or 2(j - 16) + 1 from 16). */
-static __attribute__((noinline)) __m512i patch(lut_row *s, int64_t k, __m512i words) {
+/* Values k .. k + 31 with the row's exceptions among them written over (value k + j is word 2j, or 2(j - 16) + 1
+ * from 16). */
+static __attribute__((noinline)) __m512i patch(const uint8_t *row, int64_t k, __m512i words) {
     uint16_t w[32];
+    int32_t n;
+    const uint8_t *list = exceptions_of(row, &n);
     _mm512_storeu_si512(w, words);
-    for (; s->next < k + 32; s->exception += TL_BF16_LUT_EXCEPTION_BYTES) {
-        int64_t j = s->next - k;
-        memcpy(&w[j < 16 ? 2 * j : 2 * (j - 16) + 1], s->exception + 4, 2);
-        s->next = s->exception + TL_BF16_LUT_EXCEPTION_BYTES < s->end ? column_of(s->exception + TL_BF16_LUT_EXCEPTION_BYTES) : INT64_MAX;
+    for (int32_t i = first_from(list, n, k); i < n && column_of(list, i) < k + 32; i++) {
+        int64_t j = column_of(list, i) - k;
+        memcpy(&w[j < 16 ? 2 * j : 2 * (j - 16) + 1], list + (int64_t)i * TL_BF16_LUT_EXCEPTION_BYTES + 4, 2);
     }
     return _mm512_loadu_si512(w);
 }
@@ -61,7 +84,10 @@ static inline void load_w_line(lut_row *s, int64_t k, __m512 *lo, __m512 *hi) {
     __m512i v = _mm512_permutex2var_epi8(low, _mm512_load_si512(INTERLEAVE), codes);
     __m512i index = _mm512_srl_epi16(v, _mm_cvtsi64_si128((k & 32) >> 3)); /* the second 32: high nibbles */
     v = _mm512_mask_permutexvar_epi8(v, 0xAAAAAAAAAAAAAAAAull, index, s->table);
-    if (__builtin_expect(s->next < k + 32, 0)) v = patch(s, k, v);
+    if (__builtin_expect(s->next < k + 32, 0)) {
+        v = patch(s->row, k, v);
+        s->next = exception_from(s->row, k + 32);
+    }
     *lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
     *hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
 }
