@@ -133,7 +133,9 @@ class Model:
         (exact: the same logits); False runs it dense, for comparison.
         use_mmap: read the weights where the file is mapped (the page cache, shared by every process mapping the
         file) instead of a private copy on 2 MiB pages (the default where Linux offers transparent huge pages:
-        decoding ran 1.03-1.08x faster on the Zen 5 machine; loading copies the file once, README: Benchmarks)."""
+        decoding ran 1.03-1.08x faster on the Zen 5 machine; loading copies the file once, README: Benchmarks). The
+        engine repacks a bf16 output matrix smaller in that copy on AVX-512 VBMI (lossless, docs/format.md); with
+        use_mmap it reads the file's bf16."""
         self.path = str(path)
         self._ptr = None
         file = GGUFFile(self.path)
