@@ -286,3 +286,42 @@ def test_bench_counts_the_bytes_read(bf16_file, monkeypatch):
         assert weight_layout(bf16_file, output_bytes=m.output_bytes)[1] == file_bytes - embd.nbytes + m.output_bytes
     with Model(bf16_file, threads=1, use_mmap=True) as m:
         assert m.output_bytes == embd.nbytes
+
+
+@pytest.mark.parametrize("outside", [0.01, 0.5])
+def test_exceptional_matrices(bf16_file, tmp_path, monkeypatch, outside):
+    """The embedded model with its tied matrix rewritten so a fraction of each row's values have high bytes outside
+    its 16 most frequent: 1% are listed as exceptions (the packed form is the numpy packer's), half are too many (the
+    matrix stays bf16); either way the logits equal the bf16 kernels'."""
+    if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
+        pytest.skip(f"this CPU has no {LUT_ISA}")
+    from tritlm.runtime.gguf import read_gguf
+
+    path = str(tmp_path / "exceptional.gguf")
+    with open(bf16_file, "rb") as f:
+        data = bytearray(f.read())
+    with read_gguf(bf16_file) as g:
+        embd = next(t for t in g.tensors if t.name == "token_embd.weight")
+        bf16 = g.view(embd).view(np.uint16).copy()
+    odd = RNG.random(bf16.shape) < outside
+    bf16[odd] = (RNG.integers(0x2000, 0x4000, odd.sum()) | RNG.integers(0, 2, odd.sum()) << 15).astype(np.uint16)
+    data[embd.offset : embd.offset + embd.nbytes] = bf16.tobytes()
+    with open(path, "wb") as f:
+        f.write(data)
+
+    def logits():
+        with Model(path, threads=2) as m:
+            with m.new_sequence() as seq:
+                one = np.array([m.decode([seq], [t])[0] for t in (1, 7, 4000)])
+            seqs = [m.new_sequence() for _ in range(5)]
+            five = m.decode(seqs, [3, 9, 27, 81, 243])
+            for s in seqs:
+                s.close()
+            return one, five, m.output_bytes
+
+    one, five, read = logits()
+    assert read == (len(pack_lut(bf16)) if outside < 0.1 else embd.nbytes)
+    monkeypatch.setenv("TRITLM_ISA", "avx512")
+    plain_one, plain_five, _ = logits()
+    assert np.array_equal(one, plain_one) and np.array_equal(five, plain_five)
+    assert np.isfinite(one).all()
