@@ -7,12 +7,19 @@
  * over a fraction of nonzero inputs (sparse_*.c), and up_proj (6912x2560) on a fraction of its rows (the row-list entry).
  * bf16_lut is bf16 repacked at load where an ISA reads it so (kernels.h), packed here from values drawn as a trained
  * output matrix's (normal, one scale), so it holds as few exceptions.
+ * Matrices streamed from memory sit on 2 MiB pages where the system has transparent huge pages, as the engine's weights
+ * and the bandwidth probe's buffer, so its "mem" columns compare with the probe (on 4 KiB pages one run read the bf16
+ * GEMV at 29 GB/s on 2 threads where the probe, on 2 MiB pages, read 79).
  * Build and run: make bench-kernels [ARGS="seconds [type]"] (type: the types whose names start with it) */
+#define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
 #include "../kernels/kernels.h"
 #include "../probe.h"
 #include "../threads.h"
@@ -145,6 +152,17 @@ static void run_rows(void *arg, int i) {
     ternary_rows_fn(j->k, j->type)(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y, j->rows);
 }
 
+/* Memory for matrices streamed from memory, on 2 MiB pages where the system offers them (as the engine's weights).
+ * Freed with free(). */
+static void *alloc_huge(size_t bytes) {
+    size_t huge = 2 << 20, rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded);
+#if defined(MADV_HUGEPAGE)
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 /* The relu² decode kernels at 2B-4T's MLP shapes on one thread, each against the dense GEMV of the same matrix. */
 static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, int calls) {
     static const double KEPT[] = {0.5, 0.3, 0.2, 0.15, 0.1};
@@ -158,7 +176,8 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
         int64_t rows = which ? 6912 : 2560, cols = which ? 2560 : 6912, bytes = rows * tl_row_bytes(type, cols);
         int64_t sparse_bytes = which ? 0 : tl_sparse_bytes(rows, cols);
         int n_copies = (int)(STREAM_BYTES / bytes + 1);
-        uint8_t *w = malloc((size_t)(bytes * n_copies + TL_LUT_READ_PAST)), *packed = which ? NULL : malloc((size_t)(sparse_bytes * n_copies));
+        uint8_t *w = alloc_huge((size_t)(bytes * n_copies + TL_LUT_READ_PAST));
+        uint8_t *packed = which ? NULL : alloc_huge((size_t)(sparse_bytes * n_copies));
         for (int64_t i = 0; i < bytes * n_copies; i++) w[i] = (uint8_t)rand();
         for (int c = 0; !which && c < n_copies; c++) tl_sparse_pack(type, w + c * bytes, rows, cols, packed + c * sparse_bytes);
         sparse_job j = {k, type, rows, cols, bytes, n_copies, 0, w, list, val, &x, y, sum};
@@ -224,7 +243,7 @@ int main(int argc, char **argv) {
         int64_t matrix_bytes = s->type == TL_BF16_LUT ? bf16_lut_matrix(s->rows, s->cols, &lut) : s->rows * row_bytes;
         int64_t cached_rows = CACHE_BYTES / row_bytes / 16 * 16;
         int n_copies = (int)((STREAM_BYTES + matrix_bytes - 1) / matrix_bytes);
-        uint8_t *copies = malloc((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
+        uint8_t *copies = alloc_huge((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = lut ? lut[i % matrix_bytes] : (uint8_t)rand();
         free(lut);
         if (s->type == TL_BF16) /* finite bf16 values only */
