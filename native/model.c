@@ -411,14 +411,16 @@ static int repack_tq1_0(tl_model *m) {
  * from it) then points at the packed form, typed TL_BF16_LUT. With cfg.weights_writable it is written over the bf16
  * itself (its rows, 0.76 of the bytes, start where the matrix did; the rest is dropped), else into new memory on huge
  * pages, dropping the bf16 pages as it goes with cfg.weights_mapped: memory never holds both forms. Rows go in chunks
- * over the pool: a first pass counts each chunk's exceptions (their lists follow the rows), then waves of chunks pack
- * into a buffer that is copied to its place once the wave's bf16 rows are read (in place, a wave's packed rows cover
- * only bf16 rows read before: row r's end, r row_bytes, is below its bf16 end, 2 r cols). A matrix with more than one
- * exception in LUT_MAX_EXCEPTIONS values stays bf16 (its lists would outgrow the 4 bits saved). */
+ * over the pool: a first pass chooses each row's table and counts each chunk's exceptions (their lists follow the
+ * rows), then waves of chunks pack into a buffer that is copied to its place once the wave's bf16 rows are read (in
+ * place, a wave's packed rows cover only bf16 rows read before: row r's end, r row_bytes, is below its bf16 end,
+ * 2 r cols). A matrix with more than one exception in LUT_MAX_EXCEPTIONS values stays bf16 (its lists would outgrow
+ * the 4 bits saved). */
 enum { LUT_CHUNK_ROWS = 256, LUT_WAVE_CHUNKS_PER_THREAD = 2, LUT_MAX_EXCEPTIONS = 64 };
 typedef struct {
     tl_model *m;
     int64_t *at;         /* [chunks + 1]: each chunk's first exception, then their total */
+    uint8_t *tables;     /* [rows][16]: each row's table, chosen in the first pass */
     int32_t wave;        /* the first chunk of the wave being packed */
     uint8_t *rows, *exceptions; /* the wave's packed rows; every exception */
 } lut_task;
@@ -428,7 +430,7 @@ static void lut_count_chunk(void *arg, int32_t chunk, int32_t thread) {
     lut_task *task = arg;
     const tl_tensor *w = &task->m->output;
     int64_t r0 = (int64_t)chunk * LUT_CHUNK_ROWS, r1 = r0 + LUT_CHUNK_ROWS < w->rows ? r0 + LUT_CHUNK_ROWS : w->rows;
-    task->at[chunk + 1] = tl_bf16_lut_exceptions(w->data, w->cols, r0, r1);
+    task->at[chunk + 1] = tl_bf16_lut_tables(w->data, w->cols, r0, r1, task->tables + r0 * 16);
 }
 
 static void lut_pack_chunk(void *arg, int32_t i, int32_t thread) {
@@ -439,7 +441,7 @@ static void lut_pack_chunk(void *arg, int32_t i, int32_t thread) {
     int64_t row_bytes = tl_bf16_lut_row_bytes(w->cols), r0 = (int64_t)chunk * LUT_CHUNK_ROWS;
     int64_t r1 = r0 + LUT_CHUNK_ROWS < w->rows ? r0 + LUT_CHUNK_ROWS : w->rows;
     if (r0 >= r1) return;
-    tl_bf16_lut_pack(w->data, w->cols, r0, r1, task->rows + (int64_t)i * LUT_CHUNK_ROWS * row_bytes,
+    tl_bf16_lut_pack(w->data, w->cols, r0, r1, task->tables + r0 * 16, task->rows + (int64_t)i * LUT_CHUNK_ROWS * row_bytes,
                      task->exceptions + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES,
                      w->rows * row_bytes + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES);
 }
@@ -450,19 +452,19 @@ static int repack_output(tl_model *m) {
     if (!m->kern->bf16_lut || m->cfg.keep_bf16 || w->type != TL_BF16 || !row_bytes) return 1;
     int32_t chunks = (int32_t)((w->rows + LUT_CHUNK_ROWS - 1) / LUT_CHUNK_ROWS);
     int32_t wave_chunks = LUT_WAVE_CHUNKS_PER_THREAD * tl_pool_size(m->pool);
-    lut_task task = {m, calloc((size_t)chunks + 1, sizeof(int64_t)), 0, NULL, NULL};
-    if (!task.at) return 0;
+    lut_task task = {m, calloc((size_t)chunks + 1, sizeof(int64_t)), malloc((size_t)w->rows * 16), 0, NULL, NULL};
+    if (!task.at || !task.tables) return free(task.at), free(task.tables), 0;
     tl_pool_run(m->pool, lut_count_chunk, &task, chunks);
     for (int32_t c = 0; c < chunks; c++) task.at[c + 1] += task.at[c];
     int64_t exceptions = task.at[chunks] * TL_BF16_LUT_EXCEPTION_BYTES, bytes = w->rows * row_bytes + exceptions;
-    if (task.at[chunks] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), 1;
+    if (task.at[chunks] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), free(task.tables), 1;
     int in_place = m->cfg.weights_writable && bytes <= bf16_bytes;
     uint8_t *out = in_place ? (uint8_t *)w->data : alloc_huge((size_t)bytes);
     task.rows = malloc((size_t)(wave_chunks * LUT_CHUNK_ROWS * row_bytes));
     task.exceptions = malloc((size_t)exceptions + 1);
     if (!out || !task.rows || !task.exceptions) {
         if (!in_place) free(out);
-        return free(task.at), free(task.rows), free(task.exceptions), 0;
+        return free(task.at), free(task.tables), free(task.rows), free(task.exceptions), 0;
     }
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), read = (uintptr_t)w->data; /* bf16 read (and dropped) up to */
     for (task.wave = 0; task.wave < chunks; task.wave += wave_chunks) {
@@ -476,7 +478,7 @@ static int repack_output(tl_model *m) {
     }
     memcpy(out + w->rows * row_bytes, task.exceptions, (size_t)exceptions);
     if (in_place && m->cfg.weights_mapped) release_pages(out + bytes, bf16_bytes - bytes);
-    free(task.at), free(task.rows), free(task.exceptions);
+    free(task.at), free(task.tables), free(task.rows), free(task.exceptions);
     if (!in_place) m->output_lut = out;
     m->output_lut_bytes = bytes;
     if (m->token_embd.data == w->data) m->token_embd.data = out, m->token_embd.type = TL_BF16_LUT; /* tied */

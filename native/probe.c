@@ -82,13 +82,16 @@ static uint8_t *bf16_lut_packed(const void *w, int64_t rows, int64_t cols, int64
     enum { CHUNK_ROWS = 3 };
     int64_t row_bytes = tl_bf16_lut_row_bytes(cols);
     if (!row_bytes || rows <= 0) return NULL;
-    *bytes = rows * row_bytes + tl_bf16_lut_exceptions(w, cols, 0, rows) * TL_BF16_LUT_EXCEPTION_BYTES;
-    uint8_t *packed = malloc((size_t)*bytes);
+    uint8_t *tables = malloc((size_t)rows * 16), *packed = NULL;
+    if (tables) {
+        *bytes = rows * row_bytes + tl_bf16_lut_tables(w, cols, 0, rows, tables) * TL_BF16_LUT_EXCEPTION_BYTES;
+        packed = malloc((size_t)*bytes);
+    }
     for (int64_t r0 = 0, at = rows * row_bytes; packed && r0 < rows; r0 += CHUNK_ROWS) {
         int64_t r1 = r0 + CHUNK_ROWS < rows ? r0 + CHUNK_ROWS : rows;
-        tl_bf16_lut_pack(w, cols, r0, r1, packed + r0 * row_bytes, packed + at, at);
-        at += tl_bf16_lut_exceptions(w, cols, r0, r1) * TL_BF16_LUT_EXCEPTION_BYTES;
+        at += tl_bf16_lut_pack(w, cols, r0, r1, tables + r0 * 16, packed + r0 * row_bytes, packed + at, at) * TL_BF16_LUT_EXCEPTION_BYTES;
     }
+    free(tables);
     return packed;
 }
 

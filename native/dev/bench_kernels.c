@@ -212,10 +212,12 @@ static int64_t bf16_lut_matrix(int64_t rows, int64_t cols, uint8_t **out) {
         union { float f; uint32_t u; } v = {(float)(0.02 * sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]))};
         bf16[i] = (uint16_t)(v.u >> 16);
     }
-    int64_t bytes = rows * tl_bf16_lut_row_bytes(cols) + tl_bf16_lut_exceptions((const uint8_t *)bf16, cols, 0, rows) * TL_BF16_LUT_EXCEPTION_BYTES;
-    int64_t rows_bytes = rows * tl_bf16_lut_row_bytes(cols);
-    if ((*out = malloc((size_t)bytes))) tl_bf16_lut_pack((const uint8_t *)bf16, cols, 0, rows, *out, *out + rows_bytes, rows_bytes);
-    free(bf16);
+    uint8_t *tables = malloc((size_t)rows * 16);
+    int64_t rows_bytes = rows * tl_bf16_lut_row_bytes(cols), bytes = 0;
+    if (tables) bytes = rows_bytes + tl_bf16_lut_tables((const uint8_t *)bf16, cols, 0, rows, tables) * TL_BF16_LUT_EXCEPTION_BYTES;
+    if ((*out = tables ? malloc((size_t)bytes) : NULL))
+        tl_bf16_lut_pack((const uint8_t *)bf16, cols, 0, rows, tables, *out, *out + rows_bytes, rows_bytes);
+    free(bf16), free(tables);
     return *out ? bytes : 0;
 }
 

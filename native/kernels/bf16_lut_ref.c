@@ -47,27 +47,27 @@ static int64_t row_table(const uint8_t *row, int64_t cols, uint8_t table[16], ui
     return outside;
 }
 
-int64_t tl_bf16_lut_exceptions(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1) {
+int64_t tl_bf16_lut_tables(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *tables) {
     int64_t n = 0;
     for (int64_t r = r0; r < r1; r++) {
-        uint8_t table[16], code[256];
-        n += row_table(bf16 + r * 2 * cols, cols, table, code);
+        uint8_t code[256];
+        n += row_table(bf16 + r * 2 * cols, cols, tables + (r - r0) * 16, code);
     }
     return n;
 }
 
-void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *rows_out, uint8_t *exceptions_out,
-                      int64_t exceptions_at) {
+int64_t tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, const uint8_t *tables, uint8_t *rows_out,
+                         uint8_t *exceptions_out, int64_t exceptions_at) {
     int64_t row_bytes = tl_bf16_lut_row_bytes(cols);
     uint8_t *exception = exceptions_out;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = bf16 + r * 2 * cols;
         uint8_t *packed = rows_out + (r - r0) * row_bytes, code[256];
         memset(packed, 0, HEADER);
-        int32_t n = (int32_t)row_table(row, cols, packed, code);
-        int64_t offset = n ? exceptions_at + (exception - exceptions_out) - r * row_bytes : 0;
-        memcpy(packed + 16, &offset, 8);
-        memcpy(packed + 24, &n, 4);
+        memcpy(packed, tables + (r - r0) * 16, 16);
+        memset(code, 16, 256);
+        for (int slot = 0; slot < 16; slot++) code[packed[slot]] = (uint8_t)slot;
+        const uint8_t *first = exception;
         for (int64_t b = 0; b < cols / BLOCK; b++) {
             const uint8_t *v = row + 2 * b * BLOCK;
             uint8_t *block = packed + HEADER + b * BLOCK_BYTES, outside = 0;
@@ -86,7 +86,12 @@ void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1,
                     exception += EXCEPTION;
                 }
         }
+        int32_t n = (int32_t)((exception - first) / EXCEPTION);
+        int64_t offset = n ? exceptions_at + (first - exceptions_out) - r * row_bytes : 0;
+        memcpy(packed + 16, &offset, 8);
+        memcpy(packed + 24, &n, 4);
     }
+    return (exception - exceptions_out) / EXCEPTION;
 }
 
 /* A row's exception list: its length, and its entries. */

@@ -157,13 +157,14 @@ enum { TL_BF16_LUT = 0x10000 + TL_BF16, TL_BF16_LUT_HEADER = 64, TL_BF16_LUT_BLO
 static inline int64_t tl_bf16_lut_row_bytes(int64_t cols) {
     return cols > 0 && cols % TL_BF16_LUT_BLOCK_VALUES == 0 ? TL_BF16_LUT_HEADER + cols / TL_BF16_LUT_BLOCK_VALUES * TL_BF16_LUT_BLOCK_BYTES : 0;
 }
-/* Values of rows [r0, r1) of a bf16 matrix that the layout lists as exceptions. */
-int64_t tl_bf16_lut_exceptions(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1);
-/* Rows [r0, r1) of a bf16 matrix into the layout: row r to rows_out + (r - r0) * its row bytes, their exceptions in
- * order to exceptions_out, whose first entry the layout holds exceptions_at bytes after its row 0 (where the rows
- * before r0 list theirs before them). */
-void tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *rows_out, uint8_t *exceptions_out,
-                      int64_t exceptions_at);
+/* Each of rows [r0, r1) of a bf16 matrix's table (16 bytes, row r's at tables + 16 (r - r0)); returns how many of
+ * their values the layout lists as exceptions. */
+int64_t tl_bf16_lut_tables(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *tables);
+/* Rows [r0, r1) of a bf16 matrix into the layout with those tables: row r to rows_out + (r - r0) * its row bytes,
+ * their exceptions in order to exceptions_out, whose first entry the layout holds exceptions_at bytes after its row 0
+ * (where the rows before r0 list theirs before them). Returns how many exceptions it wrote. */
+int64_t tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, const uint8_t *tables, uint8_t *rows_out,
+                      uint8_t *exceptions_out, int64_t exceptions_at);
 /* Row `row` of the layout back to its bf16 values as f32 (the embedding lookup of a tied output matrix). */
 void tl_bf16_lut_row_to_f32(const uint8_t *w, int64_t cols, int64_t row, float *out);
 
