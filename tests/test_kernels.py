@@ -191,15 +191,17 @@ def test_float_simd_matches_reference(name, rows, cols, n):
 OUTPUT_TYPES = {"bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0, "q6_k": lib.TL_Q6_K, "q4_k": lib.TL_Q4_K}
 
 
-def random_output_matrix(name, rows, cols, d_max=1e-3):
-    """Random bytes of a type, with finite fp16 block scales (no inf/nan: they would hide mismatches)."""
+def random_output_matrix(name, rows, cols, d_max=1e-3, rng=None):
+    """Random bytes of a type, with finite fp16 block scales (no inf/nan: they would hide mismatches); from rng, else
+    the module's generator."""
+    rng = RNG if rng is None else rng
     if name == "bf16":
-        packed = RNG.integers(0, 1 << 16, (rows, cols), dtype=np.uint16)
+        packed = rng.integers(0, 1 << 16, (rows, cols), dtype=np.uint16)
         packed[(packed & 0x7F80) == 0x7F80] = 0
         return packed
     block, nbytes = GGML_QUANT_SIZES[getattr(QT, name.upper())]
-    blocks = RNG.integers(0, 256, (rows * cols // block, nbytes), dtype=np.uint8)
-    d = RNG.uniform(-d_max, d_max, (blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
+    blocks = rng.integers(0, 256, (rows * cols // block, nbytes), dtype=np.uint8)
+    d = rng.uniform(-d_max, d_max, (blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
     at = {"q8_0": slice(0, 2), "q4_k": slice(0, 4), "q6_k": slice(nbytes - 2, nbytes)}[name]  # d (and dmin)
     blocks[:, at] = d[:, : at.stop - at.start]
     return blocks.reshape(rows, -1)

@@ -13,11 +13,14 @@ from tritlm.runtime._native import ffi, lib
 
 KQUANTS = {"q4_k": (QT.Q4_K, lib.TL_Q4_K), "q6_k": (QT.Q6_K, lib.TL_Q6_K)}
 RNG = np.random.default_rng(0)
+EMBEDDING_SEED = (
+    4  # the whole-model test's embedding blocks: no int8 rounding tie within 2e-5 of a step (seed 0 has one)
+)
 
 
-def random_blocks(name: str, rows: int, cols: int, d_max: float = 1e-3) -> np.ndarray:
+def random_blocks(name: str, rows: int, cols: int, d_max: float = 1e-3, rng=None) -> np.ndarray:
     """rows x cols values of random blocks: random bytes, with finite fp16 super-block scales (d, and dmin for Q4_K)."""
-    return random_output_matrix(name, rows, cols, d_max)
+    return random_output_matrix(name, rows, cols, d_max, rng)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +76,9 @@ def test_engine_with_a_kquant_embedding_matches_numpy(name, monkeypatch):
     """Embedding lookup (row dequantization) and tied output projection (the dot) in a whole forward pass."""
     w = test_engine.random_weights()
     vocab, e = w["token_embd"].shape
-    packed = random_blocks(name, vocab, e, d_max=2e-4)
+    # blocks of their own generator: drawn from the shared one, they changed with the tests run before in the process,
+    # and some draws put an int8 rounding tie (1.9e-6 of a step from .5) where float32 order decides it
+    packed = random_blocks(name, vocab, e, d_max=2e-4, rng=np.random.default_rng(EMBEDDING_SEED))
     dequant = quants.dequantize(packed, KQUANTS[name][0]).astype(np.float32)
     monkeypatch.setattr(test_engine, "pack_embedding", lambda kind, emb: (packed, dequant))
     eng = test_engine.Engine(w, linear="tq2_0", embd=name)
