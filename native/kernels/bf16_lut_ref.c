@@ -94,16 +94,6 @@ int64_t tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t 
     return (exception - exceptions_out) / EXCEPTION;
 }
 
-/* A row's exception list: its length, and its entries. */
-static int32_t exceptions_of(const uint8_t *packed, const uint8_t **list) {
-    int64_t offset;
-    int32_t n;
-    memcpy(&offset, packed + 16, 8);
-    memcpy(&n, packed + 24, 4);
-    *list = packed + offset;
-    return n;
-}
-
 /* Block b of a packed row as its 64 bf16 values, the row's exceptions from *next on patched in (*next advanced). */
 static void decode_block(const uint8_t *packed, int64_t b, const uint8_t *list, int32_t n, int32_t *next, uint16_t values[BLOCK]) {
     const uint8_t *block = packed + HEADER + b * BLOCK_BYTES;
@@ -117,8 +107,9 @@ static void decode_block(const uint8_t *packed, int64_t b, const uint8_t *list, 
 }
 
 void tl_bf16_lut_row_to_f32(const uint8_t *w, int64_t cols, int64_t row, float *out) {
-    const uint8_t *packed = w + row * tl_bf16_lut_row_bytes(cols), *list;
-    int32_t n = exceptions_of(packed, &list), next = 0;
+    const uint8_t *packed = w + row * tl_bf16_lut_row_bytes(cols);
+    int32_t n, next = 0;
+    const uint8_t *list = tl_bf16_lut_exceptions(packed, &n);
     uint16_t values[BLOCK];
     for (int64_t b = 0; b < cols / BLOCK; b++) {
         decode_block(packed, b, list, n, &next, values);
@@ -129,8 +120,9 @@ void tl_bf16_lut_row_to_f32(const uint8_t *w, int64_t cols, int64_t row, float *
 /* The reference kernel: each row's blocks decoded, then the canonical order of tl_float_fn per token. */
 void tl_bf16_lut_ref(const void *w, int64_t cols, int64_t r0, int64_t r1, const float *x, int32_t n, float *y, int64_t ldy) {
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *packed = (const uint8_t *)w + r * tl_bf16_lut_row_bytes(cols), *list;
-        int32_t n_exceptions = exceptions_of(packed, &list);
+        const uint8_t *packed = (const uint8_t *)w + r * tl_bf16_lut_row_bytes(cols);
+        int32_t n_exceptions;
+        const uint8_t *list = tl_bf16_lut_exceptions(packed, &n_exceptions);
         for (int32_t t = 0; t < n; t++) {
             float acc[16] = {0};
             int32_t next = 0;

@@ -9,6 +9,7 @@
 #ifndef TL_KERNELS_H
 #define TL_KERNELS_H
 #include <stdint.h>
+#include <string.h>
 #include "blocks.h"
 #include "tritlm.h"
 
@@ -156,6 +157,13 @@ enum { TL_BF16_LUT = 0x10000 + TL_BF16, TL_BF16_LUT_HEADER = 64, TL_BF16_LUT_BLO
        TL_BF16_LUT_EXCEPTION_BYTES = 8 };
 static inline int64_t tl_bf16_lut_row_bytes(int64_t cols) {
     return cols > 0 && cols % TL_BF16_LUT_BLOCK_VALUES == 0 ? TL_BF16_LUT_HEADER + cols / TL_BF16_LUT_BLOCK_VALUES * TL_BF16_LUT_BLOCK_BYTES : 0;
+}
+/* A packed row's exception list, from its header: the list's first entry, and its length in *n. */
+static inline const uint8_t *tl_bf16_lut_exceptions(const uint8_t *row, int32_t *n) {
+    int64_t offset;
+    memcpy(&offset, row + 16, 8);
+    memcpy(n, row + 24, 4);
+    return row + offset;
 }
 /* Each of rows [r0, r1) of a bf16 matrix's table (16 bytes, row r's at tables + 16 (r - r0)); returns how many of
  * their values the layout lists as exceptions. */
