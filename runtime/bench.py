@@ -3,7 +3,8 @@
 pp<p>: p random tokens as ONE prefill of a fresh sequence; tg<n>: n tokens decoded one at a time from an empty
 sequence; with a depth d (llama-bench's -d), both start from a sequence already holding d random tokens ("pp<p> @ d<d>"). Each test runs once to warm up, then `reps` times; t/s is the mean ± sample stddev over reps.
 Decoding reads every weight once per token, so tg t/s x the bytes the weights occupy is the weight-read
-bandwidth; it is compared with the machine's streaming read bandwidth (tl_read_bandwidth, same threads).
+bandwidth; it is compared with the machine's streaming read bandwidth (tl_read_bandwidth, same threads) in `reps`
+rounds after the tests, each a tg run and then a probe, as the machine's rate drifts between minutes.
 Peak RSS (VmHWM of a child process per model) is compared with the GGUF tensors + the f32 KV cache, and time to first token is measured
 from constructing Model() (file already in the page cache) to the first sampled token. With several models,
 each is measured in its own child process so peak RSS and the cold start are its own."""
@@ -31,15 +32,16 @@ def random_tokens(n_vocab: int, n: int, seed: int = 0) -> list[int]:
     return np.random.default_rng(seed).integers(0, n_vocab, size=n).tolist()
 
 
+def seconds_of(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
 def timed_reps(run, reps: int) -> list[float]:
     """Seconds of each of `reps` calls of run(), after one warm-up call."""
     run()
-    seconds = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    return [seconds_of(run) for _ in range(reps)]
 
 
 def rate(n_tokens: int, seconds: list[float]) -> tuple[float, float]:
@@ -200,13 +202,19 @@ def bench_model(
             "ttft_ms": 1000 * ttft,
         }
         if n_gen > 0:
-            machine = lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)
-            achieved = weight_bytes * records[-1]["tokens_per_s"] / 1e9
+            # The machine's read rate swings from one minute to the next (shared hosts): each round decodes, then
+            # probes the machine at once, and the roofline is the median of the rounds' ratios.
+            run = decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1), depth)
+            rounds = []
+            for _ in range(reps):
+                achieved = weight_bytes * n_gen / seconds_of(run) / 1e9
+                rounds.append((achieved, lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)))
             records[-1].update(
                 weight_bytes_per_token=weight_bytes,
-                weight_read_gbps=achieved,
-                machine_read_gbps=machine,
-                roofline_pct=100 * achieved / machine,
+                weight_read_gbps=statistics.median(a for a, _ in rounds),
+                machine_read_gbps=statistics.median(m for _, m in rounds),
+                roofline_pct=statistics.median(100 * a / m for a, m in rounds),
+                roofline_rounds=rounds,
             )
         return [dict(r, **resident) for r in records]
     finally:
@@ -302,6 +310,10 @@ def format_report(records: list[dict]) -> str:
         right={1, 4, 6},
     )
     decode = [r for r in records if "roofline_pct" in r]
+
+    def ratios(r):
+        return [100 * a / m for a, m in r["roofline_rounds"]]
+
     roofline = markdown_table(
         [
             "model",
@@ -312,7 +324,7 @@ def format_report(records: list[dict]) -> str:
             "KV/token",
             "tg weight reads",
             "machine reads",
-            "of roofline",
+            "of roofline (rounds)",
             "peak RSS",
             "GGUF + KV",
             "TTFT",
@@ -327,7 +339,7 @@ def format_report(records: list[dict]) -> str:
                 size(r["kv_bytes_per_token"]),
                 f"{r['weight_read_gbps']:.1f} GB/s",
                 f"{r['machine_read_gbps']:.1f} GB/s",
-                f"{r['roofline_pct']:.0f}%",
+                f"{r['roofline_pct']:.0f}% ({min(ratios(r)):.0f}-{max(ratios(r)):.0f})",
                 f"{r['peak_rss_bytes'] / GIB:.2f} GiB",
                 f"{r['gguf_plus_kv_bytes'] / GIB:.2f} GiB",
                 f"{r['ttft_ms']:.0f} ms",
