@@ -10,6 +10,7 @@
  * Matrices streamed from memory sit on 2 MiB pages where the system has transparent huge pages, as the engine's weights
  * and the bandwidth probe's buffer, so its "mem" columns compare with the probe (on 4 KiB pages one run read the bf16
  * GEMV at 29 GB/s on 2 threads where the probe, on 2 MiB pages, read 79).
+ * On AVX-512 it first prints one core's compute peaks (int8 vpdpbusd, f32 FMA): the ceilings of the GMAC/s column.
  * Build and run: make bench-kernels [ARGS="seconds [type]"] (type: the types whose names start with it) */
 #define _DEFAULT_SOURCE /* madvise */
 #include <math.h>
@@ -154,6 +155,47 @@ static void run_rows(void *arg, int i) {
 
 /* Memory for matrices streamed from memory, on 2 MiB pages where the system offers them (as the engine's weights).
  * Freed with free(). */
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* One core's compute ceilings, which the "pp 1t GMAC/s" column compares with: 12 independent chains (more than
+ * latency x throughput needs) of vpdpbusd (64 int8 MACs each: the ternary kernels' dot) and of f32 FMA (16: the float
+ * kernels'), in registers. */
+#define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define KEEP __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), \
+                                   "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11))
+enum { PEAK_STEPS = 20000000 };
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double int8_dot_peak(void) {
+    __m512i w = _mm512_set1_epi8(1), x = _mm512_set1_epi8(3), total = _mm512_setzero_si512();
+#define INIT(i) __m512i a##i = _mm512_set1_epi32(i);
+    CHAINS(INIT)
+    double t = now();
+    for (long k = 0; k < PEAK_STEPS; k++) {
+#define DOT(i) a##i = _mm512_dpbusd_epi32(a##i, w, x);
+        CHAINS(DOT)
+        KEEP;
+    }
+    t = now() - t;
+#define ADD(i) total = _mm512_add_epi32(total, a##i);
+    CHAINS(ADD)
+    return _mm512_reduce_add_epi32(total) == 1 ? 0 : PEAK_STEPS * 12.0 * 64 / t / 1e9; /* the sum keeps the chains */
+}
+__attribute__((target("avx512f"))) static double fma_peak(void) {
+    __m512 w = _mm512_set1_ps(0.5f), x = _mm512_set1_ps(1), total = _mm512_setzero_ps();
+#define INITF(i) __m512 a##i = _mm512_set1_ps(i);
+    CHAINS(INITF)
+    double t = now();
+    for (long k = 0; k < PEAK_STEPS; k++) {
+#define FMA(i) a##i = _mm512_fmadd_ps(a##i, w, x);
+        CHAINS(FMA)
+        KEEP;
+    }
+    t = now() - t;
+#define ADDF(i) total = _mm512_add_ps(total, a##i);
+    CHAINS(ADDF)
+    return _mm512_reduce_add_ps(total) == 1 ? 0 : PEAK_STEPS * 12.0 * 16 / t / 1e9;
+}
+#endif
+
 static void *alloc_huge(size_t bytes) {
     size_t huge = 2 << 20, rounded = (bytes + huge - 1) / huge * huge;
     void *p = aligned_alloc(huge, rounded);
@@ -234,6 +276,9 @@ int main(int argc, char **argv) {
     for (int t = 0; t < GEMM_TOKENS; t++) scale[t] = 1, sum[t] = 0;
     printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n", tl_read_bandwidth(STREAM_BYTES, 1),
            tl_read_bandwidth(STREAM_BYTES, 2));
+#if defined(__x86_64__)
+    if (tl_kernels_named("avx512")) printf("compute peak, 1 thread: %.0f GMAC/s int8 (vpdpbusd), %.0f GFMA/s f32\n", int8_dot_peak(), fma_peak());
+#endif
     const char *only = argc > 2 ? argv[2] : NULL; /* one type's shapes only */
     printf("%-9s %-12s %-10s %12s %12s %12s %12s %12s %14s %14s %12s\n", "type", "shape", "isa", "cache GB/s",
            "2 tok cache", "4 tok cache", "mem 1t GB/s", "mem 2t GB/s", "pp 1t GMAC/s", "pp128 2t tok/s", "8 tok / 1");
