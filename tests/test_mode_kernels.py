@@ -99,7 +99,16 @@ def run_sparse(isa, name, packed, rows, cols, x, x_scale, w_scale):
 
 @pytest.mark.parametrize("name", TERNARY)
 @pytest.mark.parametrize(
-    "rows,cols,kept", [(256, 256, 128), (128, 256, 40), (768, 512, 256), (300, 768, 700), (2560, 1024, 1000)]
+    "rows,cols,kept",
+    [
+        (256, 256, 128),
+        (128, 256, 40),
+        (768, 512, 256),
+        (300, 768, 700),
+        (2560, 1024, 1000),
+        (64, 256, 1),
+        (300, 768, 131),
+    ],
 )
 def test_sparse_gemv_equals_dense_kernel_on_masked_input(name, rows, cols, kept):
     """The by-input-channel kernel reads only kept columns yet gives the dense kernel's floats exactly (and numpy's sums)."""
@@ -119,7 +128,8 @@ def test_sparse_gemv_equals_dense_kernel_on_masked_input(name, rows, cols, kept)
 
 
 def test_sparse_int16_sums_flush_before_overflow():
-    """All +1 weights and 1024 inputs of -128: |sum| = 131072 overflows int16 unless flushed every 255 columns."""
+    """All +1 weights (code 2, the largest) and 1024 inputs of -128: |sum| = 131072 overflows int16 (the AVX2
+    kernel's pair sums) unless widened every block of inputs."""
     rows, cols = 256, 1024
     packed = pack_ternary("i2_s", np.ones((rows, cols), np.int8))
     x = np.full(cols, -128, np.int8)

@@ -94,6 +94,17 @@ def test_sparse_decode_logits_equal_dense(files, name, ttype):
     assert nonzero <= computed < up_rows * (0.7 if name == "embedded" else 0.8)
 
 
+def test_sparse_decode_logits_equal_dense_on_every_isa(files, monkeypatch):
+    """Each ISA's sparse kernels (the best one's run above) inside the engine: the embedded model's logits, i2_s."""
+    for isa in ["ref"] + simd_isas():
+        monkeypatch.setenv("TRITLM_ISA", isa)
+        assert ffi.string(lib.tl_isa()).decode() == isa
+        dense, _, _ = decode_logits(files["embedded", "i2_s"], sparse=False)
+        sparse, (_, nonzero, _, _), _ = decode_logits(files["embedded", "i2_s"], sparse=True)
+        assert np.array_equal(sparse, dense), isa
+        assert nonzero > 0
+
+
 def test_decode_steps_skip_union_rows_and_prefill_stays_dense(files):
     """A decode step of several sequences computes up_proj only on the rows where some token's relu(gate) > 0 (the
     embedded model: most rows skipped by 2 sequences, fewer by 8); a prefill runs dense. The logits equal the dense

@@ -189,6 +189,20 @@ int32_t tl_sparse_pack(int32_t type, const void *w, int64_t rows, int64_t cols, 
 /* tl_sparse_fn: adds sum_i W[r][idx[i]] * val[i] over the k kept inputs (indices idx, int8 codes val) to sum[r] for
  * every r < rows rounded up to TL_SPARSE_TILE (the padding rows get 0). */
 tl_sparse_fn tl_sparse_ref, tl_sparse_avx2, tl_sparse_avx512;
+/* The x86 kernels take kept inputs four at a time: n of them (idx, val) as their columns' first lines (col) and their
+ * codes four to a 32-bit word (x, lowest byte first), a short last four padded with its first column and code 0 (adds
+ * nothing). Returns the number of fours; *x_sum: the codes' sum. */
+static inline int32_t tl_sparse_fours(const uint8_t *w, int64_t column_bytes, const int32_t *idx, const int8_t *val,
+                                      int32_t n, const uint8_t **col, uint32_t *x, int32_t *x_sum) {
+    *x_sum = 0;
+    for (int32_t i = 0; i < (n + 3) / 4 * 4; i++) {
+        int8_t v = i < n ? val[i] : 0;
+        col[i] = w + (int64_t)idx[i < n ? i : i / 4 * 4] * column_bytes;
+        x[i / 4] = (i % 4 ? x[i / 4] : 0) | (uint32_t)(uint8_t)v << 8 * (i % 4);
+        *x_sum += v;
+    }
+    return (n + 3) / 4;
+}
 /* A KV cache row of dim values (dim % 8 == 0) at 3 or 4 bits: its bytes, and quantize / dequantize one row. */
 int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);
 void tl_kv_quantize_ref(const float *x, int64_t dim, int32_t bits, uint8_t *out);

@@ -1,38 +1,53 @@
-/* Sparse-input GEMV on AVX2 (layout and blocking: sparse_ref.c, sparse_avx512.c). Half a line (128 rows) at a time
- * in 8 ymm of int16 sums: each kept column's 16-bit row masks are spread to lanes (broadcast, and with the lane's
- * bit, compare), then its value is added under the +1 mask and subtracted under the -1 mask. */
+/* Sparse-input GEMV on AVX2 (layout: sparse_ref.c; blocking and interleave: sparse_avx512.c). Without a 4-byte dot,
+ * each 2-bit field is shifted down to its code (0..2) and multiplied with vpmaddubsw into int16 pairs (two inputs
+ * each), summed over the block in int16 (|pair| <= 2 * 2 * 128, BLOCK / 4 of them: no overflow) and widened once a
+ * block. 16 ymm registers hold the 8 int16 sums of one quarter of a line: the half of its bytes a pass loads and the
+ * low or high bytes of each 16-byte lane it interleaves. */
 #include "kernels.h"
 #if defined(__x86_64__)
 #include "avx2.h"
 
-enum { BLOCK = 64 };
+enum { BLOCK = 64 }; /* kept inputs a block: a multiple of 4, at most 4 * 32767 / 512 */
 
 void tl_sparse_avx2(const uint8_t *w, int64_t rows, const int32_t *idx, const int8_t *val, int32_t k, int32_t *sum) {
-    const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, -32768);
+    const __m256i low2 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
     int64_t tiles = (rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE, column_bytes = tiles * 64;
+    const uint8_t *col[BLOCK];
+    uint32_t x[BLOCK / 4];
     for (int32_t i0 = 0; i0 < k; i0 += BLOCK) {
-        int32_t n = k - i0 < BLOCK ? k - i0 : BLOCK, n_next = k - i0 - n < BLOCK ? k - i0 - n : BLOCK;
-        for (int64_t t = 0; t < tiles; t++)
-            for (int half = 0; half < 2; half++) {
-                __m256i acc[8];
-                for (int g = 0; g < 8; g++) acc[g] = _mm256_setzero_si256();
-                for (int32_t i = i0; i < i0 + n; i++) {
-                    const uint16_t *line = (const uint16_t *)(w + (int64_t)idx[i] * column_bytes + t * 64) + 8 * half;
-                    if (half == 0 && i - i0 < n_next) prefetch_l2(w + (int64_t)idx[i + n] * column_bytes + t * 64);
-                    __m256i x = _mm256_set1_epi16(val[i]);
-                    for (int g = 0; g < 8; g++) {
-                        __m256i plus = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16((short)line[g]), bit), bit);
-                        __m256i minus = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16((short)line[16 + g]), bit), bit);
-                        acc[g] = _mm256_sub_epi16(_mm256_add_epi16(acc[g], _mm256_and_si256(plus, x)), _mm256_and_si256(minus, x));
+        int32_t n = k - i0 < BLOCK ? k - i0 : BLOCK, n_next = k - i0 - n < BLOCK ? k - i0 - n : BLOCK, x_sum;
+        int32_t fours = tl_sparse_fours(w, column_bytes, idx + i0, val + i0, n, col, x, &x_sum);
+        __m256i xs = _mm256_set1_epi32(x_sum);
+        for (int64_t t = 0; t < tiles; t++) {
+            for (int quarter = 0; quarter < 4; quarter++) {
+                int half = quarter / 2, high = quarter % 2; /* bytes 32 * half .., the high bytes of its 16-byte lanes */
+                __m256i acc[8]; /* [q][j]: rows 64q + 16(2 high + j) + 8 half .. + 7 of the line, as int16 pairs */
+                for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_si256();
+                for (int32_t f = 0; f < fours; f++) {
+                    const uint8_t *const *c = col + 4 * f;
+                    for (int32_t i = 4 * f; !quarter && i < 4 * f + 4 && i < n_next; i++) /* the next block's, spread out */
+                        prefetch_l2(w + (int64_t)idx[i0 + n + i] * column_bytes + t * 64);
+                    int64_t at = t * 64 + 32 * half;
+                    __m256i a = _mm256_loadu_si256((const __m256i *)(c[0] + at)), b = _mm256_loadu_si256((const __m256i *)(c[1] + at));
+                    __m256i d = _mm256_loadu_si256((const __m256i *)(c[2] + at)), e = _mm256_loadu_si256((const __m256i *)(c[3] + at));
+                    __m256i ab = high ? _mm256_unpackhi_epi8(a, b) : _mm256_unpacklo_epi8(a, b);
+                    __m256i de = high ? _mm256_unpackhi_epi8(d, e) : _mm256_unpacklo_epi8(d, e);
+                    __m256i z[2] = {_mm256_unpacklo_epi16(ab, de), _mm256_unpackhi_epi16(ab, de)};
+                    __m256i xv = _mm256_set1_epi32((int)x[f]);
+                    for (int q = 0; q < 4; q++)
+                        for (int j = 0; j < 2; j++) {
+                            __m256i codes = _mm256_and_si256(_mm256_srli_epi16(z[j], 2 * q), low2);
+                            acc[2 * q + j] = _mm256_add_epi16(acc[2 * q + j], _mm256_maddubs_epi16(codes, xv));
+                        }
+                }
+                for (int q = 0; q < 4; q++)
+                    for (int j = 0; j < 2; j++) {
+                        __m256i *s = (__m256i *)(sum + t * TL_SPARSE_TILE + 64 * q + 16 * (2 * high + j) + 8 * half);
+                        __m256i v = _mm256_sub_epi32(_mm256_madd_epi16(acc[2 * q + j], ones), xs);
+                        _mm256_storeu_si256(s, _mm256_add_epi32(_mm256_loadu_si256(s), v));
                     }
-                }
-                for (int g = 0; g < 8; g++) {
-                    __m256i *s = (__m256i *)(sum + t * TL_SPARSE_TILE + 128 * half + 16 * g);
-                    _mm256_storeu_si256(s, _mm256_add_epi32(_mm256_loadu_si256(s), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc[g]))));
-                    _mm256_storeu_si256(s + 1, _mm256_add_epi32(_mm256_loadu_si256(s + 1),
-                                                                _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc[g], 1))));
-                }
             }
+        }
     }
 }
 #endif

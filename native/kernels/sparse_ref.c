@@ -3,11 +3,14 @@
  * skipping it is lossless).
  *
  * That needs the weights stored by input channel, built once at load from any ternary row format: column j is
- * ceil(rows / 256) consecutive 64-byte lines (one cache line each), line t covering rows 256t .. 256t + 255: a bit
- * per row set where W[256t + r][j] = +1 (bytes 0-31, bit r % 8 of byte r / 8), then where it is -1 (bytes 32-63).
- * 2 bits per weight as i2_s; rows past the matrix are zero. A kept input then reads one contiguous run of
- * rows / 4 bytes (640 B for 2560 rows), which the hardware prefetchers stream like a dense row; a layout cut into
- * row tiles first would scatter each input over single lines, far apart, and run at memory latency instead.
+ * ceil(rows / 256) consecutive 64-byte lines (one cache line each), line t covering rows 256t .. 256t + 255 as 2-bit
+ * codes W + 1 (i2_s's): bits 2q, 2q + 1 of byte p hold row 256t + 64q + row_of(p), rows past the matrix code 1 (0).
+ * row_of swaps the two middle base-4 digits of p (p = 16a + 4b + m holds row 16b + 4a + m): interleaving four
+ * columns' lines a byte then two bytes at a time (x86 vpunpck{l,h}bw, then {l,h}wd, which work within 16-byte lanes)
+ * then lines each row's four codes up in 32-bit lanes of consecutive rows, ready for a 4-byte dot (VNNI) with the four
+ * inputs. A kept input reads one contiguous run of rows / 4 bytes (640 B for 2560 rows), which the hardware
+ * prefetchers stream like a dense row; a layout cut into row tiles first would scatter each input over single lines,
+ * far apart, and run at memory latency instead.
  *
  * The kernel adds the kept inputs' integer contributions to int32 row sums, so a caller can split the kept inputs
  * over threads and add the partial sums in any order: the result equals the dense kernels' on the same codes bit
@@ -15,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
+
+/* the byte of a line's 64-byte row group that holds row r (0 <= r < 64); its own inverse */
+static int row_byte(int r) { return 16 * (r / 4 % 4) + 4 * (r / 16) + r % 4; }
 
 int64_t tl_sparse_bytes(int64_t rows, int64_t cols) {
     return (rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE * cols * 64;
@@ -36,14 +42,8 @@ int32_t tl_sparse_pack(int32_t type, const void *w, int64_t rows, int64_t cols, 
                 else memset(values[r], 0, TL_QK_K); /* rows past the matrix */
             for (int64_t i = 0; i < block; i++) {
                 uint8_t *line = out + ((b * block + i) * tiles + t) * 64;
-                for (int g = 0; g < TL_SPARSE_TILE / 8; g++) {
-                    uint8_t plus = 0, minus = 0;
-                    for (int k = 0; k < 8; k++) {
-                        plus |= (uint8_t)((values[8 * g + k][i] > 0) << k);
-                        minus |= (uint8_t)((values[8 * g + k][i] < 0) << k);
-                    }
-                    line[g] = plus, line[32 + g] = minus;
-                }
+                memset(line, 0, 64);
+                for (int r = 0; r < TL_SPARSE_TILE; r++) line[row_byte(r % 64)] |= (uint8_t)((values[r][i] + 1) << 2 * (r / 64));
             }
         }
     free(values);
@@ -55,8 +55,8 @@ void tl_sparse_ref(const uint8_t *w, int64_t rows, const int32_t *idx, const int
     for (int32_t i = 0; i < k; i++) {
         const uint8_t *column = w + (int64_t)idx[i] * tiles * 64;
         for (int64_t r = 0; r < tiles * TL_SPARSE_TILE; r++) {
-            const uint8_t *line = column + r / TL_SPARSE_TILE * 64 + r % TL_SPARSE_TILE / 8;
-            sum[r] += (line[0] >> (r % 8) & 1) * val[i] - (line[32] >> (r % 8) & 1) * val[i];
+            int code = column[r / TL_SPARSE_TILE * 64 + row_byte((int)(r % 64))] >> 2 * (r % TL_SPARSE_TILE / 64) & 3;
+            sum[r] += (code - 1) * val[i];
         }
     }
 }
