@@ -2,7 +2,7 @@
  * for each 256-row line the four columns' lines are interleaved (vpunpck) into 4 zmm whose 32-bit lanes hold one
  * row's four code bytes, and each of a byte's four 2-bit fields, masked in place (so worth 4^q times its code), is
  * dotted with the four inputs (vpdpbusd, the codes broadcast as one 32-bit word) into int32 row sums: 1024
- * multiply-adds in ~40 instructions, where adding each input under k-register row masks took ~130 (those masks
+ * multiply-adds in ~50 instructions, where adding each input under k-register row masks took ~130 (those masks
  * loaded from memory bound the kernel). A pass takes the low or the high bytes of each 16-byte lane (half the
  * rows: 8 zmm of sums, which stay in registers; 16 did not). At the block's end each sum drops its field's 4^q and
  * the block's sum of inputs (codes are W + 1). The next block's lines are prefetched a few at a time as this one
