@@ -10,7 +10,12 @@
 static inline __m512i vec_zero(void) { return _mm512_setzero_si512(); }
 static inline __m512i vec_load(const void *p) { return _mm512_loadu_si512(p); }
 static inline void vec_store(void *p, __m512i v) { _mm512_storeu_si512(p, v); }
-static inline __m512i vec_dot(__m512i acc, __m512i codes, __m512i x) { return _mm512_dpbusd_epi32(acc, codes, x); }
+/* in asm: GCC 12 copies every accumulator through another register around the intrinsic (two moves a dot; one token
+ * ran 1.1x and four tokens 1.2x faster in cache without them) */
+static inline __m512i vec_dot(__m512i acc, __m512i codes, __m512i x) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(codes), "vm"(x));
+    return acc;
+}
 static inline int32_t vec_sum(__m512i acc) { return _mm512_reduce_add_epi32(acc); }
 /* [sum(a), sum(b), sum(c), sum(d)]: rows interleaved and added until each 128-bit lane holds all four */
 static inline __m128i vec_sum4(__m512i a, __m512i b, __m512i c, __m512i d) {
