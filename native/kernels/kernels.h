@@ -203,6 +203,20 @@ static inline int32_t tl_sparse_fours(const uint8_t *w, int64_t column_bytes, co
     }
     return (n + 3) / 4;
 }
+/* The x86 kernels read kept inputs a block at a time, in a block line by line, in a line four inputs at a time. A
+ * cursor runs some fours ahead of them in that order: each call prefetches the lines of the four it is at (into L2)
+ * and moves it on by one. */
+typedef struct { int32_t i0, f; int64_t t; } tl_sparse_ahead;
+static inline void tl_sparse_prefetch(tl_sparse_ahead *a, const uint8_t *w, int64_t column_bytes, int64_t tiles,
+                                      const int32_t *idx, int32_t k, int32_t block) {
+    if (a->i0 >= k) return;
+    int32_t n = k - a->i0 < block ? k - a->i0 : block;
+    for (int32_t i = a->i0 + 4 * a->f; i < a->i0 + 4 * a->f + 4 && i < a->i0 + n; i++)
+        prefetch_l2(w + (int64_t)idx[i] * column_bytes + a->t * 64);
+    if (++a->f < (n + 3) / 4) return;
+    a->f = 0;
+    if (++a->t == tiles) a->t = 0, a->i0 += block;
+}
 /* A KV cache row of dim values (dim % 8 == 0) at 3 or 4 bits: its bytes, and quantize / dequantize one row. */
 int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);
 void tl_kv_quantize_ref(const float *x, int64_t dim, int32_t bits, uint8_t *out);

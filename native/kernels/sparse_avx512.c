@@ -5,20 +5,23 @@
  * multiply-adds in ~50 instructions, where adding each input under k-register row masks took ~130 (those masks
  * loaded from memory bound the kernel). A pass takes the low or the high bytes of each 16-byte lane (half the
  * rows: 8 zmm of sums, which stay in registers; 16 did not). At the block's end each sum drops its field's 4^q and
- * the block's sum of inputs (codes are W + 1). The next block's lines are prefetched a few at a time as this one
- * runs: each kept column is a contiguous run, so the fetches stream. */
+ * the block's sum of inputs (codes are W + 1). Each four prefetches the lines the kernel reads AHEAD fours later
+ * (16 KiB), from its first four on: the engine gives a thread's chunk ~150 kept inputs (2-3 blocks), and prefetching
+ * only the next block's lines left each chunk's first block to the hardware (a chunk took 2x as long). */
 #include "kernels.h"
 #if defined(__x86_64__)
 #include "avx512.h"
 
-enum { BLOCK = 64 }; /* kept inputs a block: a multiple of 4 */
+enum { BLOCK = 64, AHEAD = 64 }; /* kept inputs a block (a multiple of 4); fours prefetched ahead */
 
 void tl_sparse_avx512(const uint8_t *w, int64_t rows, const int32_t *idx, const int8_t *val, int32_t k, int32_t *sum) {
     int64_t tiles = (rows + TL_SPARSE_TILE - 1) / TL_SPARSE_TILE, column_bytes = tiles * 64;
     const uint8_t *col[BLOCK];
     uint32_t x[BLOCK / 4];
+    tl_sparse_ahead ahead = {0, 0, 0};
+    for (int f = 0; f < AHEAD; f++) tl_sparse_prefetch(&ahead, w, column_bytes, tiles, idx, k, BLOCK);
     for (int32_t i0 = 0; i0 < k; i0 += BLOCK) {
-        int32_t n = k - i0 < BLOCK ? k - i0 : BLOCK, n_next = k - i0 - n < BLOCK ? k - i0 - n : BLOCK, x_sum;
+        int32_t n = k - i0 < BLOCK ? k - i0 : BLOCK, x_sum;
         int32_t fours = tl_sparse_fours(w, column_bytes, idx + i0, val + i0, n, col, x, &x_sum);
         __m512i xs = _mm512_set1_epi32(x_sum);
         for (int64_t t = 0; t < tiles; t++)
@@ -27,8 +30,7 @@ void tl_sparse_avx512(const uint8_t *w, int64_t rows, const int32_t *idx, const 
                 for (int j = 0; j < 8; j++) acc[j] = _mm512_setzero_si512();
                 for (int32_t f = 0; f < fours; f++) {
                     const uint8_t *const *c = col + 4 * f;
-                    for (int32_t i = 4 * f; !high && i < 4 * f + 4 && i < n_next; i++) /* the next block's, spread out */
-                        prefetch_l2(w + (int64_t)idx[i0 + n + i] * column_bytes + t * 64);
+                    if (!high) tl_sparse_prefetch(&ahead, w, column_bytes, tiles, idx, k, BLOCK);
                     __m512i a = _mm512_loadu_si512(c[0] + t * 64), b = _mm512_loadu_si512(c[1] + t * 64);
                     __m512i d = _mm512_loadu_si512(c[2] + t * 64), e = _mm512_loadu_si512(c[3] + t * 64);
                     __m512i ab = high ? _mm512_unpackhi_epi8(a, b) : _mm512_unpacklo_epi8(a, b);
