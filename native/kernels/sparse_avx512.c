@@ -39,7 +39,7 @@ void tl_sparse_avx512(const uint8_t *w, int64_t rows, const int32_t *idx, const 
                     __m512i xv = _mm512_set1_epi32((int)x[f]);
                     for (int q = 0; q < 4; q++)
                         for (int j = 0; j < 2; j++)
-                            acc[2 * q + j] = _mm512_dpbusd_epi32(acc[2 * q + j], _mm512_and_si512(z[j], _mm512_set1_epi8((char)(3 << 2 * q))), xv);
+                            acc[2 * q + j] = vec_dot(acc[2 * q + j], _mm512_and_si512(z[j], _mm512_set1_epi8((char)(3 << 2 * q))), xv);
                 }
                 for (int q = 0; q < 4; q++)
                     for (int j = 0; j < 2; j++) {
