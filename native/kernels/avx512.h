@@ -8,6 +8,7 @@
 #define VEC_ACC __m512i
 #define VEC_BYTES 64
 static inline __m512i vec_zero(void) { return _mm512_setzero_si512(); }
+static inline __m512i vec_add(__m512i a, __m512i b) { return _mm512_add_epi32(a, b); }
 static inline __m512i vec_load(const void *p) { return _mm512_loadu_si512(p); }
 static inline void vec_store(void *p, __m512i v) { _mm512_storeu_si512(p, v); }
 /* in asm: GCC 12 copies every accumulator through another register around the intrinsic (two moves a dot; one token
@@ -26,10 +27,12 @@ static inline __m128i vec_sum4(__m512i a, __m512i b, __m512i c, __m512i d) {
     return _mm_add_epi32(_mm256_castsi256_si128(half), _mm256_extracti128_si256(half, 1));
 }
 static inline void vec_sum4_store(int32_t *out, __m512i a, __m512i b, __m512i c, __m512i d) { _mm_storeu_si128((__m128i *)out, vec_sum4(a, b, c, d)); }
-/* 16-bit lanes: lo in the low 256 bits, hi in the high 256 bits */
+/* 8-, 16- or 32-bit lanes: lo in the low 256 bits, hi in the high 256 bits */
+static inline __m512i halves8(char lo, char hi) { return _mm512_inserti64x4(_mm512_set1_epi8(lo), _mm256_set1_epi8(hi), 1); }
 static inline __m512i halves16(short lo, short hi) {
     return _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(lo), _mm512_set1_epi16(hi));
 }
+static inline __m512i halves32(int lo, int hi) { return _mm512_inserti64x4(_mm512_set1_epi32(lo), _mm256_set1_epi32(hi), 1); }
 
 /* 16 float lanes for float_tile.h: one zmm */
 #define ACC __m512

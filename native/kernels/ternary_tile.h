@@ -19,7 +19,8 @@
  * tile over a 4-row code buffer in the layout store_decoded writes (default: rows one after another, run by
  * tile() below); or FUSED_MANY_TOKENS: no code buffer at all (below). A format whose rows end in values that are not a
  * whole block (tq1_0_lut) defines ROW_BYTES(cols), a row's bytes, and decode_tail(tail, seg): the codes of vector seg of
- * the cols % BLOCK_VALUES values after the row's whole blocks.
+ * the cols % BLOCK_VALUES values after the row's whole blocks. A format may also define SCALES, decode_scaled(block, seg)
+ * and unscale(acc, scale) (needing vec_add(a, b)): see tile_pass().
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
@@ -49,39 +50,63 @@ enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_
 #ifndef TILE_PASS_CELLS
 #define TILE_PASS_CELLS (TILE * TILE)
 #endif
+#ifndef SCALES /* no scaled decoding: decode() only */
+#define SCALES 1
+#define decode_scaled decode
+#define unscale(acc, scale) (acc)
+#endif
 
-/* Rows p .. p + P - 1 of a tile into acc (see tile_rows()). */
+/* Rows p .. p + P - 1 of a tile into acc (see tile_rows()). A format with SCALES > 1 also decodes a segment, with one
+ * op fewer, into codes times a per-lane power of 2 (decode_scaled: one of SCALES, that of seg % SCALES; unscale(acc, s)
+ * divides scale s back out of int32 sums). Where a set of accumulators per scale fits in TILE_PASS_CELLS, a segment's
+ * dots go to its scale's set, and the sets are scaled back and added once per row (x86 AVX-512, 2 tokens: 1.2x in
+ * cache). Not for one token: that loop, so made 1.3x faster in cache, read 0.8-0.9x as fast from memory on x86 Zen 5
+ * (slowing it down brought the rate back: as if its prefetches then ran out of room). */
 static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
                                                             const uint8_t *const *list_ahead, int R, int p, int P,
                                                             const int8_t *x, int64_t cols, int T, int decoded,
                                                             VEC_ACC acc[TILE][TILE]) {
-    for (int r = p; r < p + P; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = vec_zero();
+    int sets = !decoded && T > 1 && P * T * SCALES <= TILE_PASS_CELLS ? SCALES : 1;
+    VEC_ACC set_acc[SCALES][TILE][TILE];
+    for (int s = 0; s < sets; s++)
+        for (int r = p; r < p + P; r++)
+            for (int t = 0; t < T; t++) set_acc[s][r][t] = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
         for (int r = 0; !decoded && p == 0 && (!list || list_ahead) && r < R; r++) {
             const uint8_t *ahead = (list ? list_ahead[r] : src + (r + PREFETCH_TILES * R) * row_bytes) + b * BLOCK_BYTES;
             prefetch_l2(ahead);
             if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64); /* a 66-byte block can span 3 lines */
         }
-        VEC_PART part[TILE][TILE];
-        for (int r = p; r < p + P; r++)
-            for (int t = 0; t < T; t++) part[r][t] = part_begin(acc[r][t]);
+        VEC_PART part[SCALES][TILE][TILE];
+        for (int s = 0; s < sets; s++)
+            for (int r = p; r < p + P; r++)
+                for (int t = 0; t < T; t++) part[s][r][t] = part_begin(set_acc[s][r][t]);
         _Pragma("GCC unroll 8") for (int seg = 0; seg < SEGS; seg++) {
             // codes of this segment for the pass's rows (decoded here, or loaded from the tile's code buffer)
             int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
-            for (int r = p; r < p + P; r++)
-                codes[r] = decoded ? vec_load(src + r * cols + k)
-                                   : decode((list ? list[r] : src + r * row_bytes) + b * BLOCK_BYTES, seg);
+            for (int r = p; r < p + P; r++) {
+                const uint8_t *block = (list ? list[r] : src + r * row_bytes) + b * BLOCK_BYTES;
+                codes[r] = decoded ? vec_load(src + r * cols + k) : sets > 1 ? decode_scaled(block, seg) : decode(block, seg);
+            }
             // dotted with T tokens
+            int s = seg % sets;
             for (int t = 0; t < T; t++) {
                 VEC xv = vec_load(x + t * cols + k);
-                for (int r = p; r < p + P; r++) part[r][t] = part_dot(part[r][t], codes[r], xv);
+                for (int r = p; r < p + P; r++) part[s][r][t] = part_dot(part[s][r][t], codes[r], xv);
             }
         }
-        for (int r = p; r < p + P; r++)
-            for (int t = 0; t < T; t++) acc[r][t] = part_end(acc[r][t], part[r][t]);
+        for (int s = 0; s < sets; s++)
+            for (int r = p; r < p + P; r++)
+                for (int t = 0; t < T; t++) set_acc[s][r][t] = part_end(set_acc[s][r][t], part[s][r][t]);
     }
+    for (int r = p; r < p + P; r++)
+        for (int t = 0; t < T; t++) {
+            acc[r][t] = sets > 1 ? unscale(set_acc[0][r][t], 0) : set_acc[0][r][t];
+#if SCALES > 1
+            for (int s = 1; s < sets; s++) acc[r][t] = vec_add(acc[r][t], unscale(set_acc[s][r][t], s));
+#endif
+        }
     // the row's tail after its whole blocks, if the format has one
     for (int seg = 0; seg < TAIL_SEGS(cols); seg++) {
         int64_t k = cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES;
