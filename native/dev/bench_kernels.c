@@ -165,43 +165,37 @@ static void run_rows(void *arg, int i) {
 #define KEEP __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), \
                                    "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11))
 enum { PEAK_STEPS = 1000000, PEAK_RUNS = 20 };
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double int8_dot_peak(void) {
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static int int8_dot_run(void) {
     __m512i w = _mm512_set1_epi8(1), x = _mm512_set1_epi8(3), total = _mm512_setzero_si512();
 #define INIT(i) __m512i a##i = _mm512_set1_epi32(i);
-    CHAINS(INIT)
-    double best = 1e30;
-    for (int run = 0; run < PEAK_RUNS; run++) {
-        double t = now();
-        for (long k = 0; k < PEAK_STEPS; k++) {
 #define DOT(i) a##i = _mm512_dpbusd_epi32(a##i, w, x);
-            CHAINS(DOT)
-            KEEP;
-        }
-        t = now() - t;
-        best = t < best ? t : best;
-    }
 #define ADD(i) total = _mm512_add_epi32(total, a##i);
+    CHAINS(INIT)
+    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(DOT) KEEP; }
     CHAINS(ADD)
-    return _mm512_reduce_add_epi32(total) == 1 ? 0 : PEAK_STEPS * 12.0 * 64 / best / 1e9; /* the sum keeps the chains */
+    return _mm512_reduce_add_epi32(total);
 }
-__attribute__((target("avx512f"))) static double fma_peak(void) {
+__attribute__((target("avx512f"))) static int fma_run(void) {
     __m512 w = _mm512_set1_ps(0.5f), x = _mm512_set1_ps(1), total = _mm512_setzero_ps();
 #define INITF(i) __m512 a##i = _mm512_set1_ps(i);
-    CHAINS(INITF)
-    double best = 1e30;
-    for (int run = 0; run < PEAK_RUNS; run++) {
-        double t = now();
-        for (long k = 0; k < PEAK_STEPS; k++) {
 #define FMA(i) a##i = _mm512_fmadd_ps(a##i, w, x);
-            CHAINS(FMA)
-            KEEP;
-        }
+#define ADDF(i) total = _mm512_add_ps(total, a##i);
+    CHAINS(INITF)
+    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(FMA) KEEP; }
+    CHAINS(ADDF)
+    return (int)_mm512_reduce_add_ps(total);
+}
+/* G operations a second: the fastest of PEAK_RUNS runs of PEAK_STEPS steps of 12 chains, ops each */
+static double peak(int (*run)(void), double ops) {
+    double best = 1e30;
+    int sums = 0; /* the chains' sums, used, so they are computed */
+    for (int r = 0; r < PEAK_RUNS; r++) {
+        double t = now();
+        sums += run();
         t = now() - t;
         best = t < best ? t : best;
     }
-#define ADDF(i) total = _mm512_add_ps(total, a##i);
-    CHAINS(ADDF)
-    return _mm512_reduce_add_ps(total) == 1 ? 0 : PEAK_STEPS * 12.0 * 16 / best / 1e9;
+    return sums == 1 ? 0 : PEAK_STEPS * 12.0 * ops / best / 1e9;
 }
 #endif
 
@@ -286,7 +280,7 @@ int main(int argc, char **argv) {
     printf("memory read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n", tl_read_bandwidth(STREAM_BYTES, 1),
            tl_read_bandwidth(STREAM_BYTES, 2));
 #if defined(__x86_64__)
-    if (tl_kernels_named("avx512")) printf("compute peak, 1 thread: %.0f GMAC/s int8 (vpdpbusd), %.0f GFMA/s f32\n", int8_dot_peak(), fma_peak());
+    if (tl_kernels_named("avx512")) printf("compute peak, 1 thread: %.0f GMAC/s int8 (vpdpbusd), %.0f GFMA/s f32\n", peak(int8_dot_run, 64), peak(fma_run, 16));
 #endif
     const char *only = argc > 2 ? argv[2] : NULL; /* one type's shapes only */
     printf("%-9s %-12s %-10s %12s %12s %12s %12s %12s %14s %14s %12s\n", "type", "shape", "isa", "cache GB/s",
