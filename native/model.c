@@ -295,19 +295,6 @@ static int check_weights(tl_pool *pool, const tl_config *c, const tl_tensor *tok
     return 1;
 }
 
-/* Memory for weights the engine makes at load, on 2 MiB pages where the system has transparent huge pages (as the
- * runtime's copy of the file): a token's scattered reads (a sparse GEMV's kept columns) then find their TLB entries.
- * Freed with free(). */
-enum { HUGE_PAGE = 2 << 20 };
-static void *alloc_huge(size_t bytes) {
-    size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    void *p = aligned_alloc(HUGE_PAGE, rounded ? rounded : HUGE_PAGE);
-#if defined(MADV_HUGEPAGE)
-    if (p) madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
 /* By-input-channel copies (kernels/sparse_ref.c) of the ternary linears whose input is mostly zeros (a top-K
  * fraction; a relu² model's down_proj), so one token reads only its nonzero inputs' weight columns. Laid out one
  * after another in one allocation, then packed one weight per chunk over the pool. Returns 0 if out of memory. */
@@ -336,7 +323,7 @@ static int make_sparse_copies(tl_model *m) {
         const tl_tensor *w = linear_of(&m->layers[j / N_LINEARS], j % N_LINEARS);
         if (wants_sparse_copy(m, w, j % N_LINEARS)) bytes += (size_t)tl_sparse_bytes(w->rows, w->cols); /* 64-byte multiples */
     }
-    if (bytes && !(m->sparse_arena = alloc_huge(bytes))) return 0;
+    if (bytes && !(m->sparse_arena = tl_alloc_huge(bytes))) return 0;
     uint8_t *at = m->sparse_arena;
     for (int j = 0; j < c->n_layer * N_LINEARS; j++) {
         const tl_tensor *w = linear_of(&m->layers[j / N_LINEARS], j % N_LINEARS);
@@ -394,7 +381,7 @@ static int repack_tq1_0(tl_model *m) {
         if (w->type == TL_TQ1_0) bytes += (size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols));
     }
     if (!bytes) return 1;
-    if (!(m->repacked_arena = alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* each copy readable past its end */
+    if (!(m->repacked_arena = tl_alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* each copy readable past its end */
     uint8_t *at = m->repacked_arena;
     for (int32_t i = 0; i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
@@ -459,7 +446,7 @@ static int repack_output(tl_model *m) {
     int64_t exceptions = task.at[chunks] * TL_BF16_LUT_EXCEPTION_BYTES, bytes = w->rows * row_bytes + exceptions;
     if (task.at[chunks] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), free(task.tables), 1;
     int in_place = m->cfg.weights_writable && bytes <= bf16_bytes;
-    uint8_t *out = in_place ? (uint8_t *)w->data : alloc_huge((size_t)bytes);
+    uint8_t *out = in_place ? (uint8_t *)w->data : tl_alloc_huge((size_t)bytes);
     task.rows = malloc((size_t)(wave_chunks * LUT_CHUNK_ROWS * row_bytes));
     task.exceptions = malloc((size_t)exceptions + 1);
     if (!out || !task.rows || !task.exceptions) {

@@ -1,14 +1,11 @@
 /* probe.c - entry points for tests and benchmarks (probe.h): run one kernel on a whole matrix, measure
  * bandwidth, stress the thread pool. */
-#define _DEFAULT_SOURCE /* madvise */
+#define _DEFAULT_SOURCE /* clock_gettime */
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#endif
 #include "kernels/kernels.h"
 #include "probe.h"
 #include "threads.h"
@@ -149,11 +146,8 @@ static double now(void) {
 }
 
 double tl_read_bandwidth(size_t bytes, int32_t n_threads) {
-    size_t huge = 2 << 20, words = bytes / 4096 * 4096 / 8; /* whole 4 KiB: whole units of 8 lines per chunk */
-    uint64_t *buf = aligned_alloc(huge, (words * 8 + huge - 1) / huge * huge); /* on 2 MiB pages, as the weights */
-#if defined(MADV_HUGEPAGE)
-    if (buf) madvise(buf, (words * 8 + huge - 1) / huge * huge, MADV_HUGEPAGE);
-#endif
+    size_t words = bytes / 4096 * 4096 / 8; /* whole 4 KiB: whole units of 8 lines per chunk */
+    uint64_t *buf = tl_alloc_huge(words * 8); /* on 2 MiB pages, as the weights */
     tl_pool *pool = tl_pool_new(n_threads);
     if (!buf || !pool || !words) { free(buf); tl_pool_free(pool); return 0; }
     memset(buf, 1, words * 8); /* touch every page so the pass measures reads, not page faults */

@@ -8,12 +8,16 @@
  * it never runs a chunk of one task with another's fields, nor counts a chunk of a finished task as done.
  * Callers from several threads take turns (the pool runs one task at a time). Running a task allocates
  * nothing. */
+#define _DEFAULT_SOURCE /* madvise */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
 #include "threads.h"
 
 enum { SPIN_ROUNDS = 20000 };        /* ~0.1-0.5 ms of polling before a worker sleeps or the caller yields */
@@ -173,4 +177,13 @@ void tl_split(int64_t n, int64_t align, int32_t i, int32_t parts, int64_t *begin
     int64_t b = units * i / parts * align, e = units * (i + 1) / parts * align;
     *begin = b < n ? b : n;
     *end = e < n ? e : n;
+}
+
+void *tl_alloc_huge(size_t bytes) {
+    size_t huge = 2 << 20, rounded = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, rounded ? rounded : huge);
+#if defined(MADV_HUGEPAGE)
+    if (p) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
 }

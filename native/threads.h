@@ -2,6 +2,7 @@
  * so a thread the OS preempts (the cores may be shared) delays only the chunk it holds. */
 #ifndef TL_THREADS_H
 #define TL_THREADS_H
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct tl_pool tl_pool;
@@ -14,6 +15,10 @@ void tl_pool_free(tl_pool *p);
 int32_t tl_pool_size(const tl_pool *p);
 /* Runs chunks 0..n_chunks-1 of task; returns when all are done. Callers on several threads take turns. */
 void tl_pool_run(tl_pool *p, tl_task *task, void *arg, int32_t n_chunks);
+/* Memory that the pool's threads stream (weights, the bandwidth probe's buffer), on 2 MiB pages where the system has
+ * transparent huge pages: fewer TLB misses, and scattered reads (a sparse GEMV's kept columns) find their entries.
+ * Freed with free(); NULL if out of memory. */
+void *tl_alloc_huge(size_t bytes);
 /* The share [*begin, *end) of n items for part i of parts, in whole multiples of align. */
 void tl_split(int64_t n, int64_t align, int32_t i, int32_t parts, int64_t *begin, int64_t *end);
 

@@ -12,15 +12,12 @@
  * GEMV at 29 GB/s on 2 threads where the probe, on 2 MiB pages, read 79).
  * On AVX-512 it first prints one core's compute peaks (int8 vpdpbusd, f32 FMA): the ceilings of the GMAC/s column.
  * Build and run: make bench-kernels [ARGS="seconds [type]"] (type: the types whose names start with it) */
-#define _DEFAULT_SOURCE /* madvise */
+#define _DEFAULT_SOURCE /* clock_gettime */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <sys/mman.h>
-#endif
 #include "../kernels/kernels.h"
 #include "../probe.h"
 #include "../threads.h"
@@ -153,8 +150,6 @@ static void run_rows(void *arg, int i) {
     ternary_rows_fn(j->k, j->type)(j->w + (int64_t)(i % j->n_copies) * j->bytes, j->cols, j->list, j->n, j->x, 1, j->y, j->rows);
 }
 
-/* Memory for matrices streamed from memory, on 2 MiB pages where the system offers them (as the engine's weights).
- * Freed with free(). */
 #if defined(__x86_64__)
 #include <immintrin.h>
 /* One core's compute ceilings, which the "pp 1t GMAC/s" column compares with: 12 independent chains (more than
@@ -199,15 +194,6 @@ static double peak(int (*run)(void), double ops) {
 }
 #endif
 
-static void *alloc_huge(size_t bytes) {
-    size_t huge = 2 << 20, rounded = (bytes + huge - 1) / huge * huge;
-    void *p = aligned_alloc(huge, rounded);
-#if defined(MADV_HUGEPAGE)
-    if (p) madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-    return p;
-}
-
 /* The relu² decode kernels at 2B-4T's MLP shapes on one thread, each against the dense GEMV of the same matrix. */
 static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, int calls) {
     static const double KEPT[] = {0.5, 0.3, 0.2, 0.15, 0.1};
@@ -221,8 +207,8 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
         int64_t rows = which ? 6912 : 2560, cols = which ? 2560 : 6912, bytes = rows * tl_row_bytes(type, cols);
         int64_t sparse_bytes = which ? 0 : tl_sparse_bytes(rows, cols);
         int n_copies = (int)(STREAM_BYTES / bytes + 1);
-        uint8_t *w = alloc_huge((size_t)(bytes * n_copies + TL_LUT_READ_PAST));
-        uint8_t *packed = which ? NULL : alloc_huge((size_t)(sparse_bytes * n_copies));
+        uint8_t *w = tl_alloc_huge((size_t)(bytes * n_copies + TL_LUT_READ_PAST));
+        uint8_t *packed = which ? NULL : tl_alloc_huge((size_t)(sparse_bytes * n_copies));
         for (int64_t i = 0; i < bytes * n_copies; i++) w[i] = (uint8_t)rand();
         for (int c = 0; !which && c < n_copies; c++) tl_sparse_pack(type, w + c * bytes, rows, cols, packed + c * sparse_bytes);
         sparse_job j = {k, type, rows, cols, bytes, n_copies, 0, w, list, val, &x, y, sum};
@@ -293,7 +279,7 @@ int main(int argc, char **argv) {
         int64_t matrix_bytes = s->type == TL_BF16_LUT ? bf16_lut_matrix(s->rows, s->cols, &lut) : s->rows * row_bytes;
         int64_t cached_rows = CACHE_BYTES / row_bytes / 16 * 16;
         int n_copies = (int)((STREAM_BYTES + matrix_bytes - 1) / matrix_bytes);
-        uint8_t *copies = alloc_huge((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
+        uint8_t *copies = tl_alloc_huge((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = lut ? lut[i % matrix_bytes] : (uint8_t)rand();
         free(lut);
         if (s->type == TL_BF16) /* finite bf16 values only */
