@@ -403,7 +403,7 @@ static int repack_tq1_0(tl_model *m) {
  * place, a wave's packed rows cover only bf16 rows read before: row r's end, r row_bytes, is below its bf16 end,
  * 2 r cols). A matrix with more than one exception in LUT_MAX_EXCEPTIONS values stays bf16 (its lists would outgrow
  * the 4 bits saved). */
-enum { LUT_CHUNK_ROWS = 256, LUT_WAVE_CHUNKS_PER_THREAD = 2, LUT_MAX_EXCEPTIONS = 64 };
+enum { LUT_CHUNK_ROWS = 256, LUT_WAVE_CHUNKS_PER_THREAD = 2, LUT_MAX_EXCEPTIONS = 64 }; /* chunks: whole groups of rows */
 typedef struct {
     tl_model *m;
     int64_t *at;         /* [chunks + 1]: each chunk's first exception, then their total */
@@ -430,7 +430,7 @@ static void lut_pack_chunk(void *arg, int32_t i, int32_t thread) {
     if (r0 >= r1) return;
     tl_bf16_lut_pack(w->data, w->cols, r0, r1, task->tables + r0 * 16, task->rows + (int64_t)i * LUT_CHUNK_ROWS * row_bytes,
                      task->exceptions + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES,
-                     w->rows * row_bytes + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES);
+                     tl_bf16_lut_rows_bytes(w->rows, w->cols) + task->at[chunk] * TL_BF16_LUT_EXCEPTION_BYTES);
 }
 
 static int repack_output(tl_model *m) {
@@ -443,7 +443,8 @@ static int repack_output(tl_model *m) {
     if (!task.at || !task.tables) return free(task.at), free(task.tables), 0;
     tl_pool_run(m->pool, lut_count_chunk, &task, chunks);
     for (int32_t c = 0; c < chunks; c++) task.at[c + 1] += task.at[c];
-    int64_t exceptions = task.at[chunks] * TL_BF16_LUT_EXCEPTION_BYTES, bytes = w->rows * row_bytes + exceptions;
+    int64_t rows_bytes = tl_bf16_lut_rows_bytes(w->rows, w->cols), exceptions = task.at[chunks] * TL_BF16_LUT_EXCEPTION_BYTES;
+    int64_t bytes = rows_bytes + exceptions;
     if (task.at[chunks] * LUT_MAX_EXCEPTIONS > w->rows * w->cols) return free(task.at), free(task.tables), 1;
     int in_place = m->cfg.weights_writable && bytes <= bf16_bytes;
     uint8_t *out = in_place ? (uint8_t *)w->data : tl_alloc_huge((size_t)bytes);
@@ -458,12 +459,12 @@ static int repack_output(tl_model *m) {
         tl_pool_run(m->pool, lut_pack_chunk, &task, wave_chunks);
         int64_t r0 = (int64_t)task.wave * LUT_CHUNK_ROWS, r1 = r0 + wave_chunks * LUT_CHUNK_ROWS;
         r1 = r1 < w->rows ? r1 : w->rows;
-        memcpy(out + r0 * row_bytes, task.rows, (size_t)((r1 - r0) * row_bytes));
+        memcpy(out + r0 * row_bytes, task.rows, (size_t)tl_bf16_lut_rows_bytes(r1 - r0, w->cols));
         uintptr_t end = (uintptr_t)w->data + (uintptr_t)(r1 * 2 * w->cols); /* from the page the last wave kept on */
         if (!in_place && m->cfg.weights_mapped) release_pages((const void *)read, (int64_t)(end - read));
         read = end / page * page > read ? end / page * page : read;
     }
-    memcpy(out + w->rows * row_bytes, task.exceptions, (size_t)exceptions);
+    memcpy(out + rows_bytes, task.exceptions, (size_t)exceptions);
     if (in_place && m->cfg.weights_mapped) release_pages(out + bytes, bf16_bytes - bytes);
     free(task.at), free(task.tables), free(task.rows), free(task.exceptions);
     if (!in_place) m->output_lut = out;

@@ -73,18 +73,18 @@ int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_
     return 0;
 }
 
-/* A bf16 matrix in its lookup layout, packed a few rows at a time with the exceptions placed as the engine places them
- * (each chunk's after the previous chunk's); NULL if cols is not a multiple of 64 or out of memory. */
+/* A bf16 matrix in its lookup layout, packed two groups of rows at a time with the exceptions placed as the engine
+ * places them (each chunk's after the previous chunk's); NULL if cols is not a multiple of 64 or out of memory. */
 static uint8_t *bf16_lut_packed(const void *w, int64_t rows, int64_t cols, int64_t *bytes) {
-    enum { CHUNK_ROWS = 3 };
-    int64_t row_bytes = tl_bf16_lut_row_bytes(cols);
+    enum { CHUNK_ROWS = 2 * TL_BF16_LUT_GROUP };
+    int64_t row_bytes = tl_bf16_lut_row_bytes(cols), rows_bytes = tl_bf16_lut_rows_bytes(rows, cols);
     if (!row_bytes || rows <= 0) return NULL;
     uint8_t *tables = malloc((size_t)rows * 16), *packed = NULL;
     if (tables) {
-        *bytes = rows * row_bytes + tl_bf16_lut_tables(w, cols, 0, rows, tables) * TL_BF16_LUT_EXCEPTION_BYTES;
+        *bytes = rows_bytes + tl_bf16_lut_tables(w, cols, 0, rows, tables) * TL_BF16_LUT_EXCEPTION_BYTES;
         packed = malloc((size_t)*bytes);
     }
-    for (int64_t r0 = 0, at = rows * row_bytes; packed && r0 < rows; r0 += CHUNK_ROWS) {
+    for (int64_t r0 = 0, at = rows_bytes; packed && r0 < rows; r0 += CHUNK_ROWS) {
         int64_t r1 = r0 + CHUNK_ROWS < rows ? r0 + CHUNK_ROWS : rows;
         at += tl_bf16_lut_pack(w, cols, r0, r1, tables + r0 * 16, packed + r0 * row_bytes, packed + at, at) * TL_BF16_LUT_EXCEPTION_BYTES;
     }
@@ -110,7 +110,11 @@ int32_t tl_matmul_float(const char *isa, int32_t type, const void *w, int64_t ro
     int64_t bytes;
     uint8_t *packed = fn && type == TL_BF16_LUT ? bf16_lut_packed(w, rows, cols, &bytes) : NULL; /* w is bf16 */
     if (!fn || (type == TL_BF16_LUT && !packed)) return -1;
-    fn(packed ? packed : w, cols, 0, rows, x, n, y, rows);
+    for (int32_t part = 0; part < 2; part++) { /* two calls, cut as the engine cuts rows over threads */
+        int64_t r0, r1;
+        tl_split(rows, TL_ROW_ALIGN, part, 2, &r0, &r1);
+        if (r0 < r1) fn(packed ? packed : w, cols, r0, r1, x, n, y, rows);
+    }
     free(packed);
     return 0;
 }

@@ -7,8 +7,8 @@
 /* One kernel of a named ISA over a whole weight matrix. Ternary types (TL_TQ1_0, TL_TQ2_0, TL_I2_S) take int8
  * activations x [n][cols] with per-token scales x_scale [n]: y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t]
  * * w_scale. Float types (TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations:
- * y[t][r] = sum_k W[r][k] x[t][k]. Returns 0, or -1 if the ISA is unknown or not supported by this CPU, or the
- * type/shape has no kernel. */
+ * y[t][r] = sum_k W[r][k] x[t][k], in two calls over rows split as the engine splits them (tl_split, 16-row
+ * boundaries). Returns 0, or -1 if the ISA is unknown or not supported by this CPU, or the type/shape has no kernel. */
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y);
 /* The row-list entry of a ternary kernel over n_tokens tokens: y[t][list[i]] (rows apart) for i < n as
@@ -25,7 +25,7 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
  * layout's scalar decode of it back to values [rows][cols]. Returns 0, or -1 as above. */
 int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values);
 /* A bf16 matrix (cols a multiple of 64) in its lookup layout (native/kernels/bf16_lut_ref.c), packed as the engine
- * packs it (a few rows at a time): returns its bytes (-1: cols not a multiple of 64, or out of memory), copies them
+ * packs it (a few groups of rows at a time): returns its bytes (-1: cols not a multiple of 64, or out of memory), copies them
  * to packed if packed_bytes is enough (packed may be NULL), and writes the layout's scalar decode as f32 to values
  * [rows][cols] unless NULL. */
 int64_t tl_bf16_lut_repack(const void *w, int64_t rows, int64_t cols, uint8_t *packed, int64_t packed_bytes, float *values);

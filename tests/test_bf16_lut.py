@@ -21,16 +21,28 @@ LUT_ISA = "avx512vbmi"  # the kernel set that reads bf16 repacked
 BF16_LUT = 0x10000 + 30  # the layout's engine-internal type id (kernels.h: TL_BF16_LUT)
 
 
+GROUP = 4  # rows interleaved in a group
+
+
+def header_at(r: int, row_bytes: int) -> int:
+    """Where row r's header starts: its group's start, then the headers of the group's rows before it."""
+    return r // GROUP * GROUP * row_bytes + r % GROUP * 64
+
+
 def pack_lut(bf16: np.ndarray) -> np.ndarray:
     """The layout from docs/format.md, as one flat uint8 array: per row a 64-byte header (table of the 16 most frequent
     high bytes, most first, ties and the unused slots by byte value; int64 offset of the row's exception list from
-    the row; int32 its length), then per 64 values their low bytes and 32 bytes of codes (value m low nibble, 32 + m
-    high); then each row's exceptions (uint32 column, uint16 value, 2 zero bytes) after all rows."""
+    its header; int32 its length) and per 64 values their low bytes and 32 bytes of codes (value m low nibble, 32 + m
+    high); the rows in groups of 4 (the last filled up with zero rows): the group's headers, then block 0 of each of
+    its rows, block 1 of each, ...; then each row's exceptions (uint32 column, uint16 value, 2 zero bytes) after the
+    last group."""
     rows, cols = bf16.shape
     row_bytes = 64 + cols // 64 * 96
-    out = np.zeros((rows, row_bytes), np.uint8)
+    groups = -(-rows // GROUP)
+    headers = np.zeros((groups * GROUP, 64), np.uint8)
+    blocks = np.zeros((groups * GROUP, cols // 64, 96), np.uint8)
     lists = []
-    at = rows * row_bytes
+    at = groups * GROUP * row_bytes
     for r in range(rows):
         high, low = (bf16[r] >> 8).astype(np.uint8), (bf16[r] & 0xFF).astype(np.uint8)
         count = np.bincount(high, minlength=256)
@@ -44,35 +56,34 @@ def pack_lut(bf16: np.ndarray) -> np.ndarray:
         entries[:, :4] = outside.astype("<u4").view(np.uint8).reshape(-1, 4)
         entries[:, 4:6] = bf16[r, outside].astype("<u2").view(np.uint8).reshape(-1, 2)
         lists.append(entries.reshape(-1))
-        header = np.zeros(64, np.uint8)
-        header[:16] = table
-        header[16:24] = np.array([at - r * row_bytes if len(outside) else 0], "<i8").view(np.uint8)
-        header[24:28] = np.array([len(outside)], "<i4").view(np.uint8)
+        headers[r, :16] = table
+        headers[r, 16:24] = np.array([at - header_at(r, row_bytes) if len(outside) else 0], "<i8").view(np.uint8)
+        headers[r, 24:28] = np.array([len(outside)], "<i4").view(np.uint8)
         at += 8 * len(outside)
-        blocks = np.zeros((cols // 64, 96), np.uint8)
-        blocks[:, :64] = low.reshape(-1, 64)
+        blocks[r, :, :64] = low.reshape(-1, 64)
         cb = c.reshape(-1, 2, 32).astype(np.uint8)
-        blocks[:, 64:] = cb[:, 0] | cb[:, 1] << 4
-        out[r] = np.concatenate([header, blocks.reshape(-1)])
+        blocks[r, :, 64:] = cb[:, 0] | cb[:, 1] << 4
+    interleaved = blocks.reshape(groups, GROUP, -1, 96).transpose(0, 2, 1, 3)  # [group][block][row][byte]
+    out = np.concatenate([headers.reshape(groups, -1), interleaved.reshape(groups, -1)], axis=1)
     return np.concatenate([out.reshape(-1), *lists])
 
 
 def unpack_lut(packed: np.ndarray, rows: int, cols: int) -> np.ndarray:
     """The bf16 values back from the layout's bytes, by the documented layout alone."""
     row_bytes = 64 + cols // 64 * 96
+    groups = -(-rows // GROUP)
+    grouped = packed[: groups * GROUP * row_bytes].reshape(groups, -1)
+    headers = grouped[:, : GROUP * 64].reshape(-1, 64)
+    blocks = grouped[:, GROUP * 64 :].reshape(groups, -1, GROUP, 96)  # [group][block][row][byte]
+    blocks = blocks.transpose(0, 2, 1, 3).reshape(groups * GROUP, -1, 96)
     out = np.zeros((rows, cols), np.uint16)
     for r in range(rows):
-        row = packed[r * row_bytes : (r + 1) * row_bytes]
-        table = row[:16]
-        blocks = row[64:].reshape(-1, 96)
-        codes = np.stack([blocks[:, 64:] & 15, blocks[:, 64:] >> 4], axis=1).reshape(-1)
-        out[r] = table[codes].astype(np.uint16) << 8 | blocks[:, :64].reshape(-1)
-        offset, n = int(row[16:24].view("<i8")[0]), int(row[24:28].view("<i4")[0])
-        entries = (
-            packed[r * row_bytes + offset : r * row_bytes + offset + 8 * n].reshape(-1, 8)
-            if n
-            else np.zeros((0, 8), np.uint8)
-        )
+        table = headers[r, :16]
+        codes = np.stack([blocks[r, :, 64:] & 15, blocks[r, :, 64:] >> 4], axis=1).reshape(-1)
+        out[r] = table[codes].astype(np.uint16) << 8 | blocks[r, :, :64].reshape(-1)
+        offset, n = int(headers[r, 16:24].view("<i8")[0]), int(headers[r, 24:28].view("<i4")[0])
+        start = header_at(r, row_bytes) + offset
+        entries = packed[start : start + 8 * n].reshape(-1, 8) if n else np.zeros((0, 8), np.uint8)
         out[r, entries[:, :4].copy().view("<u4").reshape(-1)] = entries[:, 4:6].copy().view("<u2").reshape(-1)
     return out
 
@@ -132,7 +143,8 @@ def test_repack_is_the_documented_layout_and_lossless(rows, cols):
     bf16 = hard_matrix(rows, cols)
     want = pack_lut(bf16)
     packed, values = repack(bf16)
-    assert np.count_nonzero(packed[rows * (64 + cols // 64 * 96) :]) > 0  # some rows have exceptions
+    lists_at = -(-rows // GROUP) * GROUP * (64 + cols // 64 * 96)  # past the last group
+    assert np.count_nonzero(packed[lists_at:]) > 0  # some rows have exceptions
     np.testing.assert_array_equal(packed, want)
     np.testing.assert_array_equal(unpack_lut(want, rows, cols), bf16)  # the numpy pair: lossless by the spec
     np.testing.assert_array_equal(values, bf16)  # the engine's decode (the tied embedding lookup)
@@ -142,7 +154,7 @@ def test_one_wrong_weight_is_caught():
     """The checks above can fail: one value changed after packing decodes to something else."""
     bf16 = hard_matrix(4, 128)
     packed = pack_lut(bf16)
-    packed[64 + 7] ^= 1  # row 0 is all zeros: its value 7's low byte
+    packed[GROUP * 64 + 7] ^= 1  # row 0's value 7's low byte: its block 0 follows the group's headers
     assert not np.array_equal(unpack_lut(packed, 4, 128), bf16)
 
 
@@ -163,7 +175,8 @@ def test_output_matrix_sized():
 def test_lut_kernels_equal_the_bf16_reference(rows, cols, n):
     """The layout's reference and each SIMD kernel on it against the bf16 reference (checked against numpy in
     test_kernels.py) bit for bit: the same weights in the same canonical order. 1-16 tokens (tiles of 1-4 and their
-    remainders), rows of one to 108 blocks."""
+    remainders), rows of one to 108 blocks, most row counts ending in a part group, each matrix in two calls whose
+    second starts at a row past 0 (tl_matmul_float cuts rows as the engine does)."""
     bf16 = hard_matrix(rows, cols)
     big = (bf16 & 0x7FFF) > 0x5F7F  # sums of the largest finite values would overflow: below 2^64 instead
     bf16[big] = bf16[big] & 0x80FF | 0x5F00

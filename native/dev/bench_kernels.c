@@ -244,7 +244,7 @@ static int64_t bf16_lut_matrix(int64_t rows, int64_t cols, uint8_t **out) {
         bf16[i] = (uint16_t)(v.u >> 16);
     }
     uint8_t *tables = malloc((size_t)rows * 16);
-    int64_t rows_bytes = rows * tl_bf16_lut_row_bytes(cols), bytes = 0;
+    int64_t rows_bytes = tl_bf16_lut_rows_bytes(rows, cols), bytes = 0;
     if (tables) bytes = rows_bytes + tl_bf16_lut_tables((const uint8_t *)bf16, cols, 0, rows, tables) * TL_BF16_LUT_EXCEPTION_BYTES;
     if ((*out = tables ? malloc((size_t)bytes) : NULL))
         tl_bf16_lut_pack((const uint8_t *)bf16, cols, 0, rows, tables, *out, *out + rows_bytes, rows_bytes);

@@ -19,10 +19,11 @@ static const uint8_t INTERLEAVE[64] __attribute__((aligned(64))) = {
     LANE(0), LANE(1), LANE(2), LANE(3), LANE(4), LANE(5), LANE(6), LANE(7),
     LANE(8), LANE(9), LANE(10), LANE(11), LANE(12), LANE(13), LANE(14), LANE(15)};
 
-/* A row's decoding state: its table (4 times), and the column of its next exception (INT64_MAX: none left). */
+/* A row's decoding state: its table (4 times), header, block 0, and the column of its next exception (INT64_MAX: none
+ * left). */
 typedef struct {
     __m512i table;
-    const uint8_t *row;
+    const uint8_t *header, *blocks;
     int64_t next;
 } lut_row;
 
@@ -45,24 +46,26 @@ static int32_t first_from(const uint8_t *list, int32_t n, int64_t k) {
 
 /* The column of a row's first exception at or after column k, or INT64_MAX. Out of line (rare), taking no pointer to
  * the row's state, which then stays in registers (1.1x faster at 8-64 tokens than a state kept in memory). */
-static __attribute__((noinline)) int64_t exception_from(const uint8_t *row, int64_t k) {
+static __attribute__((noinline)) int64_t exception_from(const uint8_t *header, int64_t k) {
     int32_t n;
-    const uint8_t *list = tl_bf16_lut_exceptions(row, &n);
+    const uint8_t *list = tl_bf16_lut_exceptions(header, &n);
     int32_t i = first_from(list, n, k);
     return i < n ? column_of(list, i) : INT64_MAX;
 }
 
-static inline lut_row w_row(const uint8_t *row) {
-    lut_row s = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)row)), row, exception_from(row, 0)};
+static inline lut_row w_row(const uint8_t *w, int64_t row_bytes, int64_t r) {
+    const uint8_t *header = w + tl_bf16_lut_header_at(row_bytes, r);
+    lut_row s = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)header)), header,
+                 w + tl_bf16_lut_block_at(row_bytes, r, 0), exception_from(header, 0)};
     return s;
 }
 
 /* Values k .. k + 31 with the row's exceptions among them written over (value k + j is word 2j, or 2(j - 16) + 1
  * from 16). */
-static __attribute__((noinline)) __m512i patch(const uint8_t *row, int64_t k, __m512i words) {
+static __attribute__((noinline)) __m512i patch(const uint8_t *header, int64_t k, __m512i words) {
     uint16_t w[32];
     int32_t n;
-    const uint8_t *list = tl_bf16_lut_exceptions(row, &n);
+    const uint8_t *list = tl_bf16_lut_exceptions(header, &n);
     _mm512_storeu_si512(w, words);
     for (int32_t i = first_from(list, n, k); i < n && column_of(list, i) < k + 32; i++) {
         int64_t j = column_of(list, i) - k;
@@ -71,16 +74,20 @@ static __attribute__((noinline)) __m512i patch(const uint8_t *row, int64_t k, __
     return _mm512_loadu_si512(w);
 }
 
+/* Where a row's values k .. k + 31 are: their block (the row's blocks are a group's blocks apart), their low bytes. */
+#define BLOCK_OF(s, k) ((s).blocks + (k) / 64 * (TL_BF16_LUT_GROUP * TL_BF16_LUT_BLOCK_BYTES))
+#define LINE_AT(s, k) (BLOCK_OF(s, k) + ((k) & 32))
+
 static inline void load_w_line(lut_row *s, int64_t k, __m512 *lo, __m512 *hi) {
-    const uint8_t *block = s->row + TL_BF16_LUT_HEADER + k / 64 * TL_BF16_LUT_BLOCK_BYTES;
+    const uint8_t *block = BLOCK_OF(*s, k);
     __m512i low = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(block + (k & 32))));
     __m512i codes = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(block + 64)));
     __m512i v = _mm512_permutex2var_epi8(low, _mm512_load_si512(INTERLEAVE), codes);
     __m512i index = _mm512_srl_epi16(v, _mm_cvtsi64_si128((k & 32) >> 3)); /* the second 32: high nibbles */
     v = _mm512_mask_permutexvar_epi8(v, 0xAAAAAAAAAAAAAAAAull, index, s->table);
     if (__builtin_expect(s->next < k + 32, 0)) {
-        v = patch(s->row, k, v);
-        s->next = exception_from(s->row, k + 32);
+        v = patch(s->header, k, v);
+        s->next = exception_from(s->header, k + 32);
     }
     *lo = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
     *hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
@@ -88,7 +95,6 @@ static inline void load_w_line(lut_row *s, int64_t k, __m512 *lo, __m512 *hi) {
 #define LOAD_W_LINE
 #define W_ROW lut_row
 #define ROW_BYTES(cols) tl_bf16_lut_row_bytes(cols)
-#define LINE_OFFSET(k) (TL_BF16_LUT_HEADER + (k) / 2 * 3)
 #define FLOAT_KERNEL tl_bf16_lut_vbmi
 #include "float_tile.h"
 #endif

@@ -19,15 +19,15 @@ static inline ACC block_dot(ACC acc, const float *values, const float *x) {
 
 enum { BT_TILE = 4 }; /* float_tile.h's FTILE */
 
-static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
-                                                        int64_t cols, int T, float out[BT_TILE][BT_TILE]) {
+static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int64_t r0, int R,
+                                                        const float *x, int64_t cols, int T, float out[BT_TILE][BT_TILE]) {
     ACC acc[BT_TILE][BT_TILE];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
     float values[BT_TILE][BT_BLOCK_VALUES + 16] __attribute__((aligned(64))); /* room for per-block scales */
     for (int64_t b = 0; b < cols / BT_BLOCK_VALUES; b++) {
         for (int r = 0; r < R; r++) {
-            const uint8_t *block = w + r * row_bytes + b * BT_BLOCK_BYTES;
+            const uint8_t *block = w + (r0 + r) * row_bytes + b * BT_BLOCK_BYTES;
             for (int off = 0; off < BT_BLOCK_BYTES; off += 64) prefetch_l2(block + PREFETCH_TILES * R * row_bytes + off);
             unpack(block, values[r]);
         }

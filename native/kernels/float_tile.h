@@ -9,10 +9,10 @@
  * and optionally FTILE_ROWS, FTILE_TOKENS: the tile shape (each 1..4; default 4 x 4), and LOAD_W_LINE with
  * load_w_line(&row, k, &lo, &hi): weights k .. k+15 and k+16 .. k+31 from one 64-byte line (bf16 on AVX-512), used for
  * whole lines before load_w takes any remaining 16. A packed layout read by whole lines only (bf16_lut_vbmi.c) leaves
- * ELEM_BYTES undefined and defines ROW_BYTES(cols), LINE_OFFSET(k) (the byte of its row where value k's line starts, for
- * the prefetch), and W_ROW with w_row(row): a row's decoding state (its table), made once a tile, that load_w_line
- * gets instead of the row's first byte. block_tile.h includes this driver over its own tile for the block-quantized
- * types.
+ * ELEM_BYTES undefined and defines ROW_BYTES(cols), and W_ROW with w_row(w, row_bytes, r) and LINE_AT(row, k): row r's
+ * decoding state (where it is, its table), made once a tile, that load_w_line gets instead of the row's first byte,
+ * and the byte it reads values k .. at (prefetched PREFETCH_TILES tiles of rows further on). block_tile.h includes
+ * this driver over its own tile for the block-quantized types.
  * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. An ISA whose 16 lanes take
  * four registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. */
 
@@ -27,26 +27,28 @@ enum { FTILE = 4 };
 #ifndef BT_KERNEL /* else block_tile.h defined a block-quantized type's tile */
 #ifndef ROW_BYTES
 #define ROW_BYTES(cols) ((cols) * ELEM_BYTES)
-#define LINE_OFFSET(k) ((k) * ELEM_BYTES)
 #endif
 #ifndef W_ROW
 #define W_ROW const uint8_t *
-#define w_row(row) (row)
+#define w_row(w, row_bytes, r) ((w) + (r) * (row_bytes))
+#define LINE_AT(row, k) ((row) + (k) * ELEM_BYTES)
 #endif
-static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int R, const float *x,
-                                                        int64_t cols, int T, float out[FTILE][FTILE]) {
+/* Rows r0 .. r0 + R - 1 of w times tokens 0 .. T - 1 of x. */
+static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int64_t r0, int R,
+                                                        const float *x, int64_t cols, int T, float out[FTILE][FTILE]) {
     ACC acc[FTILE][FTILE];
-    for (int r = 0; r < R; r++)
+    W_ROW rows[FTILE];
+    for (int r = 0; r < R; r++) {
+        rows[r] = w_row(w, row_bytes, r0 + r);
         for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
+    }
     int64_t k = 0;
 #ifdef LOAD_W_LINE
     // a line (32 values) per step, each lane adding its k + l, then its k + 16 + l: the canonical order
-    W_ROW rows[FTILE];
-    for (int r = 0; r < R; r++) rows[r] = w_row(w + r * row_bytes);
     for (; k + 32 <= cols; k += 32) {
         ACC lo[FTILE], hi[FTILE];
         for (int r = 0; r < R; r++) {
-            prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + LINE_OFFSET(k));
+            prefetch_l2(LINE_AT(rows[r], k) + PREFETCH_TILES * R * row_bytes);
             load_w_line(&rows[r], k, &lo[r], &hi[r]);
         }
         for (int t = 0; t < T; t++) {
@@ -60,8 +62,8 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
     _Pragma("GCC unroll 2") for (; k < cols; k += 16) {
         ACC wv[FTILE];
         for (int r = 0; r < R; r++) {
-            if (k * ELEM_BYTES % 64 == 0) prefetch_l2(w + (r + PREFETCH_TILES * R) * row_bytes + k * ELEM_BYTES); /* once a line */
-            wv[r] = load_w(w + r * row_bytes, k);
+            if (k * ELEM_BYTES % 64 == 0) prefetch_l2(LINE_AT(rows[r], k) + PREFETCH_TILES * R * row_bytes); /* once a line */
+            wv[r] = load_w(rows[r], k);
         }
         for (int t = 0; t < T; t++) {
             ACC xv = load_x(x + t * cols + k);
@@ -82,19 +84,18 @@ void FLOAT_KERNEL(const void *w, int64_t cols, int64_t r0, int64_t r1, const flo
         for (int32_t t = 0; t < n;) {
             int T = n - t >= FTILE_TOKENS ? FTILE_TOKENS : n - t;
             float out[FTILE][FTILE];
-            const uint8_t *wr = (const uint8_t *)w + r * row_bytes;
             const float *xt = x + t * cols;
             // constant tile shapes, so each call below unrolls fully
             if (R == FTILE_ROWS) {
-                if (T == 4) ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 4, out);
-                else if (T == 3) ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 3, out);
-                else if (T == 2) ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 2, out);
-                else ftile(wr, row_bytes, FTILE_ROWS, xt, cols, 1, out);
+                if (T == 4) ftile(w, row_bytes, r, FTILE_ROWS, xt, cols, 4, out);
+                else if (T == 3) ftile(w, row_bytes, r, FTILE_ROWS, xt, cols, 3, out);
+                else if (T == 2) ftile(w, row_bytes, r, FTILE_ROWS, xt, cols, 2, out);
+                else ftile(w, row_bytes, r, FTILE_ROWS, xt, cols, 1, out);
             } else {
-                if (T == 4) ftile(wr, row_bytes, 1, xt, cols, 4, out);
-                else if (T == 3) ftile(wr, row_bytes, 1, xt, cols, 3, out);
-                else if (T == 2) ftile(wr, row_bytes, 1, xt, cols, 2, out);
-                else ftile(wr, row_bytes, 1, xt, cols, 1, out);
+                if (T == 4) ftile(w, row_bytes, r, 1, xt, cols, 4, out);
+                else if (T == 3) ftile(w, row_bytes, r, 1, xt, cols, 3, out);
+                else if (T == 2) ftile(w, row_bytes, r, 1, xt, cols, 2, out);
+                else ftile(w, row_bytes, r, 1, xt, cols, 1, out);
             }
             for (int i = 0; i < R; i++)
                 for (int j = 0; j < T; j++) y[(t + j) * ldy + r + i] = out[i][j];

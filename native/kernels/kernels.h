@@ -151,26 +151,41 @@ void tl_tq1_0_lut_decode_row(const uint8_t *row, int64_t cols, int8_t *values);
 /* bf16's lookup layout (bf16_lut_ref.c): each value's high byte (sign and top 7 exponent bits) as a 4-bit code into
  * its row's table of 16 high bytes, its low byte as it is: 12 bits a value, lossless (values whose high byte is not in
  * the table are listed as exceptions). Rows of cols % 64 == 0 values; its tensors carry the engine-internal type id
- * TL_BF16_LUT (never a file's). A row is a 64-byte header then cols / 64 blocks of 96 bytes; the exception lists
- * follow the last row, TL_BF16_LUT_EXCEPTION_BYTES each. */
+ * TL_BF16_LUT (never a file's). A row is a 64-byte header and cols / 64 blocks of 96 bytes, its rows interleaved in
+ * groups of TL_BF16_LUT_GROUP so float_tile.h's 4-row tile reads one ascending stream: a group is its rows' headers,
+ * then each row's block 0, then each row's block 1, ...; the last group is filled up with zero rows. The exception
+ * lists follow the last group, TL_BF16_LUT_EXCEPTION_BYTES each. */
 enum { TL_BF16_LUT = 0x10000 + TL_BF16, TL_BF16_LUT_HEADER = 64, TL_BF16_LUT_BLOCK_VALUES = 64, TL_BF16_LUT_BLOCK_BYTES = 96,
-       TL_BF16_LUT_EXCEPTION_BYTES = 8 };
+       TL_BF16_LUT_EXCEPTION_BYTES = 8, TL_BF16_LUT_GROUP = 4 };
 static inline int64_t tl_bf16_lut_row_bytes(int64_t cols) {
     return cols > 0 && cols % TL_BF16_LUT_BLOCK_VALUES == 0 ? TL_BF16_LUT_HEADER + cols / TL_BF16_LUT_BLOCK_VALUES * TL_BF16_LUT_BLOCK_BYTES : 0;
 }
+/* The bytes of a matrix's rows, whole groups (its exception lists follow). */
+static inline int64_t tl_bf16_lut_rows_bytes(int64_t rows, int64_t cols) {
+    return (rows + TL_BF16_LUT_GROUP - 1) / TL_BF16_LUT_GROUP * TL_BF16_LUT_GROUP * tl_bf16_lut_row_bytes(cols);
+}
+/* Where row r's header, and its block b, start in the layout, for rows of row_bytes. */
+static inline int64_t tl_bf16_lut_header_at(int64_t row_bytes, int64_t r) {
+    return r / TL_BF16_LUT_GROUP * TL_BF16_LUT_GROUP * row_bytes + r % TL_BF16_LUT_GROUP * TL_BF16_LUT_HEADER;
+}
+static inline int64_t tl_bf16_lut_block_at(int64_t row_bytes, int64_t r, int64_t b) {
+    return r / TL_BF16_LUT_GROUP * TL_BF16_LUT_GROUP * row_bytes + TL_BF16_LUT_GROUP * TL_BF16_LUT_HEADER +
+           (b * TL_BF16_LUT_GROUP + r % TL_BF16_LUT_GROUP) * TL_BF16_LUT_BLOCK_BYTES;
+}
 /* A packed row's exception list, from its header: the list's first entry, and its length in *n. */
-static inline const uint8_t *tl_bf16_lut_exceptions(const uint8_t *row, int32_t *n) {
+static inline const uint8_t *tl_bf16_lut_exceptions(const uint8_t *header, int32_t *n) {
     int64_t offset;
-    memcpy(&offset, row + 16, 8);
-    memcpy(n, row + 24, 4);
-    return row + offset;
+    memcpy(&offset, header + 16, 8);
+    memcpy(n, header + 24, 4);
+    return header + offset;
 }
 /* Each of rows [r0, r1) of a bf16 matrix's table (16 bytes, row r's at tables + 16 (r - r0)); returns how many of
  * their values the layout lists as exceptions. */
 int64_t tl_bf16_lut_tables(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, uint8_t *tables);
-/* Rows [r0, r1) of a bf16 matrix into the layout with those tables: row r to rows_out + (r - r0) * its row bytes,
- * their exceptions in order to exceptions_out, whose first entry the layout holds exceptions_at bytes after its row 0
- * (where the rows before r0 list theirs before them). Returns how many exceptions it wrote. */
+/* Rows [r0, r1) of a bf16 matrix into the layout with those tables: r0 a multiple of TL_BF16_LUT_GROUP, r1 too unless
+ * it ends the matrix; their groups to rows_out (tl_bf16_lut_rows_bytes(r1 - r0, cols)), their exceptions in order to
+ * exceptions_out, whose first entry the layout holds exceptions_at bytes after its row 0 (where the rows before r0 list
+ * theirs before them). Returns how many exceptions it wrote. */
 int64_t tl_bf16_lut_pack(const uint8_t *bf16, int64_t cols, int64_t r0, int64_t r1, const uint8_t *tables, uint8_t *rows_out,
                       uint8_t *exceptions_out, int64_t exceptions_at);
 /* Row `row` of the layout back to its bf16 values as f32 (the embedding lookup of a tied output matrix). */
