@@ -12,6 +12,8 @@ import pytest
 
 from tests.test_kernels import RNG, run_float, run_typed
 from tests.test_sparse_decode import TEXT
+from tritlm.converter import synth
+from tritlm.converter.presets import PRESETS
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
 from tritlm.runtime._native import ffi, lib
@@ -235,18 +237,31 @@ def no_huge_pages(monkeypatch):
     monkeypatch.setattr(tritlm.runtime.model, "huge_pages_available", lambda: False)
 
 
-def test_model_logits_equal_the_bf16_kernels(bf16_file, monkeypatch):
+@pytest.fixture(scope="module")
+def odd_vocab_file(tmp_path_factory):
+    """A synthetic tiny model (tied bf16 embedding) of 1023 tokens: the layout's last group holds 3 rows, in the last
+    of the engine's row chunks."""
+    out = tmp_path_factory.mktemp("bf16_lut_odd")
+    checkpoint = synth.write_checkpoint(str(out / "hf"), dict(PRESETS["tiny"], vocab_size=1023), "packed", 0)
+    path = str(out / "odd.gguf")
+    convert(checkpoint, path, "i2_s", progress=False)
+    return path
+
+
+@pytest.mark.parametrize("file", ["bf16_file", "odd_vocab_file"])
+def test_model_logits_equal_the_bf16_kernels(file, request, monkeypatch):
     """Repacked over the model's copy of the file (the default) and into new memory (no copy), against the bf16
     kernels: --mmap (not repacked) and TRITLM_ISA=avx512 (no VBMI kernels)."""
     if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
         pytest.skip(f"this CPU has no {LUT_ISA}: the engine reads bf16 as the file has it")
-    in_place = every_path(bf16_file)
-    mapped = every_path(bf16_file, use_mmap=True)
+    gguf = request.getfixturevalue(file)
+    in_place = every_path(gguf)
+    mapped = every_path(gguf, use_mmap=True)
     with monkeypatch.context() as patch:
         no_huge_pages(patch)
-        new_memory = every_path(bf16_file)
+        new_memory = every_path(gguf)
     monkeypatch.setenv("TRITLM_ISA", "avx512")  # the same engine without the repack
-    plain = every_path(bf16_file)
+    plain = every_path(gguf)
     for path, logits in plain.items():
         assert np.isfinite(logits).all() and logits.std() > 0, path
         for name, other in (("in place", in_place), ("new memory", new_memory), ("mmap", mapped)):
