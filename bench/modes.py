@@ -184,7 +184,7 @@ def main(argv=None) -> int:
         path, _, _ = parse_spec(spec)
         inputs, nonzero, up_rows, computed = m.sparse_counts()
         _, weights = weight_layout(
-            path, m.mode, nonzero / inputs if inputs else None, computed / up_rows if up_rows else None, m.output_bytes
+            path, m.mode, nonzero / inputs if inputs else None, computed / up_rows if up_rows else None, m.read_bytes()
         )
         row = [os.path.basename(spec), m.mode.name]
         for test in (0, 1):

@@ -49,8 +49,8 @@ struct tl_model { /* read-only after tl_model_new */
     uint8_t sparse_input[4]; /* per linear input TL_IN_*: 1 if its linears have sparse copies */
     int64_t sparse_rows;     /* the most rows of a linear with a sparse copy, rounded up to TL_SPARSE_TILE */
     uint8_t *skip_up;        /* [n_layer]: 1 if one token's up_proj runs only the rows where relu(gate) > 0 */
-    uint8_t **repacked;      /* [n_layer][7]: tq1_0 linears in the lookup layout (kernels/tq1_0_lut_ref.c), read instead */
-    void *repacked_arena;    /* the memory they all sit in */
+    uint8_t **repacked;      /* [n_layer][7]: linears repacked at load (repack_linears), read instead */
+    void *repacked_arena;    /* the new memory those not repacked in place sit in */
     void *output_lut;        /* new memory holding a bf16 output matrix (and a tied embedding) repacked into its lookup
                                 layout (kernels/bf16_lut_ref.c), unless it was repacked in place */
     int64_t output_lut_bytes; /* the bytes of that layout */
@@ -344,11 +344,19 @@ static int make_sparse_copies(tl_model *m) {
     return 1;
 }
 
-/* tq1_0 linears repacked into the lookup layout (kernels/tq1_0_lut_ref.c) where the kernels read it (AVX-512 VBMI:
- * decoded at tq2_0's speed, docs/format.md), after the sparse copies were built from the file's blocks. A repacked
- * linear's tensor then points at the copy, typed TL_TQ1_0_LUT, and with cfg.weights_mapped the file's pages of it are
- * dropped once copied. The copies sit one after another on huge pages, as the runtime's copy of the file did; one
- * weight per chunk over the pool; a chunk whose pack runs out of memory keeps tq1_0. */
+/* Ternary linears repacked at load, after the sparse copies were built from the file's blocks:
+ * - tq1_0 into its lookup layout (kernels/tq1_0_lut_ref.c) where the kernels read it (AVX-512 VBMI: decoded at tq2_0's
+ *   speed, docs/format.md);
+ * - tq2_0 as i2_s (kernels/i2_s_ref.c: the same 2-bit codes, fields reversed in each byte, the blocks' d dropped), exact
+ *   since the kernels take the tensor's one scale apart: i2_s reads 64 bytes per 256 values in whole cache lines, not
+ *   66, with the same instructions per value on every ISA (one ternary_tile.h template: a load, a shift and a mask per
+ *   vector; the reference decodes both value by value), so no ISA reads it slower (measured on AVX-512, docs/format.md).
+ *   Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0.
+ * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT or TL_I2_S. tq2_0 is rewritten in place
+ * with cfg.weights_writable (its 1/33 of freed tail stays: dropping it would split the 2 MiB pages it shares with the
+ * next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as the runtime's copy of the
+ * file did, and with cfg.weights_mapped the file's pages of a linear are dropped once copied. One weight per chunk over
+ * the pool; a chunk whose tq1_0 pack runs out of memory keeps tq1_0. */
 static void release_pages(const void *data, int64_t bytes) {
 #if defined(MADV_DONTNEED)
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)data + page - 1) / page * page;
@@ -359,42 +367,56 @@ static void release_pages(const void *data, int64_t bytes) {
 #endif
 }
 
+/* The type linear w is repacked into, or -1 if it is read as the file has it. */
+static int32_t repacked_type(const tl_model *m, const tl_tensor *w) {
+    if (w->type == TL_TQ1_0 && m->kern->tq1_0_lut) return TL_TQ1_0_LUT;
+    if (w->type == TL_TQ2_0 && !m->cfg.keep_file_layout) return TL_I2_S;
+    return -1;
+}
+
+static int repacks_in_place(const tl_model *m, int32_t type) { return type == TL_I2_S && m->cfg.weights_writable; }
+
 static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
     tl_model *m = arg;
     tl_tensor *w = (tl_tensor *)linear_of(&m->layers[chunk / N_LINEARS], chunk % N_LINEARS); /* the model's own array */
-    if (!m->repacked[chunk]) return;
-    if (m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, m->repacked[chunk]) != 0) {
+    uint8_t *out = m->repacked[chunk];
+    if (!out) return;
+    int32_t type = repacked_type(m, w);
+    if (type == TL_I2_S) tl_i2_s_from_tq2_0(w->data, w->rows * w->cols / TL_QK_K, out);
+    else if (m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out) != 0) {
         m->repacked[chunk] = NULL;
         return;
     }
-    if (m->cfg.weights_mapped) release_pages(w->data, w->rows * tl_row_bytes(w->type, w->cols));
-    w->data = m->repacked[chunk], w->type = TL_TQ1_0_LUT;
+    if (m->cfg.weights_mapped && out != w->data) release_pages(w->data, w->rows * tl_row_bytes(w->type, w->cols));
+    w->data = out, w->type = type;
 }
 
-static int repack_tq1_0(tl_model *m) {
-    int32_t n = m->cfg.n_layer * N_LINEARS;
+static int repack_linears(tl_model *m) {
+    int32_t n = m->cfg.n_layer * N_LINEARS, any = 0;
     if (!(m->repacked = calloc((size_t)n, sizeof *m->repacked))) return 0;
     size_t bytes = 0;
-    for (int32_t i = 0; m->kern->tq1_0_lut && i < n; i++) {
+    for (int32_t i = 0; i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-        if (w->type == TL_TQ1_0) bytes += (size_t)(w->rows * tl_tq1_0_lut_row_bytes(w->cols));
+        int32_t type = repacked_type(m, w);
+        if (type >= 0 && !repacks_in_place(m, type)) bytes += (size_t)(w->rows * tl_row_bytes(type, w->cols));
     }
-    if (!bytes) return 1;
-    if (!(m->repacked_arena = tl_alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* each copy readable past its end */
+    if (bytes && !(m->repacked_arena = tl_alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* tq1_0's readable past its end */
     uint8_t *at = m->repacked_arena;
     for (int32_t i = 0; i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-        if (w->type != TL_TQ1_0) continue;
-        m->repacked[i] = at;
-        at += w->rows * tl_tq1_0_lut_row_bytes(w->cols);
+        int32_t type = repacked_type(m, w);
+        if (type < 0) continue;
+        any = 1;
+        if (repacks_in_place(m, type)) m->repacked[i] = (uint8_t *)w->data;
+        else m->repacked[i] = at, at += w->rows * tl_row_bytes(type, w->cols);
     }
-    tl_pool_run(m->pool, repack_chunk, m, n);
+    if (any) tl_pool_run(m->pool, repack_chunk, m, n);
     return 1;
 }
 
 /* A bf16 output matrix repacked into its lookup layout (kernels/bf16_lut_ref.c: 12 bits a value, exact) where the
- * kernels read it (AVX-512 VBMI), unless cfg.keep_bf16: the output (and a tied embedding, whose rows are then decoded
+ * kernels read it (AVX-512 VBMI), unless cfg.keep_file_layout: the output (and a tied embedding, whose rows are then decoded
  * from it) then points at the packed form, typed TL_BF16_LUT. With cfg.weights_writable it is written over the bf16
  * itself (its rows, 0.76 of the bytes, start where the matrix did; the rest is dropped), else into new memory on huge
  * pages, dropping the bf16 pages as it goes with cfg.weights_mapped: memory never holds both forms. Rows go in chunks
@@ -436,7 +458,7 @@ static void lut_pack_chunk(void *arg, int32_t i, int32_t thread) {
 static int repack_output(tl_model *m) {
     tl_tensor *w = &m->output;
     int64_t row_bytes = tl_bf16_lut_row_bytes(w->cols), bf16_bytes = w->rows * 2 * w->cols;
-    if (!m->kern->bf16_lut || m->cfg.keep_bf16 || w->type != TL_BF16 || !row_bytes) return 1;
+    if (!m->kern->bf16_lut || m->cfg.keep_file_layout || w->type != TL_BF16 || !row_bytes) return 1;
     int32_t chunks = (int32_t)((w->rows + LUT_CHUNK_ROWS - 1) / LUT_CHUNK_ROWS);
     int32_t wave_chunks = LUT_WAVE_CHUNKS_PER_THREAD * tl_pool_size(m->pool);
     lut_task task = {m, calloc((size_t)chunks + 1, sizeof(int64_t)), malloc((size_t)w->rows * 16), 0, NULL, NULL};
@@ -499,9 +521,9 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
         tl_model_free(m);
         return fail(err, err_len, "out of memory for the sparse weight copies"), NULL;
     }
-    if (!repack_tq1_0(m)) {
+    if (!repack_linears(m)) {
         tl_model_free(m);
-        return fail(err, err_len, "out of memory for the repacked tq1_0 weights"), NULL;
+        return fail(err, err_len, "out of memory for the repacked ternary weights"), NULL;
     }
     if (!repack_output(m)) {
         tl_model_free(m);
@@ -529,6 +551,12 @@ void tl_model_free(tl_model *m) {
 
 int64_t tl_model_output_bytes(const tl_model *m) {
     return m->output.type == TL_BF16_LUT ? m->output_lut_bytes : m->output.rows * tl_row_bytes(m->output.type, m->output.cols);
+}
+
+int64_t tl_model_linear_bytes(const tl_model *m, int32_t layer, int32_t linear) {
+    if (layer < 0 || layer >= m->cfg.n_layer || linear < 0 || linear >= N_LINEARS) return -1;
+    const tl_tensor *w = linear_of(&m->layers[layer], linear);
+    return w->rows * tl_row_bytes(w->type, w->cols);
 }
 
 const char *tl_isa(void) { return tl_kernels_best()->isa; }

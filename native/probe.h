@@ -24,6 +24,9 @@ int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_
 /* That repack of a tq1_0 matrix into packed (rows x its row bytes) by the ISA's packer ("ref": the scalar one), and the
  * layout's scalar decode of it back to values [rows][cols]. Returns 0, or -1 as above. */
 int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values);
+/* The engine's load-time repack of tq2_0 as i2_s (native/kernels/i2_s_ref.c): `blocks` tq2_0 blocks (256 values each)
+ * to blocks * 64 bytes of i2_s rows without the trailer; out may be tq2_0 itself (in place). */
+void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);
 /* A bf16 matrix (cols a multiple of 64) in its lookup layout (native/kernels/bf16_lut_ref.c), packed as the engine
  * packs it (a few groups of rows at a time): returns its bytes (-1: cols not a multiple of 64, or out of memory), copies them
  * to packed if packed_bytes is enough (packed may be NULL), and writes the layout's scalar decode as f32 to values

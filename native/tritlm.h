@@ -40,16 +40,20 @@ typedef struct {
     int32_t no_sparse;
     /* 1: the engine may drop the pages of the tensors (madvise MADV_DONTNEED): a read-only file mapping (touched again,
      * they are read back from the file), or a copy the caller keeps for the engine alone. It drops those of a tensor
-     * it has copied into a layout of its own (tq1_0 on AVX-512 VBMI), so memory does not hold both. 0 for tensors the
-     * caller still reads (dropping would zero ordinary memory). */
+     * it has copied into a layout of its own (a repacked linear or output matrix not rewritten in place), so memory
+     * does not hold both. 0 for tensors the caller still reads (dropping would zero ordinary memory). */
     int32_t weights_mapped;
     /* 1: the tensors are a private copy the caller keeps for the engine alone (Model's copy of the file), which the
-     * engine may also rewrite: it repacks a bf16 output matrix in place there instead of into new memory. */
+     * engine may also rewrite: it repacks a bf16 output matrix and tq2_0 linears in place there instead of into new
+     * memory. */
     int32_t weights_writable;
-    /* 1: read a bf16 output matrix as the file has it. By default, where the kernels read it faster (AVX-512 VBMI), it
-     * is repacked at load into 12 bits a value, exactly (kernels/bf16_lut_ref.c), a private copy in place of the
-     * file's pages (see weights_writable); this keeps the file's (shared) pages, for --mmap and comparison. */
-    int32_t keep_bf16;
+    /* 1: read a bf16 output matrix and tq2_0 linears as the file has them. By default they are repacked at load,
+     * exactly, into layouts the kernels read faster: bf16 into 12 bits a value where they read that (AVX-512 VBMI,
+     * kernels/bf16_lut_ref.c), tq2_0 as i2_s (its 2-bit codes without the blocks' d, kernels/i2_s_ref.c), a private
+     * copy in place of the file's pages (see weights_writable); this keeps the file's (shared) pages, for --mmap and
+     * comparison. (tq1_0 is repacked regardless where its lookup layout runs: decoded at tq2_0's speed, not tq1_0's,
+     * it is worth the copy.) */
+    int32_t keep_file_layout;
 } tl_config;
 
 /* The linear inputs of a layer, in tl_config.act_bits / act_topk order. */
@@ -71,8 +75,11 @@ tl_model *tl_model_new(const tl_config *cfg, const tl_tensor *token_embd, const 
                        const tl_tensor *output /* data NULL: tied to token_embd */, const tl_layer *layers,
                        int32_t n_threads, char *err, size_t err_len);
 void tl_model_free(tl_model *m);
-/* Bytes of the output matrix as the engine reads them (its repacked form where tl_config.keep_bf16 says it is). */
+/* Bytes of the output matrix as the engine reads them (its repacked form where tl_config.keep_file_layout says it is). */
 int64_t tl_model_output_bytes(const tl_model *m);
+/* Bytes of a layer's linear weight as the engine reads it, whole (its repacked form where it was repacked at load);
+ * linear in tl_layer order: 0..6 = attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down. -1 if out of range. */
+int64_t tl_model_linear_bytes(const tl_model *m, int32_t layer, int32_t linear);
 
 /* A context: the scratch of one caller's forward passes, grown to its largest batch. One per thread calling
  * tl_forward at the same time; contexts share the model's thread pool (concurrent passes take turns per step).

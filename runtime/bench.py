@@ -100,22 +100,24 @@ def weight_layout(
     mode=None,
     down_nonzero: float | None = None,
     up_computed: float | None = None,
-    output_bytes: int | None = None,
+    read_bytes: dict[str, int] | None = None,
 ) -> tuple[str, int]:
-    """(ternary type name of the linear weights, bytes of weights read per decoded token).
-    Decoding reads every tensor except the token embedding, of which it reads one row, unless the
-    embedding is tied and doubles as the output matrix; output_bytes (Model.output_bytes) is the output matrix as the
-    engine reads it (a bf16 one repacked smaller at load), else the file's. A linear whose input keeps a top-K fraction, and a relu²
-    model's down_proj when down_nonzero (the measured fraction of nonzero int8 inputs) is given, is read through
-    its by-input-channel copy: 64 bytes per kept input and 256 output rows (native/kernels/sparse_ref.c); a relu²
-    model's up_proj reads the fraction up_computed of its rows (those where relu(gate) > 0)."""
+    """(ternary type name of the linear weights in the file, bytes of weights read per decoded token).
+    Decoding reads every tensor except the token embedding, of which it reads one row, unless the embedding is tied
+    and doubles as the output matrix. read_bytes (Model.read_bytes()) gives the linears and the output matrix as the
+    engine reads them (repacked at load: tq2_0 as i2_s, a bf16 output matrix smaller), else the file's bytes count. A
+    linear whose input keeps a top-K fraction, and a relu² model's down_proj when down_nonzero (the measured fraction
+    of nonzero int8 inputs) is given, is read through its by-input-channel copy: 64 bytes per kept input and 256
+    output rows (native/kernels/sparse_ref.c); a relu² model's up_proj reads the fraction up_computed of its rows
+    (those where relu(gate) > 0)."""
     from tritlm.formats import TERNARY
     from tritlm.runtime.gguf import read_gguf
 
     with read_gguf(path) as gguf:
         tensors = {t.name: t for t in gguf.tensors}
     ternary_type = tensors["blk.0.attn_q.weight"].type_name
-    read = sum(t.nbytes for t in tensors.values())
+    size = {name: t.nbytes for name, t in tensors.items()} | (read_bytes or {})
+    read = sum(size.values())
     input_of = {"attn_q": 0, "attn_k": 0, "attn_v": 0, "attn_output": 1, "ffn_gate": 2, "ffn_up": 2, "ffn_down": 3}
     for name, t in tensors.items():
         linear = name.split(".")[-2] if name.startswith("blk.") else None
@@ -126,15 +128,13 @@ def weight_layout(
         elif linear == "ffn_down" and down_nonzero is not None:
             keep = down_nonzero * t.cols
         elif linear == "ffn_up" and up_computed is not None:
-            read -= round(t.nbytes * (1 - up_computed))
+            read -= round(size[name] * (1 - up_computed))
             continue
         else:
             continue
-        read += round(-(-t.rows // 256) * keep * 64) - t.nbytes
+        read += round(-(-t.rows // 256) * keep * 64) - size[name]
     if "output.weight" in tensors:
-        read -= tensors["token_embd.weight"].nbytes
-    if output_bytes is not None:
-        read += output_bytes - tensors.get("output.weight", tensors["token_embd.weight"]).nbytes
+        read -= size["token_embd.weight"]
     return ternary_type, read
 
 
@@ -192,7 +192,7 @@ def bench_model(
             records[-1].update(down_zero_pct=100 * (1 - down_nonzero))
         if up_computed is not None:
             records[-1].update(up_skipped_pct=100 * (1 - up_computed))
-        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero, up_computed, model.output_bytes)
+        ternary_type, weight_bytes = weight_layout(path, model.mode, down_nonzero, up_computed, model.read_bytes())
         for r in records:
             r["type"] = ternary_type
         # Before the bandwidth probe, whose buffer would count as the model's memory.

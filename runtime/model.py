@@ -15,6 +15,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from tritlm.formats import LAYER_TENSORS
 from tritlm.runtime._native import ffi, lib
 from tritlm.runtime.errors import ModelError
 from tritlm.runtime.gguf import GGUFFile, huge_pages_available
@@ -134,8 +135,8 @@ class Model:
         use_mmap: read the weights where the file is mapped (the page cache, shared by every process mapping the
         file) instead of a private copy on 2 MiB pages (the default where Linux offers transparent huge pages:
         decoding ran 1.03-1.08x faster on the Zen 5 machine; loading copies the file once, README: Benchmarks). The
-        engine repacks a bf16 output matrix smaller in that copy on AVX-512 VBMI (lossless, docs/format.md); with
-        use_mmap it reads the file's bf16."""
+        engine repacks a bf16 output matrix smaller in that copy on AVX-512 VBMI, and tq2_0 linears as i2_s (both
+        lossless, docs/format.md); with use_mmap it reads the file's bf16 and tq2_0."""
         self.path = str(path)
         self._ptr = None
         file = GGUFFile(self.path)
@@ -177,6 +178,8 @@ class Model:
         self.bos_id = self.tokenizer.bos_id
         self.eos_ids = self.tokenizer.end_ids
         self.model_bytes = sum(t.nbytes for t in file.tensors)
+        tied = all(t.name != "output.weight" for t in file.tensors)
+        self._output_name = "token_embd.weight" if tied else "output.weight"  # the output matrix's tensor
 
         if use_mmap or not huge_pages_available():
             self._base = ffi.from_buffer(file.buffer)  # the mmap's first byte, for the C side
@@ -187,9 +190,10 @@ class Model:
             base = ffi.cast("const char *", self._base) + start - file.data_offset
         # where file offset 0 would be: tensor t is at _origin + t.offset
         self._origin = int(ffi.cast("uintptr_t", base))
-        # --mmap keeps the page cache shared: the bf16 output matrix is read there, not repacked into a private copy
+        # --mmap keeps the page cache shared: a bf16 output matrix and tq2_0 linears are read there, not repacked into
+        # a private copy
         self._structs = native_weights(
-            file, hp, base, ffi, self.mode, sparse, keep_bf16=use_mmap, writable=self._copy is not None
+            file, hp, base, ffi, self.mode, sparse, keep_file_layout=use_mmap, writable=self._copy is not None
         )
         err = ffi.new("char[]", ERR_LEN)
         ptr = lib.tl_model_new(*self._structs, self.n_threads, err, ERR_LEN)
@@ -297,6 +301,19 @@ class Model:
         """Bytes of the output matrix as the engine reads them per logits row: a bf16 one repacked at load
         (docs/format.md) is ~0.76 of the file's."""
         return int(lib.tl_model_output_bytes(self._ptr))
+
+    def read_bytes(self) -> dict[str, int]:
+        """Bytes of each linear weight and of the output matrix (output.weight, or token_embd.weight when tied) as the
+        engine reads them whole: their repacked forms where they were repacked at load (docs/format.md; tq2_0 as i2_s
+        is 64 bytes per 256 values, not the file's 66)."""
+        names = [n for n in LAYER_TENSORS if not n.endswith("norm")]  # tl_layer's order of its linears
+        read = {
+            f"blk.{layer}.{name}.weight": int(lib.tl_model_linear_bytes(self._ptr, layer, i))
+            for layer in range(self.hparams.n_layer)
+            for i, name in enumerate(names)
+        }
+        read[self._output_name] = self.output_bytes
+        return read
 
     def sparse_counts(self) -> tuple[int, int, int, int]:
         """(down_proj inputs, nonzero ones, up_proj rows, computed ones) of the tokens decoded so far by the relu² sparse

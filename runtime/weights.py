@@ -177,14 +177,15 @@ def native_weights(
     ffi,
     mode: ActMode = ActMode(),
     sparse: bool = True,
-    keep_bf16: bool = False,
+    keep_file_layout: bool = False,
     writable: bool = False,
 ):
     """(tl_config, token_embd, output_norm, output, layers) as cffi structs; `base` is the file's first byte. A
     tensor the model needs but the file lacks is left empty (data NULL) for the engine to name; a tensor the
     model does not use is refused here. sparse=False: decode a relu² model's MLP densely (tl_config.no_sparse).
-    keep_bf16: read a bf16 output matrix as the file has it, not repacked (tl_config.keep_bf16). writable: `base` is
-    a private copy of the file the engine may rewrite (tl_config.weights_writable)."""
+    keep_file_layout: read a bf16 output matrix and tq2_0 linears as the file has them, not repacked
+    (tl_config.keep_file_layout). writable: `base` is a private copy of the file the engine may rewrite
+    (tl_config.weights_writable)."""
     tensors = {t.name: t for t in file.tensors}
     fields = layer_tensors(hp)
     if hp.n_layer * len(fields) > len(tensors):  # before anything is made per layer: block_count may be anything
@@ -234,7 +235,7 @@ def native_weights(
             "kv_bits_first": mode.kv_bits_first,
             "no_sparse": int(not sparse),
             "weights_mapped": 1,  # the file's read-only mmap, or Model's copy of it: nothing else reads them
-            "keep_bf16": int(keep_bf16),
+            "keep_file_layout": int(keep_file_layout),
             "weights_writable": int(writable),
         },
     )

@@ -41,19 +41,23 @@ def tensor_bytes(path: str) -> dict[str, int]:
 
 
 def read_bytes(path: str) -> dict[str, int]:
-    """tensor_bytes, with the tied bf16 output matrix as the engine reads it where it repacks it at load (AVX-512 VBMI:
-    the numpy packer's bytes of its lookup layout, tests/test_bf16_lut.py)."""
+    """tensor_bytes, with the tensors the engine repacks at load as it reads them (docs/format.md): tq2_0 linears as
+    i2_s (64 bytes per 256 values), and on AVX-512 VBMI tq1_0 linears in their lookup layout (40 bytes per 192 values,
+    the rest at 2 bits) and a tied bf16 output matrix in its own (the numpy packer's bytes, tests/test_bf16_lut.py)."""
     from gguf import GGUFReader
 
     from tests.test_bf16_lut import LUT_ISA, pack_lut
     from tritlm.runtime._native import ffi, lib
 
-    sizes = tensor_bytes(path)
-    embd = next(t for t in GGUFReader(path).tensors if t.name == "token_embd.weight")
-    if ffi.string(lib.tl_isa()).decode() == LUT_ISA and embd.tensor_type.name == "BF16" and embd.shape[0] % 64 == 0:
-        sizes["token_embd.weight"] = len(
-            pack_lut(np.asarray(embd.data).view(np.uint16).reshape(-1, int(embd.shape[0])))
-        )
+    sizes, vbmi = tensor_bytes(path), ffi.string(lib.tl_isa()).decode() == LUT_ISA
+    for t in GGUFReader(path).tensors:
+        rows, cols = int(t.shape[1]) if len(t.shape) > 1 else 1, int(t.shape[0])
+        if t.tensor_type.name == "TQ2_0":
+            sizes[t.name] = rows * cols // 4
+        elif t.tensor_type.name == "TQ1_0" and vbmi:
+            sizes[t.name] = rows * (cols // 192 * 40 + cols % 192 // 4)
+        elif t.name == "token_embd.weight" and t.tensor_type.name == "BF16" and vbmi and cols % 64 == 0:
+            sizes[t.name] = len(pack_lut(np.asarray(t.data).view(np.uint16).reshape(-1, cols)))
     return sizes
 
 
@@ -84,10 +88,11 @@ def test_json_records(tiny_ggufs, capsys):
     ups = [t for t in tensors if t.name.endswith("ffn_up.weight")]
     kept, skipped = 1 - tg["down_zero_pct"] / 100, tg["up_skipped_pct"] / 100
     assert 0 < kept < 1 and 0 < skipped < 1
-    sparse_read = sum(-(-int(t.shape[1]) // 256) * int(t.shape[0]) * kept * 64 - int(t.n_bytes) for t in downs)
-    sparse_read -= sum(int(t.n_bytes) * skipped for t in ups)
+    read_as = read_bytes(path)  # tq2_0 repacked as i2_s, the output matrix as read
+    sparse_read = sum(-(-int(t.shape[1]) // 256) * int(t.shape[0]) * kept * 64 - read_as[t.name] for t in downs)
+    sparse_read -= sum(read_as[t.name] * skipped for t in ups)
     assert "output.weight" not in sizes
-    read = sum(read_bytes(path).values())  # the output matrix as read
+    read = sum(read_as.values())
     assert tg["weight_bytes_per_token"] == pytest.approx(read + sparse_read, abs=2 * len(downs))
     # the roofline: -r rounds of a tg run then a probe, each round's ratio; the medians
     rounds = tg["roofline_rounds"]

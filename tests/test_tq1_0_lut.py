@@ -154,11 +154,11 @@ def tq1_0_files(tmp_path_factory):
     return files
 
 
-def every_path(path: str) -> dict[str, np.ndarray]:
-    """Logits of one model on every forward path that reads its linears."""
+def every_path(path: str, **model_args) -> dict[str, np.ndarray]:
+    """Logits of one model (Model(path, **model_args)) on every forward path that reads its linears."""
     out = {}
     for sparse in (True, False):
-        with Model(path, threads=2, sparse=sparse) as m:
+        with Model(path, threads=2, sparse=sparse, **model_args) as m:
             ids = m.tokenize(TEXT)[:12]
             with m.new_sequence() as seq:  # one token at a time: relu² up rows and sparse down_proj, or dense
                 out[f"decode sparse={sparse}"] = np.array([m.decode([seq], [t])[0] for t in ids])

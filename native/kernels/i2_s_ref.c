@@ -12,3 +12,16 @@ void tl_i2_s_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const t
                  float *y, int64_t ldy) {
     tl_ternary_ref(tl_i2_s_decode, TL_I2_S_VALUES, TL_I2_S_BYTES, w, cols, r0, r1, x, w_scale, y, ldy);
 }
+
+/* tq2_0 blocks as i2_s, exactly (each block's d is dropped: the engine passes a tensor's one scale apart). A tq2_0
+ * byte holds values m + 32n of its 32-byte chunk at bits 2n, an i2_s byte at bits 6 - 2n: each byte's four fields
+ * reverse, and a 66-byte tq2_0 block becomes two 32-byte i2_s blocks. out may be tq2_0 itself: block b is read whole
+ * before its 64 bytes go to 64b, below the next block's start 66(b + 1). */
+void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out) {
+    for (int64_t b = 0; b < blocks; b++) {
+        uint8_t qs[TL_QK_K / 4];
+        memcpy(qs, tq2_0 + b * TL_TQ2_0_BYTES, sizeof qs);
+        for (int j = 0; j < (int)sizeof qs; j++)
+            out[b * (int64_t)sizeof qs + j] = (uint8_t)(qs[j] << 6 | (qs[j] & 0x0C) << 2 | (qs[j] >> 2 & 0x0C) | qs[j] >> 6);
+    }
+}

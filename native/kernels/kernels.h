@@ -134,6 +134,8 @@ void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void
 
 /* Each ternary format's block decoder (its reference's), for repacking weights at load. */
 tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
+/* blocks tq2_0 blocks (256 values each) as i2_s, exactly: the engine's load-time repack (i2_s_ref.c); out may be tq2_0. */
+void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);
 
 /* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
  * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). A
