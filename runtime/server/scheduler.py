@@ -6,11 +6,10 @@ other streams go on decoding. Each slot whose last position was in the pass step
 
 A pass cannot be interrupted, so a request that arrives waits for the one under way. With `pass_limit` L, the
 prompt tokens of a pass are also capped so the pass lasts about L one-token passes (PassTimes: the costs timed at
-start, then followed from the passes run), and at least half as many as the pass's decode tokens take, so a prompt
-gets a third of the passes however many streams decode (half made 6 streams' passes twice a decode pass, and an
-arriving prompt waited half of one). A long prompt's later tokens cost more (they attend to more positions: ~1.8x at
-2,000 on the 2B-4T shape), so its chunks shrink as it goes on: timed once at start, its last passes ran that much
-longer, and a load spike while they were timed made chunks several times too large for the server's life.
+start), and at least half as many as the pass's decode tokens take, so a prompt gets a third of the passes however
+many streams decode (half made 6 streams' passes twice a decode pass, and an arriving prompt waited half of one). A
+long prompt's later tokens cost more than the cap assumes (they attend to more positions: ~1.8x at 2,000 on the
+2B-4T shape), so its last chunks' passes run longer.
 
 A new prompt that a pass can read whole (a short one, just admitted) gets a pass of its own when the pass limit is on:
 its first token then comes after a pass as short as on an idle server, where beside many streams their tokens
