@@ -1,13 +1,11 @@
 """The server's scheduler under load_test.py's TTFT scenario, on a model slowed to given pass costs (sleeps), so the
 figures depend on the scheduling policy alone, not on other load on the machine:
 
-    .venv/bin/python scripts/scheduler_sim.py --streams 6 --fixed 0.11 --per-token 0.015 --logit-row 0.005 \
-        --per-position 0.000006
+    .venv/bin/python scripts/scheduler_sim.py --streams 6 --fixed 0.11 --per-token 0.015 --logit-row 0.005
 
 The embedded model (converted to a temporary i2_s file) runs every pass for real after sleeping fixed + per_token x
-(tokens - 1) + logit_row x (logit rows - 1) + per_position x (cached positions the tokens attend to) seconds: one
-token's pass, what each further token adds, each further row of logits, and each position a token attends to (take
-them from a traced server on the target machine). A short prompt's time to first token is
+(tokens - 1) + logit_row x (logit rows - 1) seconds: one token's pass, what each further token adds, and each further
+row of logits (take them from a traced server on the target machine). A short prompt's time to first token is
 timed (median of --samples) idle, beside --streams streams (64-token completions one after another), and beside
 them while a --long-prompt token prompt is read (each short prompt sent at a random moment within about a pass);
 then the long prompt's own time to first token. The scheduler runs with --pass-limit (as `tritlm serve`)."""
@@ -30,17 +28,12 @@ from tritlm.runtime.sampler import Sampler  # noqa: E402
 from tritlm.runtime.server.scheduler import Scheduler  # noqa: E402
 
 
-def slowed(model, fixed, per_token, logit_row, per_position):
+def slowed(model, fixed, per_token, logit_row):
     forward = model.forward
 
     def slow_forward(seqs, tokens, logit_rows=None):
         rows = len(tokens) if logit_rows is None else sum(r >= 0 for r in logit_rows)
-        before: dict[int, int] = {}  # each sequence's tokens earlier in this pass
-        attended = 0
-        for seq in seqs:
-            attended += seq.pos + before.get(id(seq), 0)
-            before[id(seq)] = before.get(id(seq), 0) + 1
-        time.sleep(fixed + per_token * (len(tokens) - 1) + logit_row * max(rows - 1, 0) + per_position * attended)
+        time.sleep(fixed + per_token * (len(tokens) - 1) + logit_row * max(rows - 1, 0))
         return forward(seqs, tokens, logit_rows)
 
     model.forward = slow_forward
@@ -95,9 +88,6 @@ def main(argv=None) -> int:
     p.add_argument("--fixed", type=float, default=0.11, help="seconds of a one-token pass")
     p.add_argument("--per-token", type=float, default=0.015, help="seconds each further token adds")
     p.add_argument("--logit-row", type=float, default=0.005, help="seconds each further row of logits adds")
-    p.add_argument(
-        "--per-position", type=float, default=0.0, help="seconds each cached position a token attends to adds"
-    )
     p.add_argument("--long-prompt", type=int, default=400, help="tokens (the embedded model's context is 512)")
     p.add_argument("--pass-limit", type=float, default=3)
     args = p.parse_args(argv)
@@ -105,7 +95,7 @@ def main(argv=None) -> int:
         path = os.path.join(tmp, "tiny.gguf")
         convert(os.path.join(ROOT, "models", "bitnet-tiny"), path, "i2_s", progress=False)
         with Model(path, threads=1, n_ctx=512) as model:
-            slowed(model, args.fixed, args.per_token, args.logit_row, args.per_position)
+            slowed(model, args.fixed, args.per_token, args.logit_row)
             short = model.tokenize("The history of", add_bos=True)
             long = model.tokenize(" ".join(["The history of a lake and of the world"] * 80), add_bos=True)
             out = asyncio.run(scenario(model, args, short, long[: args.long_prompt]))

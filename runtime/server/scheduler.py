@@ -24,7 +24,6 @@ the next pass, whose C call releases the GIL)."""
 import asyncio
 import collections
 import logging
-import math
 import threading
 import time
 from dataclasses import dataclass
@@ -92,19 +91,13 @@ class Stats:
 
 
 class PassTimes:
-    """What a pass costs on this machine. At start, on a scratch sequence: one token with its logits (`one`: mostly
-    reading the weights) and what each further token adds (`token`). Then, from the passes the scheduler runs: `speed`,
-    how much slower than that the passes without prompt tokens run (other load on the machine, the streams' own
-    attention), and `depth`, what a prompt token adds per 1,024 cached positions it attends to, in tokens (a long
-    prompt's later tokens: ~1.8x a token's cost at position 2,000 on the 2B-4T shape, so depth ~0.4). Each is a moving
-    average over the last few passes of its kind. prompt_seconds() turns a pass limit into seconds for prompt chunks;
-    chunk_tokens() those seconds into a prompt's tokens from where it has got to."""
+    """What a pass costs on this machine, timed once at start on a scratch sequence: one token with its logits
+    (`one`: mostly reading the weights) and what each further token adds (`token`). chunk_tokens() turns a pass
+    limit into prompt tokens; other load on the machine slows both alike, so the count holds under it."""
 
     # A further token's cost is timed on a pass this long: up to 8 or so, the tokens of a pass cost about as much as
     # one (the weights' reading, shared), and a cost timed there made 250-token chunks of a 2,000-token prompt
     TOKENS = 64
-    FOLLOW = 0.25  # a moving average's weight for the newest pass: a load spike passes within a second
-    MAX_DEPTH = 4.0  # a token attending to 1,024 positions at 5x its shallow cost: beyond that, noise
 
     def __init__(self, model):
         seq = model.new_sequence(self.TOKENS)
@@ -114,11 +107,6 @@ class PassTimes:
             self.token = max((min(self._time(model, seq, n) for _ in range(2)) - self.one) / (n - 1), self.one / 256)
         finally:
             seq.close()
-        self.speed, self.depth = 1.0, 0.0
-        self._excess, self._chunk_k = (
-            0.0,
-            0.0,
-        )  # moving averages over prompt passes: tokens over shallow, positions / 1024
 
     @staticmethod
     def _time(model, seq, n: int) -> float:
@@ -129,44 +117,11 @@ class PassTimes:
         seq.reset()
         return seconds
 
-    def _shallow(self, n: int) -> float:
-        """Seconds of a pass of n tokens (at least the one) at start's speed, attending to nothing."""
-        return self.one + max(n - 1, 0) * self.token
-
-    def observe(self, n: int, n_prompt: int, chunk_positions: int, seconds: float) -> None:
-        """Follows a pass just run: n tokens, n_prompt of them prompt chunks that attend to chunk_positions in all."""
-        f = self.FOLLOW
-        if not n_prompt:
-            self.speed += f * (seconds / self._shallow(n) - self.speed)
-            return
-        # depth: the prompt passes' time over their shallow cost, in tokens, per 1,024 chunk positions; a pass's worth
-        # of positions at no depth in the denominator, so shallow prompts' noise cannot make a depth
-        self._excess += f * ((seconds / self.speed - self._shallow(n)) / self.token - self._excess)
-        self._chunk_k += f * (chunk_positions / 1024 - self._chunk_k)
-        self.depth = min(max(self._excess, 0.0) / (self._chunk_k + 1), self.MAX_DEPTH)
-
-    def prompt_seconds(self, pass_limit: float, n_generating: int) -> float:
-        """Seconds of prompt chunks that bring a pass with n_generating decode tokens to about pass_limit one-token
-        passes; at least half as long as the rest of the pass, so many streams decoding cannot starve a prompt (it
-        gets a third)."""
-        decoding = self.speed * self._shallow(n_generating)
-        return max(pass_limit * self.speed * self.one - decoding, decoding / 2)
-
-    def chunk_cost(self, start: int, n: int) -> float:
-        """Seconds that n prompt tokens from position start add to a pass."""
-        return self.speed * self.token * (n + self.depth * attended(start, n) / 1024)
-
-    def chunk_tokens(self, seconds: float, start: int) -> int:
-        """Prompt tokens from position `start` on that cost about `seconds` (0 if none): the i-th adds
-        speed * token * (1 + depth * (start + i) / 1024)."""
-        a = self.speed * self.token
-        b = a * self.depth / 1024
-        if seconds <= 0:
-            return 0
-        if b <= 0:
-            return int(seconds / a)
-        lead = a + b * (start - 0.5)  # n tokens cost lead * n + b * n^2 / 2
-        return int((math.sqrt(lead * lead + 2 * b * seconds) - lead) / b)
+    def chunk_tokens(self, pass_limit: float, n_generating: int) -> int:
+        """Prompt tokens that bring a pass with n_generating decode tokens to about pass_limit one-token passes; at
+        least half as long as the rest of the pass, so many streams decoding cannot starve a prompt (it gets a third)."""
+        decoding = self.one + max(n_generating - 1, 0) * self.token
+        return max(round(max(pass_limit * self.one - decoding, decoding / 2) / self.token), 1)
 
 
 class Scheduler:
@@ -323,29 +278,24 @@ class Scheduler:
         self._solo_last = bool(solo)
         if solo:
             return solo
-        budget = self.batch_size - len(generating)  # tokens
-        if self.times:  # and seconds: each prompt's chunk costs more the further into it (PassTimes.chunk_tokens)
-            seconds = self.times.prompt_seconds(self.pass_limit, len(generating))
+        budget = self.batch_size - len(generating)
+        if self.times:
+            budget = min(budget, self.times.chunk_tokens(self.pass_limit, len(generating)))
         parts, finishes_one = [], False
         for seq, job in reading:
-            rest, n = len(job.prompt_ids) - job.n_fed, budget
-            if self.times:
-                n = min(n, max(self.times.chunk_tokens(seconds, job.n_fed), 0 if parts else 1))
-            if n <= 0 or (finishes_one and rest > n):
+            rest = len(job.prompt_ids) - job.n_fed
+            if budget <= 0 or (finishes_one and rest > budget):
                 break
-            chunk = job.prompt_ids[job.n_fed : job.n_fed + n]
+            chunk = job.prompt_ids[job.n_fed : job.n_fed + budget]
             parts.append((seq, job, chunk))
             budget -= len(chunk)
-            if self.times:
-                seconds -= self.times.chunk_cost(job.n_fed, len(chunk))
             finishes_one = finishes_one or len(chunk) == rest
         return generating + parts
 
     def _solo_pass(self, reading):
         """The new prompts (none of them read yet; the shortest first) that one pass of pass_limit one-token passes
         can read whole: a pass of their own while other slots decode."""
-        seconds = self.times.prompt_seconds(self.pass_limit, 0)
-        budget, parts = min(self.batch_size, max(self.times.chunk_tokens(seconds, 0), 1)), []
+        budget, parts = min(self.batch_size, self.times.chunk_tokens(self.pass_limit, 0)), []
         for seq, job in reading:
             if job.n_fed == 0 and len(job.prompt_ids) <= budget:
                 parts.append((seq, job, job.prompt_ids))
@@ -357,9 +307,6 @@ class Scheduler:
         or a prompt's last). If the pass fails (it changed no sequence), each part runs alone, so only the
         request at fault fails."""
         seqs, tokens, rows, sampled = [], [], [], []
-        prompts = [(seq, chunk) for seq, job, chunk in parts if job.reading_prompt]
-        n_prompt = sum(len(chunk) for _, chunk in prompts)
-        chunk_positions = sum(attended(seq.pos, len(chunk)) for seq, chunk in prompts) if self.times else 0
         for seq, job, chunk in parts:
             seqs += [seq] * len(chunk)
             tokens += chunk
@@ -371,8 +318,6 @@ class Scheduler:
             start = time.perf_counter()
             logits = self.model.forward(seqs, tokens, rows)
             seconds = time.perf_counter() - start
-            if self.times:
-                self.times.observe(len(tokens), n_prompt, chunk_positions, seconds)
         except Exception as e:
             if len(parts) == 1:
                 self._fail(parts[0][0], parts[0][1], e)
@@ -380,6 +325,7 @@ class Scheduler:
                 for part in parts:
                     self._forward([part])
             return
+        n_prompt = sum(len(chunk) for _, job, chunk in parts if job.reading_prompt)
         self.stats.passes += 1
         self.stats.prompt_tokens += n_prompt
         self.stats.prompt_seconds += seconds * n_prompt / len(tokens)
@@ -409,11 +355,6 @@ class Scheduler:
         if step.finish is not None:
             self._finish(seq, job, ("done", step.finish))
         job.next_token = step.token
-
-
-def attended(start: int, n: int) -> int:
-    """Cached positions that n tokens from position start attend to in all (a token at position p reads p keys)."""
-    return n * start + n * (n - 1) // 2
 
 
 def _deliver(events):
