@@ -350,8 +350,8 @@ static int make_sparse_copies(tl_model *m) {
  * - tq2_0 as i2_s (kernels/i2_s_ref.c: the same 2-bit codes, fields reversed in each byte, the blocks' d dropped), exact
  *   since the kernels take the tensor's one scale apart: i2_s reads 64 bytes per 256 values in whole cache lines, not
  *   66, with the same instructions per value on every ISA (one ternary_tile.h template: a load, a shift and a mask per
- *   vector; the reference decodes both value by value), so no ISA reads it slower (measured on AVX-512, docs/format.md).
- *   Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0.
+ *   vector; the reference decodes both value by value), so no ISA reads it slower (measured on AVX-512:
+ *   docs/benchmarks.md). Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0.
  * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT or TL_I2_S. tq2_0 is rewritten in place
  * with cfg.weights_writable (its 1/33 of freed tail stays: dropping it would split the 2 MiB pages it shares with the
  * next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as the runtime's copy of the
