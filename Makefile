@@ -6,7 +6,7 @@ VPY     := $(VENV)/bin/python
 TRITLM  := $(VENV)/bin/tritlm
 CACHE   := .cache
 
-.PHONY: install install-test native demo test lint typecheck test-slow load-test bench bench-modes bench-sparse bench-peers bench-kernels fuzz clean chromium llama-cpp ray \
+.PHONY: install install-test native demo test lint typecheck test-slow load-test bench bench-modes bench-sparse bench-peers bench-peers-avx2 bench-kernels fuzz clean chromium llama-cpp ray \
 	sanitize sanitize-asan sanitize-tsan test-arm arm-toolchain
 
 $(VENV)/.installed: setup.py pyproject.toml
@@ -164,6 +164,21 @@ $(SYNTH_2B)-i2_s-q6_k.gguf: $(SYNTH_2B)-i2_s.gguf
 
 bench-peers: $(BENCH_GGUFS) llama-cpp $(if $(IK_LLAMA_DIR),$(IK_GGUFS) $(SYNTH_2B)-i2_s-q6_k.gguf)
 	$(VPY) bench/peers.py -t 2 $(BENCH_GGUFS) $(if $(IK_LLAMA_DIR),$(SYNTH_2B)-i2_s-q6_k.gguf --ik $(IK_GGUFS))
+
+# An AVX2 machine on this one: both engines held to AVX2 code paths, tritlm by TRITLM_ISA=avx2 and llama.cpp by a
+# build of its own without AVX-512 or VNNI (installed beside the venv's, in $(LLAMA_AVX2), first on the path).
+LLAMA_AVX2 := $(CACHE)/llama-cpp-avx2
+$(LLAMA_AVX2)/.installed: | $(VENV)/.installed
+	rm -rf $(LLAMA_AVX2) && mkdir -p $(LLAMA_AVX2)/wheel
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+		-DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF" \
+		CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(VPY) -m pip wheel -q --no-cache-dir --no-binary llama-cpp-python --no-deps \
+		$(LLAMA_CPP_PY) -w $(LLAMA_AVX2)/wheel
+	$(VPY) -m pip install -q --no-deps --target $(LLAMA_AVX2) $(LLAMA_AVX2)/wheel/*.whl
+	touch $@
+
+bench-peers-avx2: $(BENCH_GGUFS) $(LLAMA_AVX2)/.installed
+	TRITLM_ISA=avx2 PYTHONPATH=$(abspath $(LLAMA_AVX2)) $(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
 
 # Ray Serve: per-request overhead over plain `tritlm serve`, aggregate tokens/s of 1 and 2 replicas at 1 thread each.
 .PHONY: bench-ray
