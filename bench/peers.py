@@ -24,8 +24,15 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tritlm.runtime import Model  # noqa: E402
-from tritlm.runtime._native import ffi, lib  # noqa: E402
-from tritlm.runtime.bench import decode_run, markdown_table, prefill_run, random_tokens, rate, weight_layout  # noqa: E402
+from tritlm.runtime.bench import (  # noqa: E402
+    decode_run,
+    kernel_isa,
+    markdown_table,
+    prefill_run,
+    random_tokens,
+    rate,
+    weight_layout,
+)
 
 LLAMA_READS = {"tq1_0", "tq2_0"}
 
@@ -257,7 +264,7 @@ def main() -> int:
         f"{args.threads} threads, {args.reps} reps alternating, {args.pause} s pauses, t/s mean ± stddev"
     )
     # the code paths each engine ran (TRITLM_ISA, and what llama.cpp was compiled with: bench-peers-avx2 holds both to AVX2)
-    print(f"tritlm ISA: {ffi.string(lib.tl_isa()).decode()}", end="")
+    print(f"tritlm ISA: {kernel_isa()}", end="")
     print(f"; llama.cpp {llama_cpp.llama_print_system_info().decode().strip()}" if llama_cpp else "")
     print(
         markdown_table(

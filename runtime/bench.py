@@ -27,6 +27,13 @@ TTFT_PROMPT = "The capital of France is"
 GIB = 1 << 30
 
 
+def kernel_isa() -> str:
+    """The SIMD kernels this process runs: TRITLM_ISA's, else the best this CPU has."""
+    from tritlm.runtime._native import ffi, lib
+
+    return ffi.string(lib.tl_isa()).decode()
+
+
 def random_tokens(n_vocab: int, n: int, seed: int = 0) -> list[int]:
     """Token ids like llama-bench's: uniformly random, fixed per seed."""
     return np.random.default_rng(seed).integers(0, n_vocab, size=n).tolist()
@@ -151,7 +158,7 @@ def bench_model(
 ) -> list[dict]:
     """Measures one model in this process; returns one record per test (pp, tg), each after depth tokens."""
     from tritlm.runtime import Model
-    from tritlm.runtime._native import ffi, lib
+    from tritlm.runtime._native import lib
 
     warm_page_cache(path)
     n_ctx = max(depth + max(n_prompt, n_gen), 64)
@@ -172,7 +179,7 @@ def bench_model(
             "mode": model.mode.name,
             "kv_bytes_per_token": kv_bytes_per_token(model),
             "n_threads": model.n_threads,
-            "isa": ffi.string(lib.tl_isa()).decode(),
+            "isa": kernel_isa(),
             "reps": reps,
             "n_depth": depth,
         }
