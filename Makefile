@@ -136,9 +136,11 @@ bench-sparse: $(SPARSE_TINY) $(SPARSE_2B)
 	for f in $(SPARSE_TINY); do $(VPY) bench/modes.py -t 2 -r 9 -p 16 $$f:dense $$f || exit 1; done
 	$(VPY) bench/modes.py -t 2 -r 5 -p 16 -n 32 $(SPARSE_2B):dense $(SPARSE_2B)
 
-# llama.cpp built from source once (native CPU flags) into a cached wheel; nothing of it enters the repo.
+# llama.cpp built from source once (native CPU flags) into a cached wheel; nothing of it enters the repo. Always from
+# source (--no-binary, --no-cache-dir): pip would otherwise reuse a wheel it built before with other CMAKE_ARGS.
+LLAMA_WHEEL = CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(VPY) -m pip wheel -q --no-cache-dir --no-binary llama-cpp-python --no-deps $(LLAMA_CPP_PY)
 $(WHEELS)/.llama-cpp-python: | $(VENV)/.installed
-	CMAKE_ARGS="-DGGML_NATIVE=ON" CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(VPY) -m pip wheel -q --no-deps $(LLAMA_CPP_PY) -w $(WHEELS)
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(LLAMA_WHEEL) -w $(WHEELS)
 	touch $@
 
 llama-cpp: $(WHEELS)/.llama-cpp-python
@@ -172,8 +174,7 @@ $(LLAMA_AVX2)/.installed: | $(VENV)/.installed
 	rm -rf $(LLAMA_AVX2) && mkdir -p $(LLAMA_AVX2)/wheel
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
 		-DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF" \
-		CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(VPY) -m pip wheel -q --no-cache-dir --no-binary llama-cpp-python --no-deps \
-		$(LLAMA_CPP_PY) -w $(LLAMA_AVX2)/wheel
+		$(LLAMA_WHEEL) -w $(LLAMA_AVX2)/wheel
 	$(VPY) -m pip install -q --no-deps --target $(LLAMA_AVX2) $(LLAMA_AVX2)/wheel/*.whl
 	touch $@
 
