@@ -155,12 +155,12 @@ static int64_t padded_cols(int32_t type, int64_t cols) {
 
 static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s
-         : type == TL_TQ1_0_LUT ? k->tq1_0_lut : NULL;
+         : type == TL_TQ1_0_LUT ? k->tq1_0_lut : type == TL_I2_S_R4 ? k->i2_s_r4 : NULL;
 }
 
 static tl_ternary_rows_fn *ternary_rows_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : type == TL_I2_S ? k->i2_s_rows
-         : type == TL_TQ1_0_LUT ? k->tq1_0_lut_rows : NULL;
+         : type == TL_TQ1_0_LUT ? k->tq1_0_lut_rows : type == TL_I2_S_R4 ? k->i2_s_r4_rows : NULL;
 }
 
 /* Whether n floats are all finite, testing the exponent bits (vectorizes). */
@@ -351,12 +351,15 @@ static int make_sparse_copies(tl_model *m) {
  *   since the kernels take the tensor's one scale apart: i2_s reads 64 bytes per 256 values in whole cache lines, not
  *   66, with the same instructions per value on every ISA (one ternary_tile.h template: a load, a shift and a mask per
  *   vector; the reference decodes both value by value), so no ISA reads it slower (measured on AVX-512:
- *   docs/benchmarks.md). Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0.
- * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT or TL_I2_S. tq2_0 is rewritten in place
- * with cfg.weights_writable (its 1/33 of freed tail stays: dropping it would split the 2 MiB pages it shares with the
- * next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as the runtime's copy of the
- * file did, and with cfg.weights_mapped the file's pages of a linear are dropped once copied. One weight per chunk over
- * the pool; a chunk whose tq1_0 pack runs out of memory keeps tq1_0. */
+ *   docs/benchmarks.md);
+ * - i2_s, and tq2_0 as i2_s, into row groups (TL_I2_S_R4: each 4 rows' blocks interleaved) where the kernels read them
+ *   (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows (docs/format.md).
+ * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows.
+ * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT, TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
+ * rewritten in place with cfg.weights_writable (tq2_0's 1/33 of freed tail stays: dropping it would split the 2 MiB
+ * pages it shares with the next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as
+ * the runtime's copy of the file did, and with cfg.weights_mapped the file's pages of a linear are dropped once copied.
+ * One weight per chunk over the pool; a chunk whose pack runs out of memory keeps the file's form. */
 static void release_pages(const void *data, int64_t bytes) {
 #if defined(MADV_DONTNEED)
     uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)data + page - 1) / page * page;
@@ -370,11 +373,12 @@ static void release_pages(const void *data, int64_t bytes) {
 /* The type linear w is repacked into, or -1 if it is read as the file has it. */
 static int32_t repacked_type(const tl_model *m, const tl_tensor *w) {
     if (w->type == TL_TQ1_0 && m->kern->tq1_0_lut) return TL_TQ1_0_LUT;
-    if (w->type == TL_TQ2_0 && !m->cfg.keep_file_layout) return TL_I2_S;
-    return -1;
+    if ((w->type != TL_TQ2_0 && w->type != TL_I2_S) || m->cfg.keep_file_layout) return -1;
+    if (m->kern->i2_s_r4 && w->rows % TL_I2_S_R4_ROWS == 0) return TL_I2_S_R4;
+    return w->type == TL_TQ2_0 ? TL_I2_S : -1;
 }
 
-static int repacks_in_place(const tl_model *m, int32_t type) { return type == TL_I2_S && m->cfg.weights_writable; }
+static int repacks_in_place(const tl_model *m, int32_t type) { return type != TL_TQ1_0_LUT && m->cfg.weights_writable; }
 
 static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
@@ -384,7 +388,8 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     if (!out) return;
     int32_t type = repacked_type(m, w);
     if (type == TL_I2_S) tl_i2_s_from_tq2_0(w->data, w->rows * w->cols / TL_QK_K, out);
-    else if (m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out) != 0) {
+    else if ((type == TL_I2_S_R4 ? tl_i2_s_r4_pack(w->type, w->data, w->rows, w->cols, out)
+                                 : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
         m->repacked[chunk] = NULL;
         return;
     }

@@ -11,36 +11,58 @@
 #include "threads.h"
 #include "tritlm.h"
 
+/* w as the kernels of type read it: i2_s rows packed into row groups for TL_I2_S_R4 (into *packed, to free), else w. */
+static const void *as_read(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t **packed) {
+    *packed = NULL;
+    if (type != TL_I2_S_R4) return w;
+    if (rows % TL_I2_S_R4_ROWS || !(*packed = malloc((size_t)(rows * tl_row_bytes(TL_I2_S, cols))))) return NULL;
+    if (tl_i2_s_r4_pack(TL_I2_S, w, rows, cols, *packed) == 0) return *packed;
+    free(*packed), *packed = NULL;
+    return NULL;
+}
+
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
                           const int8_t *x, const float *x_scale, int32_t n, float w_scale, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);
-    tl_ternary_fn *fn = !k ? NULL : type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
+    int ref = k && strcmp(k->isa, "ref") == 0;
+    tl_ternary_fn *fn = !k ? NULL : type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s
+                      : type == TL_I2_S_R4 ? (ref ? tl_i2_s_r4_ref : k->i2_s_r4) : NULL;
     int32_t *sum = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-    if (!fn || !sum || n <= 0 || !tl_row_bytes(type, cols)) { free(sum); return -1; }
+    uint8_t *packed = NULL;
+    const void *read = fn && sum && n > 0 && tl_row_bytes(type, cols) ? as_read(type, w, rows, cols, &packed) : NULL;
+    if (!read) { free(sum); return -1; }
     for (int32_t t = 0; t < n; t++) {
         sum[t] = 0;
         for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
     }
     tl_qact qa = {x, x_scale, sum, n};
-    fn(w, cols, 0, rows, &qa, w_scale, y, rows);
-    free(sum);
+    fn(read, cols, 0, rows, &qa, w_scale, y, rows);
+    free(sum), free(packed);
     return 0;
 }
 
 int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int32_t *list,
                                int64_t n, const int8_t *x, const float *x_scale, int32_t n_tokens, float w_scale, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);
+    int ref = k && strcmp(k->isa, "ref") == 0;
     tl_ternary_rows_fn *fn = !k ? NULL : type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows
-                           : type == TL_I2_S ? k->i2_s_rows : NULL;
-    if (!fn || n <= 0 || n_tokens <= 0 || !tl_row_bytes(type, cols)) return -1;
-    int32_t *sum = calloc((size_t)n_tokens, sizeof(int32_t));
-    if (!sum) return -1;
+                           : type == TL_I2_S ? k->i2_s_rows : type == TL_I2_S_R4 ? (ref ? tl_i2_s_r4_ref_rows : k->i2_s_r4_rows)
+                           : NULL;
+    uint8_t *packed = NULL;
+    const void *read = fn && n > 0 && n_tokens > 0 && tl_row_bytes(type, cols) ? as_read(type, w, rows, cols, &packed) : NULL;
+    int32_t *sum = read ? calloc((size_t)n_tokens, sizeof(int32_t)) : NULL;
+    if (!sum) { free(packed); return -1; }
     for (int32_t t = 0; t < n_tokens; t++)
         for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
     tl_qact qa = {x, x_scale, sum, n_tokens};
-    fn(w, cols, list, n, &qa, w_scale, y, rows);
-    free(sum);
+    fn(read, cols, list, n, &qa, w_scale, y, rows);
+    free(sum), free(packed);
     return 0;
+}
+
+int32_t tl_i2_s_r4_repack(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t *out) {
+    if ((type != TL_I2_S && type != TL_TQ2_0) || rows % TL_I2_S_R4_ROWS || !tl_row_bytes(type, cols)) return -1;
+    return tl_i2_s_r4_pack(type, w, rows, cols, out);
 }
 
 int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,

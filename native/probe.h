@@ -4,8 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One kernel of a named ISA over a whole weight matrix. Ternary types (TL_TQ1_0, TL_TQ2_0, TL_I2_S) take int8
- * activations x [n][cols] with per-token scales x_scale [n]: y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t]
+/* One kernel of a named ISA over a whole weight matrix. Ternary types (TL_TQ1_0, TL_TQ2_0, TL_I2_S; and 0x10000 +
+ * TL_I2_S, i2_s in row groups: w is then i2_s rows, packed as the engine packs them where its kernels read that layout,
+ * then run by the ISA's kernel for it, "ref": its reference, -1 where the ISA has none) take int8 activations x [n][cols] with per-token scales x_scale [n]: y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t]
  * * w_scale. Float types (TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations:
  * y[t][r] = sum_k W[r][k] x[t][k], in two calls over rows split as the engine splits them (tl_split, 16-row
  * boundaries). Returns 0, or -1 if the ISA is unknown or not supported by this CPU, or the type/shape has no kernel. */
@@ -27,6 +28,9 @@ int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_
 /* The engine's load-time repack of tq2_0 as i2_s (native/kernels/i2_s_ref.c): `blocks` tq2_0 blocks (256 values each)
  * to blocks * 64 bytes of i2_s rows without the trailer; out may be tq2_0 itself (in place). */
 void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);
+/* The engine's load-time repack of i2_s or tq2_0 (type) rows into i2_s row groups (native/kernels/i2_s_ref.c): rows a
+ * multiple of 4, out rows x cols / 4 bytes; out may be w itself. Returns 0, or -1 for another type or shape. */
+int32_t tl_i2_s_r4_repack(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t *out);
 /* A bf16 matrix (cols a multiple of 64) in its lookup layout (native/kernels/bf16_lut_ref.c), packed as the engine
  * packs it (a few groups of rows at a time): returns its bytes (-1: cols not a multiple of 64, or out of memory), copies them
  * to packed if packed_bytes is enough (packed may be NULL), and writes the layout's scalar decode as f32 to values

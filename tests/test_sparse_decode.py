@@ -33,11 +33,12 @@ def files(tmp_path_factory, tiny_checkpoints):
 
 
 def run_rows(isa, name, packed, n_rows, cols, rows, x, x_scale, w_scale):
-    """The row-list entry over the tokens of x [n][cols]: y [n][n_rows], NaN where no row was listed."""
+    """The row-list entry over the tokens of x [n][cols]: y [n][n_rows], NaN where no row was listed. name: a type's
+    name, or the probe's type id (tl_matmul_ternary_rows)."""
     y = np.full((x.shape[0], n_rows), np.nan, np.float32)
     rc = lib.tl_matmul_ternary_rows(
         isa.encode(),
-        TERNARY[name],
+        TERNARY.get(name, name),
         ffi.from_buffer(packed),
         n_rows,
         cols,

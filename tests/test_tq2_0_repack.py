@@ -15,7 +15,7 @@ from tests.test_tq1_0_lut import every_path
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
 from tritlm.runtime._native import ffi, lib
-from tritlm.runtime.gguf import huge_pages_available, read_gguf
+from tritlm.runtime.gguf import read_gguf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,17 +101,3 @@ def test_every_isa_repacks_exactly(files, isa, monkeypatch):
         assert linears_read(repacked) == linear_bytes(path, 64)
         ids = kept.tokenize("The capital of France is Paris, and the capital of Italy is")
         assert np.array_equal(repacked.logits(ids).view(np.uint32), kept.logits(ids).view(np.uint32))
-
-
-@pytest.mark.skipif(not huge_pages_available(), reason="the private copy is made only with transparent huge pages")
-def test_in_place_repack_rewrites_the_private_copy(files):
-    """Each tq2_0 linear's bytes in Model's copy of the file now start with the i2_s file's bytes of that tensor."""
-    with read_gguf(files["embedded", "i2_s"]) as f:
-        want = {t.name: bytes(f.view(t)[: t.nbytes - 32]) for t in f.tensors if t.type_name == "i2_s"}
-    with Model(files["embedded", "tq2_0"], threads=1) as m:
-        assert m._copy is not None
-        linears = [t for t in m._file.tensors if t.type_name == "tq2_0"]
-        assert len(linears) == 7 * m.hparams.n_layer
-        for t in linears:
-            got = bytes(ffi.buffer(ffi.cast("char *", m._origin + t.offset), len(want[t.name])))
-            assert got == want[t.name], t.name

@@ -11,5 +11,6 @@ static inline __m256i decode(const uint8_t *block, int seg) {
 }
 #define FUSED_MANY_TOKENS
 #define KERNEL tl_i2_s_avx2
+#define GROUPED_KERNEL tl_i2_s_r4_avx2
 #include "ternary_tile.h"
 #endif

@@ -21,5 +21,6 @@ static inline __m512i decode_scaled(const uint8_t *block, int seg) {
 static inline __m512i unscale(__m512i acc, int scale) { return _mm512_srav_epi32(acc, scale ? halves32(2, 0) : halves32(6, 4)); }
 #define FUSED_MANY_TOKENS
 #define KERNEL tl_i2_s_avx512
+#define GROUPED_KERNEL tl_i2_s_r4_avx512
 #include "ternary_tile.h"
 #endif

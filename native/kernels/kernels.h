@@ -66,6 +66,10 @@ typedef struct {
     /* a bf16 matrix repacked at load into its lookup layout (bf16_lut_ref.c), where the ISA reads it faster than bf16's
      * 2 bytes a value (AVX-512 VBMI); NULL elsewhere: the engine then reads bf16 as the file has it. */
     tl_float_fn *bf16_lut;
+    /* i2_s (and tq2_0, as i2_s) repacked at load into its row groups (TL_I2_S_R4) where the ISA's hardware prefetcher
+     * follows one stream faster than a tile's 4 rows (x86); NULL elsewhere: the engine then reads i2_s rows. */
+    tl_ternary_fn *i2_s_r4;
+    tl_ternary_rows_fn *i2_s_r4_rows;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -107,9 +111,10 @@ static inline float tl_sum16(float *acc) {
     return acc[0];
 }
 
-/* The reference ternary kernel, given how one block of a format decodes to values in {-1, 0, 1}. */
+/* The reference ternary kernel, given how one block of a format decodes to values in {-1, 0, 1}; rows one after another
+ * (group 1) or interleaved block by block in groups of `group` rows (TL_I2_S_R4). */
 typedef void tl_decode_block_fn(const uint8_t *block, int8_t *values);
-void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, const uint8_t *w,
+void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, int64_t group, const uint8_t *w,
                     int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy);
 
 /* ggml's k-quants (Q4_K, Q6_K): TL_QK_K-value blocks, dequantized exactly as ggml and gguf-py do, then dotted in
@@ -136,6 +141,18 @@ void tl_kquant_ref(tl_dequant_block_fn *dequant, int64_t block_bytes, const void
 tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
 /* blocks tq2_0 blocks (256 values each) as i2_s, exactly: the engine's load-time repack (i2_s_ref.c); out may be tq2_0. */
 void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);
+
+/* i2_s in row groups (i2_s_ref.c): the blocks of each TL_I2_S_R4_ROWS consecutive rows interleaved, row r's block b
+ * at r / 4 * 4 * row_bytes + (4b + r % 4) * 32, so ternary_tile.h's 4-row tile reads one ascending stream instead of
+ * 4 a row apart (the hardware prefetcher then keeps up: docs/format.md). The same bytes as i2_s rows otherwise; rows a
+ * multiple of 4. Its tensors carry the engine-internal type id TL_I2_S_R4 (never a file's). */
+enum { TL_I2_S_R4 = 0x10000 + TL_I2_S, TL_I2_S_R4_ROWS = 4 };
+static inline int64_t tl_i2_s_r4_block_at(int64_t row_bytes, int64_t r, int64_t b) {
+    return r / TL_I2_S_R4_ROWS * TL_I2_S_R4_ROWS * row_bytes + (b * TL_I2_S_R4_ROWS + r % TL_I2_S_R4_ROWS) * TL_I2_S_BYTES;
+}
+/* rows x cols of i2_s, or of tq2_0 (type), into that layout at out, exactly (tq2_0 as tl_i2_s_from_tq2_0); out may be
+ * w: each group is read whole before it is written at or below where it was read. Returns 0, or -1 if out of memory. */
+int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out); /* -1: out of memory */
 
 /* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
  * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). A
@@ -279,6 +296,8 @@ tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
 tl_ternary_fn tl_tq1_0_lut_ref, tl_tq1_0_lut_vbmi;
 tl_ternary_rows_fn tl_tq1_0_lut_ref_rows, tl_tq1_0_lut_vbmi_rows;
 tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
+tl_ternary_fn tl_i2_s_r4_ref, tl_i2_s_r4_avx2, tl_i2_s_r4_avx512;
+tl_ternary_rows_fn tl_i2_s_r4_ref_rows, tl_i2_s_r4_avx2_rows, tl_i2_s_r4_avx512_rows;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;
 tl_float_fn tl_q6_k_avx2, tl_q6_k_avx512;

@@ -1,17 +1,18 @@
 /* The reference ternary matmul shared by all formats: decode each block to values, integer dot per token. */
 #include "kernels.h"
 
-void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, const uint8_t *w,
+void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, int64_t group, const uint8_t *w,
                     int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
-    int64_t blocks = cols / block_values;
+    int64_t blocks = cols / block_values, row_bytes = blocks * block_bytes;
     int8_t values[TL_QK_K]; /* the largest ternary block */
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * blocks * block_bytes;
+        // row r's block b: in its group of rows, after the blocks b' < b of the group's rows and its own earlier rows'
+        const uint8_t *row = w + r / group * group * row_bytes + r % group * block_bytes;
         for (int32_t t = 0; t < x->n; t++) {
             const int8_t *q = x->q + t * cols;
             int32_t sum = 0;
             for (int64_t b = 0; b < blocks; b++) {
-                decode(row + b * block_bytes, values);
+                decode(row + b * group * block_bytes, values);
                 for (int64_t k = 0; k < block_values; k++) sum += values[k] * q[b * block_values + k];
             }
             y[t * ldy + r] = (float)sum / x->scale[t] * w_scale;
@@ -28,4 +29,5 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
 ROWS_REF(tq1_0)
 ROWS_REF(tq2_0)
 ROWS_REF(i2_s)
+ROWS_REF(i2_s_r4)
 ROWS_REF(tq1_0_lut)

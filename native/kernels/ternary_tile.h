@@ -20,7 +20,9 @@
  * tile() below); or FUSED_MANY_TOKENS: no code buffer at all (below). A format whose rows end in values that are not a
  * whole block (tq1_0_lut) defines ROW_BYTES(cols), a row's bytes, and decode_tail(tail, seg): the codes of vector seg of
  * the cols % BLOCK_VALUES values after the row's whole blocks. A format may also define SCALES, decode_scaled(block, seg)
- * and unscale(acc, scale) (needing vec_add(a, b)): see tile_pass().
+ * and unscale(acc, scale) (needing vec_add(a, b)): see tile_pass(). A format with FUSED_MANY_TOKENS may define
+ * GROUPED_KERNEL, the name of a second tl_ternary_fn (and its _rows) over the same blocks in row groups (kernels.h's
+ * TL_I2_S_R4: each 4 rows' blocks interleaved), so that a tile reads one ascending stream.
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
@@ -50,6 +52,20 @@ enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_
 #ifndef TILE_PASS_CELLS
 #define TILE_PASS_CELLS (TILE * TILE)
 #endif
+#if defined(GROUPED_KERNEL) && (defined(FUSED_TILE) || !defined(FUSED_MANY_TOKENS))
+#error "a grouped layout is decoded in its tiles: FUSED_MANY_TOKENS without FUSED_TILE"
+#endif
+
+/* Where a matrix's row r starts, and where a tile's row r (src: the tile's first row) and its block b are: rows one
+ * after another, or grouped (TL_I2_S_R4): a group's rows r blocks apart, each row's blocks a group of blocks apart. */
+static inline const uint8_t *row_at(const uint8_t *w, int64_t row_bytes, int64_t r, int grouped) {
+    return grouped ? w + r / TILE * TILE * row_bytes + r % TILE * BLOCK_BYTES : w + r * row_bytes;
+}
+static inline const uint8_t *tile_row(const uint8_t *src, int64_t row_bytes, int r, int grouped) {
+    return src + r * (grouped ? BLOCK_BYTES : row_bytes);
+}
+static inline const uint8_t *block_of(const uint8_t *row, int64_t b, int grouped) { return row + b * (grouped ? TILE : 1) * BLOCK_BYTES; }
+
 #ifndef SCALES /* no scaled decoding: decode() only */
 #define SCALES 1
 #define decode_scaled decode
@@ -64,7 +80,7 @@ enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_
  * (slowing it down brought the rate back: as if its prefetches then ran out of room). */
 static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
                                                             const uint8_t *const *list_ahead, int R, int p, int P,
-                                                            const int8_t *x, int64_t cols, int T, int decoded,
+                                                            const int8_t *x, int64_t cols, int T, int decoded, int grouped,
                                                             VEC_ACC acc[TILE][TILE]) {
     int sets = !decoded && T > 1 && P * T * SCALES <= TILE_PASS_CELLS ? SCALES : 1;
 #if SCALES > 1
@@ -78,7 +94,8 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
             for (int t = 0; t < T; t++) SET_ACC(s, r, t) = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
         for (int r = 0; !decoded && p == 0 && (!list || list_ahead) && r < R; r++) {
-            const uint8_t *ahead = (list ? list_ahead[r] : src + (r + PREFETCH_TILES * R) * row_bytes) + b * BLOCK_BYTES;
+            if (grouped && !list && r * BLOCK_BYTES % 64) continue; /* the tile's block b is whole lines */
+            const uint8_t *ahead = block_of(list ? list_ahead[r] : tile_row(src + PREFETCH_TILES * R * row_bytes, row_bytes, r, grouped), b, grouped);
             prefetch_l2(ahead);
             if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64); /* a 66-byte block can span 3 lines */
         }
@@ -91,7 +108,7 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
             int64_t k = b * BLOCK_VALUES + seg * VEC_BYTES;
             VEC codes[TILE];
             for (int r = p; r < p + P; r++) {
-                const uint8_t *block = (list ? list[r] : src + r * row_bytes) + b * BLOCK_BYTES;
+                const uint8_t *block = block_of(list ? list[r] : tile_row(src, row_bytes, r, grouped), b, grouped);
                 codes[r] = decoded ? vec_load(src + r * cols + k) : sets > 1 ? decode_scaled(block, seg) : decode(block, seg);
             }
             // dotted with T tokens
@@ -134,11 +151,11 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
  * their decoded codes; or, with list, the packed rows list[r] (prefetching list_ahead[r] unless it is NULL). */
 static inline __attribute__((always_inline)) void tile_rows(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
                                                             const uint8_t *const *list_ahead, int R, const int8_t *x,
-                                                            int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
+                                                            int64_t cols, int T, int decoded, int grouped, int32_t out[TILE][TILE]) {
     VEC_ACC acc[TILE][TILE];
     int pass = TILE_PASS_CELLS / T < R ? TILE_PASS_CELLS / T : R;
     _Pragma("GCC unroll 4") for (int p = 0; p < R; p += pass)
-        tile_pass(src, row_bytes, list, list_ahead, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, acc);
+        tile_pass(src, row_bytes, list, list_ahead, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, grouped, acc);
     for (int t = 0; t < T; t++) {
         if (R == TILE) vec_sum4_store(out[t], acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
         else out[t][0] = vec_sum(acc[0][t]);
@@ -146,21 +163,21 @@ static inline __attribute__((always_inline)) void tile_rows(const uint8_t *src, 
 }
 
 static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
-                                                       int64_t cols, int T, int decoded, int32_t out[TILE][TILE]) {
-    tile_rows(src, row_bytes, NULL, NULL, R, x, cols, T, decoded, out);
+                                                       int64_t cols, int T, int decoded, int grouped, int32_t out[TILE][TILE]) {
+    tile_rows(src, row_bytes, NULL, NULL, R, x, cols, T, decoded, grouped, out);
 }
 
-/* One function per tile shape (rows, tokens, decoded), so each unrolls fully. */
+/* One function per tile shape (rows, tokens, decoded or grouped), so each unrolls fully. */
 typedef void tile_fn(const uint8_t *src, int64_t row_bytes, const int8_t *x, int64_t cols, int32_t out[TILE][TILE]);
 #ifdef FUSED_TILE
-#define FEW_TOKENS(s, rb, R, x, c, T, o) if (c < FUSED_MAX_COLS) FUSED_TILE(s, rb, R, x, c, T, o); else tile(s, rb, R, x, c, T, 0, o)
+#define FEW_TOKENS(s, rb, R, x, c, T, o) if (c < FUSED_MAX_COLS) FUSED_TILE(s, rb, R, x, c, T, o); else tile(s, rb, R, x, c, T, 0, 0, o)
 #else
-#define FEW_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 0, o)
+#define FEW_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 0, 0, o)
 #endif
 #ifdef DECODED_TILE
 #define MANY_TOKENS(s, rb, R, x, c, T, o) DECODED_TILE(s, x, c, T, o)
 #else
-#define MANY_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 1, o)
+#define MANY_TOKENS(s, rb, R, x, c, T, o) tile(s, rb, R, x, c, T, 1, 0, o)
 static inline void store_decoded(int8_t *buf, int row, int64_t cols, int64_t k, VEC codes) { vec_store(buf + row * cols + k, codes); }
 #endif
 #define TILE_FN(R, T, D) \
@@ -176,17 +193,31 @@ TILE_FN(4, 1, 0) TILE_FN(4, 2, 0) TILE_FN(4, 3, 0) TILE_FN(4, 4, 0)
 TILE_FN(4, 1, 1) TILE_FN(4, 2, 1) TILE_FN(4, 3, 1) TILE_FN(4, 4, 1)
 #define DECODED_TILES {{NULL}, {NULL, tile_4_1_1, tile_4_2_1, tile_4_3_1, tile_4_4_1}}
 #endif
-static tile_fn *const TILES[2][2][TILE + 1] = { /* [decoded][R == 4][T] */
+#ifdef GROUPED_KERNEL
+#define GROUPED_TILE_FN(R, T) \
+    static void grouped_tile_##R##_##T(const uint8_t *s, int64_t rb, const int8_t *x, int64_t c, int32_t o[TILE][TILE]) { \
+        tile(s, rb, R, x, c, T, 0, 1, o); \
+    }
+GROUPED_TILE_FN(1, 1) GROUPED_TILE_FN(1, 2) GROUPED_TILE_FN(1, 3) GROUPED_TILE_FN(1, 4)
+GROUPED_TILE_FN(4, 1) GROUPED_TILE_FN(4, 2) GROUPED_TILE_FN(4, 3) GROUPED_TILE_FN(4, 4)
+#define GROUPED_TILES {{NULL, grouped_tile_1_1, grouped_tile_1_2, grouped_tile_1_3, grouped_tile_1_4}, \
+                       {NULL, grouped_tile_4_1, grouped_tile_4_2, grouped_tile_4_3, grouped_tile_4_4}}
+#else
+#define GROUPED_TILES {{NULL}}
+#endif
+enum { ROWS_FORM, DECODED_FORM, GROUPED_FORM }; /* how a tile reads its rows */
+static tile_fn *const TILES[3][2][TILE + 1] = { /* [form][R == 4][T] */
     {{NULL, tile_1_1_0, tile_1_2_0, tile_1_3_0, tile_1_4_0}, {NULL, tile_4_1_0, tile_4_2_0, tile_4_3_0, tile_4_4_0}},
     DECODED_TILES,
+    GROUPED_TILES,
 };
 
 /* Rows r .. r + R - 1 for tokens t .. t + T - 1 into y = (sum - sum(x)) / s * w_scale, as the reference rounds it
- * (4 rows: one vector, by the compiler). src: the rows, or their decoded codes. */
-static inline void tile_to_y(const uint8_t *src, int64_t row_bytes, int R, int decoded, const tl_qact *x, int32_t t,
+ * (4 rows: one vector, by the compiler). src: the rows (in a form), or their decoded codes. */
+static inline void tile_to_y(const uint8_t *src, int64_t row_bytes, int R, int form, const tl_qact *x, int32_t t,
                              int T, int64_t cols, float w_scale, float *y, int64_t ldy, int64_t r) {
     int32_t out[TILE][TILE];
-    TILES[decoded][R == TILE][T](src, row_bytes, x->q + t * cols, cols, out);
+    TILES[form][R == TILE][T](src, row_bytes, x->q + t * cols, cols, out);
     for (int j = 0; j < T; j++) {
         float *yt = y + (t + j) * ldy + r, s = x->scale[t + j];
         int32_t xsum = x->sum[t + j];
@@ -196,8 +227,8 @@ static inline void tile_to_y(const uint8_t *src, int64_t row_bytes, int R, int d
     }
 }
 
-void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
-            int64_t ldy) {
+static inline __attribute__((always_inline)) void matmul(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1,
+                                                         const tl_qact *x, float w_scale, float *y, int64_t ldy, int grouped) {
     int64_t row_bytes = ROW_BYTES(cols);
 #ifdef FUSED_MANY_TOKENS
     // blocks of rows that stay in L2; in each, 4 tokens at a time over all its rows
@@ -209,12 +240,14 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
             int T = x->n - t >= TILE ? TILE : x->n - t;
             for (int64_t r = b0; r < b1;) {
                 int R = b1 - r >= TILE ? TILE : 1;
-                tile_to_y(w + r * row_bytes, row_bytes, R, 0, x, t, T, cols, w_scale, y, ldy, r);
+                tile_to_y(row_at(w, row_bytes, r, grouped), row_bytes, R, grouped ? GROUPED_FORM : ROWS_FORM, x, t, T, cols,
+                          w_scale, y, ldy, r);
                 r += R;
             }
         }
     }
 #else
+    (void)grouped; /* rows only */
     int8_t codes[TILE * MAX_DECODED_COLS] __attribute__((aligned(64)));
     for (int64_t r = r0; r < r1;) {
         int R = r1 - r >= TILE ? TILE : 1;
@@ -235,12 +268,22 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
                 store_decoded(codes, i, cols, cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES,
                               decode_tail(wr + i * row_bytes + cols / BLOCK_VALUES * BLOCK_BYTES, seg));
         for (int32_t t = 0; t < x->n; t += TILE)
-            tile_to_y(decoded ? (const uint8_t *)codes : wr, row_bytes, R, decoded, x, t, x->n - t >= TILE ? TILE : x->n - t,
-                      cols, w_scale, y, ldy, r);
+            tile_to_y(decoded ? (const uint8_t *)codes : wr, row_bytes, R, decoded ? DECODED_FORM : ROWS_FORM, x, t,
+                      x->n - t >= TILE ? TILE : x->n - t, cols, w_scale, y, ldy, r);
         r += R;
     }
 #endif
 }
+
+void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
+    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 0);
+}
+#ifdef GROUPED_KERNEL
+void GROUPED_KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
+                    int64_t ldy) {
+    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 1);
+}
+#endif
 
 /* Listed rows only: y[t * ldy + rows[i]] for i < n and each token t, as KERNEL gives them (a relu² model's up_proj
  * computes only the rows where some token's relu(gate) is nonzero). Tiles of 4 listed rows (the last tile repeats its
@@ -248,30 +291,48 @@ void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qac
  * PREFETCH_TILES tiles ahead explicitly (later tokens find the tile in cache). */
 #define ROWS_NAME(k) ROWS_NAME_(k)
 #define ROWS_NAME_(k) k##_rows
-#define LIST_TILE(T) \
-    static void list_tile_##T(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, int64_t cols, \
-                              int32_t out[TILE][TILE]) { tile_rows(NULL, 0, src, ahead, TILE, x, cols, T, 0, out); }
-LIST_TILE(1) LIST_TILE(2) LIST_TILE(3) LIST_TILE(4)
+#define LIST_TILE(T, G) \
+    static void list_tile_##T##_##G(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, \
+                                    int64_t cols, int32_t out[TILE][TILE]) { tile_rows(src[0], 0, src, ahead, TILE, x, cols, T, 0, G, out); }
 typedef void list_tile_fn(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, int64_t cols,
                           int32_t out[TILE][TILE]);
-static list_tile_fn *const LIST_TILES[TILE + 1] = {NULL, list_tile_1, list_tile_2, list_tile_3, list_tile_4};
+LIST_TILE(1, 0) LIST_TILE(2, 0) LIST_TILE(3, 0) LIST_TILE(4, 0)
+#ifdef GROUPED_KERNEL
+LIST_TILE(1, 1) LIST_TILE(2, 1) LIST_TILE(3, 1) LIST_TILE(4, 1)
+#define GROUPED_LIST_TILES {NULL, list_tile_1_1, list_tile_2_1, list_tile_3_1, list_tile_4_1}
+#else
+#define GROUPED_LIST_TILES {NULL}
+#endif
+static list_tile_fn *const LIST_TILES[2][TILE + 1] = {{NULL, list_tile_1_0, list_tile_2_0, list_tile_3_0, list_tile_4_0},
+                                                      GROUPED_LIST_TILES}; /* [grouped][T] */
 
-void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x, float w_scale,
-                       float *y, int64_t ldy) {
+static inline __attribute__((always_inline)) void matmul_rows(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n,
+                                                              const tl_qact *x, float w_scale, float *y, int64_t ldy, int grouped) {
     int64_t row_bytes = ROW_BYTES(cols);
     for (int64_t i = 0; i < n; i += TILE) {
         const uint8_t *src[TILE], *ahead[TILE];
         for (int r = 0; r < TILE; r++) {
             int64_t at = i + r < n ? i + r : n - 1, next = i + PREFETCH_TILES * TILE + r < n ? i + PREFETCH_TILES * TILE + r : n - 1;
-            src[r] = w + rows[at] * row_bytes, ahead[r] = w + rows[next] * row_bytes;
+            src[r] = row_at(w, row_bytes, rows[at], grouped), ahead[r] = row_at(w, row_bytes, rows[next], grouped);
         }
         for (int32_t t = 0; t < x->n; t += TILE) {
             int T = x->n - t >= TILE ? TILE : x->n - t;
             int32_t out[TILE][TILE];
-            LIST_TILES[T](src, t ? NULL : ahead, x->q + t * cols, cols, out);
+            LIST_TILES[grouped][T](src, t ? NULL : ahead, x->q + t * cols, cols, out);
             for (int j = 0; j < T; j++)
                 for (int r = 0; r < TILE && i + r < n; r++)
                     y[(t + j) * ldy + rows[i + r]] = (float)(out[j][r] - x->sum[t + j]) / x->scale[t + j] * w_scale;
         }
     }
 }
+
+void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x, float w_scale,
+                       float *y, int64_t ldy) {
+    matmul_rows(w, cols, rows, n, x, w_scale, y, ldy, 0);
+}
+#ifdef GROUPED_KERNEL
+void ROWS_NAME(GROUPED_KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x,
+                               float w_scale, float *y, int64_t ldy) {
+    matmul_rows(w, cols, rows, n, x, w_scale, y, ldy, 1);
+}
+#endif

@@ -21,5 +21,5 @@ void tl_tq1_0_decode(const uint8_t *block, int8_t *values) {
 
 void tl_tq1_0_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
                   float *y, int64_t ldy) {
-    tl_ternary_ref(tl_tq1_0_decode, TL_TQ1_0_VALUES, TL_TQ1_0_BYTES, w, cols, r0, r1, x, w_scale, y, ldy);
+    tl_ternary_ref(tl_tq1_0_decode, TL_TQ1_0_VALUES, TL_TQ1_0_BYTES, 1, w, cols, r0, r1, x, w_scale, y, ldy);
 }
