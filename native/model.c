@@ -31,7 +31,10 @@
 #include "tritlm.h"
 
 enum { ATT_TASK_ROWS = 64 }; /* attention: query rows (tokens x heads) a task takes through the kernel together */
-enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 4 }; /* matmul chunks: start on 16-row boundaries (SIMD row tiles); per thread */
+/* Matmul chunks start on 16-row boundaries (SIMD row tiles), 2 a thread: a preempted thread delays only its chunk, and
+ * each chunk claimed costs a cache line passed between cores (4 a thread decoded 5% slower where those are far apart:
+ * docs/format.md, "i2_s in memory"). */
+enum { ROW_ALIGN = 16, PARTS_PER_THREAD = 2 };
 enum { SPARSE_BATCH = 16 }; /* relu² sparse decode: decode steps of up to this many sequences */
 
 /* An attention task: KV head kv_head's query heads [h0, h0 + nh) for tokens [t0, t0 + nt) of one run (forward_batch). */
