@@ -44,14 +44,14 @@ typedef struct {
      * does not hold both. 0 for tensors the caller still reads (dropping would zero ordinary memory). */
     int32_t weights_mapped;
     /* 1: the tensors are a private copy the caller keeps for the engine alone (Model's copy of the file), which the
-     * engine may also rewrite: it repacks a bf16 output matrix and tq2_0 linears in place there instead of into new
-     * memory. */
+     * engine may also rewrite: it repacks a bf16 output matrix and tq2_0 and i2_s linears in place there instead of into
+     * new memory. */
     int32_t weights_writable;
-    /* 1: read a bf16 output matrix and tq2_0 linears as the file has them. By default they are repacked at load,
+    /* 1: read a bf16 output matrix and tq2_0 and i2_s linears as the file has them. By default they are repacked at load,
      * exactly, into layouts the kernels read faster: bf16 into 12 bits a value where they read that (AVX-512 VBMI,
-     * kernels/bf16_lut_ref.c), tq2_0 as i2_s (its 2-bit codes without the blocks' d, kernels/i2_s_ref.c), a private
-     * copy in place of the file's pages (see weights_writable); this keeps the file's (shared) pages, for --mmap and
-     * comparison. (tq1_0 is repacked regardless where its lookup layout runs: decoded at tq2_0's speed, not tq1_0's,
+     * kernels/bf16_lut_ref.c), tq2_0 as i2_s (its 2-bit codes without the blocks' d, kernels/i2_s_ref.c), i2_s in groups
+     * of 4 rows where they read that (x86, kernels.h's TL_I2_S_R4), a private copy in place of the file's pages (see
+     * weights_writable); this keeps the file's (shared) pages, for --mmap and comparison. (tq1_0 is repacked regardless where its lookup layout runs: decoded at tq2_0's speed, not tq1_0's,
      * it is worth the copy.) */
     int32_t keep_file_layout;
 } tl_config;

@@ -152,7 +152,7 @@ static inline int64_t tl_i2_s_r4_block_at(int64_t row_bytes, int64_t r, int64_t 
 }
 /* rows x cols of i2_s, or of tq2_0 (type), into that layout at out, exactly (tq2_0 as tl_i2_s_from_tq2_0); out may be
  * w: each group is read whole before it is written at or below where it was read. Returns 0, or -1 if out of memory. */
-int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out); /* -1: out of memory */
+int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out);
 
 /* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
  * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). A

@@ -6,7 +6,7 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
     int64_t blocks = cols / block_values, row_bytes = blocks * block_bytes;
     int8_t values[TL_QK_K]; /* the largest ternary block */
     for (int64_t r = r0; r < r1; r++) {
-        // row r's block b: in its group of rows, after the blocks b' < b of the group's rows and its own earlier rows'
+        // row r's block b follows its group's blocks b' < b and block b of the group's rows before r (group 1: rows in turn)
         const uint8_t *row = w + r / group * group * row_bytes + r % group * block_bytes;
         for (int32_t t = 0; t < x->n; t++) {
             const int8_t *q = x->q + t * cols;
