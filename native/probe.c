@@ -15,7 +15,7 @@
 static const void *as_read(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t **packed) {
     *packed = NULL;
     if (type != TL_I2_S_R4) return w;
-    if (rows % TL_I2_S_R4_ROWS || !(*packed = malloc((size_t)(rows * tl_row_bytes(TL_I2_S, cols))))) return NULL;
+    if (!(*packed = malloc((size_t)(rows * tl_row_bytes(TL_I2_S, cols))))) return NULL;
     if (tl_i2_s_r4_pack(TL_I2_S, w, rows, cols, *packed) == 0) return *packed;
     free(*packed), *packed = NULL;
     return NULL;
@@ -58,11 +58,6 @@ int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int
     fn(read, cols, list, n, &qa, w_scale, y, rows);
     free(sum), free(packed);
     return 0;
-}
-
-int32_t tl_i2_s_r4_repack(int32_t type, const void *w, int64_t rows, int64_t cols, uint8_t *out) {
-    if ((type != TL_I2_S && type != TL_TQ2_0) || rows % TL_I2_S_R4_ROWS || !tl_row_bytes(type, cols)) return -1;
-    return tl_i2_s_r4_pack(type, w, rows, cols, out);
 }
 
 int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,

@@ -56,17 +56,17 @@ def test_repack_writes_row_groups(rows, cols):
         sources[lib.TL_TQ2_0] = tq2_0.ravel()
     for type_id, src in sources.items():
         out = np.zeros(rows * cols // 4, np.uint8)
-        assert lib.tl_i2_s_r4_repack(type_id, ffi.from_buffer(src), rows, cols, ffi.from_buffer(out)) == 0
+        assert lib.tl_i2_s_r4_pack(type_id, ffi.from_buffer(src), rows, cols, ffi.from_buffer(out)) == 0
         np.testing.assert_array_equal(out, want, err_msg=str(type_id))
         in_place = src.copy()
-        assert lib.tl_i2_s_r4_repack(type_id, ffi.from_buffer(in_place), rows, cols, ffi.from_buffer(in_place)) == 0
+        assert lib.tl_i2_s_r4_pack(type_id, ffi.from_buffer(in_place), rows, cols, ffi.from_buffer(in_place)) == 0
         np.testing.assert_array_equal(in_place[: len(want)], want, err_msg=f"{type_id} in place")
 
 
 def test_repack_refuses_partial_groups_and_other_types():
     src = np.zeros(6 * 128 // 4, np.uint8)
-    assert lib.tl_i2_s_r4_repack(lib.TL_I2_S, ffi.from_buffer(src), 6, 128, ffi.from_buffer(src)) == -1
-    assert lib.tl_i2_s_r4_repack(lib.TL_TQ1_0, ffi.from_buffer(src), 4, 256, ffi.from_buffer(src)) == -1
+    assert lib.tl_i2_s_r4_pack(lib.TL_I2_S, ffi.from_buffer(src), 6, 128, ffi.from_buffer(src)) == -1
+    assert lib.tl_i2_s_r4_pack(lib.TL_TQ1_0, ffi.from_buffer(src), 4, 256, ffi.from_buffer(src)) == -1
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ void tl_i2_s_r4_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, cons
 int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out) {
     enum { G = TL_I2_S_R4_ROWS };
     int64_t blocks = cols / TL_I2_S_VALUES, row_bytes = blocks * TL_I2_S_BYTES, in_row_bytes = tl_row_bytes(type, cols);
+    if ((type != TL_I2_S && type != TL_TQ2_0) || !in_row_bytes || rows % G) return -1;
     uint8_t *group = malloc((size_t)(G * row_bytes));
     if (!group) return -1;
     for (int64_t g = 0; g < rows / G; g++) {

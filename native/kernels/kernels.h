@@ -151,7 +151,8 @@ static inline int64_t tl_i2_s_r4_block_at(int64_t row_bytes, int64_t r, int64_t 
     return r / TL_I2_S_R4_ROWS * TL_I2_S_R4_ROWS * row_bytes + (b * TL_I2_S_R4_ROWS + r % TL_I2_S_R4_ROWS) * TL_I2_S_BYTES;
 }
 /* rows x cols of i2_s, or of tq2_0 (type), into that layout at out, exactly (tq2_0 as tl_i2_s_from_tq2_0); out may be
- * w: each group is read whole before it is written at or below where it was read. Returns 0, or -1 if out of memory. */
+ * w: each group is read whole before it is written at or below where it was read. Returns 0, or -1 for another type, a
+ * shape that is not whole blocks and groups, or out of memory. */
 int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out);
 
 /* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
