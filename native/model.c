@@ -356,7 +356,8 @@ static int make_sparse_copies(tl_model *m) {
  *   vector; the reference decodes both value by value), so no ISA reads it slower (measured on AVX-512:
  *   docs/benchmarks.md);
  * - i2_s, and tq2_0 as i2_s, into row groups (TL_I2_S_R4: each 4 rows' blocks interleaved) where the kernels read them
- *   (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows (docs/format.md).
+ *   (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows (docs/format.md); not
+ *   a relu² up_proj that one token reads by row lists (skip_up).
  * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows.
  * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT, TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
  * rewritten in place with cfg.weights_writable (tq2_0's 1/33 of freed tail stays: dropping it would split the 2 MiB
@@ -373,11 +374,15 @@ static void release_pages(const void *data, int64_t bytes) {
 #endif
 }
 
-/* The type linear w is repacked into, or -1 if it is read as the file has it. */
-static int32_t repacked_type(const tl_model *m, const tl_tensor *w) {
+/* The type linear i of the model (layer i / N_LINEARS) is repacked into, or -1 if it is read as the file has it. */
+static int32_t repacked_type(const tl_model *m, int32_t i) {
+    const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
     if (w->type == TL_TQ1_0 && m->kern->tq1_0_lut) return TL_TQ1_0_LUT;
     if ((w->type != TL_TQ2_0 && w->type != TL_I2_S) || m->cfg.keep_file_layout) return -1;
-    if (m->kern->i2_s_r4 && w->rows % TL_I2_S_R4_ROWS == 0) return TL_I2_S_R4;
+    // an up_proj that a decoded token reads by row lists (skip_up) keeps rows: a listed row's 32-byte blocks would
+    // share each cache line with a row of its group that is mostly not listed
+    int row_lists = w == &m->layers[i / N_LINEARS].ffn_up && m->skip_up[i / N_LINEARS];
+    if (m->kern->i2_s_r4 && w->rows % TL_I2_S_R4_ROWS == 0 && !row_lists) return TL_I2_S_R4;
     return w->type == TL_TQ2_0 ? TL_I2_S : -1;
 }
 
@@ -389,7 +394,7 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     tl_tensor *w = (tl_tensor *)linear_of(&m->layers[chunk / N_LINEARS], chunk % N_LINEARS); /* the model's own array */
     uint8_t *out = m->repacked[chunk];
     if (!out) return;
-    int32_t type = repacked_type(m, w);
+    int32_t type = repacked_type(m, chunk);
     if (type == TL_I2_S) tl_i2_s_from_tq2_0(w->data, w->rows * w->cols / TL_QK_K, out);
     else if ((type == TL_I2_S_R4 ? tl_i2_s_r4_pack(w->type, w->data, w->rows, w->cols, out)
                                  : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
@@ -406,14 +411,14 @@ static int repack_linears(tl_model *m) {
     size_t bytes = 0;
     for (int32_t i = 0; i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-        int32_t type = repacked_type(m, w);
+        int32_t type = repacked_type(m, i);
         if (type >= 0 && !repacks_in_place(m, type)) bytes += (size_t)(w->rows * tl_row_bytes(type, w->cols));
     }
     if (bytes && !(m->repacked_arena = tl_alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* tq1_0's readable past its end */
     uint8_t *at = m->repacked_arena;
     for (int32_t i = 0; i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-        int32_t type = repacked_type(m, w);
+        int32_t type = repacked_type(m, i);
         if (type < 0) continue;
         any = 1;
         if (repacks_in_place(m, type)) m->repacked[i] = (uint8_t *)w->data;
