@@ -140,7 +140,9 @@ def test_in_place_repack_rewrites_the_private_copy(files, ttype, sparse):  # noq
         shape = {t.name: (t.rows, t.cols) for t in f.tensors if t.type_name == "i2_s"}
     grouped = {k for k in rows if engine_groups and not (sparse and k.endswith("ffn_up.weight"))}
     assert any(k.endswith("ffn_up.weight") for k in rows) and (grouped or not engine_groups)
-    want = {k: group_rows(np.frombuffer(v, np.uint8), *shape[k]).tobytes() if k in grouped else v for k, v in rows.items()}
+    want = {
+        k: group_rows(np.frombuffer(v, np.uint8), *shape[k]).tobytes() if k in grouped else v for k, v in rows.items()
+    }
     with Model(files["embedded", ttype], threads=1, sparse=sparse) as m:
         assert m._copy is not None
         linears = [t for t in m._file.tensors if t.type_name == ttype]
