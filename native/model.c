@@ -158,12 +158,13 @@ static int64_t padded_cols(int32_t type, int64_t cols) {
 
 static tl_ternary_fn *ternary_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s
-         : type == TL_TQ1_0_LUT ? k->tq1_0_lut : type == TL_I2_S_R4 ? k->i2_s_r4 : NULL;
+         : type == TL_TQ1_0_LUT ? k->tq1_0_lut : type == TL_I2_S_R4 ? k->i2_s_r4 : type == TL_TQ1_0_LUT_R4 ? k->tq1_0_lut_r4 : NULL;
 }
 
 static tl_ternary_rows_fn *ternary_rows_kernel(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : type == TL_I2_S ? k->i2_s_rows
-         : type == TL_TQ1_0_LUT ? k->tq1_0_lut_rows : type == TL_I2_S_R4 ? k->i2_s_r4_rows : NULL;
+         : type == TL_TQ1_0_LUT ? k->tq1_0_lut_rows : type == TL_I2_S_R4 ? k->i2_s_r4_rows
+         : type == TL_TQ1_0_LUT_R4 ? k->tq1_0_lut_r4_rows : NULL;
 }
 
 /* Whether n floats are all finite, testing the exponent bits (vectorizes). */
@@ -349,7 +350,7 @@ static int make_sparse_copies(tl_model *m) {
 
 /* Ternary linears repacked at load, after the sparse copies were built from the file's blocks:
  * - tq1_0 into its lookup layout (kernels/tq1_0_lut_ref.c) where the kernels read it (AVX-512 VBMI: decoded at tq2_0's
- *   speed, docs/format.md);
+ *   speed, docs/format.md), in row groups as i2_s below (TL_TQ1_0_LUT_R4);
  * - tq2_0 as i2_s (kernels/i2_s_ref.c: the same 2-bit codes, fields reversed in each byte, the blocks' d dropped), exact
  *   since the kernels take the tensor's one scale apart: i2_s reads 64 bytes per 256 values in whole cache lines, not
  *   66, with the same instructions per value on every ISA (one ternary_tile.h template: a load, a shift and a mask per
@@ -358,8 +359,8 @@ static int make_sparse_copies(tl_model *m) {
  * - i2_s, and tq2_0 as i2_s, into row groups (TL_I2_S_R4: each 4 rows' blocks interleaved) where the kernels read them
  *   (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows (docs/format.md); not
  *   a relu² up_proj that one token reads by row lists (skip_up).
- * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows.
- * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT, TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
+ * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows (and tq1_0 in lookup rows).
+ * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT(_R4), TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
  * rewritten in place with cfg.weights_writable (tq2_0's 1/33 of freed tail stays: dropping it would split the 2 MiB
  * pages it shares with the next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as
  * the runtime's copy of the file did, and with cfg.weights_mapped the file's pages of a linear are dropped once copied.
@@ -377,16 +378,19 @@ static void release_pages(const void *data, int64_t bytes) {
 /* The type linear i of the model (layer i / N_LINEARS) is repacked into, or -1 if it is read as the file has it. */
 static int32_t repacked_type(const tl_model *m, int32_t i) {
     const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
-    if (w->type == TL_TQ1_0 && m->kern->tq1_0_lut) return TL_TQ1_0_LUT;
-    if ((w->type != TL_TQ2_0 && w->type != TL_I2_S) || m->cfg.keep_file_layout) return -1;
-    // an up_proj that a decoded token reads by row lists (skip_up) keeps rows: a listed row's 32-byte blocks would
-    // share each cache line with a row of its group that is mostly not listed
+    // an up_proj that a decoded token reads by row lists (skip_up) keeps rows: a listed row's blocks would share their
+    // cache lines with rows of its group that are mostly not listed
     int row_lists = w == &m->layers[i / N_LINEARS].ffn_up && m->skip_up[i / N_LINEARS];
-    if (m->kern->i2_s_r4 && w->rows % TL_I2_S_R4_ROWS == 0 && !row_lists) return TL_I2_S_R4;
+    int grouped = w->rows % TL_GROUP_ROWS == 0 && !row_lists && !m->cfg.keep_file_layout;
+    if (w->type == TL_TQ1_0 && m->kern->tq1_0_lut) return grouped && m->kern->tq1_0_lut_r4 ? TL_TQ1_0_LUT_R4 : TL_TQ1_0_LUT;
+    if ((w->type != TL_TQ2_0 && w->type != TL_I2_S) || m->cfg.keep_file_layout) return -1;
+    if (grouped && m->kern->i2_s_r4) return TL_I2_S_R4;
     return w->type == TL_TQ2_0 ? TL_I2_S : -1;
 }
 
-static int repacks_in_place(const tl_model *m, int32_t type) { return type != TL_TQ1_0_LUT && m->cfg.weights_writable; }
+static int repacks_in_place(const tl_model *m, int32_t type) {
+    return type != TL_TQ1_0_LUT && type != TL_TQ1_0_LUT_R4 && m->cfg.weights_writable;
+}
 
 static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     (void)thread;
@@ -396,8 +400,9 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     if (!out) return;
     int32_t type = repacked_type(m, chunk);
     if (type == TL_I2_S) tl_i2_s_from_tq2_0(w->data, w->rows * w->cols / TL_QK_K, out);
-    else if ((type == TL_I2_S_R4 ? tl_i2_s_r4_pack(w->type, w->data, w->rows, w->cols, out)
-                                 : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
+    else if ((type == TL_I2_S_R4       ? tl_i2_s_r4_pack(w->type, w->data, w->rows, w->cols, out)
+              : type == TL_TQ1_0_LUT_R4 ? tl_tq1_0_lut_r4_pack(m->kern->tq1_0_lut_pack, w->data, w->rows, w->cols, out)
+                                        : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
         m->repacked[chunk] = NULL;
         return;
     }

@@ -36,7 +36,7 @@ int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t 
         for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
     }
     tl_qact qa = {x, x_scale, sum, n};
-    fn(read, cols, 0, rows, &qa, w_scale, y, rows);
+    fn(read, cols, 0, rows / 2, &qa, w_scale, y, rows), fn(read, cols, rows / 2, rows, &qa, w_scale, y, rows); /* probe.h */
     free(sum), free(packed);
     return 0;
 }
@@ -60,33 +60,45 @@ int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int
     return 0;
 }
 
-int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,
+/* The ISA's tq1_0 lookup-layout packer ("ref": the scalar one), or NULL. */
+static tl_tq1_0_lut_pack_fn *lut_packer(const tl_kernels *k) {
+    return k && strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_pack : k ? k->tq1_0_lut_pack : NULL;
+}
+
+/* rows x cols of tq1_0 into the lookup layout at packed, in rows (group 1) or row groups (group 4). */
+static int32_t lut_repack(tl_tq1_0_lut_pack_fn *pack, int32_t group, const void *w, int64_t rows, int64_t cols, uint8_t *packed) {
+    return group == 1 ? pack(w, cols, 0, rows, packed) : group == TL_GROUP_ROWS ? tl_tq1_0_lut_r4_pack(pack, w, rows, cols, packed) : -1;
+}
+
+int32_t tl_matmul_tq1_0_lut(const char *isa, int32_t group, const void *w, int64_t rows, int64_t cols, const int8_t *x,
                             const float *x_scale, int32_t n, float w_scale, const int32_t *list, int64_t n_list, float *y) {
     const tl_kernels *k = tl_kernels_named(isa);
-    int ref = k && strcmp(k->isa, "ref") == 0;
-    tl_ternary_fn *fn = ref ? tl_tq1_0_lut_ref : k ? k->tq1_0_lut : NULL;
-    tl_ternary_rows_fn *rows_fn = ref ? tl_tq1_0_lut_ref_rows : k ? k->tq1_0_lut_rows : NULL;
-    tl_tq1_0_lut_pack_fn *pack = ref ? tl_tq1_0_lut_pack : k ? k->tq1_0_lut_pack : NULL;
+    int ref = k && strcmp(k->isa, "ref") == 0, grouped = group != 1;
+    tl_ternary_fn *fn = ref ? (grouped ? tl_tq1_0_lut_r4_ref : tl_tq1_0_lut_ref) : !k ? NULL : grouped ? k->tq1_0_lut_r4 : k->tq1_0_lut;
+    tl_ternary_rows_fn *rows_fn = ref ? (grouped ? tl_tq1_0_lut_r4_ref_rows : tl_tq1_0_lut_ref_rows)
+                                : !k ? NULL : grouped ? k->tq1_0_lut_r4_rows : k->tq1_0_lut_rows;
     if (!fn || n <= 0 || !tl_row_bytes(TL_TQ1_0, cols)) return -1;
     uint8_t *packed = malloc((size_t)(rows * tl_tq1_0_lut_row_bytes(cols) + TL_LUT_READ_PAST));
     int32_t *sum = calloc((size_t)n, sizeof(int32_t)), rc = -1;
-    if (packed && sum && pack(w, cols, 0, rows, packed) == 0) {
+    if (packed && sum && lut_repack(lut_packer(k), group, w, rows, cols, packed) == 0) {
         for (int32_t t = 0; t < n; t++)
             for (int64_t i = 0; i < cols; i++) sum[t] += x[t * cols + i];
         tl_qact qa = {x, x_scale, sum, n};
         if (list) rows_fn(packed, cols, list, n_list, &qa, w_scale, y, rows);
-        else fn(packed, cols, 0, rows, &qa, w_scale, y, rows);
+        else /* two calls, as tl_matmul_ternary's */
+            fn(packed, cols, 0, rows / 2, &qa, w_scale, y, rows), fn(packed, cols, rows / 2, rows, &qa, w_scale, y, rows);
         rc = 0;
     }
     free(packed), free(sum);
     return rc;
 }
 
-int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values) {
-    const tl_kernels *k = tl_kernels_named(isa);
-    tl_tq1_0_lut_pack_fn *pack = k && strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_pack : k ? k->tq1_0_lut_pack : NULL;
-    if (!pack || rows <= 0 || !tl_row_bytes(TL_TQ1_0, cols) || pack(w, cols, 0, rows, packed) != 0) return -1;
-    for (int64_t r = 0; r < rows; r++) tl_tq1_0_lut_decode_row(packed + r * tl_tq1_0_lut_row_bytes(cols), cols, values + r * cols);
+int32_t tl_tq1_0_lut_repack(const char *isa, int32_t group, const void *w, int64_t rows, int64_t cols, uint8_t *packed,
+                            int8_t *values) {
+    tl_tq1_0_lut_pack_fn *pack = lut_packer(tl_kernels_named(isa));
+    if (!pack || rows <= 0 || !tl_row_bytes(TL_TQ1_0, cols) || lut_repack(pack, group, w, rows, cols, packed) != 0) return -1;
+    for (int64_t r = 0; values && group == 1 && r < rows; r++)
+        tl_tq1_0_lut_decode_row(packed + r * tl_tq1_0_lut_row_bytes(cols), cols, values + r * cols);
     return 0;
 }
 

@@ -7,7 +7,7 @@
 /* One kernel of a named ISA over a whole weight matrix. Ternary types (TL_TQ1_0, TL_TQ2_0, TL_I2_S; and 0x10000 +
  * TL_I2_S, i2_s in row groups: w is then i2_s rows, packed as the engine packs them where its kernels read that layout,
  * then run by the ISA's kernel for it, "ref": its reference, -1 where the ISA has none) take int8 activations x [n][cols] with per-token scales x_scale [n]: y[t][r] = (float)(sum_k W[r][k] x[t][k]) / x_scale[t]
- * * w_scale. Float types (TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations:
+ * * w_scale, in two calls cut at rows / 2 (inside a group: a grouped kernel's rows outside whole groups run too). Float types (TL_F32, TL_F16, TL_BF16, TL_Q8_0, TL_Q4_K, TL_Q6_K) take f32 activations:
  * y[t][r] = sum_k W[r][k] x[t][k], in two calls over rows split as the engine splits them (tl_split, 16-row
  * boundaries). Returns 0, or -1 if the ISA is unknown or not supported by this CPU, or the type/shape has no kernel. */
 int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols,
@@ -17,14 +17,16 @@ int32_t tl_matmul_ternary(const char *isa, int32_t type, const void *w, int64_t 
 int32_t tl_matmul_ternary_rows(const char *isa, int32_t type, const void *w, int64_t rows, int64_t cols, const int32_t *list,
                                int64_t n, const int8_t *x, const float *x_scale, int32_t n_tokens, float w_scale, float *y);
 /* tq1_0 weights as the engine runs them where its kernels read them repacked (native/kernels/tq1_0_lut_ref.c): the
- * ISA's repack, then its kernel for that layout ("ref": the layout's scalar packer and reference). list NULL: all rows
- * for n tokens, as tl_matmul_ternary; else the row-list entry on list[0..n_list) for the n tokens, as
- * tl_matmul_ternary_rows. Returns 0, or -1 if the ISA has no such kernel or cols is not a whole number of tq1_0 blocks. */
-int32_t tl_matmul_tq1_0_lut(const char *isa, const void *w, int64_t rows, int64_t cols, const int8_t *x,
+ * ISA's repack, in rows (group 1) or row groups (group 4: TL_TQ1_0_LUT_R4, rows a multiple of 4), then its kernel for
+ * that layout ("ref": the layout's scalar packer and reference). list NULL: all rows for n tokens, as tl_matmul_ternary,
+ * in two calls cut at rows / 2; else the row-list entry on list[0..n_list) for the n tokens, as tl_matmul_ternary_rows.
+ * Returns 0, or -1 if the ISA has no such kernel, or the shape is not whole tq1_0 blocks (and groups). */
+int32_t tl_matmul_tq1_0_lut(const char *isa, int32_t group, const void *w, int64_t rows, int64_t cols, const int8_t *x,
                             const float *x_scale, int32_t n, float w_scale, const int32_t *list, int64_t n_list, float *y);
-/* That repack of a tq1_0 matrix into packed (rows x its row bytes) by the ISA's packer ("ref": the scalar one), and the
- * layout's scalar decode of it back to values [rows][cols]. Returns 0, or -1 as above. */
-int32_t tl_tq1_0_lut_repack(const char *isa, const void *w, int64_t rows, int64_t cols, uint8_t *packed, int8_t *values);
+/* That repack of a tq1_0 matrix into packed (rows x its row bytes) by the ISA's packer ("ref": the scalar one), and
+ * (group 1, values not NULL) the layout's scalar decode of it back to values [rows][cols]. Returns 0, or -1 as above. */
+int32_t tl_tq1_0_lut_repack(const char *isa, int32_t group, const void *w, int64_t rows, int64_t cols, uint8_t *packed,
+                            int8_t *values);
 /* The engine's load-time repack of tq2_0 as i2_s (native/kernels/i2_s_ref.c): `blocks` tq2_0 blocks (256 values each)
  * to blocks * 64 bytes of i2_s rows without the trailer; out may be tq2_0 itself (in place). */
 void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);

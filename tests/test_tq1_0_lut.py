@@ -1,8 +1,10 @@
 """tq1_0's lookup layout (native/kernels/tq1_0_lut_ref.c): where the kernels read it (AVX-512 VBMI), the engine repacks
-every tq1_0 linear at load and reads only that copy. The repack's bytes must equal a numpy packer of the documented
-layout, its scalar decode must give the ternary matrix back, every kernel on it (all rows, listed rows; 1 to 13 tokens)
-must equal the tq1_0 reference bit for bit, and a model's logits must equal those of the tq1_0 kernels that read the
-file's own blocks (TRITLM_ISA=avx512) on every path: decode with and without relu² sparsity, batched decode, prefill."""
+every tq1_0 linear at load and reads only that copy, in row groups (TL_TQ1_0_LUT_R4: each 4 rows' spans interleaved,
+then their tails) but for a relu² up_proj read by row lists and under --mmap. The repack's bytes must equal a numpy
+packer of the documented layout, its scalar decode must give the ternary matrix back, every kernel on it, in rows and
+in groups (all rows, listed rows; 1 to 13 tokens) must equal the tq1_0 reference bit for bit, and a model's logits
+must equal those of the tq1_0 kernels that read the file's own blocks (TRITLM_ISA=avx512) on every path: decode with
+and without relu² sparsity, batched decode, prefill."""
 
 import os
 
@@ -32,6 +34,15 @@ def pack_lut(ternary: np.ndarray) -> np.ndarray:
     return np.concatenate([span_bytes, tail.sum(axis=2).astype(np.uint8).reshape(rows, -1)], axis=1)
 
 
+def group_lut(packed: np.ndarray, cols: int) -> np.ndarray:
+    """The layout's rows in row groups (docs/format.md): each 4 rows' span s (40 bytes) side by side, span by span, then
+    the 4 rows' tails in row order."""
+    rows, spans = packed.shape[0], cols // 192
+    body = packed[:, : spans * 40].reshape(rows // 4, 4, spans, 40).transpose(0, 2, 1, 3).reshape(rows // 4, -1)
+    tails = packed[:, spans * 40 :].reshape(rows // 4, -1)
+    return np.concatenate([body, tails], axis=1).reshape(rows, -1)
+
+
 def lut_isas():
     """[LUT_ISA] where this CPU runs it (simd_isas() lists only the file types' kernel sets)."""
     one = np.zeros(54, np.uint8)  # one row of 256 values: a tq1_0 block
@@ -42,11 +53,13 @@ def lut_isas():
     )
 
 
-def run_lut(isa, packed, rows, cols, x, x_scale, w_scale, listed=None):
-    """tl_matmul_tq1_0_lut: the repack of tq1_0 bytes, then the ISA's kernel on it (all rows, or the listed ones)."""
+def run_lut(isa, packed, rows, cols, x, x_scale, w_scale, listed=None, group=1):
+    """tl_matmul_tq1_0_lut: the repack of tq1_0 bytes in rows (group 1) or row groups (4), then the ISA's kernel on it
+    (all rows in two calls cut at rows / 2, or the listed ones)."""
     y = np.full((x.shape[0], rows), np.nan, np.float32)
     rc = lib.tl_matmul_tq1_0_lut(
         isa.encode(),
+        group,
         ffi.from_buffer(packed),
         rows,
         cols,
@@ -61,26 +74,38 @@ def run_lut(isa, packed, rows, cols, x, x_scale, w_scale, listed=None):
     return y if rc == 0 else None
 
 
-@pytest.mark.parametrize("rows,cols", [(3, 256), (5, 512), (4, 768), (7, 2560), (2, 6912)])
+def repack(isa, group, tq1_0, rows, cols, packed, values=None):
+    """tl_tq1_0_lut_repack: its return code; packed (and values, for rows) filled."""
+    return lib.tl_tq1_0_lut_repack(
+        isa.encode(),
+        group,
+        ffi.from_buffer(tq1_0),
+        rows,
+        cols,
+        ffi.from_buffer(packed),
+        ffi.NULL if values is None else ffi.from_buffer("int8_t[]", values),
+    )
+
+
+@pytest.mark.parametrize("rows,cols", [(3, 256), (5, 512), (4, 768), (7, 2560), (2, 6912), (8, 2560), (12, 6912)])
 def test_repack_is_the_documented_layout(rows, cols):
     """The scalar packer and each SIMD one write the numpy packer's bytes, which the scalar decode turns back into
-    the matrix."""
+    the matrix; in row groups, the numpy grouping of those bytes (rows a multiple of 4, else refused)."""
     ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
     want = pack_lut(ternary)
     tq1_0 = pack_ternary("tq1_0", ternary)
     for isa in ["ref"] + lut_isas():
         packed, values = np.zeros_like(want), np.zeros((rows, cols), np.int8)
-        rc = lib.tl_tq1_0_lut_repack(
-            isa.encode(),
-            ffi.from_buffer(tq1_0),
-            rows,
-            cols,
-            ffi.from_buffer(packed),
-            ffi.from_buffer("int8_t[]", values),
-        )
-        assert rc == 0, isa
+        assert repack(isa, 1, tq1_0, rows, cols, packed, values) == 0, isa
         np.testing.assert_array_equal(packed, want, err_msg=isa)
         np.testing.assert_array_equal(values, ternary, err_msg=isa)
+        grouped = np.zeros_like(want)
+        if rows % 4:
+            assert repack(isa, 4, tq1_0, rows, cols, grouped) == -1, isa
+            continue
+        assert repack(isa, 4, tq1_0, rows, cols, grouped) == 0, isa
+        np.testing.assert_array_equal(grouped, group_lut(want, cols), err_msg=f"{isa} grouped")
+        assert rows == 4 or not np.array_equal(grouped, want)
     assert want.shape[1] == cols // 192 * 40 + cols % 192 // 4  # 2560: 536 bytes a row, 6912: 1440 (tq1_0: 540, 1458)
 
 
@@ -103,11 +128,29 @@ def test_lut_kernels_equal_the_tq1_0_reference(rows, cols, n):
         np.testing.assert_array_equal(run_lut(isa, packed, rows, cols, x, x_scale, 0.37), expect, err_msg=isa)
 
 
+@pytest.mark.parametrize(
+    "rows,cols,n",
+    [(4, 256, 1), (12, 512, 1), (12, 768, 2), (20, 1280, 3), (44, 768, 4), (68, 768, 5), (28, 512, 13),
+     (412, 2560, 1), (412, 2560, 9), (2560, 6912, 1), (60, 6912, 4), (8, 33024, 2), (4, 16384 + 256, 6)],
+)  # fmt: skip
+def test_grouped_lut_kernels_equal_the_tq1_0_reference(rows, cols, n):
+    """The same in row groups: 4-row tiles over whole groups, the rows before and after a cut inside a group (rows / 2:
+    through the row list), the code buffer for more than 4 tokens, rows longer than that buffer."""
+    ternary, x = RNG.integers(-1, 2, (rows, cols), dtype=np.int8), RNG.integers(-128, 128, (n, cols), dtype=np.int8)
+    x_scale = RNG.uniform(0.5, 50, n).astype(np.float32)
+    packed = pack_ternary("tq1_0", ternary)
+    expect = run_ternary("ref", "tq1_0", packed, rows, cols, x, x_scale, 0.37)
+    for isa in ["ref"] + lut_isas():
+        got = run_lut(isa, packed, rows, cols, x, x_scale, 0.37, group=4)
+        np.testing.assert_array_equal(got, expect, err_msg=isa)
+
+
+@pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize("n_tokens", [1, 3, 8])
 @pytest.mark.parametrize("n_rows,cols,kept", [(64, 256, 1), (64, 512, 5), (300, 768, 97), (1000, 2560, 400)])
-def test_lut_row_list_equals_dense_rows(n_tokens, n_rows, cols, kept):
-    """The row-list entry (a relu² model's up_proj where some token's relu(gate) > 0) on the layout: the dense values
-    at the listed rows for every token, nothing written elsewhere."""
+def test_lut_row_list_equals_dense_rows(n_tokens, n_rows, cols, kept, group):
+    """The row-list entry (a relu² model's up_proj where some token's relu(gate) > 0) on the layout, in rows or groups:
+    the dense values at the listed rows for every token, nothing written elsewhere."""
     ternary = RNG.integers(-1, 2, (n_rows, cols), dtype=np.int8)
     x = RNG.integers(-128, 128, (n_tokens, cols), dtype=np.int8)
     x_scale = RNG.uniform(0.2, 50, n_tokens).astype(np.float32)
@@ -115,7 +158,7 @@ def test_lut_row_list_equals_dense_rows(n_tokens, n_rows, cols, kept):
     dense = run_ternary("ref", "tq1_0", packed, n_rows, cols, x, x_scale, 0.0123)
     listed = np.sort(RNG.choice(n_rows, kept, replace=False)).astype(np.int32)
     for isa in ["ref"] + lut_isas():
-        got = run_lut(isa, packed, n_rows, cols, x, x_scale, 0.0123, listed)
+        got = run_lut(isa, packed, n_rows, cols, x, x_scale, 0.0123, listed, group)
         np.testing.assert_array_equal(got[:, listed], dense[:, listed], err_msg=isa)
         assert np.isnan(np.delete(got, listed, axis=1)).all(), isa
 
@@ -176,12 +219,14 @@ def every_path(path: str, **model_args) -> dict[str, np.ndarray]:
 def test_model_logits_equal_the_tq1_0_kernels(tq1_0_files, name, monkeypatch):
     if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
         pytest.skip(f"this CPU has no {LUT_ISA}: the engine reads tq1_0 as the file has it")
-    repacked = every_path(tq1_0_files[name])
+    grouped = every_path(tq1_0_files[name])  # in row groups (up_proj in rows where one token reads it by row lists)
+    lut_rows = every_path(tq1_0_files[name], use_mmap=True)  # --mmap: the layout in rows
     monkeypatch.setenv("TRITLM_ISA", "avx512")  # the same engine without the repack
     file_blocks = every_path(tq1_0_files[name])
-    for path, logits in repacked.items():
-        assert np.array_equal(logits, file_blocks[path]), path
+    for path, logits in file_blocks.items():
         assert np.isfinite(logits).all() and logits.std() > 0, path
+        for got in (grouped, lut_rows):
+            assert np.array_equal(got[path].view(np.uint32), logits.view(np.uint32)), path
 
 
 def test_file_pages_of_repacked_tensors_are_released(tq1_0_files):

@@ -29,6 +29,8 @@ static const shape SHAPES[] = {
     {TL_TQ2_0, "tq2_0", 2560, 6912}, {TL_TQ1_0, "tq1_0", 2560, 2560}, {TL_TQ1_0, "tq1_0", 640, 2560},
     {TL_TQ1_0, "tq1_0", 6912, 2560}, {TL_TQ1_0, "tq1_0", 2560, 6912}, {TL_TQ1_0_LUT, "tq1_0_lut", 2560, 2560},
     {TL_TQ1_0_LUT, "tq1_0_lut", 640, 2560}, {TL_TQ1_0_LUT, "tq1_0_lut", 6912, 2560}, {TL_TQ1_0_LUT, "tq1_0_lut", 2560, 6912},
+    {TL_TQ1_0_LUT_R4, "tq1_0_lut_r4", 2560, 2560}, {TL_TQ1_0_LUT_R4, "tq1_0_lut_r4", 640, 2560},
+    {TL_TQ1_0_LUT_R4, "tq1_0_lut_r4", 6912, 2560}, {TL_TQ1_0_LUT_R4, "tq1_0_lut_r4", 2560, 6912},
     {TL_I2_S, "i2_s", 2560, 2560},
     {TL_I2_S, "i2_s", 6912, 2560}, {TL_I2_S, "i2_s", 2560, 6912}, {TL_I2_S_R4, "i2_s_r4", 2560, 2560},
     {TL_I2_S_R4, "i2_s_r4", 6912, 2560}, {TL_I2_S_R4, "i2_s_r4", 2560, 6912}, {TL_BF16, "bf16", 128256, 2560},
@@ -37,10 +39,11 @@ static const shape SHAPES[] = {
 };
 enum { STREAM_BYTES = 256 << 20, CACHE_BYTES = 512 << 10, GEMM_TOKENS = 128, BATCH_TOKENS = 8 };
 
-/* A ternary type's kernel in a table; tq1_0_lut and i2_s_r4, repacked at load where an ISA reads them so (kernels.h),
- * have their references outside the tables. NULL: the ISA has none. */
+/* A ternary type's kernel in a table; tq1_0_lut(_r4) and i2_s_r4, repacked at load where an ISA reads them so
+ * (kernels.h), have their references outside the tables. NULL: the ISA has none. */
 static tl_ternary_fn *ternary_fn(const tl_kernels *k, int32_t type) {
     if (type == TL_TQ1_0_LUT) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_ref : k->tq1_0_lut;
+    if (type == TL_TQ1_0_LUT_R4) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_r4_ref : k->tq1_0_lut_r4;
     if (type == TL_I2_S_R4) return strcmp(k->isa, "ref") == 0 ? tl_i2_s_r4_ref : k->i2_s_r4;
     return type == TL_TQ2_0 ? k->tq2_0 : type == TL_TQ1_0 ? k->tq1_0 : type == TL_I2_S ? k->i2_s : NULL;
 }
@@ -51,6 +54,7 @@ static tl_float_fn *float_fn(const tl_kernels *k, int32_t type) {
 }
 static tl_ternary_rows_fn *ternary_rows_fn(const tl_kernels *k, int32_t type) {
     if (type == TL_TQ1_0_LUT) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_ref_rows : k->tq1_0_lut_rows;
+    if (type == TL_TQ1_0_LUT_R4) return strcmp(k->isa, "ref") == 0 ? tl_tq1_0_lut_r4_ref_rows : k->tq1_0_lut_r4_rows;
     if (type == TL_I2_S_R4) return strcmp(k->isa, "ref") == 0 ? tl_i2_s_r4_ref_rows : k->i2_s_r4_rows;
     return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : k->i2_s_rows;
 }
@@ -205,8 +209,8 @@ static void bench_sparse(const tl_kernels *k, int32_t type, const char *name, in
     float *y = malloc(sizeof(float) * 6912), scale = 1;
     for (int i = 0; i < 6912; i++) xq[i] = (int8_t)(rand() % 255 - 127), xsum += xq[i];
     tl_qact x = {xq, &scale, &xsum, 1};
-    for (int which = type == TL_TQ1_0_LUT || type == TL_I2_S_R4; which < 2; which++) { /* 0: down_proj, sparse inputs
-                                                      * (copied from the file's form, not a layout of its own); 1: up_proj, listed rows */
+    /* 0: down_proj, sparse inputs (copied from the file's form, not a layout of its own); 1: up_proj, listed rows */
+    for (int which = type == TL_TQ1_0_LUT || type == TL_TQ1_0_LUT_R4 || type == TL_I2_S_R4; which < 2; which++) {
         int64_t rows = which ? 6912 : 2560, cols = which ? 2560 : 6912, bytes = rows * tl_row_bytes(type, cols);
         int64_t sparse_bytes = which ? 0 : tl_sparse_bytes(rows, cols);
         int n_copies = (int)(STREAM_BYTES / bytes + 1);
@@ -324,9 +328,9 @@ int main(int argc, char **argv) {
     }
     printf("\nrelu² sparse decode, 1 thread, from memory: dense GEMV vs down_proj over kept inputs / up_proj on kept rows\n");
     printf("%-9s %-10s %-9s %5s %-10s %10s %10s %8s\n", "type", "isa", "shape", "kept", "of", "dense us", "sparse us", "ratio");
-    for (int ti = 0; ti < 5; ti++) {
-        static const char *const NAMES[] = {"i2_s", "i2_s_r4", "tq2_0", "tq1_0", "tq1_0_lut"};
-        static const int32_t TYPES[] = {TL_I2_S, TL_I2_S_R4, TL_TQ2_0, TL_TQ1_0, TL_TQ1_0_LUT};
+    for (int ti = 0; ti < 6; ti++) {
+        static const char *const NAMES[] = {"i2_s", "i2_s_r4", "tq2_0", "tq1_0", "tq1_0_lut", "tq1_0_lut_r4"};
+        static const int32_t TYPES[] = {TL_I2_S, TL_I2_S_R4, TL_TQ2_0, TL_TQ1_0, TL_TQ1_0_LUT, TL_TQ1_0_LUT_R4};
         if (only && strncmp(only, NAMES[ti], strlen(only)) != 0) continue;
         for (int ii = 1; ii < (int)(sizeof isas / sizeof isas[0]); ii++)
             if (tl_kernels_named(isas[ii]) && ternary_fn(tl_kernels_named(isas[ii]), TYPES[ti]) && !same_as_lower(isas, ii, TYPES[ti]))

@@ -11,22 +11,23 @@
 static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_tq1_0_ref_rows, tl_tq2_0_ref_rows, tl_i2_s_ref_rows,
                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref,
-                               tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL};
+                               tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #if defined(__x86_64__)
 static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_avx2,
                                 tl_tq1_0_avx2_rows, tl_tq2_0_avx2_rows, tl_i2_s_avx2_rows,
                                 tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2,
                                 tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL,
-                                tl_i2_s_r4_avx2, tl_i2_s_r4_avx2_rows};
+                                tl_i2_s_r4_avx2, tl_i2_s_r4_avx2_rows, NULL, NULL};
 #define AVX512_KERNELS tl_tq1_0_avx512, tl_tq2_0_avx512, tl_i2_s_avx512, \
                        tl_tq1_0_avx512_rows, tl_tq2_0_avx512_rows, tl_i2_s_avx512_rows, \
                        tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512, \
                        tl_int4_avx512, tl_sparse_avx512, tl_attention_avx512
-static const tl_kernels avx512 = {"avx512", AVX512_KERNELS, NULL, NULL, NULL, NULL, tl_i2_s_r4_avx512, tl_i2_s_r4_avx512_rows};
+static const tl_kernels avx512 = {"avx512", AVX512_KERNELS, NULL, NULL, NULL, NULL, tl_i2_s_r4_avx512, tl_i2_s_r4_avx512_rows,
+                                  NULL, NULL};
 /* VBMI's byte permutes decode tq1_0 and bf16 repacked into their lookup layouts (tq1_0_lut_ref.c, bf16_lut_ref.c) */
 static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS, tl_tq1_0_lut_vbmi, tl_tq1_0_lut_vbmi_rows,
                                       tl_tq1_0_lut_vbmi_pack, tl_bf16_lut_vbmi, tl_i2_s_r4_avx512,
-                                      tl_i2_s_r4_avx512_rows};
+                                      tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows};
 
 static int cpu_has(const tl_kernels *k) {
     __builtin_cpu_init();
@@ -43,18 +44,18 @@ static const tl_kernels *const tables[] = {&avx512vbmi, &avx512, &avx2, &ref}; /
 static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_neon,
                                 tl_tq1_0_neon_rows, tl_tq2_0_neon_rows, tl_i2_s_neon_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
-                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL};
+                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #ifdef TL_NEON_DOTPROD
 static const tl_kernels dotprod = {"dotprod", tl_tq1_0_dotprod, tl_tq2_0_dotprod, tl_i2_s_dotprod,
                                    tl_tq1_0_dotprod_rows, tl_tq2_0_dotprod_rows, tl_i2_s_dotprod_rows,
                                    tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
-                                   tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL};
+                                   tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif
 #ifdef TL_NEON_I8MM
 static const tl_kernels i8mm = {"i8mm", tl_tq1_0_i8mm, tl_tq2_0_i8mm, tl_i2_s_i8mm,
                                 tl_tq1_0_i8mm_rows, tl_tq2_0_i8mm_rows, tl_i2_s_i8mm_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
-                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL};
+                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
 #endif
 
 /* Whether the CPU has an optional feature: the kernel's HWCAP bits on Linux, sysctl on macOS. */
@@ -141,7 +142,8 @@ const char *tl_type_name(int32_t type) { return type >= 0 && type < TL_TYPE_ID_E
 int64_t tl_block_values(int32_t type) { return tl_type_name(type) ? TYPES[type].values : 0; }
 
 int64_t tl_row_bytes(int32_t type, int64_t cols) {
-    if (type == TL_TQ1_0_LUT) return tl_row_bytes(TL_TQ1_0, cols) ? tl_tq1_0_lut_row_bytes(cols) : 0; /* repacked from tq1_0 */
+    if (type == TL_TQ1_0_LUT || type == TL_TQ1_0_LUT_R4) /* repacked from tq1_0 (rows, or grouped) */
+        return tl_row_bytes(TL_TQ1_0, cols) ? tl_tq1_0_lut_row_bytes(cols) : 0;
     if (type == TL_BF16_LUT) return tl_bf16_lut_row_bytes(cols); /* repacked from bf16 */
     if (type == TL_I2_S_R4) return tl_row_bytes(TL_I2_S, cols); /* i2_s's rows, grouped */
     int64_t values = tl_block_values(type);

@@ -14,26 +14,24 @@ void tl_i2_s_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const t
     tl_ternary_ref(tl_i2_s_decode, TL_I2_S_VALUES, TL_I2_S_BYTES, 1, w, cols, r0, r1, x, w_scale, y, ldy);
 }
 
-/* i2_s in row groups (kernels.h: TL_I2_S_R4) */
+/* i2_s in row groups (kernels.h: TL_I2_S_R4, TL_GROUP_ROWS) */
 void tl_i2_s_r4_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
                     float *y, int64_t ldy) {
-    tl_ternary_ref(tl_i2_s_decode, TL_I2_S_VALUES, TL_I2_S_BYTES, TL_I2_S_R4_ROWS, w, cols, r0, r1, x, w_scale, y, ldy);
+    tl_ternary_ref(tl_i2_s_decode, TL_I2_S_VALUES, TL_I2_S_BYTES, TL_GROUP_ROWS, w, cols, r0, r1, x, w_scale, y, ldy);
 }
 
 int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out) {
-    enum { G = TL_I2_S_R4_ROWS };
+    enum { G = TL_GROUP_ROWS };
     int64_t blocks = cols / TL_I2_S_VALUES, row_bytes = blocks * TL_I2_S_BYTES, in_row_bytes = tl_row_bytes(type, cols);
     if ((type != TL_I2_S && type != TL_TQ2_0) || !in_row_bytes || rows % G) return -1;
     uint8_t *group = malloc((size_t)(G * row_bytes));
     if (!group) return -1;
     for (int64_t g = 0; g < rows / G; g++) {
-        // the group's rows as i2_s rows, then each block of each row to its place among the group's
+        // the group's rows as i2_s rows, then grouped in place
         const uint8_t *in = w + g * G * in_row_bytes;
         if (type == TL_TQ2_0) tl_i2_s_from_tq2_0(in, G * cols / TL_QK_K, group);
         else memcpy(group, in, (size_t)(G * row_bytes));
-        for (int64_t r = 0; r < G; r++)
-            for (int64_t b = 0; b < blocks; b++)
-                memcpy(out + tl_i2_s_r4_block_at(row_bytes, g * G + r, b), group + r * row_bytes + b * TL_I2_S_BYTES, TL_I2_S_BYTES);
+        tl_group_rows(group, row_bytes, TL_I2_S_BYTES, blocks, out + g * G * row_bytes);
     }
     free(group);
     return 0;

@@ -70,6 +70,9 @@ typedef struct {
      * follows one stream faster than a tile's 4 rows (x86); NULL elsewhere: the engine then reads i2_s rows. */
     tl_ternary_fn *i2_s_r4;
     tl_ternary_rows_fn *i2_s_r4_rows;
+    /* the tq1_0 lookup layout in row groups (TL_TQ1_0_LUT_R4), likewise; NULL where the ISA reads no lookup layout */
+    tl_ternary_fn *tq1_0_lut_r4;
+    tl_ternary_rows_fn *tq1_0_lut_r4_rows;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -112,7 +115,7 @@ static inline float tl_sum16(float *acc) {
 }
 
 /* The reference ternary kernel, given how one block of a format decodes to values in {-1, 0, 1}; rows one after another
- * (group 1) or interleaved block by block in groups of `group` rows (TL_I2_S_R4). */
+ * (group 1) or in row groups (TL_GROUP_ROWS: TL_I2_S_R4). */
 typedef void tl_decode_block_fn(const uint8_t *block, int8_t *values);
 void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t block_bytes, int64_t group, const uint8_t *w,
                     int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy);
@@ -142,14 +145,21 @@ tl_decode_block_fn tl_tq1_0_decode, tl_tq2_0_decode, tl_i2_s_decode;
 /* blocks tq2_0 blocks (256 values each) as i2_s, exactly: the engine's load-time repack (i2_s_ref.c); out may be tq2_0. */
 void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);
 
-/* i2_s in row groups (i2_s_ref.c): the blocks of each TL_I2_S_R4_ROWS consecutive rows interleaved, row r's block b
- * at r / 4 * 4 * row_bytes + (4b + r % 4) * 32, so ternary_tile.h's 4-row tile reads one ascending stream instead of
- * 4 a row apart (the hardware prefetcher then keeps up: docs/format.md). The same bytes as i2_s rows otherwise; rows a
- * multiple of 4. Its tensors carry the engine-internal type id TL_I2_S_R4 (never a file's). */
-enum { TL_I2_S_R4 = 0x10000 + TL_I2_S, TL_I2_S_R4_ROWS = 4 };
-static inline int64_t tl_i2_s_r4_block_at(int64_t row_bytes, int64_t r, int64_t b) {
-    return r / TL_I2_S_R4_ROWS * TL_I2_S_R4_ROWS * row_bytes + (b * TL_I2_S_R4_ROWS + r % TL_I2_S_R4_ROWS) * TL_I2_S_BYTES;
+/* Row groups: the blocks of each TL_GROUP_ROWS consecutive rows interleaved, row r's block b at
+ * r / 4 * 4 * row_bytes + (4b + r % 4) * block_bytes, then the group's rows' tails (a row's bytes after its whole
+ * blocks: tq1_0_lut's) one after another, row r's at r / 4 * 4 * row_bytes + 4 * blocks * block_bytes + r % 4 * its
+ * length. ternary_tile.h's 4-row tile then reads one ascending stream instead of 4 a row apart (the hardware
+ * prefetcher then keeps up: docs/format.md). The same bytes as the rows otherwise; rows a multiple of 4. */
+enum { TL_GROUP_ROWS = 4 };
+static inline int64_t tl_group_block_at(int64_t row_bytes, int64_t block_bytes, int64_t r, int64_t b) {
+    return r / TL_GROUP_ROWS * TL_GROUP_ROWS * row_bytes + (b * TL_GROUP_ROWS + r % TL_GROUP_ROWS) * block_bytes;
 }
+/* One group's rows, one after another at rows (row_bytes each, blocks whole blocks of block_bytes then a tail), into
+ * the group's layout at out (ternary_ref.c). */
+void tl_group_rows(const uint8_t *rows, int64_t row_bytes, int64_t block_bytes, int64_t blocks, uint8_t *out);
+
+/* i2_s in row groups (i2_s_ref.c), typed with the engine-internal id TL_I2_S_R4 (never a file's). */
+enum { TL_I2_S_R4 = 0x10000 + TL_I2_S };
 /* rows x cols of i2_s, or of tq2_0 (type), into that layout at out, exactly (tq2_0 as tl_i2_s_from_tq2_0); out may be
  * w: each group is read whole before it is written at or below where it was read. Returns 0, or -1 for another type, a
  * shape that is not whole blocks and groups, or out of memory. */
@@ -163,6 +173,11 @@ static inline int64_t tl_tq1_0_lut_row_bytes(int64_t cols) {
     return cols / TL_LUT_SPAN_VALUES * TL_LUT_SPAN_BYTES + cols % TL_LUT_SPAN_VALUES / 4;
 }
 tl_tq1_0_lut_pack_fn tl_tq1_0_lut_pack, tl_tq1_0_lut_vbmi_pack;
+/* The layout in row groups (TL_TQ1_0_LUT_R4: the 40-byte spans are its blocks), where the ISA reads it so (AVX-512
+ * VBMI). rows x cols of tq1_0 into it at out, 4 rows at a time through pack (into rows, then grouped). Returns 0, or -1
+ * if rows is not a multiple of 4 or out of memory. */
+enum { TL_TQ1_0_LUT_R4 = 0x20000 + TL_TQ1_0 };
+int32_t tl_tq1_0_lut_r4_pack(tl_tq1_0_lut_pack_fn *pack, const uint8_t *tq1_0, int64_t rows, int64_t cols, uint8_t *out);
 /* A row of tq1_0 as codes (value + 1), 64 at a time (tq1_0_avx512.c), for the VBMI repack. */
 void tl_tq1_0_avx512_codes(const uint8_t *row, int64_t cols, int8_t *codes);
 /* One row of the layout back to values in {-1, 0, 1}. */
@@ -294,8 +309,8 @@ static inline float tl_att_exp(float x) {
 /* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
 tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
 tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
-tl_ternary_fn tl_tq1_0_lut_ref, tl_tq1_0_lut_vbmi;
-tl_ternary_rows_fn tl_tq1_0_lut_ref_rows, tl_tq1_0_lut_vbmi_rows;
+tl_ternary_fn tl_tq1_0_lut_ref, tl_tq1_0_lut_vbmi, tl_tq1_0_lut_r4_ref, tl_tq1_0_lut_r4_vbmi;
+tl_ternary_rows_fn tl_tq1_0_lut_ref_rows, tl_tq1_0_lut_vbmi_rows, tl_tq1_0_lut_r4_ref_rows, tl_tq1_0_lut_r4_vbmi_rows;
 tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
 tl_ternary_fn tl_i2_s_r4_ref, tl_i2_s_r4_avx2, tl_i2_s_r4_avx512;
 tl_ternary_rows_fn tl_i2_s_r4_ref_rows, tl_i2_s_r4_avx2_rows, tl_i2_s_r4_avx512_rows;

@@ -20,6 +20,15 @@ void tl_ternary_ref(tl_decode_block_fn *decode, int64_t block_values, int64_t bl
     }
 }
 
+void tl_group_rows(const uint8_t *rows, int64_t row_bytes, int64_t block_bytes, int64_t blocks, uint8_t *out) {
+    int64_t tail = row_bytes - blocks * block_bytes;
+    for (int64_t r = 0; r < TL_GROUP_ROWS; r++) {
+        for (int64_t b = 0; b < blocks; b++)
+            memcpy(out + tl_group_block_at(row_bytes, block_bytes, r, b), rows + r * row_bytes + b * block_bytes, (size_t)block_bytes);
+        memcpy(out + TL_GROUP_ROWS * blocks * block_bytes + r * tail, rows + r * row_bytes + blocks * block_bytes, (size_t)tail);
+    }
+}
+
 /* The reference row-list entries: each listed row on its own through the format's reference kernel. */
 #define ROWS_REF(type)                                                                                                \
     void tl_##type##_ref_rows(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x,      \
@@ -31,3 +40,4 @@ ROWS_REF(tq2_0)
 ROWS_REF(i2_s)
 ROWS_REF(i2_s_r4)
 ROWS_REF(tq1_0_lut)
+ROWS_REF(tq1_0_lut_r4)

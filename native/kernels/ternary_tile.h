@@ -20,9 +20,9 @@
  * tile() below); or FUSED_MANY_TOKENS: no code buffer at all (below). A format whose rows end in values that are not a
  * whole block (tq1_0_lut) defines ROW_BYTES(cols), a row's bytes, and decode_tail(tail, seg): the codes of vector seg of
  * the cols % BLOCK_VALUES values after the row's whole blocks. A format may also define SCALES, decode_scaled(block, seg)
- * and unscale(acc, scale) (needing vec_add(a, b)): see tile_pass(). A format with FUSED_MANY_TOKENS may define
+ * and unscale(acc, scale) (needing vec_add(a, b)): see tile_pass(). A format without FUSED_TILE may define
  * GROUPED_KERNEL, the name of a second tl_ternary_fn (and its _rows) over the same blocks in row groups (kernels.h's
- * TL_I2_S_R4: each 4 rows' blocks interleaved), so that a tile reads one ascending stream.
+ * TL_GROUP_ROWS: each 4 rows' blocks interleaved, then their tails), so that a tile reads one ascending stream.
  * A tile is up to 4 rows x 4 tokens: each code vector is reused for 4 tokens and each activation load for
  * 4 rows, with 16 accumulators in registers. Decoding (costly for tq1_0) is fused into the dot for a few
  * tokens (decode); with more tokens (prefill, batched decode) each 4-row tile is decoded once into an L1
@@ -52,12 +52,12 @@ enum { SEGS = BLOCK_VALUES / VEC_BYTES, TILE = 4, MAX_DECODED_COLS = 16384, ROW_
 #ifndef TILE_PASS_CELLS
 #define TILE_PASS_CELLS (TILE * TILE)
 #endif
-#if defined(GROUPED_KERNEL) && (defined(FUSED_TILE) || !defined(FUSED_MANY_TOKENS))
-#error "a grouped layout is decoded in its tiles: FUSED_MANY_TOKENS without FUSED_TILE"
+#if defined(GROUPED_KERNEL) && defined(FUSED_TILE)
+#error "a grouped layout is read by this template's tiles, not by FUSED_TILE"
 #endif
 
 /* Where a matrix's row r starts, and where a tile's row r (src: the tile's first row) and its block b are: rows one
- * after another, or grouped (TL_I2_S_R4): a group's rows r blocks apart, each row's blocks a group of blocks apart. */
+ * after another, or grouped (TL_GROUP_ROWS): a group's rows r blocks apart, each row's blocks a group of blocks apart. */
 static inline const uint8_t *row_at(const uint8_t *w, int64_t row_bytes, int64_t r, int grouped) {
     return grouped ? w + r / TILE * TILE * row_bytes + r % TILE * BLOCK_BYTES : w + r * row_bytes;
 }
@@ -65,6 +65,18 @@ static inline const uint8_t *tile_row(const uint8_t *src, int64_t row_bytes, int
     return src + r * (grouped ? BLOCK_BYTES : row_bytes);
 }
 static inline const uint8_t *block_of(const uint8_t *row, int64_t b, int grouped) { return row + b * (grouped ? TILE : 1) * BLOCK_BYTES; }
+/* Where row r's tail is (w: the matrix, or a tile's first row): after the row's blocks, or after its group's blocks,
+ * the group's tails in row order. */
+static inline const uint8_t *tail_at(const uint8_t *w, int64_t row_bytes, int64_t cols, int64_t r, int grouped) {
+    int64_t blocks_bytes = cols / BLOCK_VALUES * BLOCK_BYTES;
+    return grouped ? w + r / TILE * TILE * row_bytes + TILE * blocks_bytes + r % TILE * (row_bytes - blocks_bytes)
+                   : w + r * row_bytes + blocks_bytes;
+}
+/* Every cache line of bytes at p into L2 */
+static inline void prefetch_lines(const uint8_t *p, int64_t bytes) {
+    for (int64_t at = 0; at < bytes; at += 64) prefetch_l2(p + at);
+    if (bytes % 64) prefetch_l2(p + bytes - 1);
+}
 
 #ifndef SCALES /* no scaled decoding: decode() only */
 #define SCALES 1
@@ -79,7 +91,7 @@ static inline const uint8_t *block_of(const uint8_t *row, int64_t b, int grouped
  * cache). Not for one token: that loop, so made 1.3x faster in cache, read 0.8-0.9x as fast from memory on x86 Zen 5
  * (slowing it down brought the rate back: as if its prefetches then ran out of room). */
 static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
-                                                            const uint8_t *const *list_ahead, int R, int p, int P,
+                                                            const uint8_t *const *list_ahead, const uint8_t *const *tails, int R, int p, int P,
                                                             const int8_t *x, int64_t cols, int T, int decoded, int grouped,
                                                             VEC_ACC acc[TILE][TILE]) {
     int sets = !decoded && T > 1 && P * T * SCALES <= TILE_PASS_CELLS ? SCALES : 1;
@@ -93,8 +105,9 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
         for (int r = p; r < p + P; r++)
             for (int t = 0; t < T; t++) SET_ACC(s, r, t) = vec_zero();
     for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
-        for (int r = 0; !decoded && p == 0 && (!list || list_ahead) && r < R; r++) {
-            if (grouped && !list && r * BLOCK_BYTES % 64) continue; /* the tile's block b is whole lines */
+        if (!decoded && p == 0 && grouped && !list) /* the tile's block b: its rows' side by side */
+            prefetch_lines(block_of(src + PREFETCH_TILES * R * row_bytes, b, grouped), R * BLOCK_BYTES);
+        else for (int r = 0; !decoded && p == 0 && (!list || list_ahead) && r < R; r++) {
             const uint8_t *ahead = block_of(list ? list_ahead[r] : tile_row(src + PREFETCH_TILES * R * row_bytes, row_bytes, r, grouped), b, grouped);
             prefetch_l2(ahead);
             if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64); /* a 66-byte block can span 3 lines */
@@ -136,8 +149,7 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
         VEC codes[TILE];
         VEC_PART part[TILE][TILE];
         for (int r = p; r < p + P; r++)
-            codes[r] = decoded ? vec_load(src + r * cols + k)
-                               : decode_tail((list ? list[r] : src + r * row_bytes) + cols / BLOCK_VALUES * BLOCK_BYTES, seg);
+            codes[r] = decoded ? vec_load(src + r * cols + k) : decode_tail(list ? tails[r] : tail_at(src, row_bytes, cols, r, grouped), seg);
         for (int t = 0; t < T; t++) {
             VEC xv = vec_load(x + t * cols + k);
             for (int r = p; r < p + P; r++) part[r][t] = part_dot(part_begin(acc[r][t]), codes[r], xv);
@@ -147,15 +159,16 @@ static inline __attribute__((always_inline)) void tile_pass(const uint8_t *src, 
 }
 
 /* R rows x T tokens: the rows in passes of up to TILE_PASS_CELLS / T (all R unless the ISA has few registers),
- * each pass over the whole row. The rows are src's, row_bytes apart (prefetched PREFETCH_TILES tiles ahead), or
- * their decoded codes; or, with list, the packed rows list[r] (prefetching list_ahead[r] unless it is NULL). */
+ * each pass over the whole row. The rows are src's, row_bytes apart or grouped (prefetched PREFETCH_TILES tiles
+ * ahead), or their decoded codes; or, with list, the packed rows list[r] with their tails at tails[r] (prefetching
+ * list_ahead[r] unless it is NULL). */
 static inline __attribute__((always_inline)) void tile_rows(const uint8_t *src, int64_t row_bytes, const uint8_t *const *list,
-                                                            const uint8_t *const *list_ahead, int R, const int8_t *x,
+                                                            const uint8_t *const *list_ahead, const uint8_t *const *tails, int R, const int8_t *x,
                                                             int64_t cols, int T, int decoded, int grouped, int32_t out[TILE][TILE]) {
     VEC_ACC acc[TILE][TILE];
     int pass = TILE_PASS_CELLS / T < R ? TILE_PASS_CELLS / T : R;
     _Pragma("GCC unroll 4") for (int p = 0; p < R; p += pass)
-        tile_pass(src, row_bytes, list, list_ahead, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, grouped, acc);
+        tile_pass(src, row_bytes, list, list_ahead, tails, R, p, R - p < pass ? R - p : pass, x, cols, T, decoded, grouped, acc);
     for (int t = 0; t < T; t++) {
         if (R == TILE) vec_sum4_store(out[t], acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
         else out[t][0] = vec_sum(acc[0][t]);
@@ -164,7 +177,7 @@ static inline __attribute__((always_inline)) void tile_rows(const uint8_t *src, 
 
 static inline __attribute__((always_inline)) void tile(const uint8_t *src, int64_t row_bytes, int R, const int8_t *x,
                                                        int64_t cols, int T, int decoded, int grouped, int32_t out[TILE][TILE]) {
-    tile_rows(src, row_bytes, NULL, NULL, R, x, cols, T, decoded, grouped, out);
+    tile_rows(src, row_bytes, NULL, NULL, NULL, R, x, cols, T, decoded, grouped, out);
 }
 
 /* One function per tile shape (rows, tokens, decoded or grouped), so each unrolls fully. */
@@ -193,15 +206,13 @@ TILE_FN(4, 1, 0) TILE_FN(4, 2, 0) TILE_FN(4, 3, 0) TILE_FN(4, 4, 0)
 TILE_FN(4, 1, 1) TILE_FN(4, 2, 1) TILE_FN(4, 3, 1) TILE_FN(4, 4, 1)
 #define DECODED_TILES {{NULL}, {NULL, tile_4_1_1, tile_4_2_1, tile_4_3_1, tile_4_4_1}}
 #endif
-#ifdef GROUPED_KERNEL
-#define GROUPED_TILE_FN(R, T) \
-    static void grouped_tile_##R##_##T(const uint8_t *s, int64_t rb, const int8_t *x, int64_t c, int32_t o[TILE][TILE]) { \
-        tile(s, rb, R, x, c, T, 0, 1, o); \
+#ifdef GROUPED_KERNEL /* whole groups only: the kernel runs other rows through the row list */
+#define GROUPED_TILE_FN(T) \
+    static void grouped_tile_##T(const uint8_t *s, int64_t rb, const int8_t *x, int64_t c, int32_t o[TILE][TILE]) { \
+        tile(s, rb, TILE, x, c, T, 0, 1, o); \
     }
-GROUPED_TILE_FN(1, 1) GROUPED_TILE_FN(1, 2) GROUPED_TILE_FN(1, 3) GROUPED_TILE_FN(1, 4)
-GROUPED_TILE_FN(4, 1) GROUPED_TILE_FN(4, 2) GROUPED_TILE_FN(4, 3) GROUPED_TILE_FN(4, 4)
-#define GROUPED_TILES {{NULL, grouped_tile_1_1, grouped_tile_1_2, grouped_tile_1_3, grouped_tile_1_4}, \
-                       {NULL, grouped_tile_4_1, grouped_tile_4_2, grouped_tile_4_3, grouped_tile_4_4}}
+GROUPED_TILE_FN(1) GROUPED_TILE_FN(2) GROUPED_TILE_FN(3) GROUPED_TILE_FN(4)
+#define GROUPED_TILES {{NULL}, {NULL, grouped_tile_1, grouped_tile_2, grouped_tile_3, grouped_tile_4}}
 #else
 #define GROUPED_TILES {{NULL}}
 #endif
@@ -247,43 +258,36 @@ static inline __attribute__((always_inline)) void matmul(const uint8_t *w, int64
         }
     }
 #else
-    (void)grouped; /* rows only */
     int8_t codes[TILE * MAX_DECODED_COLS] __attribute__((aligned(64)));
     for (int64_t r = r0; r < r1;) {
         int R = r1 - r >= TILE ? TILE : 1;
-        const uint8_t *wr = w + r * row_bytes;
+        const uint8_t *wr = w + r * row_bytes; /* grouped: the group's start, as r is a group's first row */
         // many tokens: decode the 4-row tile once
         int decoded = R == TILE && x->n > TILE && cols <= MAX_DECODED_COLS;
         for (int i = 0; decoded && i < R; i++)
             for (int64_t b = 0; b < cols / BLOCK_VALUES; b++) {
-                // the tile PREFETCH_TILES ahead, so its decode reads L2 while this one's tokens run
-                const uint8_t *ahead = wr + (i + PREFETCH_TILES * TILE) * row_bytes + b * BLOCK_BYTES;
-                prefetch_l2(ahead);
-                if (BLOCK_BYTES > 64) prefetch_l2(ahead + 64);
+                // the tile PREFETCH_TILES ahead, so its decode reads L2 while this one's tokens run (grouped: its block
+                // b with its first row's)
+                const uint8_t *ahead = block_of(tile_row(wr + PREFETCH_TILES * TILE * row_bytes, row_bytes, i, grouped), b, grouped);
+                if (grouped && i == 0) prefetch_lines(ahead, TILE * BLOCK_BYTES);
+                if (!grouped) prefetch_l2(ahead);
+                if (!grouped && BLOCK_BYTES > 64) prefetch_l2(ahead + 64);
                 for (int seg = 0; seg < SEGS; seg++)
-                    store_decoded(codes, i, cols, b * BLOCK_VALUES + seg * VEC_BYTES, decode(wr + i * row_bytes + b * BLOCK_BYTES, seg));
+                    store_decoded(codes, i, cols, b * BLOCK_VALUES + seg * VEC_BYTES,
+                                  decode(block_of(tile_row(wr, row_bytes, i, grouped), b, grouped), seg));
             }
         for (int i = 0; decoded && i < R; i++)
             for (int seg = 0; seg < TAIL_SEGS(cols); seg++)
                 store_decoded(codes, i, cols, cols / BLOCK_VALUES * BLOCK_VALUES + seg * VEC_BYTES,
-                              decode_tail(wr + i * row_bytes + cols / BLOCK_VALUES * BLOCK_BYTES, seg));
+                              decode_tail(tail_at(wr, row_bytes, cols, i, grouped), seg));
         for (int32_t t = 0; t < x->n; t += TILE)
-            tile_to_y(decoded ? (const uint8_t *)codes : wr, row_bytes, R, decoded ? DECODED_FORM : ROWS_FORM, x, t,
-                      x->n - t >= TILE ? TILE : x->n - t, cols, w_scale, y, ldy, r);
+            tile_to_y(decoded ? (const uint8_t *)codes : wr, row_bytes, R, decoded ? DECODED_FORM : grouped ? GROUPED_FORM : ROWS_FORM,
+                      x, t, x->n - t >= TILE ? TILE : x->n - t, cols, w_scale, y, ldy, r);
         r += R;
     }
 #endif
 }
 
-void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
-    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 0);
-}
-#ifdef GROUPED_KERNEL
-void GROUPED_KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
-                    int64_t ldy) {
-    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 1);
-}
-#endif
 
 /* Listed rows only: y[t * ldy + rows[i]] for i < n and each token t, as KERNEL gives them (a relu² model's up_proj
  * computes only the rows where some token's relu(gate) is nonzero). Tiles of 4 listed rows (the last tile repeats its
@@ -292,10 +296,12 @@ void GROUPED_KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, cons
 #define ROWS_NAME(k) ROWS_NAME_(k)
 #define ROWS_NAME_(k) k##_rows
 #define LIST_TILE(T, G) \
-    static void list_tile_##T##_##G(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, \
-                                    int64_t cols, int32_t out[TILE][TILE]) { tile_rows(src[0], 0, src, ahead, TILE, x, cols, T, 0, G, out); }
-typedef void list_tile_fn(const uint8_t *const src[TILE], const uint8_t *const *ahead, const int8_t *x, int64_t cols,
-                          int32_t out[TILE][TILE]);
+    static void list_tile_##T##_##G(const uint8_t *const src[TILE], const uint8_t *const *ahead, const uint8_t *const tails[TILE], \
+                                    const int8_t *x, int64_t cols, int32_t out[TILE][TILE]) { \
+        tile_rows(src[0], 0, src, ahead, tails, TILE, x, cols, T, 0, G, out); \
+    }
+typedef void list_tile_fn(const uint8_t *const src[TILE], const uint8_t *const *ahead, const uint8_t *const tails[TILE],
+                          const int8_t *x, int64_t cols, int32_t out[TILE][TILE]);
 LIST_TILE(1, 0) LIST_TILE(2, 0) LIST_TILE(3, 0) LIST_TILE(4, 0)
 #ifdef GROUPED_KERNEL
 LIST_TILE(1, 1) LIST_TILE(2, 1) LIST_TILE(3, 1) LIST_TILE(4, 1)
@@ -310,15 +316,16 @@ static inline __attribute__((always_inline)) void matmul_rows(const uint8_t *w, 
                                                               const tl_qact *x, float w_scale, float *y, int64_t ldy, int grouped) {
     int64_t row_bytes = ROW_BYTES(cols);
     for (int64_t i = 0; i < n; i += TILE) {
-        const uint8_t *src[TILE], *ahead[TILE];
+        const uint8_t *src[TILE], *ahead[TILE], *tails[TILE];
         for (int r = 0; r < TILE; r++) {
             int64_t at = i + r < n ? i + r : n - 1, next = i + PREFETCH_TILES * TILE + r < n ? i + PREFETCH_TILES * TILE + r : n - 1;
             src[r] = row_at(w, row_bytes, rows[at], grouped), ahead[r] = row_at(w, row_bytes, rows[next], grouped);
+            tails[r] = tail_at(w, row_bytes, cols, rows[at], grouped);
         }
         for (int32_t t = 0; t < x->n; t += TILE) {
             int T = x->n - t >= TILE ? TILE : x->n - t;
             int32_t out[TILE][TILE];
-            LIST_TILES[grouped][T](src, t ? NULL : ahead, x->q + t * cols, cols, out);
+            LIST_TILES[grouped][T](src, t ? NULL : ahead, tails, x->q + t * cols, cols, out);
             for (int j = 0; j < T; j++)
                 for (int r = 0; r < TILE && i + r < n; r++)
                     y[(t + j) * ldy + rows[i + r]] = (float)(out[j][r] - x->sum[t + j]) / x->scale[t + j] * w_scale;
@@ -326,11 +333,26 @@ static inline __attribute__((always_inline)) void matmul_rows(const uint8_t *w, 
     }
 }
 
+void KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
+    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 0);
+}
 void ROWS_NAME(KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x, float w_scale,
                        float *y, int64_t ldy) {
     matmul_rows(w, cols, rows, n, x, w_scale, y, ldy, 0);
 }
 #ifdef GROUPED_KERNEL
+/* Whole groups through the tiles; rows before the first and after the last (none in the engine, whose row chunks are
+ * whole groups) through the row list. */
+void GROUPED_KERNEL(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
+                    int64_t ldy) {
+    int64_t g0 = (r0 + TILE - 1) / TILE * TILE, g1 = r1 / TILE * TILE;
+    if (g0 >= g1) g0 = g1 = r1;
+    int32_t edges[2 * TILE], n = 0;
+    for (int64_t r = r0; r < g0; r++) edges[n++] = (int32_t)r;
+    for (int64_t r = g1; r < r1; r++) edges[n++] = (int32_t)r;
+    if (n) matmul_rows(w, cols, edges, n, x, w_scale, y, ldy, 1);
+    if (g1 > g0) matmul(w, cols, g0, g1, x, w_scale, y, ldy, 1);
+}
 void ROWS_NAME(GROUPED_KERNEL)(const uint8_t *w, int64_t cols, const int32_t *rows, int64_t n, const tl_qact *x,
                                float w_scale, float *y, int64_t ldy) {
     matmul_rows(w, cols, rows, n, x, w_scale, y, ldy, 1);

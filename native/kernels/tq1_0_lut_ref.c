@@ -76,23 +76,49 @@ int32_t tl_tq1_0_lut_pack(const uint8_t *tq1_0, int64_t cols, int64_t r0, int64_
     return 0;
 }
 
-/* The reference kernel: each span (and the tail) decoded, then the integer dot per token, as tl_ternary_ref. */
-void tl_tq1_0_lut_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
-                      float *y, int64_t ldy) {
-    int64_t spans = cols / SPAN, row_bytes = tl_tq1_0_lut_row_bytes(cols);
+int32_t tl_tq1_0_lut_r4_pack(tl_tq1_0_lut_pack_fn *pack, const uint8_t *tq1_0, int64_t rows, int64_t cols, uint8_t *out) {
+    enum { G = TL_GROUP_ROWS };
+    int64_t row_bytes = tl_tq1_0_lut_row_bytes(cols), in_row_bytes = tl_row_bytes(TL_TQ1_0, cols);
+    uint8_t *group = rows % G ? NULL : malloc((size_t)(G * row_bytes));
+    int32_t rc = group ? 0 : -1;
+    for (int64_t g = 0; rc == 0 && g < rows / G; g++)
+        if ((rc = pack(tq1_0 + g * G * in_row_bytes, cols, 0, G, group)) == 0)
+            tl_group_rows(group, row_bytes, SPAN_BYTES, cols / SPAN, out + g * G * row_bytes);
+    free(group);
+    return rc;
+}
+
+/* The reference kernel: each span (and the tail) decoded, then the integer dot per token, as tl_ternary_ref; rows one
+ * after another (group 1) or in row groups (TL_GROUP_ROWS). */
+static void lut_ref(int64_t group, const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
+                    float *y, int64_t ldy) {
+    int64_t spans = cols / SPAN, row_bytes = tl_tq1_0_lut_row_bytes(cols), tail_bytes = row_bytes - spans * SPAN_BYTES;
     int8_t values[SPAN];
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * row_bytes;
+        // row r's span s follows its group's spans s' < s and span s of the group's rows before r; its tail follows the
+        // group's spans and the tails of the group's rows before r
+        const uint8_t *first = w + r / group * group * row_bytes, *row = first + r % group * SPAN_BYTES;
+        const uint8_t *tail = first + group * spans * SPAN_BYTES + r % group * tail_bytes;
         for (int32_t t = 0; t < x->n; t++) {
             const int8_t *q = x->q + t * cols;
             int32_t sum = 0;
             for (int64_t s = 0; s <= spans; s++) {
                 int64_t n = s < spans ? SPAN : cols % SPAN;
-                if (s < spans) decode_span(row + s * SPAN_BYTES, values);
-                else decode_tail(row + s * SPAN_BYTES, n, values);
+                if (s < spans) decode_span(row + s * group * SPAN_BYTES, values);
+                else decode_tail(tail, n, values);
                 for (int64_t k = 0; k < n; k++) sum += values[k] * q[s * SPAN + k];
             }
             y[t * ldy + r] = (float)sum / x->scale[t] * w_scale;
         }
     }
+}
+
+void tl_tq1_0_lut_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
+                      float *y, int64_t ldy) {
+    lut_ref(1, w, cols, r0, r1, x, w_scale, y, ldy);
+}
+
+void tl_tq1_0_lut_r4_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale,
+                         float *y, int64_t ldy) {
+    lut_ref(TL_GROUP_ROWS, w, cols, r0, r1, x, w_scale, y, ldy);
 }

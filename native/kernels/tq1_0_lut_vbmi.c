@@ -41,6 +41,7 @@ static inline __m512i decode_tail(const uint8_t *tail, int seg) {
     return _mm512_and_si512(_mm512_srlv_epi16(bytes, shift), _mm512_set1_epi8(3));
 }
 #define KERNEL tl_tq1_0_lut_vbmi
+#define GROUPED_KERNEL tl_tq1_0_lut_r4_vbmi /* TL_TQ1_0_LUT_R4 */
 #include "ternary_tile.h"
 
 /* The repack, from each row's codes (tq1_0_avx512.c decodes them): per span, c0 + 3 c1 + 9 c2 by table lookups, the 8
