@@ -356,11 +356,13 @@ static int make_sparse_copies(tl_model *m) {
  *   66, with the same instructions per value on every ISA (one ternary_tile.h template: a load, a shift and a mask per
  *   vector; the reference decodes both value by value), so no ISA reads it slower (measured on AVX-512:
  *   docs/benchmarks.md);
- * - i2_s, and tq2_0 as i2_s, into row groups (TL_I2_S_R4: each 4 rows' blocks interleaved) where the kernels read them
- *   (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows (docs/format.md); not
- *   a relu² up_proj that one token reads by row lists (skip_up).
- * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows (and tq1_0 in lookup rows).
- * A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT(_R4), TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
+ * - tq1_0 as i2_s, exactly, where its own kernel decodes compute-bound (tl_kernels.tq1_0_as_i2_s: AVX2, at 38% of the
+ *   read rate against i2_s's 74%), so its 1.2x the bytes are read faster (docs/format.md);
+ * - i2_s, and tq2_0 and tq1_0 as i2_s, into row groups (TL_I2_S_R4: each 4 rows' blocks interleaved) where the kernels
+ *   read them (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows
+ *   (docs/format.md); not a relu² up_proj that one token reads by row lists (skip_up).
+ * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows (and tq1_0 in lookup rows,
+ * or as it is). A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT(_R4), TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
  * rewritten in place with cfg.weights_writable (tq2_0's 1/33 of freed tail stays: dropping it would split the 2 MiB
  * pages it shares with the next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as
  * the runtime's copy of the file did, and with cfg.weights_mapped the file's pages of a linear are dropped once copied.
@@ -383,13 +385,15 @@ static int32_t repacked_type(const tl_model *m, int32_t i) {
     int row_lists = w == &m->layers[i / N_LINEARS].ffn_up && m->skip_up[i / N_LINEARS];
     int grouped = w->rows % TL_GROUP_ROWS == 0 && !row_lists && !m->cfg.keep_file_layout;
     if (w->type == TL_TQ1_0 && m->kern->tq1_0_lut) return grouped && m->kern->tq1_0_lut_r4 ? TL_TQ1_0_LUT_R4 : TL_TQ1_0_LUT;
-    if ((w->type != TL_TQ2_0 && w->type != TL_I2_S) || m->cfg.keep_file_layout) return -1;
+    int as_i2_s = w->type == TL_TQ2_0 || w->type == TL_I2_S || (w->type == TL_TQ1_0 && m->kern->tq1_0_as_i2_s);
+    if (!as_i2_s || m->cfg.keep_file_layout) return -1;
     if (grouped && m->kern->i2_s_r4) return TL_I2_S_R4;
-    return w->type == TL_TQ2_0 ? TL_I2_S : -1;
+    return w->type != TL_I2_S ? TL_I2_S : -1;
 }
 
-static int repacks_in_place(const tl_model *m, int32_t type) {
-    return type != TL_TQ1_0_LUT && type != TL_TQ1_0_LUT_R4 && m->cfg.weights_writable;
+/* Whether w's repack into type is written over w (its copy of the file, writable): only where it is no larger. */
+static int repacks_in_place(const tl_model *m, const tl_tensor *w, int32_t type) {
+    return type != TL_TQ1_0_LUT && type != TL_TQ1_0_LUT_R4 && w->type != TL_TQ1_0 && m->cfg.weights_writable;
 }
 
 static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
@@ -399,10 +403,9 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     uint8_t *out = m->repacked[chunk];
     if (!out) return;
     int32_t type = repacked_type(m, chunk);
-    if (type == TL_I2_S) tl_i2_s_from_tq2_0(w->data, w->rows * w->cols / TL_QK_K, out);
-    else if ((type == TL_I2_S_R4       ? tl_i2_s_r4_pack(w->type, w->data, w->rows, w->cols, out)
-              : type == TL_TQ1_0_LUT_R4 ? tl_tq1_0_lut_r4_pack(m->kern->tq1_0_lut_pack, w->data, w->rows, w->cols, out)
-                                        : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
+    if ((type == TL_I2_S || type == TL_I2_S_R4 ? tl_i2_s_pack(w->type, type == TL_I2_S ? 1 : TL_GROUP_ROWS, w->data, w->rows, w->cols, out)
+         : type == TL_TQ1_0_LUT_R4          ? tl_tq1_0_lut_r4_pack(m->kern->tq1_0_lut_pack, w->data, w->rows, w->cols, out)
+                                            : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
         m->repacked[chunk] = NULL;
         return;
     }
@@ -417,7 +420,7 @@ static int repack_linears(tl_model *m) {
     for (int32_t i = 0; i < n; i++) {
         const tl_tensor *w = linear_of(&m->layers[i / N_LINEARS], i % N_LINEARS);
         int32_t type = repacked_type(m, i);
-        if (type >= 0 && !repacks_in_place(m, type)) bytes += (size_t)(w->rows * tl_row_bytes(type, w->cols));
+        if (type >= 0 && !repacks_in_place(m, w, type)) bytes += (size_t)(w->rows * tl_row_bytes(type, w->cols));
     }
     if (bytes && !(m->repacked_arena = tl_alloc_huge(bytes + TL_LUT_READ_PAST))) return 0; /* tq1_0's readable past its end */
     uint8_t *at = m->repacked_arena;
@@ -426,7 +429,7 @@ static int repack_linears(tl_model *m) {
         int32_t type = repacked_type(m, i);
         if (type < 0) continue;
         any = 1;
-        if (repacks_in_place(m, type)) m->repacked[i] = (uint8_t *)w->data;
+        if (repacks_in_place(m, w, type)) m->repacked[i] = (uint8_t *)w->data;
         else m->repacked[i] = at, at += w->rows * tl_row_bytes(type, w->cols);
     }
     if (any) tl_pool_run(m->pool, repack_chunk, m, n);

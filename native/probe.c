@@ -16,7 +16,7 @@ static const void *as_read(int32_t type, const void *w, int64_t rows, int64_t co
     *packed = NULL;
     if (type != TL_I2_S_R4) return w;
     if (!(*packed = malloc((size_t)(rows * tl_row_bytes(TL_I2_S, cols))))) return NULL;
-    if (tl_i2_s_r4_pack(TL_I2_S, w, rows, cols, *packed) == 0) return *packed;
+    if (tl_i2_s_pack(TL_I2_S, TL_GROUP_ROWS, w, rows, cols, *packed) == 0) return *packed;
     free(*packed), *packed = NULL;
     return NULL;
 }

@@ -30,9 +30,10 @@ int32_t tl_tq1_0_lut_repack(const char *isa, int32_t group, const void *w, int64
 /* The engine's load-time repack of tq2_0 as i2_s (native/kernels/i2_s_ref.c): `blocks` tq2_0 blocks (256 values each)
  * to blocks * 64 bytes of i2_s rows without the trailer; out may be tq2_0 itself (in place). */
 void tl_i2_s_from_tq2_0(const uint8_t *tq2_0, int64_t blocks, uint8_t *out);
-/* The engine's load-time repack of i2_s or tq2_0 (type) rows into i2_s row groups (native/kernels/i2_s_ref.c): rows a
- * multiple of 4, out rows x cols / 4 bytes; out may be w itself. Returns 0, or -1 for another type or shape. */
-int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out);
+/* The engine's load-time repack of i2_s, tq2_0 or tq1_0 (type) rows as i2_s (native/kernels/i2_s_ref.c), in rows
+ * (group 1) or row groups (group 4: rows a multiple of 4); out rows x cols / 4 bytes, and may be w itself for i2_s and
+ * tq2_0. Returns 0, or -1 for another type, group or shape. */
+int32_t tl_i2_s_pack(int32_t type, int32_t group, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out);
 /* A bf16 matrix (cols a multiple of 64) in its lookup layout (native/kernels/bf16_lut_ref.c), packed as the engine
  * packs it (a few groups of rows at a time): returns its bytes (-1: cols not a multiple of 64, or out of memory), copies them
  * to packed if packed_bytes is enough (packed may be NULL), and writes the layout's scalar decode as f32 to values

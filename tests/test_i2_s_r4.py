@@ -10,7 +10,7 @@ import pytest
 
 from tests.test_kernels import RNG, pack_ternary, random_case, run_ternary, simd_isas
 from tests.test_sparse_decode import run_rows
-from tests.test_tq1_0_lut import every_path
+from tests.test_tq1_0_lut import every_path, tq1_0_files  # noqa: F401 (tq1_0_files: a fixture)
 from tests.test_tq2_0_repack import files, linear_bytes, linears_read, pack_i2_s  # noqa: F401 (files: a fixture)
 from tritlm.runtime import Model
 from tritlm.runtime._native import ffi, lib
@@ -44,29 +44,41 @@ def run_grouped(isa, packed, rows, cols, x, x_scale, w_scale=1.0):
     return y if rc == 0 else None
 
 
+def i2_s_pack(type_id, group, src, rows, cols, out):
+    return lib.tl_i2_s_pack(type_id, group, ffi.from_buffer(src), rows, cols, ffi.from_buffer(out))
+
+
+@pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize("rows,cols", [(4, 128), (8, 256), (12, 2560), (4, 6912)])
-def test_repack_writes_row_groups(rows, cols):
-    """From i2_s and from tq2_0 (arbitrary d), into new memory and over itself: the numpy packer's bytes."""
+def test_repack_writes_row_groups(rows, cols, group):
+    """From i2_s, tq2_0 (arbitrary d) and tq1_0 (arbitrary d), in rows or row groups, into new memory and over itself
+    (i2_s and tq2_0, which i2_s is no larger than): the numpy packer's bytes."""
     ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
-    want = group_rows(pack_i2_s(ternary), rows, cols)
+    want = pack_i2_s(ternary)[: rows * cols // 4]
+    want = group_rows(want, rows, cols) if group == 4 else want
     sources = {lib.TL_I2_S: pack_ternary("i2_s", ternary)}
     if cols % 256 == 0:
-        tq2_0 = pack_ternary("tq2_0", ternary).reshape(-1, 66)
-        tq2_0[:, 64:] = RNG.integers(0, 256, (len(tq2_0), 2), dtype=np.uint8)
-        sources[lib.TL_TQ2_0] = tq2_0.ravel()
+        for type_id, name, block in ((lib.TL_TQ2_0, "tq2_0", 66), (lib.TL_TQ1_0, "tq1_0", 54)):
+            src = pack_ternary(name, ternary).reshape(-1, block)
+            src[:, -2:] = RNG.integers(0, 256, (len(src), 2), dtype=np.uint8)
+            sources[type_id] = src.ravel()
     for type_id, src in sources.items():
         out = np.zeros(rows * cols // 4, np.uint8)
-        assert lib.tl_i2_s_r4_pack(type_id, ffi.from_buffer(src), rows, cols, ffi.from_buffer(out)) == 0
+        assert i2_s_pack(type_id, group, src, rows, cols, out) == 0
         np.testing.assert_array_equal(out, want, err_msg=str(type_id))
+        if type_id == lib.TL_TQ1_0:
+            continue
         in_place = src.copy()
-        assert lib.tl_i2_s_r4_pack(type_id, ffi.from_buffer(in_place), rows, cols, ffi.from_buffer(in_place)) == 0
+        assert i2_s_pack(type_id, group, in_place, rows, cols, in_place) == 0
         np.testing.assert_array_equal(in_place[: len(want)], want, err_msg=f"{type_id} in place")
 
 
 def test_repack_refuses_partial_groups_and_other_types():
-    src = np.zeros(6 * 128 // 4, np.uint8)
-    assert lib.tl_i2_s_r4_pack(lib.TL_I2_S, ffi.from_buffer(src), 6, 128, ffi.from_buffer(src)) == -1
-    assert lib.tl_i2_s_r4_pack(lib.TL_TQ1_0, ffi.from_buffer(src), 4, 256, ffi.from_buffer(src)) == -1
+    src = np.zeros(6 * 256, np.uint8)
+    assert i2_s_pack(lib.TL_I2_S, 4, src, 6, 128, src) == -1
+    assert i2_s_pack(lib.TL_I2_S, 2, src, 4, 128, src) == -1
+    assert i2_s_pack(lib.TL_TQ1_0, 1, src, 1, 128, src) == -1  # tq1_0 rows are whole 256-value blocks
+    assert i2_s_pack(lib.TL_Q8_0, 1, src, 4, 256, src) == -1
 
 
 @pytest.mark.parametrize(
@@ -150,3 +162,26 @@ def test_in_place_repack_rewrites_the_private_copy(files, ttype, sparse):  # noq
         for t in linears:
             got = bytes(ffi.buffer(ffi.cast("char *", m._origin + t.offset), len(want[t.name])))
             assert got == want[t.name], t.name
+
+
+@pytest.mark.parametrize("name", ["embedded", "wide"])
+def test_tq1_0_is_read_as_i2_s_on_avx2(tq1_0_files, name, monkeypatch):  # noqa: F811
+    """Where tq1_0's own kernel decodes compute-bound (AVX2), tq1_0 linears are repacked as i2_s (64 bytes per 256
+    values): logits equal those of the tq1_0 kernel on the file's own blocks (--mmap) on every path. AVX-512 reads tq1_0
+    as the file has it (or in its lookup layout)."""
+    path = tq1_0_files[name]
+    if "avx2" not in simd_isas():
+        pytest.skip("no AVX2 here: tq1_0 is read as the file has it")
+    monkeypatch.setenv("TRITLM_ISA", "avx2")
+    file_blocks = every_path(path, use_mmap=True)
+    repacked = every_path(path)
+    for key, logits in file_blocks.items():
+        assert np.isfinite(logits).all() and logits.std() > 0, key
+        assert np.array_equal(repacked[key].view(np.uint32), logits.view(np.uint32)), key
+    with Model(path, threads=1) as m:
+        assert linears_read(m) == linear_bytes(path, 64)
+    for isa, mmap in (("avx2", True), ("avx512", False)):
+        if isa in simd_isas():
+            monkeypatch.setenv("TRITLM_ISA", isa)
+            with Model(path, threads=1, use_mmap=mmap) as m:
+                assert linears_read(m) == linear_bytes(path, 54), isa

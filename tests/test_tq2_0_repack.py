@@ -63,7 +63,9 @@ def files(tmp_path_factory):
 def linear_bytes(path: str, per_256: int) -> dict[str, int]:
     """Each linear of a file at per_256 bytes per 256 values (i2_s: 64, tq2_0: 66)."""
     with read_gguf(path) as f:
-        return {t.name: t.rows * t.cols // 256 * per_256 for t in f.tensors if t.type_name in ("tq2_0", "i2_s")}
+        return {
+            t.name: t.rows * t.cols // 256 * per_256 for t in f.tensors if t.type_name in ("tq2_0", "i2_s", "tq1_0")
+        }
 
 
 def linears_read(m: Model) -> dict[str, int]:

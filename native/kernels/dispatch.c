@@ -11,23 +11,23 @@
 static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_tq1_0_ref_rows, tl_tq2_0_ref_rows, tl_i2_s_ref_rows,
                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref,
-                               tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                               tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #if defined(__x86_64__)
 static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_avx2,
                                 tl_tq1_0_avx2_rows, tl_tq2_0_avx2_rows, tl_i2_s_avx2_rows,
                                 tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2,
                                 tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL,
-                                tl_i2_s_r4_avx2, tl_i2_s_r4_avx2_rows, NULL, NULL};
+                                tl_i2_s_r4_avx2, tl_i2_s_r4_avx2_rows, NULL, NULL, 1};
 #define AVX512_KERNELS tl_tq1_0_avx512, tl_tq2_0_avx512, tl_i2_s_avx512, \
                        tl_tq1_0_avx512_rows, tl_tq2_0_avx512_rows, tl_i2_s_avx512_rows, \
                        tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512, \
                        tl_int4_avx512, tl_sparse_avx512, tl_attention_avx512
 static const tl_kernels avx512 = {"avx512", AVX512_KERNELS, NULL, NULL, NULL, NULL, tl_i2_s_r4_avx512, tl_i2_s_r4_avx512_rows,
-                                  NULL, NULL};
+                                  NULL, NULL, 0};
 /* VBMI's byte permutes decode tq1_0 and bf16 repacked into their lookup layouts (tq1_0_lut_ref.c, bf16_lut_ref.c) */
 static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS, tl_tq1_0_lut_vbmi, tl_tq1_0_lut_vbmi_rows,
                                       tl_tq1_0_lut_vbmi_pack, tl_bf16_lut_vbmi, tl_i2_s_r4_avx512,
-                                      tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows};
+                                      tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows, 0};
 
 static int cpu_has(const tl_kernels *k) {
     __builtin_cpu_init();
@@ -44,18 +44,18 @@ static const tl_kernels *const tables[] = {&avx512vbmi, &avx512, &avx2, &ref}; /
 static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_neon,
                                 tl_tq1_0_neon_rows, tl_tq2_0_neon_rows, tl_i2_s_neon_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
-                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #ifdef TL_NEON_DOTPROD
 static const tl_kernels dotprod = {"dotprod", tl_tq1_0_dotprod, tl_tq2_0_dotprod, tl_i2_s_dotprod,
                                    tl_tq1_0_dotprod_rows, tl_tq2_0_dotprod_rows, tl_i2_s_dotprod_rows,
                                    tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
-                                   tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                                   tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #endif
 #ifdef TL_NEON_I8MM
 static const tl_kernels i8mm = {"i8mm", tl_tq1_0_i8mm, tl_tq2_0_i8mm, tl_i2_s_i8mm,
                                 tl_tq1_0_i8mm_rows, tl_tq2_0_i8mm_rows, tl_i2_s_i8mm_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
-                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #endif
 
 /* Whether the CPU has an optional feature: the kernel's HWCAP bits on Linux, sysctl on macOS. */

@@ -20,20 +20,38 @@ void tl_i2_s_r4_ref(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, cons
     tl_ternary_ref(tl_i2_s_decode, TL_I2_S_VALUES, TL_I2_S_BYTES, TL_GROUP_ROWS, w, cols, r0, r1, x, w_scale, y, ldy);
 }
 
-int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out) {
-    enum { G = TL_GROUP_ROWS };
-    int64_t blocks = cols / TL_I2_S_VALUES, row_bytes = blocks * TL_I2_S_BYTES, in_row_bytes = tl_row_bytes(type, cols);
-    if ((type != TL_I2_S && type != TL_TQ2_0) || !in_row_bytes || rows % G) return -1;
-    uint8_t *group = malloc((size_t)(G * row_bytes));
-    if (!group) return -1;
-    for (int64_t g = 0; g < rows / G; g++) {
-        // the group's rows as i2_s rows, then grouped in place
-        const uint8_t *in = w + g * G * in_row_bytes;
-        if (type == TL_TQ2_0) tl_i2_s_from_tq2_0(in, G * cols / TL_QK_K, group);
-        else memcpy(group, in, (size_t)(G * row_bytes));
-        tl_group_rows(group, row_bytes, TL_I2_S_BYTES, blocks, out + g * G * row_bytes);
+/* values (cols, whole i2_s blocks) as an i2_s row: byte j of a block holds values j, j + 32, j + 64, j + 96 */
+static void encode_row(const int8_t *values, int64_t cols, uint8_t *row) {
+    for (int64_t b = 0; b < cols / TL_I2_S_VALUES; b++) {
+        const int8_t *v = values + b * TL_I2_S_VALUES;
+        for (int j = 0; j < TL_I2_S_BYTES; j++)
+            row[b * TL_I2_S_BYTES + j] = (uint8_t)((v[j] + 1) << 6 | (v[j + 32] + 1) << 4 | (v[j + 64] + 1) << 2 | (v[j + 96] + 1));
     }
-    free(group);
+}
+
+int32_t tl_i2_s_pack(int32_t type, int32_t group, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out) {
+    int64_t blocks = cols / TL_I2_S_VALUES, row_bytes = blocks * TL_I2_S_BYTES, in_row_bytes = tl_row_bytes(type, cols);
+    if ((type != TL_I2_S && type != TL_TQ2_0 && type != TL_TQ1_0) || (group != 1 && group != TL_GROUP_ROWS) || !in_row_bytes ||
+        cols % TL_I2_S_VALUES || rows % group)
+        return -1;
+    uint8_t *rows_buf = malloc((size_t)(group * row_bytes));
+    int8_t *values = type == TL_TQ1_0 ? malloc((size_t)cols) : NULL;
+    if (!rows_buf || (type == TL_TQ1_0 && !values)) return free(rows_buf), free(values), -1;
+    for (int64_t g = 0; g < rows / group; g++) {
+        // the group's rows as i2_s rows, then to their place (grouped)
+        const uint8_t *in = w + g * group * in_row_bytes;
+        if (type == TL_TQ2_0) tl_i2_s_from_tq2_0(in, group * cols / TL_QK_K, rows_buf);
+        else if (type == TL_I2_S) memcpy(rows_buf, in, (size_t)(group * row_bytes));
+        else
+            for (int64_t r = 0; r < group; r++) {
+                for (int64_t b = 0; b < cols / TL_TQ1_0_VALUES; b++)
+                    tl_tq1_0_decode(in + r * in_row_bytes + b * TL_TQ1_0_BYTES, values + b * TL_TQ1_0_VALUES);
+                encode_row(values, cols, rows_buf + r * row_bytes);
+            }
+        if (group == 1) memcpy(out + g * row_bytes, rows_buf, (size_t)row_bytes);
+        else tl_group_rows(rows_buf, row_bytes, TL_I2_S_BYTES, blocks, out + g * group * row_bytes);
+    }
+    free(rows_buf), free(values);
     return 0;
 }
 

@@ -73,6 +73,9 @@ typedef struct {
     /* the tq1_0 lookup layout in row groups (TL_TQ1_0_LUT_R4), likewise; NULL where the ISA reads no lookup layout */
     tl_ternary_fn *tq1_0_lut_r4;
     tl_ternary_rows_fn *tq1_0_lut_r4_rows;
+    /* 1: tq1_0 is repacked at load as i2_s (1.2x its bytes), which the ISA reads faster than its tq1_0 kernel decodes
+     * (AVX2: that kernel is compute-bound, at 38% of the read rate where i2_s reads 74%) */
+    int tq1_0_as_i2_s;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -160,10 +163,11 @@ void tl_group_rows(const uint8_t *rows, int64_t row_bytes, int64_t block_bytes, 
 
 /* i2_s in row groups (i2_s_ref.c), typed with the engine-internal id TL_I2_S_R4 (never a file's). */
 enum { TL_I2_S_R4 = 0x10000 + TL_I2_S };
-/* rows x cols of i2_s, or of tq2_0 (type), into that layout at out, exactly (tq2_0 as tl_i2_s_from_tq2_0); out may be
- * w: each group is read whole before it is written at or below where it was read. Returns 0, or -1 for another type, a
- * shape that is not whole blocks and groups, or out of memory. */
-int32_t tl_i2_s_r4_pack(int32_t type, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out);
+/* rows x cols of i2_s, tq2_0 or tq1_0 (type) as i2_s, exactly, in rows (group 1) or row groups (group 4: TL_I2_S_R4)
+ * at out (tq2_0 as tl_i2_s_from_tq2_0); out may be w for i2_s and tq2_0, whose i2_s is no longer: each group is read
+ * whole before it is written at or below where it was read. Returns 0, or -1 for another type or group, a shape that
+ * is not whole blocks and groups, or out of memory. */
+int32_t tl_i2_s_pack(int32_t type, int32_t group, const uint8_t *w, int64_t rows, int64_t cols, uint8_t *out);
 
 /* tq1_0's lookup layout (tq1_0_lut_ref.c): a row is cols / 192 spans of 40 bytes (64 five-bit codes of 3 values each),
  * then cols % 192 values at 2 bits. Its tensors carry the engine-internal type id TL_TQ1_0_LUT (never a file's). A
