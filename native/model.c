@@ -362,8 +362,8 @@ static int make_sparse_copies(tl_model *m) {
  *   read them (x86): a 4-row tile then reads one ascending stream, which the hardware prefetcher follows
  *   (docs/format.md); not a relu² up_proj that one token reads by row lists (skip_up).
  * Unless cfg.keep_file_layout: --mmap reads the file's shared pages, as tq2_0 or i2_s rows (and tq1_0 in lookup rows,
- * or as it is). A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT(_R4), TL_I2_S or TL_I2_S_R4. tq2_0 and i2_s are
- * rewritten in place with cfg.weights_writable (tq2_0's 1/33 of freed tail stays: dropping it would split the 2 MiB
+ * or as it is). A repacked linear's tensor then points at the new form, typed TL_TQ1_0_LUT(_R4), TL_I2_S or TL_I2_S_R4.
+ * tq2_0 and i2_s are rewritten in place with cfg.weights_writable (tq2_0's 1/33 of freed tail stays: dropping it would split the 2 MiB
  * pages it shares with the next tensor); otherwise, and for tq1_0, the copies sit one after another on huge pages, as
  * the runtime's copy of the file did, and with cfg.weights_mapped the file's pages of a linear are dropped once copied.
  * One weight per chunk over the pool; a chunk whose pack runs out of memory keeps the file's form. */
@@ -403,7 +403,8 @@ static void repack_chunk(void *arg, int32_t chunk, int32_t thread) {
     uint8_t *out = m->repacked[chunk];
     if (!out) return;
     int32_t type = repacked_type(m, chunk);
-    if ((type == TL_I2_S || type == TL_I2_S_R4 ? tl_i2_s_pack(w->type, type == TL_I2_S ? 1 : TL_GROUP_ROWS, w->data, w->rows, w->cols, out)
+    int32_t group = type == TL_I2_S_R4 ? TL_GROUP_ROWS : 1; /* i2_s rows or groups */
+    if ((type == TL_I2_S || type == TL_I2_S_R4 ? tl_i2_s_pack(w->type, group, w->data, w->rows, w->cols, out)
          : type == TL_TQ1_0_LUT_R4          ? tl_tq1_0_lut_r4_pack(m->kern->tq1_0_lut_pack, w->data, w->rows, w->cols, out)
                                             : m->kern->tq1_0_lut_pack(w->data, w->cols, 0, w->rows, out)) != 0) {
         m->repacked[chunk] = NULL;
