@@ -109,15 +109,18 @@ def test_repack_is_the_documented_layout(rows, cols):
     assert want.shape[1] == cols // 192 * 40 + cols % 192 // 4  # 2560: 536 bytes a row, 6912: 1440 (tq1_0: 540, 1458)
 
 
+@pytest.mark.parametrize("group", [1, 4])
 @pytest.mark.parametrize(
     "rows,cols,n",
     [(1, 256, 1), (37, 512, 1), (37, 512, 2), (13, 768, 3), (45, 1280, 4), (70, 768, 5), (29, 512, 13),
      (640, 2560, 1), (413, 2560, 9), (2560, 6912, 1), (61, 6912, 4), (6, 33024, 2), (5, 16384 + 256, 6)],
 )  # fmt: skip
-def test_lut_kernels_equal_the_tq1_0_reference(rows, cols, n):
-    """The layout's scalar reference and each SIMD kernel on it against the tq1_0 reference kernel (itself checked
-    against numpy in test_kernels.py): rows of whole spans and of 64 or 128 tail values, 1-4 tokens (decoded in the
-    tile), more (through the code buffer), and rows longer than that buffer."""
+def test_lut_kernels_equal_the_tq1_0_reference(rows, cols, n, group):
+    """The layout's scalar reference and each SIMD kernel on it, in rows and in row groups, against the tq1_0 reference
+    kernel (itself checked against numpy in test_kernels.py): rows of whole spans and of 64 or 128 tail values, 1-4
+    tokens (decoded in the tile), more (through the code buffer), and rows longer than that buffer. In groups the rows
+    are 8k + 4, so that the probe's cut at rows / 2 falls inside a group (the rows around it go through the row list)."""
+    rows = rows if group == 1 else rows // 8 * 8 + 4
     ternary, x = RNG.integers(-1, 2, (rows, cols), dtype=np.int8), RNG.integers(-128, 128, (n, cols), dtype=np.int8)
     x_scale = RNG.uniform(0.5, 50, n).astype(np.float32)
     packed = pack_ternary("tq1_0", ternary)
@@ -125,24 +128,8 @@ def test_lut_kernels_equal_the_tq1_0_reference(rows, cols, n):
     isum = (x.astype(np.int64) @ ternary.T.astype(np.int64)).astype(np.float32)
     np.testing.assert_array_equal(expect, isum / x_scale[:, None] * np.float32(0.37))
     for isa in ["ref"] + lut_isas():
-        np.testing.assert_array_equal(run_lut(isa, packed, rows, cols, x, x_scale, 0.37), expect, err_msg=isa)
-
-
-@pytest.mark.parametrize(
-    "rows,cols,n",
-    [(4, 256, 1), (12, 512, 1), (12, 768, 2), (20, 1280, 3), (44, 768, 4), (68, 768, 5), (28, 512, 13),
-     (412, 2560, 1), (412, 2560, 9), (2560, 6912, 1), (60, 6912, 4), (8, 33024, 2), (4, 16384 + 256, 6)],
-)  # fmt: skip
-def test_grouped_lut_kernels_equal_the_tq1_0_reference(rows, cols, n):
-    """The same in row groups: 4-row tiles over whole groups, the rows before and after a cut inside a group (rows / 2:
-    through the row list), the code buffer for more than 4 tokens, rows longer than that buffer."""
-    ternary, x = RNG.integers(-1, 2, (rows, cols), dtype=np.int8), RNG.integers(-128, 128, (n, cols), dtype=np.int8)
-    x_scale = RNG.uniform(0.5, 50, n).astype(np.float32)
-    packed = pack_ternary("tq1_0", ternary)
-    expect = run_ternary("ref", "tq1_0", packed, rows, cols, x, x_scale, 0.37)
-    for isa in ["ref"] + lut_isas():
-        got = run_lut(isa, packed, rows, cols, x, x_scale, 0.37, group=4)
-        np.testing.assert_array_equal(got, expect, err_msg=isa)
+        got = run_lut(isa, packed, rows, cols, x, x_scale, 0.37, group=group)
+        np.testing.assert_array_equal(got, expect, err_msg=f"{isa} group {group}")
 
 
 @pytest.mark.parametrize("group", [1, 4])
