@@ -8,7 +8,7 @@ path whether it reads the groups or the file's rows (--mmap)."""
 import numpy as np
 import pytest
 
-from tests.test_kernels import RNG, pack_ternary, random_case, run_ternary, simd_isas
+from tests.test_kernels import RNG, group_rows, pack_ternary, random_case, run_ternary, simd_isas
 from tests.test_sparse_decode import run_rows
 from tests.test_tq1_0_lut import every_path, tq1_0_files  # noqa: F401 (tq1_0_files: a fixture)
 from tests.test_tq2_0_repack import files, linear_bytes, linears_read, pack_i2_s  # noqa: F401 (files: a fixture)
@@ -17,12 +17,6 @@ from tritlm.runtime._native import ffi, lib
 from tritlm.runtime.gguf import huge_pages_available, read_gguf
 
 I2_S_R4 = 0x10000 + lib.TL_I2_S
-
-
-def group_rows(i2_s: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """i2_s rows (rows x cols / 4 bytes) in row groups: each 4 rows' block b (32 bytes) side by side, in row order."""
-    blocks = i2_s[: rows * cols // 4].reshape(rows // 4, 4, cols // 128, 32)
-    return blocks.transpose(0, 2, 1, 3).ravel()
 
 
 def grouped_isas() -> list[str]:
@@ -55,7 +49,7 @@ def test_repack_writes_row_groups(rows, cols, group):
     (i2_s and tq2_0, which i2_s is no larger than): the numpy packer's bytes."""
     ternary = RNG.integers(-1, 2, (rows, cols), dtype=np.int8)
     want = pack_i2_s(ternary)[: rows * cols // 4]
-    want = group_rows(want, rows, cols) if group == 4 else want
+    want = group_rows(want, rows, 32, cols // 128) if group == 4 else want
     sources = {lib.TL_I2_S: pack_ternary("i2_s", ternary)}
     if cols % 256 == 0:
         for type_id, name, block in ((lib.TL_TQ2_0, "tq2_0", 66), (lib.TL_TQ1_0, "tq1_0", 54)):
@@ -153,7 +147,8 @@ def test_in_place_repack_rewrites_the_private_copy(files, ttype, sparse):  # noq
     grouped = {k for k in rows if engine_groups and not (sparse and k.endswith("ffn_up.weight"))}
     assert any(k.endswith("ffn_up.weight") for k in rows) and (grouped or not engine_groups)
     want = {
-        k: group_rows(np.frombuffer(v, np.uint8), *shape[k]).tobytes() if k in grouped else v for k, v in rows.items()
+        k: group_rows(np.frombuffer(v, np.uint8), shape[k][0], 32, shape[k][1] // 128).tobytes() if k in grouped else v
+        for k, v in rows.items()
     }
     with Model(files["embedded", ttype], threads=1, sparse=sparse) as m:
         assert m._copy is not None

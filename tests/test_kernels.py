@@ -25,6 +25,16 @@ def pack_i2_s(ternary: np.ndarray, scale: float) -> np.ndarray:
     return np.concatenate([packed.reshape(-1), tail])
 
 
+def group_rows(packed: np.ndarray, rows: int, block_bytes: int, blocks: int) -> np.ndarray:
+    """Packed rows (rows x row bytes, whole blocks then a tail) in row groups as docs/format.md lays them out (the
+    engine's TL_I2_S_R4, TL_TQ1_0_LUT_R4): each 4 rows' block b side by side, block by block, then the 4 rows' tails in
+    row order. Returns the bytes, flat."""
+    packed = packed.reshape(rows, -1)
+    body = packed[:, : blocks * block_bytes].reshape(rows // 4, 4, blocks, block_bytes).transpose(0, 2, 1, 3)
+    tails = packed[:, blocks * block_bytes :].reshape(rows // 4, -1)
+    return np.concatenate([body.reshape(rows // 4, -1), tails], axis=1).ravel()
+
+
 def pack_ternary(name: str, ternary: np.ndarray) -> np.ndarray:
     if name == "i2_s":
         return pack_i2_s(ternary, 1.0)

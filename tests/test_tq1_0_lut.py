@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from tests.test_kernels import RNG, pack_ternary, run_ternary
+from tests.test_kernels import RNG, group_rows, pack_ternary, run_ternary
 from tests.test_sparse_decode import TEXT
 from tritlm.converter.write import convert
 from tritlm.runtime import Model
@@ -32,15 +32,6 @@ def pack_lut(ternary: np.ndarray) -> np.ndarray:
     span_bytes = np.packbits(bits, axis=-1, bitorder="little").reshape(rows, spans * 40)
     tail = codes[:, spans * 192 :].reshape(rows, -1, 4, 16) << (2 * np.arange(4))[:, None]
     return np.concatenate([span_bytes, tail.sum(axis=2).astype(np.uint8).reshape(rows, -1)], axis=1)
-
-
-def group_lut(packed: np.ndarray, cols: int) -> np.ndarray:
-    """The layout's rows in row groups (docs/format.md): each 4 rows' span s (40 bytes) side by side, span by span, then
-    the 4 rows' tails in row order."""
-    rows, spans = packed.shape[0], cols // 192
-    body = packed[:, : spans * 40].reshape(rows // 4, 4, spans, 40).transpose(0, 2, 1, 3).reshape(rows // 4, -1)
-    tails = packed[:, spans * 40 :].reshape(rows // 4, -1)
-    return np.concatenate([body, tails], axis=1).reshape(rows, -1)
 
 
 def lut_isas():
@@ -104,7 +95,9 @@ def test_repack_is_the_documented_layout(rows, cols):
             assert repack(isa, 4, tq1_0, rows, cols, grouped) == -1, isa
             continue
         assert repack(isa, 4, tq1_0, rows, cols, grouped) == 0, isa
-        np.testing.assert_array_equal(grouped, group_lut(want, cols), err_msg=f"{isa} grouped")
+        np.testing.assert_array_equal(
+            grouped.ravel(), group_rows(want, rows, 40, cols // 192), err_msg=f"{isa} grouped"
+        )
         assert rows == 4 or not np.array_equal(grouped, want)
     assert want.shape[1] == cols // 192 * 40 + cols % 192 // 4  # 2560: 536 bytes a row, 6912: 1440 (tq1_0: 540, 1458)
 
