@@ -88,8 +88,9 @@ struct tl_seq {
     const tl_model *m;
     int32_t n_ctx, len;         /* len: tokens held, at positions 0..len-1 */
     _Atomic(tl_ctx *) user;     /* the context whose tl_forward is using the sequence now, or NULL */
-    float *k, *v;               /* [n_layer][n_ctx][n_head_kv * head_dim], or with kv_bits: */
-    uint8_t *kq, *vq;           /* [n_layer][n_ctx][n_head_kv] rows of tl_kv_row_bytes(kv_bits, head_dim) (position 0 unused) */
+    /* KV head by KV head, so attention streams one head's rows as one run of memory: */
+    float *k, *v;               /* [n_layer][n_head_kv][n_ctx][head_dim], or with kv_bits: */
+    uint8_t *kq, *vq;           /* [n_layer][n_head_kv][n_ctx] rows of tl_kv_row_bytes(kv_bits, head_dim) (position 0 unused) */
     uint8_t *k0, *v0;           /* [n_layer][n_head_kv] position 0's rows at kv_bits_first */
 };
 
@@ -1003,23 +1004,28 @@ static void rope(const tl_model *m, float *x, int32_t n_heads, const float *cs) 
     }
 }
 
+/* The index of the cache row of KV head h at position pos of layer l (struct tl_seq's order). */
+static size_t kv_row(const tl_config *c, const tl_seq *s, int l, int32_t h, int32_t pos) {
+    return ((size_t)l * c->n_head_kv + h) * s->n_ctx + pos;
+}
+
 /* Appends a token's keys and values (after RoPE) at position pos of layer l: f32 rows, or with kv_bits one quantized
  * row per KV head (position 0 at kv_bits_first, kept apart so all other rows have one size). */
 static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const float *k, const float *v) {
     const tl_config *c = &m->cfg;
-    int64_t hd = c->head_dim, kvd = (int64_t)c->n_head_kv * hd;
-    if (!c->kv_bits) {
-        size_t at = ((size_t)l * s->n_ctx + pos) * kvd;
-        memcpy(s->k + at, k, kvd * sizeof(float));
-        memcpy(s->v + at, v, kvd * sizeof(float));
-        return;
-    }
+    int64_t hd = c->head_dim;
     int32_t bits = pos ? c->kv_bits : c->kv_bits_first;
-    int64_t row = tl_kv_row_bytes(bits, hd);
+    int64_t row = c->kv_bits ? tl_kv_row_bytes(bits, hd) : hd;
     for (int32_t h = 0; h < c->n_head_kv; h++) {
-        size_t at = pos ? (((size_t)l * s->n_ctx + pos) * c->n_head_kv + h) * row : ((size_t)l * c->n_head_kv + h) * row;
-        tl_kv_quantize_ref(k + h * hd, hd, bits, (pos ? s->kq : s->k0) + at);
-        tl_kv_quantize_ref(v + h * hd, hd, bits, (pos ? s->vq : s->v0) + at);
+        size_t at = kv_row(c, s, l, h, pos) * (size_t)row;
+        if (!c->kv_bits) {
+            memcpy(s->k + at, k + h * hd, hd * sizeof(float));
+            memcpy(s->v + at, v + h * hd, hd * sizeof(float));
+        } else {
+            if (!pos) at = ((size_t)l * c->n_head_kv + h) * row;
+            tl_kv_quantize_ref(k + h * hd, hd, bits, (pos ? s->kq : s->k0) + at);
+            tl_kv_quantize_ref(v + h * hd, hd, bits, (pos ? s->vq : s->v0) + at);
+        }
     }
 }
 
@@ -1028,16 +1034,16 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
 static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32_t p0, int32_t len, float *buf,
                      const float **k, const float **v, int64_t *stride) {
     const tl_config *c = &m->cfg;
-    int64_t hd = c->head_dim, kvd = (int64_t)c->n_head_kv * hd;
+    int64_t hd = c->head_dim;
     if (!c->kv_bits) {
-        size_t at = ((size_t)l * s->n_ctx + p0) * kvd + h * hd;
-        *k = s->k + at, *v = s->v + at, *stride = kvd;
+        size_t at = kv_row(c, s, l, h, p0) * (size_t)hd;
+        *k = s->k + at, *v = s->v + at, *stride = hd;
         return;
     }
     int64_t row = tl_kv_row_bytes(c->kv_bits, hd), row0 = tl_kv_row_bytes(c->kv_bits_first, hd);
     for (int32_t j = 0; j < len; j++) {
         int32_t pos = p0 + j, bits = pos ? c->kv_bits : c->kv_bits_first;
-        size_t at = pos ? (((size_t)l * s->n_ctx + pos) * c->n_head_kv + h) * row : ((size_t)l * c->n_head_kv + h) * row0;
+        size_t at = pos ? kv_row(c, s, l, h, pos) * (size_t)row : ((size_t)l * c->n_head_kv + h) * row0;
         tl_kv_dequantize_ref((pos ? s->kq : s->k0) + at, hd, bits, buf + j * hd);
         tl_kv_dequantize_ref((pos ? s->vq : s->v0) + at, hd, bits, buf + (TL_ATT_BLOCK + j) * hd);
     }

@@ -6,6 +6,14 @@
  * Many rows of one sequence (a prompt's tokens, a KV head's query heads) share each key and value row loaded; one
  * row (a decoded token) still fills every lane: the lanes run along the head dimension. */
 
+/* Key and value rows are prefetched ATT_AHEAD positions ahead within the block: a task streams its KV head's rows
+ * from memory, where the hardware prefetchers alone fell behind (with the cache's rows head by head, tg32 at depth
+ * 2,000 on the 2B-4T shape 1.09-1.12x faster; docs/benchmarks.md). */
+enum { ATT_AHEAD = 16 };
+static inline void prefetch_row(const float *row, int32_t hd) {
+    for (int32_t d = 0; d < hd; d += 16) __builtin_prefetch(row + d, 0, 3);
+}
+
 /* exp(x) lane by lane, op for op as tl_att_exp */
 static inline ACC acc_exp(ACC x) {
     ACC xc = acc_max(x, acc_set1(TL_ATT_EXP_MIN)), magic = acc_set1(12582912.0f);
@@ -42,13 +50,16 @@ static inline __attribute__((always_inline)) void score_tile(const float *q, int
 
 /* acc[r][0 .. 16 C) += sum_j w[r][j] v_j over j < most, for R rows; tail as in score_tile, for the last chunk */
 static inline __attribute__((always_inline)) void value_tile(const float *w, int R, const float *v, int64_t stride,
-                                                             int C, int32_t tail, int32_t most, float *acc, int32_t hd16) {
+                                                             int C, int32_t tail, int32_t most, int32_t len, float *acc, int32_t hd16) {
     ACC sum[ATT_VROWS][ATT_VCHUNKS];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) sum[r][c] = load_x(acc + r * hd16 + 16 * c);
     for (int32_t j = 0; j < most; j++) {
         ACC vv[ATT_VCHUNKS];
-        for (int c = 0; c < C; c++) vv[c] = tail < 16 && c == C - 1 ? acc_load_n(v + j * stride + 16 * c, tail) : load_x(v + j * stride + 16 * c);
+        for (int c = 0; c < C; c++) {
+            if (j + ATT_AHEAD < len) __builtin_prefetch(v + (j + ATT_AHEAD) * stride + 16 * c, 0, 3);
+            vv[c] = tail < 16 && c == C - 1 ? acc_load_n(v + j * stride + 16 * c, tail) : load_x(v + j * stride + 16 * c);
+        }
         for (int r = 0; r < R; r++) {
             ACC wj = acc_set1(w[r * TL_ATT_BLOCK + j]);
             for (int c = 0; c < C; c++) sum[r][c] = acc_fma(sum[r][c], wj, vv[c]);
@@ -67,11 +78,11 @@ static int32_t most_seen(const int32_t *seen, int32_t n) {
 void ATTENTION_KERNEL(const float *q, int32_t rows, int32_t hd, const float *k, const float *v, int64_t stride,
                       int32_t len, const int32_t *seen, float scale, tl_att_state *st) {
     int32_t hd16 = tl_att_hd16(hd), tail = hd % 16 ? hd % 16 : 16;
-    (void)len;
     // scores: a tile of keys at a time, every tile of rows that sees one of them (the keys stay in L1)
     int32_t most = most_seen(seen, rows);
     for (int32_t j = 0; j < most;) {
         int K = most - j >= ATT_KEYS ? ATT_KEYS : 1;
+        for (int c = 0; c < K && j + c + ATT_AHEAD < len; c++) prefetch_row(k + (j + c + ATT_AHEAD) * stride, hd);
         for (int32_t r = 0; r < rows;) {
             int R = rows - r >= ATT_ROWS ? ATT_ROWS : 1;
             if (most_seen(seen + r, R) > j) {
@@ -127,13 +138,13 @@ void ATTENTION_KERNEL(const float *q, int32_t rows, int32_t hd, const float *k, 
         if (n > 0) {
             int32_t d = 0, full = hd / 16 * 16;
             for (; d + 16 * ATT_VCHUNKS <= full; d += 16 * ATT_VCHUNKS) {
-                if (R == ATT_VROWS) value_tile(w, ATT_VROWS, v + d, stride, ATT_VCHUNKS, 16, n, acc + d, hd16);
-                else value_tile(w, 1, v + d, stride, ATT_VCHUNKS, 16, n, acc + d, hd16);
+                if (R == ATT_VROWS) value_tile(w, ATT_VROWS, v + d, stride, ATT_VCHUNKS, 16, n, len, acc + d, hd16);
+                else value_tile(w, 1, v + d, stride, ATT_VCHUNKS, 16, n, len, acc + d, hd16);
             }
             for (; d < hd16; d += 16) {
                 int32_t t = d + 16 <= hd ? 16 : hd - d;
-                if (R == ATT_VROWS) value_tile(w, ATT_VROWS, v + d, stride, 1, t, n, acc + d, hd16);
-                else value_tile(w, 1, v + d, stride, 1, t, n, acc + d, hd16);
+                if (R == ATT_VROWS) value_tile(w, ATT_VROWS, v + d, stride, 1, t, n, len, acc + d, hd16);
+                else value_tile(w, 1, v + d, stride, 1, t, n, len, acc + d, hd16);
             }
         }
         r += R;
