@@ -7,12 +7,14 @@ with ik_llama.cpp's fastest file with the same output matrix type.
 In one process every engine loads each file; all runs alternate (each test, each repetition: every engine on
 every file in turn) so a noisy neighbour on the machine hurts all alike, with a pause before each run so one
 engine's spinning threads do not overlap the next one's. pp = the prompt as one llama_decode / one prefill of a
-fresh context; tg = single-token decodes from an empty context, like llama-bench.
+fresh context; tg = single-token decodes from an empty context, like llama-bench. With -d D (llama-bench's depth) both
+start from a context already holding D random tokens, prefilled once and cut back to them before each run
+("tg64 @ d2000"); ik_llama.cpp's llama-bench has no depth for pp, so it runs tg only there, by its `-gp D,n`.
 Files llama.cpp cannot read (i2_s) run ours only and are compared with llama.cpp's best file.
 Note: llama.cpp's `bitnet` graph always uses SiLU in the MLP; a relu2 model (2B-4T) computes a different
 function there, at the same cost, so speeds compare and outputs don't.
 
-usage: python bench/peers.py [-p 128] [-n 64] [-t 2] [-r 5] [--pause 1] FILE.gguf ... [--ik IK_FILE.gguf ...]"""
+usage: python bench/peers.py [-p 128] [-n 64] [-d 0] [-t 2] [-r 5] [--pause 1] FILE.gguf ... [--ik IK_FILE.gguf ...]"""
 
 import argparse
 import json
@@ -59,9 +61,21 @@ class LlamaCpp:
         self.ctx = L.llama_init_from_model(self.model, params)
         if not self.ctx:
             raise OSError(f"llama.cpp cannot create a context for {path}")
+        self.n_batch, self.depth = n_batch, 0
+
+    def hold(self, tokens: list[int]):
+        """Prefills tokens once; each run then starts from them (a depth)."""
+        self.reset()
+        for i in range(0, len(tokens), self.n_batch):
+            self.decode(tokens[i : i + self.n_batch])
+        self.depth = len(tokens)
 
     def reset(self):
-        self.L.llama_memory_clear(self.L.llama_get_memory(self.ctx), True)
+        memory = self.L.llama_get_memory(self.ctx)
+        if not self.depth:
+            self.L.llama_memory_clear(memory, True)
+        elif not self.L.llama_memory_seq_rm(memory, 0, self.depth, -1):
+            raise RuntimeError("llama.cpp cannot cut its context back to the depth")
 
     def decode(self, tokens: list[int]):
         ids = (self.L.llama_token * len(tokens))(*tokens)
@@ -99,8 +113,10 @@ class IkLlamaCpp:
             raise OSError(f"IK_LLAMA_DIR: no llama-bench at {self.exe}")
         self.path, self.threads = path, threads
 
-    def run(self, n_prompt: int, n_gen: int):
-        """A run returning the seconds llama-bench measured for the test."""
+    def run(self, n_prompt: int, n_gen: int, depth: int = 0):
+        """A run returning the seconds llama-bench measured for the test; with a depth, tg only (`-gp depth,n_gen`
+        times the n_gen tokens decoded after a prompt of depth tokens)."""
+        test = ["-p", "0", "-n", "0", "-gp", f"{depth},{n_gen}"] if depth else ["-p", str(n_prompt), "-n", str(n_gen)]
 
         def run():
             out = subprocess.run(
@@ -108,10 +124,7 @@ class IkLlamaCpp:
                     self.exe,
                     "-m",
                     self.path,
-                    "-p",
-                    str(n_prompt),
-                    "-n",
-                    str(n_gen),
+                    *test,
                     "-t",
                     str(self.threads),
                     "-r",
@@ -183,6 +196,9 @@ def main() -> int:
     )
     parser.add_argument("-p", "--n-prompt", type=int, default=128)
     parser.add_argument("-n", "--n-gen", type=int, default=64)
+    parser.add_argument(
+        "-d", "--n-depth", type=int, default=0, help="tokens already in the context before each test (default 0)"
+    )
     parser.add_argument("-t", "--threads", type=int, default=2)
     parser.add_argument("-r", "--reps", type=int, default=5)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of sleep before each run (default 1)")
@@ -194,8 +210,11 @@ def main() -> int:
 
     if args.ik and not os.environ.get("IK_LLAMA_DIR"):
         parser.error("--ik needs IK_LLAMA_DIR (a local ik_llama.cpp build directory)")
-    pp, tg = f"pp{args.n_prompt}", f"tg{args.n_gen}"
-    n_ctx = max(args.n_prompt, args.n_gen) + 8
+    if min(args.n_prompt, args.n_gen, args.n_depth) < 0:
+        parser.error("-p, -n and -d take a count of tokens (0 or more)")
+    at = f" @ d{args.n_depth}" if args.n_depth else ""
+    pp, tg = f"pp{args.n_prompt}{at}", f"tg{args.n_gen}{at}"
+    n_ctx = args.n_depth + max(args.n_prompt, args.n_gen) + 8
     prompt_runs, gen_runs, closers, types, outputs = {}, {}, [], {}, {}
     try:
         for path in args.files:
@@ -206,26 +225,30 @@ def main() -> int:
             seq = ours.new_sequence(n_ctx)
             closers += [ours.close, seq.close]
             prompt, gen = random_tokens(ours.n_vocab, args.n_prompt), random_tokens(ours.n_vocab, args.n_gen, seed=1)
+            held = random_tokens(ours.n_vocab, args.n_depth, seed=2)
+            if args.n_depth:
+                ours.prefill(seq, held)
             if llama_cpp and types[name] in LLAMA_READS:
-                theirs = LlamaCpp(path, args.threads, n_ctx, args.n_prompt)
+                theirs = LlamaCpp(path, args.threads, n_ctx, max(args.n_prompt, 1))
                 closers.append(theirs.close)
+                if args.n_depth:
+                    theirs.hold(held)
                 prompt_runs[("llama.cpp", name)], gen_runs[("llama.cpp", name)] = (
                     theirs.prefill_run(prompt),
                     theirs.decode_run(gen),
                 )
             prompt_runs[("tritlm", name)], gen_runs[("tritlm", name)] = (
-                prefill_run(ours, seq, prompt),
-                decode_run(ours, seq, gen),
+                prefill_run(ours, seq, prompt, args.n_depth),
+                decode_run(ours, seq, gen, args.n_depth),
             )
         for path in args.ik:
             if readable_ternary_type(path) == "i2_s":  # its llama-bench would time a model whose matmuls do nothing
                 parser.error(f"--ik {path}: ik_llama.cpp has no i2_s matmul (its llama-quantize only reads i2_s)")
             ik = IkLlamaCpp(os.environ["IK_LLAMA_DIR"], path, args.threads)
             outputs[label(path)] = ik_output_type(path)
-            prompt_runs[("ik_llama.cpp", label(path))], gen_runs[("ik_llama.cpp", label(path))] = (
-                ik.run(args.n_prompt, 0),
-                ik.run(0, args.n_gen),
-            )
+            if not args.n_depth:  # its llama-bench times no prompt at a depth
+                prompt_runs[("ik_llama.cpp", label(path))] = ik.run(args.n_prompt, 0)
+            gen_runs[("ik_llama.cpp", label(path))] = ik.run(0, args.n_gen, args.n_depth)
         print(f"benchmarking {len(prompt_runs)} engine/file pairs, alternating ...", file=sys.stderr, flush=True)
         runs = {(engine, name, pp): run for (engine, name), run in prompt_runs.items()}
         runs.update({(engine, name, tg): run for (engine, name), run in gen_runs.items()})

@@ -112,3 +112,33 @@ def test_llama_cpp_refuses_our_zero_padded_rows(tmp_path):
     convert(checkpoint, path, "tq2_0", progress=False)
     with pytest.raises(OSError, match="cannot load"):
         LlamaCpp(path, threads=2, n_ctx=32, n_batch=32)
+
+
+def test_llama_cpp_runs_start_from_the_held_depth(tiny_checkpoints, tmp_path):
+    """bench/peers.py -d: llama.cpp prefills the depth tokens once (in n_batch pieces) and cuts its context back to
+    them before each run, so a run's logits are those of a fresh context fed the depth tokens and then the run's."""
+    path = str(tmp_path / "m.gguf")
+    convert(tiny_checkpoints["packed"], path, "tq2_0", progress=False)
+    held, token = list(range(5, 25)), 7
+    kv_f32 = dict(type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
+
+    def last_logits(engine):
+        n_vocab = engine.L.llama_vocab_n_tokens(engine.L.llama_model_get_vocab(engine.model))
+        return np.ctypeslib.as_array(engine.L.llama_get_logits_ith(engine.ctx, -1), shape=(n_vocab,)).copy()
+
+    fresh = LlamaCpp(path, threads=2, n_ctx=64, n_batch=64, **kv_f32)
+    try:
+        fresh.decode(held + [token])
+        want = last_logits(fresh)
+    finally:
+        fresh.close()
+    engine = LlamaCpp(path, threads=2, n_ctx=64, n_batch=8, **kv_f32)
+    try:
+        engine.hold(held)
+        for _ in range(2):  # runs of a test and its repetitions, each after the cut back to the depth
+            engine.decode_run([token, 9, 11])()
+            engine.reset()
+            engine.decode([token])
+            np.testing.assert_allclose(last_logits(engine), want, rtol=1e-4, atol=1e-4)
+    finally:
+        engine.close()

@@ -18,6 +18,8 @@ with open(__file__ + ".log", "a") as log:
     log.write(" ".join(args) + "\\n")
 model, n_prompt, n_gen = (args[args.index(flag) + 1] for flag in ("-m", "-p", "-n"))
 speed = 400.0 if model.endswith("-q6_k.gguf") else 100.0
+if "-gp" in args:  # tg after a prompt: llama-bench reports that test alone
+    n_prompt, n_gen = args[args.index("-gp") + 1].split(",")
 print(json.dumps([{"n_prompt": int(n_prompt), "n_gen": int(n_gen), "avg_ts": speed}]))
 """
 
@@ -80,3 +82,40 @@ def test_ik_llama_cpp_is_not_run_on_an_i2_s_file(tiny_gguf, tmp_path):
         f"--ik {tiny_gguf}: ik_llama.cpp has no i2_s matmul (its llama-quantize only reads i2_s)"
     )
     assert not (tmp_path / "ik" / "bin" / "llama-bench.log").exists()
+
+
+def test_at_a_depth_ik_llama_cpp_runs_tg_only(tiny_gguf, tiny_checkpoints, tmp_path):
+    """-d: our tests start from a sequence holding the depth ("pp8 @ d16"); ik_llama.cpp's llama-bench has no depth
+    for a prompt, so it runs tg only, by -gp depth,n (which times the n decoded tokens after the depth's prompt)."""
+    env = fake_ik_build(tmp_path)
+    ik = tmp_path / "m-ik-iq2_bn.gguf"
+    convert(tiny_checkpoints["packed"], str(ik), "tq2_0", progress=False)
+    done = subprocess.run(
+        [sys.executable, "bench/peers.py", "-p", "8", "-n", "4", "-d", "16", "-r", "2", "--pause", "0", tiny_gguf]
+        + ["--ik", str(ik)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = (tmp_path / "ik" / "bin" / "llama-bench.log").read_text().splitlines()
+    assert calls == [f"-m {ik} -p 0 -n 0 -gp 16,4 -t 2 -r 1 -o json"] * 3, calls
+    tests = {
+        (cells[0], cells[4]): cells
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines())
+        if len(cells) == 9 and cells[0] in ("tritlm", "llama.cpp", "ik_llama.cpp")
+    }
+    assert set(tests) == {("tritlm", "pp8 @ d16"), ("tritlm", "tg4 @ d16"), ("ik_llama.cpp", "tg4 @ d16")}, tests
+    ours = tests[("tritlm", "tg4 @ d16")]
+    assert (
+        abs(float(ours[8].rstrip("x")) - float(ours[5].split()[0]) / 100.0) <= 0.01 * float(ours[8].rstrip("x")) + 0.005
+    )
+
+
+def test_a_negative_depth_is_refused(tiny_gguf):
+    done = subprocess.run(
+        [sys.executable, "bench/peers.py", "-d", "-5", tiny_gguf], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith("-p, -n and -d take a count of tokens (0 or more)")
