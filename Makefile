@@ -22,7 +22,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# Rebuild the C core after editing native/ (install does it once).
+# Rebuild the C core after editing native/ (install does it once; setuptools skips it when nothing changed, so the
+# tests never run a stale build).
 native: install
 	$(VPY) setup.py -q build_ext --inplace
 
@@ -42,7 +43,7 @@ $(LLAMA_VOCAB): | $(VENV)/.installed
 		'*/vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf*'
 	touch $@
 
-test: install-test chromium $(LLAMA_VOCAB)
+test: install-test native chromium $(LLAMA_VOCAB)
 	$(VPY) -m pytest -q tests
 	$(MAKE) test-arm
 

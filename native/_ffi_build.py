@@ -26,6 +26,8 @@ ffibuilder.set_source(
     "".join(f'#include "{h}"\n' for h in HEADERS),
     sources=sorted(glob.glob(os.path.join("native", "*.c")) + glob.glob(os.path.join("native", "kernels", "*.c"))),
     include_dirs=["native"],
+    # headers too, so `make native` (and `make test`, which runs it) rebuilds after any edit under native/
+    depends=sorted(glob.glob(os.path.join("native", "*.h")) + glob.glob(os.path.join("native", "kernels", "*.h"))),
     # Portable baseline; SIMD kernels enable their ISA per function and are chosen at run time.
     extra_compile_args=["-O3", "-std=c11", "-pthread", "-ffp-contract=off", "-Wall", "-Wextra"],
     extra_link_args=["-pthread", "-lm"],
