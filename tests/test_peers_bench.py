@@ -32,31 +32,38 @@ def fake_ik_build(tmp_path):
     return {**os.environ, "IK_LLAMA_DIR": str(tmp_path / "ik")}
 
 
+def run_peers(args, tmp_path):
+    """bench/peers.py with args against the fake llama-bench: the llama-bench calls it logged, and the table's rows
+    by (engine, file, test)."""
+    done = subprocess.run(
+        [sys.executable, "bench/peers.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=fake_ik_build(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    calls = (tmp_path / "ik" / "bin" / "llama-bench.log").read_text().splitlines()
+    rows = {
+        (cells[0], cells[1], cells[4]): cells
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines())
+        if len(cells) == 9 and cells[0] in ("tritlm", "llama.cpp", "ik_llama.cpp")
+    }
+    return calls, rows
+
+
 def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tiny_checkpoints, tmp_path):
-    env = fake_ik_build(tmp_path)
     # stand-ins for ik's IQ*_BN files (which our reader cannot parse): tq2_0 files, which the fake bench only names
     ik_bf16, ik_q6 = tmp_path / "m-ik-iq2_bn.gguf", tmp_path / "m-ik-iq2_bn_r4-q6_k.gguf"
     convert(tiny_checkpoints["packed"], str(ik_bf16), "tq2_0", progress=False)
     shutil.copy(ik_bf16, ik_q6)
-    done = subprocess.run(
-        [sys.executable, "bench/peers.py", "-p", "8", "-n", "4", "-r", "2", "--pause", "0", tiny_gguf]
-        + ["--ik", str(ik_bf16), str(ik_q6)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    calls, rows = run_peers(
+        ["-p", "8", "-n", "4", "-r", "2", "--pause", "0", tiny_gguf, "--ik", str(ik_bf16), str(ik_q6)], tmp_path
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    calls = (tmp_path / "ik" / "bin" / "llama-bench.log").read_text().splitlines()
     # per file: a warm-up and 2 repetitions of pp8 and of tg4, each its own llama-bench run on 2 threads
     for path in (ik_bf16, ik_q6):
         for test in ("-p 8 -n 0", "-p 0 -n 4"):
             assert calls.count(f"-m {path} {test} -t 2 -r 1 -o json") == 3, calls
-    rows = {
-        (cells[0], cells[1], cells[4]): cells
-        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines())
-        if len(cells) == 9
-    }
     for test, n in (("pp8", 8), ("tg4", 4)):
         assert rows[("ik_llama.cpp", "m-ik-iq2_bn", test)][3] == "bf16"
         assert rows[("ik_llama.cpp", "m-ik-iq2_bn_r4-q6_k", test)][5].startswith("400.00")
@@ -87,27 +94,18 @@ def test_ik_llama_cpp_is_not_run_on_an_i2_s_file(tiny_gguf, tmp_path):
 def test_at_a_depth_ik_llama_cpp_runs_tg_only(tiny_gguf, tiny_checkpoints, tmp_path):
     """-d: our tests start from a sequence holding the depth ("pp8 @ d16"); ik_llama.cpp's llama-bench has no depth
     for a prompt, so it runs tg only, by -gp depth,n (which times the n decoded tokens after the depth's prompt)."""
-    env = fake_ik_build(tmp_path)
     ik = tmp_path / "m-ik-iq2_bn.gguf"
     convert(tiny_checkpoints["packed"], str(ik), "tq2_0", progress=False)
-    done = subprocess.run(
-        [sys.executable, "bench/peers.py", "-p", "8", "-n", "4", "-d", "16", "-r", "2", "--pause", "0", tiny_gguf]
-        + ["--ik", str(ik)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    calls, rows = run_peers(
+        ["-p", "8", "-n", "4", "-d", "16", "-r", "2", "--pause", "0", tiny_gguf, "--ik", str(ik)], tmp_path
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    calls = (tmp_path / "ik" / "bin" / "llama-bench.log").read_text().splitlines()
     assert calls == [f"-m {ik} -p 0 -n 0 -gp 16,4 -t 2 -r 1 -o json"] * 3, calls
-    tests = {
-        (cells[0], cells[4]): cells
-        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in done.stdout.splitlines())
-        if len(cells) == 9 and cells[0] in ("tritlm", "llama.cpp", "ik_llama.cpp")
-    }
-    assert set(tests) == {("tritlm", "pp8 @ d16"), ("tritlm", "tg4 @ d16"), ("ik_llama.cpp", "tg4 @ d16")}, tests
-    ours = tests[("tritlm", "tg4 @ d16")]
+    assert set(rows) == {
+        ("tritlm", "tiny", "pp8 @ d16"),
+        ("tritlm", "tiny", "tg4 @ d16"),
+        ("ik_llama.cpp", "m-ik-iq2_bn", "tg4 @ d16"),
+    }, rows
+    ours = rows[("tritlm", "tiny", "tg4 @ d16")]
     assert (
         abs(float(ours[8].rstrip("x")) - float(ours[5].split()[0]) / 100.0) <= 0.01 * float(ours[8].rstrip("x")) + 0.005
     )
