@@ -1015,17 +1015,16 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
     const tl_config *c = &m->cfg;
     int64_t hd = c->head_dim;
     int32_t bits = pos ? c->kv_bits : c->kv_bits_first;
-    int64_t row = c->kv_bits ? tl_kv_row_bytes(bits, hd) : hd;
     for (int32_t h = 0; h < c->n_head_kv; h++) {
-        size_t at = kv_row(c, s, l, h, pos) * (size_t)row;
         if (!c->kv_bits) {
+            size_t at = kv_row(c, s, l, h, pos) * (size_t)hd;
             memcpy(s->k + at, k + h * hd, hd * sizeof(float));
             memcpy(s->v + at, v + h * hd, hd * sizeof(float));
-        } else {
-            if (!pos) at = ((size_t)l * c->n_head_kv + h) * row;
-            tl_kv_quantize_ref(k + h * hd, hd, bits, (pos ? s->kq : s->k0) + at);
-            tl_kv_quantize_ref(v + h * hd, hd, bits, (pos ? s->vq : s->v0) + at);
+            continue;
         }
+        size_t at = (pos ? kv_row(c, s, l, h, pos) : (size_t)l * c->n_head_kv + h) * (size_t)tl_kv_row_bytes(bits, hd);
+        tl_kv_quantize_ref(k + h * hd, hd, bits, (pos ? s->kq : s->k0) + at);
+        tl_kv_quantize_ref(v + h * hd, hd, bits, (pos ? s->vq : s->v0) + at);
     }
 }
 
