@@ -8,7 +8,7 @@
 
 /* Key and value rows are prefetched ATT_AHEAD positions ahead within the block: a task streams its KV head's rows
  * from memory, where the hardware prefetchers alone fell behind (with the cache's rows head by head, tg32 at depth
- * 2,000 on the 2B-4T shape 1.09-1.12x faster; docs/benchmarks.md). */
+ * 2,000 on the 2B-4T shape 1.08-1.19x faster, 1.33-1.35x on AVX2; docs/benchmarks.md). */
 enum { ATT_AHEAD = 16 };
 static inline void prefetch_row(const float *row, int32_t hd) {
     for (int32_t d = 0; d < hd; d += 16) __builtin_prefetch(row + d, 0, 3);
