@@ -1009,6 +1009,13 @@ static size_t kv_row(const tl_config *c, const tl_seq *s, int l, int32_t h, int3
     return ((size_t)l * c->n_head_kv + h) * s->n_ctx + pos;
 }
 
+/* The byte offset of a quantized cache row: position 0's among s->k0 / s->v0 ([n_layer][n_head_kv], at
+ * kv_bits_first), the others' among s->kq / s->vq (kv_row's order, at kv_bits). */
+static size_t kv_quantized_at(const tl_config *c, const tl_seq *s, int l, int32_t h, int32_t pos) {
+    if (!pos) return ((size_t)l * c->n_head_kv + h) * (size_t)tl_kv_row_bytes(c->kv_bits_first, c->head_dim);
+    return kv_row(c, s, l, h, pos) * (size_t)tl_kv_row_bytes(c->kv_bits, c->head_dim);
+}
+
 /* Appends a token's keys and values (after RoPE) at position pos of layer l: f32 rows, or with kv_bits one quantized
  * row per KV head (position 0 at kv_bits_first, kept apart so all other rows have one size). */
 static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const float *k, const float *v) {
@@ -1022,7 +1029,7 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
             memcpy(s->v + at, v + h * hd, hd * sizeof(float));
             continue;
         }
-        size_t at = (pos ? kv_row(c, s, l, h, pos) : (size_t)l * c->n_head_kv + h) * (size_t)tl_kv_row_bytes(bits, hd);
+        size_t at = kv_quantized_at(c, s, l, h, pos);
         tl_kv_quantize_ref(k + h * hd, hd, bits, (pos ? s->kq : s->k0) + at);
         tl_kv_quantize_ref(v + h * hd, hd, bits, (pos ? s->vq : s->v0) + at);
     }
@@ -1039,10 +1046,9 @@ static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32
         *k = s->k + at, *v = s->v + at, *stride = hd;
         return;
     }
-    int64_t row = tl_kv_row_bytes(c->kv_bits, hd), row0 = tl_kv_row_bytes(c->kv_bits_first, hd);
     for (int32_t j = 0; j < len; j++) {
         int32_t pos = p0 + j, bits = pos ? c->kv_bits : c->kv_bits_first;
-        size_t at = pos ? kv_row(c, s, l, h, pos) * (size_t)row : ((size_t)l * c->n_head_kv + h) * row0;
+        size_t at = kv_quantized_at(c, s, l, h, pos);
         tl_kv_dequantize_ref((pos ? s->kq : s->k0) + at, hd, bits, buf + j * hd);
         tl_kv_dequantize_ref((pos ? s->vq : s->v0) + at, hd, bits, buf + (TL_ATT_BLOCK + j) * hd);
     }
