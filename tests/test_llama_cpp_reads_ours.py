@@ -38,6 +38,13 @@ def checkpoints(tiny_checkpoints, tmp_path_factory):
     return out
 
 
+def last_logits(engine) -> np.ndarray:
+    """A copy of llama.cpp's logits for the last token it decoded."""
+    L = engine.L
+    n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(engine.model))
+    return np.ctypeslib.as_array(L.llama_get_logits_ith(engine.ctx, -1), shape=(n_vocab,)).copy()
+
+
 def llama_cpp_greedy(path: str, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
     """llama.cpp's n greedy tokens after the prompt, and the logits it chose each from. Its attention in float32
     (its defaults, an f16 KV cache and flash attention, round each head's output to f16)."""
@@ -50,13 +57,11 @@ def llama_cpp_greedy(path: str, prompt: list[int], n: int) -> tuple[list[int], n
         type_v=llama_cpp.GGML_TYPE_F32,
         flash_attn_type=llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
     )
-    L = engine.L
     try:
-        n_vocab = L.llama_vocab_n_tokens(L.llama_model_get_vocab(engine.model))
         engine.decode(prompt)
         tokens, logits = [], []
         for _ in range(n):
-            logits.append(np.ctypeslib.as_array(L.llama_get_logits_ith(engine.ctx, -1), shape=(n_vocab,)).copy())
+            logits.append(last_logits(engine))
             tokens.append(int(logits[-1].argmax()))
             engine.decode([tokens[-1]])
         return tokens, np.array(logits)
@@ -121,11 +126,6 @@ def test_llama_cpp_runs_start_from_the_held_depth(tiny_checkpoints, tmp_path):
     convert(tiny_checkpoints["packed"], path, "tq2_0", progress=False)
     held, token = list(range(5, 25)), 7
     kv_f32 = dict(type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
-
-    def last_logits(engine):
-        n_vocab = engine.L.llama_vocab_n_tokens(engine.L.llama_model_get_vocab(engine.model))
-        return np.ctypeslib.as_array(engine.L.llama_get_logits_ith(engine.ctx, -1), shape=(n_vocab,)).copy()
-
     fresh = LlamaCpp(path, threads=2, n_ctx=64, n_batch=64, **kv_f32)
     try:
         fresh.decode(held + [token])

@@ -52,6 +52,12 @@ def run_peers(args, tmp_path):
     return calls, rows
 
 
+def assert_ratio_against(ours, peer_speed):
+    """Our row's last column (ours / ik_llama.cpp's best, same output type) is our t/s over peer_speed."""
+    ratio, speed = float(ours[8].rstrip("x")), float(ours[5].split()[0])
+    assert abs(ratio - speed / peer_speed) <= 0.01 * ratio + 0.005, ours
+
+
 def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tiny_checkpoints, tmp_path):
     # stand-ins for ik's IQ*_BN files (which our reader cannot parse): tq2_0 files, which the fake bench only names
     ik_bf16, ik_q6 = tmp_path / "m-ik-iq2_bn.gguf", tmp_path / "m-ik-iq2_bn_r4-q6_k.gguf"
@@ -64,14 +70,12 @@ def test_ik_llama_cpp_rows_and_same_output_ratios(tiny_gguf, tiny_checkpoints, t
     for path in (ik_bf16, ik_q6):
         for test in ("-p 8 -n 0", "-p 0 -n 4"):
             assert calls.count(f"-m {path} {test} -t 2 -r 1 -o json") == 3, calls
-    for test, n in (("pp8", 8), ("tg4", 4)):
+    for test in ("pp8", "tg4"):
         assert rows[("ik_llama.cpp", "m-ik-iq2_bn", test)][3] == "bf16"
         assert rows[("ik_llama.cpp", "m-ik-iq2_bn_r4-q6_k", test)][5].startswith("400.00")
         ours = rows[("tritlm", "tiny", test)]
         assert ours[3] == "bf16"  # the tiny model's tied embedding
-        ratio = float(ours[8].rstrip("x"))
-        speed = float(ours[5].split()[0])
-        assert abs(ratio - speed / 100.0) <= 0.01 * ratio + 0.005, (ours, n)  # against the bf16 file, not the Q6_K one
+        assert_ratio_against(ours, 100.0)  # the bf16 file's speed, not the Q6_K one's
 
 
 def test_ik_llama_cpp_is_not_run_on_an_i2_s_file(tiny_gguf, tmp_path):
@@ -105,10 +109,7 @@ def test_at_a_depth_ik_llama_cpp_runs_tg_only(tiny_gguf, tiny_checkpoints, tmp_p
         ("tritlm", "tiny", "tg4 @ d16"),
         ("ik_llama.cpp", "m-ik-iq2_bn", "tg4 @ d16"),
     }, rows
-    ours = rows[("tritlm", "tiny", "tg4 @ d16")]
-    assert (
-        abs(float(ours[8].rstrip("x")) - float(ours[5].split()[0]) / 100.0) <= 0.01 * float(ours[8].rstrip("x")) + 0.005
-    )
+    assert_ratio_against(rows[("tritlm", "tiny", "tg4 @ d16")], 100.0)
 
 
 def test_a_negative_depth_is_refused(tiny_gguf):
