@@ -46,10 +46,9 @@ def read_bytes(path: str) -> dict[str, int]:
     the rest at 2 bits) and a tied bf16 output matrix in its own (the numpy packer's bytes, tests/test_bf16_lut.py)."""
     from gguf import GGUFReader
 
-    from tests.test_bf16_lut import LUT_ISA, pack_lut
-    from tritlm.runtime._native import ffi, lib
+    from tests.test_bf16_lut import engine_reads_lut, pack_lut
 
-    sizes, vbmi = tensor_bytes(path), ffi.string(lib.tl_isa()).decode() == LUT_ISA
+    sizes, vbmi = tensor_bytes(path), engine_reads_lut()
     for t in GGUFReader(path).tensors:
         rows, cols = int(t.shape[1]) if len(t.shape) > 1 else 1, int(t.shape[0])
         if t.tensor_type.name == "TQ2_0":

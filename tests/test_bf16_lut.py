@@ -20,6 +20,13 @@ from tritlm.runtime._native import ffi, lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LUT_ISA = "avx512vbmi"  # the kernel set that reads bf16 repacked
+
+
+def engine_reads_lut() -> bool:
+    """Whether the engine's kernel set reads the lookup layouts (VBMI's, and AMX's, which adds i2_s tiles to it)."""
+    return ffi.string(lib.tl_isa()).decode() in (LUT_ISA, "amx")
+
+
 BF16_LUT = 0x10000 + 30  # the layout's engine-internal type id (kernels.h: TL_BF16_LUT)
 
 
@@ -253,7 +260,7 @@ def odd_vocab_file(tmp_path_factory):
 def test_model_logits_equal_the_bf16_kernels(file, request, monkeypatch):
     """Repacked over the model's copy of the file (the default) and into new memory (no copy), against the bf16
     kernels: --mmap (not repacked) and TRITLM_ISA=avx512 (no VBMI kernels)."""
-    if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
+    if not engine_reads_lut():
         pytest.skip(f"this CPU has no {LUT_ISA}: the engine reads bf16 as the file has it")
     gguf = request.getfixturevalue(file)
     in_place = every_path(gguf)
@@ -273,7 +280,7 @@ def test_bf16_pages_are_released(bf16_file, monkeypatch):
     """Memory holds one form of the matrix (/proc/self/pagemap's present bit over its whole pages, after lookups):
     packed over the model's copy, the pages past the packed bytes are dropped; packed into new memory (no copy), all
     of the file mapping's; with --mmap the file's bf16 is read."""
-    if ffi.string(lib.tl_isa()).decode() != LUT_ISA or not os.path.exists("/proc/self/pagemap"):
+    if not engine_reads_lut() or not os.path.exists("/proc/self/pagemap"):
         pytest.skip(f"needs {LUT_ISA} and Linux's pagemap")
     page = os.sysconf("SC_PAGE_SIZE")
 
@@ -311,7 +318,7 @@ def test_bench_counts_the_bytes_read(bf16_file, monkeypatch):
     with Model(bf16_file, threads=1) as m:
         embd = next(t for t in m._file.tensors if t.name == "token_embd.weight")
         bf16 = m._file.view(embd).view(np.uint16)
-        repacked = ffi.string(lib.tl_isa()).decode() == LUT_ISA
+        repacked = engine_reads_lut()
         assert m.output_bytes == (len(pack_lut(bf16)) if repacked else embd.nbytes)
         _, file_bytes = weight_layout(bf16_file)
         read, linears = m.read_bytes(), 7 * m.hparams.n_layer  # i2_s linears are read without their 32-byte trailer
@@ -326,7 +333,7 @@ def test_exceptional_matrices(bf16_file, tmp_path, monkeypatch, outside):
     """The embedded model with its tied matrix rewritten so a fraction of each row's values have high bytes outside
     its 16 most frequent: 1% are listed as exceptions (the packed form is the numpy packer's), half are too many (the
     matrix stays bf16); either way the logits equal the bf16 kernels'."""
-    if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
+    if not engine_reads_lut():
         pytest.skip(f"this CPU has no {LUT_ISA}")
     from tritlm.runtime.gguf import read_gguf
 

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.test_bf16_lut import LUT_ISA, engine_reads_lut
 from tests.test_kernels import RNG, group_rows, pack_ternary, run_ternary
 from tests.test_sparse_decode import TEXT
 from tritlm.converter.write import convert
@@ -18,7 +19,6 @@ from tritlm.runtime import Model
 from tritlm.runtime._native import ffi, lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LUT_ISA = "avx512vbmi"  # the kernel set that reads tq1_0 repacked
 
 
 def pack_lut(ternary: np.ndarray) -> np.ndarray:
@@ -197,7 +197,7 @@ def every_path(path: str, **model_args) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("name", ["embedded", "wide"])
 def test_model_logits_equal_the_tq1_0_kernels(tq1_0_files, name, monkeypatch):
-    if ffi.string(lib.tl_isa()).decode() != LUT_ISA:
+    if not engine_reads_lut():
         pytest.skip(f"this CPU has no {LUT_ISA}: the engine reads tq1_0 as the file has it")
     grouped = every_path(tq1_0_files[name])  # in row groups (up_proj in rows where one token reads it by row lists)
     lut_rows = every_path(tq1_0_files[name], use_mmap=True)  # --mmap: the layout in rows
@@ -212,7 +212,7 @@ def test_model_logits_equal_the_tq1_0_kernels(tq1_0_files, name, monkeypatch):
 def test_file_pages_of_repacked_tensors_are_released(tq1_0_files):
     """Once copied, a tq1_0 linear's pages of the file mapping leave the process (madvise), so memory holds one form:
     no whole page inside any of them is mapped in after load (/proc/self/pagemap's present bit)."""
-    if ffi.string(lib.tl_isa()).decode() != LUT_ISA or not os.path.exists("/proc/self/pagemap"):
+    if not engine_reads_lut() or not os.path.exists("/proc/self/pagemap"):
         pytest.skip(f"needs {LUT_ISA} and Linux's pagemap")
     page = os.sysconf("SC_PAGE_SIZE")
     with Model(tq1_0_files["embedded"], threads=2) as m, open("/proc/self/pagemap", "rb") as pagemap:

@@ -1,4 +1,5 @@
 /* The kernel tables per ISA and the run-time choice between them. */
+#define _DEFAULT_SOURCE /* syscall */
 #include <stdlib.h>
 #include <string.h>
 #include "kernels.h"
@@ -6,6 +7,10 @@
 #include <sys/auxv.h>
 #elif defined(__aarch64__) && defined(__APPLE__)
 #include <sys/sysctl.h>
+#elif defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #endif
 
 static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
@@ -18,16 +23,31 @@ static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_av
                                 tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2,
                                 tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL,
                                 tl_i2_s_r4_avx2, tl_i2_s_r4_avx2_rows, NULL, NULL, 1};
-#define AVX512_KERNELS tl_tq1_0_avx512, tl_tq2_0_avx512, tl_i2_s_avx512, \
-                       tl_tq1_0_avx512_rows, tl_tq2_0_avx512_rows, tl_i2_s_avx512_rows, \
-                       tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512, \
-                       tl_int4_avx512, tl_sparse_avx512, tl_attention_avx512
-static const tl_kernels avx512 = {"avx512", AVX512_KERNELS, NULL, NULL, NULL, NULL, tl_i2_s_r4_avx512, tl_i2_s_r4_avx512_rows,
-                                  NULL, NULL, 0};
+#define AVX512_KERNELS(i2_s) tl_tq1_0_avx512, tl_tq2_0_avx512, i2_s, \
+                             tl_tq1_0_avx512_rows, tl_tq2_0_avx512_rows, tl_i2_s_avx512_rows, \
+                             tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512, \
+                             tl_int4_avx512, tl_sparse_avx512, tl_attention_avx512
+static const tl_kernels avx512 = {"avx512", AVX512_KERNELS(tl_i2_s_avx512), NULL, NULL, NULL, NULL, tl_i2_s_r4_avx512,
+                                  tl_i2_s_r4_avx512_rows, NULL, NULL, 0};
 /* VBMI's byte permutes decode tq1_0 and bf16 repacked into their lookup layouts (tq1_0_lut_ref.c, bf16_lut_ref.c) */
-static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS, tl_tq1_0_lut_vbmi, tl_tq1_0_lut_vbmi_rows,
-                                      tl_tq1_0_lut_vbmi_pack, tl_bf16_lut_vbmi, tl_i2_s_r4_avx512,
-                                      tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows, 0};
+#define VBMI_KERNELS(i2_s_r4) tl_tq1_0_lut_vbmi, tl_tq1_0_lut_vbmi_rows, tl_tq1_0_lut_vbmi_pack, tl_bf16_lut_vbmi, i2_s_r4, \
+                              tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows, 0
+static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS(tl_i2_s_avx512), VBMI_KERNELS(tl_i2_s_r4_avx512)};
+#if defined(__linux__)
+/* AMX's tiles run i2_s (and tq2_0, read as i2_s) for 16 tokens and more; fewer through AVX-512 */
+static const tl_kernels amx = {"amx", AVX512_KERNELS(tl_i2_s_amx), VBMI_KERNELS(tl_i2_s_r4_amx)};
+
+/* AMX-TILE and AMX-INT8 (CPUID 7: EDX bits 24, 25), the OS saving tile state (XCR0 bits 17, 18) and Linux granting this
+ * process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA: asked once, kept). */
+static int amx_usable(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || (d & 3u << 24) != 3u << 24) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & 1u << 27)) return 0; /* OSXSAVE: xgetbv works */
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 3u << 17) == 3u << 17 && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+}
+#endif
 
 static int cpu_has(const tl_kernels *k) {
     __builtin_cpu_init();
@@ -35,10 +55,17 @@ static int cpu_has(const tl_kernels *k) {
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
                (k == &avx512 || __builtin_cpu_supports("avx512vbmi"));
+#if defined(__linux__)
+    if (k == &amx) return cpu_has(&avx512vbmi) && amx_usable();
+#endif
     if (k == &avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     return 1;
 }
-static const tl_kernels *const tables[] = {&avx512vbmi, &avx512, &avx2, &ref}; /* fastest first */
+static const tl_kernels *const tables[] = { /* fastest first */
+#if defined(__linux__)
+    &amx,
+#endif
+    &avx512vbmi, &avx512, &avx2, &ref};
 #elif defined(__aarch64__)
 /* NEON is part of every ARMv8-A core; dotprod and i8mm are optional extensions, each level adding one. */
 static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_neon,

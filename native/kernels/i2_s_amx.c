@@ -1,0 +1,175 @@
+/* i2_s on AMX-INT8 (Intel Xeon since Sapphire Rapids): many tokens at once (prefill, large batches) in 16 x 16 tiles.
+ * TDPBSUD adds signed activation bytes A (16 tokens x 64 values, loaded straight from the int8 rows) times unsigned
+ * weight codes w + 1 B (64 values x 16 rows, each row's 4 consecutive values side by side: the "VNNI" order) into
+ * int32 C[token][row]; a tile row of C is 16 consecutive outputs of one token. The weights are decoded 32 rows at a
+ * time into B tiles on the stack, then every pair of 16-token tiles runs over them, 2 x 2 tiles at once (4 C, 2 A and
+ * 2 B: all 8 tiles). Tokens after the last whole tile, rows outside whole 16-row tiles and rows longer than MAX_COLS
+ * go to the AVX-512 kernel. The engine's row chunks start on multiples of 16 rows, so only token tails do. */
+#include "kernels.h"
+#if defined(__x86_64__) && defined(__linux__)
+#include "avx512.h"
+#pragma GCC target("amx-tile,amx-int8")
+
+enum { TILE_ROWS = 16, BLOCK_ROWS = 32, CHUNK_VALUES = 64, TILE_BYTES = 1024, MAX_COLS = 8192 };
+
+/* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see b_tiles()) */
+typedef struct { __m512i lo[3], hi[3]; } transpose_index;
+
+/* Round s pairs the registers that differ in one bit of the row number (r3, then r2, then r1: register i holds rows
+ * 2i, 2i + 1) and swaps it with one bit of the dword number (d2, then d1, then d0): lo gathers the lanes whose dword
+ * bit is 0, hi those where it is 1. Lane bits, high to low, before round 0: r0 d2 d1 d0; after it: r3 r0 d1 d0; after
+ * round 1: r2 r3 r0 d0; after round 2: r3 r2 r1 r0 (the row), register bits d2 d1 d0 (the dword). */
+static transpose_index transpose_indices(void) {
+    transpose_index ix;
+    for (int s = 0; s < 3; s++) {
+        int32_t lo[16], hi[16];
+        for (int lane = 0; lane < 16; lane++) {
+            int bit = lane >> 3 & 1, b2 = lane >> 2 & 1, b1 = lane >> 1 & 1, b0 = lane & 1;
+            int from_b = s < 2 ? bit : b1; /* the row bit moved into lanes: the pair's second register */
+            int kept = s == 0 ? b2 << 3 | (lane & 3) : s == 1 ? b2 << 3 | b1 << 2 | b0 : b2 << 3 | bit << 2 | b0 << 1;
+            int dword_bit = 4 >> s; /* the swapped dword bit's place in the source lane */
+            lo[lane] = from_b << 4 | kept, hi[lane] = from_b << 4 | kept | dword_bit;
+        }
+        ix.lo[s] = _mm512_loadu_si512(lo), ix.hi[s] = _mm512_loadu_si512(hi);
+    }
+    return ix;
+}
+
+/* The B tiles of 16 rows' i2_s block b (values 128 b .. 128 b + 127) into out: tile 2b + h (h = 0, 1) at out +
+ * (2b + h) * tiles_per_chunk * TILE_BYTES. Byte j of a block holds values j, j+32, j+64, j+96 at bits 6, 4, 2, 0, so
+ * dword d of every row, masked at one pair of bits, is that row's values 4d .. 4d+3 of one quarter of the block: the
+ * 16 rows' 8 dwords transposed to [d][row] are, shifted and masked per quarter, B tile rows 8 (quarter % 2) + d.
+ * row_at(i): where row 2i's block b starts; its next row's is 32 bytes on (grouped) or row_bytes on. */
+static inline __attribute__((always_inline)) void b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
+                                                          int grouped, const transpose_index *ix, int8_t *out,
+                                                          int tiles_per_chunk) {
+    __m512i z[8];
+    for (int i = 0; i < 8; i++) { /* rows 2i and 2i + 1: lane 8 (r % 2) + d */
+        int64_t r = r0 + 2 * i;
+        const uint8_t *p = grouped ? w + tl_group_block_at(row_bytes, TL_I2_S_BYTES, r, b) : w + r * row_bytes + b * TL_I2_S_BYTES;
+        z[i] = grouped ? _mm512_loadu_si512(p)
+                       : _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
+                                            _mm256_loadu_si256((const __m256i *)(p + row_bytes)), 1);
+    }
+    // transposed to [dword][row] (transpose_indices())
+    for (int s = 0; s < 3; s++) {
+        int bit = 4 >> s;
+        __m512i t[8];
+        for (int i = 0; i < 8; i++) {
+            if (i & bit) continue;
+            t[i] = _mm512_permutex2var_epi32(z[i], ix->lo[s], z[i | bit]);
+            t[i | bit] = _mm512_permutex2var_epi32(z[i], ix->hi[s], z[i | bit]);
+        }
+        for (int i = 0; i < 8; i++) z[i] = t[i];
+    }
+    const __m512i three = _mm512_set1_epi8(3);
+    for (int quarter = 0; quarter < 4; quarter++) {
+        int8_t *tile = out + (2 * b + quarter / 2) * tiles_per_chunk * TILE_BYTES + quarter % 2 * 8 * CHUNK_VALUES;
+        for (int d = 0; d < 8; d++)
+            _mm512_store_si512(tile + d * CHUNK_VALUES, _mm512_and_si512(_mm512_srli_epi32(z[d], 6 - 2 * quarter), three));
+    }
+}
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* C tiles 0 .. 3 (token tile, row tile) = (0, 0), (0, 1), (1, 0), (1, 1); A tiles 4, 5; B tiles 6, 7. TT token tiles x
+ * RT row tiles (each 1 or 2), over every chunk of 64 values; the sums into c[token tile][row tile][token][row]. */
+static inline __attribute__((always_inline)) void tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT, int RT,
+                                                        int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
+    _tile_zero(0);
+    if (RT == 2) _tile_zero(1);
+    if (TT == 2) _tile_zero(2);
+    if (TT == 2 && RT == 2) _tile_zero(3);
+    for (int64_t k = 0; k < cols / CHUNK_VALUES; k++) {
+        const int8_t *b = codes + k * RT * TILE_BYTES;
+        _tile_loadd(6, b, CHUNK_VALUES);
+        if (RT == 2) _tile_loadd(7, b + TILE_BYTES, CHUNK_VALUES);
+        _tile_loadd(4, q + k * CHUNK_VALUES, cols);
+        _tile_dpbsud(0, 4, 6);
+        if (RT == 2) _tile_dpbsud(1, 4, 7);
+        if (TT == 2) {
+            _tile_loadd(5, q + TILE_ROWS * cols + k * CHUNK_VALUES, cols);
+            _tile_dpbsud(2, 5, 6);
+            if (RT == 2) _tile_dpbsud(3, 5, 7);
+        }
+    }
+    _tile_stored(0, c[0][0], 64);
+    if (RT == 2) _tile_stored(1, c[0][1], 64);
+    if (TT == 2) _tile_stored(2, c[1][0], 64);
+    if (TT == 2 && RT == 2) _tile_stored(3, c[1][1], 64);
+}
+
+/* Sums of tokens t .. t + 16 TT - 1 and rows r .. r + 16 RT - 1 into y = (sum - sum(x)) / s * w_scale, as the reference
+ * rounds it */
+static inline void sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int TT, int RT, const tl_qact *x, int32_t t,
+                             float w_scale, float *y, int64_t ldy, int64_t r) {
+    for (int tt = 0; tt < TT; tt++)
+        for (int i = 0; i < TILE_ROWS; i++) {
+            int32_t token = t + tt * TILE_ROWS + i;
+            __m512i xsum = _mm512_set1_epi32(x->sum[token]);
+            __m512 s = _mm512_set1_ps(x->scale[token]), ws = _mm512_set1_ps(w_scale);
+            for (int rt = 0; rt < RT; rt++) {
+                __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(c[tt][rt] + i * TILE_ROWS), xsum));
+                _mm512_storeu_ps(y + token * ldy + r + rt * TILE_ROWS, _mm512_mul_ps(_mm512_div_ps(v, s), ws));
+            }
+        }
+}
+
+static void amx_tiles(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, int32_t n, float w_scale,
+                      float *y, int64_t ldy, int grouped) {
+    static const tile_config config = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+    int8_t codes[BLOCK_ROWS * MAX_COLS] __attribute__((aligned(64)));
+    int32_t c[2][2][TILE_ROWS * TILE_ROWS] __attribute__((aligned(64)));
+    int64_t row_bytes = cols / TL_I2_S_VALUES * TL_I2_S_BYTES;
+    transpose_index ix = transpose_indices();
+    _tile_loadconfig(&config);
+    for (int64_t r = r0; r < r1; r += BLOCK_ROWS) {
+        int RT = r1 - r >= BLOCK_ROWS ? 2 : 1;
+        // decode the block's rows into B tiles, [chunk][row tile][1 KiB]
+        for (int rt = 0; rt < RT; rt++)
+            for (int64_t b = 0; b < cols / TL_I2_S_VALUES; b++)
+                b_tiles(w, row_bytes, b, r + rt * TILE_ROWS, grouped, &ix, codes + rt * TILE_BYTES, RT);
+        // every pair of token tiles over them
+        for (int32_t t = 0; t < n; t += 2 * TILE_ROWS) {
+            int TT = n - t >= 2 * TILE_ROWS ? 2 : 1;
+            const int8_t *q = x->q + t * cols;
+            if (TT == 2 && RT == 2) tiles(q, cols, codes, 2, 2, c);
+            else if (TT == 2) tiles(q, cols, codes, 2, 1, c);
+            else if (RT == 2) tiles(q, cols, codes, 1, 2, c);
+            else tiles(q, cols, codes, 1, 1, c);
+            sums_to_y(c, TT, RT, x, t, w_scale, y, ldy, r);
+        }
+    }
+    _tile_release();
+}
+
+/* The whole 16-token tiles of rows in whole 16-row tiles through AMX, the rest through simd (rows, or grouped). */
+static void matmul(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
+                   int64_t ldy, int grouped, tl_ternary_fn *simd) {
+    int32_t n = x->n / TILE_ROWS * TILE_ROWS;
+    int64_t a0 = (r0 + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS, a1 = r1 / TILE_ROWS * TILE_ROWS;
+    if (n == 0 || cols > MAX_COLS || a0 >= a1) {
+        simd(w, cols, r0, r1, x, w_scale, y, ldy);
+        return;
+    }
+    if (r0 < a0) simd(w, cols, r0, a0, x, w_scale, y, ldy);
+    if (a1 < r1) simd(w, cols, a1, r1, x, w_scale, y, ldy);
+    if (n < x->n) {
+        tl_qact rest = {x->q + n * cols, x->scale + n, x->sum + n, x->n - n};
+        simd(w, cols, a0, a1, &rest, w_scale, y + n * ldy, ldy);
+    }
+    amx_tiles(w, cols, a0, a1, x, n, w_scale, y, ldy, grouped);
+}
+
+void tl_i2_s_amx(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
+    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 0, tl_i2_s_avx512);
+}
+void tl_i2_s_r4_amx(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
+                    int64_t ldy) {
+    matmul(w, cols, r0, r1, x, w_scale, y, ldy, 1, tl_i2_s_r4_avx512);
+}
+#endif

@@ -1,0 +1,82 @@
+"""AMX-INT8 (native/kernels/i2_s_amx.c): where the CPU has it, i2_s (and tq2_0, which the engine repacks as i2_s) runs
+16 tokens or more in tiles. Its kernels must equal the i2_s reference bit for bit, in rows and in row groups, at every
+edge (token tails, rows outside whole 16-row tiles, chunk cuts inside a tile, rows too long for its buffer), its int32
+sums must hold at the longest rows it takes, and a model's logits must equal those of the AVX-512 kernels
+(TRITLM_ISA=avx512vbmi) on a prefill and on a batch of 17 sequences decoding."""
+
+import numpy as np
+import pytest
+
+from tests.test_i2_s_r4 import run_grouped
+from tests.test_kernels import RNG, pack_ternary, random_case, run_ternary
+from tests.test_tq2_0_repack import files  # noqa: F401 (a fixture)
+from tritlm.runtime import Model
+from tritlm.runtime._native import ffi, lib
+
+
+def has_amx() -> bool:
+    ternary, x = random_case(16, 128, 16)
+    return run_ternary("amx", "i2_s", pack_ternary("i2_s", ternary), 16, 128, x, np.ones(16, np.float32)) is not None
+
+
+needs_amx = pytest.mark.skipif(not has_amx(), reason="this CPU (or OS) has no AMX-INT8")
+
+
+@needs_amx
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize(
+    "rows,cols,n",
+    [
+        (32, 128, 16),  # one 2 x 1 block of tiles
+        (64, 256, 32),  # a pair of token tiles
+        (48, 768, 33),  # a 16-row block after a 32-row one; a token after two tiles
+        (412, 2560, 37),  # the probe's cut at row 206, inside a tile: rows on either side through AVX-512
+        (96, 6912, 64),  # 2B-4T's down_proj rows
+        (32, 8192, 17),  # the longest rows AMX takes
+        (32, 8448, 20),  # longer: AVX-512 throughout
+        (64, 2560, 15),  # fewer than 16 tokens: AVX-512
+    ],
+)
+def test_amx_matches_reference(rows, cols, n, grouped):
+    ternary, x = random_case(rows, cols, n)
+    x_scale = RNG.uniform(0.5, 50, n).astype(np.float32)
+    packed = pack_ternary("i2_s", ternary)
+    expect = run_ternary("ref", "i2_s", packed, rows, cols, x, x_scale, 0.37)
+    got = (run_grouped if grouped else lambda *a: run_ternary(a[0], "i2_s", *a[1:]))("amx", packed, rows, cols, x, x_scale, 0.37)
+    np.testing.assert_array_equal(got, expect)
+
+
+@needs_amx
+def test_amx_extreme_sums():
+    """Rows of all +1 / all -1 / 0 against activations of all -128 / all 127, 8192 values: the largest sums AMX adds."""
+    cols = 8192
+    ternary = np.repeat(np.array([[1], [-1], [0], [1]] * 8, np.int8), cols, axis=1)
+    x = np.concatenate([np.full((8, cols), -128, np.int8), np.full((8, cols), 127, np.int8)])
+    expect = (x.astype(np.int64) @ ternary.T.astype(np.int64)).astype(np.float32)
+    y = run_ternary("amx", "i2_s", pack_ternary("i2_s", ternary), 32, cols, x, np.ones(16, np.float32))
+    np.testing.assert_array_equal(y, expect)
+
+
+def many_tokens(path: str) -> dict[str, np.ndarray]:
+    """A model's logits on a prefill of 40 tokens (2 token tiles and 8 more) and on 17 sequences decoding together."""
+    with Model(path, threads=2) as m:
+        ids = [int(i) for i in np.random.default_rng(7).integers(3, m.n_vocab, 40)]
+        out = {"prefill": m.logits(ids)}
+        seqs = [m.new_sequence() for _ in range(17)]
+        out["batched"] = np.array([m.decode(seqs, [(t + s) % m.n_vocab for s in range(17)]) for t in ids[:3]])
+        for s in seqs:
+            s.close()
+    return out
+
+
+@needs_amx
+@pytest.mark.parametrize("name", ["embedded", "wide"])
+@pytest.mark.parametrize("type_name", ["i2_s", "tq2_0"])
+def test_model_logits_equal_avx512(files, name, type_name, monkeypatch):  # noqa: F811 (the fixture)
+    assert ffi.string(lib.tl_isa()).decode() == "amx"
+    amx = many_tokens(files[name, type_name])
+    monkeypatch.setenv("TRITLM_ISA", "avx512vbmi")
+    avx512 = many_tokens(files[name, type_name])
+    for path, logits in avx512.items():
+        assert np.isfinite(logits).all() and logits.std() > 0, path
+        assert np.array_equal(amx[path].view(np.uint32), logits.view(np.uint32)), path
