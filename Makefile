@@ -207,7 +207,7 @@ bench-kernels:
 # so the sanitizer's runtime must be loaded before it: LD_PRELOAD=$$(cc -print-file-name=libasan.so) (or libtsan.so).
 # ASan's leak check is off (the interpreter keeps its allocations at exit); any other report stops the run, and
 # pytest captures only Python's output (--capture=sys) so the report reaches the terminal.
-SANITIZE_TESTS := tests/test_kernels.py tests/test_tq1_0_lut.py tests/test_bf16_lut.py tests/test_kquants.py tests/test_engine.py tests/test_gguf_load.py \
+SANITIZE_TESTS := tests/test_kernels.py tests/test_amx.py tests/test_tq1_0_lut.py tests/test_bf16_lut.py tests/test_kquants.py tests/test_engine.py tests/test_gguf_load.py \
 	tests/test_model_args.py $(wildcard tests/test_hostile*.py tests/test_concurrency.py)
 SANITIZE_CFLAGS_asan := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 SANITIZE_CFLAGS_tsan := -fsanitize=thread

@@ -59,7 +59,7 @@ static tl_ternary_rows_fn *ternary_rows_fn(const tl_kernels *k, int32_t type) {
     return type == TL_TQ2_0 ? k->tq2_0_rows : type == TL_TQ1_0 ? k->tq1_0_rows : k->i2_s_rows;
 }
 
-/* Whether ISA isas[i] runs a type with the same kernel as a lower one this CPU has (avx512vbmi adds only tq1_0_lut and bf16_lut). */
+/* Whether ISA isas[i] runs a type with the same kernel as a lower one this CPU has (avx512vbmi adds only tq1_0_lut and bf16_lut, amx only i2_s). */
 static int same_as_lower(const char *const *isas, int i, int32_t type) {
     const tl_kernels *k = tl_kernels_named(isas[i]);
     for (int j = 0; j < i; j++) {
@@ -260,7 +260,7 @@ static int64_t bf16_lut_matrix(int64_t rows, int64_t cols, uint8_t **out) {
 }
 
 int main(int argc, char **argv) {
-    const char *isas[] = {"ref", "avx2", "avx512", "avx512vbmi", "neon", "dotprod", "i8mm"}; /* those this CPU has */
+    const char *isas[] = {"ref", "avx2", "avx512", "avx512vbmi", "amx", "neon", "dotprod", "i8mm"}; /* those this CPU has */
     double min_time = argc > 1 ? atof(argv[1]) : 0.3;
     int64_t max_cols = 6912;
     int8_t *xq = malloc(GEMM_TOKENS * max_cols);
