@@ -38,8 +38,8 @@ static transpose_index transpose_indices(void) {
 /* The B tiles of 16 rows' i2_s block b (values 128 b .. 128 b + 127) into out: tile 2b + h (h = 0, 1) at out +
  * (2b + h) * tiles_per_chunk * TILE_BYTES. Byte j of a block holds values j, j+32, j+64, j+96 at bits 6, 4, 2, 0, so
  * dword d of every row, masked at one pair of bits, is that row's values 4d .. 4d+3 of one quarter of the block: the
- * 16 rows' 8 dwords transposed to [d][row] are, shifted and masked per quarter, B tile rows 8 (quarter % 2) + d.
- * row_at(i): where row 2i's block b starts; its next row's is 32 bytes on (grouped) or row_bytes on. */
+ * 16 rows' 8 dwords transposed to [d][row] are, shifted and masked per quarter, B tile rows 8 (quarter % 2) + d. Rows
+ * r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by side). */
 static inline __attribute__((always_inline)) void b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
                                                           int grouped, const transpose_index *ix, int8_t *out,
                                                           int tiles_per_chunk) {
