@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 
 from tests.test_i2_s_r4 import run_grouped
-from tests.test_kernels import RNG, pack_ternary, random_case, run_ternary
+from tests.test_kernels import RNG, pack_ternary, random_case, run_ternary, simd_isas
 from tests.test_tq2_0_repack import files  # noqa: F401 (a fixture)
 from tritlm.runtime import Model
 from tritlm.runtime._native import ffi, lib
 
-
-def has_amx() -> bool:
-    ternary, x = random_case(16, 128, 16)
-    return run_ternary("amx", "i2_s", pack_ternary("i2_s", ternary), 16, 128, x, np.ones(16, np.float32)) is not None
-
-
-needs_amx = pytest.mark.skipif(not has_amx(), reason="this CPU (or OS) has no AMX-INT8")
+needs_amx = pytest.mark.skipif("amx" not in simd_isas(), reason="this CPU (or OS) has no AMX-INT8")
 
 
 @needs_amx
