@@ -34,7 +34,7 @@ static const tl_kernels avx512 = {"avx512", AVX512_KERNELS(tl_i2_s_avx512), NULL
                               tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows, 0
 static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS(tl_i2_s_avx512), VBMI_KERNELS(tl_i2_s_r4_avx512)};
 #if defined(__linux__)
-/* AMX's tiles run i2_s (and tq2_0, read as i2_s) for 16 tokens and more; fewer through AVX-512 */
+/* AMX's tiles run i2_s (and tq2_0, read as i2_s) for 8 tokens and more; fewer through AVX-512 */
 static const tl_kernels amx = {"amx", AVX512_KERNELS(tl_i2_s_amx), VBMI_KERNELS(tl_i2_s_r4_amx)};
 
 /* AMX-TILE and AMX-INT8 (CPUID 7: EDX bits 24, 25), the OS saving tile state (XCR0 bits 17, 18) and Linux granting this

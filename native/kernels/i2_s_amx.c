@@ -1,18 +1,29 @@
-/* i2_s on AMX-INT8 (Intel Xeon since Sapphire Rapids): many tokens at once (prefill, large batches) in 16 x 16 tiles.
- * TDPBSUD adds signed activation bytes A (16 tokens x 64 values, loaded straight from the int8 rows) times unsigned
- * weight codes w + 1 B (64 values x 16 rows, each row's 4 consecutive values side by side: the "VNNI" order) into
- * int32 C[token][row]; a tile row of C is 16 consecutive outputs of one token. The weights are decoded 32 rows at a
- * time into B tiles on the stack, then every pair of 16-token tiles runs over them, 2 x 2 tiles at once (4 C, 2 A and
- * 2 B: all 8 tiles). Tokens after the last whole tile, rows outside whole 16-row tiles and rows longer than MAX_COLS
- * go to the AVX-512 kernel. The engine's row chunks start on multiples of 16 rows, so only token tails do. */
+/* i2_s on AMX-INT8 (Intel Xeon since Sapphire Rapids): several tokens at once in 16 x 16 tiles of int32 sums, two ways.
+ * - Many tokens (prompts: whole 16-token tiles from 33 tokens on): TDPBSUD adds signed activation bytes A (16 tokens
+ *   x 64 values, loaded straight from the int8 rows) times unsigned weight codes w + 1 B (64 values x 16 rows, each
+ *   row's 4 consecutive values side by side: the "VNNI" order) into C[token][row]. The weights are decoded 32 rows at
+ *   a time into B tiles on the stack (a transpose: weight_b_tiles()), then every pair of 16-token tiles runs over them.
+ * - Few tokens (8 to 32: batched decode, prompt chunks beside it, a prompt's last tokens): the decode above, paid once
+ *   per weight whatever the token count, is then most of the time. TDPBUSD adds the codes as A (16 rows x 64 values in
+ *   the rows' own order: a shift and a mask per 64 values, weight_a_tiles()) times the activations as B (their VNNI
+ *   order, gathered once per call: token_b_tiles()) into C[row][token], tiles cut to the tokens there are; each i2_s
+ *   block's A tiles are decoded just before their use, so they stay in L1. On one 2560 x 2560 matrix from L3 this is
+ *   1.6x as fast at 16 tokens and 1.3x at 32, but slower from 64 (every pair decodes the weights again).
+ * Both run 2 x 2 tiles at once (4 C, 2 A and 2 B: all 8 tiles). Fewer than 8 tokens (the AVX-512 kernel is faster
+ * there: the tiles' work does not shrink with the tokens), a token tail of under 8 after whole tiles, rows outside
+ * whole 16-row tiles and rows longer than MAX_COLS go to the AVX-512 kernel (the engine's row chunks start on
+ * multiples of 16 rows). */
 #include "kernels.h"
 #if defined(__x86_64__) && defined(__linux__)
 #include "avx512.h"
 #pragma GCC target("amx-tile,amx-int8")
 
 enum { TILE_ROWS = 16, BLOCK_ROWS = 32, CHUNK_VALUES = 64, TILE_BYTES = 1024, MAX_COLS = 8192 };
+enum { FEW_TOKENS_MIN = 8, FEW_TOKENS_MAX = 32 };
 
-/* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see b_tiles()) */
+/* ---- many tokens: activations as A, weights transposed into B ---- */
+
+/* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see weight_b_tiles()) */
 typedef struct { __m512i lo[3], hi[3]; } transpose_index;
 
 /* Round s pairs the registers that differ in one bit of the row number (r3, then r2, then r1: register i holds rows
@@ -40,7 +51,7 @@ static transpose_index transpose_indices(void) {
  * dword d of every row, masked at one pair of bits, is that row's values 4d .. 4d+3 of one quarter of the block: the
  * 16 rows' 8 dwords transposed to [d][row] are, shifted and masked per quarter, B tile rows 8 (quarter % 2) + d. Rows
  * r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by side). */
-static inline __attribute__((always_inline)) void b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
+static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
                                                           int grouped, const transpose_index *ix, int8_t *out,
                                                           int tiles_per_chunk) {
     __m512i z[8];
@@ -78,7 +89,7 @@ typedef struct {
 
 /* C tiles 0 .. 3 (token tile, row tile) = (0, 0), (0, 1), (1, 0), (1, 1); A tiles 4, 5; B tiles 6, 7. TT token tiles x
  * RT row tiles (each 1 or 2), over every chunk of 64 values; the sums into c[token tile][row tile][token][row]. */
-static inline __attribute__((always_inline)) void tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT, int RT,
+static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT, int RT,
                                                         int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
     _tile_zero(0);
     if (RT == 2) _tile_zero(1);
@@ -105,7 +116,7 @@ static inline __attribute__((always_inline)) void tiles(const int8_t *q, int64_t
 
 /* Sums of tokens t .. t + 16 TT - 1 and rows r .. r + 16 RT - 1 into y = (sum - sum(x)) / s * w_scale, as the reference
  * rounds it */
-static inline void sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int TT, int RT, const tl_qact *x, int32_t t,
+static inline void many_sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int TT, int RT, const tl_qact *x, int32_t t,
                              float w_scale, float *y, int64_t ldy, int64_t r) {
     for (int tt = 0; tt < TT; tt++)
         for (int i = 0; i < TILE_ROWS; i++) {
@@ -119,8 +130,9 @@ static inline void sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int TT, int
         }
 }
 
-static void amx_tiles(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, int32_t n, float w_scale,
-                      float *y, int64_t ldy, int grouped) {
+/* Tokens 0 .. n - 1 (a multiple of 16) times rows r0 .. r1 - 1 (whole 16-row tiles) */
+__attribute__((noinline)) static void many_tokens(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x,
+                                                  int32_t n, float w_scale, float *y, int64_t ldy, int grouped) {
     static const tile_config config = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
     int8_t codes[BLOCK_ROWS * MAX_COLS] __attribute__((aligned(64)));
     int32_t c[2][2][TILE_ROWS * TILE_ROWS] __attribute__((aligned(64)));
@@ -132,37 +144,159 @@ static void amx_tiles(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, co
         // decode the block's rows into B tiles, [chunk][row tile][1 KiB]
         for (int rt = 0; rt < RT; rt++)
             for (int64_t b = 0; b < cols / TL_I2_S_VALUES; b++)
-                b_tiles(w, row_bytes, b, r + rt * TILE_ROWS, grouped, &ix, codes + rt * TILE_BYTES, RT);
+                weight_b_tiles(w, row_bytes, b, r + rt * TILE_ROWS, grouped, &ix, codes + rt * TILE_BYTES, RT);
         // every pair of token tiles over them
         for (int32_t t = 0; t < n; t += 2 * TILE_ROWS) {
             int TT = n - t >= 2 * TILE_ROWS ? 2 : 1;
             const int8_t *q = x->q + t * cols;
-            if (TT == 2 && RT == 2) tiles(q, cols, codes, 2, 2, c);
-            else if (TT == 2) tiles(q, cols, codes, 2, 1, c);
-            else if (RT == 2) tiles(q, cols, codes, 1, 2, c);
-            else tiles(q, cols, codes, 1, 1, c);
-            sums_to_y(c, TT, RT, x, t, w_scale, y, ldy, r);
+            if (TT == 2 && RT == 2) many_tiles(q, cols, codes, 2, 2, c);
+            else if (TT == 2) many_tiles(q, cols, codes, 2, 1, c);
+            else if (RT == 2) many_tiles(q, cols, codes, 1, 2, c);
+            else many_tiles(q, cols, codes, 1, 1, c);
+            many_sums_to_y(c, TT, RT, x, t, w_scale, y, ldy, r);
         }
     }
     _tile_release();
 }
 
-/* The whole 16-token tiles of rows in whole 16-row tiles through AMX, the rest through simd (rows, or grouped). */
+/* ---- few tokens: weights as A, activations as B ---- */
+
+/* The A tiles of 16 rows' i2_s block b (values 128 b .. 128 b + 127) into out: values 0 .. 63 of the block in the
+ * first tile, 64 .. 127 in the second (TILE_BYTES on). Byte j of a block holds values j, j+32, j+64, j+96 at bits 6,
+ * 4, 2, 0, so a row's 32 bytes in both halves of a register, shifted right by 6 in the low half and 4 in the high
+ * half, then masked, are its values 0 .. 63; by 2 and 0, 64 .. 127. Rows r0 .. r0 + 15 are row_bytes apart, or
+ * grouped (r0 a multiple of 4: a group's blocks b side by side). */
+static inline __attribute__((always_inline)) void weight_a_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
+                                                          int grouped, int8_t *out) {
+    const __m512i first = _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(4), 1);
+    const __m512i second = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(0), 1);
+    const __m512i three = _mm512_set1_epi8(3);
+    for (int i = 0; i < TILE_ROWS; i++) {
+        int64_t r = r0 + i;
+        const uint8_t *p = grouped ? w + tl_group_block_at(row_bytes, TL_I2_S_BYTES, r, b) : w + r * row_bytes + b * TL_I2_S_BYTES;
+        __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+        _mm512_store_si512(out + i * CHUNK_VALUES, _mm512_and_si512(_mm512_srlv_epi16(z, first), three));
+        _mm512_store_si512(out + TILE_BYTES + i * CHUNK_VALUES, _mm512_and_si512(_mm512_srlv_epi16(z, second), three));
+    }
+}
+
+/* The B tiles of m tokens' rows (q, cols apart) into xt: chunk k's tile at xt + k * TILE_BYTES, its row d holding
+ * dword d of the chunk of each token in turn (tokens m .. 15 zero). */
+static void token_b_tiles(const int8_t *q, int64_t cols, int m, int8_t *xt) {
+    const __m512i lanes = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32((int32_t)(cols / 4)));
+    __mmask16 tokens = (__mmask16)((1u << m) - 1);
+    for (int64_t d = 0; d < cols / 4; d++) /* dword d of every token: row d % 16 of chunk d / 16 */
+        _mm512_store_si512(xt + d * CHUNK_VALUES,
+                           _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), tokens, lanes, (const int *)q + d, 4));
+}
+
+/* The tiles' shapes: C 0 .. 3 (row tile, token tile) = (0, 0), (0, 1), (1, 0), (1, 1) and B 6, 7 of token tiles 0, 1
+ * with m[0] and m[1] tokens (0: unused); A 4, 5 of 16 rows of 64 values */
+static void configure(const int m[2]) {
+    tile_config config = {1, 0, {0}, {0}, {0}};
+    for (int i = 0; i < 8; i++) config.colsb[i] = CHUNK_VALUES, config.rows[i] = TILE_ROWS;
+    for (int tt = 0; tt < 2; tt++)
+        if (m[tt]) config.colsb[tt] = config.colsb[2 + tt] = config.colsb[6 + tt] = (uint16_t)(4 * m[tt]);
+    _tile_loadconfig(&config);
+}
+
+/* One chunk of 64 values, k: the A tiles at a (RT of them, 2 KiB apart) times the B tiles of the TT token tiles */
+static inline __attribute__((always_inline)) void few_chunk(const int8_t *a, const int8_t *xt, int64_t tile_stride, int64_t k,
+                                                        int TT, int RT) {
+    _tile_loadd(4, a, CHUNK_VALUES);
+    if (RT == 2) _tile_loadd(5, a + 2 * TILE_BYTES, CHUNK_VALUES);
+    _tile_loadd(6, xt + k * TILE_BYTES, CHUNK_VALUES);
+    _tile_dpbusd(0, 4, 6);
+    if (RT == 2) _tile_dpbusd(2, 5, 6);
+    if (TT == 2) {
+        _tile_loadd(7, xt + tile_stride + k * TILE_BYTES, CHUNK_VALUES);
+        _tile_dpbusd(1, 4, 7);
+        if (RT == 2) _tile_dpbusd(3, 5, 7);
+    }
+}
+
+/* RT row tiles from row r (each 1 or 2) x TT token tiles (B tiles at xt, tile_stride apart), over every chunk of 64
+ * values: the sums into c[row tile][token tile][row][token] */
+static inline __attribute__((always_inline)) void few_tiles(const uint8_t *w, int64_t cols, int64_t r, int grouped,
+                                                        const int8_t *xt, int64_t tile_stride, int TT, int RT,
+                                                        int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
+    int8_t a[2 * 2 * TILE_BYTES] __attribute__((aligned(64))); /* [row tile][2 chunks][1 KiB] */
+    int64_t row_bytes = cols / TL_I2_S_VALUES * TL_I2_S_BYTES;
+    _tile_zero(0);
+    if (TT == 2) _tile_zero(1);
+    if (RT == 2) _tile_zero(2);
+    if (TT == 2 && RT == 2) _tile_zero(3);
+    for (int64_t b = 0; b < cols / TL_I2_S_VALUES; b++) {
+        for (int rt = 0; rt < RT; rt++) weight_a_tiles(w, row_bytes, b, r + rt * TILE_ROWS, grouped, a + rt * 2 * TILE_BYTES);
+        few_chunk(a, xt, tile_stride, 2 * b, TT, RT);
+        few_chunk(a + TILE_BYTES, xt, tile_stride, 2 * b + 1, TT, RT);
+    }
+    _tile_stored(0, c[0][0], 64);
+    if (TT == 2) _tile_stored(1, c[0][1], 64);
+    if (RT == 2) _tile_stored(2, c[1][0], 64);
+    if (TT == 2 && RT == 2) _tile_stored(3, c[1][1], 64);
+}
+
+/* Sums of rows r .. r + 16 RT - 1 and the m[0] + m[1] tokens into y = (sum - sum(x)) / s * w_scale, as the
+ * reference rounds it: each token's column of C, gathered */
+static inline void few_sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], const int m[2], int RT, const tl_qact *x,
+                                 float w_scale, float *y, int64_t ldy, int64_t r) {
+    const __m512i column = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32(TILE_ROWS));
+    const __m512 ws = _mm512_set1_ps(w_scale);
+    for (int tt = 0; tt < 2; tt++)
+        for (int i = 0; i < m[tt]; i++) {
+            int32_t token = tt * TILE_ROWS + i;
+            __m512i xsum = _mm512_set1_epi32(x->sum[token]);
+            __m512 s = _mm512_set1_ps(x->scale[token]);
+            for (int rt = 0; rt < RT; rt++) {
+                __m512i sums = _mm512_i32gather_epi32(column, c[rt][tt] + i, 4);
+                __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums, xsum));
+                _mm512_storeu_ps(y + token * ldy + r + rt * TILE_ROWS, _mm512_mul_ps(_mm512_div_ps(v, s), ws));
+            }
+        }
+}
+
+/* Tokens 0 .. n - 1 (FEW_TOKENS_MIN to FEW_TOKENS_MAX: one pair of token tiles) times rows r0 .. r1 - 1 (whole 16-row
+ * tiles) */
+__attribute__((noinline)) static void few_tokens(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x,
+                                                 int32_t n, float w_scale, float *y, int64_t ldy, int grouped) {
+    int8_t xt[2 * MAX_COLS * TILE_ROWS] __attribute__((aligned(64))); /* the pair's B tiles */
+    int32_t c[2][2][TILE_ROWS * TILE_ROWS] __attribute__((aligned(64)));
+    int64_t tile_stride = cols * TILE_ROWS; /* between a chunk's B tiles of the two token tiles */
+    int m[2] = {n < TILE_ROWS ? n : TILE_ROWS, n > TILE_ROWS ? n - TILE_ROWS : 0};
+    configure(m);
+    for (int tt = 0; tt < 2 && m[tt]; tt++) token_b_tiles(x->q + tt * TILE_ROWS * cols, cols, m[tt], xt + tt * tile_stride);
+    for (int64_t r = r0; r < r1; r += BLOCK_ROWS) {
+        int RT = r1 - r >= BLOCK_ROWS ? 2 : 1;
+        if (m[1] && RT == 2) few_tiles(w, cols, r, grouped, xt, tile_stride, 2, 2, c);
+        else if (m[1]) few_tiles(w, cols, r, grouped, xt, tile_stride, 2, 1, c);
+        else if (RT == 2) few_tiles(w, cols, r, grouped, xt, tile_stride, 1, 2, c);
+        else few_tiles(w, cols, r, grouped, xt, tile_stride, 1, 1, c);
+        few_sums_to_y(c, m, RT, x, w_scale, y, ldy, r);
+    }
+    _tile_release();
+}
+
+/* Rows in whole 16-row tiles through AMX (many_tokens(), then few_tokens() for a tail of 8 or more), the rest
+ * through simd (rows, or grouped). */
 static void matmul(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
                    int64_t ldy, int grouped, tl_ternary_fn *simd) {
-    int32_t n = x->n / TILE_ROWS * TILE_ROWS;
+    int32_t many = x->n > FEW_TOKENS_MAX ? x->n / TILE_ROWS * TILE_ROWS : 0, rest = x->n - many;
     int64_t a0 = (r0 + TILE_ROWS - 1) / TILE_ROWS * TILE_ROWS, a1 = r1 / TILE_ROWS * TILE_ROWS;
-    if (n == 0 || cols > MAX_COLS || a0 >= a1) {
+    if (x->n < FEW_TOKENS_MIN || cols > MAX_COLS || a0 >= a1) {
         simd(w, cols, r0, r1, x, w_scale, y, ldy);
         return;
     }
     if (r0 < a0) simd(w, cols, r0, a0, x, w_scale, y, ldy);
     if (a1 < r1) simd(w, cols, a1, r1, x, w_scale, y, ldy);
-    if (n < x->n) {
-        tl_qact rest = {x->q + n * cols, x->scale + n, x->sum + n, x->n - n};
-        simd(w, cols, a0, a1, &rest, w_scale, y + n * ldy, ldy);
+    if (many) many_tokens(w, cols, a0, a1, x, many, w_scale, y, ldy, grouped);
+    if (rest) {
+        tl_qact tail = {x->q + many * cols, x->scale + many, x->sum + many, rest};
+        if (rest < FEW_TOKENS_MIN) simd(w, cols, a0, a1, &tail, w_scale, y + many * ldy, ldy);
+        else few_tokens(w, cols, a0, a1, &tail, rest, w_scale, y + many * ldy, ldy, grouped);
     }
-    amx_tiles(w, cols, a0, a1, x, n, w_scale, y, ldy, grouped);
 }
 
 void tl_i2_s_amx(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y, int64_t ldy) {
