@@ -533,14 +533,20 @@ def test_a_short_prompt_is_read_before_a_long_one(model):
 
 
 @contextlib.contextmanager
-def slowed(model, fixed=0.02, per_token=0.004):
+def slowed(model, fixed=0.02, per_token=0.004, per_position=0.0):
     """model.forward as a 2B model's pass costs on this machine: a fixed part (reading the weights) plus a part per
-    token, slept before the real pass; yields the list of passes run: (sequences by id, tokens, seconds)."""
+    token and one per position each token attends to, slept before the real pass; yields the list of passes run:
+    (sequences by id, tokens, seconds)."""
     forward, passes = model.forward, []
 
     def slow_forward(seqs, tokens, logit_rows=None):
         start = time.perf_counter()
-        time.sleep(fixed + per_token * len(tokens))
+        earlier: collections.Counter = collections.Counter()  # tokens of each sequence before this one in the pass
+        positions = 0
+        for seq in seqs:
+            positions += seq.pos + earlier[id(seq)]
+            earlier[id(seq)] += 1
+        time.sleep(fixed + per_token * len(tokens) + per_position * positions)
         out = forward(seqs, tokens, logit_rows)
         passes.append((collections.Counter(id(s) for s in seqs), len(tokens), time.perf_counter() - start))
         return out
@@ -582,6 +588,43 @@ def test_the_pass_limit_cuts_prompt_chunks_by_time(model):
     assert sum(n for n, _ in chunks) >= 149 - 2  # the long prompt, less the tokens of passes that carried 1
     assert len(chunks) >= 5 and max(n for n, _ in chunks) <= 40, chunks
     assert sorted(seconds for _, seconds in chunks)[len(chunks) // 2] < 4.5 * one, (chunks, one)
+
+
+def test_prompt_chunks_shrink_as_they_attend_to_more(model):
+    """A token costs more the more positions it attends to: PassTimes times that cost (here 100 us a position, slept),
+    and the pass limit cuts a long prompt's later chunks smaller, so its passes beside two streams keep about the
+    limit's length to the end (with chunks cut by the cost at position 0, those at 150+ would last ~9 one-token
+    passes). Every answer still equals the greedy reference."""
+    streams = [model.tokenize(p, add_bos=True, special=True) for p in (PROMPTS[0], PROMPTS[2])]
+    long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:200]
+    assert len(long) == 200
+    requests = [(streams[0], 60), (streams[1], 60), (long, 2)]
+    reference = [full_forward_greedy(model, ids, n) for ids, n in requests]
+
+    async def main():
+        scheduler = Scheduler(model, 3, batch_size=256, pass_limit=3)
+        jobs = [scheduler.submit(ids, n, Sampler(temperature=0)) for ids, n in requests[:2]]
+        scheduler.start()
+        try:
+            await asyncio.sleep(0.2)  # both streams decode
+            jobs.append(scheduler.submit(*requests[2], Sampler(temperature=0)))
+            results = []
+            for job in jobs:
+                results.append([value.token async for kind, value in job.events() if kind == "step"])
+            return results, scheduler.times
+        finally:
+            scheduler.stop()
+
+    with slowed(model, per_position=100e-6) as passes:
+        results, times = asyncio.run(asyncio.wait_for(main(), 120))
+    assert results == reference
+    assert 80e-6 < times.position < 130e-6, times.position
+    # the passes carrying both streams and a chunk of the long prompt: (chunk, seconds), in order
+    chunks = [(n - 2, seconds) for seqs, n, seconds in passes if len(seqs) == 3 and n > 3]
+    assert sum(n for n, _ in chunks) >= 100 and len(chunks) >= 8, chunks  # most of it read beside the streams
+    assert chunks[0][0] >= 2 * chunks[-1][0], chunks  # at position 0 against 150 and more
+    late = sorted(seconds for _, seconds in chunks[len(chunks) // 2 :])
+    assert late[len(late) // 2] < 4 * times.one, (chunks, times.one)
 
 
 def test_a_new_short_prompt_gets_a_pass_of_its_own(model):

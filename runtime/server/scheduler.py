@@ -8,8 +8,10 @@ A pass cannot be interrupted, so a request that arrives waits for the one under 
 prompt tokens of a pass are also capped so the pass lasts about L one-token passes (PassTimes: the costs timed at
 start), and at least half as many as the pass's decode tokens take, so a prompt gets a third of the passes however
 many streams decode (half made 6 streams' passes twice a decode pass, and an arriving prompt waited half of one). A
-long prompt's later tokens cost more than the cap assumes (they attend to more positions: ~1.8x at 2,000 on the
-2B-4T shape), so its last chunks' passes run longer.
+prompt token costs more the more positions it attends to (a 48-token chunk at position 1,950 of the 2B-4T shape took
+2.8x one at 0), so the cap counts the chunk's starting position too: a long prompt's chunks shrink as it goes, and
+its passes keep their length (without that, they grew to ~2x the limit by the end of a 2,000-token prompt, and a
+short prompt arriving then waited that much longer).
 
 A new prompt that a pass can read whole (a short one, just admitted) gets a pass of its own when the pass limit is on:
 its first token then comes after a pass as short as on an idle server, where beside many streams their tokens
@@ -92,36 +94,50 @@ class Stats:
 
 class PassTimes:
     """What a pass costs on this machine, timed once at start on a scratch sequence: one token with its logits
-    (`one`: mostly reading the weights) and what each further token adds (`token`). chunk_tokens() turns a pass
-    limit into prompt tokens; other load on the machine slows both alike, so the count holds under it."""
+    (`one`: mostly reading the weights), what each further token adds (`token`), and what a token adds for each
+    position before it that it attends to (`position`). chunk_tokens() turns a pass limit into prompt tokens; other
+    load on the machine slows all alike, so the count holds under it."""
 
     # A further token's cost is timed on a pass this long: up to 8 or so, the tokens of a pass cost about as much as
     # one (the weights' reading, shared), and a cost timed there made 250-token chunks of a 2,000-token prompt
     TOKENS = 64
+    # ... and again after this many positions, for the cost of attending to them (at most the context less TOKENS)
+    DEPTH = 256
 
     def __init__(self, model):
-        seq = model.new_sequence(self.TOKENS)
+        n = self.TOKENS
+        depth = max(min(self.DEPTH, model.n_ctx - n), 0)
+        seq = model.new_sequence(depth + n)
         try:
             self.one = min(self._time(model, seq, 1) for _ in range(2))
-            n = self.TOKENS
-            self.token = max((min(self._time(model, seq, n) for _ in range(2)) - self.one) / (n - 1), self.one / 256)
+            at_start = min(self._time(model, seq, n) for _ in range(2))
+            self.token = max((at_start - self.one) / (n - 1), self.one / 256)
+            self.position = 0.0
+            if depth:
+                model.forward([seq] * depth, [0] * depth, [-1] * depth)
+                at_depth = min(self._time(model, seq, n) for _ in range(2))
+                self.position = max(at_depth - at_start, 0.0) / (n * depth)
         finally:
             seq.close()
 
     @staticmethod
     def _time(model, seq, n: int) -> float:
-        """Seconds of a pass of n tokens on seq, with the last one's logits (seq is left empty)."""
+        """Seconds of a pass of n tokens on seq after its tokens so far, with the last one's logits (seq is left as
+        it was)."""
+        before = seq.pos
         start = time.perf_counter()
         model.forward([seq] * n, [0] * n, [-1] * (n - 1) + [0])
         seconds = time.perf_counter() - start
-        seq.reset()
+        seq.truncate(before)
         return seconds
 
-    def chunk_tokens(self, pass_limit: float, n_generating: int) -> int:
-        """Prompt tokens that bring a pass with n_generating decode tokens to about pass_limit one-token passes; at
-        least half as long as the rest of the pass, so many streams decoding cannot starve a prompt (it gets a third)."""
+    def chunk_tokens(self, pass_limit: float, n_generating: int, depth: int = 0) -> int:
+        """Prompt tokens from position depth that bring a pass with n_generating decode tokens to about pass_limit
+        one-token passes; at least half as long as the rest of the pass, so many streams decoding cannot starve a
+        prompt (it gets a third)."""
         decoding = self.one + max(n_generating - 1, 0) * self.token
-        return max(round(max(pass_limit * self.one - decoding, decoding / 2) / self.token), 1)
+        per_token = self.token + depth * self.position
+        return max(round(max(pass_limit * self.one - decoding, decoding / 2) / per_token), 1)
 
 
 class Scheduler:
@@ -279,8 +295,9 @@ class Scheduler:
         if solo:
             return solo
         budget = self.batch_size - len(generating)
-        if self.times:
-            budget = min(budget, self.times.chunk_tokens(self.pass_limit, len(generating)))
+        if self.times and reading:
+            depth = reading[0][1].n_fed  # where the first chunk starts: the one the budget mostly goes to
+            budget = min(budget, self.times.chunk_tokens(self.pass_limit, len(generating), depth))
         parts, finishes_one = [], False
         for seq, job in reading:
             rest = len(job.prompt_ids) - job.n_fed
