@@ -533,10 +533,10 @@ def test_a_short_prompt_is_read_before_a_long_one(model):
 
 
 @contextlib.contextmanager
-def slowed(model, fixed=0.02, per_token=0.004, per_position=0.0):
+def slowed(model, fixed=0.02, per_token=0.004, per_position=0.0, per_sequence=0.0):
     """model.forward as a 2B model's pass costs on this machine: a fixed part (reading the weights) plus a part per
-    token and one per position each token attends to, slept before the real pass; yields the list of passes run:
-    (sequences by id, tokens, seconds)."""
+    token, one per position each token attends to and one per sequence after the first, slept before the real pass;
+    yields the list of passes run: (sequences by id, tokens, seconds)."""
     forward, passes = model.forward, []
 
     def slow_forward(seqs, tokens, logit_rows=None):
@@ -546,7 +546,7 @@ def slowed(model, fixed=0.02, per_token=0.004, per_position=0.0):
         for seq in seqs:
             positions += seq.pos + earlier[id(seq)]
             earlier[id(seq)] += 1
-        time.sleep(fixed + per_token * len(tokens) + per_position * positions)
+        time.sleep(fixed + per_token * len(tokens) + per_position * positions + per_sequence * (len(earlier) - 1))
         out = forward(seqs, tokens, logit_rows)
         passes.append((collections.Counter(id(s) for s in seqs), len(tokens), time.perf_counter() - start))
         return out
@@ -625,6 +625,40 @@ def test_prompt_chunks_shrink_as_they_attend_to_more(model):
     assert chunks[0][0] >= 2 * chunks[-1][0], chunks  # at position 0 against 150 and more
     late = sorted(seconds for _, seconds in chunks[len(chunks) // 2 :])
     assert late[len(late) // 2] < 4 * times.one, (chunks, times.one)
+
+
+def test_passes_correct_the_costs_timed_at_start(model):
+    """A pass of several sequences costs more than the costs PassTimes times at start on one say (here 50 ms more,
+    slept): with --pass-limit 4, a long prompt read beside a stream would come in ~19-token chunks whose passes last
+    ~6 one-token passes; each pass's time corrects the estimate, so the later ones keep about the limit's length.
+    Every answer still equals the greedy reference."""
+    stream = model.tokenize(PROMPTS[0], add_bos=True, special=True)
+    long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:200]
+    requests = [(stream, 60), (long, 2)]
+    reference = [full_forward_greedy(model, ids, n) for ids, n in requests]
+
+    async def main():
+        scheduler = Scheduler(model, 2, batch_size=256, pass_limit=4)
+        jobs = [scheduler.submit(*requests[0], Sampler(temperature=0))]
+        scheduler.start()
+        try:
+            await asyncio.sleep(0.1)  # the stream decodes
+            jobs.append(scheduler.submit(*requests[1], Sampler(temperature=0)))
+            results = []
+            for job in jobs:
+                results.append([value.token async for kind, value in job.events() if kind == "step"])
+            return results, scheduler.times
+        finally:
+            scheduler.stop()
+
+    with slowed(model, per_sequence=0.05) as passes:
+        results, times = asyncio.run(asyncio.wait_for(main(), 120))
+    assert results == reference
+    chunks = [(n - 1, seconds) for seqs, n, seconds in passes if len(seqs) == 2 and n > 2]  # the stream + a chunk
+    assert len(chunks) >= 8 and chunks[0][0] > 2 * chunks[-1][0], chunks
+    assert 1.5 < times.correction < 2.5, times.correction
+    late = sorted(seconds for _, seconds in chunks[len(chunks) // 2 :])
+    assert late[len(late) // 2] < 5 * times.one, (chunks, times.one)
 
 
 def test_a_new_short_prompt_gets_a_pass_of_its_own(model):

@@ -11,7 +11,9 @@ many streams decode (half made 6 streams' passes twice a decode pass, and an arr
 prompt token costs more the more positions it attends to (a 48-token chunk at position 1,950 of the 2B-4T shape took
 2.8x one at 0), so the cap counts the chunk's starting position too: a long prompt's chunks shrink as it goes, and
 its passes keep their length (without that, they grew to ~2x the limit by the end of a 2,000-token prompt, and a
-short prompt arriving then waited that much longer).
+short prompt arriving then waited that much longer). The costs timed at start still miss: a pass of streams and a
+chunk cost 1.3-1.5x their sum on a Xeon (a few tokens of each of several sequences, where the start times 64 of one),
+so each such pass's time corrects the estimate for the next ones (PassTimes.observe).
 
 A new prompt that a pass can read whole (a short one, just admitted) gets a pass of its own when the pass limit is on:
 its first token then comes after a pass as short as on an idle server, where beside many streams their tokens
@@ -104,7 +106,11 @@ class PassTimes:
     # ... and again after this many positions, for the cost of attending to them (at most the context less TOKENS)
     DEPTH = 256
 
+    # observe(): the weight of the newest pass in the running ratio of passes' times to their estimates
+    CORRECTION_WEIGHT = 0.3
+
     def __init__(self, model):
+        self.correction = 1.0  # passes with prompt chunks: their seconds over the estimate (observe())
         n = self.TOKENS
         depth = max(min(self.DEPTH, model.n_ctx - n), 0)
         seq = model.new_sequence(depth + n)
@@ -131,13 +137,25 @@ class PassTimes:
         seq.truncate(before)
         return seconds
 
+    def estimate(self, n_generating: int, chunks) -> float:
+        """Seconds of a pass with n_generating decode tokens and the prompt chunks (start position, tokens), by the
+        costs timed at start."""
+        decoding = self.one + max(n_generating - 1, 0) * self.token
+        return decoding + sum(n * (self.token + depth * self.position) for depth, n in chunks)
+
+    def observe(self, estimate: float, seconds: float) -> None:
+        """A pass with prompt chunks took seconds where estimate() gave estimate: the running correction moves toward
+        their ratio (kept within 0.5x-4x, so one pass slowed by something else cannot swing it far)."""
+        ratio = min(max(seconds / estimate, 0.5), 4.0)
+        self.correction += self.CORRECTION_WEIGHT * (ratio - self.correction)
+
     def chunk_tokens(self, pass_limit: float, n_generating: int, depth: int = 0) -> int:
         """Prompt tokens from position depth that bring a pass with n_generating decode tokens to about pass_limit
-        one-token passes; at least half as long as the rest of the pass, so many streams decoding cannot starve a
-        prompt (it gets a third)."""
-        decoding = self.one + max(n_generating - 1, 0) * self.token
-        per_token = self.token + depth * self.position
-        return max(round(max(pass_limit * self.one - decoding, decoding / 2) / per_token), 1)
+        one-token passes, as corrected by the passes so far; at least half as long as the rest of the pass, so many
+        streams decoding cannot starve a prompt (it gets a third)."""
+        decoding = self.estimate(n_generating, ())
+        budget = pass_limit * self.one / self.correction - decoding
+        return max(round(max(budget, decoding / 2) / (self.token + depth * self.position)), 1)
 
 
 class Scheduler:
@@ -343,6 +361,9 @@ class Scheduler:
                     self._forward([part])
             return
         n_prompt = sum(len(chunk) for _, job, chunk in parts if job.reading_prompt)
+        if self.times and n_prompt:
+            chunks = [(job.n_fed, len(chunk)) for _, job, chunk in parts if job.reading_prompt]
+            self.times.observe(self.times.estimate(len(tokens) - n_prompt, chunks), seconds)
         self.stats.passes += 1
         self.stats.prompt_tokens += n_prompt
         self.stats.prompt_seconds += seconds * n_prompt / len(tokens)
