@@ -44,6 +44,12 @@ static inline __attribute__((always_inline)) void score_tile(const float *q, int
             for (int c = 0; c < K; c++) acc[r][c] = acc_fma(acc[r][c], qv, kv[c]);
         }
     }
+#if defined(ACC_SUMS4X4) && ATT_ROWS == 4 && ATT_KEYS == 4 /* a whole tile's sums at once */
+    if (R == 4 && K == 4) {
+        acc_sums4x4(acc, scale, w, TL_ATT_BLOCK);
+        return;
+    }
+#endif
     for (int r = 0; r < R; r++)
         for (int c = 0; c < K; c++) w[r * TL_ATT_BLOCK + c] = acc_sum(acc[r][c]) * scale;
 }

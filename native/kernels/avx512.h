@@ -45,6 +45,30 @@ static inline float acc_sum(__m512 acc) {
     __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+/* w[r * stride + c] = acc_sum(a[r][c]) * scale for r, c < 4: the 16 sums in acc_sum's order (lanes l + 8, then l + 4,
+ * l + 2, l + 1: tl_sum16's), each step halving two vectors into one (45 operations against ~9 a sum alone) */
+#define ACC_SUMS4X4
+static inline void acc_sums4x4(const __m512 acc[4][4], float scale, float *w, int64_t stride) {
+    __m512 b[8], c[4], d[2]; /* sum i: acc[i / 4][i % 4] */
+    for (int i = 0; i < 8; i++) { /* lanes 0-7: sum 2i's lanes l + l + 8; 8-15: sum 2i + 1's */
+        __m512 x = acc[i / 2][2 * (i % 2)], y = acc[i / 2][2 * (i % 2) + 1];
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    for (int i = 0; i < 4; i++) /* quarter q: sum 4i + q's lanes l + l + 4 */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int i = 0; i < 2; i++) /* quarter q, elements 0-1: sum 8i + q's l + l + 2; 2-3: sum 8i + 4 + q's */
+        d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(c[2 * i], c[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* quarter q, element m: sum 4m + q; moved to lane 4m + q (row m, key q), then scaled */
+    __m512 f = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    f = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), f),
+                      _mm512_set1_ps(scale));
+    _mm_storeu_ps(w, _mm512_castps512_ps128(f));
+    _mm_storeu_ps(w + stride, _mm512_extractf32x4_ps(f, 1));
+    _mm_storeu_ps(w + 2 * stride, _mm512_extractf32x4_ps(f, 2));
+    _mm_storeu_ps(w + 3 * stride, _mm512_extractf32x4_ps(f, 3));
+}
 /* more of those 16 lanes, for attention_tile.h */
 static inline __m512 acc_set1(float x) { return _mm512_set1_ps(x); }
 static inline __m512 acc_add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
