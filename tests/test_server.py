@@ -590,6 +590,30 @@ def test_the_pass_limit_cuts_prompt_chunks_by_time(model):
     assert sorted(seconds for _, seconds in chunks)[len(chunks) // 2] < 4.5 * one, (chunks, one)
 
 
+def read_beside_streams(model, requests, pass_limit, **slow):
+    """Greedy answers to requests [(ids, max_tokens)] from a Scheduler with pass_limit, on the model slowed (slowed()'s
+    costs): all but the last start at once, the last (a long prompt) once they decode. Returns each one's tokens, the
+    scheduler's PassTimes and the passes run."""
+
+    async def main():
+        scheduler = Scheduler(model, len(requests), batch_size=256, pass_limit=pass_limit)
+        jobs = [scheduler.submit(ids, n, Sampler(temperature=0)) for ids, n in requests[:-1]]
+        scheduler.start()
+        try:
+            await asyncio.sleep(0.2)  # the streams decode
+            jobs.append(scheduler.submit(*requests[-1], Sampler(temperature=0)))
+            results = []
+            for job in jobs:
+                results.append([value.token async for kind, value in job.events() if kind == "step"])
+            return results, scheduler.times
+        finally:
+            scheduler.stop()
+
+    with slowed(model, **slow) as passes:
+        results, times = asyncio.run(asyncio.wait_for(main(), 120))
+    return results, times, passes
+
+
 def test_prompt_chunks_shrink_as_they_attend_to_more(model):
     """A token costs more the more positions it attends to: PassTimes times that cost (here 100 us a position, slept),
     and the pass limit cuts a long prompt's later chunks smaller, so its passes beside two streams keep about the
@@ -599,25 +623,8 @@ def test_prompt_chunks_shrink_as_they_attend_to_more(model):
     long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:200]
     assert len(long) == 200
     requests = [(streams[0], 60), (streams[1], 60), (long, 2)]
-    reference = [full_forward_greedy(model, ids, n) for ids, n in requests]
-
-    async def main():
-        scheduler = Scheduler(model, 3, batch_size=256, pass_limit=3)
-        jobs = [scheduler.submit(ids, n, Sampler(temperature=0)) for ids, n in requests[:2]]
-        scheduler.start()
-        try:
-            await asyncio.sleep(0.2)  # both streams decode
-            jobs.append(scheduler.submit(*requests[2], Sampler(temperature=0)))
-            results = []
-            for job in jobs:
-                results.append([value.token async for kind, value in job.events() if kind == "step"])
-            return results, scheduler.times
-        finally:
-            scheduler.stop()
-
-    with slowed(model, per_position=100e-6) as passes:
-        results, times = asyncio.run(asyncio.wait_for(main(), 120))
-    assert results == reference
+    results, times, passes = read_beside_streams(model, requests, 3, per_position=100e-6)
+    assert results == [full_forward_greedy(model, ids, n) for ids, n in requests]
     assert 80e-6 < times.position < 130e-6, times.position
     # the passes carrying both streams and a chunk of the long prompt: (chunk, seconds), in order
     chunks = [(n - 2, seconds) for seqs, n, seconds in passes if len(seqs) == 3 and n > 3]
@@ -635,25 +642,8 @@ def test_passes_correct_the_costs_timed_at_start(model):
     stream = model.tokenize(PROMPTS[0], add_bos=True, special=True)
     long = model.tokenize(" ".join(PROMPTS * 30), add_bos=True, special=True)[:200]
     requests = [(stream, 60), (long, 2)]
-    reference = [full_forward_greedy(model, ids, n) for ids, n in requests]
-
-    async def main():
-        scheduler = Scheduler(model, 2, batch_size=256, pass_limit=4)
-        jobs = [scheduler.submit(*requests[0], Sampler(temperature=0))]
-        scheduler.start()
-        try:
-            await asyncio.sleep(0.1)  # the stream decodes
-            jobs.append(scheduler.submit(*requests[1], Sampler(temperature=0)))
-            results = []
-            for job in jobs:
-                results.append([value.token async for kind, value in job.events() if kind == "step"])
-            return results, scheduler.times
-        finally:
-            scheduler.stop()
-
-    with slowed(model, per_sequence=0.05) as passes:
-        results, times = asyncio.run(asyncio.wait_for(main(), 120))
-    assert results == reference
+    results, times, passes = read_beside_streams(model, requests, 4, per_sequence=0.05)
+    assert results == [full_forward_greedy(model, ids, n) for ids, n in requests]
     chunks = [(n - 1, seconds) for seqs, n, seconds in passes if len(seqs) == 2 and n > 2]  # the stream + a chunk
     assert len(chunks) >= 8 and chunks[0][0] > 2 * chunks[-1][0], chunks
     assert 1.5 < times.correction < 2.5, times.correction
