@@ -51,9 +51,9 @@ static transpose_index transpose_indices(void) {
  * dword d of every row, masked at one pair of bits, is that row's values 4d .. 4d+3 of one quarter of the block: the
  * 16 rows' 8 dwords transposed to [d][row] are, shifted and masked per quarter, B tile rows 8 (quarter % 2) + d. Rows
  * r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by side). */
-static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
-                                                          int grouped, const transpose_index *ix, int8_t *out,
-                                                          int tiles_per_chunk) {
+static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b,
+                                                                int64_t r0, int grouped, const transpose_index *ix,
+                                                                int8_t *out, int tiles_per_chunk) {
     __m512i z[8];
     for (int i = 0; i < 8; i++) { /* rows 2i and 2i + 1: lane 8 (r % 2) + d */
         int64_t r = r0 + 2 * i;
@@ -89,8 +89,8 @@ typedef struct {
 
 /* C tiles 0 .. 3 (token tile, row tile) = (0, 0), (0, 1), (1, 0), (1, 1); A tiles 4, 5; B tiles 6, 7. TT token tiles x
  * RT row tiles (each 1 or 2), over every chunk of 64 values; the sums into c[token tile][row tile][token][row]. */
-static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT, int RT,
-                                                        int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
+static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT,
+                                                            int RT, int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
     _tile_zero(0);
     if (RT == 2) _tile_zero(1);
     if (TT == 2) _tile_zero(2);
@@ -117,7 +117,7 @@ static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, in
 /* Sums of tokens t .. t + 16 TT - 1 and rows r .. r + 16 RT - 1 into y = (sum - sum(x)) / s * w_scale, as the reference
  * rounds it */
 static inline void many_sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int TT, int RT, const tl_qact *x, int32_t t,
-                             float w_scale, float *y, int64_t ldy, int64_t r) {
+                                  float w_scale, float *y, int64_t ldy, int64_t r) {
     for (int tt = 0; tt < TT; tt++)
         for (int i = 0; i < TILE_ROWS; i++) {
             int32_t token = t + tt * TILE_ROWS + i;
@@ -166,8 +166,8 @@ __attribute__((noinline)) static void many_tokens(const uint8_t *w, int64_t cols
  * 4, 2, 0, so a row's 32 bytes in both halves of a register, shifted right by 6 in the low half and 4 in the high
  * half, then masked, are its values 0 .. 63; by 2 and 0, 64 .. 127. Rows r0 .. r0 + 15 are row_bytes apart, or
  * grouped (r0 a multiple of 4: a group's blocks b side by side). */
-static inline __attribute__((always_inline)) void weight_a_tiles(const uint8_t *w, int64_t row_bytes, int64_t b, int64_t r0,
-                                                          int grouped, int8_t *out) {
+static inline __attribute__((always_inline)) void weight_a_tiles(const uint8_t *w, int64_t row_bytes, int64_t b,
+                                                                int64_t r0, int grouped, int8_t *out) {
     const __m512i first = _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(4), 1);
     const __m512i second = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(0), 1);
     const __m512i three = _mm512_set1_epi8(3);
@@ -202,8 +202,8 @@ static void configure(const int m[2]) {
 }
 
 /* One chunk of 64 values, k: the A tiles at a (RT of them, 2 KiB apart) times the B tiles of the TT token tiles */
-static inline __attribute__((always_inline)) void few_chunk(const int8_t *a, const int8_t *xt, int64_t tile_stride, int64_t k,
-                                                        int TT, int RT) {
+static inline __attribute__((always_inline)) void few_chunk(const int8_t *a, const int8_t *xt, int64_t tile_stride,
+                                                           int64_t k, int TT, int RT) {
     _tile_loadd(4, a, CHUNK_VALUES);
     if (RT == 2) _tile_loadd(5, a + 2 * TILE_BYTES, CHUNK_VALUES);
     _tile_loadd(6, xt + k * TILE_BYTES, CHUNK_VALUES);
@@ -219,8 +219,8 @@ static inline __attribute__((always_inline)) void few_chunk(const int8_t *a, con
 /* RT row tiles from row r (each 1 or 2) x TT token tiles (B tiles at xt, tile_stride apart), over every chunk of 64
  * values: the sums into c[row tile][token tile][row][token] */
 static inline __attribute__((always_inline)) void few_tiles(const uint8_t *w, int64_t cols, int64_t r, int grouped,
-                                                        const int8_t *xt, int64_t tile_stride, int TT, int RT,
-                                                        int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
+                                                           const int8_t *xt, int64_t tile_stride, int TT, int RT,
+                                                           int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
     int8_t a[2 * 2 * TILE_BYTES] __attribute__((aligned(64))); /* [row tile][2 chunks][1 KiB] */
     int64_t row_bytes = cols / TL_I2_S_VALUES * TL_I2_S_BYTES;
     _tile_zero(0);
