@@ -21,6 +21,34 @@
 enum { TILE_ROWS = 16, BLOCK_ROWS = 32, CHUNK_VALUES = 64, TILE_BYTES = 1024, MAX_COLS = 8192 };
 enum { FEW_TOKENS_MIN = 8, FEW_TOKENS_MAX = 32 };
 
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+/* Sums of the m[0] + m[1] tokens from t (token tiles of 16) and rows r .. r + 16 RT - 1 into y = (sum - sum(x)) / s *
+ * w_scale, as the reference rounds it. c[a][b] is token tile a's C[token][row] for row tile b, or with by_row (the
+ * few-token way) row tile a's C[row][token] for token tile b, each token's column then gathered. */
+static inline void sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int by_row, const int m[2], int RT, const tl_qact *x,
+                             int32_t t, float w_scale, float *y, int64_t ldy, int64_t r) {
+    const __m512i column = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32(TILE_ROWS));
+    const __m512 ws = _mm512_set1_ps(w_scale);
+    for (int tt = 0; tt < 2; tt++)
+        for (int i = 0; i < m[tt]; i++) {
+            int32_t token = t + tt * TILE_ROWS + i;
+            __m512i xsum = _mm512_set1_epi32(x->sum[token]);
+            __m512 s = _mm512_set1_ps(x->scale[token]);
+            for (int rt = 0; rt < RT; rt++) {
+                __m512i sums = by_row ? _mm512_i32gather_epi32(column, c[rt][tt] + i, 4)
+                                      : _mm512_load_si512(c[tt][rt] + i * TILE_ROWS);
+                __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums, xsum));
+                _mm512_storeu_ps(y + token * ldy + r + rt * TILE_ROWS, _mm512_mul_ps(_mm512_div_ps(v, s), ws));
+            }
+        }
+}
+
 /* ---- many tokens: activations as A, weights transposed into B ---- */
 
 /* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see weight_b_tiles()) */
@@ -81,12 +109,6 @@ static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *
     }
 }
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tile_config;
-
 /* C tiles 0 .. 3 (token tile, row tile) = (0, 0), (0, 1), (1, 0), (1, 1); A tiles 4, 5; B tiles 6, 7. TT token tiles x
  * RT row tiles (each 1 or 2), over every chunk of 64 values; the sums into c[token tile][row tile][token][row]. */
 static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT,
@@ -114,22 +136,6 @@ static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, in
     if (TT == 2 && RT == 2) _tile_stored(3, c[1][1], 64);
 }
 
-/* Sums of tokens t .. t + 16 TT - 1 and rows r .. r + 16 RT - 1 into y = (sum - sum(x)) / s * w_scale, as the reference
- * rounds it */
-static inline void many_sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int TT, int RT, const tl_qact *x, int32_t t,
-                                  float w_scale, float *y, int64_t ldy, int64_t r) {
-    for (int tt = 0; tt < TT; tt++)
-        for (int i = 0; i < TILE_ROWS; i++) {
-            int32_t token = t + tt * TILE_ROWS + i;
-            __m512i xsum = _mm512_set1_epi32(x->sum[token]);
-            __m512 s = _mm512_set1_ps(x->scale[token]), ws = _mm512_set1_ps(w_scale);
-            for (int rt = 0; rt < RT; rt++) {
-                __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_load_si512(c[tt][rt] + i * TILE_ROWS), xsum));
-                _mm512_storeu_ps(y + token * ldy + r + rt * TILE_ROWS, _mm512_mul_ps(_mm512_div_ps(v, s), ws));
-            }
-        }
-}
-
 /* Tokens 0 .. n - 1 (a multiple of 16) times rows r0 .. r1 - 1 (whole 16-row tiles) */
 __attribute__((noinline)) static void many_tokens(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x,
                                                   int32_t n, float w_scale, float *y, int64_t ldy, int grouped) {
@@ -153,7 +159,7 @@ __attribute__((noinline)) static void many_tokens(const uint8_t *w, int64_t cols
             else if (TT == 2) many_tiles(q, cols, codes, 2, 1, c);
             else if (RT == 2) many_tiles(q, cols, codes, 1, 2, c);
             else many_tiles(q, cols, codes, 1, 1, c);
-            many_sums_to_y(c, TT, RT, x, t, w_scale, y, ldy, r);
+            sums_to_y(c, 0, (int[2]){TILE_ROWS, TT == 2 ? TILE_ROWS : 0}, RT, x, t, w_scale, y, ldy, r);
         }
     }
     _tile_release();
@@ -238,26 +244,6 @@ static inline __attribute__((always_inline)) void few_tiles(const uint8_t *w, in
     if (TT == 2 && RT == 2) _tile_stored(3, c[1][1], 64);
 }
 
-/* Sums of rows r .. r + 16 RT - 1 and the m[0] + m[1] tokens into y = (sum - sum(x)) / s * w_scale, as the
- * reference rounds it: each token's column of C, gathered */
-static inline void few_sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], const int m[2], int RT, const tl_qact *x,
-                                 float w_scale, float *y, int64_t ldy, int64_t r) {
-    const __m512i column = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              _mm512_set1_epi32(TILE_ROWS));
-    const __m512 ws = _mm512_set1_ps(w_scale);
-    for (int tt = 0; tt < 2; tt++)
-        for (int i = 0; i < m[tt]; i++) {
-            int32_t token = tt * TILE_ROWS + i;
-            __m512i xsum = _mm512_set1_epi32(x->sum[token]);
-            __m512 s = _mm512_set1_ps(x->scale[token]);
-            for (int rt = 0; rt < RT; rt++) {
-                __m512i sums = _mm512_i32gather_epi32(column, c[rt][tt] + i, 4);
-                __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(sums, xsum));
-                _mm512_storeu_ps(y + token * ldy + r + rt * TILE_ROWS, _mm512_mul_ps(_mm512_div_ps(v, s), ws));
-            }
-        }
-}
-
 /* Tokens 0 .. n - 1 (FEW_TOKENS_MIN to FEW_TOKENS_MAX: one pair of token tiles) times rows r0 .. r1 - 1 (whole 16-row
  * tiles) */
 __attribute__((noinline)) static void few_tokens(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x,
@@ -274,7 +260,7 @@ __attribute__((noinline)) static void few_tokens(const uint8_t *w, int64_t cols,
         else if (m[1]) few_tiles(w, cols, r, grouped, xt, tile_stride, 2, 1, c);
         else if (RT == 2) few_tiles(w, cols, r, grouped, xt, tile_stride, 1, 2, c);
         else few_tiles(w, cols, r, grouped, xt, tile_stride, 1, 1, c);
-        few_sums_to_y(c, m, RT, x, w_scale, y, ldy, r);
+        sums_to_y(c, 1, m, RT, x, 0, w_scale, y, ldy, r);
     }
     _tile_release();
 }
