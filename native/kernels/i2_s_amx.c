@@ -49,6 +49,20 @@ static inline void sums_to_y(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int by_row,
         }
 }
 
+/* C tiles 0 .. 3 hold sums c[0][0], c[0][1], c[1][0], c[1][1]: A x B of them (each 1 or 2) are used */
+static inline __attribute__((always_inline)) void zero_c(int A, int B) {
+    _tile_zero(0);
+    if (B == 2) _tile_zero(1);
+    if (A == 2) _tile_zero(2);
+    if (A == 2 && B == 2) _tile_zero(3);
+}
+static inline __attribute__((always_inline)) void store_c(int32_t c[2][2][TILE_ROWS * TILE_ROWS], int A, int B) {
+    _tile_stored(0, c[0][0], 64);
+    if (B == 2) _tile_stored(1, c[0][1], 64);
+    if (A == 2) _tile_stored(2, c[1][0], 64);
+    if (A == 2 && B == 2) _tile_stored(3, c[1][1], 64);
+}
+
 /* ---- many tokens: activations as A, weights transposed into B ---- */
 
 /* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see weight_b_tiles()) */
@@ -113,10 +127,7 @@ static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *
  * RT row tiles (each 1 or 2), over every chunk of 64 values; the sums into c[token tile][row tile][token][row]. */
 static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, int64_t cols, const int8_t *codes, int TT,
                                                             int RT, int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
-    _tile_zero(0);
-    if (RT == 2) _tile_zero(1);
-    if (TT == 2) _tile_zero(2);
-    if (TT == 2 && RT == 2) _tile_zero(3);
+    zero_c(TT, RT);
     for (int64_t k = 0; k < cols / CHUNK_VALUES; k++) {
         const int8_t *b = codes + k * RT * TILE_BYTES;
         _tile_loadd(6, b, CHUNK_VALUES);
@@ -130,10 +141,7 @@ static inline __attribute__((always_inline)) void many_tiles(const int8_t *q, in
             if (RT == 2) _tile_dpbsud(3, 5, 7);
         }
     }
-    _tile_stored(0, c[0][0], 64);
-    if (RT == 2) _tile_stored(1, c[0][1], 64);
-    if (TT == 2) _tile_stored(2, c[1][0], 64);
-    if (TT == 2 && RT == 2) _tile_stored(3, c[1][1], 64);
+    store_c(c, TT, RT);
 }
 
 /* Tokens 0 .. n - 1 (a multiple of 16) times rows r0 .. r1 - 1 (whole 16-row tiles) */
@@ -229,19 +237,13 @@ static inline __attribute__((always_inline)) void few_tiles(const uint8_t *w, in
                                                            int32_t c[2][2][TILE_ROWS * TILE_ROWS]) {
     int8_t a[2 * 2 * TILE_BYTES] __attribute__((aligned(64))); /* [row tile][2 chunks][1 KiB] */
     int64_t row_bytes = cols / TL_I2_S_VALUES * TL_I2_S_BYTES;
-    _tile_zero(0);
-    if (TT == 2) _tile_zero(1);
-    if (RT == 2) _tile_zero(2);
-    if (TT == 2 && RT == 2) _tile_zero(3);
+    zero_c(RT, TT);
     for (int64_t b = 0; b < cols / TL_I2_S_VALUES; b++) {
         for (int rt = 0; rt < RT; rt++) weight_a_tiles(w, row_bytes, b, r + rt * TILE_ROWS, grouped, a + rt * 2 * TILE_BYTES);
         few_chunk(a, xt, tile_stride, 2 * b, TT, RT);
         few_chunk(a + TILE_BYTES, xt, tile_stride, 2 * b + 1, TT, RT);
     }
-    _tile_stored(0, c[0][0], 64);
-    if (TT == 2) _tile_stored(1, c[0][1], 64);
-    if (RT == 2) _tile_stored(2, c[1][0], 64);
-    if (TT == 2 && RT == 2) _tile_stored(3, c[1][1], 64);
+    store_c(c, RT, TT);
 }
 
 /* Tokens 0 .. n - 1 (FEW_TOKENS_MIN to FEW_TOKENS_MAX: one pair of token tiles) times rows r0 .. r1 - 1 (whole 16-row
