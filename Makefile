@@ -170,6 +170,8 @@ bench-peers: $(BENCH_GGUFS) llama-cpp $(if $(IK_LLAMA_DIR),$(IK_GGUFS) $(SYNTH_2
 
 # An AVX2 machine on this one: both engines held to AVX2 code paths, tritlm by TRITLM_ISA=avx2 and llama.cpp by a
 # build of its own without AVX-512 or VNNI (installed beside the venv's, in $(LLAMA_AVX2), first on the path).
+# AVX2_ISA=avxvnni: tritlm on AVX2 with AVX-VNNI's dot instead (an Intel client core from Alder Lake on).
+AVX2_ISA ?= avx2
 LLAMA_AVX2 := $(CACHE)/llama-cpp-avx2
 $(LLAMA_AVX2)/.installed: | $(VENV)/.installed
 	rm -rf $(LLAMA_AVX2) && mkdir -p $(LLAMA_AVX2)/wheel
@@ -180,7 +182,7 @@ $(LLAMA_AVX2)/.installed: | $(VENV)/.installed
 	touch $@
 
 bench-peers-avx2: $(BENCH_GGUFS) $(LLAMA_AVX2)/.installed
-	TRITLM_ISA=avx2 PYTHONPATH=$(abspath $(LLAMA_AVX2)) $(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
+	TRITLM_ISA=$(AVX2_ISA) PYTHONPATH=$(abspath $(LLAMA_AVX2)) $(VPY) bench/peers.py -t 2 $(BENCH_GGUFS)
 
 # Ray Serve: per-request overhead over plain `tritlm serve`, aggregate tokens/s of 1 and 2 replicas at 1 thread each.
 .PHONY: bench-ray

@@ -110,8 +110,8 @@ int32_t tl_seq_truncate(tl_seq *s, int32_t len);
 int32_t tl_forward(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                    const int32_t *logit_rows, float *logits, char *err, size_t err_len);
 
-/* The kernel ISA the engine runs on: x86-64 "avx512", "avx2"; ARM64 "i8mm", "dotprod", "neon"; or "ref" (TRITLM_ISA
- * names a lower one to force it). */
+/* The kernel ISA the engine runs on: x86-64 "amx", "avx512vbmi", "avx512", "avxvnni", "avx2"; ARM64 "i8mm", "dotprod",
+ * "neon"; or "ref" (TRITLM_ISA names a lower one to force it). */
 const char *tl_isa(void);
 
 #endif

@@ -10,7 +10,7 @@ from tritlm.runtime._native import ffi, lib
 
 TERNARY = {"tq1_0": lib.TL_TQ1_0, "tq2_0": lib.TL_TQ2_0, "i2_s": lib.TL_I2_S}
 FLOAT = {"f32": lib.TL_F32, "f16": lib.TL_F16, "bf16": lib.TL_BF16, "q8_0": lib.TL_Q8_0}
-SIMD = ["avx2", "avx512", "amx", "neon", "dotprod", "i8mm"]  # x86-64, ARM64
+SIMD = ["avx2", "avxvnni", "avx512", "amx", "neon", "dotprod", "i8mm"]  # x86-64, ARM64
 RNG = np.random.default_rng(0)
 
 
@@ -250,4 +250,4 @@ def test_unknown_isa_and_type_are_refused():
 def test_read_bandwidth_is_measured():
     gbs = lib.tl_read_bandwidth(64 << 20, 1)
     assert 0.5 < gbs < 1000
-    assert ffi.string(lib.tl_isa()).decode() in ("ref", "avx2", "avx512", "avx512vbmi", "amx")
+    assert ffi.string(lib.tl_isa()).decode() in ("ref", "avx2", "avxvnni", "avx512", "avx512vbmi", "amx")

@@ -260,7 +260,7 @@ static int64_t bf16_lut_matrix(int64_t rows, int64_t cols, uint8_t **out) {
 }
 
 int main(int argc, char **argv) {
-    const char *isas[] = {"ref", "avx2", "avx512", "avx512vbmi", "amx", "neon", "dotprod", "i8mm"}; /* those this CPU has */
+    const char *isas[] = {"ref", "avx2", "avxvnni", "avx512", "avx512vbmi", "amx", "neon", "dotprod", "i8mm"}; /* those this CPU has */
     double min_time = argc > 1 ? atof(argv[1]) : 0.3;
     int64_t max_cols = 6912;
     int8_t *xq = malloc(GEMM_TOKENS * max_cols);

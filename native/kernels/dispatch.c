@@ -23,6 +23,13 @@ static const tl_kernels avx2 = {"avx2", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_av
                                 tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2,
                                 tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL,
                                 tl_i2_s_r4_avx2, tl_i2_s_r4_avx2_rows, NULL, NULL, 1};
+/* AVX2 with AVX-VNNI's dot for i2_s, which every ternary type is read as here (tq2_0 and tq1_0 keep AVX2's own kernels
+ * only for a file's layout, cfg.keep_file_layout) */
+static const tl_kernels avxvnni = {"avxvnni", tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_avxvnni,
+                                   tl_tq1_0_avx2_rows, tl_tq2_0_avx2_rows, tl_i2_s_avxvnni_rows,
+                                   tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2,
+                                   tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL,
+                                   tl_i2_s_r4_avxvnni, tl_i2_s_r4_avxvnni_rows, NULL, NULL, 1};
 #define AVX512_KERNELS(i2_s) tl_tq1_0_avx512, tl_tq2_0_avx512, i2_s, \
                              tl_tq1_0_avx512_rows, tl_tq2_0_avx512_rows, tl_i2_s_avx512_rows, \
                              tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512, \
@@ -58,6 +65,7 @@ static int cpu_has(const tl_kernels *k) {
 #if defined(__linux__)
     if (k == &amx) return cpu_has(&avx512vbmi) && amx_usable();
 #endif
+    if (k == &avxvnni) return cpu_has(&avx2) && __builtin_cpu_supports("avxvnni");
     if (k == &avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     return 1;
 }
@@ -65,7 +73,7 @@ static const tl_kernels *const tables[] = { /* fastest first */
 #if defined(__linux__)
     &amx,
 #endif
-    &avx512vbmi, &avx512, &avx2, &ref};
+    &avx512vbmi, &avx512, &avxvnni, &avx2, &ref};
 #elif defined(__aarch64__)
 /* NEON is part of every ARMv8-A core; dotprod and i8mm are optional extensions, each level adding one. */
 static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_neon,

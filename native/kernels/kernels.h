@@ -83,7 +83,7 @@ typedef struct {
 enum { PREFETCH_TILES = 4 };
 #define prefetch_l2(p) __builtin_prefetch((p), 0, 1)
 
-/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avx512|avx512vbmi|amx; ARM64:
+/* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avxvnni|avx512|avx512vbmi|amx; ARM64:
  * ref|neon|dotprod|i8mm). */
 const tl_kernels *tl_kernels_best(void);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
@@ -315,18 +315,18 @@ tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
 tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
 tl_ternary_fn tl_tq1_0_lut_ref, tl_tq1_0_lut_vbmi, tl_tq1_0_lut_r4_ref, tl_tq1_0_lut_r4_vbmi;
 tl_ternary_rows_fn tl_tq1_0_lut_ref_rows, tl_tq1_0_lut_vbmi_rows, tl_tq1_0_lut_r4_ref_rows, tl_tq1_0_lut_r4_vbmi_rows;
-tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avx512;
-tl_ternary_fn tl_i2_s_r4_ref, tl_i2_s_r4_avx2, tl_i2_s_r4_avx512;
+tl_ternary_fn tl_i2_s_ref, tl_i2_s_avx2, tl_i2_s_avxvnni, tl_i2_s_avx512;
+tl_ternary_fn tl_i2_s_r4_ref, tl_i2_s_r4_avx2, tl_i2_s_r4_avxvnni, tl_i2_s_r4_avx512;
 /* AMX-INT8, x86-64 Linux only (the kernel grants a process the tile registers on request): i2_s_amx.c */
 tl_ternary_fn tl_i2_s_amx, tl_i2_s_r4_amx;
-tl_ternary_rows_fn tl_i2_s_r4_ref_rows, tl_i2_s_r4_avx2_rows, tl_i2_s_r4_avx512_rows;
+tl_ternary_rows_fn tl_i2_s_r4_ref_rows, tl_i2_s_r4_avx2_rows, tl_i2_s_r4_avxvnni_rows, tl_i2_s_r4_avx512_rows;
 tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref;
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;
 tl_float_fn tl_q6_k_avx2, tl_q6_k_avx512;
 tl_float_fn tl_bf16_lut_ref, tl_bf16_lut_vbmi;
 tl_ternary_rows_fn tl_tq2_0_ref_rows, tl_tq2_0_avx2_rows, tl_tq2_0_avx512_rows;
 tl_ternary_rows_fn tl_tq1_0_ref_rows, tl_tq1_0_avx2_rows, tl_tq1_0_avx512_rows;
-tl_ternary_rows_fn tl_i2_s_ref_rows, tl_i2_s_avx2_rows, tl_i2_s_avx512_rows;
+tl_ternary_rows_fn tl_i2_s_ref_rows, tl_i2_s_avx2_rows, tl_i2_s_avxvnni_rows, tl_i2_s_avx512_rows;
 tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
 tl_ternary_fn tl_tq1_0_neon, tl_tq1_0_dotprod, tl_tq1_0_i8mm;
 tl_ternary_fn tl_i2_s_neon, tl_i2_s_dotprod, tl_i2_s_i8mm;
