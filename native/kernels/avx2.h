@@ -16,8 +16,8 @@ static inline void vec_store(void *p, __m256i v) { _mm256_storeu_si256((__m256i 
  * pass of a tile's rows keeps 8 accumulators (2 rows x 4 tokens) beside its codes and activations (x86 Zen 5, prefill
  * in cache: 4 ran 0.87x as fast, 12 0.95x, 16 spilled, 0.72x). */
 #pragma GCC target("avxvnni")
-/* in asm, as on AVX-512 (avx512.h): through the intrinsic GCC 12 copied each accumulator around the dot (1.2x slower
- * prefill here); {vex} keeps the assembler off AVX-512's EVEX form, which a CPU without AVX-512 faults on */
+/* in asm, as on AVX-512 (avx512.h): through the intrinsic GCC 12 copied each accumulator around the dot (prefill in
+ * cache 0.9-0.95x as fast); {vex} keeps the assembler off AVX-512's EVEX form, which a CPU without AVX-512 faults on */
 static inline __m256i vec_dot(__m256i acc, __m256i codes, __m256i x) {
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(codes), "xm"(x));
     return acc;
