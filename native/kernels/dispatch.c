@@ -18,9 +18,9 @@ static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref,
                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0};
 #if defined(__x86_64__)
-/* AVX2's table, i2_s (which every ternary type is read as here: tq2_0 and tq1_0 keep AVX2's own kernels only for a
- * file's layout, cfg.keep_file_layout) on AVX2's dot or AVX-VNNI's */
-#define AVX2_KERNELS(isa) tl_tq1_0_avx2, tl_tq2_0_avx2, tl_i2_s_##isa, tl_tq1_0_avx2_rows, tl_tq2_0_avx2_rows, tl_i2_s_##isa##_rows, \
+/* AVX2's table, i2_s and tq2_0 on AVX2's dot or AVX-VNNI's (tq1_0's kernel has a dot of its own; every ternary type is
+ * read as i2_s here unless a file's layout is kept, cfg.keep_file_layout) */
+#define AVX2_KERNELS(isa) tl_tq1_0_avx2, tl_tq2_0_##isa, tl_i2_s_##isa, tl_tq1_0_avx2_rows, tl_tq2_0_##isa##_rows, tl_i2_s_##isa##_rows, \
                           tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2, \
                           tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL, \
                           tl_i2_s_r4_##isa, tl_i2_s_r4_##isa##_rows, NULL, NULL, 1

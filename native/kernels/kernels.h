@@ -311,7 +311,7 @@ static inline float tl_att_exp(float x) {
 }
 
 /* Per-format, per-ISA kernels (defined in kernels/<type>_<isa>.c). */
-tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avx512;
+tl_ternary_fn tl_tq2_0_ref, tl_tq2_0_avx2, tl_tq2_0_avxvnni, tl_tq2_0_avx512;
 tl_ternary_fn tl_tq1_0_ref, tl_tq1_0_avx2, tl_tq1_0_avx512;
 tl_ternary_fn tl_tq1_0_lut_ref, tl_tq1_0_lut_vbmi, tl_tq1_0_lut_r4_ref, tl_tq1_0_lut_r4_vbmi;
 tl_ternary_rows_fn tl_tq1_0_lut_ref_rows, tl_tq1_0_lut_vbmi_rows, tl_tq1_0_lut_r4_ref_rows, tl_tq1_0_lut_r4_vbmi_rows;
@@ -324,7 +324,7 @@ tl_float_fn tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6
 tl_float_fn tl_bf16_avx2, tl_bf16_avx512, tl_q8_0_avx2, tl_q8_0_avx512, tl_q4_k_avx2, tl_q4_k_avx512;
 tl_float_fn tl_q6_k_avx2, tl_q6_k_avx512;
 tl_float_fn tl_bf16_lut_ref, tl_bf16_lut_vbmi;
-tl_ternary_rows_fn tl_tq2_0_ref_rows, tl_tq2_0_avx2_rows, tl_tq2_0_avx512_rows;
+tl_ternary_rows_fn tl_tq2_0_ref_rows, tl_tq2_0_avx2_rows, tl_tq2_0_avxvnni_rows, tl_tq2_0_avx512_rows;
 tl_ternary_rows_fn tl_tq1_0_ref_rows, tl_tq1_0_avx2_rows, tl_tq1_0_avx512_rows;
 tl_ternary_rows_fn tl_i2_s_ref_rows, tl_i2_s_avx2_rows, tl_i2_s_avxvnni_rows, tl_i2_s_avx512_rows;
 tl_ternary_fn tl_tq2_0_neon, tl_tq2_0_dotprod, tl_tq2_0_i8mm;
