@@ -583,6 +583,7 @@ int64_t tl_model_linear_bytes(const tl_model *m, int32_t layer, int32_t linear) 
 }
 
 const char *tl_isa(void) { return tl_kernels_best()->isa; }
+const char *tl_isa_name(int32_t i) { return tl_kernels_name(i); }
 
 /* ---- contexts: one caller's scratch ---- */
 

@@ -113,5 +113,8 @@ int32_t tl_forward(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int3
 /* The kernel ISA the engine runs on: x86-64 "amx", "avx512vbmi", "avx512", "avxvnni", "avx2"; ARM64 "i8mm", "dotprod",
  * "neon"; or "ref" (TRITLM_ISA names a lower one to force it). */
 const char *tl_isa(void);
+/* The name of this build's i-th kernel set (fastest first), whether this CPU runs it or not; NULL past the last.
+ * TRITLM_ISA must be one of them. */
+const char *tl_isa_name(int32_t i);
 
 #endif

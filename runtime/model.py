@@ -17,7 +17,7 @@ import numpy as np
 
 from tritlm.formats import LAYER_TENSORS
 from tritlm.runtime._native import ffi, lib
-from tritlm.runtime.errors import ModelError
+from tritlm.runtime.errors import InputError, ModelError
 from tritlm.runtime.gguf import GGUFFile, huge_pages_available
 from tritlm.runtime.tokenizer import GGUFTokenizer
 from tritlm.runtime.weights import native_weights, read_hparams, read_mode
@@ -50,6 +50,23 @@ def token_array(tokens, n_vocab: int) -> np.ndarray:
         if not 0 <= t < n_vocab:
             raise ModelError(f"token id {t} is out of range [0, {n_vocab})")
     return np.array(ids, dtype=np.int32)
+
+
+def isa_names() -> list[str]:
+    """The kernel sets of this build, fastest first (this CPU may not run them all)."""
+    names, i = [], 0
+    while (name := lib.tl_isa_name(i)) != ffi.NULL:
+        names.append(ffi.string(name).decode())
+        i += 1
+    return names
+
+
+def check_isa_override() -> None:
+    """TRITLM_ISA, when set, must name one of this build's kernel sets: the engine would take an unknown name for the
+    plain C reference, many times slower. (A set this CPU cannot run gives the fastest one below it that it can.)"""
+    forced = os.environ.get("TRITLM_ISA")
+    if forced is not None and forced not in isa_names():
+        raise InputError(f"TRITLM_ISA={forced!r} names no kernel set; this build has {', '.join(isa_names())}")
 
 
 def check_threads(threads) -> int:
@@ -160,6 +177,7 @@ class Model:
         sparse: bool,
         use_mmap: bool,
     ) -> None:
+        check_isa_override()
         md = self.metadata = file.metadata
         self.arch = md.get("general.architecture")
         hp = self.hparams = read_hparams(md, {t.name for t in file.tensors})

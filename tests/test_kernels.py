@@ -247,6 +247,27 @@ def test_unknown_isa_and_type_are_refused():
     assert lib.tl_matmul_float(b"ref", lib.TL_TQ2_0, buf, 1, 16, buf, 1, buf) == -1
 
 
+def test_an_unknown_isa_override_is_refused_in_one_line(tiny_gguf, monkeypatch, capsys):
+    """TRITLM_ISA naming no kernel set of this build stops the run with one line and exit 1 (the engine would take it
+    for its plain C reference, many times slower); a set this CPU lacks runs the fastest one below it."""
+    from tritlm.runtime import Model
+    from tritlm.runtime.cli import main
+    from tritlm.runtime.model import isa_names
+
+    names = isa_names()
+    assert names[-1] == "ref" and set(names) >= {"ref"} | set(simd_isas()) and len(set(names)) == len(names)
+    monkeypatch.setenv("TRITLM_ISA", "avx512bw")
+    assert main(["run", "-m", tiny_gguf, "-p", "a", "-n", "2"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"tritlm run: error: TRITLM_ISA='avx512bw' names no kernel set; this build has {', '.join(names)}"
+    )
+    for isa in names:
+        monkeypatch.setenv("TRITLM_ISA", isa)
+        with Model(tiny_gguf, threads=1) as m:
+            assert m.logits(m.tokenize("a b")).shape[-1] == m.n_vocab
+        assert ffi.string(lib.tl_isa()).decode() in names[names.index(isa) :]
+
+
 def test_read_bandwidth_is_measured():
     gbs = lib.tl_read_bandwidth(64 << 20, 1)
     assert 0.5 < gbs < 1000

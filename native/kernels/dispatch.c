@@ -125,6 +125,8 @@ static const tl_kernels *const tables[] = {&ref};
 #endif
 enum { N_TABLES = sizeof(tables) / sizeof(tables[0]) };
 
+const char *tl_kernels_name(int32_t i) { return i >= 0 && i < N_TABLES ? tables[i]->isa : NULL; }
+
 const tl_kernels *tl_kernels_named(const char *isa) {
     for (int i = 0; i < N_TABLES; i++)
         if (strcmp(tables[i]->isa, isa) == 0) return cpu_has(tables[i]) ? tables[i] : NULL;

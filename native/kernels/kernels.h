@@ -86,6 +86,8 @@ enum { PREFETCH_TILES = 4 };
 /* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avxvnni|avx512|avx512vbmi|amx; ARM64:
  * ref|neon|dotprod|i8mm). */
 const tl_kernels *tl_kernels_best(void);
+/* The name of the i-th table (fastest first), or NULL past the last. */
+const char *tl_kernels_name(int32_t i);
 /* The table of a named ISA, or NULL if unknown or unsupported by this CPU. */
 const tl_kernels *tl_kernels_named(const char *isa);
 
