@@ -10,7 +10,8 @@
  * Matrices streamed from memory sit on 2 MiB pages where the system has transparent huge pages, as the engine's weights
  * and the bandwidth probe's buffer, so its "mem" columns compare with the probe (on 4 KiB pages one run read the bf16
  * GEMV at 29 GB/s on 2 threads where the probe, on 2 MiB pages, read 79).
- * On AVX-512 it first prints one core's compute peaks (int8 vpdpbusd, f32 FMA): the ceilings of the GMAC/s column.
+ * On AVX-512 it first prints one core's compute peaks (int8 vpdpbusd, f32 FMA): the ceilings of the GMAC/s column; with
+ * AVX-VNNI, those of the AVX2 levels' int8 dots on ymm too.
  * Build and run: make bench-kernels [ARGS="seconds [type]"] (type: the types whose names start with it) */
 #define _DEFAULT_SOURCE /* clock_gettime */
 #include <math.h>
@@ -187,6 +188,25 @@ __attribute__((target("avx512f"))) static int fma_run(void) {
     CHAINS(ADDF)
     return (int)_mm512_reduce_add_ps(total);
 }
+/* The AVX2 levels' dots on ymm: AVX-VNNI's vpdpbusd (32 int8 MACs), and AVX2's vpmaddubsw + vpaddw (32, in int16) */
+__attribute__((target("avx2,avxvnni"))) static int vnni_ymm_run(void) {
+    __m256i w = _mm256_set1_epi8(1), x = _mm256_set1_epi8(3), total = _mm256_setzero_si256();
+#define INITY(i) __m256i a##i = _mm256_set1_epi32(i);
+#define DOTY(i) a##i = _mm256_dpbusd_avx_epi32(a##i, w, x);
+#define ADDY(i) total = _mm256_add_epi32(total, a##i);
+    CHAINS(INITY)
+    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(DOTY) KEEP; }
+    CHAINS(ADDY)
+    return _mm256_extract_epi32(total, 0);
+}
+__attribute__((target("avx2"))) static int maddubs_run(void) {
+    __m256i w = _mm256_set1_epi8(1), x = _mm256_set1_epi8(3), total = _mm256_setzero_si256();
+#define MADD(i) a##i = _mm256_add_epi16(a##i, _mm256_maddubs_epi16(w, x));
+    CHAINS(INITY)
+    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(MADD) KEEP; }
+    CHAINS(ADDY)
+    return _mm256_extract_epi32(total, 0);
+}
 /* G operations a second: the fastest of PEAK_RUNS runs of PEAK_STEPS steps of 12 chains, ops each */
 static double peak(int (*run)(void), double ops) {
     double best = 1e30;
@@ -274,6 +294,9 @@ int main(int argc, char **argv) {
            tl_read_bandwidth(STREAM_BYTES, 2));
 #if defined(__x86_64__)
     if (tl_kernels_named("avx512")) printf("compute peak, 1 thread: %.0f GMAC/s int8 (vpdpbusd), %.0f GFMA/s f32\n", peak(int8_dot_run, 64), peak(fma_run, 16));
+    if (tl_kernels_named("avxvnni"))
+        printf("compute peak on ymm, 1 thread: %.0f GMAC/s int8 (AVX-VNNI vpdpbusd), %.0f (AVX2 vpmaddubsw + vpaddw)\n",
+               peak(vnni_ymm_run, 32), peak(maddubs_run, 32));
 #endif
     const char *only = argc > 2 ? argv[2] : NULL; /* one type's shapes only */
     printf("%-9s %-12s %-10s %12s %12s %12s %12s %12s %14s %14s %12s\n", "type", "shape", "isa", "cache GB/s",
