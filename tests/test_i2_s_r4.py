@@ -162,8 +162,8 @@ def test_in_place_repack_rewrites_the_private_copy(files, ttype, sparse):  # noq
 @pytest.mark.parametrize("name", ["embedded", "wide"])
 def test_tq1_0_is_read_as_i2_s_on_avx2(tq1_0_files, name, monkeypatch):  # noqa: F811
     """Where tq1_0's own kernel decodes compute-bound (AVX2, and AVX2 with AVX-VNNI), tq1_0 linears are repacked as i2_s
-    (64 bytes per 256 values): logits equal those of AVX2's tq1_0 kernel on the file's own blocks (--mmap) on every path. AVX-512 reads tq1_0
-    as the file has it (or in its lookup layout)."""
+    (64 bytes per 256 values): logits equal those of AVX2's tq1_0 kernel on the file's own blocks (--mmap) on every
+    path. AVX-512 reads tq1_0 as the file has it (or in its lookup layout)."""
     path = tq1_0_files[name]
     if "avx2" not in simd_isas():
         pytest.skip("no AVX2 here: tq1_0 is read as the file has it")
