@@ -162,51 +162,37 @@ static void run_rows(void *arg, int i) {
 #include <immintrin.h>
 /* One core's compute ceilings, which the "pp 1t GMAC/s" column compares with: 12 independent chains (more than
  * latency x throughput needs) of vpdpbusd (64 int8 MACs each: the ternary kernels' dot) and of f32 FMA (16: the float
- * kernels'), in registers; the fastest of PEAK_RUNS runs, as the kernels' columns take their fastest call (on a
+ * kernels'), in registers; with AVX-VNNI, the AVX2 levels' dots on ymm too (32 int8 MACs each: AVX-VNNI's vpdpbusd,
+ * AVX2's vpmaddubsw + vpaddw). The fastest of PEAK_RUNS runs, as the kernels' columns take their fastest call (on a
  * shared machine a long run averages in the time the core spent on others). */
-#define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define CHAINS(X, arg) X(0, arg) X(1, arg) X(2, arg) X(3, arg) X(4, arg) X(5, arg) X(6, arg) X(7, arg) X(8, arg) \
+    X(9, arg) X(10, arg) X(11, arg)
+#define DECLARE(i, T) T a##i = w;
+#define STEP(i, step) a##i = step(a##i);
+#define SUM(i, add) total = add(total, a##i);
 #define KEEP __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6), "+v"(a7), \
                                    "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11))
 enum { PEAK_STEPS = 1000000, PEAK_RUNS = 20 };
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static int int8_dot_run(void) {
-    __m512i w = _mm512_set1_epi8(1), x = _mm512_set1_epi8(3), total = _mm512_setzero_si512();
-#define INIT(i) __m512i a##i = _mm512_set1_epi32(i);
-#define DOT(i) a##i = _mm512_dpbusd_epi32(a##i, w, x);
-#define ADD(i) total = _mm512_add_epi32(total, a##i);
-    CHAINS(INIT)
-    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(DOT) KEEP; }
-    CHAINS(ADD)
-    return _mm512_reduce_add_epi32(total);
-}
-__attribute__((target("avx512f"))) static int fma_run(void) {
-    __m512 w = _mm512_set1_ps(0.5f), x = _mm512_set1_ps(1), total = _mm512_setzero_ps();
-#define INITF(i) __m512 a##i = _mm512_set1_ps(i);
-#define FMA(i) a##i = _mm512_fmadd_ps(a##i, w, x);
-#define ADDF(i) total = _mm512_add_ps(total, a##i);
-    CHAINS(INITF)
-    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(FMA) KEEP; }
-    CHAINS(ADDF)
-    return (int)_mm512_reduce_add_ps(total);
-}
-/* The AVX2 levels' dots on ymm: AVX-VNNI's vpdpbusd (32 int8 MACs), and AVX2's vpmaddubsw + vpaddw (32, in int16) */
-__attribute__((target("avx2,avxvnni"))) static int vnni_ymm_run(void) {
-    __m256i w = _mm256_set1_epi8(1), x = _mm256_set1_epi8(3), total = _mm256_setzero_si256();
-#define INITY(i) __m256i a##i = _mm256_set1_epi32(i);
-#define DOTY(i) a##i = _mm256_dpbusd_avx_epi32(a##i, w, x);
-#define ADDY(i) total = _mm256_add_epi32(total, a##i);
-    CHAINS(INITY)
-    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(DOTY) KEEP; }
-    CHAINS(ADDY)
-    return _mm256_extract_epi32(total, 0);
-}
-__attribute__((target("avx2"))) static int maddubs_run(void) {
-    __m256i w = _mm256_set1_epi8(1), x = _mm256_set1_epi8(3), total = _mm256_setzero_si256();
-#define MADD(i) a##i = _mm256_add_epi16(a##i, _mm256_maddubs_epi16(w, x));
-    CHAINS(INITY)
-    for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(MADD) KEEP; }
-    CHAINS(ADDY)
-    return _mm256_extract_epi32(total, 0);
-}
+/* name(): PEAK_STEPS steps of the 12 chains a = step(a) (w, the other operand, set to w_init), then their sum as an
+ * int (used, so they are computed) */
+#define PEAK_RUN(name, isa, T, w_init, step, add, to_int) \
+    __attribute__((target(isa))) static int name(void) { \
+        T w = w_init, total = w; \
+        CHAINS(DECLARE, T) \
+        for (long k = 0; k < PEAK_STEPS; k++) { CHAINS(STEP, step) KEEP; } \
+        CHAINS(SUM, add) \
+        return to_int(total); \
+    }
+#define DOT_ZMM(a) _mm512_dpbusd_epi32(a, w, w)
+#define FMA_ZMM(a) _mm512_fmadd_ps(a, w, w)
+#define DOT_YMM(a) _mm256_dpbusd_avx_epi32(a, w, w)
+#define MADDUBS_YMM(a) _mm256_add_epi16(a, _mm256_maddubs_epi16(a, w)) /* a, not w: a product of w alone would leave the loop */
+#define FLOAT_TO_INT(sum) (int)_mm512_reduce_add_ps(sum)
+#define LANE0(v) _mm256_extract_epi32(v, 0)
+PEAK_RUN(int8_dot_run, "avx512f,avx512bw,avx512vnni", __m512i, _mm512_set1_epi8(1), DOT_ZMM, _mm512_add_epi32, _mm512_reduce_add_epi32)
+PEAK_RUN(fma_run, "avx512f", __m512, _mm512_set1_ps(0.5f), FMA_ZMM, _mm512_add_ps, FLOAT_TO_INT)
+PEAK_RUN(vnni_ymm_run, "avx2,avxvnni", __m256i, _mm256_set1_epi8(1), DOT_YMM, _mm256_add_epi32, LANE0)
+PEAK_RUN(maddubs_run, "avx2", __m256i, _mm256_set1_epi8(1), MADDUBS_YMM, _mm256_add_epi32, LANE0)
 /* G operations a second: the fastest of PEAK_RUNS runs of PEAK_STEPS steps of 12 chains, ops each */
 static double peak(int (*run)(void), double ops) {
     double best = 1e30;
