@@ -14,7 +14,7 @@
  * gate first, up only on the rows where relu(gate) > 0, and down_proj as the same sparse GEMV over its nonzero
  * codes (tl_config.no_sparse turns it off). A decode step of several sequences runs up only on the rows where
  * some token's relu(gate) > 0, and down_proj dense. */
-#define _DEFAULT_SOURCE /* madvise */
+#define _DEFAULT_SOURCE /* madvise, clock_gettime */
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
 #include <unistd.h>
@@ -82,6 +83,8 @@ struct tl_ctx {
     int64_t sparse_counts[4]; /* relu² sparse decode so far: down_proj inputs, nonzero ones, up rows, computed ones */
     int32_t *up_rows;         /* one token's up_proj rows to compute (relu(gate) > 0), each chunk's from its first row */
     int32_t *up_kept;         /* [chunks]: how many each chunk computed */
+    int64_t phase_ns[TL_N_PHASES]; /* time spent so far in each step of the pass (TL_PHASE_*) */
+    int64_t lap_ns;                /* when the step under way began */
 };
 
 struct tl_seq {
@@ -661,6 +664,8 @@ tl_ctx *tl_ctx_new(const tl_model *m) {
 
 void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[4]) { memcpy(counts, ctx->sparse_counts, sizeof ctx->sparse_counts); }
 
+void tl_ctx_phase_ns(const tl_ctx *ctx, int64_t ns[TL_N_PHASES]) { memcpy(ns, ctx->phase_ns, sizeof ctx->phase_ns); }
+
 void tl_ctx_free(tl_ctx *ctx) {
     if (!ctx) return;
     free_scratch(ctx);
@@ -1136,6 +1141,19 @@ X86_CLONES static void gate_times_up(float *gate, const float *up, int64_t len, 
 
 /* ---- the forward pass ---- */
 
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Ends the step under way, counting its time to phase (TL_PHASE_*; ~20 ns a call through the vDSO). */
+static void lap(tl_ctx *ctx, int phase) {
+    int64_t t = now_ns();
+    ctx->phase_ns[phase] += t - ctx->lap_ns;
+    ctx->lap_ns = t;
+}
+
 /* n tokens through the model, token i appended to seqs[i] (see tl_forward); the sequences are this call's. */
 static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *tokens, int32_t n,
                              const int32_t *logit_rows, float *logits, char *err, size_t err_len) {
@@ -1164,38 +1182,53 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         ctx->out_token[n_out++] = i;
     }
     if (!contiguous && !grow_logits_tmp(ctx, n_out)) return fail(err, err_len, "out of memory for %d logit rows", n_out), -1;
+    ctx->lap_ns = now_ns();
     plan_attention(ctx, seqs, n);
     // embedding lookup -> f32 residual stream
     for (int32_t i = 0; i < n; i++) tl_row_to_f32(m->token_embd.type, m->token_embd.data, e, tokens[i], ctx->x + i * e);
     for (int32_t i = 0; i < n; i++) rope_angles(m, ctx->pos[i], ctx->rope_cs + i * hd); /* the same in every layer */
+    lap(ctx, TL_PHASE_EMBED);
     for (int32_t l = 0; l < c->n_layer; l++) {
         const tl_layer *L = &m->layers[l];
         // attention: RMSNorm, quantize, q/k/v projections
         norm_quantize(ctx, ctx->xn, ctx->x, &L->attn_norm, n, e, L->attn_q.cols, TL_IN_QKV);
+        lap(ctx, TL_PHASE_NORM);
         bitlinear(ctx, n, l, 0, 3, (float *[]){ctx->q, ctx->k, ctx->v});
+        lap(ctx, TL_PHASE_QKV);
         // RoPE on q and k at each token's position, then append k and v to the token's sequence cache
         for (int32_t i = 0; i < n; i++) {
             rope(m, ctx->q + i * qd, c->n_head, ctx->rope_cs + i * hd);
             rope(m, ctx->k + i * kvd, c->n_head_kv, ctx->rope_cs + i * hd);
             kv_store(m, seqs[i], l, ctx->pos[i], ctx->k + i * kvd, ctx->v + i * kvd);
         }
+        lap(ctx, TL_PHASE_ROPE_KV);
         // causal grouped-query attention over each sequence's cache
         attention_task at = {ctx, seqs, l};
         tl_pool_run(m->pool, attention_chunk, &at, ctx->n_att_tasks);
+        lap(ctx, TL_PHASE_ATTENTION);
         // attn_sub_norm, quantize, o_proj, residual
         norm_quantize(ctx, ctx->att, ctx->att, c->sub_norms ? &L->attn_sub_norm : NULL, n, qd, L->attn_output.cols, TL_IN_O);
+        lap(ctx, TL_PHASE_NORM);
         bitlinear(ctx, n, l, 3, 1, (float *[]){ctx->tmp});
+        lap(ctx, TL_PHASE_O);
         for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
+        lap(ctx, TL_PHASE_ELEMENTWISE);
         // MLP: RMSNorm, quantize, gate and up projections (one token of a relu² model: up only where gate > 0)
         norm_quantize(ctx, ctx->xn, ctx->x, &L->ffn_norm, n, e, L->ffn_gate.cols, TL_IN_GATE_UP);
+        lap(ctx, TL_PHASE_NORM);
         if (decode_step && m->skip_up[l]) gate_then_up(ctx, l, n);
         else bitlinear(ctx, n, l, 4, 2, (float *[]){ctx->gate, ctx->up});
+        lap(ctx, TL_PHASE_GATE_UP);
         // act(gate) * up, with act = relu^2 (BitNet b1.58 2B-4T) or silu
         gate_times_up(ctx->gate, ctx->up, n * f, c->act);
+        lap(ctx, TL_PHASE_ELEMENTWISE);
         // ffn_sub_norm, quantize, down projection, residual
         norm_quantize(ctx, ctx->gate, ctx->gate, c->sub_norms ? &L->ffn_sub_norm : NULL, n, f, L->ffn_down.cols, TL_IN_DOWN);
+        lap(ctx, TL_PHASE_NORM);
         bitlinear(ctx, n, l, 6, 1, (float *[]){ctx->tmp});
+        lap(ctx, TL_PHASE_DOWN);
         for (int64_t i = 0; i < n * e; i++) ctx->x[i] += ctx->tmp[i];
+        lap(ctx, TL_PHASE_ELEMENTWISE);
     }
     // final RMSNorm of the tokens wanting logits, then the output projection (f32 activations) -> logits
     if (n_out) {
@@ -1208,6 +1241,7 @@ static int32_t forward_batch(tl_ctx *ctx, tl_seq *const *seqs, const int32_t *to
         for (int32_t j = 0; !contiguous && j < n_out; j++)
             memcpy(logits + (int64_t)logit_rows[ctx->out_token[j]] * c->n_vocab, ctx->logits_tmp + (int64_t)j * c->n_vocab,
                    c->n_vocab * sizeof(float));
+        lap(ctx, TL_PHASE_OUTPUT);
     }
     // the tokens are now in their sequences' caches
     for (int32_t i = 0; i < n; i++) seqs[i]->len++;

@@ -92,6 +92,23 @@ void tl_ctx_free(tl_ctx *ctx);
  * relu(gate) was 0 for every token of the step). */
 void tl_ctx_sparse_counts(const tl_ctx *ctx, int64_t counts[4]);
 
+/* Where this context's tl_forward calls spent their time so far, in nanoseconds per step of the pass (wall clock of the
+ * calling thread, which waits for the pool's), TL_PHASE_* order. */
+enum {
+    TL_PHASE_EMBED,       /* embedding rows, RoPE angles, planning */
+    TL_PHASE_NORM,        /* RMSNorms and activation quantization before each linear */
+    TL_PHASE_QKV,         /* q/k/v projections */
+    TL_PHASE_ROPE_KV,     /* RoPE, KV cache stores */
+    TL_PHASE_ATTENTION,   /* attention over the caches */
+    TL_PHASE_O,           /* o_proj */
+    TL_PHASE_GATE_UP,     /* gate and up projections */
+    TL_PHASE_DOWN,        /* down_proj */
+    TL_PHASE_ELEMENTWISE, /* residual adds, act(gate) * up */
+    TL_PHASE_OUTPUT,      /* final RMSNorm and the output matrix */
+    TL_N_PHASES
+};
+void tl_ctx_phase_ns(const tl_ctx *ctx, int64_t ns[TL_N_PHASES]);
+
 /* A sequence: its own KV cache of n_ctx positions and its length (the tokens it holds; the next one goes to
  * position len). NULL if out of memory. */
 tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx);

@@ -74,6 +74,29 @@ def decode_run(model, seq, tokens, depth=0):
     return run
 
 
+# The weights each step of a decoded token reads (Model.phase_ns names: tl_layer's linears by their GGUF names)
+PHASE_WEIGHTS = {
+    "qkv": ("attn_q", "attn_k", "attn_v"),
+    "o": ("attn_output",),
+    "gate_up": ("ffn_gate", "ffn_up"),
+    "down": ("ffn_down",),
+}
+
+
+def decode_phases(model, phase_ns: dict[str, int], seconds: float, n_tokens: int, dense: bool) -> list[dict]:
+    """Where a decoded token's time went, step by step (Model.phase_ns over n_tokens tokens decoded in `seconds`),
+    then "outside" (Python, the call): ms a token, and the weight bytes a token read in the matrix steps (dense: the
+    relu² sparse decode reads an unknown part of gate/up and down, left out)."""
+    read = model.read_bytes()
+    step_bytes = {"output": model.output_bytes}
+    for step, linears in PHASE_WEIGHTS.items():
+        if dense or step in ("qkv", "o"):
+            step_bytes[step] = sum(b for name, b in read.items() if name.split(".")[-2] in linears)
+    steps = [{"step": k, "ms": v / 1e6 / n_tokens, "weight_bytes": step_bytes.get(k)} for k, v in phase_ns.items()]
+    outside = (seconds * 1e9 - sum(phase_ns.values())) / 1e6 / n_tokens
+    return steps + [{"step": "outside", "ms": outside, "weight_bytes": None}]
+
+
 def warm_page_cache(path: str) -> None:
     """Reads the file once so a cold Model() start measures our loading, not the disk."""
     with open_file(path, "rb") as f:
@@ -212,16 +235,21 @@ def bench_model(
             # The machine's read rate swings from one minute to the next (shared hosts): each round decodes, then
             # probes the machine at once, and the roofline is the median of the rounds' ratios.
             run = decode_run(model, seq, random_tokens(model.n_vocab, n_gen, seed=1), depth)
-            rounds = []
+            rounds, decode_seconds, phases_before = [], 0.0, model.phase_ns()
             for _ in range(reps):
-                achieved = weight_bytes * n_gen / seconds_of(run) / 1e9
-                rounds.append((achieved, lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads)))
+                took = seconds_of(run)
+                decode_seconds += took
+                rounds.append(
+                    (weight_bytes * n_gen / took / 1e9, lib.tl_read_bandwidth(BANDWIDTH_PROBE_BYTES, model.n_threads))
+                )
+            phases = {k: v - phases_before[k] for k, v in model.phase_ns().items()}
             records[-1].update(
                 weight_bytes_per_token=weight_bytes,
                 weight_read_gbps=statistics.median(a for a, _ in rounds),
                 machine_read_gbps=statistics.median(m for _, m in rounds),
                 roofline_pct=statistics.median(100 * a / m for a, m in rounds),
                 roofline_rounds=rounds,
+                phases=decode_phases(model, phases, decode_seconds, reps * n_gen, down_nonzero is None),
             )
         return [dict(r, **resident) for r in records]
     finally:
@@ -299,7 +327,7 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
-def format_report(records: list[dict]) -> str:
+def format_report(records: list[dict], phases: bool = False) -> str:
     speed = markdown_table(
         ["model", "size", "type", "mode", "threads", "test", "t/s"],
         [
@@ -356,7 +384,28 @@ def format_report(records: list[dict]) -> str:
         right={2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
     )
     isa = records[0]["isa"] if records else "?"
-    return f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"
+    report = f"{speed}\n\nkernels: {isa}\n\n{roofline}" if decode else f"{speed}\n\nkernels: {isa}"
+    return report + "".join(f"\n\n{phase_table(r)}" for r in decode) if phases else report
+
+
+def phase_table(r: dict) -> str:
+    """Where one model's decoded token went (its tg record's "phases"), with the rate of each weight-reading step."""
+    total = sum(p["ms"] for p in r["phases"])
+    rows = []
+    for p in r["phases"]:
+        gbps = p["weight_bytes"] / p["ms"] / 1e6 if p["weight_bytes"] and p["ms"] > 0 else None
+        rows.append(
+            [
+                p["step"],
+                f"{p['ms']:.3f}",
+                f"{100 * p['ms'] / total:.1f}%",
+                size(p["weight_bytes"]) if p["weight_bytes"] else "",
+                f"{gbps:.1f} GB/s" if gbps else "",
+                f"{100 * gbps / r['machine_read_gbps']:.0f}%" if gbps else "",
+            ]
+        )
+    header = [f"{r['model']} {r['test']}: step", "ms/token", "share", "weights", "read at", "of machine"]
+    return markdown_table(header, rows + [["total", f"{total:.3f}", "100%", "", "", ""]], right={1, 2, 3, 4, 5})
 
 
 def run(args) -> int:
@@ -385,7 +434,7 @@ def run(args) -> int:
         for r in records:
             print(json.dumps(r))
     else:
-        print(format_report(records))
+        print(format_report(records, args.phases))
     return 0
 
 
@@ -400,5 +449,8 @@ def register(subparsers) -> None:
     p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
     p.add_argument("-r", "--reps", type=int, default=5, help="repetitions after one warm-up (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per test instead of tables")
+    p.add_argument(
+        "--phases", action="store_true", help="also where a decoded token's time goes, step by step (tg's last rounds)"
+    )
     add_model_options(p)
     p.set_defaults(func=run, errors=(InputError,))

@@ -345,6 +345,21 @@ class Model:
                 total = [a + b for a, b in zip(total, counts)]
         return total[0], total[1], total[2], total[3]
 
+    def phase_ns(self) -> dict[str, int]:
+        """Nanoseconds this model's forward passes spent so far in each step (tl_ctx_phase_ns summed over the contexts,
+        by TL_PHASE_* name in lower case: "qkv", "attention", "output", ...; call it between calls)."""
+        names = sorted(
+            (getattr(lib, n), n.removeprefix("TL_PHASE_").lower()) for n in dir(lib) if n.startswith("TL_PHASE_")
+        )
+        ns = ffi.new("int64_t[]", lib.TL_N_PHASES)
+        total = dict.fromkeys((name for _, name in names), 0)
+        with self._contexts_lock:
+            for ctx in self._contexts:
+                lib.tl_ctx_phase_ns(ctx, ns)
+                for i, name in names:
+                    total[name] += ns[i]
+        return total
+
     def close(self) -> None:
         """Frees the engine, the sequences and the file mapping; the model cannot be used after."""
         for seq in list(getattr(self, "_sequences", ())):

@@ -113,6 +113,34 @@ def test_no_sparse_reads_every_weight(tiny_ggufs, capsys):
     (tg,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert "down_zero_pct" not in tg and "up_skipped_pct" not in tg
     assert tg["weight_bytes_per_token"] == sum(read_bytes(path).values())
+    # where a token's time went: every step of the pass timed, then what the Python around tl_forward took; the
+    # weight-reading steps together read every weight (dense), each its own linears
+    phases = {p["step"]: p for p in tg["phases"]}
+    steps = ["embed", "norm", "qkv", "rope_kv", "attention", "o", "gate_up", "down", "elementwise", "output", "outside"]
+    assert list(phases) == steps
+    assert all(p["ms"] > 0 for p in phases.values()), phases
+    sizes = read_bytes(path)
+    for step, linears in {"qkv": "attn_q attn_k attn_v", "o": "attn_output", "down": "ffn_down"}.items():
+        assert phases[step]["weight_bytes"] == sum(b for n, b in sizes.items() if n.split(".")[-2] in linears.split())
+    matrices = sum(b for n, b in sizes.items() if not n.endswith("norm.weight"))  # all but the norms' vectors
+    assert sum(p["weight_bytes"] or 0 for p in phases.values()) == matrices < tg["weight_bytes_per_token"]
+    # the steps add up to a token's time (the rounds are timed again, so loosely)
+    assert 1 / 3 < sum(p["ms"] for p in phases.values()) * tg["tokens_per_s"] / 1000 < 3
+
+
+def test_phases_table(tiny_ggufs, capsys):
+    from tritlm.runtime.cli import main
+
+    assert main(["bench", "-m", tiny_ggufs["tq2_0"], "-p", "0", "-n", "4", "-r", "1", "-t", "1", "--phases"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("tg4: step") :].splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:]] == [
+        "embed", "norm", "qkv", "rope_kv", "attention", "o", "gate_up", "down", "elementwise", "output", "outside", "total"
+    ]  # fmt: skip
+    # sparse decode (the default): gate/up and down read an unmeasured part of their weights, so no rate for them
+    rates = {line.split("|")[1].strip(): line.split("|")[5].strip() for line in table[2:]}
+    assert rates["qkv"].endswith("GB/s") and rates["output"].endswith("GB/s")
+    assert rates["gate_up"] == rates["down"] == ""
 
 
 def test_table_of_several_models(tiny_ggufs, capsys):
