@@ -92,7 +92,8 @@ struct tl_seq {
     int32_t n_ctx, len;         /* len: tokens held, at positions 0..len-1 */
     _Atomic(tl_ctx *) user;     /* the context whose tl_forward is using the sequence now, or NULL */
     /* KV head by KV head, so attention streams one head's rows as one run of memory: */
-    float *k, *v;               /* [n_layer][n_head_kv][n_ctx][head_dim], or with kv_bits: */
+    float *k, *v;               /* [n_layer][n_head_kv][n_ctx][head_dim], or with kv_bits 16 the same as IEEE half: */
+    uint16_t *kh, *vh;          /* or with kv_bits 3 or 4: */
     uint8_t *kq, *vq;           /* [n_layer][n_head_kv][n_ctx] rows of tl_kv_row_bytes(kv_bits, head_dim) (position 0 unused) */
     uint8_t *k0, *v0;           /* [n_layer][n_head_kv] position 0's rows at kv_bits_first */
 };
@@ -268,9 +269,10 @@ static int check_config(const tl_config *c, char *err, size_t err_len) {
         if (c->act_bits[i] == 4 && dim % 16)
             return fail(err, err_len, "config: INT4 inputs need a multiple of 16 values, not %lld", (long long)dim), 0;
     }
-    if ((c->kv_bits || c->kv_bits_first) &&
-        (c->kv_bits < 3 || c->kv_bits > 4 || c->kv_bits_first < 3 || c->kv_bits_first > 4 || c->head_dim % 8))
-        return fail(err, err_len, "config: KV cache bits %d / first %d (supported: 3, 4; head_dim a multiple of 8)",
+    if ((c->kv_bits == 16 || c->kv_bits_first == 16) ? c->kv_bits != c->kv_bits_first
+        : (c->kv_bits || c->kv_bits_first) &&
+              (c->kv_bits < 3 || c->kv_bits > 4 || c->kv_bits_first < 3 || c->kv_bits_first > 4 || c->head_dim % 8))
+        return fail(err, err_len, "config: KV cache bits %d / first %d (supported: 3, 4, head_dim a multiple of 8; 16 both)",
                     c->kv_bits, c->kv_bits_first), 0;
     return 1;
 }
@@ -687,6 +689,12 @@ tl_seq *tl_seq_new(const tl_model *m, int32_t n_ctx) {
     size_t cache = per_position * (size_t)n_ctx;
     s->m = m;
     s->n_ctx = n_ctx;
+    if (c->kv_bits == 16) {
+        s->kh = malloc(cache * sizeof(uint16_t));
+        s->vh = malloc(cache * sizeof(uint16_t));
+        if (!s->kh || !s->vh) { tl_seq_free(s); return NULL; }
+        return s;
+    }
     if (c->kv_bits) { /* one quantized row per position and KV head; position 0's apart, at its own bits */
         size_t rows = (size_t)c->n_layer * (size_t)n_ctx * (size_t)c->n_head_kv, firsts = (size_t)c->n_layer * (size_t)c->n_head_kv;
         s->kq = malloc(rows * (size_t)tl_kv_row_bytes(c->kv_bits, c->head_dim));
@@ -706,7 +714,7 @@ void tl_seq_free(tl_seq *s) {
     if (!s) return;
     free(s->k);
     free(s->v);
-    free(s->kq), free(s->vq), free(s->k0), free(s->v0);
+    free(s->kh), free(s->vh), free(s->kq), free(s->vq), free(s->k0), free(s->v0);
     free(s);
 }
 
@@ -1022,17 +1030,22 @@ static size_t kv_quantized_at(const tl_config *c, const tl_seq *s, int l, int32_
     return kv_row(c, s, l, h, pos) * (size_t)tl_kv_row_bytes(c->kv_bits, c->head_dim);
 }
 
-/* Appends a token's keys and values (after RoPE) at position pos of layer l: f32 rows, or with kv_bits one quantized
- * row per KV head (position 0 at kv_bits_first, kept apart so all other rows have one size). */
+/* Appends a token's keys and values (after RoPE) at position pos of layer l: f32 rows, f16 rows, or with kv_bits 3/4
+ * one quantized row per KV head (position 0 at kv_bits_first, kept apart so all other rows have one size). */
 static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const float *k, const float *v) {
     const tl_config *c = &m->cfg;
     int64_t hd = c->head_dim;
     int32_t bits = pos ? c->kv_bits : c->kv_bits_first;
     for (int32_t h = 0; h < c->n_head_kv; h++) {
+        size_t row = kv_row(c, s, l, h, pos) * (size_t)hd;
         if (!c->kv_bits) {
-            size_t at = kv_row(c, s, l, h, pos) * (size_t)hd;
-            memcpy(s->k + at, k + h * hd, hd * sizeof(float));
-            memcpy(s->v + at, v + h * hd, hd * sizeof(float));
+            memcpy(s->k + row, k + h * hd, hd * sizeof(float));
+            memcpy(s->v + row, v + h * hd, hd * sizeof(float));
+            continue;
+        }
+        if (c->kv_bits == 16) {
+            tl_kv_f32_to_f16(k + h * hd, hd, s->kh + row);
+            tl_kv_f32_to_f16(v + h * hd, hd, s->vh + row);
             continue;
         }
         size_t at = kv_quantized_at(c, s, l, h, pos);
@@ -1042,14 +1055,20 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
 }
 
 /* Keys and values of positions p0 .. p0 + len - 1 of KV head h in layer l as float rows `stride` apart: the cache's
- * own rows (f32), or dequantized into buf ([2][TL_ATT_BLOCK][head_dim]) from a quantized cache. */
+ * own rows (f32), or converted into buf ([2][TL_ATT_BLOCK][head_dim]) from an f16 or quantized cache. */
 static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32_t p0, int32_t len, float *buf,
                      const float **k, const float **v, int64_t *stride) {
     const tl_config *c = &m->cfg;
     int64_t hd = c->head_dim;
+    size_t row = kv_row(c, s, l, h, p0) * (size_t)hd;
+    *k = buf, *v = buf + TL_ATT_BLOCK * hd, *stride = hd;
     if (!c->kv_bits) {
-        size_t at = kv_row(c, s, l, h, p0) * (size_t)hd;
-        *k = s->k + at, *v = s->v + at, *stride = hd;
+        *k = s->k + row, *v = s->v + row;
+        return;
+    }
+    if (c->kv_bits == 16) { /* the block's rows are one run: the head's positions are consecutive */
+        m->kern->kv_f16_to_f32(s->kh + row, len * hd, buf);
+        m->kern->kv_f16_to_f32(s->vh + row, len * hd, buf + TL_ATT_BLOCK * hd);
         return;
     }
     for (int32_t j = 0; j < len; j++) {
@@ -1058,7 +1077,6 @@ static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32
         tl_kv_dequantize_ref((pos ? s->kq : s->k0) + at, hd, bits, buf + j * hd);
         tl_kv_dequantize_ref((pos ? s->vq : s->v0) + at, hd, bits, buf + (TL_ATT_BLOCK + j) * hd);
     }
-    *k = buf, *v = buf + TL_ATT_BLOCK * hd, *stride = hd;
 }
 
 /* Causal grouped-query attention: token t's query head h attends to positions 0..pos[t] of KV head h / (n_head /

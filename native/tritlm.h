@@ -30,7 +30,8 @@ typedef struct {
     int32_t rope_interleaved; /* 1: RoPE rotates adjacent pairs (llama.cpp's `llama`, q/k rows permuted); 0: halves */
     /* Activation mode (BitNet a4.8, Q-Sparse; all zero: b1.58). Per linear input TL_IN_*: act_bits 8 (INT8 absmax,
      * 0 means 8) or 4 (INT4 absmean); act_topk the fraction of |x| kept per token (0 or 1: dense). kv_bits 3 or 4:
-     * KV cache rows quantized (kv_bits_first for position 0); 0: f32. */
+     * KV cache rows quantized (kv_bits_first for position 0); 16 (both): IEEE half rows (half f32's bytes;
+     * rounded to 11 significant bits, so not exact); 0: f32. */
     int32_t act_bits[4];
     float act_topk[4];
     int32_t kv_bits, kv_bits_first;

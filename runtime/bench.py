@@ -115,9 +115,9 @@ def peak_rss_bytes() -> int:
 
 
 def kv_bytes_per_token(model) -> int:
-    """K and V of one position, every layer and kv head: f32, or the mode's 3/4-bit rows (codes + an f32 scale)."""
+    """K and V of one position, every layer and kv head: f32, f16, or the mode's 3/4-bit rows (codes + an f32 scale)."""
     hp, bits = model.hparams, model.mode.kv_bits
-    row = hp.head_dim * 4 if not bits else hp.head_dim * bits // 8 + 4
+    row = {0: hp.head_dim * 4, 16: hp.head_dim * 2}.get(bits, hp.head_dim * bits // 8 + 4)
     return 2 * hp.n_layer * hp.n_head_kv * row
 
 
@@ -178,6 +178,7 @@ def bench_model(
     sparse: bool = True,
     use_mmap: bool = False,
     depth: int = 0,
+    kv_type: str | None = None,
 ) -> list[dict]:
     """Measures one model in this process; returns one record per test (pp, tg), each after depth tokens."""
     from tritlm.runtime import Model
@@ -186,7 +187,9 @@ def bench_model(
     warm_page_cache(path)
     n_ctx = max(depth + max(n_prompt, n_gen), 64)
     start = time.perf_counter()
-    model = Model(path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse, use_mmap=use_mmap)
+    model = Model(
+        path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse, use_mmap=use_mmap, kv_type=kv_type
+    )
     seq = model.new_sequence(n_ctx)
     int(np.argmax(model.prefill(seq, model.tokenize(TTFT_PROMPT))))
     ttft = time.perf_counter() - start
@@ -267,6 +270,7 @@ def bench_in_child(
     sparse: bool = True,
     use_mmap: bool = False,
     depth: int = 0,
+    kv_type: str | None = None,
 ) -> list[dict]:
     """bench_model in a fresh process, so its peak RSS and cold start are the model's own."""
     cmd = [
@@ -294,6 +298,8 @@ def bench_in_child(
         cmd += ["--no-sparse"]
     if use_mmap:
         cmd += ["--mmap"]
+    if kv_type:
+        cmd += ["--cache-type", kv_type]
     done = subprocess.run(cmd, capture_output=True, text=True)
     error = done.stderr.strip().splitlines()[-1:]
     if done.returncode == 1 and error and error[0].startswith("tritlm bench: error: "):  # bad input, as here
@@ -429,6 +435,7 @@ def run(args) -> int:
             not args.no_sparse,
             args.mmap,
             args.n_depth,
+            args.cache_type,
         )
     if args.json:
         for r in records:

@@ -82,7 +82,8 @@ def open_file(path: str, mode: str = "r", **kwargs):
 
 
 def add_model_options(parser) -> None:
-    """How a command loads its model (Model's act_topk, sparse and use_mmap): the options run, serve and bench share."""
+    """How a command loads its model (Model's act_topk, sparse, use_mmap and kv_type): the options run, serve and bench
+    share."""
     parser.add_argument(
         "--act-topk",
         type=float,
@@ -102,6 +103,18 @@ def add_model_options(parser) -> None:
         help="read the weights in place from the file's mapping, shared with other processes (default: a private "
         "copy on 2 MiB pages, decoding faster, where a bf16 output matrix is repacked into 12 bits a value, exactly, "
         "on CPUs with AVX-512 VBMI)",
+    )
+    add_cache_type_option(parser)
+
+
+def add_cache_type_option(parser) -> None:
+    """--cache-type (Model's kv_type), also for perplexity, which measures what it costs."""
+    parser.add_argument(
+        "--cache-type",
+        choices=("f32", "f16"),
+        default=None,
+        help="the KV cache's rows, as llama.cpp's -ctk/-ctv: f16 takes half the memory and reads at depth, each key "
+        "and value rounded to 11 significant bits (default: f32, exact; or the file's own 3/4-bit mode)",
     )
 
 

@@ -144,6 +144,7 @@ class Model:
         act_topk: float | None = None,
         sparse: bool = True,
         use_mmap: bool = False,
+        kv_type: str | None = None,
     ):
         """act_topk: keep only that fraction of every linear input (largest |x|, per token), whatever the file says;
         lossy on a b1.58 file (Q-Sparse without training). None: the file's own mode (docs/format.md).
@@ -153,14 +154,16 @@ class Model:
         file) instead of a private copy on 2 MiB pages (the default where Linux offers transparent huge pages:
         decoding ran 1.03-1.08x faster on the Zen 5 machine; loading copies the file once, README: Benchmarks). The
         engine repacks a bf16 output matrix smaller in that copy on AVX-512 VBMI, and tq2_0 linears as i2_s (both
-        lossless, docs/format.md); with use_mmap it reads the file's bf16 and tq2_0."""
+        lossless, docs/format.md); with use_mmap it reads the file's bf16 and tq2_0.
+        kv_type: the KV cache's rows, "f32" (exact) or "f16" (half the memory, and of the reads at depth; each key and
+        value rounded to 11 significant bits). None: the file's own (f32, or its mode's 3/4-bit rows)."""
         self.path = str(path)
         self._ptr = None
         file = GGUFFile(self.path)
         self._file: GGUFFile | None = file  # None once closed
         self._copy: mmap.mmap | None = None  # the weights' private copy (without use_mmap), None once closed
         try:
-            self._load(file, threads, n_ctx, act_topk, sparse, use_mmap)
+            self._load(file, threads, n_ctx, act_topk, sparse, use_mmap, kv_type)
         except ModelError as e:
             self.close()
             raise ModelError(f"{self.path}: {e}") from None
@@ -176,12 +179,13 @@ class Model:
         act_topk: float | None,
         sparse: bool,
         use_mmap: bool,
+        kv_type: str | None,
     ) -> None:
         check_isa_override()
         md = self.metadata = file.metadata
         self.arch = md.get("general.architecture")
         hp = self.hparams = read_hparams(md, {t.name for t in file.tensors})
-        self.mode = read_mode(md, act_topk)
+        self.mode = read_mode(md, act_topk, kv_type)
         self.tokenizer = GGUFTokenizer(md)
         if len(self.tokenizer.tokens) > hp.n_vocab:
             raise ModelError(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tritlm.runtime.cli import read_text
+from tritlm.runtime.cli import add_cache_type_option, read_text
 from tritlm.runtime.errors import InputError
 from tritlm.runtime.logprobs import log_softmax
 
@@ -99,7 +99,9 @@ def run(args) -> int:
     from tritlm.runtime import Model
 
     text = read_text(args.file, errors="replace")
-    model = Model(args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk)
+    model = Model(
+        args.model, threads=args.threads, n_ctx=args.ctx_size, act_topk=args.act_topk, kv_type=args.cache_type
+    )
     try:
         result = perplexity(model, text, args.ctx_size, args.batch_size)
     finally:
@@ -131,4 +133,5 @@ def register(subparsers) -> None:
         metavar="F",
         help="keep only the top F of every linear input, per token (Q-Sparse without training: lossy on b1.58 files; default: the file's own mode)",
     )
+    add_cache_type_option(p)
     p.set_defaults(func=run, errors=(InputError,))

@@ -98,6 +98,7 @@ def run(args) -> int:
         act_topk=args.act_topk,
         sparse=not args.no_sparse,
         use_mmap=args.mmap,
+        kv_type=args.cache_type,
     )
     load_seconds = time.perf_counter() - start
     try:

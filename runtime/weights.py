@@ -18,6 +18,7 @@ from tritlm.runtime.gguf import GGUFFile, TensorInfo, describe
 # architecture -> feed-forward activation when tritlm.ffn_act is absent
 ARCHITECTURES = {"bitnet": "silu", "bitnet-b1.58": "relu2", "bitnet-25": "relu2", "llama": "silu"}
 ROPE_INTERLEAVED = {"llama"}  # llama.cpp's q/k row order: RoPE on adjacent pairs (docs/format.md)
+KV_TYPES = {"f32": 0, "f16": 16}  # a KV cache type one asks for -> tl_config.kv_bits
 
 
 def read_hparams(metadata: dict, tensor_names: set[str]) -> HParams:
@@ -83,7 +84,7 @@ class ActMode:
 
     bits: tuple[int, ...] = (8, 8, 8, 8)  # per ACT_GROUPS: 8 = INT8 absmax, 4 = INT4 absmean
     topk: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)  # fraction of |x| kept per token (1: dense)
-    kv_bits: int = 0  # 3 or 4: quantized KV cache; 0: f32
+    kv_bits: int = 0  # 3 or 4: quantized KV cache; 16: f16 (Model's kv_type); 0: f32
     kv_bits_first: int = 0  # position 0's (the BOS token's) bits
 
     @property
@@ -92,18 +93,19 @@ class ActMode:
 
     @property
     def name(self) -> str:
-        """b1.58, a4.8 (the paper's settings), or the settings spelled out."""
+        """b1.58, a4.8 (the paper's settings), qsparse-K (either with ", kv f16"), or the settings spelled out."""
         if self.lossless:
             return "b1.58"
         if self == mode_of(ACT_MODES["a4.8"]):
             return "a4.8"
-        if self.bits == (8, 8, 8, 8) and len(set(self.topk)) == 1 and not self.kv_bits:
-            return f"qsparse-{self.topk[0]:g}"
+        if self.bits == (8, 8, 8, 8) and len(set(self.topk)) == 1 and self.kv_bits in (0, 16):
+            base = "b1.58" if self.topk[0] == 1 else f"qsparse-{self.topk[0]:g}"
+            return base + (", kv f16" if self.kv_bits else "")
         return self.describe()
 
     def describe(self) -> str:
         parts = [f"{g} int{b}" + (f" top-{k:g}" if k < 1 else "") for g, b, k in zip(ACT_GROUPS, self.bits, self.topk)]
-        kv = f"kv {self.kv_bits}-bit (first {self.kv_bits_first})" if self.kv_bits else "kv f32"
+        kv = {0: "kv f32", 16: "kv f16"}.get(self.kv_bits, f"kv {self.kv_bits}-bit (first {self.kv_bits_first})")
         return ", ".join(parts + [kv])
 
 
@@ -117,9 +119,9 @@ def mode_of(q: dict) -> ActMode:
     )
 
 
-def read_mode(metadata: dict, act_topk: float | None = None) -> ActMode:
+def read_mode(metadata: dict, act_topk: float | None = None, kv_type: str | None = None) -> ActMode:
     """The file's tritlm.activation_* / tritlm.kv_cache_* keys (absent: b1.58); act_topk, when given, replaces every
-    input's top-K fraction (a training-free, lossy option)."""
+    input's top-K fraction (a training-free, lossy option); kv_type "f32" or "f16", the KV cache's rows."""
 
     def value(key, kinds, allowed, default):
         v = metadata.get(key, default)
@@ -137,6 +139,10 @@ def read_mode(metadata: dict, act_topk: float | None = None) -> ActMode:
         if not 0 < act_topk <= 1:
             raise ModelError(f"--act-topk {act_topk}: must be a fraction in (0, 1]")
         topk = (float(act_topk),) * len(ACT_GROUPS)
+    if kv_type is not None:
+        if kv_type not in KV_TYPES:
+            raise ModelError(f"KV cache type {kv_type!r}: supported {', '.join(KV_TYPES)}")
+        kv = first = KV_TYPES[kv_type]
     return ActMode(bits, topk, kv, first or kv)
 
 

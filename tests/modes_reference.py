@@ -157,8 +157,10 @@ def forward(ckpt: Checkpoint, ids: list[int], mode: dict | None = None) -> np.nd
         )
         q = rope(q.reshape(n, n_head, hd), c["rope_theta"])
         k, v = rope(k.reshape(n, n_kv, hd), c["rope_theta"]), v.reshape(n, n_kv, hd)
-        # the KV cache at its bits, per token and KV head (position 0 at kv_cache_bits_first)
-        if mode["kv_cache_bits"]:
+        # the KV cache at its bits, per token and KV head (position 0 at kv_cache_bits_first); 16: IEEE half
+        if mode["kv_cache_bits"] == 16:
+            k, v = k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)
+        elif mode["kv_cache_bits"]:
             for pos in range(n):
                 b = mode["kv_cache_bits_first"] if pos == 0 else mode["kv_cache_bits"]
                 for j in range(n_kv):

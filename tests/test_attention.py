@@ -94,3 +94,41 @@ def test_bad_arguments_are_refused():
     with pytest.raises(AssertionError):
         attention("ref", q, pos, k, v)
     assert lib.tl_attention_rows(b"nope", ffi.NULL, 1, ffi.NULL, ffi.NULL, ffi.NULL, 1, 64, ffi.NULL) == -1
+
+
+@pytest.mark.parametrize("isa", ["ref"] + simd_isas())
+def test_f16_cache_rows_convert_as_numpy(isa):
+    """The f16 KV cache's conversions (kv_ref.c; back to f32 through each ISA's kernel, F16C on x86): every half to f32
+    exactly, and f32 to half rounding to nearest even as numpy does: the halves themselves, the midpoints between
+    neighbours (ties), the floats just beside them, overflow to inf, subnormals, random floats over 30 decades."""
+    halves = np.arange(1 << 16, dtype=np.uint16)
+    got = np.full(len(halves) + 1, np.float32(7))  # the last is past the end: left alone
+    assert (
+        lib.tl_kv_f16_to_f32(
+            isa.encode(), ffi.from_buffer("uint16_t[]", halves), len(halves), ffi.from_buffer("float[]", got)
+        )
+        == 0
+    )
+    want = halves.view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    assert np.array_equal(got[:-1][~nan].view(np.uint32), want[~nan].view(np.uint32)) and got[-1] == 7
+    assert np.isnan(got[:-1][nan]).all()
+    finite = np.sort(want[np.isfinite(want)].astype(np.float64))
+    ties = ((finite[1:] + finite[:-1]) / 2).astype(np.float32)  # exact: halves have 11 significant bits
+    x = np.concatenate(
+        [
+            want,
+            ties,
+            np.nextafter(ties, np.float32(np.inf)),
+            np.nextafter(ties, np.float32(-np.inf)),
+            np.float32([65504, 65519.996, 65520, 1e9, 3e38, 2.0**-24, 2.0**-25, 2.0**-26, 1e-30, -0.0]),
+            (RNG.standard_normal(1 << 18) * 10.0 ** RNG.uniform(-20, 10, 1 << 18)).astype(np.float32),
+        ]
+    )
+    out = np.empty(len(x), np.uint16)
+    lib.tl_kv_f32_to_f16(ffi.from_buffer("float[]", x), len(x), ffi.from_buffer("uint16_t[]", out))
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = x.astype(np.float16)
+    nan = np.isnan(x)
+    assert np.array_equal(out[~nan], ref.view(np.uint16)[~nan])
+    assert np.isnan(out[nan].view(np.float16)).all()

@@ -46,6 +46,9 @@ typedef struct { float *max, *denom, *acc, *w; } tl_att_state;
 typedef void tl_attention_fn(const float *q, int32_t rows, int32_t hd, const float *k, const float *v, int64_t stride,
                              int32_t len, const int32_t *seen, float scale, tl_att_state *st);
 
+/* n IEEE half values of an f16 KV cache to f32. */
+typedef void tl_kv_f16_fn(const uint16_t *in, int64_t n, float *x);
+
 /* Rows [r0, r1) of a tq1_0 matrix (cols a multiple of 256) into tq1_0's lookup layout at out (row r at r * its row
  * bytes: tl_tq1_0_lut_row_bytes). Returns 0, or -1 if out of memory. */
 typedef int32_t tl_tq1_0_lut_pack_fn(const uint8_t *tq1_0, int64_t cols, int64_t r0, int64_t r1, uint8_t *out);
@@ -76,6 +79,7 @@ typedef struct {
     /* 1: tq1_0 is repacked at load as i2_s (1.2x its bytes), which the ISA reads faster than its tq1_0 kernel decodes
      * (AVX2: that kernel is compute-bound, at 38% of the read rate where i2_s reads 74%) */
     int tq1_0_as_i2_s;
+    tl_kv_f16_fn *kv_f16_to_f32;
 } tl_kernels;
 
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
@@ -277,6 +281,10 @@ static inline void tl_sparse_prefetch(tl_sparse_ahead *a, const uint8_t *w, int6
 int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);
 void tl_kv_quantize_ref(const float *x, int64_t dim, int32_t bits, uint8_t *out);
 void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x);
+/* f16 KV cache rows (tl_config.kv_bits 16): n values to IEEE half, rounding to nearest even; back (exact) through the
+ * kernel table's kv_f16_to_f32 (the attention files, F16C on x86). */
+void tl_kv_f32_to_f16(const float *x, int64_t n, uint16_t *out);
+tl_kv_f16_fn tl_kv_f16_to_f32_ref, tl_kv_f16_to_f32_avx2, tl_kv_f16_to_f32_avx512;
 
 /* ---- attention over a KV cache (attention_*.c) ----
  * Rows of queries (one sequence's, of one KV head) attend to its key/value rows a block of TL_ATT_BLOCK positions

@@ -44,3 +44,25 @@ void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x
         x[i] = (float)((int32_t)code - top - 1) / s;
     }
 }
+
+/* f16 cache rows (tl_config.kv_bits 16): IEEE half, rounded to nearest even as the hardware's conversions do. */
+void tl_kv_f32_to_f16(const float *x, int64_t n, uint16_t *out) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t f;
+        memcpy(&f, &x[i], 4);
+        uint32_t sign = f >> 16 & 0x8000u, a = f & 0x7fffffffu, h;
+        if (a >= 0x47800000u) h = a > 0x7f800000u ? 0x7e00u : 0x7c00u; /* >= 65536 before rounding: inf; nan */
+        else if (a < 0x38800000u) {                                   /* below 2^-14: a multiple of 2^-24 */
+            float r;
+            memcpy(&r, &a, 4);
+            r += 0.5f; /* 0.5's last bit is 2^-24: the float adder rounds to even there */
+            memcpy(&h, &r, 4);
+            h -= 0x3f000000u;
+        } else h = (a + 0xc8000fffu + (a >> 13 & 1)) >> 13; /* rebias (0xc8000000: -112 << 23), round the 13 bits to even */
+        out[i] = (uint16_t)(h | sign);
+    }
+}
+
+void tl_kv_f16_to_f32_ref(const uint16_t *in, int64_t n, float *x) {
+    for (int64_t i = 0; i < n; i++) x[i] = tl_f16_to_f32(in[i]);
+}

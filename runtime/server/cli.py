@@ -112,9 +112,10 @@ def dispatch(a) -> int:
             not a.no_sparse,
             a.pass_limit,
             a.mmap,
+            a.cache_type,
         )
-    if a.act_topk is not None or a.no_sparse:
-        raise InputError("--act-topk and --no-sparse are not supported with Ray replicas")
+    if a.act_topk is not None or a.no_sparse or a.cache_type:
+        raise InputError("--act-topk, --no-sparse and --cache-type are not supported with Ray replicas")
     from tritlm.cluster.serve import serve_replicas  # Ray is an optional extra: imported only here
 
     return serve_replicas(
@@ -194,13 +195,16 @@ def serve(
     sparse: bool = True,
     pass_limit: float = DEFAULT_PASS_LIMIT,
     use_mmap: bool = False,
+    kv_type: str | None = None,
 ) -> int:
     from tritlm.runtime import Model
     from tritlm.runtime.server.app import create_app
 
     if max_body_bytes < 1:
         raise InputError(f"--max-body-bytes must be at least 1, got {max_body_bytes}")
-    model = Model(model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse, use_mmap=use_mmap)
+    model = Model(
+        model_path, threads=threads, n_ctx=n_ctx, act_topk=act_topk, sparse=sparse, use_mmap=use_mmap, kv_type=kv_type
+    )
     try:
         app = create_app(
             model,
