@@ -74,23 +74,25 @@ def decode_run(model, seq, tokens, depth=0):
     return run
 
 
-# The weights each step of a decoded token reads (Model.phase_ns names: tl_layer's linears by their GGUF names)
+# The weights each step of a decoded token reads (Model.phase_ns names): their linear input (ACT_GROUPS index) and
+# tl_layer's linears by their GGUF names
 PHASE_WEIGHTS = {
-    "qkv": ("attn_q", "attn_k", "attn_v"),
-    "o": ("attn_output",),
-    "gate_up": ("ffn_gate", "ffn_up"),
-    "down": ("ffn_down",),
+    "qkv": (0, ("attn_q", "attn_k", "attn_v")),
+    "o": (1, ("attn_output",)),
+    "gate_up": (2, ("ffn_gate", "ffn_up")),
+    "down": (3, ("ffn_down",)),
 }
 
 
-def decode_phases(model, phase_ns: dict[str, int], seconds: float, n_tokens: int, dense: bool) -> list[dict]:
+def decode_phases(model, phase_ns: dict[str, int], seconds: float, n_tokens: int, sparse_mlp: bool) -> list[dict]:
     """Where a decoded token's time went, step by step (Model.phase_ns over n_tokens tokens decoded in `seconds`),
-    then "outside" (Python, the call): ms a token, and the weight bytes a token read in the matrix steps (dense: the
-    relu² sparse decode reads an unknown part of gate/up and down, left out)."""
+    then "outside" (Python, the call): ms a token, and the weight bytes a token read in the matrix steps that read
+    whole matrices (left out: the relu² sparse decode's gate/up and down, sparse_mlp, and top-K inputs' linears, which
+    read an unknown part of theirs)."""
     read = model.read_bytes()
     step_bytes = {"output": model.output_bytes}
-    for step, linears in PHASE_WEIGHTS.items():
-        if dense or step in ("qkv", "o"):
+    for step, (group, linears) in PHASE_WEIGHTS.items():
+        if model.mode.topk[group] == 1 and not (sparse_mlp and step in ("gate_up", "down")):
             step_bytes[step] = sum(b for name, b in read.items() if name.split(".")[-2] in linears)
     steps = [{"step": k, "ms": v / 1e6 / n_tokens, "weight_bytes": step_bytes.get(k)} for k, v in phase_ns.items()]
     outside = (seconds * 1e9 - sum(phase_ns.values())) / 1e6 / n_tokens
@@ -252,7 +254,7 @@ def bench_model(
                 machine_read_gbps=statistics.median(m for _, m in rounds),
                 roofline_pct=statistics.median(100 * a / m for a, m in rounds),
                 roofline_rounds=rounds,
-                phases=decode_phases(model, phases, decode_seconds, reps * n_gen, down_nonzero is None),
+                phases=decode_phases(model, phases, decode_seconds, reps * n_gen, down_nonzero is not None),
             )
         return [dict(r, **resident) for r in records]
     finally:

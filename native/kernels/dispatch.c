@@ -78,20 +78,20 @@ static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_ne
                                 tl_tq1_0_neon_rows, tl_tq2_0_neon_rows, tl_i2_s_neon_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
                                 tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                               tl_kv_f16_to_f32_ref};
+                                tl_kv_f16_to_f32_ref};
 #ifdef TL_NEON_DOTPROD
 static const tl_kernels dotprod = {"dotprod", tl_tq1_0_dotprod, tl_tq2_0_dotprod, tl_i2_s_dotprod,
                                    tl_tq1_0_dotprod_rows, tl_tq2_0_dotprod_rows, tl_i2_s_dotprod_rows,
                                    tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
                                    tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                               tl_kv_f16_to_f32_ref};
+                                   tl_kv_f16_to_f32_ref};
 #endif
 #ifdef TL_NEON_I8MM
 static const tl_kernels i8mm = {"i8mm", tl_tq1_0_i8mm, tl_tq2_0_i8mm, tl_i2_s_i8mm,
                                 tl_tq1_0_i8mm_rows, tl_tq2_0_i8mm_rows, tl_i2_s_i8mm_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
                                 tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                               tl_kv_f16_to_f32_ref};
+                                tl_kv_f16_to_f32_ref};
 #endif
 
 /* Whether the CPU has an optional feature: the kernel's HWCAP bits on Linux, sysctl on macOS. */
