@@ -1055,7 +1055,8 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
 }
 
 /* Keys and values of positions p0 .. p0 + len - 1 of KV head h in layer l as float rows `stride` apart: the cache's
- * own rows (f32), or converted into buf ([2][TL_ATT_BLOCK][head_dim]) from an f16 or quantized cache. */
+ * own rows (f32), or converted into buf ([2][TL_ATT_BLOCK][head_dim]) from a quantized cache or an f16 one (where the
+ * kernel table has no attention_f16 to read it as it is). */
 static void kv_block(const tl_model *m, const tl_seq *s, int l, int32_t h, int32_t p0, int32_t len, float *buf,
                      const float **k, const float **v, int64_t *stride) {
     const tl_config *c = &m->cfg;
@@ -1130,18 +1131,25 @@ static void attention_chunk(void *arg, int32_t chunk, int32_t thread) {
         }
     // a block of key positions at a time, each row up to its own position
     const tl_seq *s = at->seqs[task->t0];
+    const tl_kernels *kern = ctx->m->kern;
+    int f16_direct = c->kv_bits == 16 && kern->attention_f16;
     int32_t last = ctx->pos[task->t0 + task->nt - 1];
     tl_attention_begin(rows, hd, &st);
     for (int32_t p0 = 0; p0 <= last; p0 += TL_ATT_BLOCK) {
         int32_t len = last + 1 - p0 < TL_ATT_BLOCK ? last + 1 - p0 : TL_ATT_BLOCK;
-        const float *k, *v;
-        int64_t stride;
-        kv_block(ctx->m, s, at->layer, task->kv_head, p0, len, kv_buf, &k, &v, &stride);
         for (int32_t r = 0; r < rows; r++) {
             int32_t sees = ctx->pos[task->t0 + r / task->nh] + 1 - p0;
             seen[r] = sees < 0 ? 0 : sees < len ? sees : len;
         }
-        ctx->m->kern->attention(q, rows, hd, k, v, stride, len, seen, scale, &st);
+        if (f16_direct) { /* an f16 cache the kernel reads as it is */
+            size_t row = kv_row(c, s, at->layer, task->kv_head, p0) * (size_t)hd;
+            kern->attention_f16(q, rows, hd, s->kh + row, s->vh + row, hd, len, seen, scale, &st);
+            continue;
+        }
+        const float *k, *v;
+        int64_t stride;
+        kv_block(ctx->m, s, at->layer, task->kv_head, p0, len, kv_buf, &k, &v, &stride);
+        kern->attention(q, rows, hd, k, v, stride, len, seen, scale, &st);
     }
     for (int32_t i = 0; i < task->nt; i++) {
         tl_att_state row = {st.max + i * task->nh, st.denom + 16 * i * task->nh, st.acc + (int64_t)i * task->nh * hd16, NULL};

@@ -187,6 +187,24 @@ def test_f16_kv_cache_is_the_reference_with_keys_and_values_in_half(files, ids, 
     assert run.returncode == run_f16.returncode == 0 and run.stdout == run_f16.stdout  # greedy: the same 8 tokens here
 
 
+def test_f16_kv_cache_reads_alike_on_every_isa(files, monkeypatch):
+    """The f16 cache read back by each kernel set: the reference converts each block of rows into floats for the f32
+    attention kernel; AVX2 and AVX-512 read the half rows in the kernel itself (attention_f16_<isa>.c). The same floats
+    in the same order: identical logits over several attention blocks, prefill and one token at a time."""
+    from tests.test_kernels import simd_isas
+
+    with Model(files["b1.58"], threads=1) as m:
+        ids = m.tokenize(TEXT * 4)[:300]  # past two 128-position blocks
+    got = {}
+    for isa in ["ref"] + simd_isas():
+        monkeypatch.setenv("TRITLM_ISA", isa)
+        with Model(files["b1.58"], threads=2, kv_type="f16") as m, m.new_sequence() as seq:
+            m.prefill(seq, ids[:200])
+            got[isa] = np.concatenate([m.logits(ids), m.decode([seq], [ids[200]])])
+    for isa, logits in got.items():
+        np.testing.assert_array_equal(logits, got["ref"], err_msg=isa)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["a4.8", "qsparse"])
 def test_reference_is_the_trained_forward(name, ids, references):

@@ -1,6 +1,8 @@
 /* attention_tile.h - the blocked attention kernel (kernels.h: tl_attention_fn) over one ISA's 16 float lanes, in the
  * canonical order, so every ISA equals attention_ref.c bit for bit. Included by attention_<isa>.c after avx2.h or
- * avx512.h, with ATTENTION_KERNEL (the function to define) and the tile shapes:
+ * avx512.h, with ATTENTION_KERNEL (the function to define), optionally KV_T with load_kv(p) and load_kv_n(p, n) (the
+ * cache's element type and its 16 (n) values as floats: attention_f16_<isa>.c, tl_attention_f16_fn; default float),
+ * and the tile shapes:
  *   ATT_ROWS x ATT_KEYS     query rows x keys scored together: each loaded query and key vector serves the others
  *   ATT_VROWS x ATT_VCHUNKS query rows x 16-value chunks of the weighted value sum kept in registers over a block
  * Many rows of one sequence (a prompt's tokens, a KV head's query heads) share each key and value row loaded; one
@@ -10,8 +12,13 @@
  * from memory, where the hardware prefetchers alone fell behind (with the cache's rows head by head, tg32 at depth
  * 2,000 on the 2B-4T shape 1.08-1.19x faster, 1.33-1.35x on AVX2; docs/benchmarks.md). */
 enum { ATT_AHEAD = 16 };
-static inline void prefetch_row(const float *row, int32_t hd) {
-    for (int32_t d = 0; d < hd; d += 16) __builtin_prefetch(row + d, 0, 3);
+#ifndef KV_T
+#define KV_T float
+#define load_kv(p) load_x(p)
+#define load_kv_n(p, n) acc_load_n(p, n)
+#endif
+static inline void prefetch_row(const KV_T *row, int32_t hd) {
+    for (int32_t d = 0; d < hd; d += 64 / (int32_t)sizeof(KV_T)) __builtin_prefetch(row + d, 0, 3);
 }
 
 /* exp(x) lane by lane, op for op as tl_att_exp */
@@ -31,14 +38,14 @@ static inline ACC acc_exp(ACC x) {
 }
 
 /* w[r][c] = (q_r . k_c) * scale for R rows x K keys; tail: values in the last 16-value chunk (16: a whole one) */
-static inline __attribute__((always_inline)) void score_tile(const float *q, int32_t hd16, int R, const float *k,
+static inline __attribute__((always_inline)) void score_tile(const float *q, int32_t hd16, int R, const KV_T *k,
                                                              int64_t stride, int K, int32_t tail, float scale, float *w) {
     ACC acc[ATT_ROWS][ATT_KEYS];
     for (int r = 0; r < R; r++)
         for (int c = 0; c < K; c++) acc[r][c] = acc_zero();
     for (int32_t d = 0; d < hd16; d += 16) {
         ACC kv[ATT_KEYS];
-        for (int c = 0; c < K; c++) kv[c] = tail < 16 && d + 16 == hd16 ? acc_load_n(k + c * stride + d, tail) : load_x(k + c * stride + d);
+        for (int c = 0; c < K; c++) kv[c] = tail < 16 && d + 16 == hd16 ? load_kv_n(k + c * stride + d, tail) : load_kv(k + c * stride + d);
         for (int r = 0; r < R; r++) {
             ACC qv = load_x(q + r * hd16 + d);
             for (int c = 0; c < K; c++) acc[r][c] = acc_fma(acc[r][c], qv, kv[c]);
@@ -55,7 +62,7 @@ static inline __attribute__((always_inline)) void score_tile(const float *q, int
 }
 
 /* acc[r][0 .. 16 C) += sum_j w[r][j] v_j over j < most, for R rows; tail as in score_tile, for the last chunk */
-static inline __attribute__((always_inline)) void value_tile(const float *w, int R, const float *v, int64_t stride,
+static inline __attribute__((always_inline)) void value_tile(const float *w, int R, const KV_T *v, int64_t stride,
                                                              int C, int32_t tail, int32_t most, int32_t len, float *acc, int32_t hd16) {
     ACC sum[ATT_VROWS][ATT_VCHUNKS];
     for (int r = 0; r < R; r++)
@@ -64,7 +71,7 @@ static inline __attribute__((always_inline)) void value_tile(const float *w, int
         ACC vv[ATT_VCHUNKS];
         for (int c = 0; c < C; c++) {
             if (j + ATT_AHEAD < len) __builtin_prefetch(v + (j + ATT_AHEAD) * stride + 16 * c, 0, 3);
-            vv[c] = tail < 16 && c == C - 1 ? acc_load_n(v + j * stride + 16 * c, tail) : load_x(v + j * stride + 16 * c);
+            vv[c] = tail < 16 && c == C - 1 ? load_kv_n(v + j * stride + 16 * c, tail) : load_kv(v + j * stride + 16 * c);
         }
         for (int r = 0; r < R; r++) {
             ACC wj = acc_set1(w[r * TL_ATT_BLOCK + j]);
@@ -81,7 +88,7 @@ static int32_t most_seen(const int32_t *seen, int32_t n) {
     return most;
 }
 
-void ATTENTION_KERNEL(const float *q, int32_t rows, int32_t hd, const float *k, const float *v, int64_t stride,
+void ATTENTION_KERNEL(const float *q, int32_t rows, int32_t hd, const KV_T *k, const KV_T *v, int64_t stride,
                       int32_t len, const int32_t *seen, float scale, tl_att_state *st) {
     int32_t hd16 = tl_att_hd16(hd), tail = hd % 16 ? hd % 16 : 16;
     // scores: a tile of keys at a time, every tile of rows that sees one of them (the keys stay in L1)
@@ -92,7 +99,8 @@ void ATTENTION_KERNEL(const float *q, int32_t rows, int32_t hd, const float *k, 
         for (int32_t r = 0; r < rows;) {
             int R = rows - r >= ATT_ROWS ? ATT_ROWS : 1;
             if (most_seen(seen + r, R) > j) {
-                const float *qr = q + (int64_t)r * hd16, *kj = k + j * stride;
+                const float *qr = q + (int64_t)r * hd16;
+                const KV_T *kj = k + j * stride;
                 float *w = st->w + (int64_t)r * TL_ATT_BLOCK + j;
                 // constant tile shapes, so each call unrolls fully
                 if (R == ATT_ROWS && K == ATT_KEYS) score_tile(qr, hd16, ATT_ROWS, kj, stride, ATT_KEYS, tail, scale, w);
