@@ -9,12 +9,14 @@ every file in turn) so a noisy neighbour on the machine hurts all alike, with a 
 engine's spinning threads do not overlap the next one's. pp = the prompt as one llama_decode / one prefill of a
 fresh context; tg = single-token decodes from an empty context, like llama-bench. With -d D (llama-bench's depth) both
 start from a context already holding D random tokens, prefilled once and cut back to them before each run
-("tg64 @ d2000"); ik_llama.cpp's llama-bench has no depth for pp, so it runs tg only there, by its `-gp D,n`.
+("tg64 @ d2000"); ik_llama.cpp's llama-bench has no depth for pp, so it runs tg only there, by its `-gp D,n`. Both
+peers keep an f16 KV cache; `--cache-type f16` gives tritlm one too (default: its lossless f32).
 Files llama.cpp cannot read (i2_s) run ours only and are compared with llama.cpp's best file.
 Note: llama.cpp's `bitnet` graph always uses SiLU in the MLP; a relu2 model (2B-4T) computes a different
 function there, at the same cost, so speeds compare and outputs don't.
 
-usage: python bench/peers.py [-p 128] [-n 64] [-d 0] [-t 2] [-r 5] [--pause 1] FILE.gguf ... [--ik IK_FILE.gguf ...]"""
+usage: python bench/peers.py [-p 128] [-n 64] [-d 0] [-t 2] [-r 5] [--pause 1] [--cache-type f16] FILE.gguf ...
+       [--ik IK_FILE.gguf ...]"""
 
 import argparse
 import json
@@ -202,6 +204,7 @@ def main() -> int:
     parser.add_argument("-t", "--threads", type=int, default=2)
     parser.add_argument("-r", "--reps", type=int, default=5)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of sleep before each run (default 1)")
+    parser.add_argument("--cache-type", choices=("f32", "f16"), default=None, help="tritlm's KV cache (default f32)")
     args = parser.parse_args()
     try:
         import llama_cpp
@@ -221,7 +224,7 @@ def main() -> int:
             name = label(path)
             types[name], _ = weight_layout(path)
             outputs[name] = output_type(path)
-            ours = Model(path, threads=args.threads, n_ctx=n_ctx)
+            ours = Model(path, threads=args.threads, n_ctx=n_ctx, kv_type=args.cache_type)
             seq = ours.new_sequence(n_ctx)
             closers += [ours.close, seq.close]
             prompt, gen = random_tokens(ours.n_vocab, args.n_prompt), random_tokens(ours.n_vocab, args.n_gen, seed=1)
