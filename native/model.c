@@ -1044,8 +1044,8 @@ static void kv_store(const tl_model *m, tl_seq *s, int l, int32_t pos, const flo
             continue;
         }
         if (c->kv_bits == 16) {
-            tl_kv_f32_to_f16(k + h * hd, hd, s->kh + row);
-            tl_kv_f32_to_f16(v + h * hd, hd, s->vh + row);
+            m->kern->kv_f32_to_f16(k + h * hd, hd, s->kh + row);
+            m->kern->kv_f32_to_f16(v + h * hd, hd, s->vh + row);
             continue;
         }
         size_t at = kv_quantized_at(c, s, l, h, pos);

@@ -277,6 +277,13 @@ int32_t tl_kv_roundtrip(const float *x, int64_t dim, int32_t bits, uint8_t *pack
     return 0;
 }
 
+int32_t tl_kv_f32_to_f16(const char *isa, const float *x, int64_t n, uint16_t *out) {
+    const tl_kernels *kern = tl_kernels_named(isa);
+    if (!kern) return -1;
+    kern->kv_f32_to_f16(x, n, out);
+    return 0;
+}
+
 int32_t tl_kv_f16_to_f32(const char *isa, const uint16_t *in, int64_t n, float *x) {
     const tl_kernels *kern = tl_kernels_named(isa);
     if (!kern) return -1;

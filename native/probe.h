@@ -70,9 +70,9 @@ int32_t tl_kv_roundtrip(const float *x, int64_t dim, int32_t bits, uint8_t *pack
 int32_t tl_attention_rows(const char *isa, const float *q, int32_t rows, const int32_t *pos, const float *k,
                           const float *v, int32_t n_keys, int32_t hd, float *out);
 
-/* The f16 KV cache's conversions (native/kernels/kv_ref.c): n floats to IEEE half, rounding to nearest even; and back
- * through a named ISA's kernel (0, or -1 if the ISA is unknown or unsupported). */
-void tl_kv_f32_to_f16(const float *x, int64_t n, uint16_t *out);
+/* The f16 KV cache's conversions under a named ISA (kv_ref.c, attention_f16_<isa>.c): n floats to IEEE half, rounding
+ * to nearest even; and back. 0, or -1 if the ISA is unknown or unsupported. */
+int32_t tl_kv_f32_to_f16(const char *isa, const float *x, int64_t n, uint16_t *out);
 int32_t tl_kv_f16_to_f32(const char *isa, const uint16_t *in, int64_t n, float *x);
 
 #endif

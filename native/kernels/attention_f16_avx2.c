@@ -1,5 +1,5 @@
 /* Attention over an f16 KV cache's block on AVX2: attention_tile.h reading the half rows through F16C's vcvtph2ps
- * (exact), so it equals the f32 kernel on the same values bit for bit with half the bytes read; and those rows to f32. */
+ * (exact), so it equals the f32 kernel on the same values bit for bit with half the bytes read; and the rows' conversions. */
 #include <math.h>
 #include <string.h>
 #include "kernels.h"
@@ -20,6 +20,13 @@ static inline acc16 load_kv_n(const uint16_t *p, int n) { /* a head_dim's last, 
 }
 #define ATTENTION_KERNEL tl_attention_f16_avx2
 #include "attention_tile.h"
+
+void tl_kv_f32_to_f16_avx2(const float *x, int64_t n, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    tl_kv_f32_to_f16_ref(x + i, n - i, out + i);
+}
 
 void tl_kv_f16_to_f32_avx2(const uint16_t *in, int64_t n, float *x) {
     int64_t i = 0;

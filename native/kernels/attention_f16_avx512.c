@@ -1,5 +1,5 @@
 /* Attention over an f16 KV cache's block on AVX-512: attention_tile.h reading the half rows through vcvtph2ps (exact),
- * so it equals the f32 kernel on the same values bit for bit with half the bytes read; and those rows to f32. */
+ * so it equals the f32 kernel on the same values bit for bit with half the bytes read; and the rows' conversions. */
 #include <math.h>
 #include <string.h>
 #include "kernels.h"
@@ -16,6 +16,13 @@ static inline __m512 load_kv_n(const uint16_t *p, int n) {
 }
 #define ATTENTION_KERNEL tl_attention_f16_avx512
 #include "attention_tile.h"
+
+void tl_kv_f32_to_f16_avx512(const float *x, int64_t n, uint16_t *out) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(out + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    tl_kv_f32_to_f16_ref(x + i, n - i, out + i);
+}
 
 void tl_kv_f16_to_f32_avx512(const uint16_t *in, int64_t n, float *x) {
     int64_t i = 0;

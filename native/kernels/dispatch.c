@@ -17,14 +17,15 @@ static const tl_kernels ref = {"ref", tl_tq1_0_ref, tl_tq2_0_ref, tl_i2_s_ref,
                                tl_tq1_0_ref_rows, tl_tq2_0_ref_rows, tl_i2_s_ref_rows,
                                tl_f32_ref, tl_f16_ref, tl_bf16_ref, tl_q8_0_ref, tl_q4_k_ref, tl_q6_k_ref,
                                tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                               tl_kv_f16_to_f32_ref, NULL};
+                               tl_kv_f32_to_f16_ref, tl_kv_f16_to_f32_ref, NULL};
 #if defined(__x86_64__)
 /* AVX2's table, i2_s and tq2_0 on AVX2's dot or AVX-VNNI's (tq1_0's kernel has a dot of its own; every ternary type is
  * read as i2_s here unless a file's layout is kept, cfg.keep_file_layout) */
 #define AVX2_KERNELS(isa) tl_tq1_0_avx2, tl_tq2_0_##isa, tl_i2_s_##isa, tl_tq1_0_avx2_rows, tl_tq2_0_##isa##_rows, tl_i2_s_##isa##_rows, \
                           tl_f32_ref, tl_f16_ref, tl_bf16_avx2, tl_q8_0_avx2, tl_q4_k_avx2, tl_q6_k_avx2, \
                           tl_int4_avx2, tl_sparse_avx2, tl_attention_avx2, NULL, NULL, NULL, NULL, \
-                          tl_i2_s_r4_##isa, tl_i2_s_r4_##isa##_rows, NULL, NULL, 1, tl_kv_f16_to_f32_avx2, tl_attention_f16_avx2
+                          tl_i2_s_r4_##isa, tl_i2_s_r4_##isa##_rows, NULL, NULL, 1, \
+                          tl_kv_f32_to_f16_avx2, tl_kv_f16_to_f32_avx2, tl_attention_f16_avx2
 static const tl_kernels avx2 = {"avx2", AVX2_KERNELS(avx2)};
 static const tl_kernels avxvnni = {"avxvnni", AVX2_KERNELS(avxvnni)};
 #define AVX512_KERNELS(i2_s) tl_tq1_0_avx512, tl_tq2_0_avx512, i2_s, \
@@ -32,12 +33,12 @@ static const tl_kernels avxvnni = {"avxvnni", AVX2_KERNELS(avxvnni)};
                              tl_f32_ref, tl_f16_ref, tl_bf16_avx512, tl_q8_0_avx512, tl_q4_k_avx512, tl_q6_k_avx512, \
                              tl_int4_avx512, tl_sparse_avx512, tl_attention_avx512
 static const tl_kernels avx512 = {"avx512", AVX512_KERNELS(tl_i2_s_avx512), NULL, NULL, NULL, NULL, tl_i2_s_r4_avx512,
-                                  tl_i2_s_r4_avx512_rows, NULL, NULL, 0, tl_kv_f16_to_f32_avx512,
-                                  tl_attention_f16_avx512};
+                                  tl_i2_s_r4_avx512_rows, NULL, NULL, 0, tl_kv_f32_to_f16_avx512,
+                                  tl_kv_f16_to_f32_avx512, tl_attention_f16_avx512};
 /* VBMI's byte permutes decode tq1_0 and bf16 repacked into their lookup layouts (tq1_0_lut_ref.c, bf16_lut_ref.c) */
 #define VBMI_KERNELS(i2_s_r4) tl_tq1_0_lut_vbmi, tl_tq1_0_lut_vbmi_rows, tl_tq1_0_lut_vbmi_pack, tl_bf16_lut_vbmi, i2_s_r4, \
                               tl_i2_s_r4_avx512_rows, tl_tq1_0_lut_r4_vbmi, tl_tq1_0_lut_r4_vbmi_rows, 0, \
-                              tl_kv_f16_to_f32_avx512, tl_attention_f16_avx512
+                              tl_kv_f32_to_f16_avx512, tl_kv_f16_to_f32_avx512, tl_attention_f16_avx512
 static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS(tl_i2_s_avx512), VBMI_KERNELS(tl_i2_s_r4_avx512)};
 #if defined(__linux__)
 /* AMX's tiles run i2_s (and tq2_0, read as i2_s) for 8 tokens and more; fewer through AVX-512 */
@@ -79,20 +80,20 @@ static const tl_kernels neon = {"neon", tl_tq1_0_neon, tl_tq2_0_neon, tl_i2_s_ne
                                 tl_tq1_0_neon_rows, tl_tq2_0_neon_rows, tl_i2_s_neon_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
                                 tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                                tl_kv_f16_to_f32_ref, NULL};
+                                tl_kv_f32_to_f16_ref, tl_kv_f16_to_f32_ref, NULL};
 #ifdef TL_NEON_DOTPROD
 static const tl_kernels dotprod = {"dotprod", tl_tq1_0_dotprod, tl_tq2_0_dotprod, tl_i2_s_dotprod,
                                    tl_tq1_0_dotprod_rows, tl_tq2_0_dotprod_rows, tl_i2_s_dotprod_rows,
                                    tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
                                    tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                                   tl_kv_f16_to_f32_ref, NULL};
+                                   tl_kv_f32_to_f16_ref, tl_kv_f16_to_f32_ref, NULL};
 #endif
 #ifdef TL_NEON_I8MM
 static const tl_kernels i8mm = {"i8mm", tl_tq1_0_i8mm, tl_tq2_0_i8mm, tl_i2_s_i8mm,
                                 tl_tq1_0_i8mm_rows, tl_tq2_0_i8mm_rows, tl_i2_s_i8mm_rows,
                                 tl_f32_neon, tl_f16_neon, tl_bf16_neon, tl_q8_0_neon, tl_q4_k_neon, tl_q6_k_neon,
                                 tl_int4_ref, tl_sparse_ref, tl_attention_ref, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0,
-                                tl_kv_f16_to_f32_ref, NULL};
+                                tl_kv_f32_to_f16_ref, tl_kv_f16_to_f32_ref, NULL};
 #endif
 
 /* Whether the CPU has an optional feature: the kernel's HWCAP bits on Linux, sysctl on macOS. */

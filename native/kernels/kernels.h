@@ -46,7 +46,8 @@ typedef struct { float *max, *denom, *acc, *w; } tl_att_state;
 typedef void tl_attention_fn(const float *q, int32_t rows, int32_t hd, const float *k, const float *v, int64_t stride,
                              int32_t len, const int32_t *seen, float scale, tl_att_state *st);
 
-/* n IEEE half values of an f16 KV cache to f32. */
+/* n f32 values to an f16 KV cache's IEEE half, rounding to nearest even; and back, exactly. */
+typedef void tl_kv_to_f16_fn(const float *x, int64_t n, uint16_t *out);
 typedef void tl_kv_f16_fn(const uint16_t *in, int64_t n, float *x);
 /* tl_attention_fn over an f16 cache's rows, converting as it loads (the same floats, so the same results). */
 typedef void tl_attention_f16_fn(const float *q, int32_t rows, int32_t hd, const uint16_t *k, const uint16_t *v, int64_t stride,
@@ -82,7 +83,9 @@ typedef struct {
     /* 1: tq1_0 is repacked at load as i2_s (1.2x its bytes), which the ISA reads faster than its tq1_0 kernel decodes
      * (AVX2: that kernel is compute-bound, at 38% of the read rate where i2_s reads 74%) */
     int tq1_0_as_i2_s;
-    /* an f16 KV cache: its rows to f32 (attention then reads those), or NULL / attention reading them itself */
+    /* an f16 KV cache: rows stored; read back to f32 (attention then reads those), or NULL / attention reading them
+     * itself */
+    tl_kv_to_f16_fn *kv_f32_to_f16;
     tl_kv_f16_fn *kv_f16_to_f32;
     tl_attention_f16_fn *attention_f16;
 } tl_kernels;
@@ -286,9 +289,9 @@ static inline void tl_sparse_prefetch(tl_sparse_ahead *a, const uint8_t *w, int6
 int64_t tl_kv_row_bytes(int32_t bits, int64_t dim);
 void tl_kv_quantize_ref(const float *x, int64_t dim, int32_t bits, uint8_t *out);
 void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x);
-/* f16 KV cache rows (tl_config.kv_bits 16): n values to IEEE half, rounding to nearest even; back (exact) through the
- * kernel table's kv_f16_to_f32, or read by its attention_f16 (attention_f16_<isa>.c: F16C on x86). */
-void tl_kv_f32_to_f16(const float *x, int64_t n, uint16_t *out);
+/* f16 KV cache rows (tl_config.kv_bits 16), through the kernel table's kv_f32_to_f16 and kv_f16_to_f32, or read by its
+ * attention_f16 (attention_f16_<isa>.c: F16C on x86) */
+tl_kv_to_f16_fn tl_kv_f32_to_f16_ref, tl_kv_f32_to_f16_avx2, tl_kv_f32_to_f16_avx512;
 tl_kv_f16_fn tl_kv_f16_to_f32_ref, tl_kv_f16_to_f32_avx2, tl_kv_f16_to_f32_avx512;
 tl_attention_f16_fn tl_attention_f16_avx2, tl_attention_f16_avx512;
 

@@ -46,7 +46,7 @@ void tl_kv_dequantize_ref(const uint8_t *in, int64_t dim, int32_t bits, float *x
 }
 
 /* f16 cache rows (tl_config.kv_bits 16): IEEE half, rounded to nearest even as the hardware's conversions do. */
-void tl_kv_f32_to_f16(const float *x, int64_t n, uint16_t *out) {
+void tl_kv_f32_to_f16_ref(const float *x, int64_t n, uint16_t *out) {
     for (int64_t i = 0; i < n; i++) {
         uint32_t f;
         memcpy(&f, &x[i], 4);
