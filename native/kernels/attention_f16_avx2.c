@@ -31,6 +31,6 @@ void tl_kv_f32_to_f16_avx2(const float *x, int64_t n, uint16_t *out) {
 void tl_kv_f16_to_f32_avx2(const uint16_t *in, int64_t n, float *x) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(in + i))));
-    for (; i < n; i++) x[i] = tl_f16_to_f32(in[i]);
+    tl_kv_f16_to_f32_ref(in + i, n - i, x + i);
 }
 #endif

@@ -27,6 +27,6 @@ void tl_kv_f32_to_f16_avx512(const float *x, int64_t n, uint16_t *out) {
 void tl_kv_f16_to_f32_avx512(const uint16_t *in, int64_t n, float *x) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, load_kv(in + i));
-    for (; i < n; i++) x[i] = tl_f16_to_f32(in[i]);
+    tl_kv_f16_to_f32_ref(in + i, n - i, x + i);
 }
 #endif
