@@ -37,6 +37,7 @@ from tritlm.runtime.bench import (  # noqa: E402
     rate,
     weight_layout,
 )
+from tritlm.runtime.cli import add_cache_type_option  # noqa: E402
 
 LLAMA_READS = {"tq1_0", "tq2_0"}
 
@@ -204,7 +205,7 @@ def main() -> int:
     parser.add_argument("-t", "--threads", type=int, default=2)
     parser.add_argument("-r", "--reps", type=int, default=5)
     parser.add_argument("--pause", type=float, default=1.0, help="seconds of sleep before each run (default 1)")
-    parser.add_argument("--cache-type", choices=("f32", "f16"), default=None, help="tritlm's KV cache (default f32)")
+    add_cache_type_option(parser)  # tritlm's
     args = parser.parse_args()
     try:
         import llama_cpp
