@@ -63,7 +63,7 @@ static int cpu_has(const tl_kernels *k) {
                __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") &&
                (k == &avx512 || __builtin_cpu_supports("avx512vbmi"));
 #if defined(__linux__)
-    if (k == &amx) return cpu_has(&avx512vbmi) && amx_usable();
+    if (k == &amx) return cpu_has(&avx512vbmi) && __builtin_cpu_supports("gfni") && amx_usable(); /* GFNI: its decode */
 #endif
     if (k == &avxvnni) return cpu_has(&avx2) && __builtin_cpu_supports("avxvnni");
     if (k == &avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
