@@ -83,7 +83,7 @@ static inline void load_w_line(lut_row *s, int64_t k, __m512 *lo, __m512 *hi) {
     __m512i low = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(block + (k & 32))));
     __m512i codes = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(block + 64)));
     __m512i v = _mm512_permutex2var_epi8(low, _mm512_load_si512(INTERLEAVE), codes);
-    __m512i index = _mm512_srl_epi16(v, _mm_cvtsi64_si128((k & 32) >> 3)); /* the second 32: high nibbles */
+    __m512i index = k & 32 ? _mm512_srli_epi16(v, 4) : v; /* the second 32: high nibbles (k % 64 is a constant here) */
     v = _mm512_mask_permutexvar_epi8(v, 0xAAAAAAAAAAAAAAAAull, index, s->table);
     if (__builtin_expect(s->next < k + 32, 0)) {
         v = patch(s->header, k, v);

@@ -44,18 +44,26 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
     }
     int64_t k = 0;
 #ifdef LOAD_W_LINE
-    // a line (32 values) per step, each lane adding its k + l, then its k + 16 + l: the canonical order
-    for (; k + 32 <= cols; k += 32) {
-        ACC lo[FTILE], hi[FTILE];
-        for (int r = 0; r < R; r++) {
-            prefetch_l2(LINE_AT(rows[r], k) + PREFETCH_TILES * R * row_bytes);
-            load_w_line(&rows[r], k, &lo[r], &hi[r]);
-        }
-        for (int t = 0; t < T; t++) {
-            ACC x0 = load_x(x + t * cols + k), x1 = load_x(x + t * cols + k + 16);
-            for (int r = 0; r < R; r++) acc[r][t] = acc_fma(acc_fma(acc[r][t], lo[r], x0), hi[r], x1);
-        }
+    // a line (32 values) per step, each lane adding its k + l, then its k + 16 + l: the canonical order; two lines a
+    // pass where there are, so k % 64 is a constant in each (a layout can then decode a line's half without asking)
+#define FTILE_LINE(k)                                                                                 \
+    do {                                                                                              \
+        ACC lo[FTILE], hi[FTILE];                                                                     \
+        for (int r = 0; r < R; r++) {                                                                 \
+            prefetch_l2(LINE_AT(rows[r], k) + PREFETCH_TILES * R * row_bytes);                        \
+            load_w_line(&rows[r], k, &lo[r], &hi[r]);                                                 \
+        }                                                                                             \
+        for (int t = 0; t < T; t++) {                                                                 \
+            ACC x0 = load_x(x + t * cols + (k)), x1 = load_x(x + t * cols + (k) + 16);                \
+            for (int r = 0; r < R; r++) acc[r][t] = acc_fma(acc_fma(acc[r][t], lo[r], x0), hi[r], x1); \
+        }                                                                                             \
+    } while (0)
+    for (; k + 64 <= cols; k += 64) {
+        FTILE_LINE(k);
+        FTILE_LINE(k + 32);
     }
+    for (; k + 32 <= cols; k += 32) FTILE_LINE(k);
+#undef FTILE_LINE
 #endif
 #ifdef ELEM_BYTES
     // two steps (one 64-byte line of bf16) per iteration: the once-a-line prefetch test folds away, ~15% faster from memory
