@@ -72,6 +72,10 @@ static inline __attribute__((always_inline)) void store_c(int32_t c[2][2][TILE_R
 
 /* ---- many tokens: activations as A, weights transposed into B ---- */
 
+/* A GF2P8AFFINEQB matrix taking bits s + 1, s of each byte to bits 1, 0 (the rest 0): one instruction where a shift
+ * and a mask took two (both ways decode i2_s's 2-bit codes with it) */
+#define BITS_TO_LOW(s) (long long)((1ull << (s)) << 56 | (1ull << ((s) + 1)) << 48) /* bits s+1, s to 1, 0 */
+
 /* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see weight_b_tiles()) */
 typedef struct { __m512i lo[3], hi[3]; } transpose_index;
 
@@ -98,15 +102,15 @@ static transpose_index transpose_indices(void) {
 /* The B tiles of 16 rows' i2_s block b (values 128 b .. 128 b + 127) into out: tile 2b + h (h = 0, 1) at out +
  * (2b + h) * tiles_per_chunk * TILE_BYTES. Byte j of a block holds values j, j+32, j+64, j+96 at bits 6, 4, 2, 0, so
  * dword d of every row, masked at one pair of bits, is that row's values 4d .. 4d+3 of one quarter of the block: the
- * 16 rows' 8 dwords transposed to [d][row] are, shifted and masked per quarter, B tile rows 8 (quarter % 2) + d. Rows
- * r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by side). */
+ * 16 rows' 8 dwords transposed to [d][row] are, with one pair of bits taken per quarter, B tile rows 8 (quarter % 2)
+ * + d. Rows r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by side). */
 static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *w, int64_t row_bytes, int64_t b,
                                                                 int64_t r0, int grouped, const transpose_index *ix,
                                                                 int8_t *out, int tiles_per_chunk) {
     __m512i z[8];
+    const uint8_t *base = w + (grouped ? tl_group_block_at(row_bytes, TL_I2_S_BYTES, r0, b) : r0 * row_bytes + b * TL_I2_S_BYTES);
     for (int i = 0; i < 8; i++) { /* rows 2i and 2i + 1: lane 8 (r % 2) + d */
-        int64_t r = r0 + 2 * i;
-        const uint8_t *p = grouped ? w + tl_group_block_at(row_bytes, TL_I2_S_BYTES, r, b) : w + r * row_bytes + b * TL_I2_S_BYTES;
+        const uint8_t *p = base + (grouped ? i / 2 * TL_GROUP_ROWS * row_bytes + i % 2 * 2 * TL_I2_S_BYTES : 2 * i * row_bytes);
         z[i] = grouped ? _mm512_loadu_si512(p)
                        : _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
                                             _mm256_loadu_si256((const __m256i *)(p + row_bytes)), 1);
@@ -122,11 +126,10 @@ static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *
         }
         for (int i = 0; i < 8; i++) z[i] = t[i];
     }
-    const __m512i three = _mm512_set1_epi8(3);
     for (int quarter = 0; quarter < 4; quarter++) {
         int8_t *tile = out + (2 * b + quarter / 2) * tiles_per_chunk * TILE_BYTES + quarter % 2 * 8 * CHUNK_VALUES;
-        for (int d = 0; d < 8; d++)
-            _mm512_store_si512(tile + d * CHUNK_VALUES, _mm512_and_si512(_mm512_srli_epi32(z[d], 6 - 2 * quarter), three));
+        const __m512i bits = _mm512_set1_epi64(BITS_TO_LOW(6 - 2 * quarter));
+        for (int d = 0; d < 8; d++) _mm512_store_si512(tile + d * CHUNK_VALUES, _mm512_gf2p8affine_epi64_epi8(z[d], bits, 0));
     }
 }
 
@@ -185,17 +188,16 @@ __attribute__((noinline)) static void many_tokens(const uint8_t *w, int64_t cols
 /* The A tiles of 16 rows' i2_s block b (values 128 b .. 128 b + 127) into out: values 0 .. 63 of the block in the
  * first tile, 64 .. 127 in the second (TILE_BYTES on). Byte j of a block holds values j, j+32, j+64, j+96 at bits 6,
  * 4, 2, 0, so a row's 32 bytes in both halves of a register, bits 7..6 taken in the low half and 5..4 in the high
- * half, are its values 0 .. 63; bits 3..2 and 1..0, 64 .. 127. One GF2P8AFFINEQB takes the pair of bits in each byte
- * (a shift and a mask took two instructions: 1.2x slower in cache). Rows r0 .. r0 + 15 are row_bytes apart, or
- * grouped (r0 a multiple of 4: a group's blocks b side by side). */
-#define BITS_TO_LOW(s) (long long)((1ull << (s)) << 56 | (1ull << ((s) + 1)) << 48) /* bits s+1, s to 1, 0 */
+ * half, are its values 0 .. 63; bits 3..2 and 1..0, 64 .. 127 (BITS_TO_LOW: with a shift and a mask, 1.2x slower
+ * in cache). Rows r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by
+ * side), each at a constant offset from the first (a division per row cost 1.3x in cache). */
 static inline __attribute__((always_inline)) void weight_a_tiles(const uint8_t *w, int64_t row_bytes, int64_t b,
                                                                 int64_t r0, int grouped, int8_t *out) {
     const __m512i first = _mm512_inserti64x4(_mm512_set1_epi64(BITS_TO_LOW(6)), _mm256_set1_epi64x(BITS_TO_LOW(4)), 1);
     const __m512i second = _mm512_inserti64x4(_mm512_set1_epi64(BITS_TO_LOW(2)), _mm256_set1_epi64x(BITS_TO_LOW(0)), 1);
     const uint8_t *base = w + (grouped ? tl_group_block_at(row_bytes, TL_I2_S_BYTES, r0, b) : r0 * row_bytes + b * TL_I2_S_BYTES);
 #pragma GCC unroll 16
-    for (int i = 0; i < TILE_ROWS; i++) { /* constant offsets from one base (a division per row cost 1.3x in cache) */
+    for (int i = 0; i < TILE_ROWS; i++) {
         const uint8_t *p = base + (grouped ? i / TL_GROUP_ROWS * TL_GROUP_ROWS * row_bytes + i % TL_GROUP_ROWS * TL_I2_S_BYTES
                                            : i * row_bytes);
         __m512i z = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
