@@ -1,5 +1,5 @@
 """AMX-INT8 (native/kernels/i2_s_amx.c): where the CPU has it, i2_s (and tq2_0, which the engine repacks as i2_s) runs
-8 tokens or more in tiles, two ways (8 to 32 tokens with the weights as the tiles' A, more with the activations as A).
+5 tokens or more in tiles, two ways (5 to 32 tokens with the weights as the tiles' A, more with the activations as A).
 Its kernels must equal the i2_s reference bit for bit, in rows and in row groups, at every edge (token counts around
 both ways' limits and tails, rows outside whole 16-row tiles, chunk cuts inside a tile, rows too long for its buffers),
 its int32 sums must hold at the longest rows it takes both ways, and a model's logits must equal those of the AVX-512
@@ -22,15 +22,18 @@ needs_amx = pytest.mark.skipif("amx" not in simd_isas(), reason="this CPU (or OS
 @pytest.mark.parametrize(
     "rows,cols,n",
     [
-        (32, 128, 8),  # few tokens: the fewest, in one tile cut to 8 tokens
+        (32, 128, 5),  # few tokens: the fewest, in one tile cut to 5 tokens
+        (32, 128, 8),
         (48, 768, 15),  # a 16-row block after a 32-row one; one token tile cut to 15
         (64, 256, 16),  # one whole token tile
         (32, 384, 17),  # a second token tile of one token
         (64, 2560, 32),  # a whole pair of token tiles
-        (64, 256, 7),  # fewer than 8 tokens: AVX-512
+        (64, 256, 4),  # fewer than 5 tokens: AVX-512
         (48, 768, 33),  # many tokens: two whole tiles, a token after them through AVX-512
         (412, 2560, 37),  # the probe's cut at row 206, inside a tile: rows on either side through AVX-512
         (64, 1024, 40),  # two whole tiles, then 8 tokens the few-token way
+        (64, 1024, 37),  # two whole tiles, then 5 tokens the few-token way
+        (64, 1024, 36),  # two whole tiles, then 4 through AVX-512
         (96, 6912, 64),  # 2B-4T's down_proj rows
         (32, 8192, 17),  # the longest rows AMX takes, few tokens
         (32, 8192, 48),  # and many

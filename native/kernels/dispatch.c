@@ -41,7 +41,7 @@ static const tl_kernels avx512 = {"avx512", AVX512_KERNELS(tl_i2_s_avx512), NULL
                               tl_kv_f32_to_f16_avx512, tl_kv_f16_to_f32_avx512, tl_attention_f16_avx512
 static const tl_kernels avx512vbmi = {"avx512vbmi", AVX512_KERNELS(tl_i2_s_avx512), VBMI_KERNELS(tl_i2_s_r4_avx512)};
 #if defined(__linux__)
-/* AMX's tiles run i2_s (and tq2_0, read as i2_s) for 8 tokens and more; fewer through AVX-512 */
+/* AMX's tiles run i2_s (and tq2_0, read as i2_s) for 5 tokens and more; fewer through AVX-512 */
 static const tl_kernels amx = {"amx", AVX512_KERNELS(tl_i2_s_amx), VBMI_KERNELS(tl_i2_s_r4_amx)};
 
 /* AMX-TILE and AMX-INT8 (CPUID 7: EDX bits 24, 25), the OS saving tile state (XCR0 bits 17, 18) and Linux granting this

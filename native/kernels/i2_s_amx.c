@@ -3,14 +3,14 @@
  *   x 64 values, loaded straight from the int8 rows) times unsigned weight codes w + 1 B (64 values x 16 rows, each
  *   row's 4 consecutive values side by side: the "VNNI" order) into C[token][row]. The weights are decoded 32 rows at
  *   a time into B tiles on the stack (a transpose: weight_b_tiles()), then every pair of 16-token tiles runs over them.
- * - Few tokens (8 to 32: batched decode, prompt chunks beside it, a prompt's last tokens): the decode above, paid once
+ * - Few tokens (5 to 32: batched decode, prompt chunks beside it, a prompt's last tokens): the decode above, paid once
  *   per weight whatever the token count, is then most of the time. TDPBUSD adds the codes as A (16 rows x 64 values in
  *   the rows' own order: one GF2P8AFFINEQB per 64 values, weight_a_tiles()) times the activations as B (their VNNI
  *   order, gathered once per call: token_b_tiles()) into C[row][token], tiles cut to the tokens there are; each i2_s
  *   block's A tiles are decoded while the block before runs, so they stay in L1. On one 2560 x 2560 matrix from L3 this is
  *   1.6x as fast at 16 tokens and 1.3x at 32, but slower from 64 (every pair decodes the weights again).
- * Both run 2 x 2 tiles at once (4 C, 2 A and 2 B: all 8 tiles). Fewer than 8 tokens (the AVX-512 kernel is faster
- * there: the tiles' work does not shrink with the tokens), a token tail of under 8 after whole tiles, rows outside
+ * Both run 2 x 2 tiles at once (4 C, 2 A and 2 B: all 8 tiles). Fewer than 5 tokens (the AVX-512 kernel is faster
+ * there: the tiles' work does not shrink with the tokens), a token tail of under 5 after whole tiles, rows outside
  * whole 16-row tiles and rows longer than MAX_COLS go to the AVX-512 kernel (the engine's row chunks start on
  * multiples of 16 rows). */
 #include "kernels.h"
@@ -19,7 +19,7 @@
 #pragma GCC target("amx-tile,amx-int8,gfni")
 
 enum { TILE_ROWS = 16, BLOCK_ROWS = 32, CHUNK_VALUES = 64, TILE_BYTES = 1024, MAX_COLS = 8192 };
-enum { FEW_TOKENS_MIN = 8, FEW_TOKENS_MAX = 32 };
+enum { FEW_TOKENS_MIN = 5, FEW_TOKENS_MAX = 32 }; /* 4 tokens: level with AVX-512 on one thread from memory */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -286,7 +286,7 @@ __attribute__((noinline)) static void few_tokens(const uint8_t *w, int64_t cols,
     _tile_release();
 }
 
-/* Rows in whole 16-row tiles through AMX (many_tokens(), then few_tokens() for a tail of 8 or more), the rest
+/* Rows in whole 16-row tiles through AMX (many_tokens(), then few_tokens() for a tail of 5 or more), the rest
  * through simd (rows, or grouped). */
 static void matmul(const uint8_t *w, int64_t cols, int64_t r0, int64_t r1, const tl_qact *x, float w_scale, float *y,
                    int64_t ldy, int grouped, tl_ternary_fn *simd) {
