@@ -873,8 +873,8 @@ static void norm_quantize(tl_ctx *ctx, float *out, const float *in, const tl_ten
     int32_t parts = PREP_PARTS_PER_THREAD * tl_pool_size(ctx->m->pool);
     prep_task p = {ctx, out, in, norm, n, n < parts ? 1 : parts, c->act_bits[input] == 4 ? 4 : 8, 1, dim, width,
                    topk_keep(c->act_topk[input], dim)}; /* one token: no dispatch */
-    if (p.keep == dim) { /* no top-K: chunks of whole groups of lanes (one token: no dispatch); 5 to 8 tokens in two
-                            groups of 4, so both threads work (one of 8 left the other waiting: 2.8 ms of an 8-stream step) */
+    if (p.keep == dim) { /* no top-K: chunks of whole groups of lanes (one token: no dispatch); 5 to 8 tokens in
+                            two groups of 4, so both threads work (one group of 8 took 2.8 ms of an 8-stream step) */
         p.align = n > NORM_LANES ? NORM_LANES : NORM_LANES / 2;
         int32_t groups = (n + p.align - 1) / p.align;
         p.parts = groups < parts ? groups : parts;

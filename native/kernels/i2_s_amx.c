@@ -7,8 +7,8 @@
  *   per weight whatever the token count, is then most of the time. TDPBUSD adds the codes as A (16 rows x 64 values in
  *   the rows' own order: one GF2P8AFFINEQB per 64 values, weight_a_tiles()) times the activations as B (their VNNI
  *   order, gathered once per call: token_b_tiles()) into C[row][token], tiles cut to the tokens there are; each i2_s
- *   block's A tiles are decoded while the block before runs, so they stay in L1. On one 2560 x 2560 matrix from L3 this is
- *   1.6x as fast at 16 tokens and 1.3x at 32, but slower from 64 (every pair decodes the weights again).
+ *   block's A tiles are decoded while the block before runs, so they stay in L1. On one 2560 x 2560 matrix from L3
+ *   this is 1.6x as fast at 16 tokens and 1.3x at 32, but slower from 64 (every pair decodes the weights again).
  * Both run 2 x 2 tiles at once (4 C, 2 A and 2 B: all 8 tiles). Fewer than 5 tokens (the AVX-512 kernel is faster
  * there: the tiles' work does not shrink with the tokens), a token tail of under 5 after whole tiles, rows outside
  * whole 16-row tiles and rows longer than MAX_COLS go to the AVX-512 kernel (the engine's row chunks start on
@@ -19,7 +19,7 @@
 #pragma GCC target("amx-tile,amx-int8,gfni")
 
 enum { TILE_ROWS = 16, BLOCK_ROWS = 32, CHUNK_VALUES = 64, TILE_BYTES = 1024, MAX_COLS = 8192 };
-enum { FEW_TOKENS_MIN = 5, FEW_TOKENS_MAX = 32 }; /* 4 tokens: level with AVX-512 on one thread from memory */
+enum { FEW_TOKENS_MIN = 5, FEW_TOKENS_MAX = 32 }; /* AVX-512 is ahead up to 4 tokens (one thread, from memory) */
 
 typedef struct {
     uint8_t palette, start_row, reserved[14];
@@ -76,6 +76,11 @@ static inline __attribute__((always_inline)) void store_c(int32_t c[2][2][TILE_R
  * and a mask took two (both ways decode i2_s's 2-bit codes with it) */
 #define BITS_TO_LOW(s) (long long)((1ull << (s)) << 56 | (1ull << ((s) + 1)) << 48) /* bits s+1, s to 1, 0 */
 
+/* Row r's i2_s block b: rows row_bytes apart, or grouped (a group's blocks b side by side) */
+static inline const uint8_t *row_block(const uint8_t *w, int64_t row_bytes, int64_t r, int64_t b, int grouped) {
+    return w + (grouped ? tl_group_block_at(row_bytes, TL_I2_S_BYTES, r, b) : r * row_bytes + b * TL_I2_S_BYTES);
+}
+
 /* The index vectors of an 8 x 16 transpose in three rounds of vpermt2d (see weight_b_tiles()) */
 typedef struct { __m512i lo[3], hi[3]; } transpose_index;
 
@@ -108,7 +113,7 @@ static inline __attribute__((always_inline)) void weight_b_tiles(const uint8_t *
                                                                 int64_t r0, int grouped, const transpose_index *ix,
                                                                 int8_t *out, int tiles_per_chunk) {
     __m512i z[8];
-    const uint8_t *base = w + (grouped ? tl_group_block_at(row_bytes, TL_I2_S_BYTES, r0, b) : r0 * row_bytes + b * TL_I2_S_BYTES);
+    const uint8_t *base = row_block(w, row_bytes, r0, b, grouped);
     for (int i = 0; i < 8; i++) { /* rows 2i and 2i + 1: lane 8 (r % 2) + d */
         const uint8_t *p = base + (grouped ? i / 2 * TL_GROUP_ROWS * row_bytes + i % 2 * 2 * TL_I2_S_BYTES : 2 * i * row_bytes);
         z[i] = grouped ? _mm512_loadu_si512(p)
@@ -190,12 +195,12 @@ __attribute__((noinline)) static void many_tokens(const uint8_t *w, int64_t cols
  * 4, 2, 0, so a row's 32 bytes in both halves of a register, bits 7..6 taken in the low half and 5..4 in the high
  * half, are its values 0 .. 63; bits 3..2 and 1..0, 64 .. 127 (BITS_TO_LOW: with a shift and a mask, 1.2x slower
  * in cache). Rows r0 .. r0 + 15 are row_bytes apart, or grouped (r0 a multiple of 4: a group's blocks b side by
- * side), each at a constant offset from the first (a division per row cost 1.3x in cache). */
+ * side), each at a constant offset from the first (a division per row cost 1.2x in cache). */
 static inline __attribute__((always_inline)) void weight_a_tiles(const uint8_t *w, int64_t row_bytes, int64_t b,
                                                                 int64_t r0, int grouped, int8_t *out) {
     const __m512i first = _mm512_inserti64x4(_mm512_set1_epi64(BITS_TO_LOW(6)), _mm256_set1_epi64x(BITS_TO_LOW(4)), 1);
     const __m512i second = _mm512_inserti64x4(_mm512_set1_epi64(BITS_TO_LOW(2)), _mm256_set1_epi64x(BITS_TO_LOW(0)), 1);
-    const uint8_t *base = w + (grouped ? tl_group_block_at(row_bytes, TL_I2_S_BYTES, r0, b) : r0 * row_bytes + b * TL_I2_S_BYTES);
+    const uint8_t *base = row_block(w, row_bytes, r0, b, grouped);
 #pragma GCC unroll 16
     for (int i = 0; i < TILE_ROWS; i++) {
         const uint8_t *p = base + (grouped ? i / TL_GROUP_ROWS * TL_GROUP_ROWS * row_bytes + i % TL_GROUP_ROWS * TL_I2_S_BYTES
