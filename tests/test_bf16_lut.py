@@ -179,12 +179,14 @@ def test_output_matrix_sized():
 @pytest.mark.parametrize(
     "rows,cols,n",
     [(1, 64, 1), (37, 128, 1), (37, 192, 2), (13, 256, 3), (45, 1280, 4), (70, 768, 5), (38, 2560, 6), (22, 1280, 7),
-     (1023, 512, 8), (29, 512, 13), (640, 2560, 1), (413, 2560, 9), (17, 2560, 16), (61, 6912, 4)],
+     (1023, 512, 8), (29, 512, 13), (640, 2560, 1), (413, 2560, 9), (17, 2560, 16), (61, 6912, 4), (3, 2560, 8),
+     (21, 6912, 11)],
 )  # fmt: skip
 def test_lut_kernels_equal_the_bf16_reference(rows, cols, n):
     """The layout's reference and each SIMD kernel on it against the bf16 reference (checked against numpy in
     test_kernels.py) bit for bit: the same weights in the same canonical order. 1-16 tokens (tiles of 1-4 tokens and
-    their remainders; 5-8, 9, 13 and 16 as batched decode passes them), rows of one to 108 blocks, most row counts
+    their remainders; 5-8, 9, 11, 13 and 16 as batched decode passes them: from 8, 2 x 8 tiles over chunks of 256
+    columns, exceptions in most chunks, then single rows), rows of one to 108 blocks, most row counts
     ending in a part group (1023: the last group holds 3 rows), each matrix in two calls whose second starts at a row
     past 0 (tl_matmul_float cuts rows as the engine does)."""
     bf16 = hard_matrix(rows, cols)

@@ -185,10 +185,11 @@ def test_float_reference_agrees_with_numpy(name):
 @pytest.mark.parametrize(
     "rows,cols,n",
     [(1, 16, 1), (37, 512, 1), (37, 512, 3), (30, 512, 5), (45, 2560, 7), (1023, 256, 8), (13, 256, 9),
-     (7, 2560, 13), (640, 2560, 16), (9, 80, 2)],
+     (7, 2560, 13), (640, 2560, 16), (9, 80, 2), (11, 560, 8)],
 )  # fmt: skip
-# tokens: tiles of 1-4 and their remainders, and the 5-16 of batched decode; 1023 rows: a last part tile;
-# 80 columns: whole 64-byte lines of bf16, then 16 values
+# tokens: tiles of 1-4 and their remainders, and the 5-16 of batched decode (from 8, AVX-512's 2 x 8 tiles over
+# chunks of columns, then single rows); 1023 rows: a last part tile; 80 and 560 columns: whole 64-byte lines of bf16,
+# then 16 values
 def test_float_simd_matches_reference(name, rows, cols, n):
     isas = simd_isas()
     if not isas:

@@ -39,6 +39,8 @@ static inline __m512i halves32(int lo, int hi) { return _mm512_inserti64x4(_mm51
 static inline __m512 acc_zero(void) { return _mm512_setzero_ps(); }
 static inline __m512 acc_fma(__m512 acc, __m512 w, __m512 x) { return _mm512_fmadd_ps(w, x, acc); }
 static inline __m512 load_x(const float *p) { return _mm512_loadu_ps(p); }
+/* v loaded once into a register: GCC would fold its load into each FMA that uses it, one load per row of a tile */
+#define keep_in_register(v) __asm__("" : "+v"(v))
 static inline float acc_sum(__m512 acc) {
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));

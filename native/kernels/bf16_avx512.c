@@ -19,6 +19,7 @@ static inline void load_w_line(const uint8_t *const *line_row, int64_t k, __m512
     *hi = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32((int)0xffff0000u)));
 }
 #define LOAD_W_LINE
+#define FTILE_WIDE_ROWS 2
 #define ELEM_BYTES 2
 #define FLOAT_KERNEL tl_bf16_avx512
 #include "float_tile.h"

@@ -19,8 +19,8 @@ static const uint8_t INTERLEAVE[64] __attribute__((aligned(64))) = {
     LANE(0), LANE(1), LANE(2), LANE(3), LANE(4), LANE(5), LANE(6), LANE(7),
     LANE(8), LANE(9), LANE(10), LANE(11), LANE(12), LANE(13), LANE(14), LANE(15)};
 
-/* A row's decoding state: its table (4 times), header, block 0, and the column of its next exception (INT64_MAX: none
- * left). */
+/* A row's decoding state from column k0: its table (4 times), header, block 0, and the column of its next exception
+ * from k0 (INT64_MAX: none left). */
 typedef struct {
     __m512i table;
     const uint8_t *header, *blocks;
@@ -53,10 +53,10 @@ static __attribute__((noinline)) int64_t exception_from(const uint8_t *header, i
     return i < n ? column_of(list, i) : INT64_MAX;
 }
 
-static inline lut_row w_row(const uint8_t *w, int64_t row_bytes, int64_t r) {
+static inline lut_row w_row(const uint8_t *w, int64_t row_bytes, int64_t r, int64_t k0) {
     const uint8_t *header = w + tl_bf16_lut_header_at(row_bytes, r);
     lut_row s = {_mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)header)), header,
-                 w + tl_bf16_lut_block_at(row_bytes, r, 0), exception_from(header, 0)};
+                 w + tl_bf16_lut_block_at(row_bytes, r, 0), exception_from(header, k0)};
     return s;
 }
 
@@ -94,6 +94,7 @@ static inline void load_w_line(lut_row *s, int64_t k, __m512 *lo, __m512 *hi) {
 }
 #define LOAD_W_LINE
 #define W_ROW lut_row
+#define FTILE_WIDE_ROWS 2
 #define ROW_BYTES(cols) tl_bf16_lut_row_bytes(cols)
 #define FLOAT_KERNEL tl_bf16_lut_vbmi
 #include "float_tile.h"

@@ -17,15 +17,13 @@ static inline ACC block_dot(ACC acc, const float *values, const float *x) {
 }
 #endif
 
-enum { BT_TILE = 4 }; /* float_tile.h's FTILE */
-
+/* float_tile.h's tile: acc[r][t] += rows r0 .. r0 + R - 1 times tokens 0 .. T - 1 over columns k0 .. k1 - 1 (whole
+ * blocks). */
 static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int64_t r0, int R,
-                                                        const float *x, int64_t cols, int T, float out[BT_TILE][BT_TILE]) {
-    ACC acc[BT_TILE][BT_TILE];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = acc_zero();
-    float values[BT_TILE][BT_BLOCK_VALUES + 16] __attribute__((aligned(64))); /* room for per-block scales */
-    for (int64_t b = 0; b < cols / BT_BLOCK_VALUES; b++) {
+                                                        const float *x, int64_t cols, int T, int64_t k0, int64_t k1,
+                                                        ACC acc[FTILE][FTILE_T]) {
+    float values[FTILE][BT_BLOCK_VALUES + 16] __attribute__((aligned(64))); /* room for per-block scales */
+    for (int64_t b = k0 / BT_BLOCK_VALUES; b < k1 / BT_BLOCK_VALUES; b++) {
         for (int r = 0; r < R; r++) {
             const uint8_t *block = w + (r0 + r) * row_bytes + b * BT_BLOCK_BYTES;
             for (int off = 0; off < BT_BLOCK_BYTES; off += 64) prefetch_l2(block + PREFETCH_TILES * R * row_bytes + off);
@@ -34,8 +32,6 @@ static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_
         for (int t = 0; t < T; t++)
             for (int r = 0; r < R; r++) acc[r][t] = block_dot(acc[r][t], values[r], x + t * cols + b * BT_BLOCK_VALUES);
     }
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) out[r][t] = acc_sum(acc[r][t]);
 }
 
 #define ROW_BYTES(cols) ((cols) / BT_BLOCK_VALUES * BT_BLOCK_BYTES)

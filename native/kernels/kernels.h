@@ -93,6 +93,8 @@ typedef struct {
 /* Weight rows are fetched PREFETCH_TILES row tiles ahead, into L2 only: short rows read as 4 interleaved streams
  * defeat the hardware prefetcher, and prefetches into L1 hold its few miss buffers (a core then reads ~40% less). */
 enum { PREFETCH_TILES = 4 };
+/* float_tile.h's tiles: at most FTILE rows x FTILE_T tokens */
+enum { FTILE = 4, FTILE_T = 8 };
 #define prefetch_l2(p) __builtin_prefetch((p), 0, 1)
 
 /* The fastest table this CPU supports, or a lower one forced by TRITLM_ISA (x86-64: ref|avx2|avxvnni|avx512|avx512vbmi|amx; ARM64:
