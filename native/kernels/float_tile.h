@@ -14,9 +14,9 @@
  * row's first byte, and the byte it reads values k .. at (prefetched PREFETCH_TILES tiles of rows further on).
  * block_tile.h includes this driver over its own tile for the block-quantized types.
  * Tiles of up to 4 rows x 4 tokens reuse each converted weight vector for 4 tokens. An ISA whose 16 lanes take four
- * registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. With LOAD_W_LINE, FTILE_WIDE_ROWS
- * (and keep_in_register(v)) takes 8 tokens at a time in tiles of FTILE_WIDE_ROWS x 8 (2 x 8: 16 accumulators), each
- * line decoded once for 8 tokens: 8 streams' logit rows are bound by the decoding and the FMAs, not by memory. */
+ * registers (NEON) uses 2 x 2 tiles, so the accumulators stay in its 32 registers. FTILE_WIDE_ROWS (AVX-512, with
+ * keep_in_register(v)) takes 8 tokens at a time in tiles of FTILE_WIDE_ROWS x 8 (2 x 8: 16 accumulators), each line
+ * (or block) decoded once for 8 tokens: 8 streams' logit rows are bound by the decoding and the FMAs, not by memory. */
 
 #ifndef FTILE_ROWS
 #define FTILE_ROWS 4

@@ -34,6 +34,7 @@ static inline void unpack(const uint8_t *block, float *values) {
 }
 #define BT_BLOCK_VALUES TL_QK_K
 #define BT_BLOCK_BYTES TL_Q6_K_BYTES
+#define FTILE_WIDE_ROWS 2
 #define BT_KERNEL tl_q6_k_avx512
 #include "block_tile.h"
 #endif
