@@ -12,7 +12,6 @@
  * float_tile.h's FTILE_WIDE_ROWS on AVX-512; q8_0's own block_dot loads its values and x at every FMA, and 2 x 8 tiles
  * ran it slower (`make bench-kernels`: 8 tokens 2.7 -> 3.3x one). */
 
-
 /* float_tile.h's tile: acc[r][t] += rows r0 .. r0 + R - 1 times tokens 0 .. T - 1 over columns k0 .. k1 - 1 (whole
  * blocks). */
 static inline __attribute__((always_inline)) void ftile(const uint8_t *w, int64_t row_bytes, int64_t r0, int R,

@@ -129,6 +129,9 @@ static inline void narrow_tiles(const uint8_t *w, int64_t row_bytes, int64_t r0,
  * chunks, so the 8 tokens' chunk (8 KiB) stays in L1 (read from L2 at every row pair, 2 rows x 8 tokens ran slower
  * than 4 x 4). The block's rows stay in L2 for the next 8 tokens. */
 enum { FWIDE_BLOCK = 16, FWIDE_CHUNK = 256 };
+#ifdef BT_BLOCK_VALUES
+_Static_assert(FWIDE_CHUNK % BT_BLOCK_VALUES == 0, "a chunk of columns holds whole blocks");
+#endif
 static void wide_tiles(const uint8_t *w, int64_t row_bytes, int64_t r0, int64_t r1, const float *x, int64_t cols, int32_t n,
                        float *y, int64_t ldy) {
     enum { R = FTILE_WIDE_ROWS, T = 8 };
