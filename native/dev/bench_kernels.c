@@ -298,8 +298,8 @@ int main(int argc, char **argv) {
         uint8_t *copies = tl_alloc_huge((size_t)(matrix_bytes * n_copies + TL_LUT_READ_PAST));
         for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] = lut ? lut[i % matrix_bytes] : (uint8_t)rand();
         free(lut);
-        if (s->type == TL_BF16) /* finite bf16 values only */
-            for (int64_t i = 1; i < matrix_bytes * n_copies; i += 2) copies[i] &= 0x3f;
+        if (s->type == TL_BF16) /* magnitudes 2^-31 .. 2^1: finite, and no products below f32's normals (assists) */
+            for (int64_t i = 1; i < matrix_bytes * n_copies; i += 2) copies[i] = (uint8_t)(copies[i] & 0x8f) | 0x30;
         if (s->type == TL_Q8_0 || s->type == TL_Q6_K || s->type == TL_Q4_K) /* finite fp16 block scales */
             for (int64_t i = 0; i < matrix_bytes * n_copies; i++) copies[i] &= 0x3b;
         for (int ii = 0; ii < (int)(sizeof isas / sizeof isas[0]); ii++) {
