@@ -50,6 +50,9 @@ def main() -> int:
     if args.depth < 0 or min(args.tokens) < 1 or args.streams < 0 or args.reps < 1:
         print("error: --depth and --streams must be >= 0, --tokens and --reps >= 1", file=sys.stderr)
         return 2
+    if args.phases and not args.streams:
+        print("error: --phases times the --streams step: give --streams", file=sys.stderr)
+        return 2
     try:
         run(args)
     except InputError as e:  # a missing or bad file, a context the model cannot hold

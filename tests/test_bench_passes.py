@@ -46,6 +46,7 @@ def test_bad_arguments_and_files(tiny_gguf, tmp_path):
         (("-m", tiny_gguf, "--depth", "-1"), "error: --depth and --streams must be >= 0, --tokens and --reps >= 1"),
         (("-m", str(tmp_path / "missing.gguf")), "error: cannot open"),
         (("-m", tiny_gguf, "--depth", "100000"), "context size"),
+        (("-m", tiny_gguf, "--phases"), "error: --phases times the --streams step: give --streams"),
     ]:
         done = passes(*args)
         assert done.returncode != 0 and message in done.stderr and len(done.stderr.splitlines()) == 1, (
